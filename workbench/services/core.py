@@ -1,0 +1,127 @@
+"""Use cases over the store: what the CLI, the app and the Python API all call."""
+
+from __future__ import annotations
+
+import getpass
+import hashlib
+import os
+from pathlib import Path
+from typing import Any
+
+from curation.formats import FileReadError, ParsedFile, parse_file
+from curation.records import Conversation, Message, Provenance
+from workbench.store import Store, StoreError
+
+
+def default_actor() -> str:
+    return os.environ.get("SIFT_ACTOR") or getpass.getuser() or "unknown"
+
+
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+class CoreService:
+    store: Store
+
+    def import_files(
+        self,
+        paths: list[str | Path],
+        *,
+        format: str = "auto",
+        actor: str | None = None,
+        licence: str | None = None,
+    ) -> dict[str, Any]:
+        """Import files, each in its own transaction.
+
+        Every file is read and mapped before anything is written, so an unreadable file stops
+        the whole command with nothing changed.
+        """
+        actor = actor or default_actor()
+        parsed: list[tuple[ParsedFile, str]] = []
+        for p in paths:
+            path = Path(p)
+            pf = parse_file(path, format)
+            parsed.append((pf, file_sha256(path)))
+        files = [self.store.import_parsed(pf, sha256=sha, actor=actor, licence=licence) for pf, sha in parsed]
+        totals = {k: sum(f[k] for f in files) for k in ("rows", "imported", "already_present", "quarantined")}
+        return {"files": files, "totals": totals}
+
+    def stats(self) -> dict[str, Any]:
+        return self.store.stats()
+
+    def show(self, conversation_id: str, revision: int | None = None) -> dict[str, Any]:
+        return self.store.get_conversation(conversation_id, revision)
+
+    def list(self, **filters: Any) -> dict[str, Any]:
+        return self.store.list_conversations(**filters)
+
+    def quarantine(self, *, limit: int = 100, offset: int = 0, source: str | None = None) -> dict[str, Any]:
+        return self.store.quarantine_rows(limit=limit, offset=offset, source=source)
+
+    def sources(self) -> list[dict[str, Any]]:
+        return self.store.sources()
+
+    def set_status(
+        self,
+        ids: list[str],
+        status: str,
+        *,
+        actor: str | None = None,
+        reason: str | None = None,
+        expected_revision: int | None = None,
+    ) -> int:
+        if status == "rejected" and reason is not None and not reason.strip():
+            raise StoreError("a rejection needs a reason")
+        return self.store.set_status(
+            ids, status, actor=actor or default_actor(), reason=reason, expected_revision=expected_revision
+        )
+
+    def accept(self, ids: list[str], *, actor: str | None = None) -> int:
+        return self.set_status(ids, "accepted", actor=actor)
+
+    def reject(self, ids: list[str], reason: str, *, actor: str | None = None) -> int:
+        return self.set_status(ids, "rejected", actor=actor, reason=reason)
+
+    def comment(self, conversation_id: str, text: str, *, actor: str | None = None) -> None:
+        if not text.strip():
+            raise StoreError("a comment cannot be empty")
+        self.store.add_event(conversation_id, "comment", {"text": text}, actor=actor or default_actor())
+
+    def tag(self, ids: list[str], tags: list[str], *, actor: str | None = None, remove: bool = False) -> int:
+        return self.store.set_tags(ids, tags, actor=actor or default_actor(), add=not remove)
+
+    def edit(
+        self,
+        conversation_id: str,
+        messages: list[Message] | list[dict[str, Any]],
+        *,
+        base_revision: int,
+        actor: str | None = None,
+        note: str | None = None,
+    ) -> int:
+        """Save edited messages as a new revision; refused if someone saved since `base_revision`."""
+        actor = actor or default_actor()
+        current = self.store.get_conversation(conversation_id)
+        msgs = tuple(m if isinstance(m, Message) else Message.from_dict(m) for m in messages)
+        conv = Conversation(msgs, tuple(current["tools"]), current["metadata"])
+        return self.store.add_revision(
+            current["id"],
+            conv,
+            actor=actor,
+            kind="edit",
+            expected_revision=base_revision,
+            note=note,
+            provenance=Provenance(kind="edit", actor=actor),
+        )
+
+    def conversation(self, conversation_id: str, revision: int | None = None) -> Conversation:
+        d = self.show(conversation_id, revision)
+        return Conversation.from_dict(d)
+
+
+__all__ = ["CoreService", "FileReadError", "default_actor"]

@@ -1,0 +1,651 @@
+"""Conversations, revisions, provenance, events, sources, quarantine and stage flags."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+
+from curation.formats import ParsedFile
+from curation.records import Conversation, Provenance, content_id
+from workbench.store._db import ConflictError, Database, Migration, NotFound, StoreError, dumps, first, now
+
+STATUSES = ("pending", "accepted", "rejected")
+
+MIGRATIONS = [
+    Migration(
+        "core",
+        1,
+        """
+        CREATE SEQUENCE source_ids START 1;
+        CREATE TABLE sources (
+            id INTEGER PRIMARY KEY, path TEXT NOT NULL, name TEXT NOT NULL, sha256 TEXT NOT NULL,
+            format TEXT NOT NULL, rows INTEGER NOT NULL, imported INTEGER NOT NULL,
+            already_present INTEGER NOT NULL, quarantined INTEGER NOT NULL, licence TEXT,
+            actor TEXT NOT NULL, ts TIMESTAMP NOT NULL);
+        CREATE TABLE conversations (
+            id TEXT PRIMARY KEY, status TEXT NOT NULL, revision INTEGER NOT NULL,
+            family_id TEXT NOT NULL, metadata TEXT NOT NULL, tags TEXT[] NOT NULL,
+            created_at TIMESTAMP NOT NULL, updated_at TIMESTAMP NOT NULL);
+        CREATE TABLE revisions (
+            conversation_id TEXT NOT NULL, revision INTEGER NOT NULL, content TEXT NOT NULL,
+            content_sha256 TEXT NOT NULL, search_text TEXT NOT NULL, n_messages INTEGER NOT NULL,
+            kind TEXT NOT NULL, actor TEXT NOT NULL, note TEXT, provenance TEXT,
+            ts TIMESTAMP NOT NULL, PRIMARY KEY (conversation_id, revision));
+        CREATE TABLE provenance (
+            conversation_id TEXT NOT NULL, source_id INTEGER, data TEXT NOT NULL,
+            ts TIMESTAMP NOT NULL);
+        CREATE SEQUENCE event_ids START 1;
+        CREATE TABLE events (
+            id BIGINT PRIMARY KEY, conversation_id TEXT, kind TEXT NOT NULL, data TEXT NOT NULL,
+            actor TEXT NOT NULL, ts TIMESTAMP NOT NULL);
+        CREATE TABLE quarantine (
+            source_id INTEGER NOT NULL, file TEXT NOT NULL, line INTEGER NOT NULL,
+            row_index INTEGER NOT NULL, field TEXT NOT NULL, message TEXT NOT NULL,
+            raw TEXT NOT NULL, ts TIMESTAMP NOT NULL);
+        CREATE TABLE stage_runs (
+            id TEXT PRIMARY KEY, stage TEXT NOT NULL, config TEXT NOT NULL, stats TEXT,
+            actor TEXT NOT NULL, started_at TIMESTAMP NOT NULL, finished_at TIMESTAMP);
+        CREATE TABLE flags (
+            conversation_id TEXT NOT NULL, revision INTEGER NOT NULL, stage TEXT NOT NULL,
+            reason TEXT NOT NULL, severity TEXT NOT NULL, message TEXT NOT NULL, details TEXT,
+            run_id TEXT, ts TIMESTAMP NOT NULL);
+        CREATE INDEX flags_conv ON flags (conversation_id);
+        CREATE INDEX prov_conv ON provenance (conversation_id);
+        CREATE INDEX events_conv ON events (conversation_id);
+        """,
+    ),
+]
+
+
+def search_text(conv: Conversation) -> str:
+    return "\n".join(m.text for m in conv.messages)
+
+
+class CoreStore:
+    db: Database
+
+    # ------------------------------------------------------------ import
+
+    def import_parsed(
+        self, parsed: ParsedFile, *, sha256: str, actor: str, licence: str | None = None
+    ) -> dict[str, Any]:
+        """Land one parsed file in one transaction. Returns the file's counts."""
+        at = now()
+        ids: list[str] = []
+        contents: list[str] = []
+        for m in parsed.mapped:
+            cj = m.conversation.content_json()
+            contents.append(cj)
+            ids.append(content_id(cj))
+        with self.db.transaction() as con:
+            present: set[str] = set()
+            if ids:
+                con.register("_cand", pa.table({"id": list(set(ids))}))
+                present = {
+                    r[0]
+                    for r in con.execute(
+                        "SELECT c.id FROM conversations c SEMI JOIN _cand USING (id)"
+                    ).fetchall()
+                }
+                con.unregister("_cand")
+            new_idx: list[int] = []
+            seen = set(present)
+            for i, cid in enumerate(ids):
+                if cid not in seen:
+                    seen.add(cid)
+                    new_idx.append(i)
+            imported = len(new_idx)
+            already = len(ids) - imported
+            source_id = con.execute("SELECT nextval('source_ids')").fetchall()[0][0]  # type: ignore[index]
+            con.execute(
+                "INSERT INTO sources VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                [
+                    source_id,
+                    str(parsed.path.resolve()),
+                    parsed.path.name,
+                    sha256,
+                    parsed.format,
+                    parsed.rows,
+                    imported,
+                    already,
+                    len(parsed.quarantined),
+                    licence,
+                    actor,
+                    at,
+                ],
+            )
+            if new_idx:
+                convs = [parsed.mapped[i].conversation for i in new_idx]
+                new_ids = [ids[i] for i in new_idx]
+                n = len(new_idx)
+                con.register(
+                    "_conv",
+                    pa.table(
+                        {
+                            "id": new_ids,
+                            "metadata": [dumps(c.metadata) for c in convs],
+                        }
+                    ),
+                )
+                con.execute(
+                    "INSERT INTO conversations SELECT id, 'pending', 1, id, metadata, [], ?, ? FROM _conv",
+                    [at, at],
+                )
+                con.unregister("_conv")
+                con.register(
+                    "_rev",
+                    pa.table(
+                        {
+                            "conversation_id": new_ids,
+                            "content": [contents[i] for i in new_idx],
+                            "search_text": [search_text(c) for c in convs],
+                            "n_messages": pa.array([len(c.messages) for c in convs], pa.int32()),
+                        }
+                    ),
+                )
+                con.execute(
+                    "INSERT INTO revisions SELECT conversation_id, 1, content, sha256(content), "
+                    "search_text, n_messages, 'import', ?, NULL, NULL, ? FROM _rev",
+                    [actor, at],
+                )
+                con.unregister("_rev")
+                del n
+            if ids:
+                prov = [
+                    dumps(
+                        Provenance(
+                            kind="import",
+                            source=parsed.path.name,
+                            line=m.line,
+                            format=parsed.format,
+                            mapping=m.mapping,
+                        ).to_dict()
+                    )
+                    for m in parsed.mapped
+                ]
+                con.register("_prov", pa.table({"conversation_id": ids, "data": prov}))
+                con.execute(
+                    "INSERT INTO provenance SELECT conversation_id, ?, data, ? FROM _prov",
+                    [source_id, at],
+                )
+                con.unregister("_prov")
+            if parsed.quarantined:
+                q = parsed.quarantined
+                con.register(
+                    "_q",
+                    pa.table(
+                        {
+                            "line": pa.array([x.line for x in q], pa.int32()),
+                            "row_index": pa.array([x.index for x in q], pa.int32()),
+                            "field": [x.field for x in q],
+                            "message": [x.message for x in q],
+                            "raw": [x.raw for x in q],
+                        }
+                    ),
+                )
+                con.execute(
+                    "INSERT INTO quarantine SELECT ?, ?, line, row_index, field, message, raw, ? FROM _q",
+                    [source_id, str(parsed.path), at],
+                )
+                con.unregister("_q")
+            con.execute(
+                "INSERT INTO events VALUES (nextval('event_ids'), NULL, 'import', ?, ?, ?)",
+                [dumps({"source_id": source_id, "file": parsed.path.name}), actor, at],
+            )
+        return {
+            "path": str(parsed.path),
+            "format": parsed.format,
+            "rows": parsed.rows,
+            "imported": imported,
+            "already_present": already,
+            "quarantined": len(parsed.quarantined),
+        }
+
+    # ------------------------------------------------------------ reads
+
+    def stats(self) -> dict[str, Any]:
+        with self.db.connect() as con:
+            one = lambda sql: con.execute(sql).fetchall()[0][0]  # noqa: E731
+            by_status = dict.fromkeys(STATUSES, 0)
+            for s, n in con.execute("SELECT status, count(*) FROM conversations GROUP BY 1").fetchall():
+                by_status[s] = n
+            return {
+                "conversations": one("SELECT count(*) FROM conversations"),
+                "revisions": one("SELECT count(*) FROM revisions"),
+                "quarantined": one("SELECT count(*) FROM quarantine"),
+                "sources": one("SELECT count(*) FROM sources"),
+                "by_status": by_status,
+            }
+
+    def _conv_row(self, con: duckdb.DuckDBPyConnection, cid: str) -> tuple[Any, ...]:
+        row = first(
+            con.execute(
+                "SELECT id, status, revision, family_id, metadata, tags, created_at, updated_at "
+                "FROM conversations WHERE id = ?",
+                [cid],
+            )
+        )
+        if row is None:
+            matches = con.execute(
+                "SELECT id FROM conversations WHERE starts_with(id, ?) LIMIT 2", [cid]
+            ).fetchall()
+            if len(matches) == 1 and len(cid) >= 4:
+                return self._conv_row(con, matches[0][0])
+            raise NotFound(f"no conversation {cid!r}")
+        return row
+
+    def get_conversation(self, cid: str, revision: int | None = None) -> dict[str, Any]:
+        """One conversation with its current (or a given) revision, provenance and history."""
+        with self.db.connect() as con:
+            cid, status, rev, family, meta, tags, created, updated = self._conv_row(con, cid)
+            want = revision or rev
+            r = first(
+                con.execute(
+                    "SELECT content, kind, actor, ts, provenance FROM revisions "
+                    "WHERE conversation_id = ? AND revision = ?",
+                    [cid, want],
+                )
+            )
+            if r is None:
+                raise NotFound(f"conversation {cid} has no revision {want}")
+            content = json.loads(r[0])
+            prov = [
+                {**json.loads(d), "source_id": s, "at": at.isoformat()}
+                for s, d, at in con.execute(
+                    "SELECT source_id, data, ts FROM provenance WHERE conversation_id = ? ORDER BY ts, source_id",
+                    [cid],
+                ).fetchall()
+            ]
+            history: list[dict[str, Any]] = []
+            for n, kind, actor, at, note, p in con.execute(
+                "SELECT revision, kind, actor, ts, note, provenance FROM revisions "
+                "WHERE conversation_id = ? ORDER BY revision",
+                [cid],
+            ).fetchall():
+                h = {"kind": "revision", "revision": n, "by": kind, "actor": actor, "at": at.isoformat()}
+                if note:
+                    h["note"] = note
+                if p:
+                    h["provenance"] = json.loads(p)
+                history.append(h)
+            for kind, data, actor, at in con.execute(
+                "SELECT kind, data, actor, ts FROM events WHERE conversation_id = ? ORDER BY id", [cid]
+            ).fetchall():
+                history.append({"kind": kind, **json.loads(data), "actor": actor, "at": at.isoformat()})
+            history.sort(key=lambda h: h["at"])
+            flags = [
+                {"stage": s, "reason": rc, "severity": sev, "message": msg, "details": json.loads(d) if d else None}
+                for s, rc, sev, msg, d in con.execute(
+                    "SELECT stage, reason, severity, message, details FROM flags "
+                    "WHERE conversation_id = ? AND revision = ? ORDER BY stage, reason",
+                    [cid, want],
+                ).fetchall()
+            ]
+        return {
+            "id": cid,
+            "status": status,
+            "revision": want,
+            "current_revision": rev,
+            "family_id": family,
+            "messages": content["messages"],
+            "tools": content["tools"],
+            "metadata": json.loads(meta),
+            "tags": list(tags),
+            "flags": flags,
+            "provenance": prov,
+            "history": history,
+            "created_at": created.isoformat(),
+            "updated_at": updated.isoformat(),
+        }
+
+    def list_conversations(
+        self,
+        *,
+        status: str | None = None,
+        source: str | None = None,
+        flag: str | None = None,
+        text: str | None = None,
+        tag: str | None = None,
+        reviewer: str | None = None,
+        limit: int = 50,
+        offset: int = 0,
+    ) -> dict[str, Any]:
+        where = ["TRUE"]
+        args: list[Any] = []
+        if status:
+            if status not in STATUSES:
+                raise StoreError(f"unknown status {status!r} (use {', '.join(STATUSES)})")
+            where.append("c.status = ?")
+            args.append(status)
+        if source:
+            where.append(
+                "EXISTS (SELECT 1 FROM provenance p JOIN sources s ON s.id = p.source_id "
+                "WHERE p.conversation_id = c.id AND (s.name = ? OR s.path = ?))"
+            )
+            args += [source, source]
+        if flag:
+            where.append(
+                "EXISTS (SELECT 1 FROM flags f WHERE f.conversation_id = c.id "
+                "AND f.revision = c.revision AND f.reason = ?)"
+            )
+            args.append(flag)
+        if text:
+            where.append("r.search_text ILIKE ?")
+            args.append("%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%")
+        if tag:
+            where.append("list_contains(c.tags, ?)")
+            args.append(tag)
+        if reviewer:
+            where.append("EXISTS (SELECT 1 FROM events e WHERE e.conversation_id = c.id AND e.actor = ?)")
+            args.append(reviewer)
+        cond = " AND ".join(where)
+        base = (
+            "FROM conversations c JOIN revisions r ON r.conversation_id = c.id AND r.revision = c.revision "
+            f"WHERE {cond}"
+        )
+        with self.db.connect() as con:
+            total = con.execute(f"SELECT count(*) {base}", args).fetchall()[0][0]  # type: ignore[index]
+            rows = con.execute(
+                "SELECT c.id, c.status, c.revision, r.n_messages, c.tags, c.updated_at, "
+                f"left(r.search_text, 160) {base} ORDER BY c.created_at, c.id LIMIT ? OFFSET ?",
+                [*args, limit, offset],
+            ).fetchall()
+        return {
+            "total": total,
+            "conversations": [
+                {
+                    "id": r[0],
+                    "status": r[1],
+                    "revision": r[2],
+                    "messages": r[3],
+                    "tags": list(r[4]),
+                    "updated_at": r[5].isoformat(),
+                    "preview": r[6],
+                }
+                for r in rows
+            ],
+        }
+
+    def quarantine_rows(self, *, limit: int = 100, offset: int = 0, source: str | None = None) -> dict[str, Any]:
+        where, args = "TRUE", []
+        if source:
+            where, args = "(q.file = ? OR s.name = ?)", [source, source]
+        with self.db.connect() as con:
+            total = con.execute(
+                f"SELECT count(*) FROM quarantine q JOIN sources s ON s.id = q.source_id WHERE {where}", args
+            ).fetchall()[0][0]  # type: ignore[index]
+            rows = con.execute(
+                "SELECT q.file, q.line, q.row_index, q.field, q.message, q.raw, q.source_id "
+                f"FROM quarantine q JOIN sources s ON s.id = q.source_id WHERE {where} "
+                "ORDER BY q.ts, q.source_id, q.row_index LIMIT ? OFFSET ?",
+                [*args, limit, offset],
+            ).fetchall()
+        return {
+            "total": total,
+            "rows": [
+                {"file": r[0], "line": r[1], "index": r[2], "field": r[3], "message": r[4], "raw": r[5], "source_id": r[6]}
+                for r in rows
+            ],
+        }
+
+    def sources(self) -> list[dict[str, Any]]:
+        with self.db.connect() as con:
+            cur = con.execute("SELECT * FROM sources ORDER BY id")
+            cols = [d[0] for d in cur.description]
+            return [dict(zip(cols, r, strict=True)) for r in cur.fetchall()]
+
+    def iter_current(self, ids: list[str] | None = None, batch: int = 5000) -> Iterator[list[tuple[str, int, str]]]:
+        """(id, revision, content JSON) of current revisions, in batches, for the stages."""
+        with self.db.connect() as con:
+            sql = (
+                "SELECT c.id, c.revision, r.content FROM conversations c JOIN revisions r "
+                "ON r.conversation_id = c.id AND r.revision = c.revision"
+            )
+            if ids is not None:
+                con.register("_ids", pa.table({"id": ids}))
+                sql += " SEMI JOIN _ids ON _ids.id = c.id"
+            cur = con.execute(sql + " ORDER BY c.created_at, c.id")
+            while True:
+                rows = cur.fetchmany(batch)
+                if not rows:
+                    break
+                yield rows
+
+    # ------------------------------------------------------------ changes
+
+    def _check_revision(self, con: duckdb.DuckDBPyConnection, cid: str, expected: int | None) -> int:
+        row = first(con.execute("SELECT revision FROM conversations WHERE id = ?", [cid]))
+        if row is None:
+            raise NotFound(f"no conversation {cid!r}")
+        if expected is not None and row[0] != expected:
+            raise ConflictError(
+                f"conversation {cid} changed since you opened it (you saw revision {expected}, "
+                f"it is now at revision {row[0]}); reload it, nothing was overwritten"
+            )
+        return int(row[0])
+
+    def set_status(
+        self,
+        ids: list[str],
+        status: str,
+        *,
+        actor: str,
+        reason: str | None = None,
+        expected_revision: int | None = None,
+    ) -> int:
+        if status not in STATUSES:
+            raise StoreError(f"unknown status {status!r} (use {', '.join(STATUSES)})")
+        at = now()
+        with self.db.transaction() as con:
+            for cid in ids:
+                self._check_revision(con, cid, expected_revision)
+            con.register("_ids", pa.table({"id": ids}))
+            con.execute(
+                "UPDATE conversations SET status = ?, updated_at = ? WHERE id IN (SELECT id FROM _ids)",
+                [status, at],
+            )
+            data = dumps({"status": status, **({"reason": reason} if reason else {})})
+            con.execute(
+                "INSERT INTO events SELECT nextval('event_ids'), id, 'status', ?, ?, ? FROM _ids",
+                [data, actor, at],
+            )
+        return len(ids)
+
+    def add_event(self, cid: str, kind: str, data: dict[str, Any], *, actor: str) -> None:
+        with self.db.transaction() as con:
+            self._check_revision(con, cid, None)
+            con.execute(
+                "INSERT INTO events VALUES (nextval('event_ids'), ?, ?, ?, ?, ?)",
+                [cid, kind, dumps(data), actor, now()],
+            )
+
+    def set_tags(self, ids: list[str], tags: list[str], *, actor: str, add: bool = True) -> int:
+        at = now()
+        with self.db.transaction() as con:
+            for cid in ids:
+                self._check_revision(con, cid, None)
+                fn = "list_distinct(list_concat(tags, ?))" if add else "list_filter(tags, t -> NOT list_contains(?, t))"
+                con.execute(f"UPDATE conversations SET tags = {fn}, updated_at = ? WHERE id = ?", [tags, at, cid])
+                con.execute(
+                    "INSERT INTO events VALUES (nextval('event_ids'), ?, 'tag', ?, ?, ?)",
+                    [cid, dumps({"tags": tags, "op": "add" if add else "remove"}), actor, at],
+                )
+        return len(ids)
+
+    def add_revision(
+        self,
+        cid: str,
+        conversation: Conversation,
+        *,
+        actor: str,
+        kind: str = "edit",
+        expected_revision: int | None = None,
+        note: str | None = None,
+        provenance: Provenance | None = None,
+        con: duckdb.DuckDBPyConnection | None = None,
+    ) -> int:
+        """Append a revision (the previous one stays readable). Returns the new revision number."""
+        if con is None:
+            with self.db.transaction() as tx:
+                return self.add_revision(
+                    cid, conversation, actor=actor, kind=kind, expected_revision=expected_revision,
+                    note=note, provenance=provenance, con=tx,
+                )
+        current = self._check_revision(con, cid, expected_revision)
+        cj = conversation.content_json()
+        new = current + 1
+        at = now()
+        con.execute(
+            "INSERT INTO revisions VALUES (?, ?, ?, sha256(?), ?, ?, ?, ?, ?, ?, ?)",
+            [
+                cid, new, cj, cj, search_text(conversation), len(conversation.messages), kind, actor, note,
+                dumps(provenance.to_dict()) if provenance else None, at,
+            ],
+        )
+        con.execute("UPDATE conversations SET revision = ?, updated_at = ? WHERE id = ?", [new, at, cid])
+        return new
+
+    def add_conversation(
+        self,
+        conversation: Conversation,
+        provenance: Provenance,
+        *,
+        actor: str,
+        family_id: str | None = None,
+        con: duckdb.DuckDBPyConnection | None = None,
+    ) -> tuple[str, bool]:
+        """Add one conversation made inside Sift (e.g. a paraphrase). Returns (id, created)."""
+        if con is None:
+            with self.db.transaction() as tx:
+                return self.add_conversation(conversation, provenance, actor=actor, family_id=family_id, con=tx)
+        cj = conversation.content_json()
+        cid = content_id(cj)
+        at = now()
+        exists = first(con.execute("SELECT 1 FROM conversations WHERE id = ?", [cid]))
+        if not exists:
+            con.execute(
+                "INSERT INTO conversations VALUES (?, 'pending', 1, ?, ?, [], ?, ?)",
+                [cid, family_id or cid, dumps(conversation.metadata), at, at],
+            )
+            con.execute(
+                "INSERT INTO revisions VALUES (?, 1, ?, sha256(?), ?, ?, ?, ?, NULL, ?, ?)",
+                [cid, cj, cj, search_text(conversation), len(conversation.messages), provenance.kind, actor,
+                 dumps(provenance.to_dict()), at],
+            )
+        con.execute(
+            "INSERT INTO provenance VALUES (?, NULL, ?, ?)", [cid, dumps(provenance.to_dict()), at]
+        )
+        return cid, not exists
+
+    # ------------------------------------------------------------ stage results
+
+    def start_stage_run(self, run_id: str, stage: str, config: dict[str, Any], *, actor: str) -> None:
+        with self.db.transaction() as con:
+            con.execute(
+                "INSERT INTO stage_runs VALUES (?, ?, ?, NULL, ?, ?, NULL)", [run_id, stage, dumps(config), actor, now()]
+            )
+
+    def replace_flags(
+        self,
+        stage: str,
+        run_id: str,
+        flags: list[dict[str, Any]],
+        *,
+        scope: list[tuple[str, int]] | None = None,
+        stats: dict[str, Any] | None = None,
+        con: duckdb.DuckDBPyConnection | None = None,
+    ) -> None:
+        """Replace a stage's flags for the (conversation, revision) pairs in scope (None = all).
+
+        Each flag: conversation_id, revision, reason, severity, message, details (optional).
+        The stage run's stats land in the same transaction.
+        """
+        if con is None:
+            with self.db.transaction() as tx:
+                return self.replace_flags(stage, run_id, flags, scope=scope, stats=stats, con=tx)
+        at = now()
+        if scope is None:
+            con.execute("DELETE FROM flags WHERE stage = ?", [stage])
+        elif scope:
+            con.register(
+                "_scope",
+                pa.table({"cid": [s[0] for s in scope], "rev": pa.array([s[1] for s in scope], pa.int32())}),
+            )
+            con.execute(
+                "DELETE FROM flags WHERE stage = ? AND (conversation_id, revision) IN "
+                "(SELECT (cid, rev) FROM _scope)",
+                [stage],
+            )
+            con.unregister("_scope")
+        if flags:
+            con.register(
+                "_flags",
+                pa.table(
+                    {
+                        "conversation_id": [f["conversation_id"] for f in flags],
+                        "revision": pa.array([f["revision"] for f in flags], pa.int32()),
+                        "reason": [f["reason"] for f in flags],
+                        "severity": [f["severity"] for f in flags],
+                        "message": [f["message"] for f in flags],
+                        "details": [dumps(f["details"]) if f.get("details") is not None else None for f in flags],
+                    }
+                ),
+            )
+            con.execute(
+                "INSERT INTO flags SELECT conversation_id, revision, ?, reason, severity, message, details, ?, ? "
+                "FROM _flags",
+                [stage, run_id, at],
+            )
+            con.unregister("_flags")
+        con.execute("UPDATE stage_runs SET stats = ?, finished_at = ? WHERE id = ?", [dumps(stats or {}), at, run_id])
+        return None
+
+    def flag_counts(self, stage: str | None = None) -> dict[str, dict[str, int]]:
+        """Counts of current flags per reason, split by severity."""
+        sql = (
+            "SELECT f.severity, f.reason, count(DISTINCT f.conversation_id) FROM flags f "
+            "JOIN conversations c ON c.id = f.conversation_id AND c.revision = f.revision"
+        )
+        args: list[Any] = []
+        if stage:
+            sql += " WHERE f.stage = ?"
+            args.append(stage)
+        out: dict[str, dict[str, int]] = {}
+        with self.db.connect() as con:
+            for sev, reason, n in con.execute(sql + " GROUP BY 1, 2 ORDER BY 1, 2", args).fetchall():
+                out.setdefault(sev, {})[reason] = n
+        return out
+
+    def stage_runs(self, stage: str | None = None) -> list[dict[str, Any]]:
+        sql = "SELECT id, stage, config, stats, actor, started_at, finished_at FROM stage_runs"
+        args: list[Any] = []
+        if stage:
+            sql += " WHERE stage = ?"
+            args.append(stage)
+        with self.db.connect() as con:
+            return [
+                {
+                    "id": r[0], "stage": r[1], "config": json.loads(r[2]),
+                    "stats": json.loads(r[3]) if r[3] else None, "actor": r[4],
+                    "started_at": r[5].isoformat(), "finished_at": r[6].isoformat() if r[6] else None,
+                }
+                for r in con.execute(sql + " ORDER BY started_at", args).fetchall()
+            ]
+
+    def logical_dump(self) -> dict[str, list[tuple[Any, ...]]]:
+        """Every table's rows in a stable order: equal dumps mean equal stores."""
+        out: dict[str, list[tuple[Any, ...]]] = {}
+        with self.db.connect() as con:
+            tables = [
+                r[0]
+                for r in con.execute(
+                    "SELECT table_name FROM information_schema.tables WHERE table_schema = 'main' ORDER BY 1"
+                ).fetchall()
+            ]
+            for t in tables:
+                out[t] = sorted(con.execute(f'SELECT * FROM "{t}"').fetchall(), key=repr)
+        return out
