@@ -1,0 +1,26 @@
+"""`make bench`: run every benchmark; each prints its markdown table (copy into BENCHMARKS.md)."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+BENCHES = [
+    "bench.bench_import",
+]
+
+
+def main() -> None:
+    only = sys.argv[1:]
+    for name in BENCHES:
+        if only and not any(o in name for o in only):
+            continue
+        print(f"\n## {name}\n", flush=True)
+        importlib.import_module(name).main()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,80 @@
+"""Import: upload files or pick a path; see the report and the quarantine with reasons."""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+from pathlib import Path
+
+import streamlit as st
+
+from workbench.app_pages.common import get_wb, require_actor, run
+
+MAX_UPLOAD_MB = int(os.environ.get("SIFT_MAX_UPLOAD_MB", "200"))
+
+
+def safe_name(name: str) -> str:
+    """An uploaded file's name reduced to a plain base name: it can never leave the upload folder."""
+    base = re.sub(r"[^A-Za-z0-9._-]", "_", Path(name.replace("\\", "/")).name).lstrip(".")
+    return base or "upload"
+
+
+wb = get_wb()
+st.title("Import")
+st.caption("ShareGPT, OpenAI messages or Alpaca — .json, .jsonl or .parquet. Bad rows are quarantined, never dropped.")
+
+fmt = st.selectbox("Format", ["auto", "sharegpt", "openai", "alpaca"], help="auto detects the dialect per file")
+licence = st.text_input("Licence of the data (optional)", help="Recorded with the source; shown in dataset cards")
+tab_upload, tab_path = st.tabs(["Upload", "Path on the server"])
+paths: list[Path] = []
+with tab_upload:
+    files = st.file_uploader("Files", type=["json", "jsonl", "parquet"], accept_multiple_files=True)
+    if files and st.button("Import uploaded files", type="primary"):
+        actor = require_actor()
+        too_big = [f.name for f in files if f.size > MAX_UPLOAD_MB * 1024 * 1024]
+        if too_big:
+            st.error(f"Refused: {', '.join(too_big)} larger than {MAX_UPLOAD_MB} MB (SIFT_MAX_UPLOAD_MB)")
+        else:
+            tmp = Path(tempfile.mkdtemp(prefix="sift-upload-"))
+            for f in files:
+                target = tmp / safe_name(f.name)
+                target.write_bytes(f.getvalue())
+                paths.append(target)
+            st.session_state["import_report"] = run(wb.import_files, paths, format=fmt, actor=actor, licence=licence or None)
+with tab_path:
+    path_text = st.text_input("File paths (one per line)")
+    if st.button("Import from paths") and path_text.strip():
+        actor = require_actor()
+        paths = [Path(p.strip()) for p in path_text.splitlines() if p.strip()]
+        st.session_state["import_report"] = run(wb.import_files, paths, format=fmt, actor=actor, licence=licence or None)
+
+report = st.session_state.get("import_report")
+if report:
+    t = report["totals"]
+    st.success(
+        f"{t['rows']} rows: {t['imported']} imported, {t['already_present']} already present, "
+        f"{t['quarantined']} quarantined"
+    )
+    st.dataframe(report["files"], hide_index=True, use_container_width=True)
+
+st.subheader("Quarantine")
+page_size = 50
+q = wb.quarantine(limit=page_size, offset=st.session_state.get("q_offset", 0))
+st.caption(f"{q['total']} quarantined rows, each with its file, line, field and reason")
+if q["rows"]:
+    st.dataframe(
+        [{k: r[k] for k in ("file", "line", "field", "message")} for r in q["rows"]],
+        hide_index=True,
+        use_container_width=True,
+    )
+    pick = st.selectbox("Raw text of row", range(len(q["rows"])), format_func=lambda i: f"{Path(q['rows'][i]['file']).name}:{q['rows'][i]['line']}")
+    st.code(q["rows"][pick]["raw"][:5000], language="json")
+st.subheader("Sources")
+src = wb.sources()
+if src:
+    st.dataframe(
+        [{k: s[k] for k in ("id", "name", "format", "rows", "imported", "already_present", "quarantined", "licence", "actor", "ts")} for s in src],
+        hide_index=True,
+        use_container_width=True,
+    )
