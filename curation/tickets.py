@@ -528,6 +528,18 @@ _CONTEXTS = (
     "Setup: QuillDB {version}, {nodes} nodes, region {region}.",
     "We migrated our {app} app to QuillDB about {n} weeks ago.",
 )
+# Label-neutral paragraphs that make some tickets much longer than others.
+_BACKGROUNDS = (
+    "Some background: we moved our {app} workloads from a self-managed Postgres setup to QuillDB last "
+    "quarter, and most of our traffic now goes through {cluster}. The team that runs it is small, so we "
+    "lean on managed features wherever we can.",
+    "For context, {cluster} serves several internal services plus a nightly batch job that loads data "
+    "into {table}. We have alerting on the usual metrics, and nothing else looked unusual on our "
+    "dashboards around that time.",
+    "To give you the full picture: we run {nodes} nodes in {region}, we upgraded to {version} a few weeks "
+    "ago following the documented procedure, and we have not changed any cluster settings since then. "
+    "Our application uses connection pooling with fairly conservative limits.",
+)
 _GREETINGS = (
     "Hi,",
     "Hello,",
@@ -824,7 +836,10 @@ class _Slots(dict):
 
 def labels_json(labels: Mapping[str, str]) -> str:
     """Compact JSON of the three labels in the canonical key order."""
-    return json.dumps({k: labels[k] for k in LABEL_KEYS}, separators=(",", ":"))
+    values = [labels[k] for k in LABEL_KEYS]
+    if all(v.isidentifier() for v in values):  # fast path: needs no escaping
+        return '{{"category":"{}","priority":"{}","product_area":"{}"}}'.format(*values)
+    return json.dumps(dict(zip(LABEL_KEYS, values, strict=True)), separators=(",", ":"))
 
 
 def assistant_text(item: Mapping[str, Any]) -> str:
@@ -851,12 +866,13 @@ def parse_labels(text: str) -> dict[str, str] | None:
 
 
 def _typos(text: str, rng: random.Random, count: int) -> str:
-    """Swap, drop or double one letter in ``count`` plain words."""
+    """Swap, drop or double one letter in up to ``count`` random plain words."""
     words = text.split(" ")
-    candidates = [i for i, w in enumerate(words) if len(w) >= 5 and w.isalpha()]
-    for _ in range(min(count, len(candidates))):
-        i = _ch(rng, candidates)
+    for _ in range(count):
+        i = _ri(rng, 0, len(words) - 1)
         w = words[i]
+        if len(w) < 5 or not w.isalpha():
+            continue
         j = _ri(rng, 1, len(w) - 2)
         op = _ri(rng, 0, 2)
         if op == 0:
@@ -903,13 +919,19 @@ def _make_reply(rng: random.Random, category: str, area: str, priority: str, slo
     return " ".join(parts)
 
 
+def _fill(template: str, slots: _Slots) -> str:
+    return template.format_map(slots) if "{" in template else template
+
+
 def _make_item(rng: random.Random, item_id: str) -> dict[str, Any]:
     category = _ch(rng, CATEGORIES)
     area = _ch(rng, PRODUCT_AREAS)
     priority = _ch(rng, _ALLOWED_PRIORITIES[category])
     slots = _Slots(rng)
 
-    body = _ch(rng, _CORES[area][category]).format_map(slots)
+    body = _fill(_ch(rng, _CORES[area][category]), slots)
+    if rng.random() < 0.25:
+        body = _typos(body, rng, _ri(rng, 1, 2))
     if rng.random() < 0.55:
         body = f"{_ch(rng, _LEADS[category])} {body}"
     # 0-3 consecutive detail sentences; consecutive (not sampled) keeps this cheap.
@@ -917,15 +939,15 @@ def _make_item(rng: random.Random, item_id: str) -> dict[str, Any]:
     n_details = 0 if roll < 0.35 else 1 if roll < 0.7 else 2 if roll < 0.9 else 3
     pool = _DETAILS[category]
     first = _ri(rng, 0, len(pool) - 1)
-    details = [pool[(first + k) % len(pool)].format_map(slots) for k in range(n_details)]
+    details = [_fill(pool[(first + k) % len(pool)], slots) for k in range(n_details)]
     sentences = [body, *details]
+    if rng.random() < 0.12:
+        sentences.insert(1, _fill(_ch(rng, _BACKGROUNDS), slots))
     if rng.random() < 0.45:
-        sentences.insert(0, _ch(rng, _CONTEXTS).format_map(slots))
+        sentences.insert(0, _fill(_ch(rng, _CONTEXTS), slots))
     text = " ".join(sentences)
-    if rng.random() < 0.25:
-        text = _typos(text, rng, _ri(rng, 1, 3))
 
-    cue = _ch(rng, _CUES[priority]).format_map(slots)
+    cue = _fill(_ch(rng, _CUES[priority]), slots)
     if priority in ("urgent", "high") and rng.random() < 0.35:
         text = f"{cue} {text}"
     else:
@@ -1034,9 +1056,19 @@ def to_dialect(item: Mapping[str, Any], dialect: str, *, system: bool = True) ->
     "value"}]}``; ``alpaca``: ``{"instruction", "input", "output"}`` plus a
     ``"system"`` key when ``system`` is true.
     """
-    turns = _turns(item["ticket"], assistant_text(item), system)
-    # Fresh turns need no defensive copy; this keeps benchmarks fast.
-    return {"messages": turns} if dialect == "openai" else _render(turns, dialect)
+    answer = assistant_text(item)
+    # Built directly rather than through _render: this is the benchmark hot path.
+    if dialect == "openai":
+        return {"messages": _turns(item["ticket"], answer, system)}
+    if dialect == "sharegpt":
+        head = [{"from": "system", "value": SYSTEM_PROMPT}] if system else []
+        return {"conversations": [*head, {"from": "human", "value": item["ticket"]}, {"from": "gpt", "value": answer}]}
+    if dialect == "alpaca":
+        out = {"instruction": ALPACA_INSTRUCTION, "input": item["ticket"], "output": answer}
+        if system:
+            out["system"] = SYSTEM_PROMPT
+        return out
+    raise ValueError(f"unknown dialect {dialect!r}; expected one of {DIALECTS}")
 
 
 def generate_conversations(n: int, seed: int = 0, dialect: str = "openai") -> Iterator[dict[str, Any]]:
@@ -1388,6 +1420,18 @@ def _inject(
                 if isinstance(found.get(key), int):
                     found[key] = final_pos[found[key]]
             problems.append({"row": new, **found})
+
+    # Copies are indistinguishable from their source, so call the earliest one
+    # the original: a "keep first" dedup pass then matches the ground truth.
+    groups: dict[int, list[dict[str, Any]]] = {}
+    for problem in problems:
+        if problem["kind"] == "exact_duplicate" and isinstance(problem["duplicate_of"], int):
+            groups.setdefault(problem["duplicate_of"], []).append(problem)
+    for source, copies in groups.items():
+        members = sorted([source, *(p["row"] for p in copies)])
+        for problem, row in zip(copies, members[1:], strict=True):
+            problem.update(row=row, duplicate_of=members[0])
+    problems.sort(key=lambda p: p["row"])
     return rows, problems
 
 
@@ -1413,16 +1457,28 @@ def generate_noisy(
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Build a noisy training pool of ``n`` OpenAI-style rows plus ground truth.
 
-    Each row is ``{"messages": [...], "metadata": {"sample_id": str}}``. For
-    every kind in ``NOISE_KINDS``, ``round(rate * n)`` rows carry that problem
-    (``rates`` overrides ``DEFAULT_RATES`` per kind); a row has at most one.
+    Each row is ``{"messages": [system, user, assistant], "metadata":
+    {"sample_id": str}}``. For every kind in ``NOISE_KINDS``, ``round(rate * n)``
+    rows carry that problem (``rates`` overrides ``DEFAULT_RATES`` per kind);
+    a row has at most one problem.
 
-    The ground truth is ``{"seed", "n", "rates", "counts", "problems",
-    "by_kind", "pii_strings", "gold_eval"}``: ``problems`` lists one dict per
-    problem row with ``row`` (index into the returned rows) and ``kind`` plus
-    kind-specific fields (see the module README in the summary);
+    Ground truth: ``{"seed", "n", "rates", "counts", "problems", "by_kind",
+    "pii_strings", "gold_eval"}``. ``problems`` is sorted by ``row`` (an index
+    into the returned rows); besides ``row`` and ``kind`` each carries:
+
+    - ``exact_duplicate``: ``duplicate_of`` (earlier row with equal messages);
+    - ``near_duplicate``: ``source`` row, ``jaccard`` (word 5-gram Jaccard of
+      the user texts, >= 0.8), ``conflicting_labels``, and when conflicting
+      ``field``, ``true_labels``, ``given_labels``;
+    - ``wrong_label``: ``field``, ``true_labels``, ``given_labels``;
+    - ``pii``: ``strings`` planted in the user turn and their ``types``
+      (name, email, phone, address);
+    - ``broken_structure``: ``subkind`` in ``BROKEN_SUBKINDS``;
+    - ``overlong``: ``chars`` (over ``OVERLONG_MIN_CHARS``);
+    - ``eval_leakage``: ``gold_index``, ``gold_id``, ``exact``, ``jaccard``.
+
     ``gold_eval`` holds ``eval_size`` clean items (default ``max(50, n // 10)``)
-    from a disjoint seed stream. A gold ticket appears verbatim in the pool only
+    from a disjoint seed stream; a gold ticket appears verbatim in the pool only
     in ``eval_leakage`` rows with ``exact`` true.
     """
     merged = _resolve_rates(rates)
@@ -1647,6 +1703,7 @@ def write_sample_set(out_dir: Path, seed: int = 7) -> dict[str, Any]:
         if kind == "broken_structure":
             kind = f"broken_structure:{problem['subkind']}"
         counts[kind] = counts.get(kind, 0) + 1
+    counts = dict(sorted(counts.items()))
 
     ground_truth: dict[str, Any] = {
         "seed": seed,
