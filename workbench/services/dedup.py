@@ -1,0 +1,254 @@
+"""Dedup use cases: run the stage over the store, list clusters and borderline pairs, let an SME
+pick the keeper or decide a pair, and compare two conversations word by word."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from curation import dedup as dd
+from curation.records import Conversation
+from workbench.services.core import default_actor
+from workbench.store import Store, StoreError
+
+Progress = Callable[[str, int, int], None]
+
+
+def _noop(stage: str, done: int, total: int) -> None:
+    return None
+
+
+class DedupService:
+    store: Store
+
+    def dedup(
+        self,
+        *,
+        threshold: float | None = None,
+        num_perm: int | None = None,
+        ngram: int | None = None,
+        view: str | None = None,
+        config: dd.DedupConfig | None = None,
+        actor: str | None = None,
+        progress: Progress | None = None,
+    ) -> dict[str, Any]:
+        """Find exact and near-duplicate clusters over every current conversation, choose keepers,
+        flag the rest `near_duplicate`. Signatures already stored for a conversation revision and
+        these parameters are reused. Returns the `sift dedup --json` object."""
+        overrides = {"threshold": threshold, "num_perm": num_perm, "ngram": ngram, "view": view}
+        base = config.to_dict() if config else {}
+        config = dd.DedupConfig(**{**base, **{k: v for k, v in overrides.items() if v is not None}})
+        progress = progress or _noop
+        actor = actor or default_actor()
+        started = time.perf_counter()
+        run_id = f"dedup-{uuid.uuid4().hex[:12]}"
+        self.store.start_stage_run(run_id, dd.STAGE, config.to_dict(), actor=actor)
+
+        inv = self.store.dedup_inventory()
+        ids, n = inv["ids"], len(inv["ids"])
+        key = config.signature_key()
+        stored = self.store.dedup_signatures(key, config.num_perm)
+        pos = {cid: i for i, cid in enumerate(ids)}
+        feats = dd.Features(
+            np.full((n, config.num_perm), dd.EMPTY_HASH, np.uint32),
+            np.zeros(n, np.uint64),
+            np.zeros(n, np.int32),
+            np.zeros(n, np.int64),
+        )
+        have = np.zeros(n, bool)
+        if stored["ids"]:
+            at = np.array([pos.get(c, -1) for c in stored["ids"]], np.int64)
+            ok = at >= 0
+            at = at[ok]
+            feats.signatures[at] = stored["signatures"][ok]
+            feats.norm_hashes[at] = stored["norm_hashes"][ok]
+            feats.n_shingles[at] = stored["n_shingles"][ok]
+            feats.answer_chars[at] = stored["answer_chars"][ok]
+            have[at] = True
+        missing = [ids[i] for i in np.flatnonzero(~have)]
+        new: dict[str, Any] = {"ids": [], "revisions": [], "blobs": [], "norm_hashes": [], "n_shingles": [],
+                               "answer_chars": []}
+        progress("signatures", 0, len(missing))
+        if missing:
+            hasher = dd.MinHasher(config.num_perm, config.seed, config.ngram)
+            done = 0
+            for batch in self.store.iter_current(missing, batch=config.batch_size):
+                f = dd.features([json.loads(r[2]) for r in batch], config, hasher)
+                at = np.array([pos[r[0]] for r in batch], np.int64)
+                feats.signatures[at] = f.signatures
+                feats.norm_hashes[at] = f.norm_hashes
+                feats.n_shingles[at] = f.n_shingles
+                feats.answer_chars[at] = f.answer_chars
+                new["ids"] += [r[0] for r in batch]
+                new["revisions"] += [r[1] for r in batch]
+                new["blobs"] += dd.signature_bytes(f.signatures)
+                new["norm_hashes"] += f.norm_hashes.tolist()
+                new["n_shingles"] += f.n_shingles.tolist()
+                new["answer_chars"] += f.answer_chars.tolist()
+                done += len(batch)
+                progress("signatures", done, len(missing))
+        progress("clusters", 0, 1)
+        items = [
+            dd.Item(cid, rev, st, age=i, pinned=pin)
+            for i, (cid, rev, st, pin) in enumerate(
+                zip(ids, inv["revisions"], inv["statuses"], inv["pinned"], strict=True)
+            )
+        ]
+        result = dd.find_duplicates(items, feats, config, decisions=self.store.dedup_decisions())
+        summary = result.summary(config)
+        stats = {
+            **summary,
+            "signatures_computed": len(new["ids"]),
+            "signatures_reused": n - len(new["ids"]),
+            "compared": result.compared,
+            "seconds": round(time.perf_counter() - started, 3),
+        }
+        self.store.dedup_save(
+            run_id,
+            params_key=key,
+            new_signatures=new,
+            members=_member_rows(result.clusters),
+            pairs=[_pair_row(p) for p in result.pairs],
+            flags=result.flags(),
+            stats=stats,
+        )
+        progress("clusters", 1, 1)
+        return summary
+
+    # ------------------------------------------------------------ reading results
+
+    def dedup_status(self) -> dict[str, Any]:
+        """The latest run (config, stats) and how many conversations it has not seen at their
+        current revision (imported or edited since)."""
+        run = self.store.dedup_latest_run()
+        if run is None:
+            return {"run": None, "stale": None}
+        config = dd.DedupConfig(**run["config"])
+        have = len(self.store.dedup_signatures(config.signature_key(), config.num_perm)["ids"])
+        total = self.store.stats()["conversations"]
+        return {"run": run, "stale": total - have, "params": config.params()}
+
+    def dedup_clusters(self) -> dict[str, str]:
+        """conversation id → cluster id (its own id when alone); see `Store.dedup_clusters`."""
+        return self.store.dedup_clusters()
+
+    def dedup_cluster_list(self, *, limit: int = 50, offset: int = 0) -> dict[str, Any]:
+        return self.store.dedup_cluster_list(limit=limit, offset=offset)
+
+    def dedup_pairs(self, *, borderline: bool = True, undecided: bool = False) -> list[dict[str, Any]]:
+        pairs = self.store.dedup_pairs(borderline=borderline)
+        return [p for p in pairs if not (undecided and p["decision"])]
+
+    def dedup_compare(self, a: str, b: str) -> dict[str, Any]:
+        """Two conversations' compared text (the latest run's view), word runs marked where they
+        differ, and their estimated Jaccard."""
+        run = self.store.dedup_latest_run()
+        config = dd.DedupConfig(**run["config"]) if run else dd.DedupConfig()
+        convs = [Conversation.from_dict(self.store.get_conversation(x)) for x in (a, b)]
+        texts = [dd.text_view(c, config.view, config.include_system) for c in convs]
+        runs_a, runs_b = dd.word_diff(texts[0], texts[1])
+        sig = dd.MinHasher(config.num_perm, config.seed, config.ngram).signatures([dd.normalise(t) for t in texts])
+        return {
+            "a": {"id": a, "text": texts[0], "runs": runs_a},
+            "b": {"id": b, "text": texts[1], "runs": runs_b},
+            "jaccard": round(float((sig[0] == sig[1]).mean()), 4),
+            "view": config.view,
+        }
+
+    # ------------------------------------------------------------ SME choices
+
+    def keep(self, conversation_id: str, *, actor: str | None = None) -> dict[str, Any]:
+        """Make this conversation the keeper of its cluster (an SME override that outlives runs)."""
+        cluster = self.store.dedup_cluster_of(conversation_id)
+        if cluster is None:
+            self.store.get_conversation(conversation_id)  # NotFound for an unknown id
+            raise StoreError(
+                f"conversation {conversation_id} is in no duplicate cluster of the latest dedup run "
+                "(run `sift dedup` first)"
+            )
+        actor = actor or default_actor()
+        self.store.dedup_pin_keeper(conversation_id, actor=actor)
+        self._recluster()
+        new_cluster = self.store.dedup_cluster_of(conversation_id)
+        listed = self.store.dedup_clusters()
+        members = sorted(c for c, k in listed.items() if k == new_cluster)
+        return {"id": conversation_id, "cluster_id": new_cluster, "keeper": conversation_id,
+                "flagged": [m for m in members if m != conversation_id]}
+
+    def decide_pair(self, a: str, b: str, decision: str, *, actor: str | None = None) -> dict[str, Any]:
+        """Record an SME's call on a pair ('duplicate' or 'distinct') and re-cluster."""
+        if self.store.dedup_latest_run() is None:
+            raise StoreError("no dedup run yet (run `sift dedup` first)")
+        self.store.dedup_decide(a, b, decision, actor=actor or default_actor())
+        result = self._recluster()
+        return {"a": min(a, b), "b": max(a, b), "decision": decision, "clusters": result["clusters"],
+                "duplicates_flagged": result["duplicates_flagged"]}
+
+    def _recluster(self) -> dict[str, Any]:
+        """Clusters, keepers and flags again from the latest run's stored pairs, with the SME's
+        pins and decisions; no signatures are recomputed."""
+        run = self.store.dedup_latest_run()
+        if run is None:
+            raise StoreError("no dedup run yet (run `sift dedup` first)")
+        config = dd.DedupConfig(**run["config"])
+        pairs = self.store.dedup_pairs(run_id=run["id"])
+        decisions = self.store.dedup_decisions()
+        involved = sorted({p["a"] for p in pairs} | {p["b"] for p in pairs} | {x for k in decisions for x in k})
+        inv = self.store.dedup_inventory()
+        age = {cid: i for i, cid in enumerate(inv["ids"])}
+        info = {cid: (rev, st, pin) for cid, rev, st, pin in
+                zip(inv["ids"], inv["revisions"], inv["statuses"], inv["pinned"], strict=True)}
+        sigs = self.store.dedup_signatures(config.signature_key(), config.num_perm, ids=involved)
+        ids = [c for c in sigs["ids"] if c in info]
+        order = sorted(range(len(ids)), key=lambda i: age[ids[i]])
+        ids = [ids[i] for i in order]
+        feats = dd.Features(sigs["signatures"][order], sigs["norm_hashes"][order], sigs["n_shingles"][order],
+                            sigs["answer_chars"][order])
+        items = [dd.Item(c, info[c][0], info[c][1], age=age[c], pinned=info[c][2]) for c in ids]
+        index = {c: i for i, c in enumerate(ids)}
+        kept = [p for p in pairs if p["a"] in index and p["b"] in index]
+        idx = np.array([(index[p["a"]], index[p["b"]]) for p in kept], np.int64).reshape(-1, 2)
+        est = np.array([p["jaccard"] for p in kept], np.float64)
+        result = dd.find_duplicates(items, feats, config, decisions=decisions, pairs=(idx, est))
+        summary = result.summary(config)
+        summary["conversations"] = run["stats"].get("conversations", summary["conversations"])
+        stats = {**run["stats"], **summary, "reclustered": True}
+        self.store.dedup_save(
+            run["id"], params_key=config.signature_key(), new_signatures=None,
+            members=_member_rows(result.clusters), pairs=[], flags=result.flags(), stats=stats, replace_run=True,
+        )
+        return summary
+
+    # ------------------------------------------------------------ contamination
+
+    def contamination(
+        self, train_ids: list[str], eval_ids: list[str], config: dd.DedupConfig | None = None
+    ) -> list[dd.ContaminationPair]:
+        """`curation.dedup.contamination` over conversations of the store (current revisions),
+        with the latest dedup run's config unless one is given."""
+        if config is None:
+            run = self.store.dedup_latest_run()
+            config = dd.DedupConfig(**run["config"]) if run else dd.DedupConfig()
+        load = lambda ids: {c: Conversation.from_dict(self.store.get_conversation(c)) for c in ids}  # noqa: E731
+        return dd.contamination(load(train_ids), load(eval_ids), config)
+
+
+def _member_rows(clusters: list[dd.Cluster]) -> list[dict[str, Any]]:
+    return [
+        {"conversation_id": m.id, "revision": m.revision, "cluster_id": c.id, "cluster_size": c.size,
+         "is_keeper": m.keeper, "keeper_reason": c.reason, "jaccard": m.jaccard, "exact": m.exact}
+        for c in clusters
+        for m in c.members
+    ]
+
+
+def _pair_row(p: dd.Pair) -> dict[str, Any]:
+    return {"a": p.a, "b": p.b, "jaccard": p.jaccard, "exact": p.exact, "merged": p.merged, "borderline": p.borderline}
+
+
+__all__ = ["DedupService"]

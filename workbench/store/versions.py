@@ -1,0 +1,243 @@
+"""Frozen versions: a manifest plus the (conversation, revision, split) rows it pins.
+
+A version is written once, in one transaction, and never changed: this module has no update or
+delete path, freezing onto an existing name is refused, and `load_version` recomputes every
+pinned revision's content hash so a change made behind the store's back is caught (`sift verify`,
+and every export checks it first).
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+
+from workbench.store._db import Database, Migration, NotFound, StoreError, first
+
+MIGRATIONS = [
+    Migration(
+        "versions",
+        1,
+        """
+        CREATE TABLE versions (
+            name TEXT PRIMARY KEY, parent TEXT, manifest TEXT NOT NULL, manifest_sha256 TEXT NOT NULL,
+            train INTEGER NOT NULL, eval INTEGER NOT NULL, actor TEXT NOT NULL, ts TIMESTAMP NOT NULL);
+        CREATE TABLE version_rows (
+            version TEXT NOT NULL, conversation_id TEXT NOT NULL, revision INTEGER NOT NULL,
+            split TEXT NOT NULL, family TEXT NOT NULL, content_sha256 TEXT NOT NULL,
+            PRIMARY KEY (version, conversation_id));
+        """,
+    ),
+]
+
+
+def _iso(ts: datetime) -> str:
+    return ts.isoformat(timespec="seconds") + "Z"
+
+
+class FrozenVersionError(StoreError):
+    """A change to a frozen version was attempted, or one was found."""
+
+
+class VersionsStore:
+    db: Database
+
+    # ------------------------------------------------------------ what a freeze reads
+
+    def freeze_inputs(self, name: str | None = None, parent: str | None = None) -> dict[str, Any]:
+        """Everything the freeze step decides on, read on one connection (refused when a version
+        `name` exists already).
+
+        conversations: (id, status, revision, family_id, tags, content, content_sha256, kind of the
+        current revision, kind of revision 1); parents: (child, parent) pairs from provenance;
+        validation_errors / near_duplicates: ids flagged at their current revision; sources:
+        (conversation id, source row); stage_runs: the latest finished run of each stage.
+        """
+        with self.db.connect() as con:
+            if name is not None:
+                self._refuse_existing(con, name)
+            if parent is not None and first(con.execute("SELECT 1 FROM versions WHERE name = ?", [parent])) is None:
+                raise NotFound(f"no version {parent!r} (the parent)")
+            conversations = con.execute(
+                "SELECT c.id, c.status, c.revision, c.family_id, c.tags, r.content, r.content_sha256, r.kind, "
+                "r1.kind FROM conversations c "
+                "JOIN revisions r ON r.conversation_id = c.id AND r.revision = c.revision "
+                "JOIN revisions r1 ON r1.conversation_id = c.id AND r1.revision = 1 ORDER BY c.id"
+            ).fetchall()
+            parents = con.execute(
+                "SELECT DISTINCT conversation_id, parent FROM ("
+                " SELECT conversation_id, json_extract_string(data, '$.parent_id') AS parent FROM provenance"
+                " UNION ALL SELECT conversation_id, json_extract_string(provenance, '$.parent_id') FROM revisions"
+                "  WHERE provenance IS NOT NULL) WHERE parent IS NOT NULL ORDER BY 1, 2"
+            ).fetchall()
+            flagged = (
+                "SELECT DISTINCT f.conversation_id FROM flags f JOIN conversations c "
+                "ON c.id = f.conversation_id AND c.revision = f.revision WHERE {} ORDER BY 1"
+            )
+            validation_errors = [
+                r[0] for r in con.execute(flagged.format("f.stage = 'validate' AND f.severity = 'error'")).fetchall()
+            ]
+            near_duplicates = [r[0] for r in con.execute(flagged.format("f.reason = 'near_duplicate'")).fetchall()]
+            sources = con.execute(
+                "SELECT DISTINCT p.conversation_id, s.id, s.name, s.format, s.sha256, s.licence FROM provenance p "
+                "JOIN sources s ON s.id = p.source_id ORDER BY 1, 2"
+            ).fetchall()
+            runs = con.execute(
+                "SELECT stage, id, config FROM (SELECT *, row_number() OVER (PARTITION BY stage "
+                "ORDER BY finished_at DESC, id DESC) AS k FROM stage_runs WHERE finished_at IS NOT NULL) "
+                "WHERE k = 1 ORDER BY stage"
+            ).fetchall()
+        return {
+            "conversations": conversations,
+            "parents": parents,
+            "validation_errors": validation_errors,
+            "near_duplicates": near_duplicates,
+            "sources": sources,
+            "stage_runs": [{"stage": s, "run_id": i, "config": json.loads(c)} for s, i, c in runs],
+        }
+
+    # ------------------------------------------------------------ freeze
+
+    def create_version(
+        self,
+        name: str,
+        *,
+        manifest_text: str,
+        manifest_sha256: str,
+        parent: str | None,
+        rows: list[tuple[str, int, str, str, str]],
+        actor: str,
+        ts: datetime,
+    ) -> None:
+        """Write a version and its rows (conversation id, revision, split, family, content sha256)."""
+        with self.db.transaction() as con:
+            self._refuse_existing(con, name)
+            if parent is not None and first(con.execute("SELECT 1 FROM versions WHERE name = ?", [parent])) is None:
+                raise NotFound(f"no version {parent!r} (the parent)")
+            n = {s: sum(1 for r in rows if r[2] == s) for s in ("train", "eval")}
+            try:
+                con.execute(
+                    "INSERT INTO versions VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    [name, parent, manifest_text, manifest_sha256, n["train"], n["eval"], actor, ts],
+                )
+            except duckdb.ConstraintException:
+                raise self._exists(name) from None
+            if rows:
+                con.register(
+                    "_vrows",
+                    pa.table(
+                        {
+                            "conversation_id": [r[0] for r in rows],
+                            "revision": pa.array([r[1] for r in rows], pa.int32()),
+                            "split": [r[2] for r in rows],
+                            "family": [r[3] for r in rows],
+                            "content_sha256": [r[4] for r in rows],
+                        }
+                    ),
+                )
+                con.execute(
+                    "INSERT INTO version_rows SELECT ?, conversation_id, revision, split, family, content_sha256 "
+                    "FROM _vrows",
+                    [name],
+                )
+                con.unregister("_vrows")
+
+    @staticmethod
+    def _exists(name: str) -> FrozenVersionError:
+        return FrozenVersionError(f"version {name!r} already exists and is frozen; freeze under a new name")
+
+    def _refuse_existing(self, con: duckdb.DuckDBPyConnection, name: str) -> None:
+        if first(con.execute("SELECT 1 FROM versions WHERE name = ?", [name])) is not None:
+            raise self._exists(name)
+
+    # ------------------------------------------------------------ reads
+
+    @staticmethod
+    def _version_row(con: duckdb.DuckDBPyConnection, name: str) -> dict[str, Any]:
+        row = first(
+            con.execute(
+                "SELECT name, parent, manifest, manifest_sha256, train, eval, actor, ts FROM versions WHERE name = ?",
+                [name],
+            )
+        )
+        if row is None:
+            raise NotFound(f"no version {name!r}")
+        return {
+            "name": row[0],
+            "parent": row[1],
+            "manifest_text": row[2],
+            "manifest_sha256": row[3],
+            "train": row[4],
+            "eval": row[5],
+            "actor": row[6],
+            "created_at": _iso(row[7]),
+        }
+
+    def get_version(self, name: str) -> dict[str, Any]:
+        with self.db.connect() as con:
+            return self._version_row(con, name)
+
+    def list_versions(self) -> list[dict[str, Any]]:
+        with self.db.connect() as con:
+            rows = con.execute(
+                "SELECT name, parent, manifest_sha256, train, eval, actor, ts FROM versions ORDER BY ts, name"
+            ).fetchall()
+        return [
+            {
+                "name": r[0],
+                "parent": r[1],
+                "manifest_sha256": r[2],
+                "train": r[3],
+                "eval": r[4],
+                "actor": r[5],
+                "created_at": _iso(r[6]),
+            }
+            for r in rows
+        ]
+
+    _ROWS = (
+        "SELECT split, conversation_id, revision, family, content_sha256 FROM version_rows "
+        "WHERE version = ? ORDER BY split, conversation_id"
+    )
+
+    def version_rows(self, name: str) -> list[tuple[str, str, int, str, str]]:
+        """(split, conversation id, revision, family, content sha256), by split then id."""
+        with self.db.connect() as con:
+            self._version_row(con, name)
+            return con.execute(self._ROWS, [name]).fetchall()
+
+    def load_version(self, name: str, *, contents: bool = False) -> dict[str, Any]:
+        """One read of a version: its row, its pinned rows, the integrity problems found by
+        recomputing each pinned revision's content hash, and (optionally) the pinned contents as
+        (split, conversation id, revision, content JSON)."""
+        with self.db.connect() as con:
+            out: dict[str, Any] = {
+                "version": self._version_row(con, name),
+                "rows": con.execute(self._ROWS, [name]).fetchall(),
+            }
+            bad = con.execute(
+                "SELECT v.conversation_id, v.revision, r.content IS NULL FROM version_rows v "
+                "LEFT JOIN revisions r ON r.conversation_id = v.conversation_id AND r.revision = v.revision "
+                "WHERE v.version = ? AND (r.content IS NULL OR sha256(r.content) <> v.content_sha256) "
+                "ORDER BY 1",
+                [name],
+            ).fetchall()
+            out["problems"] = [
+                f"store: conversation {cid} revision {rev} "
+                + ("is missing" if missing else "no longer has the content it had when frozen")
+                for cid, rev, missing in bad
+            ]
+            out["contents"] = (
+                con.execute(
+                    "SELECT v.split, v.conversation_id, v.revision, r.content FROM version_rows v "
+                    "JOIN revisions r ON r.conversation_id = v.conversation_id AND r.revision = v.revision "
+                    "WHERE v.version = ? ORDER BY v.split, v.conversation_id",
+                    [name],
+                ).fetchall()
+                if contents
+                else None
+            )
+        return out
