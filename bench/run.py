@@ -10,6 +10,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 BENCHES = [
     "bench.bench_import",
+    "bench.bench_pii",
 ]
 
 

@@ -77,7 +77,9 @@ class DedupConfig:
 
     threshold: float = field(
         default=0.8,
-        metadata={"help": "estimated Jaccard of the word n-gram sets at or above which two conversations are duplicates"},
+        metadata={
+            "help": "estimated Jaccard of the word n-gram sets at or above which two conversations are duplicates"
+        },
     )
     num_perm: int = field(default=128, metadata={"help": "MinHash permutations (signature length)"})
     ngram: int = field(default=5, metadata={"help": "words per shingle"})
@@ -86,7 +88,9 @@ class DedupConfig:
     )
     include_system: bool = field(
         default=False,
-        metadata={"help": "include system prompts in the 'full' view (a shared system prompt makes everything look alike)"},
+        metadata={
+            "help": "include system prompts in the 'full' view (a shared system prompt makes everything look alike)"
+        },
     )
     seed: int = field(default=1, metadata={"help": "MinHash seed (datasketch's default is 1)"})
     lsh_weights: tuple[float, float] = field(
@@ -135,8 +139,14 @@ class DedupConfig:
     def params(self) -> dict[str, Any]:
         """The parameters as `sift dedup --json` reports them."""
         b, r = self.bands_rows
-        return {"threshold": self.threshold, "num_perm": self.num_perm, "bands": b, "rows": r,
-                "ngram": self.ngram, "view": self.view}
+        return {
+            "threshold": self.threshold,
+            "num_perm": self.num_perm,
+            "bands": b,
+            "rows": r,
+            "ngram": self.ngram,
+            "view": self.view,
+        }
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -149,8 +159,13 @@ class DedupConfig:
         return sha256_hex(
             canonical_json(
                 {
-                    "view": self.view, "include_system": self.include_system, "ngram": self.ngram,
-                    "num_perm": self.num_perm, "seed": self.seed, "scheme": SCHEME, "version": SIGNATURE_VERSION,
+                    "view": self.view,
+                    "include_system": self.include_system,
+                    "ngram": self.ngram,
+                    "num_perm": self.num_perm,
+                    "seed": self.seed,
+                    "scheme": SCHEME,
+                    "version": SIGNATURE_VERSION,
                 }
             )
         )[:16]
@@ -346,9 +361,7 @@ class MinHasher:
         hv = self._lookup(key, check, joined, wstart, first, length)
         if hv is None:  # a 64-bit key collision: do this batch the plain way
             self.stats["fallback_batches"] += 1
-            hv = np.array(
-                [sha1_hash32(s.encode("utf-8")) for d in docs for s in _all_shingles(d, n)], np.uint32
-            )
+            hv = np.array([sha1_hash32(s.encode("utf-8")) for d in docs for s in _all_shingles(d, n)], np.uint32)
         self.stats["shingles"] += len(hv)
         return hv, per_doc
 
@@ -558,7 +571,9 @@ def candidate_pairs(bands: np.ndarray, max_bucket: int = 200) -> np.ndarray:
             chunks.append(np.stack([np.full(ln - 1, members[0]), members[1:]], axis=1))
         if small.any():
             s_small, l_small = starts[small], lens[small]
-            pos = np.repeat(s_small, l_small) + (np.arange(l_small.sum()) - np.repeat(np.cumsum(l_small) - l_small, l_small))
+            pos = np.repeat(s_small, l_small) + (
+                np.arange(l_small.sum()) - np.repeat(np.cumsum(l_small) - l_small, l_small)
+            )
             end = np.repeat(s_small + l_small, l_small)
             for d in range(1, int(l_small.max())):
                 ok = pos + d < end
@@ -732,8 +747,13 @@ def cluster_flags(clusters: Iterable[Cluster]) -> list[dict[str, Any]]:
                     "reason": REASON,
                     "severity": SEVERITY,
                     "message": f"{what} of {c.keeper}, kept for {c.reason}; cluster {c.id} of {c.size}",
-                    "details": {"cluster_id": c.id, "keeper": c.keeper, "jaccard": round(m.jaccard, 4),
-                                "exact": m.exact, "cluster_size": c.size},
+                    "details": {
+                        "cluster_id": c.id,
+                        "keeper": c.keeper,
+                        "jaccard": round(m.jaccard, 4),
+                        "exact": m.exact,
+                        "cluster_size": c.size,
+                    },
                 }
             )
     return out
@@ -769,8 +789,12 @@ def choose_keeper(
     best, second = ranked[0], ranked[1]
     for c in policy:
         if _criterion_value(c, items[best], int(chars[best])) != _criterion_value(c, items[second], int(chars[second])):
-            return best, {"accepted": "its review status", "longest_answer": "the longest answer",
-                          "oldest": "being the oldest", "newest": "being the newest"}[c]
+            return best, {
+                "accepted": "its review status",
+                "longest_answer": "the longest answer",
+                "oldest": "being the oldest",
+                "newest": "being the newest",
+            }[c]
     return best, "the smallest id (all else equal)"
 
 
@@ -816,13 +840,14 @@ def find_duplicates(
         code = all_pairs[:, 0] * n + all_pairs[:, 1]
         code, first = np.unique(code, return_index=True)
         all_pairs, all_est = all_pairs[first], all_est[first]
-    is_exact = feats.norm_hashes[all_pairs[:, 0]] == feats.norm_hashes[all_pairs[:, 1]] if len(all_pairs) else np.zeros(0, bool)
+    is_exact = (
+        feats.norm_hashes[all_pairs[:, 0]] == feats.norm_hashes[all_pairs[:, 1]]
+        if len(all_pairs)
+        else np.zeros(0, bool)
+    )
     # an SME decision on a pair the estimate did not surface still counts
     index = {it.id: i for i, it in enumerate(items)}
-    extra = [
-        (index[a], index[b]) for (a, b), d in decisions.items()
-        if d == "duplicate" and a in index and b in index
-    ]
+    extra = [(index[a], index[b]) for (a, b), d in decisions.items() if d == "duplicate" and a in index and b in index]
     out_pairs: list[Pair] = []
     edges: list[tuple[int, int]] = []
     seen: set[tuple[int, int]] = set()
@@ -975,11 +1000,17 @@ def contamination(
     e_ids, e_convs = named(eval)
     hasher = MinHasher(config.num_perm, config.seed, config.ngram)
     tf = Features.concat(
-        [features(t_convs[s : s + config.batch_size], config, hasher) for s in range(0, len(t_convs), config.batch_size)],
+        [
+            features(t_convs[s : s + config.batch_size], config, hasher)
+            for s in range(0, len(t_convs), config.batch_size)
+        ],
         config.num_perm,
     )
     ef = Features.concat(
-        [features(e_convs[s : s + config.batch_size], config, hasher) for s in range(0, len(e_convs), config.batch_size)],
+        [
+            features(e_convs[s : s + config.batch_size], config, hasher)
+            for s in range(0, len(e_convs), config.batch_size)
+        ],
         config.num_perm,
     )
     hits = contamination_from_features(tf, ef, config)
@@ -1051,9 +1082,32 @@ def progress_noop(stage: str, done: int, total: int) -> None:  # pragma: no cove
 Progress = Callable[[str, int, int], None]
 
 __all__ = [
-    "REASON", "STAGE", "VIEWS", "Cluster", "ContaminationPair", "DedupConfig", "DedupError", "DedupResult",
-    "Features", "Item", "Member", "MinHasher", "Pair", "band_hashes", "candidate_pairs", "choose_keeper",
-    "contamination", "dedup", "exact_pairs", "features", "find_duplicates", "normalise", "shingles",
-    "straddling_clusters", "text_view", "union_find", "verify_pairs", "word_diff",
+    "REASON",
+    "STAGE",
+    "VIEWS",
+    "Cluster",
+    "ContaminationPair",
+    "DedupConfig",
+    "DedupError",
+    "DedupResult",
+    "Features",
+    "Item",
+    "Member",
+    "MinHasher",
+    "Pair",
+    "band_hashes",
+    "candidate_pairs",
+    "choose_keeper",
+    "contamination",
+    "dedup",
+    "exact_pairs",
+    "features",
+    "find_duplicates",
+    "normalise",
+    "shingles",
+    "straddling_clusters",
+    "text_view",
+    "union_find",
+    "verify_pairs",
+    "word_diff",
 ]
-

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from datasketch import MinHash, MinHashLSH
 
-from bench.bench_dedup import pair_scores, planted_quality, plagiarism_quality, read_text, sift
+from bench.bench_dedup import pair_scores, plagiarism_quality, planted_quality, read_text, sift
 from curation.dedup import (
     Conversation,
     DedupConfig,
@@ -58,7 +58,10 @@ WORDS = ["alpha", "béta", "γάμμα", "delta", "straße", "x", "日本語", "
 
 def random_texts(k: int, seed: int = 0) -> list[str]:
     rng = random.Random(seed)
-    out = [normalise(" ".join(rng.choice(WORDS) for _ in range(rng.choice([0, 1, 2, 4, 5, 6, 9, 30, 80])))) for _ in range(k)]
+    out = [
+        normalise(" ".join(rng.choice(WORDS) for _ in range(rng.choice([0, 1, 2, 4, 5, 6, 9, 30, 80]))))
+        for _ in range(k)
+    ]
     return out + out[: k // 5]  # repeats exercise the n-gram hash cache
 
 
@@ -240,7 +243,11 @@ def test_find_duplicates_clusters_keepers_flags() -> None:
     assert flags[0]["reason"] == "near_duplicate" and flags[0]["severity"] == "error"
     assert flags[0]["details"]["keeper"] == "c1" and flags[0]["message"].startswith("near-duplicate (Jaccard ≈ ")
     assert r.summary(DedupConfig()) == {
-        "conversations": 6, "clusters": 1, "duplicates_flagged": 2, "exact_groups": 1, "borderline_pairs": 0,
+        "conversations": 6,
+        "clusters": 1,
+        "duplicates_flagged": 2,
+        "exact_groups": 1,
+        "borderline_pairs": 0,
         "params": {"threshold": 0.8, "num_perm": 128, "bands": 14, "rows": 9, "ngram": 5, "view": "full"},
     }
 
@@ -276,7 +283,9 @@ def test_config_validation_and_json_round_trip() -> None:
         DedupConfig(view="bot")
     with pytest.raises(DedupError, match=r"^threshold must be in \(0, 1\], got 1.5$"):
         DedupConfig(threshold=1.5)
-    with pytest.raises(DedupError, match=r"^unknown keeper criterion 'random' \(use accepted, longest_answer, oldest, newest\)$"):
+    with pytest.raises(
+        DedupError, match=r"^unknown keeper criterion 'random' \(use accepted, longest_answer, oldest, newest\)$"
+    ):
         DedupConfig(keeper_policy=("random",))
 
 
@@ -361,7 +370,12 @@ def _utf8(p: Path) -> bool:
 
 
 def test_corpora_give_sensible_clusters(corpora: Path) -> None:
-    fastchat = list({m.conversation.id: m.conversation for m in parse_file(corpora / "FastChat" / "dummy_conversation.json", "auto").mapped}.values())
+    fastchat = list(
+        {
+            m.conversation.id: m.conversation
+            for m in parse_file(corpora / "FastChat" / "dummy_conversation.json", "auto").mapped
+        }.values()
+    )
     r = dedup(fastchat, DedupConfig(view="user"))
     # templated prompts ("Are you davinci?" ...): exact user-turn copies group together
     assert r.exact_groups > 100 and all(m.exact or m.keeper for c in r.clusters for m in c.members)

@@ -45,7 +45,9 @@ def test_sample_planted_duplicates_found(sample_wb) -> None:
     truth = json.loads((SAMPLE / "ground_truth.json").read_text())
     ids = _sample_ids()
     planted = {
-        frozenset({ids[_where(p)], ids[_where(p["source"])]}) for p in truth["problems"] if p["kind"] == "near_duplicate"
+        frozenset({ids[_where(p)], ids[_where(p["source"])]})
+        for p in truth["problems"]
+        if p["kind"] == "near_duplicate"
     }
     clusters = wb.dedup_cluster_list(limit=100)["clusters"]
     found = {frozenset(m["id"] for m in c["members"]) for c in clusters}
@@ -71,12 +73,26 @@ def test_rerun_reuses_signatures_and_results_carry_params(sample_wb, tmp_path: P
     wb.dedup(actor="ana")
     assert wb.store.dedup_latest_run()["stats"]["signatures_reused"] == n
     # a new import and an edit: only those two are signed again
-    wb.import_files([write(tmp_path / "new.jsonl", json.dumps({"messages": [
-        {"role": "user", "content": "A brand new question about QuillDB backups"},
-        {"role": "assistant", "content": "Here is how."}]}))])
+    wb.import_files(
+        [
+            write(
+                tmp_path / "new.jsonl",
+                json.dumps(
+                    {
+                        "messages": [
+                            {"role": "user", "content": "A brand new question about QuillDB backups"},
+                            {"role": "assistant", "content": "Here is how."},
+                        ]
+                    }
+                ),
+            )
+        ]
+    )
     cid = wb.list(limit=1)["conversations"][0]["id"]
     d = wb.show(cid)
-    wb.edit(cid, [*d["messages"][:-1], {"role": "assistant", "content": "An edited answer."}], base_revision=1, actor="ana")
+    wb.edit(
+        cid, [*d["messages"][:-1], {"role": "assistant", "content": "An edited answer."}], base_revision=1, actor="ana"
+    )
     assert wb.dedup_status()["stale"] == 2
     wb.dedup(actor="ana")
     s = wb.store.dedup_latest_run()["stats"]
@@ -127,7 +143,7 @@ def test_pair_decisions_recluster(sample_wb) -> None:
     wb.dedup(actor="ana")  # the decision outlives runs
     assert wb.dedup_cluster_list()["total"] == 8
     assert wb.decide_pair(a, b, "duplicate", actor="sme")["clusters"] == 9
-    with pytest.raises(workbench.store.StoreError, match="^unknown decision 'maybe' \\(use duplicate, distinct\\)$"):
+    with pytest.raises(workbench.store.StoreError, match=r"^unknown decision 'maybe' \(use duplicate, distinct\)$"):
         wb.decide_pair(a, b, "maybe", actor="sme")
 
 
@@ -137,9 +153,9 @@ def test_compare_and_contamination_service(sample_wb) -> None:
     c = wb.dedup_cluster_list(limit=1)["clusters"][0]
     a, b = (m["id"] for m in c["members"][:2])
     cmp = wb.dedup_compare(a, b)
-    assert cmp["jaccard"] >= 0.8 and any(d for _, d in cmp["a"]["runs"]) and any(d for _, d in cmp["b"]["runs"])
+    assert cmp["jaccard"] >= 0.8 and any(d for _, d in cmp["a"]["runs"] + cmp["b"]["runs"])
     assert "".join(t for t, _ in cmp["a"]["runs"]) == cmp["a"]["text"]
-    others = [x["id"] for x in wb.list(limit=40)["conversations"] if x["id"] not in (a, b)]
+    others = [x["id"] for x in wb.list(limit=12)["conversations"] if x["id"] not in (a, b)]
     hits = wb.contamination([a, *others], [b])
     assert [(h.eval_id, h.train_id) for h in hits] == [(b, a)]
 
@@ -151,32 +167,55 @@ def test_sql_group_by_buckets_equal_numpy(wb) -> None:
     np.testing.assert_array_equal(wb.store.dedup_bucket_pairs_sql(bands), candidate_pairs(bands, max_bucket=10**9))
 
 
-def test_cli_dedup_keep_clusters_borderline(store_path: Path) -> None:
-    run_sift("import", *(str(SAMPLE / f) for f in SAMPLE_FILES), store=store_path, check=True)
-    r = run_sift("dedup", "--threshold", "0.8", "--num-perm", "128", "--ngram", "5", "--view", "full", "--json",
-                 store=store_path, check=True)
+def test_cli_dedup_keep_clusters_borderline(store_path: Path, capsys) -> None:
+    from workbench.cli import main
+
+    workbench.open(store_path).import_files([SAMPLE / f for f in SAMPLE_FILES])
+    r = run_sift(
+        "dedup",
+        "--threshold",
+        "0.8",
+        "--num-perm",
+        "128",
+        "--ngram",
+        "5",
+        "--view",
+        "full",
+        "--json",
+        store=store_path,
+        check=True,
+    )
     out = json.loads(r.stdout)
     assert set(out) == {"conversations", "clusters", "duplicates_flagged", "exact_groups", "borderline_pairs", "params"}
     assert set(out["params"]) == {"threshold", "num_perm", "bands", "rows", "ngram", "view"}
     assert out["clusters"] == 9
-    cl = json.loads(run_sift("clusters", "--json", store=store_path, check=True).stdout)
+
+    def sift(*args: str) -> tuple[int, str, str]:
+        code = main(["--store", str(store_path), *args])
+        o = capsys.readouterr()
+        return code, o.out, o.err
+
+    code, text, _ = sift("clusters", "--json")
+    cl = json.loads(text)
     other = next(m["id"] for m in cl["clusters"][0]["members"] if not m["keeper"])
-    kept = json.loads(run_sift("keep", other, "--json", store=store_path, check=True).stdout)
-    assert kept["keeper"] == other
-    assert "pairs" in json.loads(run_sift("borderline", "--all", "--json", store=store_path, check=True).stdout)
-    r = run_sift("keep", "deadbeef", store=store_path)
-    assert r.returncode == 1 and r.stderr.strip() == "error: no conversation 'deadbeef'"
-    r = run_sift("dedup", "--view", "bot", store=store_path)
-    assert r.returncode == 2 and "invalid choice: 'bot'" in r.stderr
-    r = run_sift("dedup", "--threshold", "2", store=store_path)
-    assert r.returncode == 1 and r.stderr.strip() == "error: threshold must be in (0, 1], got 2.0"
+    assert json.loads(sift("keep", other, "--json")[1])["keeper"] == other
+    assert "pairs" in json.loads(sift("borderline", "--all", "--json")[1])
+    assert "is now the keeper" in sift("keep", other)[1]
+    assert sift("keep", "deadbeef")[0::2] == (1, "error: no conversation 'deadbeef'\n")
+    code, _, err = sift("dedup", "--view", "bot")
+    assert code == 2 and "invalid choice: 'bot'" in err
+    assert sift("dedup", "--threshold", "2")[0::2] == (1, "error: threshold must be in (0, 1], got 2.0\n")
 
 
 def test_keep_outside_a_cluster_is_refused(sample_wb) -> None:
     wb = sample_wb
     wb.dedup(actor="ana")
-    lonely = next(cid for cid, cl in wb.dedup_clusters().items() if cid == cl and
-                  cid not in {m["id"] for c in wb.dedup_cluster_list(limit=100)["clusters"] for m in c["members"]})
+    lonely = next(
+        cid
+        for cid, cl in wb.dedup_clusters().items()
+        if cid == cl
+        and cid not in {m["id"] for c in wb.dedup_cluster_list(limit=100)["clusters"] for m in c["members"]}
+    )
     with pytest.raises(workbench.store.StoreError, match=f"^conversation {lonely} is in no duplicate cluster"):
         wb.keep(lonely, actor="sme")
 
@@ -205,7 +244,8 @@ def test_dedup_page(tmp_path: Path, monkeypatch) -> None:
     assert any("\\<script\\>" in m for m in highlighted)
     keeper = wb.dedup_cluster_list()["clusters"][0]["keeper"]
     other = next(m["id"] for m in wb.dedup_cluster_list()["clusters"][0]["members"] if m["id"] != keeper)
-    at.selectbox(key=next(k for k in at.session_state.filtered_state if k.startswith("dedup_keep_"))).select(other).run()
+    cluster_id = wb.dedup_cluster_list()["clusters"][0]["id"]
+    at.selectbox(key=f"dedup_keep_{cluster_id}").select(other).run()
     next(b for b in at.button if b.label == "Keep this one").click().run()
     assert not at.exception
     assert wb.dedup_cluster_list()["clusters"][0]["keeper"] == other

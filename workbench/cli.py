@@ -16,6 +16,13 @@ from typing import Any, NoReturn
 # Modules that add commands: each has `register(subparsers, common)`. Stages add theirs here.
 COMMAND_MODULES = [
     "workbench.commands.core",
+    "workbench.commands.review",
+    "workbench.commands.versions",
+    "workbench.commands.train",
+    "workbench.commands.dedup",
+    "workbench.commands.validate",
+    "workbench.commands.augment",
+    "workbench.commands.pii",
 ]
 
 

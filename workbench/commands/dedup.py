@@ -18,7 +18,11 @@ def _dedup(args: argparse.Namespace) -> int:
             print(f"\r{stage}: {done}/{total}", end="", file=sys.stderr, flush=True)
 
     r = wb.dedup(
-        threshold=args.threshold, num_perm=args.num_perm, ngram=args.ngram, view=args.view, actor=args.actor,
+        threshold=args.threshold,
+        num_perm=args.num_perm,
+        ngram=args.ngram,
+        view=args.view,
+        actor=args.actor,
         progress=progress,
     )
 
@@ -62,8 +66,11 @@ def _borderline(args: argparse.Namespace) -> int:
         args,
         r,
         lambda r: "\n".join(
-            [f"{p['a']} ~ {p['b']}  J≈{p['jaccard']:.2f}  {'merged' if p['merged'] else 'apart'}"
-             + (f"  decided {p['decision']} by {p['decided_by']}" if p["decision"] else "") for p in r["pairs"]]
+            [
+                f"{p['a']} ~ {p['b']}  J≈{p['jaccard']:.2f}  {'merged' if p['merged'] else 'apart'}"
+                + (f"  decided {p['decision']} by {p['decided_by']}" if p["decision"] else "")
+                for p in r["pairs"]
+            ]
             + [f"({r['total']} borderline pairs)"]
         ),
     )
@@ -72,14 +79,23 @@ def _borderline(args: argparse.Namespace) -> int:
 
 def _keep(args: argparse.Namespace) -> int:
     r = open_wb(args).keep(args.id, actor=args.actor)
-    emit(args, r, lambda r: f"{r['id']} is now the keeper of cluster {r['cluster_id']}; flagged: {', '.join(r['flagged'])}")
+    emit(
+        args,
+        r,
+        lambda r: f"{r['id']} is now the keeper of cluster {r['cluster_id']}; flagged: {', '.join(r['flagged'])}",
+    )
     return 0
 
 
 def _decide(args: argparse.Namespace) -> int:
     r = open_wb(args).decide_pair(args.a, args.b, args.decision, actor=args.actor)
-    emit(args, r, lambda r: f"{r['a']} ~ {r['b']}: {r['decision']}; now {r['clusters']} clusters, "
-                            f"{r['duplicates_flagged']} flagged")
+    emit(
+        args,
+        r,
+        lambda r: (
+            f"{r['a']} ~ {r['b']}: {r['decision']}; now {r['clusters']} clusters, {r['duplicates_flagged']} flagged"
+        ),
+    )
     return 0
 
 

@@ -4,13 +4,20 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from workbench.services.augment import AugmentService
 from workbench.services.core import CoreService, default_actor
+from workbench.services.dedup import DedupService
+from workbench.services.pii import PiiService
+from workbench.services.review import ReviewService
+from workbench.services.train import TrainService
+from workbench.services.validate import ValidateService
+from workbench.services.versions import VersionsService
 from workbench.store import Store
 
 __all__ = ["Workbench", "default_actor"]
 
 
-class Workbench(CoreService):
+class Workbench(CoreService, VersionsService, ReviewService, TrainService, DedupService, ValidateService, PiiService, AugmentService):
     """`wb = workbench.open("sift.duckdb")`; every CLI command and app page calls these methods."""
 
     def __init__(self, path: str | Path) -> None:

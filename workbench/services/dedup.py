@@ -71,8 +71,14 @@ class DedupService:
             feats.answer_chars[at] = stored["answer_chars"][ok]
             have[at] = True
         missing = [ids[i] for i in np.flatnonzero(~have)]
-        new: dict[str, Any] = {"ids": [], "revisions": [], "blobs": [], "norm_hashes": [], "n_shingles": [],
-                               "answer_chars": []}
+        new: dict[str, Any] = {
+            "ids": [],
+            "revisions": [],
+            "blobs": [],
+            "norm_hashes": [],
+            "n_shingles": [],
+            "answer_chars": [],
+        }
         progress("signatures", 0, len(missing))
         if missing:
             hasher = dd.MinHasher(config.num_perm, config.seed, config.ngram)
@@ -177,8 +183,12 @@ class DedupService:
         new_cluster = self.store.dedup_cluster_of(conversation_id)
         listed = self.store.dedup_clusters()
         members = sorted(c for c, k in listed.items() if k == new_cluster)
-        return {"id": conversation_id, "cluster_id": new_cluster, "keeper": conversation_id,
-                "flagged": [m for m in members if m != conversation_id]}
+        return {
+            "id": conversation_id,
+            "cluster_id": new_cluster,
+            "keeper": conversation_id,
+            "flagged": [m for m in members if m != conversation_id],
+        }
 
     def decide_pair(self, a: str, b: str, decision: str, *, actor: str | None = None) -> dict[str, Any]:
         """Record an SME's call on a pair ('duplicate' or 'distinct') and re-cluster."""
@@ -186,8 +196,13 @@ class DedupService:
             raise StoreError("no dedup run yet (run `sift dedup` first)")
         self.store.dedup_decide(a, b, decision, actor=actor or default_actor())
         result = self._recluster()
-        return {"a": min(a, b), "b": max(a, b), "decision": decision, "clusters": result["clusters"],
-                "duplicates_flagged": result["duplicates_flagged"]}
+        return {
+            "a": min(a, b),
+            "b": max(a, b),
+            "decision": decision,
+            "clusters": result["clusters"],
+            "duplicates_flagged": result["duplicates_flagged"],
+        }
 
     def _recluster(self) -> dict[str, Any]:
         """Clusters, keepers and flags again from the latest run's stored pairs, with the SME's
@@ -201,14 +216,20 @@ class DedupService:
         involved = sorted({p["a"] for p in pairs} | {p["b"] for p in pairs} | {x for k in decisions for x in k})
         inv = self.store.dedup_inventory()
         age = {cid: i for i, cid in enumerate(inv["ids"])}
-        info = {cid: (rev, st, pin) for cid, rev, st, pin in
-                zip(inv["ids"], inv["revisions"], inv["statuses"], inv["pinned"], strict=True)}
+        info = {
+            cid: (rev, st, pin)
+            for cid, rev, st, pin in zip(inv["ids"], inv["revisions"], inv["statuses"], inv["pinned"], strict=True)
+        }
         sigs = self.store.dedup_signatures(config.signature_key(), config.num_perm, ids=involved)
         ids = [c for c in sigs["ids"] if c in info]
         order = sorted(range(len(ids)), key=lambda i: age[ids[i]])
         ids = [ids[i] for i in order]
-        feats = dd.Features(sigs["signatures"][order], sigs["norm_hashes"][order], sigs["n_shingles"][order],
-                            sigs["answer_chars"][order])
+        feats = dd.Features(
+            sigs["signatures"][order],
+            sigs["norm_hashes"][order],
+            sigs["n_shingles"][order],
+            sigs["answer_chars"][order],
+        )
         items = [dd.Item(c, info[c][0], info[c][1], age=age[c], pinned=info[c][2]) for c in ids]
         index = {c: i for i, c in enumerate(ids)}
         kept = [p for p in pairs if p["a"] in index and p["b"] in index]
@@ -219,8 +240,14 @@ class DedupService:
         summary["conversations"] = run["stats"].get("conversations", summary["conversations"])
         stats = {**run["stats"], **summary, "reclustered": True}
         self.store.dedup_save(
-            run["id"], params_key=config.signature_key(), new_signatures=None,
-            members=_member_rows(result.clusters), pairs=[], flags=result.flags(), stats=stats, replace_run=True,
+            run["id"],
+            params_key=config.signature_key(),
+            new_signatures=None,
+            members=_member_rows(result.clusters),
+            pairs=[],
+            flags=result.flags(),
+            stats=stats,
+            replace_run=True,
         )
         return summary
 
@@ -240,8 +267,16 @@ class DedupService:
 
 def _member_rows(clusters: list[dd.Cluster]) -> list[dict[str, Any]]:
     return [
-        {"conversation_id": m.id, "revision": m.revision, "cluster_id": c.id, "cluster_size": c.size,
-         "is_keeper": m.keeper, "keeper_reason": c.reason, "jaccard": m.jaccard, "exact": m.exact}
+        {
+            "conversation_id": m.id,
+            "revision": m.revision,
+            "cluster_id": c.id,
+            "cluster_size": c.size,
+            "is_keeper": m.keeper,
+            "keeper_reason": c.reason,
+            "jaccard": m.jaccard,
+            "exact": m.exact,
+        }
         for c in clusters
         for m in c.members
     ]

@@ -8,16 +8,23 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from workbench.store import core
+from workbench.store import augment, core, dedup, pii, review, runs, validate, versions
 from workbench.store._db import ConflictError, Database, Migration, NotFound, StoreBusy, StoreError
+from workbench.store.augment import AugmentStore
 from workbench.store.core import STATUSES, CoreStore
+from workbench.store.dedup import DedupStore
+from workbench.store.pii import PiiStore
+from workbench.store.review import ReviewStore
+from workbench.store.runs import RunsStore
+from workbench.store.validate import ValidateStore
+from workbench.store.versions import FrozenVersionError, VersionsStore
 
-__all__ = ["STATUSES", "ConflictError", "NotFound", "Store", "StoreBusy", "StoreError"]
+__all__ = ["STATUSES", "ConflictError", "FrozenVersionError", "NotFound", "Store", "StoreBusy", "StoreError"]
 
-MIGRATIONS: list[Migration] = [*core.MIGRATIONS]
+MIGRATIONS: list[Migration] = [*core.MIGRATIONS, *versions.MIGRATIONS, *review.MIGRATIONS, *runs.MIGRATIONS, *dedup.MIGRATIONS, *validate.MIGRATIONS, *pii.MIGRATIONS, *augment.MIGRATIONS]
 
 
-class Store(CoreStore):
+class Store(CoreStore, VersionsStore, ReviewStore, RunsStore, DedupStore, ValidateStore, PiiStore, AugmentStore):
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         self.db = Database(self.path, MIGRATIONS)

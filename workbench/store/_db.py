@@ -7,11 +7,14 @@ holds the lock, and closes it again. Each operation runs in one transaction.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import json
 import os
 import random
+import threading
 import time
+import weakref
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -68,13 +71,63 @@ def _is_lock_error(e: Exception) -> bool:
     return "lock" in msg and ("conflicting" in msg or "could not set lock" in msg)
 
 
-class Database:
-    """A DuckDB file path plus the way to open it; holds no connection between operations."""
+_KEPT_OPEN: weakref.WeakSet[Database] = weakref.WeakSet()
 
-    def __init__(self, path: str | Path, migrations: list[Migration]) -> None:
+
+@atexit.register
+def _release_all() -> None:
+    for db in list(_KEPT_OPEN):
+        db.release()
+
+
+class Database:
+    """A DuckDB file path plus the way to open it; holds no connection between operations.
+
+    Opening a DuckDB file costs ~50-100 ms (a fresh instance starts its thread pool), which
+    dominates a page made of a few point reads. A long-lived process (the app) can set
+    `keep_open_s`: the instance then stays open that long after the last operation, so a burst of
+    operations opens it once; the file lock is released when the process goes idle, and another
+    process (the CLI) waits for it like for any other writer.
+    """
+
+    def __init__(self, path: str | Path, migrations: list[Migration], *, keep_open_s: float = 0.0) -> None:
         self.path = Path(path)
         self._migrations = sorted(migrations, key=lambda m: (m.component, m.number))
         self._migrated = False
+        self.keep_open_s = keep_open_s
+        self._anchor: duckdb.DuckDBPyConnection | None = None
+        self._anchor_lock = threading.Lock()
+        self._last_used = 0.0
+
+    def _hold(self) -> None:
+        """Keep the instance open until `keep_open_s` passes with no operation."""
+        with self._anchor_lock:
+            self._last_used = time.monotonic()
+            if self._anchor is not None:
+                return
+            # Another connection to the same file is open in this process: this one shares its
+            # instance (DuckDB's instance cache), so it costs no second open.
+            self._anchor = duckdb.connect(str(self.path))
+            _KEPT_OPEN.add(self)
+        threading.Thread(target=self._release_when_idle, name="sift-store-keep-open", daemon=True).start()
+
+    def _release_when_idle(self) -> None:
+        while True:
+            with self._anchor_lock:
+                idle = time.monotonic() - self._last_used
+                if idle >= self.keep_open_s and self._anchor is not None:
+                    self._anchor.close()
+                    self._anchor = None
+                    return
+                wait = self.keep_open_s - idle
+            time.sleep(max(wait, 0.01))
+
+    def release(self) -> None:
+        """Close the kept-open instance now (tests, shutdown)."""
+        with self._anchor_lock:
+            if self._anchor is not None:
+                self._anchor.close()
+                self._anchor = None
 
     def _connect(self) -> duckdb.DuckDBPyConnection:
         deadline = time.monotonic() + LOCK_TIMEOUT_S
@@ -98,11 +151,15 @@ class Database:
         """A connection for reads (and single statements)."""
         con = self._connect()
         try:
+            if self.keep_open_s > 0:
+                self._hold()
             if not self._migrated:
                 self._migrate(con)
             yield con
         finally:
             con.close()
+            if self.keep_open_s > 0:
+                self._last_used = time.monotonic()
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:

@@ -65,6 +65,52 @@ def search_text(conv: Conversation) -> str:
     return "\n".join(m.text for m in conv.messages)
 
 
+def filtered_from(
+    *,
+    status: str | None = None,
+    source: str | None = None,
+    flag: str | None = None,
+    text: str | None = None,
+    tag: str | None = None,
+    reviewer: str | None = None,
+) -> tuple[str, list[Any]]:
+    """`FROM conversations c ... WHERE ...` for the list filters, and its arguments.
+
+    Revisions are joined (as `r`, the current revision) only for a text search, so counting and
+    paging a million rows reads the narrow conversations table alone.
+    """
+    where = ["TRUE"]
+    args: list[Any] = []
+    if status:
+        if status not in STATUSES:
+            raise StoreError(f"unknown status {status!r} (use {', '.join(STATUSES)})")
+        where.append("c.status = ?")
+        args.append(status)
+    if source:
+        where.append(
+            "EXISTS (SELECT 1 FROM provenance p JOIN sources s ON s.id = p.source_id "
+            "WHERE p.conversation_id = c.id AND (s.name = ? OR s.path = ?))"
+        )
+        args += [source, source]
+    if flag:
+        where.append(
+            "EXISTS (SELECT 1 FROM flags f WHERE f.conversation_id = c.id "
+            "AND f.revision = c.revision AND f.reason = ?)"
+        )
+        args.append(flag)
+    if text:
+        where.append("r.search_text ILIKE ?")
+        args.append("%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%")
+    if tag:
+        where.append("list_contains(c.tags, ?)")
+        args.append(tag)
+    if reviewer:
+        where.append("EXISTS (SELECT 1 FROM events e WHERE e.conversation_id = c.id AND e.actor = ?)")
+        args.append(reviewer)
+    join = " JOIN revisions r ON r.conversation_id = c.id AND r.revision = c.revision" if text else ""
+    return f"FROM conversations c{join} WHERE {' AND '.join(where)}", args
+
+
 class CoreStore:
     db: Database
 
@@ -314,59 +360,41 @@ class CoreStore:
         limit: int = 50,
         offset: int = 0,
     ) -> dict[str, Any]:
-        where = ["TRUE"]
-        args: list[Any] = []
-        if status:
-            if status not in STATUSES:
-                raise StoreError(f"unknown status {status!r} (use {', '.join(STATUSES)})")
-            where.append("c.status = ?")
-            args.append(status)
-        if source:
-            where.append(
-                "EXISTS (SELECT 1 FROM provenance p JOIN sources s ON s.id = p.source_id "
-                "WHERE p.conversation_id = c.id AND (s.name = ? OR s.path = ?))"
-            )
-            args += [source, source]
-        if flag:
-            where.append(
-                "EXISTS (SELECT 1 FROM flags f WHERE f.conversation_id = c.id "
-                "AND f.revision = c.revision AND f.reason = ?)"
-            )
-            args.append(flag)
-        if text:
-            where.append("r.search_text ILIKE ?")
-            args.append("%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%")
-        if tag:
-            where.append("list_contains(c.tags, ?)")
-            args.append(tag)
-        if reviewer:
-            where.append("EXISTS (SELECT 1 FROM events e WHERE e.conversation_id = c.id AND e.actor = ?)")
-            args.append(reviewer)
-        cond = " AND ".join(where)
-        base = (
-            "FROM conversations c JOIN revisions r ON r.conversation_id = c.id AND r.revision = c.revision "
-            f"WHERE {cond}"
+        base, args = filtered_from(
+            status=status, source=source, flag=flag, text=text, tag=tag, reviewer=reviewer
         )
         with self.db.connect() as con:
             total = con.execute(f"SELECT count(*) {base}", args).fetchall()[0][0]  # type: ignore[index]
-            rows = con.execute(
-                "SELECT c.id, c.status, c.revision, r.n_messages, c.tags, c.updated_at, "
-                f"left(r.search_text, 160) {base} ORDER BY c.created_at, c.id LIMIT ? OFFSET ?",
+            # Page the narrow conversations table first, then read only the page's revisions
+            # (point reads: a join would scan every revision's text).
+            page = con.execute(
+                f"SELECT c.id, c.status, c.revision, c.tags, c.updated_at {base} "
+                "ORDER BY c.created_at, c.id LIMIT ? OFFSET ?",
                 [*args, limit, offset],
             ).fetchall()
+            revs = {}
+            if page:
+                revs = {
+                    (r[0], r[1]): (r[2], r[3])
+                    for r in con.execute(
+                        "SELECT conversation_id, revision, n_messages, left(search_text, 160) FROM revisions "
+                        "WHERE conversation_id IN (SELECT unnest(?))",
+                        [[p[0] for p in page]],
+                    ).fetchall()
+                }
         return {
             "total": total,
             "conversations": [
                 {
-                    "id": r[0],
-                    "status": r[1],
-                    "revision": r[2],
-                    "messages": r[3],
-                    "tags": list(r[4]),
-                    "updated_at": r[5].isoformat(),
-                    "preview": r[6],
+                    "id": p[0],
+                    "status": p[1],
+                    "revision": p[2],
+                    "messages": revs[(p[0], p[2])][0],
+                    "tags": list(p[3]),
+                    "updated_at": p[4].isoformat(),
+                    "preview": revs[(p[0], p[2])][1],
                 }
-                for r in rows
+                for p in page
             ],
         }
 
@@ -468,7 +496,7 @@ class CoreStore:
         with self.db.transaction() as con:
             for cid in ids:
                 self._check_revision(con, cid, None)
-                fn = "list_distinct(list_concat(tags, ?))" if add else "list_filter(tags, t -> NOT list_contains(?, t))"
+                fn = "list_distinct(list_concat(tags, ?))" if add else "list_filter(tags, lambda t: NOT list_contains(?, t))"
                 con.execute(f"UPDATE conversations SET tags = {fn}, updated_at = ? WHERE id = ?", [tags, at, cid])
                 con.execute(
                     "INSERT INTO events VALUES (nextval('event_ids'), ?, 'tag', ?, ?, ?)",

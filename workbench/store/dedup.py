@@ -166,8 +166,7 @@ class DedupStore:
             if pairs and not replace_run:
                 con.register("_p", pa.Table.from_pylist(pairs))
                 con.execute(
-                    "INSERT INTO dedup_pairs SELECT ?, a, b, jaccard, exact, merged, borderline "
-                    "FROM _p",
+                    "INSERT INTO dedup_pairs SELECT ?, a, b, jaccard, exact, merged, borderline FROM _p",
                     [run_id],
                 )
                 con.unregister("_p")
@@ -186,8 +185,12 @@ class DedupStore:
         if row is None:
             return None
         return {
-            "id": row[0], "config": json.loads(row[1]), "stats": json.loads(row[2]) if row[2] else {},
-            "actor": row[3], "started_at": row[4].isoformat(), "finished_at": row[5].isoformat(),
+            "id": row[0],
+            "config": json.loads(row[1]),
+            "stats": json.loads(row[2]) if row[2] else {},
+            "actor": row[3],
+            "started_at": row[4].isoformat(),
+            "finished_at": row[5].isoformat(),
         }
 
     def _latest_run_id(self, con: duckdb.DuckDBPyConnection) -> str | None:
@@ -246,8 +249,15 @@ class DedupStore:
             if r[4]:
                 c["keeper"], c["reason"] = r[2], r[5]
             c["members"].append(
-                {"id": r[2], "revision": r[3], "keeper": r[4], "jaccard": r[6], "exact": r[7], "status": r[8],
-                 "preview": _preview(r[9])}
+                {
+                    "id": r[2],
+                    "revision": r[3],
+                    "keeper": r[4],
+                    "jaccard": r[6],
+                    "exact": r[7],
+                    "status": r[8],
+                    "preview": _preview(r[9]),
+                }
             )
         return {"run_id": run_id, "total": total, "clusters": list(clusters.values()), "sizes": sizes}
 
@@ -275,16 +285,22 @@ class DedupStore:
                 [run_id],
             ).fetchall()
         return [
-            {"a": r[0], "b": r[1], "jaccard": r[2], "exact": r[3], "merged": r[4], "borderline": r[5],
-             "decision": r[6], "decided_by": r[7]}
+            {
+                "a": r[0],
+                "b": r[1],
+                "jaccard": r[2],
+                "exact": r[3],
+                "merged": r[4],
+                "borderline": r[5],
+                "decision": r[6],
+                "decided_by": r[7],
+            }
             for r in rows
         ]
 
     def dedup_decisions(self) -> dict[tuple[str, str], str]:
         with self.db.connect() as con:
-            rows = con.execute(
-                "SELECT a, b, arg_max(decision, ts) FROM dedup_decisions GROUP BY a, b"
-            ).fetchall()
+            rows = con.execute("SELECT a, b, arg_max(decision, ts) FROM dedup_decisions GROUP BY a, b").fetchall()
         return {(r[0], r[1]): r[2] for r in rows}
 
     # ------------------------------------------------------------ SME choices

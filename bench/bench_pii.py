@@ -1,0 +1,153 @@
+"""PII: quality on labelled data and speed of Sift's batched pipeline against an analyze() loop.
+
+Quality: `synth_dataset_v2.json` (1,500 texts, the target set) and `generated_small.json` (100 texts
+in an older label set, never used for tuning) from presidio-research, default configuration, binary
+(PII vs not) and per-entity precision / recall / F2 with overlap >= 0.5 (see
+`curation.pii.score_spans`). Out of scope (not detected by Sift, neither misses nor false positives):
+ORGANIZATION, TITLE, AGE, NRP, US_DRIVER_LICENSE, and DATE_TIME (off by default). "strict
+precision" counts predictions that fall on those out-of-scope spans as false positives too.
+
+Speed: >= 10k chat messages (QuillDB ticket conversations from `curation.tickets.generate_noisy`:
+system prompt, ticket, answer; planted PII included). Baseline: one `AnalyzerEngine.analyze()` call
+per message, the same engine and filters (`curation.pii.analyze_one`). Sift: `analyze_texts`
+(identical texts once, spaCy `nlp.pipe` batches, N forked worker processes). Both must return the
+same findings for every message.
+
+    .venv/bin/python bench/bench_pii.py [--conversations 3500] [--processes N] [--skip-quality]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+CORPORA = ROOT.parent / "shared" / "corpora" / "presidio-research"
+
+
+def quality(analyzer: Any, config: Any) -> dict[str, Any]:
+    from curation import pii
+
+    out: dict[str, Any] = {}
+    for name in ("synth_dataset_v2.json", "generated_small.json"):
+        path = CORPORA / name
+        if not path.exists():
+            continue
+        texts, gold = pii.load_presidio_research(path)
+        t = time.perf_counter()
+        pred = pii.analyze_texts(analyzer, texts, config)
+        dt = time.perf_counter() - t
+        r = pii.score_spans(gold, pred, config.entities)
+        ov = r["overall"]
+        # strict precision: predictions on out-of-scope gold spans count as false positives
+        n_pred = sum(len(p) for p in pred)
+        correct = round(ov["precision"] * (n_pred - r["ignored_predictions"]))
+        r["strict_precision"] = round(correct / n_pred, 4) if n_pred else 0.0
+        r["texts"] = len(texts)
+        r["docs_per_second"] = round(len(texts) / dt, 1)
+        out[name] = r
+    return out
+
+
+def speed(analyzer: Any, config: Any, n_conversations: int, processes: int) -> dict[str, Any]:
+    from dataclasses import replace
+
+    from curation import pii
+    from curation.records import Conversation
+    from curation.tickets import generate_noisy
+
+    rows, _ = generate_noisy(n_conversations, seed=11)
+    convs = [Conversation.from_dict({"messages": r["messages"]}) for r in rows]
+    texts = [t for c in convs for m in c.messages for _, t in pii.message_fields(m)]
+    unique = len(set(texts))
+    # warm-up: lazy recognizer loading and regex compilation happen on first use
+    pii.analyze_texts(analyzer, texts[:50], config)
+    t = time.perf_counter()
+    base = [pii.analyze_one(analyzer, x, config) for x in texts]
+    t_base = time.perf_counter() - t
+    results: dict[str, Any] = {
+        "messages": len(texts),
+        "unique_messages": unique,
+        "baseline_s": round(t_base, 2),
+        "baseline_ms_per_message": round(t_base / len(texts) * 1000, 2),
+        "runs": [],
+    }
+    for n in sorted({1, processes}):
+        cfg = replace(config, n_process=n)
+        t = time.perf_counter()
+        fast = pii.analyze_texts(analyzer, texts, cfg)
+        dt = time.perf_counter() - t
+        mismatches = sum(1 for a, b in zip(base, fast, strict=True) if a != b)
+        results["runs"].append(
+            {
+                "processes": n,
+                "seconds": round(dt, 2),
+                "ms_per_message": round(dt / len(texts) * 1000, 2),
+                "speedup": round(t_base / dt, 2),
+                "messages_with_different_findings": mismatches,
+            }
+        )
+    results["findings"] = sum(len(x) for x in base)
+    return results
+
+
+def markdown(q: dict[str, Any], s: dict[str, Any], machine: str) -> str:
+    lines = [f"Machine: {machine}", ""]
+    if q:
+        lines += ["| set | texts | binary P | binary R | binary F2 | strict P | ignored preds | docs/s |", "|---|---|---|---|---|---|---|---|"]
+        for name, r in q.items():
+            o = r["overall"]
+            lines.append(
+                f"| {name} | {r['texts']} | {o['precision']:.3f} | {o['recall']:.3f} | {o['f2']:.3f} | "
+                f"{r['strict_precision']:.3f} | {r['ignored_predictions']} | {r['docs_per_second']} |"
+            )
+        for name, r in q.items():
+            lines += ["", f"Per entity, {name}:", "", "| entity | support | P | R | F2 |", "|---|---|---|---|---|"]
+            for e, v in r["entities"].items():
+                lines.append(f"| {e} | {v['support']} | {v['precision']:.3f} | {v['recall']:.3f} | {v['f2']:.3f} |")
+    if s:
+        lines += [
+            "",
+            f"Speed: {s['messages']} messages ({s['unique_messages']} distinct), {s['findings']} findings. "
+            f"Baseline analyze() loop: {s['baseline_s']} s ({s['baseline_ms_per_message']} ms/message).",
+            "",
+            "| Sift pipeline | seconds | ms/message | speedup vs loop | messages with different findings |",
+            "|---|---|---|---|---|",
+        ]
+        for r in s["runs"]:
+            lines.append(
+                f"| {r['processes']} process(es) | {r['seconds']} | {r['ms_per_message']} | {r['speedup']}× | "
+                f"{r['messages_with_different_findings']} |"
+            )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--conversations", type=int, default=3500, help="ticket conversations (3 messages each)")
+    ap.add_argument("--processes", type=int, default=min(os.cpu_count() or 1, 8))
+    ap.add_argument("--skip-quality", action="store_true")
+    ap.add_argument("--skip-speed", action="store_true")
+    args = ap.parse_args(argv if argv is not None else [])
+    from curation import pii
+
+    t = time.perf_counter()
+    analyzer = pii.build_analyzer()
+    build_s = time.perf_counter() - t
+    config = pii.PiiConfig()
+    q = {} if args.skip_quality else quality(analyzer, config)
+    s = {} if args.skip_speed else speed(analyzer, config, args.conversations, args.processes)
+    machine = f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}; analyzer built in {build_s:.1f} s"
+    print(markdown(q, s, machine), flush=True)
+    return {"quality": q, "speed": s, "machine": machine}
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

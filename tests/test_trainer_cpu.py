@@ -1,0 +1,188 @@
+"""A tiny real training run on CPU through `sift train`: the embedded SmolLM2, a handful of ticket
+conversations, a few steps. Loss goes down, the adapter reloads and generates, evaluation writes
+metrics for base and tuned, and the run shows in `sift runs`, `sift compare` and the pages."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from curation.formats import map_openai
+from curation.records import Conversation
+from curation.tickets import generate_conversations
+from tests.conftest import ROOT, run_sift
+from trainer.manifest import write_export
+
+PAGES = ROOT / "workbench" / "app_pages"
+
+TINY = {
+    "max_steps": 8,
+    "per_device_train_batch_size": 2,
+    "gradient_accumulation_steps": 1,
+    "max_seq_len": 224,
+    "learning_rate": 2e-3,
+    "warmup_ratio": 0.0,
+    "lr_scheduler_type": "constant",
+    "lora_r": 8,
+    "lora_alpha": 16,
+    "lora_dropout": 0.0,
+    "gradient_checkpointing": False,
+    "logging_steps": 1,
+    "max_new_tokens": 40,
+    "eval_batch_size": 4,
+}
+
+
+def tickets(n: int) -> list[Conversation]:
+    # Without the long system prompt: shorter rows, so a CPU step stays cheap.
+    convs = [map_openai(r)[0] for r in generate_conversations(n, seed=11)]
+    return [c.replace_messages([m for m in c.messages if m.role != "system"]) for c in convs]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """One finished run: the store, the CLI's answer and the run folder."""
+    tmp = tmp_path_factory.mktemp("train")
+    convs = tickets(10)
+    write_export(tmp / "export-v1", convs[:6], convs[6:], version="v1")
+    (tmp / "tiny.json").write_text(json.dumps(TINY))
+    store = tmp / "sift.duckdb"
+    env = {"SIFT_RUNS": str(tmp / "runs")}
+    t0 = time.monotonic()
+    r = run_sift(
+        "train",
+        str(tmp / "export-v1"),
+        "--config",
+        str(tmp / "tiny.json"),
+        "--eval-limit",
+        "4",
+        "--wait",
+        "--json",
+        store=store,
+        env=env,
+    )
+    assert r.returncode == 0, r.stderr[-3000:]
+    out = json.loads(r.stdout)
+    return {"store": store, "env": env, "run": out, "tmp": tmp, "seconds": time.monotonic() - t0}
+
+
+def test_tiny_run_trains_and_evaluates(trained: dict) -> None:
+    out = trained["run"]
+    assert set(out) == {"run_id", "out_dir", "state"} and out["state"] == "succeeded"
+    run_dir = Path(out["out_dir"])
+    for name in ("status.json", "config.json", "metrics.jsonl", "train.log", "eval.json", "samples.jsonl"):
+        assert (run_dir / name).exists(), name
+    assert (run_dir / "adapter" / "adapter_config.json").exists()
+    status = json.loads((run_dir / "status.json").read_text())
+    assert status["state"] == "succeeded" and status["step"] == status["total"] == 8
+    saved = json.loads((run_dir / "config.json").read_text())
+    assert saved["config"]["lora_r"] == 8 and saved["manifest"]["version"] == "v1"
+    assert len(saved["manifest"]["manifest_sha256"]) == 64 and saved["libraries"]["torch"]
+    # Loss goes down: the last steps' mean is below the first steps'.
+    losses = [m["loss"] for m in map(json.loads, (run_dir / "metrics.jsonl").read_text().splitlines()) if "loss" in m]
+    assert len(losses) == 8
+    assert sum(losses[-3:]) / 3 < sum(losses[:3]) / 3 * 0.9, losses
+    ev = json.loads((run_dir / "eval.json").read_text())
+    assert ev["eval_loss"] > 0 and ev["perplexity"] > 1 and ev["n_generated"] == 4
+    for side in ("base", "tuned"):
+        assert {"exact_match", "token_f1", "rouge_l", "json_valid", "json_field_accuracy", "eval_loss"} <= set(ev[side])
+    # Training on the task beats the untouched base model on its eval loss.
+    assert ev["tuned"]["eval_loss"] < ev["base"]["eval_loss"]
+    samples = [json.loads(x) for x in (run_dir / "samples.jsonl").read_text().splitlines()]
+    assert len(samples) == 4 and {"reference", "base", "tuned", "prompt"} <= set(samples[0])
+
+
+def test_adapter_reloads_and_generates(trained: dict) -> None:
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from curation.models import resolve_model
+
+    adapter = Path(trained["run"]["out_dir"]) / "adapter"
+    tok = AutoTokenizer.from_pretrained(adapter)
+    model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(resolve_model()), str(adapter))
+    prompt = tok.apply_chat_template(
+        [{"role": "user", "content": "The console login page is down."}], tokenize=False, add_generation_prompt=True
+    )
+    enc = tok(prompt, return_tensors="pt", add_special_tokens=False)
+    with torch.no_grad():
+        gen = model.generate(**enc, max_new_tokens=12, do_sample=False, pad_token_id=tok.pad_token_id)
+    assert gen.shape[1] > enc["input_ids"].shape[1]
+    assert tok.decode(gen[0, enc["input_ids"].shape[1] :], skip_special_tokens=True).strip()
+
+
+def test_run_shows_in_runs_compare_and_export(trained: dict) -> None:
+    store, env, rid = trained["store"], trained["env"], trained["run"]["run_id"]
+    runs = json.loads(run_sift("runs", "--json", store=store, env=env, check=True).stdout)["runs"]
+    (r,) = runs
+    assert (r["run_id"], r["version"], r["state"]) == (rid, "v1", "succeeded")
+    assert r["metrics"]["eval_loss"] > 0 and set(r["metrics"]["base"]) >= {"rouge_l", "json_valid"}
+    assert set(r["metrics"]["tuned"]) >= {"rouge_l", "json_valid", "json_field_accuracy"}
+    cmp = json.loads(run_sift("compare", rid, "--json", store=store, env=env, check=True).stdout)
+    assert len(cmp["examples"]) == 4 and set(cmp["examples"][0]["tuned"]) == {rid}
+    out = trained["tmp"] / "adapter-out"
+    exp = json.loads(
+        run_sift("export-adapter", rid[:12], "--out", str(out), "--json", store=store, env=env, check=True).stdout
+    )
+    assert exp["merged"] is False and "adapter_config.json" in exp["files"]
+
+
+def test_compare_and_train_pages_show_the_run(trained: dict, monkeypatch) -> None:
+    monkeypatch.setenv("SIFT_STORE", str(trained["store"]))
+    for k, v in trained["env"].items():
+        monkeypatch.setenv(k, v)
+    at = AppTest.from_file(str(PAGES / "compare.py"), default_timeout=60).run()
+    assert not at.exception
+    table = at.dataframe[0].value
+    assert list(table["run"]) == [trained["run"]["run_id"]] and list(table["version"]) == ["v1"]
+    assert any(t.value.startswith("Thanks") or t.value for t in at.text)
+    at = AppTest.from_file(str(PAGES / "train.py"), default_timeout=60).run()
+    assert not at.exception
+    assert any(m.label == "State" and m.value == "succeeded" for m in at.metric)
+
+
+def test_cancel_keeps_the_saved_adapter(trained: dict) -> None:
+    store, env = trained["store"], trained["env"]
+    cfg = {**TINY, "max_steps": 400, "save_steps": 1}
+    (trained["tmp"] / "long.json").write_text(json.dumps(cfg))
+    r = run_sift(
+        "train",
+        str(trained["tmp"] / "export-v1"),
+        "--config",
+        str(trained["tmp"] / "long.json"),
+        "--json",
+        store=store,
+        env=env,
+        check=True,
+    )
+    started = json.loads(r.stdout)
+    assert started["state"] == "queued"
+    run_dir = Path(started["out_dir"])
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline:
+        s = json.loads((run_dir / "status.json").read_text())
+        if (s.get("step") or 0) >= 1 and (run_dir / "adapter" / "adapter_config.json").exists():
+            break
+        assert s["state"] in ("queued", "running"), s
+        time.sleep(0.5)
+    c = json.loads(run_sift("cancel", started["run_id"], "--json", store=store, env=env, check=True).stdout)
+    assert c["cancel_requested"] is True
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        runs = json.loads(run_sift("runs", "--json", store=store, env=env, check=True).stdout)["runs"]
+        state = next(x["state"] for x in runs if x["run_id"] == started["run_id"])
+        if state not in ("queued", "running"):
+            break
+        time.sleep(1)
+    assert state == "cancelled"
+    s = json.loads((run_dir / "status.json").read_text())
+    assert s["step"] < 400 and (run_dir / "adapter" / "adapter_model.safetensors").exists()
+    assert not (run_dir / "eval.json").exists()
+    if os.environ.get("SIFT_TEST_TIMINGS"):
+        print(f"tiny run took {trained['seconds']:.1f} s")

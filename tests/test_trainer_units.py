@@ -1,0 +1,295 @@
+"""Trainer parts without training: config, manifest checks, rendering with the chat template,
+metrics, run-folder status, and the workbench's ingest of a finished run folder."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import workbench
+from curation.formats import map_openai
+from curation.records import Conversation, Message, ToolCall
+from curation.tickets import generate_conversations
+from tests.conftest import ROOT, run_sift, write
+from trainer import metrics
+from trainer.config import ConfigError, TrainConfig, estimate_vram_gib, load_config
+from trainer.manifest import ManifestError, load_export, write_export
+from trainer.rundir import HINTS, classify_error
+from workbench import jobs
+
+
+def tickets(n: int, seed: int = 3) -> list[Conversation]:
+    return [map_openai(r)[0] for r in generate_conversations(n, seed=seed)]
+
+
+# ---------------------------------------------------------------- config
+
+
+def test_config_defaults_are_the_seeds_recipe() -> None:
+    c = TrainConfig()
+    assert (c.lora_r, c.lora_alpha, c.lora_dropout, c.lora_target_modules) == (16, 32, 0.05, ["all-linear"])
+    assert (c.learning_rate, c.lr_scheduler_type, c.warmup_ratio) == (2e-4, "cosine", 0.1)
+    assert (c.load_in_4bit, c.bnb_4bit_quant_type, c.bnb_4bit_use_double_quant, c.bnb_4bit_compute_dtype) == (
+        True,
+        "nf4",
+        True,
+        "bfloat16",
+    )
+    assert c.assistant_only_loss and c.backend == "auto"
+    helps = TrainConfig.fields_help()
+    assert all(h["help"] for h in helps) and {h["name"] for h in helps} == set(c.to_dict())
+
+
+def test_config_file_and_errors(tmp_path: Path) -> None:
+    f = write(tmp_path / "c.toml", 'lora_r = 8\nlearning_rate = 1\nlora_target_modules = "q_proj, v_proj"\n')
+    c = load_config(f, max_steps=5, eval_limit=None)
+    assert (c.lora_r, c.learning_rate, c.max_steps, c.lora_target_modules) == (8, 1.0, 5, ["q_proj", "v_proj"])
+    with pytest.raises(ConfigError, match=r"^unknown config field\(s\): lora_rank$"):
+        load_config(write(tmp_path / "a.json", '{"lora_rank": 8}'))
+    with pytest.raises(ConfigError, match=r"^config field 'lora_r' must be int, got str '8'$"):
+        load_config(write(tmp_path / "b.json", '{"lora_r": "8"}'))
+    with pytest.raises(ConfigError, match=r"^config field 'backend' must be one of auto, hf, unsloth, got 'tpu'$"):
+        TrainConfig.from_dict({"backend": "tpu"})
+    with pytest.raises(ConfigError, match=r"^cannot read config .*missing.json"):
+        load_config(tmp_path / "missing.json")
+
+
+def test_vram_estimate_grows_with_batch_and_shrinks_with_4bit() -> None:
+    smol = {
+        "hidden_size": 576,
+        "num_hidden_layers": 30,
+        "intermediate_size": 1536,
+        "vocab_size": 49152,
+        "num_attention_heads": 9,
+        "num_key_value_heads": 3,
+        "tie_word_embeddings": True,
+    }
+    a = estimate_vram_gib(TrainConfig(per_device_train_batch_size=8), smol)
+    b = estimate_vram_gib(TrainConfig(per_device_train_batch_size=16), smol)
+    c = estimate_vram_gib(TrainConfig(load_in_4bit=False), smol)
+    assert b["total"] > a["total"] and c["weights"] > a["weights"]
+
+
+# ---------------------------------------------------------------- manifest
+
+
+def test_export_is_verified(tmp_path: Path) -> None:
+    convs = tickets(6)
+    write_export(tmp_path / "v", convs[:4], convs[4:], version="v1")
+    e = load_export(tmp_path / "v")
+    assert (e.version, len(e.train), len(e.eval)) == ("v1", 4, 2)
+    assert e.train[0] == convs[0]
+    with open(tmp_path / "v" / "eval.jsonl", "a") as f:
+        f.write("\n")
+    with pytest.raises(ManifestError, match=r"^eval.jsonl does not match the manifest \(sha256 "):
+        load_export(tmp_path / "v")
+    with pytest.raises(ManifestError, match=r"^no manifest at "):
+        load_export(tmp_path / "nowhere")
+    m = json.loads((tmp_path / "v" / "manifest.json").read_text())
+    m["version"]["counts"]["train"] = 99
+    (tmp_path / "v" / "manifest.json").write_text(json.dumps(m))
+    with pytest.raises(ManifestError, match="no longer hashes to its manifest_sha256"):
+        load_export(tmp_path / "v")
+
+
+# ---------------------------------------------------------------- rendering
+
+
+@pytest.fixture(scope="module")
+def tok():
+    from curation.models import load_tokenizer
+
+    return load_tokenizer()
+
+
+def test_assistant_only_labels(tok) -> None:
+    from trainer.data import IGNORE, eval_prompts, render
+
+    conv = Conversation(
+        (
+            Message("system", "Be brief."),
+            Message("user", "2+2?"),
+            Message("assistant", "4"),
+            Message("user", "and 3+3?"),
+            Message("assistant", "6"),
+        )
+    )
+    ex = render(tok, conv, 512)
+    trained = tok.decode([t for t, lab in zip(ex.input_ids, ex.labels, strict=True) if lab != IGNORE])
+    # Both assistant turns, each with its end-of-turn marker; nothing of the prompt.
+    assert trained == "4<|im_end|>\n6<|im_end|>\n"
+    assert all(lab in (IGNORE, t) for t, lab in zip(ex.input_ids, ex.labels, strict=True))
+    cut = render(tok, conv, 10)
+    assert len(cut.input_ids) == 10 and cut.truncated
+    (p,) = eval_prompts([conv], tok.chat_template)
+    assert p.reference == "6" and [m["role"] for m in p.messages] == ["system", "user", "assistant", "user"]
+
+
+def test_tool_calls_are_folded_into_text_for_templates_without_tools(tok) -> None:
+    from trainer.data import IGNORE, render
+
+    conv = Conversation(
+        (
+            Message("user", "status of c1?"),
+            Message("assistant", None, tool_calls=(ToolCall("lookup", '{"id": "c1"}', "call_1"),)),
+            Message("tool", '{"ok": true}', tool_call_id="call_1"),
+            Message("assistant", "c1 is healthy."),
+        ),
+        tools=({"type": "function", "function": {"name": "lookup", "parameters": {}}},),
+    )
+    ex = render(tok, conv, 1024)
+    text = tok.decode(ex.input_ids)
+    assert "You can call these tools:" in text and '"name": "lookup"' in text
+    trained = tok.decode([t for t, lab in zip(ex.input_ids, ex.labels, strict=True) if lab != IGNORE])
+    assert (
+        trained
+        == '<tool_call>{"name": "lookup", "arguments": {"id": "c1"}}</tool_call><|im_end|>\nc1 is healthy.<|im_end|>\n'
+    )
+
+
+# ---------------------------------------------------------------- metrics
+
+
+def test_text_metrics() -> None:
+    assert metrics.exact_match(" yes \n", "yes") == 1.0
+    assert metrics.token_f1("the cat sat", "the cat sat down") == pytest.approx(2 * 1 * 0.75 / 1.75)
+    assert metrics.rouge_l("a b c d", "a c d") == pytest.approx(2 * (3 / 4) * 1 / (3 / 4 + 1))
+    assert metrics.token_f1("", "") == 1.0 and metrics.rouge_l("x", "") == 0.0
+
+
+def test_json_metrics_on_ticket_answers() -> None:
+    ref = 'Thanks.\n{"category":"bug","priority":"high","product_area":"storage"}'
+    good = 'Sorry!\n{"category": "bug", "priority": "high", "product_area": "storage"}'
+    half = 'ok {"category":"bug","priority":"low","product_area":"console"}'
+    assert metrics.json_scores(good, ref) == {"json_valid": 1.0, "json_field_accuracy": 1.0, "json_exact": 1.0}
+    assert metrics.json_scores(half, ref) == {
+        "json_valid": 1.0,
+        "json_field_accuracy": pytest.approx(1 / 3),
+        "json_exact": 0.0,
+    }
+    assert metrics.json_scores("no json here", ref) == {
+        "json_valid": 0.0,
+        "json_field_accuracy": 0.0,
+        "json_exact": 0.0,
+    }
+    assert metrics.json_scores("anything", "plain text answer") is None
+    agg = metrics.aggregate([metrics.score(good, ref), metrics.score("x", "plain")])
+    assert agg["n"] == 2 and agg["n_json"] == 1 and agg["json_valid"] == 1.0
+
+
+# ---------------------------------------------------------------- run folder, jobs, ingest
+
+
+def test_error_hints() -> None:
+    assert classify_error(RuntimeError("CUDA out of memory. Tried to allocate 2 GiB")) == "oom"
+    assert classify_error(ImportError("No module named 'peft'")) == "import"
+    assert classify_error(ValueError("x")) is None
+
+
+def test_a_vanished_process_reads_as_failed_with_its_log_tail(tmp_path: Path) -> None:
+    p = subprocess.Popen([sys.executable, "-c", "pass"])
+    p.wait()
+    write(tmp_path / "train.log", "loading\nKilled\n")
+    write(tmp_path / "status.json", json.dumps({"state": "running", "pid": p.pid, "step": 3}))
+    s = jobs.read_status(tmp_path)
+    assert s["state"] == "failed" and s["hint"] == HINTS["killed"] and s["log_tail"].endswith("Killed")
+    assert json.loads((tmp_path / "status.json").read_text())["state"] == "failed"
+
+
+def test_trainer_refuses_a_tampered_export(tmp_path: Path) -> None:
+    convs = tickets(4)
+    write_export(tmp_path / "v", convs[:3], convs[3:], version="v1")
+    (tmp_path / "v" / "train.jsonl").write_text("{}\n")
+    r = subprocess.run(
+        [sys.executable, "-m", "trainer", "--manifest", str(tmp_path / "v"), "--out", str(tmp_path / "run")],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=120,
+    )
+    assert r.returncode == 1
+    s = json.loads((tmp_path / "run" / "status.json").read_text())
+    assert s["state"] == "failed" and s["error"].startswith("ManifestError: train.jsonl does not match the manifest")
+    assert s["hint"] == HINTS["manifest"] and "train.jsonl does not match" in s["log_tail"]
+
+
+def _fake_run_folder(out: Path, tuned_answers: list[str]) -> None:
+    """A finished run folder as the trainer writes it (for ingest and compare without training)."""
+    out.mkdir(parents=True, exist_ok=True)
+    ref = 'Hi.\n{"category":"bug","priority":"high","product_area":"storage"}'
+    rows = []
+    for i, t in enumerate(tuned_answers):
+        base = "Hello there."
+        rows.append(
+            {
+                "index": i,
+                "prompt": [{"role": "user", "content": f"q{i}"}],
+                "reference": ref,
+                "base": base,
+                "tuned": t,
+                "base_scores": metrics.score(base, ref),
+                "tuned_scores": metrics.score(t, ref),
+            }
+        )
+    write(out / "samples.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
+    write(out / "metrics.jsonl", '{"step": 1, "loss": 2.0}\n{"step": 2, "loss": 1.5}\n')
+    summary = {"steps": 2, "train_loss": 1.75, "tokens_per_s": 100.0}
+    ev = {
+        "eval_loss": 1.2,
+        "perplexity": 3.32,
+        "train": summary,
+        "base": metrics.aggregate([r["base_scores"] for r in rows]),
+        "tuned": metrics.aggregate([r["tuned_scores"] for r in rows]),
+    }
+    write(out / "eval.json", json.dumps(ev))
+    write(
+        out / "status.json",
+        json.dumps(
+            {
+                "state": "succeeded",
+                "step": 2,
+                "total": 2,
+                "summary": summary,
+                "started_at": "2026-01-01T00:00:00Z",
+                "finished_at": "2026-01-01T00:01:00Z",
+            }
+        ),
+    )
+
+
+def test_ingest_runs_and_compare(store_path: Path, tmp_path: Path) -> None:
+    wb = workbench.open(store_path)
+    good = 'Hi.\n{"category":"bug","priority":"high","product_area":"storage"}'
+    for rid, version, answers in (("run-a", "v1", [good, "nope"]), ("run-b", "v2", [good, good])):
+        out = tmp_path / rid
+        wb.store.create_run(
+            rid, version=version, manifest_sha256="x", out_dir=str(out), config={"base_model": "m"}, actor="t"
+        )
+        _fake_run_folder(out, answers)
+    runs = json.loads(run_sift("runs", "--json", store=store_path, check=True).stdout)["runs"]
+    assert [(r["run_id"], r["version"], r["state"]) for r in runs] == [
+        ("run-a", "v1", "succeeded"),
+        ("run-b", "v2", "succeeded"),
+    ]
+    m = runs[0]["metrics"]
+    assert m["eval_loss"] == 1.2 and m["train_loss"] == 1.75
+    assert m["tuned"]["json_field_accuracy"] == 0.5 and m["base"]["json_valid"] == 0.0
+    cmp = json.loads(run_sift("compare", "run-a", "run-b", "--json", store=store_path, check=True).stdout)
+    assert [r["run_id"] for r in cmp["runs"]] == ["run-a", "run-b"] and cmp["versions"] == ["v1", "v2"]
+    assert [e["tuned"] for e in cmp["examples"]] == [{"run-a": good, "run-b": good}, {"run-a": "nope", "run-b": good}]
+    assert all(e["regressed_in"] == [] for e in cmp["examples"])  # the base answered no JSON at all
+    assert wb.run_detail("run-a")["curve"] == [{"step": 1, "loss": 2.0}, {"step": 2, "loss": 1.5}]
+    r = run_sift("cancel", "run-a", store=store_path)
+    assert r.returncode == 1 and r.stderr.strip() == "error: run run-a already ended (succeeded)"
+    r = run_sift("export-adapter", "run-a", "--out", str(tmp_path / "x"), store=store_path)
+    assert r.returncode == 1 and r.stderr.strip() == "error: run run-a has no saved adapter (state succeeded)"
+
+
+def test_train_without_versions_step_or_export_is_a_clean_error(store_path: Path) -> None:
+    r = run_sift("train", "no-such-version", store=store_path)
+    assert r.returncode == 1 and "Traceback" not in r.stderr
+    assert r.stderr.strip().startswith("error: ")

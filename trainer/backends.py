@@ -1,0 +1,179 @@
+"""Loading the base model with LoRA adapters: the `hf` and `unsloth` backends.
+
+- `hf`: transformers + peft. On CUDA the base loads in 4 bits through bitsandbytes (nf4, double
+  quantization, bf16 compute) — QLoRA. On CPU 4-bit training is not reliable, so the model loads
+  in fp32 and trains plain LoRA.
+- `unsloth`: `FastLanguageModel` in 4 bits with its own gradient checkpointing. Unsloth patches
+  transformers and trl for the whole process, so it is imported here and nowhere else, and only
+  when chosen.
+- `auto`: unsloth when CUDA is present and unsloth imports, else hf.
+
+Both return a peft model and its tokenizer; training itself is trl's SFTTrainer for both.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from curation.errors import StageError
+from trainer.config import TrainConfig
+
+_LINEAR_SKIP = ("lm_head", "embed_tokens", "score", "classifier")
+
+
+class BackendError(StageError):
+    pass
+
+
+@dataclass
+class Loaded:
+    model: Any
+    tokenizer: Any
+    backend: str
+    device: str
+    dtype: str
+    quantized: bool
+
+
+def cuda_available() -> bool:
+    import torch
+
+    return bool(torch.cuda.is_available())
+
+
+def choose_backend(cfg: TrainConfig, log: logging.Logger) -> str:
+    if cfg.backend != "auto":
+        if cfg.backend == "unsloth" and not cuda_available():
+            raise BackendError("the unsloth backend needs CUDA; use backend 'hf' on this machine")
+        return cfg.backend
+    if cuda_available() and importlib.util.find_spec("unsloth") is not None:
+        return "unsloth"
+    if cuda_available():
+        log.info("auto backend: unsloth is not installed, using hf")
+    return "hf"
+
+
+def linear_targets(model: Any) -> list[str]:
+    """Names (last component) of every linear layer except the output head: 'all-linear'."""
+    import torch
+
+    names: set[str] = set()
+    for name, mod in model.named_modules():
+        cls = type(mod).__name__
+        if isinstance(mod, torch.nn.Linear) or cls in ("Linear4bit", "Linear8bitLt"):
+            leaf = name.rsplit(".", 1)[-1]
+            if leaf not in _LINEAR_SKIP:
+                names.add(leaf)
+    return sorted(names)
+
+
+def _targets(cfg: TrainConfig, model: Any) -> list[str]:
+    if cfg.lora_target_modules in (["all-linear"], ["all_linear"]):
+        return linear_targets(model)
+    return list(cfg.lora_target_modules)
+
+
+def _fix_tokenizer(tok: Any) -> Any:
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    return tok
+
+
+def load_hf(cfg: TrainConfig, model_path: str, log: logging.Logger) -> Loaded:
+    try:
+        import torch
+        from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+    except ImportError as e:
+        raise ImportError(f"the hf backend needs torch, transformers and peft ({e}): pip install -e '.[train]'") from e
+
+    tok = _fix_tokenizer(AutoTokenizer.from_pretrained(model_path))
+    cuda = torch.cuda.is_available()
+    quantized = bool(cuda and cfg.load_in_4bit)
+    kw: dict[str, Any] = {"attn_implementation": cfg.attn_implementation}
+    if cuda:
+        compute = getattr(torch, cfg.bnb_4bit_compute_dtype)
+        kw["dtype"] = compute
+        kw["device_map"] = {"": torch.cuda.current_device()}
+        if quantized:
+            try:
+                from transformers import BitsAndBytesConfig
+            except ImportError as e:  # pragma: no cover - old transformers
+                raise ImportError(f"4-bit loading needs bitsandbytes ({e}): pip install -e '.[cuda]'") from e
+            if importlib.util.find_spec("bitsandbytes") is None:
+                raise ImportError("4-bit loading needs bitsandbytes: pip install -e '.[cuda]'")
+            kw["quantization_config"] = BitsAndBytesConfig(
+                load_in_4bit=True,
+                bnb_4bit_quant_type=cfg.bnb_4bit_quant_type,
+                bnb_4bit_use_double_quant=cfg.bnb_4bit_use_double_quant,
+                bnb_4bit_compute_dtype=compute,
+            )
+    else:
+        if cfg.load_in_4bit:
+            log.info("no CUDA: training plain LoRA in fp32 (4-bit is for CUDA)")
+        kw["dtype"] = torch.float32
+    model: Any = AutoModelForCausalLM.from_pretrained(model_path, **kw)
+    if quantized:
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=cfg.gradient_checkpointing)
+    elif cfg.gradient_checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        model.enable_input_require_grads()
+    lora = LoraConfig(
+        r=cfg.lora_r,
+        lora_alpha=cfg.lora_alpha,
+        lora_dropout=cfg.lora_dropout,
+        target_modules=_targets(cfg, model),
+        bias="none",
+        task_type="CAUSAL_LM",
+    )
+    model = get_peft_model(model, lora)
+    dtype = "4bit-" + cfg.bnb_4bit_compute_dtype if quantized else str(kw["dtype"]).replace("torch.", "")
+    return Loaded(model, tok, "hf", "cuda" if cuda else "cpu", dtype, quantized)
+
+
+def load_unsloth(cfg: TrainConfig, model_path: str, log: logging.Logger) -> Loaded:
+    try:
+        import unsloth  # noqa: F401 - must come before unsloth_zoo, transformers patches
+        from unsloth import FastLanguageModel
+    except ImportError as e:
+        raise ImportError(f"the unsloth backend needs unsloth ({e}): pip install -e '.[gpu]'") from e
+    import torch
+
+    model, tok = FastLanguageModel.from_pretrained(
+        model_name=model_path,
+        max_seq_length=cfg.max_seq_len,
+        dtype=getattr(torch, cfg.bnb_4bit_compute_dtype),
+        load_in_4bit=cfg.load_in_4bit,
+        local_files_only=True,
+    )
+    targets = _targets(cfg, model)
+    model = FastLanguageModel.get_peft_model(
+        model,
+        r=cfg.lora_r,
+        lora_alpha=cfg.lora_alpha,
+        lora_dropout=cfg.lora_dropout,
+        target_modules=targets,
+        bias="none",
+        use_gradient_checkpointing="unsloth" if cfg.gradient_checkpointing else False,
+        random_state=cfg.seed,
+    )
+    dtype = ("4bit-" if cfg.load_in_4bit else "") + cfg.bnb_4bit_compute_dtype
+    return Loaded(model, _fix_tokenizer(tok), "unsloth", "cuda", dtype, cfg.load_in_4bit)
+
+
+def load(cfg: TrainConfig, model_path: str, log: logging.Logger) -> Loaded:
+    backend = choose_backend(cfg, log)
+    log.info("backend %s, base model %s", backend, model_path)
+    return load_unsloth(cfg, model_path, log) if backend == "unsloth" else load_hf(cfg, model_path, log)
+
+
+def for_inference(loaded: Loaded) -> None:
+    if loaded.backend == "unsloth":
+        from unsloth import FastLanguageModel
+
+        FastLanguageModel.for_inference(loaded.model)
+    else:
+        loaded.model.eval()

@@ -1,0 +1,243 @@
+"""What a training run is told: one dataclass, every field with help text and the seeds' defaults.
+
+The recipe the seeds recommend is QLoRA: LoRA r 16, alpha 32, dropout 0.05 on all linear layers,
+lr 2e-4 with a cosine schedule and ~10% warm-up, loss on assistant tokens only. On CUDA the base
+model is loaded in 4 bits (nf4, double quantization, bf16 compute); on CPU 4-bit training is not
+reliable, so the `hf` backend trains plain LoRA in fp32 there.
+
+A config file is JSON (or TOML) with any subset of these fields; unknown keys are an error.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from curation.errors import StageError
+
+BACKENDS = ("auto", "hf", "unsloth")
+
+
+class ConfigError(StageError):
+    """A config file or value the trainer cannot use; the message names the field."""
+
+
+def _f(default: Any, help: str, **kw: Any) -> Any:
+    """A field with an immutable default and its help text (and the form group it belongs to)."""
+    return field(default=default, metadata={"help": help, **kw})
+
+
+@dataclass
+class TrainConfig:
+    # --- model
+    base_model: str = _f(
+        "smollm2-135m-instruct",
+        "Base model: a Hugging Face id, a local folder, or the embedded SmolLM2-135M-Instruct (default).",
+        group="model",
+    )
+    backend: str = _f(
+        "auto",
+        "auto | hf | unsloth. auto picks unsloth when CUDA is present and unsloth imports, else hf.",
+        group="model",
+        choices=BACKENDS,
+    )
+    load_in_4bit: bool = _f(True, "Load the base model in 4 bits on CUDA (QLoRA). Ignored on CPU.", group="model")
+    bnb_4bit_quant_type: str = _f("nf4", "4-bit quantization type (nf4 or fp4).", group="model")
+    bnb_4bit_use_double_quant: bool = _f(True, "Quantize the quantization constants too.", group="model")
+    bnb_4bit_compute_dtype: str = _f("bfloat16", "Dtype of the 4-bit matmuls (bfloat16 or float16).", group="model")
+    attn_implementation: str = _f(
+        "sdpa", "Attention kernel for the hf backend (sdpa, eager, flash_attention_2).", group="model"
+    )
+    # --- LoRA
+    lora_r: int = _f(16, "LoRA rank.", group="lora")
+    lora_alpha: int = _f(32, "LoRA alpha (scale = alpha / r).", group="lora")
+    lora_dropout: float = _f(0.05, "Dropout on the LoRA path.", group="lora")
+    lora_target_modules: list[str] = field(
+        default_factory=lambda: ["all-linear"],
+        metadata={
+            "help": "Modules that get adapters; 'all-linear' means every linear layer but the output head.",
+            "group": "lora",
+        },
+    )
+    # --- optimisation
+    learning_rate: float = _f(2e-4, "Peak learning rate.", group="optim")
+    lr_scheduler_type: str = _f("cosine", "Learning-rate schedule (cosine, linear, constant, ...).", group="optim")
+    warmup_ratio: float = _f(0.1, "Fraction of the steps spent warming the learning rate up.", group="optim")
+    weight_decay: float = _f(0.0, "AdamW weight decay.", group="optim")
+    max_grad_norm: float = _f(1.0, "Gradient clipping norm.", group="optim")
+    optim: str = _f("adamw_torch", "Optimizer name as transformers knows it.", group="optim")
+    num_train_epochs: float = _f(2.0, "Passes over the train split (ignored when max_steps > 0).", group="optim")
+    max_steps: int = _f(-1, "Stop after this many optimizer steps (-1: run the epochs).", group="optim")
+    per_device_train_batch_size: int = _f(4, "Conversations (or packed rows) per micro-batch.", group="optim")
+    gradient_accumulation_steps: int = _f(4, "Micro-batches per optimizer step.", group="optim")
+    gradient_checkpointing: bool = _f(True, "Recompute activations in the backward pass to save memory.", group="optim")
+    seed: int = _f(42, "Seed for shuffling, LoRA initialisation and dropout.", group="optim")
+    # --- data
+    max_seq_len: int = _f(
+        1024, "Tokens per conversation (or packed row); longer ones are cut at the end.", group="data"
+    )
+    assistant_only_loss: bool = _f(
+        True, "Train on assistant tokens only (the prompt and tool results are context).", group="data"
+    )
+    packing: bool = _f(
+        False, "Pack several conversations into one row (best-fit; sample boundaries kept).", group="data"
+    )
+    padding_free: bool = _f(
+        False,
+        "Concatenate a batch into one row without padding (position ids keep conversations apart).",
+        group="data",
+    )
+    # --- checkpoints and logging
+    logging_steps: int = _f(5, "Log loss, lr, grad norm and tokens/s every N steps.", group="run")
+    eval_steps: int = _f(0, "Compute the eval loss every N steps (0: only at the end).", group="run")
+    save_steps: int = _f(0, "Save the adapter every N steps (0: only at the end).", group="run")
+    profile_steps: int = _f(
+        0, "Profile N training steps (from step 5) with torch.profiler into profile.txt (0: off).", group="run"
+    )
+    # --- evaluation
+    evaluate: bool = _f(True, "Evaluate after training (loss, generation with base and tuned).", group="eval")
+    eval_limit: int = _f(0, "Generate for at most K eval conversations (0: all).", group="eval")
+    eval_loss_limit: int = _f(0, "Compute the eval loss on at most K conversations (0: all).", group="eval")
+    eval_batch_size: int = _f(8, "Prompts per generation batch.", group="eval")
+    max_new_tokens: int = _f(256, "Longest generated answer.", group="eval")
+    generate_base: bool = _f(True, "Also generate with the base model (adapter off) for comparison.", group="eval")
+    judge_base_url: str = _f(
+        "", "OpenAI-compatible endpoint for an LLM-as-judge pairwise win rate (empty: no judge).", group="eval"
+    )
+    judge_model: str = _f("", "Model name the judge endpoint serves.", group="eval")
+    judge_api_key_env: str = _f("OPENAI_API_KEY", "Environment variable holding the judge's API key.", group="eval")
+
+    # ------------------------------------------------------------------ helpers
+
+    @classmethod
+    def fields_help(cls) -> list[dict[str, Any]]:
+        """name, default, type, group and help of every field (the UI's form and `--help`)."""
+        return [
+            {
+                "name": f.name,
+                "default": f.default if f.default is not dataclasses.MISSING else f.default_factory(),  # type: ignore[misc,operator]
+                "type": f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type)),
+                "group": f.metadata.get("group", ""),
+                "help": f.metadata["help"],
+                "choices": f.metadata.get("choices"),
+            }
+            for f in dataclasses.fields(cls)
+        ]
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
+        known = {f.name: f for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - set(known))
+        if unknown:
+            raise ConfigError(f"unknown config field(s): {', '.join(unknown)}")
+        defaults = cls()
+        values: dict[str, Any] = {}
+        for k, v in d.items():
+            want = type(getattr(defaults, k))
+            if want is float and isinstance(v, int) and not isinstance(v, bool):
+                v = float(v)
+            if want is list and isinstance(v, str):
+                v = [s.strip() for s in v.split(",") if s.strip()]
+            if not isinstance(v, want) or (want is int and isinstance(v, bool)):
+                raise ConfigError(f"config field {k!r} must be {want.__name__}, got {type(v).__name__} {v!r}")
+            values[k] = v
+        cfg = cls(**values)
+        cfg.validate()
+        return cfg
+
+    def validate(self) -> None:
+        if self.backend not in BACKENDS:
+            raise ConfigError(f"config field 'backend' must be one of {', '.join(BACKENDS)}, got {self.backend!r}")
+        for name in (
+            "lora_r",
+            "lora_alpha",
+            "per_device_train_batch_size",
+            "gradient_accumulation_steps",
+            "max_seq_len",
+            "eval_batch_size",
+            "max_new_tokens",
+            "logging_steps",
+        ):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"config field {name!r} must be at least 1, got {getattr(self, name)}")
+        if not 0 <= self.lora_dropout < 1:
+            raise ConfigError(f"config field 'lora_dropout' must be in [0, 1), got {self.lora_dropout}")
+        if not 0 <= self.warmup_ratio < 1:
+            raise ConfigError(f"config field 'warmup_ratio' must be in [0, 1), got {self.warmup_ratio}")
+        if self.max_steps == 0 or self.max_steps < -1:
+            raise ConfigError(f"config field 'max_steps' must be -1 or positive, got {self.max_steps}")
+        if self.judge_base_url and not self.judge_model:
+            raise ConfigError("config field 'judge_model' is needed when 'judge_base_url' is set")
+
+    def override(self, **changes: Any) -> TrainConfig:
+        d = self.to_dict()
+        d.update({k: v for k, v in changes.items() if v is not None})
+        return TrainConfig.from_dict(d)
+
+
+def load_config(path: str | Path | None, **overrides: Any) -> TrainConfig:
+    """The defaults, then the file (JSON or TOML), then the overrides that are not None."""
+    data: dict[str, Any] = {}
+    if path is not None:
+        p = Path(path)
+        try:
+            text = p.read_text(encoding="utf-8")
+        except OSError as e:
+            raise ConfigError(f"cannot read config {p}: {e.strerror or e}") from None
+        try:
+            data = tomllib.loads(text) if p.suffix == ".toml" else json.loads(text)
+        except (json.JSONDecodeError, tomllib.TOMLDecodeError) as e:
+            raise ConfigError(f"config {p} is not valid {'TOML' if p.suffix == '.toml' else 'JSON'}: {e}") from None
+        if not isinstance(data, dict):
+            raise ConfigError(f"config {p} must hold one object of fields")
+    data.update({k: v for k, v in overrides.items() if v is not None})
+    return TrainConfig.from_dict(data)
+
+
+# ---------------------------------------------------------------------- VRAM estimate
+
+
+def estimate_vram_gib(cfg: TrainConfig, model_config: dict[str, Any]) -> dict[str, float]:
+    """A rough peak-memory estimate from the model's config.json (no torch needed).
+
+    Weights: 4 bits per parameter (+ scales) for quantized linear layers, 2 bytes for embeddings;
+    LoRA parameters with fp32 master copy, gradients and AdamW moments (16 bytes each);
+    activations: per layer a few hidden-sized tensors per token (fewer with checkpointing);
+    logits in fp32 for every token of a micro-batch.
+    """
+    h = int(model_config.get("hidden_size", 576))
+    n_layers = int(model_config.get("num_hidden_layers", 30))
+    inter = int(model_config.get("intermediate_size", 4 * h))
+    vocab = int(model_config.get("vocab_size", 49152))
+    n_heads = int(model_config.get("num_attention_heads", 9))
+    n_kv = int(model_config.get("num_key_value_heads", n_heads))
+    head = h // n_heads
+    kv = n_kv * head
+    per_layer_linear = h * h * 2 + h * kv * 2 + 3 * h * inter  # q,o + k,v + gate,up,down
+    linear = per_layer_linear * n_layers
+    embed = vocab * h * (1 if model_config.get("tie_word_embeddings", True) else 2)
+    quant = cfg.load_in_4bit
+    weight_bytes = linear * (0.5 + 0.0625 if quant else 2) + embed * 2
+    lora_per_layer = cfg.lora_r * ((h + h) * 2 + (h + kv) * 2 + (h + inter) * 3)
+    lora = lora_per_layer * n_layers
+    lora_bytes = lora * 16
+    tokens = cfg.per_device_train_batch_size * cfg.max_seq_len
+    act_per_token_layer = (2 if cfg.gradient_checkpointing else 16) * h * 2
+    act_bytes = tokens * n_layers * act_per_token_layer + tokens * inter * 2 * 2
+    logits_bytes = tokens * vocab * 4 * 2
+    gib = 1024**3
+    out = {
+        "weights": weight_bytes / gib,
+        "lora_and_optimizer": lora_bytes / gib,
+        "activations": act_bytes / gib,
+        "logits": logits_bytes / gib,
+    }
+    out["total"] = sum(out.values()) + 0.3  # CUDA context, allocator slack
+    return {k: round(v, 2) for k, v in out.items()}

@@ -1,0 +1,356 @@
+"""`python -m trainer --manifest PATH --config PATH --out RUN_DIR`
+
+Reads like the script it is: parse the config → load and verify the manifest and its files →
+render with the chat template → train → evaluate → write results. It never opens the DuckDB
+file; everything it has to say lands in the run folder (see trainer/rundir.py).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.metadata
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from trainer.config import TrainConfig, load_config
+from trainer.rundir import RunDir, utcnow
+
+
+def make_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m trainer", description="Train a LoRA adapter on a frozen Sift version.")
+    p.add_argument("--manifest", required=True, help="manifest.json of an exported version (or its folder)")
+    p.add_argument("--config", help="JSON or TOML file with TrainConfig fields (defaults otherwise)")
+    p.add_argument("--out", required=True, help="run folder to write (status.json, metrics.jsonl, adapter, eval.json)")
+    p.add_argument("--max-steps", type=int, help="override max_steps")
+    p.add_argument("--eval-limit", type=int, help="override eval_limit")
+    p.add_argument("--base-model", help="override base_model (HF id or local folder)")
+    p.add_argument("--backend", choices=["auto", "hf", "unsloth"], help="override backend")
+    return p
+
+
+LIBRARIES = ("torch", "transformers", "peft", "trl", "accelerate", "datasets", "bitsandbytes", "unsloth", "unsloth_zoo")
+
+
+def library_versions() -> dict[str, str | None]:
+    out: dict[str, str | None] = {"python": platform.python_version()}
+    for name in LIBRARIES:
+        try:
+            out[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            out[name] = None
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = make_parser().parse_args(argv)
+    run = RunDir(args.out)
+    run.install_signal_handlers()
+    run.status(state="running", started_at=utcnow(), pid=os.getpid(), step=0, total=None, message="starting")
+    try:
+        # 1. config
+        cfg = load_config(
+            args.config,
+            max_steps=args.max_steps,
+            eval_limit=args.eval_limit,
+            base_model=args.base_model,
+            backend=args.backend,
+        )
+        return run_training(cfg, Path(args.manifest), run)
+    except BaseException as e:
+        if isinstance(e, SystemExit | KeyboardInterrupt) and run.stop_requested:
+            run.status(state="cancelled", finished_at=utcnow())
+            return 143
+        run.fail(e)
+        return 1
+
+
+def run_training(cfg: TrainConfig, manifest: Path, run: RunDir) -> int:
+    from trainer.manifest import load_export
+
+    log = run.log
+    # 2. manifest and files, verified
+    export = load_export(manifest)
+    log.info(
+        "version %s (manifest %s…): %d train, %d eval conversations",
+        export.version,
+        export.manifest_sha256[:12],
+        len(export.train),
+        len(export.eval),
+    )
+    run.write_json(
+        "config.json",
+        {
+            "config": cfg.to_dict(),
+            "manifest": {
+                "path": str(export.path / "manifest.json"),
+                "version": export.version,
+                "manifest_sha256": export.manifest_sha256,
+                "files": export.manifest.get("files"),
+            },
+            "libraries": library_versions(),
+            "host": {"platform": platform.platform(), "argv": sys.argv},
+        },
+    )
+
+    # 3. model, tokenizer, rendering
+    import torch
+
+    from curation.models import resolve_model
+    from trainer import backends
+    from trainer.data import eval_prompts, render_all
+
+    torch.manual_seed(cfg.seed)
+    run.status(message="loading model")
+    model_path = resolve_model(cfg.base_model)
+    loaded = backends.load(cfg, model_path, log)
+    model, tok = loaded.model, loaded.tokenizer
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    log.info("device %s, %s, %d trainable parameters", loaded.device, loaded.dtype, trainable)
+    train_ex, train_stats = render_all(tok, export.train, cfg.max_seq_len, assistant_only=cfg.assistant_only_loss)
+    eval_ex, eval_stats = render_all(tok, export.eval, cfg.max_seq_len, assistant_only=cfg.assistant_only_loss)
+    if cfg.eval_loss_limit:
+        eval_ex = eval_ex[: cfg.eval_loss_limit]
+    log.info("rendered train %s, eval %s", train_stats, eval_stats)
+    if not train_ex:
+        raise ValueError("no train conversation has an assistant turn to learn from")
+    if run.stop_requested:
+        run.status(state="cancelled", finished_at=utcnow(), message="cancelled before training")
+        return 143
+
+    # 4. train
+    run.status(message="training", backend=loaded.backend, device=loaded.device)
+    summary = train(cfg, loaded, train_ex, eval_ex, run)
+    model.save_pretrained(run.adapter_path)
+    tok.save_pretrained(run.adapter_path)
+    if run.stop_requested:
+        run.status(
+            state="cancelled", finished_at=utcnow(), message=f"cancelled at step {summary['steps']}; adapter kept"
+        )
+        log.info("cancelled; adapter of step %d saved", summary["steps"])
+        return 143
+
+    # 5. evaluate
+    from trainer import evaluate as ev
+
+    if not cfg.evaluate:
+        run.write_json(
+            "eval.json", {"version": export.version, "manifest_sha256": export.manifest_sha256, "train": summary}
+        )
+        run.status(state="succeeded", finished_at=utcnow(), message="done (no evaluation)", summary=summary)
+        return 0
+
+    run.status(message="evaluating")
+    backends.for_inference(loaded)
+    stop = lambda: run.stop_requested  # noqa: E731
+    prompts = eval_prompts(export.eval, tok.chat_template or "")
+    if cfg.eval_limit:
+        prompts = prompts[: cfg.eval_limit]
+    result: dict[str, Any] = {"version": export.version, "manifest_sha256": export.manifest_sha256, "train": summary}
+    try:
+        tuned_loss = ev.eval_loss(model, eval_ex, tok.pad_token_id, batch_size=cfg.eval_batch_size, should_stop=stop)
+        with model.disable_adapter():
+            base_loss = ev.eval_loss(model, eval_ex, tok.pad_token_id, batch_size=cfg.eval_batch_size, should_stop=stop)
+        result.update(eval_loss=tuned_loss, perplexity=ev.perplexity(tuned_loss), n_eval_loss=len(eval_ex))
+        log.info("eval loss tuned %s, base %s", tuned_loss, base_loss)
+        gen_kw: dict[str, Any] = {"max_new_tokens": cfg.max_new_tokens, "batch_size": cfg.eval_batch_size, "should_stop": stop}
+        t0 = time.monotonic()
+        tuned = ev.generate(model, tok, prompts, **gen_kw)
+        base = None
+        if cfg.generate_base:
+            with model.disable_adapter():
+                base = ev.generate(model, tok, prompts, **gen_kw)
+        log.info("generated %d answers (x%d) in %.1f s", len(prompts), 2 if base else 1, time.monotonic() - t0)
+    except ev.Stopped:
+        run.status(state="cancelled", finished_at=utcnow(), message="cancelled during evaluation; adapter kept")
+        return 143
+    metrics, rows = ev.summarize(prompts, base, tuned)
+    metrics["tuned"]["eval_loss"] = tuned_loss
+    metrics["tuned"]["perplexity"] = ev.perplexity(tuned_loss)
+    if base is not None:
+        metrics["base"]["eval_loss"] = base_loss
+        metrics["base"]["perplexity"] = ev.perplexity(base_loss)
+    result.update(metrics)
+    result["n_generated"] = len(prompts)
+    if cfg.judge_base_url and base is not None:
+        run.status(message="judging")
+        result["judge"] = ev.judge_pairwise(
+            prompts,
+            base,
+            tuned,
+            base_url=cfg.judge_base_url,
+            model=cfg.judge_model,
+            api_key=os.environ.get(cfg.judge_api_key_env),
+            seed=cfg.seed,
+        )
+    with open(run.path / "samples.jsonl", "w", encoding="utf-8") as f:
+        for r in rows:
+            f.write(ev.dumps_line(r))
+    run.write_json("eval.json", result)
+    run.status(state="succeeded", finished_at=utcnow(), message="done", summary=summary)
+    log.info("done: %s", {k: result.get(k) for k in ("eval_loss", "perplexity")})
+    return 0
+
+
+def train(cfg: TrainConfig, loaded: Any, train_ex: list[Any], eval_ex: list[Any], run: RunDir) -> dict[str, Any]:
+    """trl's SFTTrainer over pre-rendered (input_ids, labels); progress and metrics into the run folder."""
+    import torch
+    from transformers import TrainerCallback
+    from trl import SFTConfig, SFTTrainer
+
+    from datasets import Dataset  # type: ignore[attr-defined]  # (mypy sees ./datasets)
+
+    model, tok = loaded.model, loaded.tokenizer
+    cuda = loaded.device == "cuda"
+    bf16 = cuda and torch.cuda.is_bf16_supported()
+    ds = Dataset.from_dict({"input_ids": [e.input_ids for e in train_ex], "labels": [e.labels for e in train_ex]})
+    eval_ds = None
+    if cfg.eval_steps and eval_ex:
+        eval_ds = Dataset.from_dict(
+            {"input_ids": [e.input_ids for e in eval_ex], "labels": [e.labels for e in eval_ex]}
+        )
+    padding_free = cfg.padding_free or cfg.packing
+    # transformers 5 folded warmup_ratio into warmup_steps (a float < 1 is a ratio); older ones have both.
+    fields = getattr(SFTConfig, "__dataclass_fields__", {})
+    warmup: dict[str, Any] = {"warmup_ratio": cfg.warmup_ratio} if "warmup_ratio" in fields else {"warmup_steps": cfg.warmup_ratio}
+    args = SFTConfig(
+        output_dir=str(run.path / "checkpoints"),
+        per_device_train_batch_size=cfg.per_device_train_batch_size,
+        per_device_eval_batch_size=cfg.eval_batch_size,
+        gradient_accumulation_steps=cfg.gradient_accumulation_steps,
+        learning_rate=cfg.learning_rate,
+        lr_scheduler_type=cfg.lr_scheduler_type,
+        **warmup,
+        weight_decay=cfg.weight_decay,
+        max_grad_norm=cfg.max_grad_norm,
+        optim=cfg.optim,
+        num_train_epochs=cfg.num_train_epochs,
+        max_steps=cfg.max_steps,
+        # Rows are already cut to max_seq_len; padding-free without packing must not re-truncate.
+        max_length=cfg.max_seq_len if (cfg.packing or not padding_free) else None,
+        packing=cfg.packing,
+        padding_free=padding_free,
+        gradient_checkpointing=False,  # the backend set it up (unsloth's own, or use_reentrant=False)
+        logging_steps=cfg.logging_steps,
+        eval_strategy="steps" if eval_ds is not None else "no",
+        eval_steps=cfg.eval_steps or None,
+        save_strategy="no",
+        report_to=[],
+        seed=cfg.seed,
+        data_seed=cfg.seed,
+        bf16=bf16,
+        fp16=False,
+        use_cpu=not cuda,
+        dataloader_num_workers=0,
+        disable_tqdm=True,
+        dataset_num_proc=None,
+        remove_unused_columns=True,
+    )
+    started = time.monotonic()
+    track: dict[str, Any] = {"last_t": started, "last_tokens": 0, "tokens": 0, "steps": 0}
+    # Non-padding tokens seen by the model in training, counted at its forward (works for every
+    # backend and collator: padded batches carry an attention mask, padding-free ones do not).
+    counted = {"tokens": torch.zeros((), dtype=torch.long, device=model.device if cuda else "cpu")}
+
+    def count_tokens(_mod: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        if not _mod.training:
+            return
+        mask = kwargs.get("attention_mask")
+        ids = kwargs.get("input_ids", args[0] if args else None)
+        if mask is not None:
+            counted["tokens"] += mask.sum()
+        elif ids is not None:
+            counted["tokens"] += ids.numel()
+
+    hook = model.register_forward_pre_hook(count_tokens, with_kwargs=True)
+    profiler: dict[str, Any] = {}
+
+    class Progress(TrainerCallback):
+        def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            track["total"] = state.max_steps
+            track["last_t"] = time.monotonic()
+            if cuda:
+                torch.cuda.reset_peak_memory_stats()
+            run.status(step=0, total=state.max_steps)
+
+        def on_step_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            if cfg.profile_steps and state.global_step == 5:
+                from torch.profiler import ProfilerActivity, profile
+
+                acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
+                profiler["p"] = profile(activities=acts)
+                profiler["p"].__enter__()
+
+        def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            track["steps"] = state.global_step
+            if "p" in profiler and state.global_step == 5 + cfg.profile_steps:
+                p = profiler.pop("p")
+                if cuda:
+                    torch.cuda.synchronize()
+                p.__exit__(None, None, None)
+                ka = p.key_averages()
+                text = [f"profile of steps 6..{state.global_step}"]
+                for key in (["self_cuda_time_total"] if cuda else []) + ["self_cpu_time_total"]:
+                    text.append(ka.table(sort_by=key, row_limit=25))
+                (run.path / "profile.txt").write_text("\n\n".join(text), encoding="utf-8")
+            run.progress(state.global_step, state.max_steps, started)
+            if run.stop_requested:
+                control.should_training_stop = True
+            if cfg.save_steps and state.global_step % cfg.save_steps == 0:
+                kwargs["model"].save_pretrained(run.adapter_path)
+
+        def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None, **kwargs: Any) -> None:
+            logs = logs or {}
+            now = time.monotonic()
+            row: dict[str, Any] = {"step": state.global_step, "ts": round(now - started, 3)}
+            if "loss" in logs:
+                tokens = int(counted["tokens"].item())
+                dt = now - track["last_t"]
+                row.update(
+                    loss=logs["loss"],
+                    lr=logs.get("learning_rate"),
+                    grad_norm=logs.get("grad_norm"),
+                    epoch=logs.get("epoch"),
+                    tokens=tokens,
+                    tokens_per_s=round((tokens - track["last_tokens"]) / dt, 1) if dt > 0 and tokens else None,
+                )
+                track["last_t"], track["last_tokens"], track["tokens"] = now, tokens, tokens
+                if cuda:
+                    row["peak_mem_gib"] = round(torch.cuda.max_memory_allocated() / 1024**3, 3)
+            if "eval_loss" in logs:
+                row["eval_loss"] = logs["eval_loss"]
+            if len(row) > 2:
+                run.metric(row)
+                run.log.info("step %d: %s", state.global_step, {k: v for k, v in row.items() if k not in ("step", "ts")})
+
+    trainer = SFTTrainer(
+        model=model, args=args, train_dataset=ds, eval_dataset=eval_ds, processing_class=tok, callbacks=[Progress()]
+    )
+    try:
+        out = trainer.train()
+    finally:
+        hook.remove()
+    elapsed = time.monotonic() - started
+    track["tokens"] = int(counted["tokens"].item())
+    summary: dict[str, Any] = {
+        "steps": track["steps"],
+        "total_steps": track.get("total"),
+        "train_loss": round(float(out.training_loss), 5) if out.training_loss is not None else None,
+        "runtime_s": round(elapsed, 2),
+        "tokens": track["tokens"],
+        "tokens_per_s": round(track["tokens"] / elapsed, 1) if track["tokens"] else None,
+        "train_examples": len(train_ex),
+        "backend": loaded.backend,
+        "device": loaded.device,
+        "dtype": loaded.dtype,
+    }
+    if cuda:
+        summary["peak_mem_gib"] = round(torch.cuda.max_memory_allocated() / 1024**3, 3)
+    return summary
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,137 @@
+"""Augment: paraphrase user turns through an OpenAI-compatible endpoint (dry run, preview on a few
+rows, run with progress), then review each paraphrase beside its parent and accept or reject it.
+The API key is read from an environment variable on the server; the page never asks for it."""
+
+from __future__ import annotations
+
+import os
+
+import streamlit as st
+
+from curation.llm import DEFAULT_ENDPOINT, DEFAULT_KEY_ENV
+from workbench.app_pages.common import get_wb, render_message, require_actor, run
+
+wb = get_wb()
+st.title("Augment")
+st.caption(
+    "Paraphrases of user turns become new pending conversations in their parent's family (a freeze keeps "
+    "the family on one side). `sift serve-llm` serves the embedded model locally."
+)
+
+st.subheader("Endpoint")
+c1, c2, c3 = st.columns([3, 2, 2])
+endpoint = c1.text_input("Base URL", value=os.environ.get("SIFT_LLM_ENDPOINT", DEFAULT_ENDPOINT), key="aug_endpoint")
+model = c2.text_input(
+    "Model", value=os.environ.get("SIFT_LLM_MODEL", ""), key="aug_model", placeholder="first the endpoint lists"
+)
+key_env = c3.text_input("API key variable", value=DEFAULT_KEY_ENV, key="aug_key_env").strip() or DEFAULT_KEY_ENV
+st.caption(
+    f"API key: {'set' if os.environ.get(key_env) else 'not set'} in ${key_env} (read from the environment of the "
+    "app's process; never stored)."
+)
+if st.button("Check endpoint"):
+    names = run(wb.llm_models, endpoint=endpoint, model=model or None, api_key_env=key_env, max_retries=0)
+    if names is not None:
+        st.success(f"Reachable; serves: {', '.join(names) or '(no models)'}")
+
+st.subheader("Paraphrase")
+p1, p2, p3, p4, p5 = st.columns(5)
+n = int(p1.number_input("Variations per parent", min_value=1, max_value=10, value=3, key="aug_n"))
+limit = int(p2.number_input("Parents (at most)", min_value=1, value=5, key="aug_limit"))
+turns = p3.selectbox("User turns", ["first", "all"], key="aug_turns")
+temperature = float(p4.number_input("Temperature", min_value=0.0, max_value=2.0, value=0.7, step=0.1, key="aug_temp"))
+max_tokens = int(p5.number_input("Max tokens", min_value=8, value=256, step=8, key="aug_max_tokens"))
+check_pii = st.checkbox("Reject variations that add PII (Presidio; slower)", value=True, key="aug_pii")
+options = {
+    "endpoint": endpoint, "model": model or None, "api_key_env": key_env, "n": n, "turns": turns,
+    "temperature": temperature, "max_tokens": max_tokens, "check_pii": check_pii,
+}  # fmt: skip
+
+b1, b2, b3, _ = st.columns([1, 1, 1, 4])
+if b1.button("Dry run"):
+    est = run(wb.augment, limit=limit, dry_run=True, **options)
+    if est is not None:
+        t = est["estimated_tokens"]
+        st.info(
+            f"{est['parents']} parents, {est['requested']} variations: {est['calls']} calls to make "
+            f"({est['cached_calls']} already cached), about {t['prompt']} prompt tokens and at most "
+            f"{t['completion_max']} completion tokens."
+        )
+if b2.button("Preview 3 rows"):
+    st.session_state["aug_preview"] = run(wb.augment_preview, limit=min(3, limit), **options)
+if b3.button("Run", type="primary"):
+    actor = require_actor()
+    bar = st.progress(0.0, text="starting…")
+
+    def progress(done: int, total: int) -> None:
+        bar.progress(done / max(total, 1), text=f"{done} of {total} parents")
+
+    result = run(wb.augment, limit=limit, actor=actor, progress=progress, **options)
+    if result is not None:
+        st.session_state.pop("aug_preview", None)
+        rejected = ", ".join(f"{k} {v}" for k, v in result["rejected"].items()) or "none"
+        st.success(
+            f"{result['kept']} of {result['requested']} variations kept from {result['parents']} parents "
+            f"(rejected: {rejected}); {result['calls']} calls, {result['cached_calls']} from the cache."
+        )
+
+preview = st.session_state.get("aug_preview")
+if preview:
+    st.markdown("#### Preview (nothing saved)")
+    for p in preview:
+        with st.container(border=True):
+            st.caption(f"parent {p['parent_id']}")
+            for t in p["turns"]:
+                st.text(t)
+            rows = [{"variation": k["variation"], "outcome": "kept", "text": " / ".join(k["turns"])} for k in p["kept"]]
+            rows += [
+                {"variation": r["variation"], "outcome": r["reason"], "text": r["text"] or ""} for r in p["rejected"]
+            ]
+            st.dataframe(sorted(rows, key=lambda r: r["variation"]), hide_index=True, width="stretch")
+
+st.subheader("Review paraphrases")
+show = st.selectbox("Children", ["pending", "any", "accepted", "rejected"], key="aug_show")
+fams = wb.augment_families(limit=10, status=None if show == "any" else show)
+if not fams["parents"]:
+    st.caption("No paraphrases to show.")
+    st.stop()
+st.caption(f"{fams['total']} parents with paraphrases ({show}); the 10 most recent are shown.")
+for fam in fams["parents"]:
+    parent = wb.show(fam["id"])
+    with st.container(border=True):
+        left, right = st.columns(2)
+        with left:
+            st.markdown(f"**Parent** `{fam['id']}` · {fam['status']}")
+            for m in parent["messages"]:
+                if m["role"] == "user":
+                    render_message(m)
+        with right:
+            children = [c for c in fam["children"] if show == "any" or c["status"] == show]
+            for child in children:
+                cid = child["id"]
+                st.markdown(f"**Paraphrase** `{cid}` · {child['status']} · variation {child['variation']}")
+                for m in child["messages"]:
+                    if m["role"] == "user":
+                        render_message(m)
+                a, r, why = st.columns([1, 1, 3])
+                reason = why.text_input(
+                    "Reason", key=f"aug_reason_{cid}", value="does not keep the meaning", label_visibility="collapsed"
+                )
+                if a.button("Accept", key=f"aug_accept_{cid}"):
+                    actor = require_actor()
+                    if run(wb.accept, [cid], actor=actor) is not None:
+                        st.rerun()
+                if r.button("Reject", key=f"aug_reject_{cid}"):
+                    actor = require_actor()
+                    if run(wb.reject, [cid], reason or "rejected paraphrase", actor=actor) is not None:
+                        st.rerun()
+            if fam["rejects"]:
+                with st.expander(f"{len(fam['rejects'])} variation(s) filtered out"):
+                    st.dataframe(
+                        [
+                            {"variation": x["variation"], "reason": x["reason"], "text": x["text"] or ""}
+                            for x in fam["rejects"]
+                        ],
+                        hide_index=True,
+                        width="stretch",
+                    )

@@ -1,0 +1,73 @@
+"""Compare: runs grouped by version with their metrics, charts across versions, and per-example
+answers side by side (reference / base / tuned), filterable to regressions."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from workbench.app_pages.common import get_wb, run
+
+wb = get_wb()
+st.title("Compare")
+listed = wb.runs()["runs"]
+if not listed:
+    st.caption("No training runs yet: start one on the Train page or with `sift train VERSION`.")
+    st.stop()
+
+METRICS = ("exact_match", "token_f1", "rouge_l", "json_valid", "json_field_accuracy")
+
+
+def flat(r: dict) -> dict:
+    m = r["metrics"] or {}
+    row = {
+        "version": r["version"],
+        "run": r["run_id"],
+        "state": r["state"],
+        "base model": r["base_model"],
+        "eval loss": m.get("eval_loss"),
+        "perplexity": m.get("perplexity"),
+        "train loss": m.get("train_loss"),
+    }
+    for side in ("base", "tuned"):
+        for k in METRICS:
+            row[f"{side} {k}"] = (m.get(side) or {}).get(k)
+    return row
+
+
+rows = sorted((flat(r) for r in listed), key=lambda x: (x["version"], x["run"]))
+st.subheader("Runs by version")
+st.dataframe(rows, hide_index=True, use_container_width=True)
+
+done = [r for r in rows if r["state"] == "succeeded"]
+if done:
+    metric = st.selectbox("Chart", ["eval loss", "perplexity", *[f"tuned {k}" for k in METRICS]], key="cmp_metric")
+    chart = [{"run": r["run"], "version": r["version"], metric: r[metric]} for r in done if r[metric] is not None]
+    if chart:
+        st.bar_chart(chart, x="run", y=metric, color="version")
+
+st.subheader("Side by side")
+ids = [r["run"] for r in done]
+picked = st.multiselect("Runs", ids, default=ids[-1:], key="cmp_runs")
+only_reg = st.checkbox("Only regressions (tuned worse than base)", key="cmp_regressions")
+if picked:
+    cmp = run(wb.compare_runs, picked, regressions_only=only_reg)
+    if cmp is not None:
+        examples = cmp["examples"]
+        st.caption(f"{len(examples)} example(s)")
+        if examples:
+            idx = st.number_input("Example", min_value=0, max_value=len(examples) - 1, value=0, step=1, key="cmp_idx")
+            ex = examples[int(idx)]
+            with st.expander("Prompt", expanded=False):
+                for m in ex["prompt"] or []:
+                    st.caption(m.get("role", ""))
+                    st.text(m.get("content") or "")
+            cols = st.columns(2 + len(picked))
+            cols[0].markdown("**reference**")
+            cols[0].text(ex["reference"])
+            cols[1].markdown("**base**")
+            cols[1].text(ex["base"] or "")
+            for c, rid in zip(cols[2:], picked, strict=False):
+                c.markdown(f"**{rid}**" + (" · regression" if rid in ex["regressed_in"] else ""))
+                c.text(ex["tuned"].get(rid, ""))
+                scores = (ex["scores"].get(rid) or {}).get("tuned") or {}
+                c.caption(", ".join(f"{k} {v:.2f}" for k, v in scores.items()))

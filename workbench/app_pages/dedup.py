@@ -1,0 +1,171 @@
+"""Dedup: run with progress, cluster sizes, clusters, side-by-side diff, keeper choice, borderline queue."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import streamlit as st
+
+from workbench.app_pages.common import diff_markdown, get_wb, md_escape, require_actor, run
+
+PAGE_SIZE = 50
+
+wb = get_wb()
+st.title("Dedup")
+st.caption(
+    "Exact and near-duplicate clusters (MinHash over word n-grams). One conversation per cluster is kept "
+    "(accepted first, then the longest answer, then the oldest, unless an SME picks another); the others "
+    "are flagged near_duplicate and stay out of train and eval. A cluster never straddles train and eval."
+)
+
+
+def side_by_side(a: str, b: str) -> None:
+    """Two conversations' compared text, words that differ highlighted (escaped markdown)."""
+    cmp = run(wb.dedup_compare, a, b)
+    if not cmp:
+        return
+    st.caption(f"estimated Jaccard {cmp['jaccard']:.2f} · view: {cmp['view']}")
+    left, right = st.columns(2)
+    left.markdown(f"**{md_escape(a)}**")
+    left.markdown(diff_markdown(cmp["a"]["runs"], "red"))
+    right.markdown(f"**{md_escape(b)}**")
+    right.markdown(diff_markdown(cmp["b"]["runs"], "green"))
+
+
+with st.form("dedup_run"):
+    c1, c2, c3, c4 = st.columns(4)
+    threshold = c1.slider("Threshold (Jaccard)", 0.5, 1.0, 0.8, 0.01)
+    num_perm = c2.selectbox("Permutations", [64, 128, 256], index=1)
+    ngram = int(c3.number_input("Words per shingle", min_value=1, max_value=10, value=5))
+    view = c4.radio("Compare", ["full", "user"], horizontal=True, help="every turn, or user turns only")
+    go = st.form_submit_button("Run dedup")
+if go:
+    actor = require_actor()
+    bar = st.progress(0.0, text="starting")
+
+    def progress(stage: str, done: int, total: int) -> None:
+        bar.progress(min(1.0, done / total) if total else 1.0, text=f"{stage}: {done}/{total}")
+
+    r = run(wb.dedup, threshold=threshold, num_perm=num_perm, ngram=ngram, view=view, actor=actor, progress=progress)
+    if r:
+        st.success(
+            f"{r['conversations']} conversations: {r['clusters']} clusters, {r['duplicates_flagged']} flagged, "
+            f"{r['exact_groups']} exact groups, {r['borderline_pairs']} borderline pairs "
+            f"({r['params']['bands']} bands × {r['params']['rows']} rows)"
+        )
+if msg := st.session_state.pop("dedup_notice", None):
+    st.success(msg)
+
+status = wb.dedup_status()
+if status["run"] is None:
+    st.info("No dedup run yet.")
+    st.stop()
+stats: dict[str, Any] = status["run"]["stats"]
+m = st.columns(5)
+m[0].metric("Conversations", stats.get("conversations", 0))
+m[1].metric("Clusters", stats.get("clusters", 0))
+m[2].metric("Flagged", stats.get("duplicates_flagged", 0))
+m[3].metric("Exact groups", stats.get("exact_groups", 0))
+m[4].metric("Borderline pairs", stats.get("borderline_pairs", 0))
+p = status["params"]
+st.caption(
+    f"Latest run {status['run']['id']} by {status['run']['actor']} · threshold {p['threshold']}, {p['num_perm']} "
+    f"permutations ({p['bands']} bands × {p['rows']} rows), {p['ngram']}-word shingles, view {p['view']}"
+)
+if status["stale"]:
+    st.warning(f"{status['stale']} conversation(s) were imported or edited since this run: run dedup again.")
+
+st.subheader("Clusters")
+page = int(st.session_state.get("dedup_page", 0))
+listed = wb.dedup_cluster_list(limit=PAGE_SIZE, offset=page * PAGE_SIZE)
+if listed["sizes"]:
+    st.bar_chart(
+        {"members": [str(s) for s in listed["sizes"]], "clusters": list(listed["sizes"].values())},
+        x="members",
+        y="clusters",
+        x_label="cluster size (members)",
+        y_label="clusters",
+    )
+clusters = listed["clusters"]
+if not clusters:
+    st.info("No duplicates found.")
+else:
+    st.dataframe(
+        [
+            {
+                "cluster": c["id"],
+                "size": c["size"],
+                "keeper": c["keeper"],
+                "kept for": c["reason"],
+                "preview": next(x["preview"] for x in c["members"] if x["keeper"])[:100],
+            }
+            for c in clusters
+        ],
+        hide_index=True,
+        use_container_width=True,
+    )
+    pages = max(1, (listed["total"] + PAGE_SIZE - 1) // PAGE_SIZE)
+    if pages > 1:
+        new_page = int(st.number_input("Page", 1, pages, page + 1)) - 1
+        if new_page != page:
+            st.session_state["dedup_page"] = new_page
+            st.rerun()
+    by_id = {c["id"]: c for c in clusters}
+    chosen = st.selectbox(
+        "Cluster", list(by_id), format_func=lambda c: f"{c} ({by_id[c]['size']} members)", key="dedup_cluster"
+    )
+    cluster = by_id[chosen]
+    ids = [x["id"] for x in cluster["members"]]
+    st.dataframe(
+        [
+            {
+                "id": x["id"],
+                "keeper": x["keeper"],
+                "status": x["status"],
+                "Jaccard with keeper": x["jaccard"],
+                "exact copy": x["exact"],
+                "preview": x["preview"],
+            }
+            for x in cluster["members"]
+        ],
+        hide_index=True,
+        use_container_width=True,
+    )
+    c1, c2 = st.columns(2)
+    a = c1.selectbox("Left", ids, index=0, key=f"dedup_a_{chosen}")
+    b = c2.selectbox("Right", ids, index=min(1, len(ids) - 1), key=f"dedup_b_{chosen}")
+    if a != b:
+        side_by_side(a, b)
+    k1, k2 = st.columns([3, 1])
+    keeper = k1.selectbox("Keeper", ids, index=ids.index(cluster["keeper"]), key=f"dedup_keep_{chosen}")
+    if k2.button("Keep this one", disabled=keeper == cluster["keeper"]):
+        actor = require_actor()
+        if run(wb.keep, keeper, actor=actor):
+            st.session_state["dedup_notice"] = f"{keeper} is now the keeper of its cluster."
+            st.rerun()
+
+st.subheader("Borderline pairs")
+pairs = wb.dedup_pairs(borderline=True, undecided=True)
+if not pairs:
+    st.info("No undecided pairs near the threshold.")
+else:
+    st.caption("Estimated Jaccard close to the threshold: say whether each pair is a duplicate.")
+    st.dataframe(
+        [
+            {"a": x["a"], "b": x["b"], "Jaccard": x["jaccard"], "now": "merged" if x["merged"] else "apart"}
+            for x in pairs
+        ],
+        hide_index=True,
+        use_container_width=True,
+    )
+    labels = [f"{x['a']} ~ {x['b']} ({x['jaccard']:.2f})" for x in pairs]
+    i = labels.index(st.selectbox("Pair", labels, key="dedup_pair"))
+    pair = pairs[i]
+    side_by_side(pair["a"], pair["b"])
+    d1, d2, _ = st.columns([1, 1, 4])
+    for col, decision, label in ((d1, "duplicate", "Duplicate"), (d2, "distinct", "Not a duplicate")):
+        if col.button(label, key=f"dedup_decide_{decision}"):
+            actor = require_actor()
+            if run(wb.decide_pair, pair["a"], pair["b"], decision, actor=actor):
+                st.session_state["dedup_notice"] = f"{pair['a']} ~ {pair['b']}: {decision}."
+                st.rerun()

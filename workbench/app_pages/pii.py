@@ -1,0 +1,142 @@
+"""PII: scan and redact with progress, counts per entity, and a queue of findings to accept or
+dismiss one by one or in bulk; add a span the detector missed. Message text is shown escaped, the
+finding's span highlighted (never as HTML)."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from curation import pii
+from workbench.app_pages.common import FlagSpan, attempt, get_wb, highlight_markdown, md_escape, require_actor, run
+
+wb = get_wb()
+st.title("PII")
+
+ov = run(wb.pii_overview)
+if ov is None:
+    st.stop()
+c = st.columns(4)
+c[0].metric("Conversations", f"{ov['conversations']:,}")
+c[1].metric("Scanned (current revision)", f"{ov['scanned']:,}")
+c[2].metric("With unresolved findings", f"{ov['unresolved']:,}")
+c[3].metric("Redacted", f"{ov['redacted_conversations']:,}")
+total = ov["conversations"]
+st.progress(ov["scanned"] / total if total else 0.0, text=f"{ov['scanned']:,} of {total:,} scanned")
+
+if ov["entities"]:
+    st.subheader("Findings per entity")
+    st.bar_chart(
+        [{"entity": e, "status": s, "findings": n} for e, by in ov["entities"].items() for s, n in by.items() if n],
+        x="entity",
+        y="findings",
+        color="status",
+    )
+
+with st.expander("Scan or redact", expanded=not ov["scanned"]):
+    with st.form("pii_run"):
+        entities = st.multiselect("Entities", pii.ENTITIES, default=list(pii.DEFAULT_ENTITIES))
+        a, b = st.columns(2)
+        one = a.checkbox("One score threshold for every entity", help="otherwise each entity's own threshold")
+        threshold = a.slider("Minimum score", 0.0, 1.0, 0.5, 0.05)
+        min_score = threshold if one else None
+        operator = b.selectbox("Redaction operator", pii.OPERATORS, help="placeholder <PERSON>, pseudonym, mask, hash")
+        allow = a.text_area("Allow list (one per line: never reported)", height=80)
+        deny = b.text_area("Deny list (one per line: always reported)", height=80)
+        st.caption("Per role: redact (every finding not dismissed), flag (only findings a reviewer accepted), skip")
+        cols = st.columns(4)
+        policy = {
+            r: cols[i].selectbox(r, pii.ROLE_POLICIES, key=f"pii_role_{r}")
+            for i, r in enumerate(("system", "user", "assistant", "tool"))
+        }
+        go_scan, go_redact = st.columns(2)
+        scan = go_scan.form_submit_button("Scan (store findings for review)")
+        redact = go_redact.form_submit_button("Redact (scan, then write redacted revisions)", type="primary")
+    if scan or redact:
+        actor = require_actor()
+        bar = st.progress(0.0, text="building the analyzer (once per process)…")
+
+        def progress(done: int, n: int) -> None:
+            bar.progress(done / n if n else 1.0, text=f"{done:,} of {n:,} distinct texts analysed")
+
+        options = {
+            "entities": entities or None,
+            "min_score": min_score,
+            "operator": operator,
+            "allow_list": [x.strip() for x in allow.splitlines() if x.strip()],
+            "deny_list": [x.strip() for x in deny.splitlines() if x.strip()],
+            "roles": policy,
+            "actor": actor,
+            "progress": progress,
+        }
+        if scan:
+            options.pop("operator")
+            r = run(wb.pii_scan_report, **options)
+        else:
+            r = run(wb.redact, **options)
+        if r is not None:
+            counts = ", ".join(f"{n} {e}" for e, n in r["findings"].items()) or "no findings"
+            done = f"; {r['conversations_redacted']} conversation(s) redacted" if redact else ""
+            st.success(md_escape(f"{r['messages_scanned']:,} messages scanned: {counts}{done}."))
+
+st.subheader("Findings to review")
+f1, f2, f3 = st.columns(3)
+status = f1.selectbox("Status", pii.FINDING_STATUSES, key="pii_status")
+entity = f2.selectbox("Entity", [*pii.ENTITIES, pii.DENY_LIST_ENTITY], index=None, placeholder="any", key="pii_entity")
+floor = f3.slider("Score at least", 0.0, 1.0, 0.0, 0.05, key="pii_floor")
+page_no = st.number_input("Page", min_value=1, value=1, step=1, key="pii_page")
+PER_PAGE = 10
+q = run(
+    wb.pii_queue, status=status, entity=entity, min_score=floor or None, limit=PER_PAGE, offset=(page_no - 1) * PER_PAGE
+)
+if q is not None:
+    st.caption(f"{q['total']:,} finding(s) match.")
+    if entity and status == "pending" and q["total"]:
+        if st.button(f"Accept all {q['total']:,} pending {entity} findings scored at least {floor:.2f}", key="pii_bulk"):
+            actor = require_actor()
+            n = run(wb.pii_bulk_accept, entity, floor, actor=actor)
+            if n is not None:
+                st.success(f"Accepted {n} finding(s).")
+                st.rerun()
+    for f in q["findings"]:
+        with st.container(border=True):
+            st.caption(
+                md_escape(
+                    f"#{f['id']} · conversation {f['conversation_id']} r{f['revision']} · message {f['message_index']} "
+                    f"({f['role'] or '?'}) {f['field']} · {f['entity']} {f['score']:.2f} · {f['recognizer']} · {f['status']}"
+                )
+            )
+            if f["text"] is None:
+                st.warning("The span no longer matches the text of this revision; rescan.")
+            else:
+                st.markdown(
+                    highlight_markdown(
+                        f["text"], [FlagSpan(f["message_index"], f["field"], f["start"], f["end"], f["entity"])]
+                    )
+                )
+            a, d, _ = st.columns([1, 1, 4])
+            if a.button("Accept", key=f"pii_acc_{f['id']}", disabled=f["status"] == "accepted"):
+                if attempt(wb.pii_review, [f["id"]], "accepted", actor=require_actor()):
+                    st.rerun()
+            if d.button("Dismiss", key=f"pii_dis_{f['id']}", disabled=f["status"] == "dismissed"):
+                if attempt(wb.pii_review, [f["id"]], "dismissed", actor=require_actor()):
+                    st.rerun()
+
+with st.expander("Add a span the detector missed"):
+    with st.form("pii_add"):
+        a, b, e = st.columns([3, 1, 2])
+        cid = a.text_input("Conversation id")
+        mi = b.number_input("Message", min_value=0, value=0, step=1)
+        ent = e.selectbox("Entity", pii.ENTITIES)
+        needle = st.text_input("Exact text to mark (its first occurrence in the message)")
+        added = st.form_submit_button("Add finding")
+    if added:
+        actor = require_actor()
+        conv = run(wb.show, cid.strip()) if cid.strip() else None
+        if conv is not None:
+            messages = conv["messages"]
+            content = messages[int(mi)].get("content") if int(mi) < len(messages) else None
+            pos = content.find(needle) if isinstance(content, str) and needle else -1
+            if pos < 0:
+                st.error("That text is not in the message's content.")
+            elif attempt(wb.pii_add, conv["id"], int(mi), pos, pos + len(needle), ent, actor=actor):
+                st.success(f"Added a {ent} finding to conversation {conv['id']}.")

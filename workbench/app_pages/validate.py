@@ -1,0 +1,172 @@
+"""Validate: run the gate with a target model and length limit; token-length histogram with the
+limit drawn, counts per reason, the cutoff preview, and a drill-down showing a conversation's
+rendered template text with the tokens that carry loss highlighted (escaped text, never HTML)."""
+
+from __future__ import annotations
+
+import altair as alt
+import pandas as pd
+import streamlit as st
+
+from curation.models import DEFAULT_MODEL
+from curation.validate import DEFAULT_SEVERITY, REASONS, WARNING
+from workbench.app_pages.common import (
+    FlagSpan,
+    flag_notice,
+    get_wb,
+    highlight_markdown,
+    render_conversation,
+    require_actor,
+    run,
+)
+
+wb = get_wb()
+st.title("Validate")
+st.caption(
+    "Every conversation is rendered with the target model's own chat template and tokenizer: structure, "
+    "template errors, the assistant loss mask and token lengths. Errors block freezing; warnings do not."
+)
+
+last = wb.validation_summary()
+cfg = (last or {}).get("config", {})
+c1, c2 = st.columns([3, 1])
+model = c1.text_input(
+    "Model", value=cfg.get("model") or DEFAULT_MODEL, help="A Hugging Face id or a local folder; default the embedded SmolLM2"
+)
+max_seq_len = int(
+    c2.number_input("max_seq_len", min_value=1, value=int(cfg.get("max_seq_len") or 2048), step=256)
+)
+warn_default = [
+    r for r, s in (cfg.get("severity") or {}).items() if r in REASONS and s == WARNING and DEFAULT_SEVERITY[r] != WARNING
+]
+warn = st.multiselect(
+    "Checks that only warn",
+    options=[r for r in REASONS if DEFAULT_SEVERITY[r] != WARNING],
+    default=warn_default,
+    help="e.g. over_max_seq_len for a team that keeps long rows and truncates",
+)
+
+if st.button("Run validation", type="primary"):
+    actor = require_actor()
+    bar = st.progress(0.0, text="Loading the tokenizer and template…")
+
+    def progress(done: int, total: int) -> None:
+        bar.progress(done / total if total else 1.0, text=f"Rendered {done} of {total} new or changed revisions")
+
+    result = run(
+        wb.validate,
+        model=model.strip() or None,
+        max_seq_len=max_seq_len,
+        severity={r: WARNING for r in warn},
+        actor=actor,
+        progress=progress,
+    )
+    bar.progress(1.0, text="Done" if result else "Stopped")
+    if result:
+        st.success(
+            f"{result['checked']} conversations checked, {result['passed']} passed "
+            f"({result['rechecked']} rendered now, the rest from earlier runs)"
+        )
+    last = wb.validation_summary()
+
+if last is None:
+    st.info("Validation has not run on this store yet.")
+    st.stop()
+
+cfg = last["config"]
+limit = int(cfg["max_seq_len"])
+m1, m2, m3, m4 = st.columns(4)
+m1.metric("Checked", last["checked"])
+m2.metric("Passed", last["passed"])
+m3.metric("Blocked", last["checked"] - last["passed"])
+m4.metric(f"Over {limit} tokens", last["over_max_seq_len"])
+st.caption(
+    f"Model {cfg['model']} · template sha256 {cfg['template_sha256'][:16]}… · run by {last['actor']} "
+    f"at {last['finished_at'][:19]}"
+)
+
+st.subheader("Token lengths")
+lengths = wb.validation_token_lengths()
+if lengths:
+    bars = (
+        alt.Chart(pd.DataFrame({"tokens": lengths}))
+        .mark_bar()
+        .encode(alt.X("tokens:Q", bin=alt.Bin(maxbins=60), title="tokens per conversation"), alt.Y("count()"))
+    )
+    rule = (
+        alt.Chart(pd.DataFrame({"max_seq_len": [limit]}))
+        .mark_rule(color="red", strokeWidth=2)
+        .encode(x="max_seq_len:Q")
+    )
+    st.altair_chart(bars + rule, width="stretch")
+    t = last["tokens"]
+    st.caption(f"total {t['total']} · p50 {t['p50']} · p90 {t['p90']} · p99 {t['p99']} · max {t['max']} · red line: max_seq_len")
+
+st.subheader("Problems")
+rows = [
+    {"severity": sev, "reason": r, "conversations": n, "meaning": REASONS.get(r, "")}
+    for sev, counts in (("error", last["flagged"]), ("warning", last["warnings"]))
+    for r, n in counts.items()
+]
+if rows:
+    st.dataframe(rows, hide_index=True, width="stretch")
+else:
+    st.success("No problems found.")
+
+if last["over_max_seq_len"]:
+    st.subheader("Cutoff preview")
+    st.caption("What each way of handling the over-long rows would do to their answers.")
+    c = last["cutoff"]
+    st.dataframe(
+        [
+            {"policy": "drop the row", **c["drop_row"]},
+            {"policy": "drop trailing turns", **c["drop_trailing_turns"]},
+            {"policy": "cut tokens", **c["truncate"]},
+        ],
+        hide_index=True,
+        width="stretch",
+    )
+
+st.subheader("Drill-down")
+reasons = [r["reason"] for r in rows]
+choice = st.selectbox("Reason", ["(any conversation)", *reasons])
+listed = wb.list(flag=None if choice == "(any conversation)" else choice, limit=100)
+ids = [c["id"] for c in listed["conversations"]]
+cid = st.selectbox(f"Conversation ({listed['total']} in all, first 100 shown)", ids) if ids else None
+if cid:
+    detail = run(
+        wb.inspect_validation,
+        cid,
+        model=cfg["model"],
+        max_seq_len=limit,
+        severity={r: s for r, s in (cfg.get("severity") or {}).items() if r in REASONS},
+    )
+    if detail:
+        for f in detail["flags"]:
+            flag_notice(f)
+        if detail["text"] is None:
+            st.info("The template could not render this conversation, so there are no tokens to show.")
+        else:
+            a, b, c = st.columns(3)
+            a.metric("Tokens", detail["tokens"])
+            b.metric("Tokens with loss", detail["loss_tokens"])
+            c.metric("Mask from", detail["mask_source"])
+            st.markdown("**Rendered template** (highlighted: tokens that carry loss)")
+            spans: list[FlagSpan] = []
+            pos = 0
+            for seg in detail["segments"]:
+                if seg["loss"]:
+                    spans.append(FlagSpan(0, "content", pos, pos + len(seg["text"]), "loss"))
+                pos += len(seg["text"])
+            with st.container(border=True):
+                st.markdown(highlight_markdown(detail["text"], spans))
+            st.dataframe(
+                [{"turn": i + 1, "tokens": n} for i, n in enumerate(detail["turn_tokens"])],
+                hide_index=True,
+            )
+            with st.expander(f"All {len(detail['token_rows'])} tokens"):
+                st.dataframe(pd.DataFrame(detail["token_rows"]), hide_index=True, width="stretch")
+        with st.expander("The conversation"):
+            d = run(wb.show, cid)
+            if d:
+                render_conversation(d, show_meta=False)

@@ -1,0 +1,329 @@
+"""Augment use cases: paraphrase user turns through an OpenAI-compatible endpoint, keep what passes
+the filters as new pending conversations in the parent's family, and review them beside the parent.
+
+A run works parent by parent: calls go out `concurrency` at a time, and each parent's children,
+rejects and new cache entries land in one transaction as soon as its calls are back. A failure
+(unreachable endpoint, 401, 429 or 5xx after retries, timeout, a non-OpenAI answer) stops the run
+with one clear message; what was saved stays. A re-run asks the cache first, so finished calls are
+not paid twice and the children they gave are found again instead of added twice.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import threading
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from curation import augment as ag
+from curation.llm import Completion, LLMClient, LLMConfig, LLMError, endpoint_host
+from curation.records import Conversation
+from workbench.services.core import default_actor
+from workbench.store import Store
+
+Progress = Callable[[int, int], None]
+RESULT_KEYS = ("parents", "requested", "generated", "kept", "rejected", "calls", "cached_calls")
+
+
+def _pii_detector() -> ag.PiiDetector | None:
+    """Presidio through the PII stage, built once per process; None when the stage is missing."""
+    try:
+        from curation import pii
+    except ImportError:
+        return None
+    try:
+        from workbench.services.pii import analyzer as shared_analyzer
+
+        engine = shared_analyzer()
+    except ImportError:
+        engine = pii.build_analyzer()
+    # Above 0.4, PERSON/LOCATION come from spaCy's NER only, not from the proper-noun recognizer,
+    # which would call any capitalised first word of a paraphrase a name.
+    config = pii.PiiConfig(thresholds={**pii.DEFAULT_THRESHOLDS, "PERSON": 0.5, "LOCATION": 0.5})
+
+    def analyze(texts: Sequence[str]) -> list[list[tuple[str, str]]]:
+        spans = pii.analyze_texts(engine, list(texts), config)
+        return [[(s.entity, t[s.start : s.end]) for s in ss] for t, ss in zip(texts, spans, strict=True)]
+
+    return ag.pii_detector_from(analyze)
+
+
+def make_configs(
+    config: ag.AugmentConfig | None = None, llm: LLMConfig | None = None, **overrides: Any
+) -> tuple[ag.AugmentConfig, LLMConfig]:
+    """Configs from bases (default: the defaults) with the non-None overrides applied, each to the
+    config that has the field."""
+    a = {f: getattr(config or ag.AugmentConfig(), f) for f in ag.AugmentConfig.__dataclass_fields__}
+    b = {f: getattr(llm or LLMConfig(), f) for f in LLMConfig.__dataclass_fields__}
+    for k, v in overrides.items():
+        if v is None:
+            continue
+        if k in a:
+            a[k] = v
+        elif k in b:
+            b[k] = v
+        else:
+            raise ag.AugmentError(f"unknown augment option {k!r}")
+    return ag.AugmentConfig(**a), LLMConfig(**b)
+
+
+class AugmentService:
+    store: Store
+
+    def _augment_plan(
+        self, config: ag.AugmentConfig, client: LLMClient, model: str, limit: int | None, ids: list[str] | None
+    ) -> list[ag.ParentPlan]:
+        rows = self.store.augment_parents(statuses=config.statuses, limit=limit, ids=ids)
+        parents = [ag.Parent(cid, rev, fam, Conversation.from_json(content)) for cid, rev, fam, content in rows]
+        return ag.plan(parents, config, model)
+
+    def augment(
+        self,
+        *,
+        config: ag.AugmentConfig | None = None,
+        llm: LLMConfig | None = None,
+        limit: int | None = None,
+        ids: list[str] | None = None,
+        dry_run: bool = False,
+        actor: str | None = None,
+        progress: Progress | None = None,
+        **overrides: Any,
+    ) -> dict[str, Any]:
+        """Paraphrase the first (or every) user turn of up to `limit` parents into `n` variations.
+
+        Returns the `sift augment --json` object: parents, requested, generated, kept,
+        rejected {reason: n}, calls (made to the endpoint), cached_calls (answered from the cache).
+        A dry run makes no call and writes nothing: `calls` are those a run would make, and
+        `estimated_tokens` says what they would cost at most.
+        """
+        config, llm = make_configs(config, llm, **overrides)
+        actor = actor or default_actor()
+        client = LLMClient(llm)
+        model = client.default_model()
+        plans = self._augment_plan(config, client, model, limit, ids)
+        keys = list(dict.fromkeys(c.key for pp in plans for c in pp.calls))
+        cached = {k: Completion.from_dict(v) for k, v in self.store.llm_cache_get(keys).items()}
+        result: dict[str, Any] = {
+            "parents": len(plans),
+            "requested": len(plans) * config.n,
+            "generated": 0,
+            "kept": 0,
+            "rejected": {},
+            "calls": len(keys) - len(cached),
+            "cached_calls": len(cached),
+        }
+        if dry_run:
+            todo = [pp for pp in plans if any(c.key not in cached for c in pp.calls)]
+            estimated = ag.estimate(todo, config)
+            return {**result, "estimated_tokens": estimated}
+        result["calls"] = 0
+        run_id = f"augment-{uuid.uuid4().hex[:12]}"
+        run_config = {
+            "augment": config.to_dict(),
+            "llm": {**llm.to_dict(), "endpoint": endpoint_host(llm.endpoint)},
+            "model": model,
+        }
+        self.store.start_stage_run(run_id, ag.STAGE, run_config, actor=actor)
+        started = time.perf_counter()
+        pii = _pii_detector() if config.check_pii else None
+        similarity = ag.Similarity(config.ngram, config.num_perm)
+        rejected: Counter[str] = Counter()
+        host = endpoint_host(llm.endpoint)
+        done = 0
+
+        def save(pp: ag.ParentPlan, responses: dict[str, Completion], fresh: set[str]) -> None:
+            nonlocal done
+            res = ag.build_children(
+                pp, [responses[c.key] for c in pp.calls], config, model=model, endpoint=host,
+                similarity=similarity, pii=pii,
+            )  # fmt: skip
+            calls_key = "|".join(c.key for c in pp.calls)
+            rejects = [
+                {
+                    "variation": r.variation,
+                    "calls_key": calls_key,
+                    "reason": r.reason,
+                    "text": r.text,
+                    "details": r.details,
+                }
+                for r in res.rejects
+            ]
+            entries = [
+                {
+                    "key": c.key,
+                    "model": model,
+                    "endpoint": host,
+                    "request": c.request,
+                    "response": responses[c.key].to_dict(),
+                }
+                for c in pp.calls
+                if c.key in fresh
+            ]
+            outcome = self.store.augment_save(
+                run_id, parent_id=pp.parent.id, parent_revision=pp.parent.revision, family_id=pp.parent.family_id,
+                children=[(ch.conversation, ch.provenance, ch.variation, ch.cache_keys) for ch in res.children],
+                rejects=rejects, cache_entries=entries, actor=actor,
+            )  # fmt: skip
+            dupes = outcome.count("duplicate")
+            result["generated"] += res.generated
+            result["kept"] += len(res.children) - dupes
+            rejected.update(r.reason for r in res.rejects)
+            rejected["duplicate"] += dupes
+            done += 1
+            if progress:
+                progress(done, len(plans))
+
+        responses: dict[str, Completion] = dict(cached)
+        error: LLMError | None = None
+        try:
+            # Parents whose calls are all cached need no endpoint: save them first.
+            waiting: list[ag.ParentPlan] = []
+            for pp in plans:
+                if all(c.key in responses for c in pp.calls):
+                    save(pp, responses, set())
+                else:
+                    waiting.append(pp)
+            if waiting:
+                error = self._augment_calls(waiting, client, model, llm.concurrency, responses, save, result)
+        finally:
+            result["rejected"] = {k: rejected[k] for k in sorted(rejected) if rejected[k]}
+            stats = {**result, "seconds": round(time.perf_counter() - started, 2)}
+            if error is not None:
+                stats["error"] = str(error)
+            self.store.finish_stage_run(run_id, stats)
+        if error is not None:
+            left = len(plans) - done
+            raise LLMError(
+                f"{error} — {done} of {len(plans)} parents done and saved, {left} left; run again to resume "
+                "(answers already received are cached)"
+            )
+        return result
+
+    def _augment_calls(
+        self,
+        waiting: list[ag.ParentPlan],
+        client: LLMClient,
+        model: str,
+        concurrency: int,
+        responses: dict[str, Completion],
+        save: Callable[[ag.ParentPlan, dict[str, Completion], set[str]], None],
+        result: dict[str, Any],
+    ) -> LLMError | None:
+        """Send the uncached calls `concurrency` at a time; save each parent when its calls are
+        back. The first failure stops new calls; calls already in flight still finish and count."""
+        requests = {c.key: c.request for pp in waiting for c in pp.calls if c.key not in responses}
+        pending = {pp.parent.id: {c.key for c in pp.calls if c.key not in responses} for pp in waiting}
+        fresh: set[str] = set()
+        error: LLMError | None = None
+        failed = threading.Event()
+
+        def call(request: dict[str, Any]) -> Completion | None:
+            # Checked by the worker itself: after a failure no further call starts, even one a
+            # worker picks up before the main thread gets to cancel it.
+            if failed.is_set():
+                return None
+            try:
+                return client.chat(model, request)
+            except LLMError:
+                failed.set()
+                raise
+
+        with cf.ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="sift-llm") as pool:
+            futures = {pool.submit(call, req): key for key, req in requests.items()}
+            for fut in cf.as_completed(futures):
+                key = futures[fut]
+                try:
+                    answer = fut.result()
+                except cf.CancelledError:
+                    continue
+                except LLMError as e:
+                    if error is None:
+                        error = e
+                        for f in futures:
+                            f.cancel()
+                    continue
+                if answer is None:
+                    continue
+                responses[key] = answer
+                fresh.add(key)
+                result["calls"] += 1
+                for pp in waiting:
+                    left = pending[pp.parent.id]
+                    if key in left:
+                        left.discard(key)
+                        if not left:
+                            save(pp, responses, fresh)
+        return error
+
+    def augment_preview(
+        self,
+        *,
+        config: ag.AugmentConfig | None = None,
+        llm: LLMConfig | None = None,
+        limit: int = 3,
+        ids: list[str] | None = None,
+        **overrides: Any,
+    ) -> list[dict[str, Any]]:
+        """Paraphrase a few parents and show what would be kept or rejected, writing no conversation.
+        The answers are cached, so running for real afterwards does not pay for them again."""
+        config, llm = make_configs(config, llm, **overrides)
+        client = LLMClient(llm)
+        model = client.default_model()
+        plans = self._augment_plan(config, client, model, limit, ids)
+        host = endpoint_host(llm.endpoint)
+        responses = {
+            k: Completion.from_dict(v)
+            for k, v in self.store.llm_cache_get([c.key for pp in plans for c in pp.calls]).items()
+        }
+        entries = []
+        for pp in plans:
+            for c in pp.calls:
+                if c.key not in responses:
+                    responses[c.key] = client.chat(model, c.request)
+                    entries.append(
+                        {
+                            "key": c.key,
+                            "model": model,
+                            "endpoint": host,
+                            "request": c.request,
+                            "response": responses[c.key].to_dict(),
+                        }
+                    )
+        self.store.llm_cache_put(entries)
+        pii = _pii_detector() if config.check_pii else None
+        out = []
+        for pp in plans:
+            res = ag.build_children(
+                pp, [responses[c.key] for c in pp.calls], config, model=model, endpoint=host, pii=pii
+            )
+            out.append(
+                {
+                    "parent_id": pp.parent.id,
+                    "turns": [c.text for c in pp.calls],
+                    "answers": [responses[c.key].texts[0] if responses[c.key].texts else "" for c in pp.calls],
+                    "kept": [
+                        {"variation": ch.variation, "turns": [ch.conversation.messages[c.turn].text for c in pp.calls]}
+                        for ch in res.children
+                    ],
+                    "rejected": [
+                        {"variation": r.variation, "reason": r.reason, "text": r.text, "details": r.details}
+                        for r in res.rejects
+                    ],
+                }
+            )
+        return out
+
+    def llm_models(self, *, llm: LLMConfig | None = None, **overrides: Any) -> list[str]:
+        """The model names an endpoint lists (checks that it is reachable and the key works)."""
+        _, llm = make_configs(None, llm, **overrides)
+        return LLMClient(llm).models()
+
+    def augment_families(self, *, limit: int = 20, offset: int = 0, status: str | None = None) -> dict[str, Any]:
+        """Parents with paraphrases, newest first: each with its children and rejected variations."""
+        return self.store.augment_families(limit=limit, offset=offset, status=status)
+
+    def augment_family(self, parent_id: str) -> dict[str, Any]:
+        return self.store.augment_family(parent_id)

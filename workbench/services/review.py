@@ -1,0 +1,162 @@
+"""Review use cases: the queue, guarded decisions, bulk actions, guide and tag lists, progress,
+lineage and revision diffs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from curation.revision_diff import diff_turns
+from workbench.services.core import default_actor
+from workbench.store import Store, StoreError
+from workbench.store.review import Cursor
+
+FILTER_KEYS = ("status", "source", "flag", "text", "tag", "reviewer")
+GUIDE_KEY = "review.guide"
+TAGS_KEY = "review.tags"
+REASONS_KEY = "review.reject_reasons"
+MAX_GUIDE_CHARS = 100_000
+
+DEFAULT_GUIDE = """\
+### How to review
+
+1. Read the whole conversation. Flags from the checks (validation, duplicates, personal data) are
+   shown where they apply; highlighted text is what a check found.
+2. **Accept** a conversation that is correct, helpful and safe to train on as it is.
+3. **Edit** it when a small fix makes it right: change the text of any turn or delete a turn, then
+   save. Your edit becomes a new revision; the original stays in the history.
+4. **Reject** it, with a short reason, when it is wrong and not worth fixing.
+5. **Skip** when you are unsure; **comment** to ask a colleague.
+
+*An administrator can replace this guide for this store under "Guide and lists" below.*
+"""
+
+
+def clean_filters(filters: dict[str, Any]) -> dict[str, Any]:
+    """Only the known filter keys, with empty values dropped."""
+    unknown = set(filters) - set(FILTER_KEYS)
+    if unknown:
+        raise StoreError(f"unknown filter {sorted(unknown)[0]!r} (use {', '.join(FILTER_KEYS)})")
+    return {k: v for k, v in filters.items() if v not in (None, "", [])}
+
+
+def describe_filters(filters: dict[str, Any]) -> str:
+    f = clean_filters(filters)
+    return ", ".join(f"{k} = {v!r}" for k, v in f.items()) or "no filter (every conversation)"
+
+
+def _lines(text: str) -> list[str]:
+    return [x.strip() for x in text.replace(",", "\n").splitlines() if x.strip()]
+
+
+class ReviewService:
+    store: Store
+
+    # ------------------------------------------------------------ guide and lists
+
+    def review_guide(self) -> str:
+        return self.store.get_setting(GUIDE_KEY) or DEFAULT_GUIDE
+
+    def set_review_guide(self, markdown: str, *, actor: str | None = None) -> None:
+        if len(markdown) > MAX_GUIDE_CHARS:
+            raise StoreError(f"the guide is {len(markdown)} characters; at most {MAX_GUIDE_CHARS}")
+        self.store.set_setting(GUIDE_KEY, markdown, actor=actor or default_actor())
+
+    def review_tags(self) -> list[str]:
+        return _lines(self.store.get_setting(TAGS_KEY) or "")
+
+    def set_review_tags(self, tags: list[str], *, actor: str | None = None) -> None:
+        self.store.set_setting(
+            TAGS_KEY, "\n".join(dict.fromkeys(t.strip() for t in tags if t.strip())), actor=actor or default_actor()
+        )
+
+    def reject_reasons(self) -> list[str]:
+        return [x.strip() for x in (self.store.get_setting(REASONS_KEY) or "").splitlines() if x.strip()]
+
+    def set_reject_reasons(self, reasons: list[str], *, actor: str | None = None) -> None:
+        text = "\n".join(dict.fromkeys(r.strip() for r in reasons if r.strip()))
+        self.store.set_setting(REASONS_KEY, text, actor=actor or default_actor())
+
+    def review_config(self) -> dict[str, Any]:
+        return {"guide": self.review_guide(), "tags": self.review_tags(), "reject_reasons": self.reject_reasons()}
+
+    # ------------------------------------------------------------ queue and decisions
+
+    def count(self, **filters: Any) -> int:
+        return self.store.count_matching(clean_filters(filters))
+
+    def queue_next(self, filters: dict[str, Any], *, after: Cursor | None = None) -> tuple[str, Cursor] | None:
+        """The next conversation to review under `filters`, after the cursor of the last one."""
+        return self.store.queue_next(clean_filters(filters), after=after)
+
+    def cursor_of(self, conversation_id: str) -> Cursor:
+        return self.store.cursor_of(conversation_id)
+
+    def decide(
+        self,
+        conversation_id: str,
+        status: str,
+        *,
+        expected_revision: int,
+        expected_status: str,
+        reason: str | None = None,
+        actor: str | None = None,
+    ) -> None:
+        """Accept, reject or reset one conversation as the reviewer saw it; refused if it changed."""
+        if status == "rejected" and not (reason or "").strip():
+            raise StoreError("a rejection needs a reason")
+        self.store.decide(
+            conversation_id,
+            status,
+            actor=actor or default_actor(),
+            reason=(reason or "").strip() or None,
+            expected_revision=expected_revision,
+            expected_status=expected_status,
+        )
+
+    # ------------------------------------------------------------ bulk
+
+    def bulk_count(
+        self, filters: dict[str, Any], action: str, *, status: str | None = None, tags: list[str] | None = None
+    ) -> int:
+        return self.store.bulk_count(clean_filters(filters), action, status=status, tags=tags)
+
+    def bulk_apply(
+        self,
+        filters: dict[str, Any],
+        action: str,
+        *,
+        expected: int,
+        status: str | None = None,
+        reason: str | None = None,
+        tags: list[str] | None = None,
+        actor: str | None = None,
+    ) -> int:
+        """Change every conversation a filter matches, after the reviewer confirmed `expected` of them."""
+        if action == "status" and status == "rejected" and not (reason or "").strip():
+            raise StoreError("a rejection needs a reason")
+        tags = [t.strip() for t in tags or [] if t.strip()]
+        return self.store.bulk_apply(
+            clean_filters(filters),
+            action,
+            expected=expected,
+            actor=actor or default_actor(),
+            status=status,
+            reason=(reason or "").strip() or None,
+            tags=tags,
+        )
+
+    # ------------------------------------------------------------ progress, lineage, diffs
+
+    def progress(self, *, bucket: str = "day") -> dict[str, Any]:
+        return self.store.progress(bucket=bucket)
+
+    def lineage(self, conversation_id: str) -> dict[str, Any]:
+        return self.store.lineage(conversation_id.strip())
+
+    def revision_diff(self, conversation_id: str, revision: int) -> list[dict[str, Any]]:
+        """Turn-by-turn changes from revision - 1 to `revision`."""
+        if revision < 2:
+            raise StoreError("revision 1 is the original: there is nothing before it to compare with")
+        old = self.store.revision_messages(conversation_id, revision - 1)
+        new = self.store.revision_messages(conversation_id, revision)
+        return [c.to_dict() for c in diff_turns(old, new)]

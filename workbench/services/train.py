@@ -1,0 +1,341 @@
+"""Training runs: launch the trainer on a frozen version, follow it, cancel it, ingest and compare.
+
+The trainer is a separate process that reads only an exported version (manifest + files) and
+writes a run folder; this service exports the version into the run folder, launches the trainer
+in the background, and ingests the folder's results into the store once the run ends.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from curation.errors import StageError
+from trainer.config import TrainConfig, estimate_vram_gib, load_config
+from workbench import jobs
+from workbench.services.core import default_actor
+from workbench.store import Store, StoreError
+from workbench.store.runs import FINAL_STATES
+
+# Metrics shown per run (`sift runs`, the Compare page), in this order.
+GEN_METRICS = ("exact_match", "token_f1", "rouge_l", "json_valid", "json_field_accuracy", "json_exact")
+
+
+def runs_root(store_path: Path) -> Path:
+    """Run folders live beside the store: `$SIFT_RUNS`, else `<store dir>/runs`."""
+    env = os.environ.get("SIFT_RUNS")
+    return Path(env) if env else store_path.resolve().parent / "runs"
+
+
+def new_run_id() -> str:
+    return datetime.now(UTC).strftime("run-%Y%m%d-%H%M%S-") + secrets.token_hex(2)
+
+
+def metrics_of(eval_result: dict[str, Any] | None, status: dict[str, Any]) -> dict[str, Any]:
+    """The summary `sift runs` shows: eval loss and perplexity, train figures, base/tuned generation metrics."""
+    summary = status.get("summary") or (eval_result or {}).get("train") or {}
+    out: dict[str, Any] = {
+        "eval_loss": None,
+        "perplexity": None,
+        "train_loss": summary.get("train_loss"),
+        "tokens_per_s": summary.get("tokens_per_s"),
+        "steps": summary.get("steps"),
+    }
+    if "peak_mem_gib" in summary:
+        out["peak_mem_gib"] = summary["peak_mem_gib"]
+    if eval_result:
+        out["eval_loss"] = eval_result.get("eval_loss")
+        out["perplexity"] = eval_result.get("perplexity")
+        for side in ("base", "tuned"):
+            if side in eval_result:
+                out[side] = eval_result[side]
+        if eval_result.get("judge"):
+            out["judge_win_rate"] = eval_result["judge"].get("win_rate")
+    return out
+
+
+class TrainService:
+    store: Store
+    path: Path
+
+    # ------------------------------------------------------------------ launch
+
+    def train(
+        self,
+        version: str,
+        *,
+        config_file: str | Path | None = None,
+        config: dict[str, Any] | None = None,
+        max_steps: int | None = None,
+        eval_limit: int | None = None,
+        base_model: str | None = None,
+        wait: bool = False,
+        actor: str | None = None,
+        env: dict[str, str] | None = None,
+    ) -> dict[str, Any]:
+        """Export `version` into a new run folder and start the trainer on it.
+
+        `version` is a frozen version's name, or the path of an export folder / its manifest.json
+        (a version exported elsewhere). Returns {"run_id", "out_dir", "state"}.
+        """
+        overrides = dict(config or {})
+        for k, v in (("max_steps", max_steps), ("eval_limit", eval_limit), ("base_model", base_model)):
+            if v is not None:
+                overrides[k] = v
+        cfg = load_config(config_file, **overrides)
+        run_id = new_run_id()
+        out_dir = runs_root(self.path) / run_id
+        manifest_path, version_name, manifest_sha = self._export_for_run(version, out_dir / "export")
+        config_path = out_dir / "config.input.json"
+        config_path.write_text(json.dumps(cfg.to_dict(), indent=2), encoding="utf-8")
+        self.store.create_run(
+            run_id,
+            version=version_name,
+            manifest_sha256=manifest_sha,
+            out_dir=str(out_dir),
+            config=cfg.to_dict(),
+            actor=actor or default_actor(),
+        )
+        jobs.write_queued(out_dir, run_id)
+        proc = jobs.launch(manifest_path, config_path, out_dir, env=env)
+        self.store.update_run(run_id, pid=proc.pid)
+        state = "queued"
+        if wait:
+            status = jobs.wait(out_dir, proc.pid, proc=proc)
+            self._ingest(run_id, out_dir, status)
+            state = status["state"]
+        return {"run_id": run_id, "out_dir": str(out_dir), "state": state}
+
+    def _export_for_run(self, version: str, export_dir: Path) -> tuple[Path, str, str | None]:
+        given = Path(version)
+        if given.exists():
+            manifest = given / "manifest.json" if given.is_dir() else given
+            if not manifest.exists():
+                raise StageError(f"{given} holds no manifest.json")
+            m = json.loads(manifest.read_text(encoding="utf-8"))
+            name = m.get("name") or (m.get("version") if isinstance(m.get("version"), str) else given.name)
+            # The run keeps its own copy: the trainer must read what the run names, even if the source moves.
+            shutil.copytree(manifest.parent, export_dir)
+            return export_dir / "manifest.json", str(name), m.get("manifest_sha256")
+        if not hasattr(self, "export_version"):
+            raise StageError(
+                f"cannot export version {version!r}: this Sift has no versions step (sift freeze/export); "
+                "pass the path of an exported version's folder instead"
+            )
+        r = self.export_version(version, "openai", export_dir)  # type: ignore[attr-defined]
+        return export_dir / "manifest.json", version, r.get("manifest_sha256")
+
+    # ------------------------------------------------------------------ follow
+
+    def refresh_runs(self) -> int:
+        """Bring live runs up to date from their folders; ingest those that ended. Returns how many changed."""
+        changed = 0
+        for r in self.store.list_runs(states=("queued", "running")):
+            out_dir = Path(r["out_dir"])
+            status = jobs.read_status(out_dir, r["pid"])
+            if status.get("state") in FINAL_STATES:
+                self._ingest(r["run_id"], out_dir, status)
+                changed += 1
+            elif status.get("state") != r["state"] or status.get("step") != r["step"]:
+                self.store.update_run(
+                    r["run_id"],
+                    state=status.get("state", r["state"]),
+                    step=status.get("step"),
+                    total_steps=status.get("total"),
+                    message=status.get("message"),
+                    backend=status.get("backend"),
+                )
+                changed += 1
+        return changed
+
+    def _ingest(self, run_id: str, out_dir: Path, status: dict[str, Any]) -> None:
+        folder = jobs.read_run_folder(out_dir)
+        status = {**folder["status"], **status}
+        eval_result = folder["eval"] if status.get("state") == "succeeded" else None
+        self.store.ingest_run(
+            run_id,
+            status=status,
+            metrics=metrics_of(eval_result, status),
+            eval_result=eval_result,
+            curve=folder["curve"],
+            samples=folder["samples"],
+            started_at=_ts(status.get("started_at")),
+            finished_at=_ts(status.get("finished_at")),
+        )
+
+    def runs(self, *, version: str | None = None) -> dict[str, Any]:
+        """`{"runs": [{"run_id", "version", "state", "metrics", ...}]}`, live runs refreshed first."""
+        self.refresh_runs()
+        out = []
+        for r in self.store.list_runs(version=version):
+            out.append(
+                {
+                    "run_id": r["run_id"],
+                    "version": r["version"],
+                    "state": r["state"],
+                    "metrics": r["metrics"],
+                    "base_model": r["base_model"],
+                    "backend": r["backend"],
+                    "step": r["step"],
+                    "total_steps": r["total_steps"],
+                    "out_dir": r["out_dir"],
+                    "created_at": r["created_at"],
+                    "finished_at": r["finished_at"],
+                    "error": r["error"],
+                    "hint": r["hint"],
+                }
+            )
+        return {"runs": out}
+
+    def run_detail(self, run_id: str) -> dict[str, Any]:
+        """One run with its live view: status, loss curve and log tail read from the folder."""
+        self.refresh_runs()
+        r = self.store.get_run(run_id)
+        folder = jobs.read_run_folder(Path(r["out_dir"]))
+        live = r["state"] not in FINAL_STATES
+        return {
+            **r,
+            "status": folder["status"],
+            "curve": folder["curve"] if live or not r["ingested_at"] else self.store.run_curve(r["run_id"]),
+            "log_tail": folder["log_tail"] or r["log_tail"],
+        }
+
+    def wait_run(self, run_id: str, *, timeout_s: float | None = None) -> dict[str, Any]:
+        r = self.store.get_run(run_id)
+        status = jobs.wait(Path(r["out_dir"]), r["pid"], timeout_s=timeout_s)
+        if status.get("state") in FINAL_STATES:
+            self._ingest(r["run_id"], Path(r["out_dir"]), status)
+        return {"run_id": r["run_id"], "out_dir": r["out_dir"], "state": status.get("state")}
+
+    def cancel_run(self, run_id: str) -> dict[str, Any]:
+        """Ask a run to stop; it saves its adapter and ends `cancelled`."""
+        r = self.store.get_run(run_id)
+        if r["state"] in FINAL_STATES:
+            raise StoreError(f"run {r['run_id']} already ended ({r['state']})")
+        status = jobs.cancel(Path(r["out_dir"]), r["pid"])
+        if status.get("state") in FINAL_STATES:
+            self._ingest(r["run_id"], Path(r["out_dir"]), status)
+        return {
+            "run_id": r["run_id"],
+            "state": status.get("state"),
+            "cancel_requested": status.get("state") not in FINAL_STATES,
+        }
+
+    # ------------------------------------------------------------------ compare
+
+    def compare_runs(self, run_ids: list[str], *, regressions_only: bool = False) -> dict[str, Any]:
+        """Metrics side by side, and per eval example the reference, base and each run's answer.
+
+        An example is a regression for a run when its tuned answer scores below the base answer
+        (JSON field accuracy where the reference is JSON, else ROUGE-L).
+        """
+        if not run_ids:
+            raise StoreError("compare needs at least one run")
+        self.refresh_runs()
+        runs = [self.store.get_run(r) for r in run_ids]
+        table = []
+        for r in runs:
+            table.append(
+                {
+                    "run_id": r["run_id"],
+                    "version": r["version"],
+                    "state": r["state"],
+                    "base_model": r["base_model"],
+                    "config": {
+                        k: (r["config"] or {}).get(k)
+                        for k in (
+                            "lora_r",
+                            "lora_alpha",
+                            "learning_rate",
+                            "max_steps",
+                            "num_train_epochs",
+                            "max_seq_len",
+                        )
+                    },
+                    "metrics": r["metrics"],
+                }
+            )
+        examples: dict[int, dict[str, Any]] = {}
+        for r in runs:
+            for s in self.store.run_samples(r["run_id"]):
+                ex = examples.setdefault(
+                    s["index"],
+                    {
+                        "index": s["index"],
+                        "prompt": s["prompt"],
+                        "reference": s["reference"],
+                        "base": s["base"],
+                        "tuned": {},
+                        "scores": {},
+                        "regressed_in": [],
+                    },
+                )
+                ex["tuned"][r["run_id"]] = s["tuned"]
+                ex["scores"][r["run_id"]] = {"base": s["base_scores"], "tuned": s["tuned_scores"]}
+                if s["base_scores"] is not None and _key_score(s["tuned_scores"]) < _key_score(s["base_scores"]):
+                    ex["regressed_in"].append(r["run_id"])
+        rows = [examples[k] for k in sorted(examples)]
+        if regressions_only:
+            rows = [e for e in rows if e["regressed_in"]]
+        versions = sorted({r["version"] for r in runs})
+        return {
+            "runs": table,
+            "versions": versions,
+            "metrics": ["eval_loss", "perplexity", *GEN_METRICS],
+            "examples": rows,
+        }
+
+    # ------------------------------------------------------------------ export
+
+    def export_adapter(self, run_id: str, out_dir: str | Path, *, merge: bool = False) -> dict[str, Any]:
+        """Copy the run's adapter to `out_dir`, or write the base model with the adapter merged in."""
+        r = self.store.get_run(run_id)
+        adapter = Path(r["out_dir"]) / "adapter"
+        if not (adapter / "adapter_config.json").exists():
+            raise StoreError(f"run {r['run_id']} has no saved adapter (state {r['state']})")
+        from trainer.export import export_adapter
+
+        result = export_adapter(adapter, Path(out_dir), merge=merge, base_model=(r["config"] or {}).get("base_model"))
+        return {"run_id": r["run_id"], **result}
+
+    # ------------------------------------------------------------------ config helpers for the UI
+
+    @staticmethod
+    def train_config_fields() -> list[dict[str, Any]]:
+        return TrainConfig.fields_help()
+
+    @staticmethod
+    def vram_estimate(config: dict[str, Any]) -> dict[str, float] | None:
+        """Rough peak GPU memory of a config, from the base model's config.json when it is local."""
+        cfg = TrainConfig.from_dict(config)
+        from curation.models import DEFAULT_MODEL, EMBEDDED, cache_dir
+
+        name = cfg.base_model
+        folder = cache_dir() / "models" / DEFAULT_MODEL if name in EMBEDDED else Path(name)
+        try:
+            model_config = json.loads((folder / "config.json").read_text())
+        except (OSError, json.JSONDecodeError):
+            return None
+        return estimate_vram_gib(cfg, model_config)
+
+
+def _key_score(scores: dict[str, Any] | None) -> float:
+    if not scores:
+        return 0.0
+    if "json_field_accuracy" in scores:
+        return float(scores["json_field_accuracy"])
+    return float(scores.get("rouge_l", 0.0))
+
+
+def _ts(s: str | None) -> datetime | None:
+    if not s:
+        return None
+    try:
+        return datetime.strptime(s, "%Y-%m-%dT%H:%M:%SZ")
+    except ValueError:
+        return None
