@@ -20,6 +20,8 @@ Every requested variation ends up kept or rejected with a reason, so for each ru
     near_identical estimated Jaccard of word n-grams (MinHash, as in dedup) at or above the bound
     too_short      shorter than min_length_ratio × the original
     too_long       longer than max_length_ratio × the original
+    changed_facts  drops or changes a number or code of the original (a token with a digit, a
+                   `code span`): "P0" becoming "P1" changes a ticket's label
     new_pii        names a PII entity the original does not (checked only when a detector is given)
 
 A child conversation is the parent with its user turn(s) replaced: system prompt, assistant
@@ -43,7 +45,7 @@ STAGE = "augment"
 TURNS = ("first", "all")
 REASONS = (
     "unparseable", "missing", "truncated", "empty", "identical", "duplicate", "near_identical",
-    "too_short", "too_long", "new_pii",
+    "too_short", "too_long", "changed_facts", "new_pii",
 )  # fmt: skip
 
 # A PII detector: texts → for each text the set of entities it names as "ENTITY:normalised value",
@@ -127,6 +129,9 @@ class AugmentConfig:
     )
     max_length_ratio: float = field(
         default=2.0, metadata={"help": "longest variation, as a multiple of the original's length"}
+    )
+    keep_facts: bool = field(
+        default=True, metadata={"help": "reject variations that drop or change a number or code of the original"}
     )
     check_pii: bool = field(default=True, metadata={"help": "reject variations that name PII the original does not"})
     statuses: tuple[str, ...] = field(
@@ -352,7 +357,26 @@ def check_text(
         return "too_short", {"length_ratio": round(ratio, 3), "bound": config.min_length_ratio}
     if ratio > config.max_length_ratio:
         return "too_long", {"length_ratio": round(ratio, 3), "bound": config.max_length_ratio}
+    if config.keep_facts:
+        before, after = facts(original), facts(candidate)
+        if before != after:
+            return "changed_facts", {"missing": sorted(before - after), "added": sorted(after - before)}
     return None
+
+
+_CODE = re.compile(r"`([^`\n]+)`")
+_FACT = re.compile(r"[^\s`]*\d[^\s`]*")
+
+
+def facts(text: str) -> set[str]:
+    """Numbers and codes of a text: `code spans` and tokens with a digit, trimmed of surrounding
+    punctuation and case-folded ("P0", "qdb-1015", "02:56", "$40,471.58")."""
+    out = {m.group(1).strip().casefold() for m in _CODE.finditer(text)}
+    for tok in _FACT.findall(_CODE.sub(" ", text)):
+        tok = tok.strip(".,;:!?()[]{}\"'“”‘’").casefold()
+        if any(ch.isdigit() for ch in tok):
+            out.add(tok)
+    return out
 
 
 # ---------------------------------------------------------------------------------- children
@@ -440,8 +464,8 @@ def build_children(
             for (t, i), ents in zip(todo, found[len(originals) :], strict=True):
                 # New: neither found in the original nor written there (a detector may label the
                 # same words differently in another sentence).
-                seen = normalise(originals[t])
-                new = sorted(e for e in ents - base[t] if e.split(":", 1)[-1] not in seen)
+                written = normalise(originals[t])
+                new = sorted(e for e in ents - base[t] if e.split(":", 1)[-1] not in written)
                 if new:
                     per_turn[t][i] = (per_turn[t][i][0], ("new_pii", {"entities": [e.split(":", 1)[0] for e in new]}))
 

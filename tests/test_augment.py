@@ -172,6 +172,15 @@ def test_parse_variations_shapes() -> None:
     assert p("Here you go:\n") == [] and p("   ") == []
 
 
+def test_facts_are_numbers_and_codes() -> None:
+    text = "Replicas on staging-us-8 fall 150s behind. This is a P0 for us: `qdb-1015: null key` at 02:56."
+    assert ag.facts(text) == {"staging-us-8", "150s", "p0", "qdb-1015: null key", "02:56"}
+    assert ag.check_text(text, text.replace("P0", "P1") + " Really.", ag.AugmentConfig(), 0.5) == (
+        "changed_facts",
+        {"missing": ["p0"], "added": ["p1"]},
+    )
+
+
 def test_prompt_template_is_versioned() -> None:
     t = ag.PROMPTS[ag.DEFAULT_PROMPT]
     assert len(t.sha256) == 64 and t.sha256 == ag.AugmentConfig().to_dict()["prompt_sha256"]
@@ -193,13 +202,13 @@ def test_endpoint_urls_never_show_credentials() -> None:
 def test_filters_provenance_and_resume_without_duplicates(wb, llm: Scripted) -> None:
     book, cluster, invoice = TEXTS
     llm.answers = {
-        book: "Here are 3 paraphrases:\n1. Today I misplaced my book.\n2. I lost my book today.\n3. Lost.",
+        book: "Here are 3 paraphrases:\n1. Today I misplaced my book.\n2. I lost my book today.\n3. Today I misplaced my book.",
         cluster: (
             "1. My cluster will not start after the upgrade to version 24 this afternoon.\n"
             "2. Since this morning's upgrade to version 24, the cluster refuses to start.\n"
-            "3. Since this morning's upgrade to version 24, the cluster refuses to start."
+            "3. Since the upgrade to version 25 this morning, my cluster does not start."
         ),
-        invoice: '["Where\'s my invoice? Mail joe@ex.io", "I cannot find my invoice."]',
+        invoice: '["Where\'s my invoice? Mail joe@ex.io", "Lost."]',
     }
 
     def emails(texts: Any) -> list[set[str]]:
@@ -212,14 +221,14 @@ def test_filters_provenance_and_resume_without_duplicates(wb, llm: Scripted) -> 
     pp = ag.plan([ag.Parent("p", 1, "p", conv)], ag.AugmentConfig(n=3), "scripted")[0]
     answer = ag.Completion((llm.answers[invoice],), ("stop",))
     first = ag.build_children(pp, [answer], ag.AugmentConfig(n=3), model="scripted", endpoint="h", pii=emails)
-    assert [(r.variation, r.reason) for r in first.rejects] == [(0, "new_pii"), (2, "missing")]
+    assert [(r.variation, r.reason) for r in first.rejects] == [(0, "new_pii"), (1, "too_short"), (2, "missing")]
     assert first.rejects[0].details == {"entities": ["EMAIL_ADDRESS"]}
 
     r = wb.augment(n=3, **fast(llm))
     assert set(r) == {"parents", "requested", "generated", "kept", "rejected", "calls", "cached_calls"}
     assert r == {
-        "parents": 3, "requested": 9, "generated": 8, "kept": 4,
-        "rejected": {"duplicate": 1, "identical": 1, "missing": 1, "near_identical": 1, "too_short": 1},
+        "parents": 3, "requested": 9, "generated": 8, "kept": 3,
+        "rejected": {"changed_facts": 1, "duplicate": 1, "identical": 1, "missing": 1, "near_identical": 1, "too_short": 1},
         "calls": 3, "cached_calls": 0,
     }  # fmt: skip
     assert r["kept"] + sum(r["rejected"].values()) == r["requested"]
@@ -230,7 +239,7 @@ def test_filters_provenance_and_resume_without_duplicates(wb, llm: Scripted) -> 
     assert [c["messages"][1]["content"] for c in family["children"]] == ["Today I misplaced my book."]
     assert [(x["variation"], x["reason"], x["text"]) for x in family["rejects"]] == [
         (1, "identical", book),
-        (2, "too_short", "Lost."),
+        (2, "duplicate", "Today I misplaced my book."),
     ]
     child = wb.show(family["children"][0]["id"])
     assert child["status"] == "pending" and child["family_id"] == wb.show(parent_id)["family_id"]
@@ -250,14 +259,15 @@ def test_filters_provenance_and_resume_without_duplicates(wb, llm: Scripted) -> 
         "turns": "first",
         "variation": 0,
     }
-    near = wb.augment_family(wb.list(text="version 24")["conversations"][0]["id"])["rejects"][0]
+    near, changed = wb.augment_family(wb.list(text="version 24")["conversations"][0]["id"])["rejects"]
     assert near["reason"] == "near_identical" and near["details"]["jaccard"] >= 0.8
+    assert (changed["reason"], changed["details"]) == ("changed_facts", {"missing": ["24"], "added": ["25"]})
 
     # A second run pays nothing and adds nothing.
     before = wb.stats()["conversations"]
     again = wb.augment(n=3, **fast(llm))
     assert again == {**r, "calls": 0, "cached_calls": 3}
-    assert llm.chats == 3 and wb.stats()["conversations"] == before == 3 + 4
+    assert llm.chats == 3 and wb.stats()["conversations"] == before == 3 + 3
     # Children are never parents.
     assert wb.augment(n=3, dry_run=True, **fast(llm))["parents"] == 3
 
@@ -478,14 +488,12 @@ def test_embedded_server_speaks_openai(embedded: dict[str, Any]) -> None:
 
 
 def test_sift_augment_with_the_embedded_server(embedded: dict[str, Any], tmp_path: Path) -> None:
-    store = tmp_path / "e.duckdb"
+    wb = workbench.open(tmp_path / "e.duckdb")
     rows = [
         {"messages": [{"role": "user", "content": t}, {"role": "assistant", "content": "ok"}]}
         for t in ("I lost my book today.", "I am hungry.")
     ]
-    run_sift(
-        "import", str(write(tmp_path / "e.jsonl", "\n".join(json.dumps(r) for r in rows))), store=store, check=True
-    )
+    wb.import_files([write(tmp_path / "e.jsonl", "\n".join(json.dumps(r) for r in rows))])
     args = (
         "augment",
         "--endpoint",
@@ -495,17 +503,15 @@ def test_sift_augment_with_the_embedded_server(embedded: dict[str, Any], tmp_pat
         "--limit",
         "2",
         "--max-tokens",
-        "40",
+        "24",
         "--no-pii-check",
         "--json",
     )
-    env = {"SIFT_LLM_API_KEY": SECRET}
-    first = json.loads(run_sift(*args, store=store, env=env, check=True).stdout)
+    first = json.loads(run_sift(*args, store=wb.path, env={"SIFT_LLM_API_KEY": SECRET}, check=True).stdout)
     assert (first["parents"], first["requested"], first["calls"], first["cached_calls"]) == (2, 4, 2, 0)
     assert first["kept"] + sum(first["rejected"].values()) == 4
-    second = json.loads(run_sift(*args, store=store, env=env, check=True).stdout)
+    second = wb.augment(endpoint=embedded["url"], n=2, limit=2, max_tokens=24, check_pii=False)
     assert second == {**first, "calls": 0, "cached_calls": 2}
-    wb = workbench.open(store)
     assert wb.stats()["conversations"] == 2 + first["kept"]
     for fam in wb.augment_families()["parents"]:
         for c in fam["children"]:
@@ -513,7 +519,7 @@ def test_sift_augment_with_the_embedded_server(embedded: dict[str, Any], tmp_pat
             assert (p["kind"], p["model"], p["parent_id"], p["endpoint"]) == (
                 "paraphrase", "smollm2-135m-instruct", fam["id"], endpoint_host(embedded["url"]),
             )  # fmt: skip
-    assert SECRET.encode() not in store.read_bytes()
+    assert SECRET.encode() not in wb.path.read_bytes()
     assert SECRET not in embedded["log"].read_text()
 
 

@@ -184,7 +184,7 @@ def load(
     except (OSError, ValueError) as e:
         raise ServeError(f"cannot load the model {base_id!r}: {e}") from None
     if torch.cuda.is_available():
-        lm = lm.to("cuda")
+        lm = lm.to("cuda")  # type: ignore[arg-type]
     adapter_id = None
     if adapter is not None:
         adir = Path(adapter)
@@ -194,7 +194,7 @@ def load(
             from peft import PeftModel
         except ImportError:
             raise ServeError("serving an adapter needs peft (pip install -e '.[train]')") from None
-        lm = PeftModel.from_pretrained(lm, str(adir))
+        lm = PeftModel.from_pretrained(lm, str(adir))  # type: ignore[arg-type, assignment]
         name = adapter_name or (adir.resolve().parent.name if adir.name == "adapter" else adir.name)
         adapter_id = f"{base_id}+{name}"
     lm.eval()

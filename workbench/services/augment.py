@@ -119,7 +119,6 @@ class AugmentService:
             todo = [pp for pp in plans if any(c.key not in cached for c in pp.calls)]
             estimated = ag.estimate(todo, config)
             return {**result, "estimated_tokens": estimated}
-        result["calls"] = 0
         run_id = f"augment-{uuid.uuid4().hex[:12]}"
         run_config = {
             "augment": config.to_dict(),
@@ -129,134 +128,36 @@ class AugmentService:
         self.store.start_stage_run(run_id, ag.STAGE, run_config, actor=actor)
         started = time.perf_counter()
         pii = _pii_detector() if config.check_pii else None
-        similarity = ag.Similarity(config.ngram, config.num_perm)
-        rejected: Counter[str] = Counter()
-        host = endpoint_host(llm.endpoint)
-        done = 0
-
-        def save(pp: ag.ParentPlan, responses: dict[str, Completion], fresh: set[str]) -> None:
-            nonlocal done
-            res = ag.build_children(
-                pp, [responses[c.key] for c in pp.calls], config, model=model, endpoint=host,
-                similarity=similarity, pii=pii,
-            )  # fmt: skip
-            calls_key = "|".join(c.key for c in pp.calls)
-            rejects = [
-                {
-                    "variation": r.variation,
-                    "calls_key": calls_key,
-                    "reason": r.reason,
-                    "text": r.text,
-                    "details": r.details,
-                }
-                for r in res.rejects
-            ]
-            entries = [
-                {
-                    "key": c.key,
-                    "model": model,
-                    "endpoint": host,
-                    "request": c.request,
-                    "response": responses[c.key].to_dict(),
-                }
-                for c in pp.calls
-                if c.key in fresh
-            ]
-            outcome = self.store.augment_save(
-                run_id, parent_id=pp.parent.id, parent_revision=pp.parent.revision, family_id=pp.parent.family_id,
-                children=[(ch.conversation, ch.provenance, ch.variation, ch.cache_keys) for ch in res.children],
-                rejects=rejects, cache_entries=entries, actor=actor,
-            )  # fmt: skip
-            dupes = outcome.count("duplicate")
-            result["generated"] += res.generated
-            result["kept"] += len(res.children) - dupes
-            rejected.update(r.reason for r in res.rejects)
-            rejected["duplicate"] += dupes
-            done += 1
-            if progress:
-                progress(done, len(plans))
-
+        job = _Run(self.store, run_id, config, model, endpoint_host(llm.endpoint), actor, pii, progress, len(plans))
+        job.result.update(cached_calls=len(cached))
         responses: dict[str, Completion] = dict(cached)
         error: LLMError | None = None
         try:
-            # Parents whose calls are all cached need no endpoint: save them first.
+            # Parents whose calls are all cached need no endpoint: they go first.
             waiting: list[ag.ParentPlan] = []
             for pp in plans:
                 if all(c.key in responses for c in pp.calls):
-                    save(pp, responses, set())
+                    job.collect(pp, responses, set())
+                    job.flush(when_full=True)
                 else:
                     waiting.append(pp)
+            job.flush()
             if waiting:
-                error = self._augment_calls(waiting, client, model, llm.concurrency, responses, save, result)
+                error = job.call_and_collect(waiting, LLMClient(llm), llm.concurrency, responses)
         finally:
-            result["rejected"] = {k: rejected[k] for k in sorted(rejected) if rejected[k]}
+            job.flush()
+            result = job.finish()
             stats = {**result, "seconds": round(time.perf_counter() - started, 2)}
             if error is not None:
                 stats["error"] = str(error)
             self.store.finish_stage_run(run_id, stats)
         if error is not None:
-            left = len(plans) - done
+            done, total = job.done, len(plans)
             raise LLMError(
-                f"{error} — {done} of {len(plans)} parents done and saved, {left} left; run again to resume "
+                f"{error} — {done} of {total} parents done and saved, {total - done} left; run again to resume "
                 "(answers already received are cached)"
             )
         return result
-
-    def _augment_calls(
-        self,
-        waiting: list[ag.ParentPlan],
-        client: LLMClient,
-        model: str,
-        concurrency: int,
-        responses: dict[str, Completion],
-        save: Callable[[ag.ParentPlan, dict[str, Completion], set[str]], None],
-        result: dict[str, Any],
-    ) -> LLMError | None:
-        """Send the uncached calls `concurrency` at a time; save each parent when its calls are
-        back. The first failure stops new calls; calls already in flight still finish and count."""
-        requests = {c.key: c.request for pp in waiting for c in pp.calls if c.key not in responses}
-        pending = {pp.parent.id: {c.key for c in pp.calls if c.key not in responses} for pp in waiting}
-        fresh: set[str] = set()
-        error: LLMError | None = None
-        failed = threading.Event()
-
-        def call(request: dict[str, Any]) -> Completion | None:
-            # Checked by the worker itself: after a failure no further call starts, even one a
-            # worker picks up before the main thread gets to cancel it.
-            if failed.is_set():
-                return None
-            try:
-                return client.chat(model, request)
-            except LLMError:
-                failed.set()
-                raise
-
-        with cf.ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="sift-llm") as pool:
-            futures = {pool.submit(call, req): key for key, req in requests.items()}
-            for fut in cf.as_completed(futures):
-                key = futures[fut]
-                try:
-                    answer = fut.result()
-                except cf.CancelledError:
-                    continue
-                except LLMError as e:
-                    if error is None:
-                        error = e
-                        for f in futures:
-                            f.cancel()
-                    continue
-                if answer is None:
-                    continue
-                responses[key] = answer
-                fresh.add(key)
-                result["calls"] += 1
-                for pp in waiting:
-                    left = pending[pp.parent.id]
-                    if key in left:
-                        left.discard(key)
-                        if not left:
-                            save(pp, responses, fresh)
-        return error
 
     def augment_preview(
         self,
@@ -327,3 +228,139 @@ class AugmentService:
 
     def augment_family(self, parent_id: str) -> dict[str, Any]:
         return self.store.augment_family(parent_id)
+
+
+class _Run:
+    """One augment run: builds each parent's children as its answers arrive and saves them in
+    batches (one transaction per batch: a parent's children, rejects and new cache rows always
+    land together). A batch is written when it holds BATCH parents or its oldest parent has
+    waited FLUSH_S seconds, so a crash loses at most that much work."""
+
+    BATCH = 32
+    FLUSH_S = 1.0
+
+    def __init__(
+        self,
+        store: Store,
+        run_id: str,
+        config: ag.AugmentConfig,
+        model: str,
+        host: str,
+        actor: str,
+        pii: ag.PiiDetector | None,
+        progress: Progress | None,
+        total: int,
+    ) -> None:
+        self.store, self.run_id, self.config, self.model, self.host = store, run_id, config, model, host
+        self.actor, self.pii, self.progress, self.total = actor, pii, progress, total
+        self.similarity = ag.Similarity(config.ngram, config.num_perm)
+        self.result: dict[str, Any] = {
+            "parents": total, "requested": total * config.n, "generated": 0, "kept": 0, "rejected": {},
+            "calls": 0, "cached_calls": 0,
+        }  # fmt: skip
+        self.rejected: Counter[str] = Counter()
+        self.buffer: list[tuple[ag.ParentResult, dict[str, Any]]] = []
+        self.oldest = 0.0
+        self.done = 0
+
+    def collect(self, pp: ag.ParentPlan, responses: dict[str, Completion], fresh: set[str]) -> None:
+        res = ag.build_children(
+            pp, [responses[c.key] for c in pp.calls], self.config, model=self.model, endpoint=self.host,
+            similarity=self.similarity, pii=self.pii,
+        )  # fmt: skip
+        calls_key = "|".join(c.key for c in pp.calls)
+        item = {
+            "parent_id": pp.parent.id,
+            "parent_revision": pp.parent.revision,
+            "family_id": pp.parent.family_id,
+            "children": [(ch.conversation, ch.provenance, ch.variation, ch.cache_keys) for ch in res.children],
+            "rejects": [
+                {"variation": r.variation, "calls_key": calls_key, "reason": r.reason, "text": r.text, "details": r.details}
+                for r in res.rejects
+            ],
+            "cache_entries": [
+                {"key": c.key, "model": self.model, "endpoint": self.host, "request": c.request, "response": responses[c.key].to_dict()}
+                for c in pp.calls
+                if c.key in fresh
+            ],
+        }  # fmt: skip
+        if not self.buffer:
+            self.oldest = time.monotonic()
+        self.buffer.append((res, item))
+
+    def flush(self, *, when_full: bool = False) -> None:
+        if not self.buffer:
+            return
+        if when_full and len(self.buffer) < self.BATCH and time.monotonic() - self.oldest < self.FLUSH_S:
+            return
+        outcomes = self.store.augment_save(self.run_id, [item for _, item in self.buffer], actor=self.actor)
+        for (res, _), outcome in zip(self.buffer, outcomes, strict=True):
+            dupes = outcome.count("duplicate")
+            self.result["generated"] += res.generated
+            self.result["kept"] += len(res.children) - dupes
+            self.rejected.update(r.reason for r in res.rejects)
+            self.rejected["duplicate"] += dupes
+        self.done += len(self.buffer)
+        self.buffer.clear()
+        if self.progress:
+            self.progress(self.done, self.total)
+
+    def finish(self) -> dict[str, Any]:
+        self.result["rejected"] = {k: self.rejected[k] for k in sorted(self.rejected) if self.rejected[k]}
+        return dict(self.result)
+
+    def call_and_collect(
+        self, waiting: list[ag.ParentPlan], client: LLMClient, concurrency: int, responses: dict[str, Completion]
+    ) -> LLMError | None:
+        """Send the uncached calls `concurrency` at a time; collect each parent when its calls are
+        back. The first failure stops new calls; calls already in flight still finish and count."""
+        requests = {c.key: c.request for pp in waiting for c in pp.calls if c.key not in responses}
+        pending = {pp.parent.id: {c.key for c in pp.calls if c.key not in responses} for pp in waiting}
+        by_key: dict[str, list[ag.ParentPlan]] = {}
+        for pp in waiting:
+            for key in pending[pp.parent.id]:
+                by_key.setdefault(key, []).append(pp)
+        fresh: set[str] = set()
+        error: LLMError | None = None
+        failed = threading.Event()
+
+        def call(request: dict[str, Any]) -> Completion | None:
+            # Checked by the worker itself: after a failure no further call starts, even one a
+            # worker picks up before the main thread gets to cancel it.
+            if failed.is_set():
+                return None
+            try:
+                return client.chat(self.model, request)
+            except LLMError:
+                failed.set()
+                raise
+
+        with cf.ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="sift-llm") as pool:
+            futures = {pool.submit(call, req): key for key, req in requests.items()}
+            running = set(futures)
+            while running:
+                finished, running = cf.wait(running, timeout=self.FLUSH_S, return_when=cf.FIRST_COMPLETED)
+                for fut in finished:
+                    key = futures[fut]
+                    try:
+                        answer = fut.result()
+                    except cf.CancelledError:
+                        continue
+                    except LLMError as e:
+                        if error is None:
+                            error = e
+                            for f in running:
+                                f.cancel()
+                        continue
+                    if answer is None:
+                        continue
+                    responses[key] = answer
+                    fresh.add(key)
+                    self.result["calls"] += 1
+                    for pp in by_key[key]:
+                        left = pending[pp.parent.id]
+                        left.discard(key)
+                        if not left:
+                            self.collect(pp, responses, fresh)
+                self.flush(when_full=True)
+        return error

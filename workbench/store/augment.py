@@ -12,11 +12,12 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 import pyarrow as pa
 
-from curation.records import Conversation, Provenance, content_id
+from curation.records import content_id
 from workbench.store._db import Database, Migration, NotFound, dumps, first, now
 
 MIGRATIONS = [
@@ -44,6 +45,7 @@ MIGRATIONS = [
 
 class AugmentStore:
     db: Database
+    add_conversation: Callable[..., tuple[str, bool]]  # CoreStore's, used inside our transaction
 
     # ------------------------------------------------------------ parents
 
@@ -112,73 +114,73 @@ class AugmentStore:
 
     # ------------------------------------------------------------ results
 
-    def augment_save(
-        self,
-        run_id: str,
-        *,
-        parent_id: str,
-        parent_revision: int,
-        family_id: str,
-        children: list[tuple[Conversation, Provenance, int, tuple[str, ...]]],
-        rejects: list[dict[str, Any]],
-        cache_entries: list[dict[str, Any]],
-        actor: str,
-    ) -> list[str]:
-        """One parent's outcome in one transaction: new cache entries, new children (pending, in
-        the parent's family) and rejects. Returns, per child, 'created', 'present' (made from this
-        parent before: nothing added) or 'duplicate' (equal to another conversation: recorded as a
-        reject instead)."""
+    def augment_save(self, run_id: str, parents: list[dict[str, Any]], *, actor: str) -> list[list[str]]:
+        """The outcome of several parents in one transaction. Each parent: parent_id,
+        parent_revision, family_id, children [(conversation, provenance, variation, cache keys)],
+        rejects [{variation, calls_key, reason, text, details}] and cache_entries (new answers).
+
+        A child lands as a pending conversation in the parent's family. Returns, per parent and
+        child, 'created', 'present' (made from this parent before: nothing added) or 'duplicate'
+        (equal to another conversation: recorded as a reject instead)."""
+        with self.db.transaction() as con:
+            return [self._save_parent(con, run_id, p, actor) for p in parents]
+
+    def _save_parent(self, con: Any, run_id: str, p: dict[str, Any], actor: str) -> list[str]:
         at = now()
+        parent_id = p["parent_id"]
+        rejects = list(p["rejects"])
         outcome: list[str] = []
         seen: set[str] = set()
-        with self.db.transaction() as con:
-            self._cache_put(con, cache_entries)
-            for conv, prov, variation, keys in children:
-                cid = content_id(conv.content_json())
-                mine = first(con.execute("SELECT parent_id FROM augment_children WHERE child_id = ?", [cid]))
-                if cid not in seen and mine is not None and mine[0] == parent_id:
-                    outcome.append("present")
-                    seen.add(cid)
-                    continue
-                exists = first(con.execute("SELECT 1 FROM conversations WHERE id = ?", [cid]))
-                if exists is not None or cid in seen:
-                    outcome.append("duplicate")
-                    rejects.append(
-                        {
-                            "variation": variation, "calls_key": "|".join(keys), "reason": "duplicate",
-                            "text": None, "details": {"of": cid},
-                        }
-                    )  # fmt: skip
-                    continue
+        self._cache_put(con, p["cache_entries"])
+        for conv, prov, variation, keys in p["children"]:
+            cid = content_id(conv.content_json())
+            mine = first(con.execute("SELECT parent_id FROM augment_children WHERE child_id = ?", [cid]))
+            if cid not in seen and mine is not None and mine[0] == parent_id:
+                outcome.append("present")
                 seen.add(cid)
-                self.add_conversation(conv, prov, actor=actor, family_id=family_id, con=con)
-                con.execute(
-                    "INSERT INTO augment_children VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    [
-                        cid, parent_id, parent_revision, variation, list(keys), prov.prompt_id,
-                        prov.prompt_sha256, prov.model, run_id, at,
-                    ],
-                )  # fmt: skip
-                outcome.append("created")
-            if rejects:
-                con.register(
-                    "_rej",
-                    pa.table(
-                        {
-                            "variation": pa.array([r["variation"] for r in rejects], pa.int32()),
-                            "calls_key": [r["calls_key"] for r in rejects],
-                            "reason": [r["reason"] for r in rejects],
-                            "text": [r.get("text") for r in rejects],
-                            "details": [dumps(r.get("details") or {}) for r in rejects],
-                        }
-                    ),
+                continue
+            exists = first(con.execute("SELECT 1 FROM conversations WHERE id = ?", [cid]))
+            if exists is not None or cid in seen:
+                outcome.append("duplicate")
+                rejects.append(
+                    {
+                        "variation": variation,
+                        "calls_key": "|".join(keys),
+                        "reason": "duplicate",
+                        "text": None,
+                        "details": {"of": cid},
+                    }
                 )
-                con.execute(
-                    "INSERT OR REPLACE INTO augment_rejects SELECT ?, ?, variation, calls_key, reason, text, "
-                    "details, ?, ? FROM _rej",
-                    [parent_id, parent_revision, run_id, at],
-                )
-                con.unregister("_rej")
+                continue
+            seen.add(cid)
+            self.add_conversation(conv, prov, actor=actor, family_id=p["family_id"], con=con)
+            con.execute(
+                "INSERT INTO augment_children VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [
+                    cid, parent_id, p["parent_revision"], variation, list(keys), prov.prompt_id,
+                    prov.prompt_sha256, prov.model, run_id, at,
+                ],
+            )  # fmt: skip
+            outcome.append("created")
+        if rejects:
+            con.register(
+                "_rej",
+                pa.table(
+                    {
+                        "variation": pa.array([r["variation"] for r in rejects], pa.int32()),
+                        "calls_key": [r["calls_key"] for r in rejects],
+                        "reason": [r["reason"] for r in rejects],
+                        "text": [r.get("text") for r in rejects],
+                        "details": [dumps(r.get("details") or {}) for r in rejects],
+                    }
+                ),
+            )
+            con.execute(
+                "INSERT OR REPLACE INTO augment_rejects SELECT ?, ?, variation, calls_key, reason, text, "
+                "details, ?, ? FROM _rej",
+                [parent_id, p["parent_revision"], run_id, at],
+            )
+            con.unregister("_rej")
         return outcome
 
     def finish_stage_run(self, run_id: str, stats: dict[str, Any]) -> None:
