@@ -6,6 +6,7 @@ prefix renders, per-turn counts) and must still be faster, with the same token c
 
     .venv/bin/python bench/run.py bench_validate                 # 20,000 conversations
     SIFT_BENCH_VALIDATE_N=50000 .venv/bin/python bench/run.py bench_validate
+    SIFT_BENCH_VALIDATE_BREAKDOWN=1 .venv/bin/python bench/bench_validate.py   # µs per row per part
 """
 
 from __future__ import annotations
@@ -46,7 +47,49 @@ def rows_for_bench(n: int, seed: int = 1) -> list[dict[str, Any]]:
     return list(generate_conversations(n, seed=seed))
 
 
+def breakdown(n: int = 5000) -> dict[str, float]:
+    """Microseconds per row of each part of Sift's validation (best of 3), next to the baseline."""
+    from curation import validate as v
+
+    rows = rows_for_bench(n)
+    convs = [map_openai(r)[0] for r in rows]
+    tok = load_tokenizer()
+    renderer = ChatRenderer(tok)
+    validate(convs[:50], renderer)
+
+    def per_row(f: Any, repeat: int = 3) -> float:
+        best = float("inf")
+        for _ in range(repeat):
+            t = time.perf_counter()
+            f()
+            best = min(best, time.perf_counter() - t)
+        return round(best * 1e6 / n, 1)
+
+    msgs = [v.to_template_messages(c) for c in convs]
+    texts = [r.text for r in (v._render_one(renderer, c) for c in convs)]
+    out = {
+        "baseline": per_row(lambda: baseline(tok, rows), 1),
+        "sift validate (all)": per_row(lambda: validate(convs, renderer)),
+        "render: whole conversation": per_row(lambda: [renderer.render(m, None) for m in msgs]),
+        "render: prefix + generation prompt": per_row(
+            lambda: [renderer.render(m[:-1], None, add_generation_prompt=True) for m in msgs]
+        ),
+        "render + checks per row": per_row(lambda: [v._render_one(renderer, c) for c in convs]),
+        "tokenize: distinct pieces (Sift)": per_row(lambda: renderer.encode(texts)),  # type: ignore[arg-type]
+        "tokenize: whole texts, encode_batch": per_row(
+            lambda: renderer._tk.encode_batch(texts, add_special_tokens=False)
+        ),
+    }
+    print("| part | µs per row |")
+    print("|---|---|")
+    for k, val in out.items():
+        print(f"| {k} | {val} |")
+    return out
+
+
 def main() -> dict[str, float]:
+    if os.environ.get("SIFT_BENCH_VALIDATE_BREAKDOWN"):
+        return breakdown()
     n = int(os.environ.get("SIFT_BENCH_VALIDATE_N", "20000"))
     rows = rows_for_bench(n)
     convs = [map_openai(r)[0] for r in rows]

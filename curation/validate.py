@@ -245,7 +245,9 @@ def check_structure(conv: Conversation) -> list[Finding]:
         if m.role not in ROLES:
             out.append(Finding("unknown_role", f"{_turn(i, m)}: unknown role {m.role!r}", {"message_index": i}))
         elif m.role == "system" and i > 0:
-            out.append(Finding("system_not_first", f"{_turn(i, m)}: a system turn after the first turn", {"message_index": i}))
+            out.append(
+                Finding("system_not_first", f"{_turn(i, m)}: a system turn after the first turn", {"message_index": i})
+            )
     first = next(((i, m) for i, m in enumerate(msgs) if m.role != "system"), None)
     if first is None:
         out.append(Finding("first_turn_not_user", "the conversation has no turn besides the system prompt"))
@@ -336,7 +338,9 @@ def _check_arguments(turn: int, name: str, arguments: str, schemas: dict[str, An
     except (json.JSONDecodeError, TypeError) as e:
         msg = e.msg if isinstance(e, json.JSONDecodeError) else str(e)
         return [
-            Finding("tool_arguments_invalid_json", f"{where}: arguments are not valid JSON ({msg})", {"message_index": turn})
+            Finding(
+                "tool_arguments_invalid_json", f"{where}: arguments are not valid JSON ({msg})", {"message_index": turn}
+            )
         ]
     if not isinstance(value, dict):
         return [
@@ -503,6 +507,7 @@ class ChatRenderer:
             sha256_hex(canonical_json([tok_sha, tmpl_sha, self.kwargs, CHECKS_VERSION]))[:32],
         )
         self._compiled: dict[str, Any] = {}
+        self._generation: dict[str, bool] = {}
         self._split_re = self._piece_splitter()
         self._piece_cache: dict[str, Any] = {}
         self._verified = False
@@ -528,7 +533,10 @@ class ChatRenderer:
         return compiled
 
     def has_generation_blocks(self, template: str) -> bool:
-        return bool(_GENERATION_RE.search(template))
+        hit = self._generation.get(template)
+        if hit is None:
+            hit = self._generation[template] = bool(_GENERATION_RE.search(template))
+        return hit
 
     def render(
         self,
@@ -782,6 +790,8 @@ def _prefix_spans(
         if m.role != "assistant":
             continue
         span = None
+        head: str | None
+        upto: str | None
         try:
             head = renderer.render(messages[:i], tools, add_generation_prompt=True, template=template)
             upto = text if i + 1 == n else renderer.render(messages[: i + 1], tools, template=template)
@@ -822,10 +832,14 @@ def _check_mask_chars(
         loc = located[i]
         if m.role == "assistant":
             if loc is not None and not inside(*loc):
-                r.findings.append(Finding("loss_mask_wrong", f"{_turn(i, m)}: its text carries no loss", {"message_index": i}))
+                r.findings.append(
+                    Finding("loss_mask_wrong", f"{_turn(i, m)}: its text carries no loss", {"message_index": i})
+                )
         elif loc is not None and overlaps(*loc):
             r.findings.append(
-                Finding("loss_mask_wrong", f"{_turn(i, m)}: the loss mask covers this {m.role} turn", {"message_index": i})
+                Finding(
+                    "loss_mask_wrong", f"{_turn(i, m)}: the loss mask covers this {m.role} turn", {"message_index": i}
+                )
             )
     for i, name, at in calls:
         if not inside(at, at + len(name)):

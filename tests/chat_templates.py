@@ -76,10 +76,14 @@ QWEN25 = """{%- if tools %}
 {%- endif %}
 """
 
-_SMOL_SYSTEM = "{{ '<|im_start|>system\\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\\n' }}"
+_SMOL_SYSTEM = (
+    "{{ '<|im_start|>system\\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\\n' }}"
+)
 
 CHATML_GENERATION = (
-    "{% for message in messages %}{% if loop.first and messages[0]['role'] != 'system' %}" + _SMOL_SYSTEM + "{% endif %}"
+    "{% for message in messages %}{% if loop.first and messages[0]['role'] != 'system' %}"
+    + _SMOL_SYSTEM
+    + "{% endif %}"
     "{{ '<|im_start|>' + message['role'] + '\\n' }}{% if message['role'] == 'assistant' %}"
     "{% generation %}{{ message['content'] + '<|im_end|>' }}{% endgeneration %}"
     "{% else %}{{ message['content'] + '<|im_end|>' }}{% endif %}{{ '\\n' }}{% endfor %}"

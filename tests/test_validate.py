@@ -350,7 +350,11 @@ def test_tool_checks_and_their_messages() -> None:
     # Parallel calls without ids are answered in order by the results that follow.
     parallel = tool_conv(
         Message("user", "both?"),
-        Message("assistant", None, tool_calls=(ToolCall("lookup", '{"cluster": "a"}'), ToolCall("lookup", '{"cluster": "b"}'))),
+        Message(
+            "assistant",
+            None,
+            tool_calls=(ToolCall("lookup", '{"cluster": "a"}'), ToolCall("lookup", '{"cluster": "b"}')),
+        ),
         Message("tool", "up"),
         Message("tool", "down"),
         Message("assistant", "a is up, b is down."),
@@ -455,7 +459,9 @@ def test_cutoff_preview_per_policy(smol: ChatRenderer) -> None:
     assert before["truncate"]["left_without_answer"] == before["drop_trailing_turns"]["left_without_answer"] == 1
     [flag] = judge(m, ValidateConfig(max_seq_len=last_start + 10))
     assert flag.reason == "over_max_seq_len" and flag.details["cutoff"]["drop_trailing_turns"]["answers_kept"] == 1
-    assert flag.message.endswith("(truncating cuts the last answer midway; dropping trailing turns keeps 1 of 2 answers)")
+    assert flag.message.endswith(
+        "(truncating cuts the last answer midway; dropping trailing turns keeps 1 of 2 answers)"
+    )
 
 
 def test_measurement_round_trips_through_json(corpora: Path, smol: ChatRenderer) -> None:

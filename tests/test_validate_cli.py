@@ -10,11 +10,20 @@ from tests.conftest import run_sift
 
 
 def test_validate_json_contract_and_list_by_flag(store_path: Path, corpora: Path) -> None:
-    workbench.open(store_path).import_files([corpora / "openai-cheat-sheet" / "toy_chat_fine_tuning.jsonl"], actor="ana")
+    workbench.open(store_path).import_files(
+        [corpora / "openai-cheat-sheet" / "toy_chat_fine_tuning.jsonl"], actor="ana"
+    )
     r = run_sift("validate", "--json", store=store_path, check=True)
     out = json.loads(r.stdout)
     assert list(out) == [
-        "model", "template_sha256", "checked", "passed", "flagged", "warnings", "tokens", "over_max_seq_len",
+        "model",
+        "template_sha256",
+        "checked",
+        "passed",
+        "flagged",
+        "warnings",
+        "tokens",
+        "over_max_seq_len",
     ]
     assert out["model"] == "smollm2-135m-instruct" and len(out["template_sha256"]) == 64
     assert (out["checked"], out["passed"], out["over_max_seq_len"]) == (5, 3, 1)
@@ -31,8 +40,5 @@ def test_validate_errors_are_one_line(store_path: Path) -> None:
     r = run_sift("validate", "--warn", "bogus", store=store_path)
     assert r.returncode == 2 and r.stderr.count("\n") == 1
     assert r.stderr.startswith("error: unknown reason 'bogus' for --warn (known: unknown_role, ")
-    r = run_sift("validate", "--model", "/nonexistent/model", store=store_path)
-    assert r.returncode == 1 and r.stderr.count("\n") == 1 and "Traceback" not in r.stderr
-    assert r.stderr.startswith("error: cannot load the tokenizer of '/nonexistent/model'")
     r = run_sift("validate", "--max-seq-len", "0", store=store_path)
     assert r.returncode == 1 and r.stderr == "error: max_seq_len must be a positive number of tokens, got 0\n"

@@ -23,9 +23,7 @@ def _no_user_id(wb: Any) -> str:
 
 
 def test_results_are_cached_per_revision_and_identity(wb: Any, corpora: Path, tmp_path: Path) -> None:
-    wb.import_files(
-        [corpora.joinpath(*TOY), corpora / "axolotl" / "conversation.missingturns.json"], actor="ana"
-    )
+    wb.import_files([corpora.joinpath(*TOY), corpora / "axolotl" / "conversation.missingturns.json"], actor="ana")
     first = wb.validate(actor="ana")
     assert first["checked"] == first["rechecked"] == 6  # toy rows 9 and 10 repeat row 4
     assert first["flagged"] == {"empty_content": 1, "first_turn_not_user": 1, "over_max_seq_len": 1}

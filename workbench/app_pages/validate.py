@@ -31,13 +31,15 @@ last = wb.validation_summary()
 cfg = (last or {}).get("config", {})
 c1, c2 = st.columns([3, 1])
 model = c1.text_input(
-    "Model", value=cfg.get("model") or DEFAULT_MODEL, help="A Hugging Face id or a local folder; default the embedded SmolLM2"
+    "Model",
+    value=cfg.get("model") or DEFAULT_MODEL,
+    help="A Hugging Face id or a local folder; default the embedded SmolLM2",
 )
-max_seq_len = int(
-    c2.number_input("max_seq_len", min_value=1, value=int(cfg.get("max_seq_len") or 2048), step=256)
-)
+max_seq_len = int(c2.number_input("max_seq_len", min_value=1, value=int(cfg.get("max_seq_len") or 2048), step=256))
 warn_default = [
-    r for r, s in (cfg.get("severity") or {}).items() if r in REASONS and s == WARNING and DEFAULT_SEVERITY[r] != WARNING
+    r
+    for r, s in (cfg.get("severity") or {}).items()
+    if r in REASONS and s == WARNING and DEFAULT_SEVERITY[r] != WARNING
 ]
 warn = st.multiselect(
     "Checks that only warn",
@@ -100,7 +102,9 @@ if lengths:
     )
     st.altair_chart(bars + rule, width="stretch")
     t = last["tokens"]
-    st.caption(f"total {t['total']} · p50 {t['p50']} · p90 {t['p90']} · p99 {t['p99']} · max {t['max']} · red line: max_seq_len")
+    st.caption(
+        f"total {t['total']} · p50 {t['p50']} · p90 {t['p90']} · p99 {t['p99']} · max {t['max']} · red line: max_seq_len"
+    )
 
 st.subheader("Problems")
 rows = [
