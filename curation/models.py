@@ -86,14 +86,20 @@ def resolve_model(model: str | os.PathLike[str] | None = None) -> str:
 def load_tokenizer(model: str | os.PathLike[str] | None = None) -> Any:
     """The model's tokenizer, embedded default included; only the tokenizer is converted if the
     model folder does not exist yet (no torch needed)."""
-    from transformers import AutoTokenizer
+    from transformers import PreTrainedTokenizerFast
 
     name = str(model) if model else DEFAULT_MODEL
     if name in EMBEDDED:
         target = cache_dir() / "models" / DEFAULT_MODEL
         if not (target / "tokenizer_config.json").exists():
             resolve_model(name)
-        return AutoTokenizer.from_pretrained(target)
+        name = str(target)
+    # A local folder with tokenizer.json loads directly: AutoTokenizer would read the model config
+    # and import torch first (~15 s against ~2 s on a small machine).
+    if (Path(name) / "tokenizer.json").exists():
+        return PreTrainedTokenizerFast.from_pretrained(name)
+    from transformers import AutoTokenizer
+
     try:
         return AutoTokenizer.from_pretrained(name)
     except OSError as e:
