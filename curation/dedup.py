@@ -34,6 +34,9 @@ comparison of two signatures).
 from __future__ import annotations
 
 import hashlib
+import itertools
+import json
+import os
 import struct
 import unicodedata
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -109,6 +112,10 @@ class DedupConfig:
         metadata={"help": "an LSH bucket with more members links each to its first member instead of all pairs"},
     )
     batch_size: int = field(default=8192, metadata={"help": "conversations per signature batch"})
+    workers: int = field(
+        default=0,
+        metadata={"help": "processes computing signatures (0: one per CPU, at most 8, from 20,000 conversations on)"},
+    )
 
     def __post_init__(self) -> None:
         # Configs come back from JSON (lists for tuples) when a stored run is reused.
@@ -129,8 +136,8 @@ class DedupConfig:
         unknown = [c for c in self.keeper_policy if c not in KEEPER_CRITERIA]
         if unknown:
             raise DedupError(f"unknown keeper criterion {unknown[0]!r} (use {', '.join(KEEPER_CRITERIA)})")
-        if self.max_bucket < 2 or self.batch_size < 1:
-            raise DedupError("max_bucket must be at least 2 and batch_size at least 1")
+        if self.max_bucket < 2 or self.batch_size < 1 or self.workers < 0:
+            raise DedupError("max_bucket must be at least 2, batch_size at least 1 and workers at least 0")
 
     @property
     def bands_rows(self) -> tuple[int, int]:
@@ -240,6 +247,15 @@ def normalise(text: str) -> str:
     return " ".join(unicodedata.normalize("NFKC", text).casefold().split())
 
 
+def normalise_many(texts: Sequence[str]) -> list[str]:
+    """`normalise` over a batch: one NFKC and one case-fold call for the whole batch (NUL is a
+    starter that nothing composes with, so joining on it changes nothing)."""
+    if any("\x00" in t for t in texts):
+        return [normalise(t) for t in texts]
+    big = unicodedata.normalize("NFKC", "\x00".join(texts)).casefold()
+    return [" ".join(t.split()) for t in big.split("\x00")]
+
+
 def shingles(text: str, n: int = 5) -> list[str]:
     """Distinct word n-grams of a normalised text, in order of first appearance. A text shorter
     than n words is one shingle (itself); an empty text has none."""
@@ -286,6 +302,19 @@ def _fmix64(h: np.ndarray) -> np.ndarray:
     h = h ^ (h >> _U64(33))
     h = h * _U64(0xC4CEB9FE1A85EC53)
     return h ^ (h >> _U64(33))
+
+
+def _unique(values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Sorted distinct values, an index of one occurrence of each, and the inverse — like
+    `np.unique(return_index=True, return_inverse=True)` with an unstable (faster) sort."""
+    order = np.argsort(values)
+    s = values[order]
+    new = np.empty(len(s), bool)
+    new[:1] = True
+    np.not_equal(s[1:], s[:-1], out=new[1:])
+    inv = np.empty(len(s), np.int64)
+    inv[order] = np.cumsum(new) - 1
+    return s[new], order[new], inv
 
 
 class _Vocab(dict):  # type: ignore[type-arg]
@@ -345,10 +374,9 @@ class MinHasher:
         words = joined.split(b" ")
         n_words = np.fromiter((d.count(" ") + 1 for d in docs), np.int64, len(docs))
         ids = np.fromiter(map(self._vocab.__getitem__, words), _U64, len(words))
-        wlen = np.fromiter(map(len, words), np.int64, len(words))
         # byte offset where each word starts in `joined` (words are separated by one space)
-        wstart = np.zeros(len(words) + 1, np.int64)
-        np.cumsum(wlen + 1, out=wstart[1:])
+        spaces = np.flatnonzero(np.frombuffer(joined, np.uint8) == 32)
+        wstart = np.concatenate([[0], spaces + 1, [len(joined) + 1]]).astype(np.int64)
         doc_w0 = np.zeros(len(docs), np.int64)
         np.cumsum(n_words[:-1], out=doc_w0[1:])
         per_doc = np.maximum(n_words - n + 1, 1)  # a short text is one shingle of all its words
@@ -395,35 +423,35 @@ class MinHasher:
         first: np.ndarray,
         length: np.ndarray,
     ) -> np.ndarray | None:
-        hv = np.empty(len(key), np.uint32)
-        miss = np.ones(len(key), bool)
+        # distinct n-grams of the batch first (a sort is cache-friendly; most n-grams repeat)
+        uk, rep, inv = _unique(key)
+        if (check != check[rep][inv]).any():
+            return None
+        uhv = np.empty(len(uk), np.uint32)
+        miss = np.ones(len(uk), bool)
         if len(self._keys):
-            pos = np.minimum(np.searchsorted(self._keys, key), len(self._keys) - 1)
-            hit = self._keys[pos] == key
-            if (self._checks[pos[hit]] != check[hit]).any():
+            pos = np.minimum(np.searchsorted(self._keys, uk), len(self._keys) - 1)
+            hit = self._keys[pos] == uk
+            if (self._checks[pos[hit]] != check[rep[hit]]).any():
                 return None
-            hv[hit] = self._hvs[pos[hit]]
+            uhv[hit] = self._hvs[pos[hit]]
             miss = ~hit
         todo = np.flatnonzero(miss)
-        if len(todo) == 0:
-            return hv
-        uk, rep, inv = np.unique(key[todo], return_index=True, return_inverse=True)
-        rep_at = todo[rep]
-        if (check[todo] != check[rep_at][inv]).any():
-            return None
-        starts = wstart[first[rep_at]].tolist()
-        ends = (wstart[first[rep_at] + length[rep_at]] - 1).tolist()
-        sha1 = hashlib.sha1
-        digests = b"".join([sha1(joined[s:e]).digest()[:4] for s, e in zip(starts, ends, strict=True)])
-        new = np.frombuffer(digests, dtype="<u4").astype(np.uint32)
-        self.stats["sha1"] += len(new)
-        hv[todo] = new[inv]
-        if len(self._keys) + len(uk) <= self.CACHE_LIMIT:
-            at = np.searchsorted(self._keys, uk)
-            self._keys = np.insert(self._keys, at, uk)
-            self._checks = np.insert(self._checks, at, check[rep_at])
-            self._hvs = np.insert(self._hvs, at, new)
-        return hv
+        if len(todo):
+            rep_at = rep[todo]
+            starts = wstart[first[rep_at]].tolist()
+            ends = (wstart[first[rep_at] + length[rep_at]] - 1).tolist()
+            sha1 = hashlib.sha1
+            digests = b"".join([sha1(joined[s:e]).digest()[:4] for s, e in zip(starts, ends, strict=True)])
+            new = np.frombuffer(digests, dtype="<u4").astype(np.uint32)
+            self.stats["sha1"] += len(new)
+            uhv[todo] = new
+            if len(self._keys) + len(todo) <= self.CACHE_LIMIT:
+                at = np.searchsorted(self._keys, uk[todo])
+                self._keys = np.insert(self._keys, at, uk[todo])
+                self._checks = np.insert(self._checks, at, check[rep_at])
+                self._hvs = np.insert(self._hvs, at, new)
+        return uhv[inv]
 
     # -- step 2: permutations and minima
 
@@ -507,17 +535,19 @@ class Features:
 def features(
     conversations: Sequence[Conversation | Mapping[str, Any]], config: DedupConfig, hasher: MinHasher | None = None
 ) -> Features:
-    """View → normalise → shingles → signatures for a batch (Conversations or content dicts)."""
+    """View → normalise → shingles → signatures for a batch (Conversations, content dicts, or
+    content JSON as the store keeps it)."""
     hasher = hasher or MinHasher(config.num_perm, config.seed, config.ngram)
-    texts = []
-    answers = np.empty(len(conversations), np.int64)
-    for i, c in enumerate(conversations):
-        if isinstance(c, Conversation):
-            view = text_view(c, config.view, config.include_system)
-        else:
-            view = text_view_dict(c, config.view, config.include_system)
-        texts.append(normalise(view))
-        answers[i] = answer_chars(c)
+    if conversations and isinstance(conversations[0], str):
+        conversations = [json.loads(c) for c in conversations]  # type: ignore[arg-type]
+    views = [
+        text_view(c, config.view, config.include_system)
+        if isinstance(c, Conversation)
+        else text_view_dict(c, config.view, config.include_system)
+        for c in conversations
+    ]
+    texts = normalise_many(views)
+    answers = np.fromiter((answer_chars(c) for c in conversations), np.int64, len(conversations))
     hv, offsets = hasher.shingle_hashes(texts)
     return Features(
         hasher.signatures_from_hashes(hv, offsets),
@@ -527,18 +557,88 @@ def features(
     )
 
 
+def worker_count(config: DedupConfig, n: int) -> int:
+    """Processes for the signatures: `config.workers`, or one per CPU (at most 8) from 20,000
+    conversations on. Only where forking is safe: Linux, and a process with no other threads (the
+    CLI, scripts, the benchmark); elsewhere (e.g. inside the Streamlit server) one."""
+    import sys
+    import threading
+
+    if sys.platform != "linux" or threading.active_count() > 1:
+        return 1
+    if config.workers:
+        return config.workers
+    return 1 if n < 20_000 else max(1, min(8, os.cpu_count() or 1))
+
+
+def _features_part(conversations: Sequence[Any], config: DedupConfig) -> Features:
+    hasher = MinHasher(config.num_perm, config.seed, config.ngram)
+    parts = [
+        features(conversations[s : s + config.batch_size], config, hasher)
+        for s in range(0, len(conversations), config.batch_size)
+    ]
+    return Features.concat(parts, config.num_perm)
+
+
+# What forked workers read: set only while `features_all`'s pool runs, so the input is inherited
+# by the workers instead of pickled to them.
+_FORK_INPUT: Sequence[Any] = ()
+
+
+def _features_slice(a: int, b: int, config: DedupConfig) -> Features:
+    return _features_part(_FORK_INPUT[a:b], config)
+
+
+def features_all(
+    conversations: Sequence[Any],
+    config: DedupConfig,
+    *,
+    workers: int | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> Features:
+    """`features` over any number of conversations: batch after batch in this process, or — the
+    scale path — a map over contiguous parts in forked worker processes, each with its own hasher.
+    The result does not depend on the number of workers."""
+    global _FORK_INPUT
+    n = len(conversations)
+    w = min(worker_count(config, n) if workers is None else workers, max(1, n // config.batch_size + 1))
+    if w <= 1:
+        out = []
+        for s in range(0, n, config.batch_size):
+            out.append(_features_part(conversations[s : s + config.batch_size], config))
+            if progress:
+                progress(min(n, s + config.batch_size), n)
+        return Features.concat(out, config.num_perm)
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    bounds = np.linspace(0, n, w + 1).astype(int).tolist()
+    _FORK_INPUT = conversations
+    try:
+        with ProcessPoolExecutor(w, mp_context=multiprocessing.get_context("fork")) as ex:
+            futures = [ex.submit(_features_slice, a, b, config) for a, b in itertools.pairwise(bounds)]
+            results = []
+            for f, b in zip(futures, bounds[1:], strict=True):
+                results.append(f.result())
+                if progress:
+                    progress(b, n)
+    finally:
+        _FORK_INPUT = ()
+    return Features.concat(results, config.num_perm)
+
+
 # ---------------------------------------------------------------- LSH bands and candidate pairs
 
 
 def band_hashes(signatures: np.ndarray, bands: int, rows: int) -> np.ndarray:
     """(n, bands) uint64: band i hashes signature values [i·rows, (i+1)·rows). Equal bands give
     equal hashes; the reverse holds but for 64-bit collisions, which verification removes."""
-    sig = signatures.astype(_U64, copy=False)
     out = np.empty((len(signatures), bands), _U64)
     for i in range(bands):
         h = np.full(len(signatures), (i * int(_P2) + int(_P3)) % (1 << 64), _U64)
         for c in range(i * rows, (i + 1) * rows):
-            h = h * _P1 + sig[:, c]
+            h *= _P1
+            h += signatures[:, c]
         out[:, i] = _fmix64(h)
     return out
 
@@ -761,6 +861,13 @@ def cluster_flags(clusters: Iterable[Cluster]) -> list[dict[str, Any]]:
 
 _STATUS_RANK = {"accepted": 0, "pending": 1, "rejected": 2}
 
+_REASONS = {
+    "accepted": "its review status",
+    "longest_answer": "the longest answer",
+    "oldest": "being the oldest",
+    "newest": "being the newest",
+}
+
 
 def _criterion_value(criterion: str, item: Item, chars: int) -> float:
     if criterion == "accepted":
@@ -777,29 +884,21 @@ def choose_keeper(
 ) -> tuple[int, str]:
     """The member to keep and why: the most recently SME-pinned member if any, else the policy's
     criteria in order, then the smallest id."""
-    pinned = [i for i in members if items[i].pinned is not None]
-    if pinned:
-        best = max(pinned, key=lambda i: (items[i].pinned, -members.index(i)))
-        return best, "SME choice"
 
     def key(i: int) -> tuple[Any, ...]:
         return (*(_criterion_value(c, items[i], int(chars[i])) for c in policy), items[i].id)
+
+    pins = [p for p in (items[i].pinned for i in members) if p is not None]
+    if pins:
+        latest = max(pins)
+        return min((i for i in members if items[i].pinned == latest), key=key), "SME choice"
 
     ranked = sorted(members, key=key)
     best, second = ranked[0], ranked[1]
     for c in policy:
         if _criterion_value(c, items[best], int(chars[best])) != _criterion_value(c, items[second], int(chars[second])):
-            return best, {
-                "accepted": "its review status",
-                "longest_answer": "the longest answer",
-                "oldest": "being the oldest",
-                "newest": "being the newest",
-            }[c]
+            return best, _REASONS[c]
     return best, "the smallest id (all else equal)"
-
-
-def _pair_key(a: str, b: str) -> tuple[str, str]:
-    return (a, b) if a <= b else (b, a)
 
 
 def find_duplicates(
@@ -834,67 +933,106 @@ def find_duplicates(
     else:
         cand, est = pairs
     # exact copies are pairs too (whatever their estimate)
-    all_pairs = np.concatenate([cand.reshape(-1, 2), ex_pairs])
+    all_pairs = np.sort(np.concatenate([cand.reshape(-1, 2).astype(np.int64), ex_pairs]), axis=1)
     all_est = np.concatenate([est, np.ones(len(ex_pairs))])
     if len(all_pairs):
-        code = all_pairs[:, 0] * n + all_pairs[:, 1]
-        code, first = np.unique(code, return_index=True)
+        _, first = np.unique(all_pairs[:, 0] * n + all_pairs[:, 1], return_index=True)
         all_pairs, all_est = all_pairs[first], all_est[first]
-    is_exact = (
-        feats.norm_hashes[all_pairs[:, 0]] == feats.norm_hashes[all_pairs[:, 1]]
-        if len(all_pairs)
-        else np.zeros(0, bool)
-    )
-    # an SME decision on a pair the estimate did not surface still counts
-    index = {it.id: i for i, it in enumerate(items)}
-    extra = [(index[a], index[b]) for (a, b), d in decisions.items() if d == "duplicate" and a in index and b in index]
-    out_pairs: list[Pair] = []
-    edges: list[tuple[int, int]] = []
-    seen: set[tuple[int, int]] = set()
-    for (i, j), e, x in zip(all_pairs.tolist(), all_est.tolist(), is_exact.tolist(), strict=True):
-        a, bb = _pair_key(items[i].id, items[j].id)
-        d = decisions.get((a, bb))
-        merged = (x or e >= t) if d is None else d == "duplicate"
-        near = (not x) and abs(e - t) < margin
-        if merged or near:
-            out_pairs.append(Pair(a, bb, round(float(e), 4), bool(x), merged, near, d))
-        if merged:
-            edges.append((i, j))
-        seen.add((min(i, j), max(i, j)))
-    for i, j in extra:
-        if (min(i, j), max(i, j)) not in seen:
-            e = float((feats.signatures[i] == feats.signatures[j]).mean())
-            a, bb = _pair_key(items[i].id, items[j].id)
-            out_pairs.append(Pair(a, bb, round(e, 4), False, True, False, "duplicate"))
-            edges.append((i, j))
-    labels = union_find(n, np.array(edges, np.int64).reshape(-1, 2))
+    is_exact = feats.norm_hashes[all_pairs[:, 0]] == feats.norm_hashes[all_pairs[:, 1]]
+    merged = is_exact | (all_est >= t)
+    near = ~is_exact & (np.abs(all_est - t) < margin)
+    decided = np.full(len(all_pairs), None, object)
+    if decisions:
+        index = {it.id: i for i, it in enumerate(items)}
+        code = all_pairs[:, 0] * n + all_pairs[:, 1]
+        extra: list[tuple[int, int]] = []
+        for (id_a, id_b), d in decisions.items():
+            if id_a not in index or id_b not in index:
+                continue
+            i, j = sorted((index[id_a], index[id_b]))
+            at = int(np.searchsorted(code, i * n + j))
+            if at < len(code) and code[at] == i * n + j:
+                merged[at] = d == "duplicate"
+                decided[at] = d
+            elif d == "duplicate":  # a decision on a pair the estimate did not surface still counts
+                extra.append((i, j))
+        if extra:
+            ex = np.array(extra, np.int64)
+            all_pairs = np.concatenate([all_pairs, ex])
+            all_est = np.concatenate([all_est, verify_pairs(feats.signatures, ex)])
+            is_exact = np.concatenate([is_exact, np.zeros(len(ex), bool)])
+            merged = np.concatenate([merged, np.ones(len(ex), bool)])
+            near = np.concatenate([near, np.zeros(len(ex), bool)])
+            decided = np.concatenate([decided, np.full(len(ex), "duplicate", object)])
+    listed = np.flatnonzero(merged | near)
+    ids = [it.id for it in items]
+    out_pairs = []
+    for k in listed.tolist():
+        a, b = ids[all_pairs[k, 0]], ids[all_pairs[k, 1]]
+        if b < a:
+            a, b = b, a
+        out_pairs.append(
+            Pair(a, b, round(float(all_est[k]), 4), bool(is_exact[k]), bool(merged[k]), bool(near[k]), decided[k])
+        )
+    labels = union_find(n, all_pairs[merged])
     clusters = _clusters(items, feats, labels, config.keeper_policy)
     out_pairs.sort(key=lambda p: (p.a, p.b))
     return DedupResult(clusters, out_pairs, exact_groups, n, int(live.sum()))
 
 
 def _clusters(items: Sequence[Item], feats: Features, labels: np.ndarray, policy: Sequence[str]) -> list[Cluster]:
-    order = np.argsort(labels, kind="stable")
-    ls = labels[order]
-    bounds = np.flatnonzero(np.diff(ls)) + 1
+    """Clusters of two or more with their keepers, chosen for all clusters at once: a lexicographic
+    sort on (cluster, pinned, policy criteria…, id) puts each keeper first. Same answer as
+    `choose_keeper` per cluster."""
+    counts = np.bincount(labels, minlength=len(labels))
+    idx = np.flatnonzero(counts[labels] >= 2)
+    if len(idx) == 0:
+        return []
+    chosen = [items[i] for i in idx.tolist()]
+    ids = np.array([it.id for it in chosen])
+    pinned = np.array([-it.pinned if it.pinned is not None else np.inf for it in chosen])
+    crit = {
+        "accepted": np.array([_STATUS_RANK.get(it.status, 1) for it in chosen], np.float64),
+        "longest_answer": -feats.answer_chars[idx].astype(np.float64),
+        "oldest": np.array([it.age for it in chosen], np.float64),
+    }
+    crit["newest"] = -crit["oldest"]
+    keys = [ids, *(crit[c] for c in reversed(policy)), pinned, labels[idx]]
+    order = np.lexsort(keys)  # the last key sorts first
+    lab = labels[idx][order]
+    start = np.flatnonzero(np.r_[True, lab[1:] != lab[:-1]])
+    size = np.diff(np.r_[start, len(order)])
+    keeper = idx[order[start]]
+    second = order[start + 1]
+    first_ = order[start]
+    reasons = np.full(len(start), "the smallest id (all else equal)", object)
+    undecided = np.ones(len(start), bool)
+    is_pinned = np.isfinite(pinned[first_])
+    reasons[is_pinned] = "SME choice"
+    undecided &= ~is_pinned
+    for c in policy:
+        differs = undecided & (crit[c][first_] != crit[c][second])
+        reasons[differs] = _REASONS[c]
+        undecided &= ~differs
+    keeper_of = np.repeat(keeper, size)
+    members = idx[order]
+    jac = (feats.signatures[members] == feats.signatures[keeper_of]).mean(axis=1)
+    exact = (feats.norm_hashes[members] == feats.norm_hashes[keeper_of]) & (members != keeper_of)
     out = []
-    for grp in np.split(order, bounds):
-        if len(grp) < 2:
-            continue
-        members = sorted(grp.tolist(), key=lambda i: items[i].id)
-        k, reason = choose_keeper(members, items, feats.answer_chars, policy)
-        ks = feats.signatures[k]
-        ms = tuple(
-            Member(
-                items[i].id,
-                items[i].revision,
-                i == k,
-                1.0 if i == k else float((feats.signatures[i] == ks).mean()),
-                bool(i != k and feats.norm_hashes[i] == feats.norm_hashes[k]),
-            )
-            for i in members
+    for g, (s0, ln) in enumerate(zip(start.tolist(), size.tolist(), strict=True)):
+        ms = sorted(
+            (
+                Member(items[m].id, items[m].revision, m == keeper[g], 1.0 if m == keeper[g] else float(j), bool(x))
+                for m, j, x in zip(
+                    members[s0 : s0 + ln].tolist(),
+                    jac[s0 : s0 + ln].tolist(),
+                    exact[s0 : s0 + ln].tolist(),
+                    strict=True,
+                )
+            ),
+            key=lambda m: m.id,
         )
-        out.append(Cluster(items[members[0]].id, items[k].id, reason, ms))
+        out.append(Cluster(ms[0].id, items[int(keeper[g])].id, str(reasons[g]), tuple(ms)))
     out.sort(key=lambda c: (-c.size, c.id))
     return out
 
@@ -908,15 +1046,7 @@ def dedup(
     """The whole stage over conversations in memory (ids are content ids unless `items` name them)."""
     config = config or DedupConfig()
     items = list(items) if items is not None else [Item(c.id, age=i) for i, c in enumerate(conversations)]
-    feats = Features.concat(
-        [
-            features(conversations[s : s + config.batch_size], config, hasher)
-            for hasher in [MinHasher(config.num_perm, config.seed, config.ngram)]
-            for s in range(0, len(conversations), config.batch_size)
-        ],
-        config.num_perm,
-    )
-    return find_duplicates(items, feats, config)
+    return find_duplicates(items, features_all(conversations, config), config)
 
 
 # ---------------------------------------------------------------- contamination
@@ -998,21 +1128,8 @@ def contamination(
 
     t_ids, t_convs = named(train)
     e_ids, e_convs = named(eval)
-    hasher = MinHasher(config.num_perm, config.seed, config.ngram)
-    tf = Features.concat(
-        [
-            features(t_convs[s : s + config.batch_size], config, hasher)
-            for s in range(0, len(t_convs), config.batch_size)
-        ],
-        config.num_perm,
-    )
-    ef = Features.concat(
-        [
-            features(e_convs[s : s + config.batch_size], config, hasher)
-            for s in range(0, len(e_convs), config.batch_size)
-        ],
-        config.num_perm,
-    )
+    tf = features_all(t_convs, config)
+    ef = features_all(e_convs, config)
     hits = contamination_from_features(tf, ef, config)
     out = {(e_ids[e], t_ids[t]): ContaminationPair(e_ids[e], t_ids[t], round(j, 4), x) for e, t, j, x in hits}
     return [out[k] for k in sorted(out)]
@@ -1102,8 +1219,10 @@ __all__ = [
     "dedup",
     "exact_pairs",
     "features",
+    "features_all",
     "find_duplicates",
     "normalise",
+    "normalise_many",
     "shingles",
     "straddling_clusters",
     "text_view",

@@ -28,6 +28,7 @@ from curation.dedup import (
     find_duplicates,
     lsh_params,
     normalise,
+    normalise_many,
     shingles,
     straddling_clusters,
     text_view,
@@ -72,6 +73,16 @@ def test_normalise_nfkc_case_whitespace() -> None:
     assert normalise("  The ﬁne\u00a0STRASSE\n\tis  Ｆｕｌｌ ") == "the fine strasse is full"
     assert normalise("Straße") == "strasse"  # case folding, not just lower()
     assert normalise(" \n ") == ""
+
+
+def test_normalise_many_equals_one_by_one() -> None:
+    rng = random.Random(1)
+    pieces = ["a\u0301", "\u0301", "ﬁ", "Ｆ", " ", "\n", "ß", "İ", "\u00a0", "x", "\x00", "ǅ", "\u2028"]
+    for _ in range(50):
+        texts = ["".join(rng.choice(pieces) for _ in range(rng.randrange(0, 12))) for _ in range(8)]
+        assert normalise_many(texts) == [normalise(t) for t in texts]
+        clean = [t.replace("\x00", "") for t in texts]
+        assert normalise_many(clean) == [normalise(t) for t in clean]
 
 
 def test_text_view_full_user_system_and_tools() -> None:
@@ -209,6 +220,30 @@ def test_keeper_policy_and_override() -> None:
     assert choose_keeper([0, 1], rejected, np.array([900, 1]), policy)[0] == 1  # rejected comes last
     pinned = [Item("a", pinned=5.0), Item("b", status="accepted"), Item("c", pinned=9.0)]
     assert choose_keeper([0, 1, 2], pinned, chars, policy) == (2, "SME choice")  # the latest pin wins
+
+
+def test_keepers_for_all_clusters_agree_with_choose_keeper() -> None:
+    from curation.dedup import _clusters
+
+    rng = random.Random(8)
+    n = 400
+    items = [
+        Item(
+            f"id{rng.randrange(10**6):06d}-{i}",
+            status=rng.choice(["pending", "accepted", "rejected"]),
+            age=rng.randrange(5),
+            pinned=rng.choice([None] * 8 + [1.0, 2.0]),
+        )
+        for i in range(n)
+    ]
+    chars = np.array([rng.choice([10, 20, 30]) for _ in range(n)], np.int64)
+    labels = union_find(n, np.array([(rng.randrange(n), rng.randrange(n)) for _ in range(300)]))
+    feats = Features(np.zeros((n, 4), np.uint32), np.arange(n, dtype=np.uint64), np.ones(n, np.int32), chars)
+    for policy in (("accepted", "longest_answer", "oldest"), ("newest",), ("longest_answer",)):
+        for c in _clusters(items, feats, labels, policy):
+            members = [i for i, it in enumerate(items) if it.id in {m.id for m in c.members}]
+            k, reason = choose_keeper(members, items, chars, policy)
+            assert (c.keeper, c.reason) == (items[k].id, reason)
 
 
 BASE = (
@@ -391,6 +426,22 @@ def test_corpora_give_sensible_clusters(corpora: Path) -> None:
     # v1_sft_demo repeats alpaca prompts (some glued to their input): the clusters pair the files
     cross = [c for c in both.clusters if {source[m.id] for m in c.members} == set(source.values())]
     assert len(cross) >= 60 and len(cross) >= 0.9 * len(both.clusters)
+
+
+def test_features_in_worker_processes_equal_one_process() -> None:
+    from bench.bench_dedup import tickets
+    from curation.dedup import features_all
+
+    rows, _ = tickets(900, seed=3)
+    cfg = DedupConfig(batch_size=128)
+    one = features_all(rows, cfg, workers=1)
+    three = features_all(rows, cfg, workers=3)
+    for a, b in zip(
+        (one.signatures, one.norm_hashes, one.n_shingles, one.answer_chars),
+        (three.signatures, three.norm_hashes, three.n_shingles, three.answer_chars),
+        strict=True,
+    ):
+        np.testing.assert_array_equal(a, b)
 
 
 def test_features_concat_and_take() -> None:

@@ -4,6 +4,7 @@ data, stored signatures reused, SME keeper override and pair decisions, clusters
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -32,10 +33,18 @@ def _where(loc: dict) -> tuple[str, int]:
     return loc["file"], loc.get("line", loc.get("index"))
 
 
+@pytest.fixture(scope="module")
+def sample_store(tmp_path_factory) -> Path:
+    """The bundled sample imported once; each test works on its own copy of the file."""
+    path = tmp_path_factory.mktemp("dedup_sample") / "sample.duckdb"
+    workbench.open(path).import_files([SAMPLE / f for f in SAMPLE_FILES])
+    return path
+
+
 @pytest.fixture
-def sample_wb(wb):
-    wb.import_files([SAMPLE / f for f in SAMPLE_FILES])
-    return wb
+def sample_wb(sample_store: Path, store_path: Path):
+    shutil.copy(sample_store, store_path)
+    return workbench.open(store_path)
 
 
 def test_sample_planted_duplicates_found(sample_wb) -> None:
@@ -167,10 +176,9 @@ def test_sql_group_by_buckets_equal_numpy(wb) -> None:
     np.testing.assert_array_equal(wb.store.dedup_bucket_pairs_sql(bands), candidate_pairs(bands, max_bucket=10**9))
 
 
-def test_cli_dedup_keep_clusters_borderline(store_path: Path, capsys) -> None:
+def test_cli_dedup_keep_clusters_borderline(sample_wb, store_path: Path, capsys) -> None:
     from workbench.cli import main
 
-    workbench.open(store_path).import_files([SAMPLE / f for f in SAMPLE_FILES])
     r = run_sift(
         "dedup",
         "--threshold",

@@ -3,7 +3,6 @@ pick the keeper or decide a pair, and compare two conversations word by word."""
 
 from __future__ import annotations
 
-import json
 import time
 import uuid
 from collections.abc import Callable
@@ -81,23 +80,23 @@ class DedupService:
         }
         progress("signatures", 0, len(missing))
         if missing:
-            hasher = dd.MinHasher(config.num_perm, config.seed, config.ngram)
-            done = 0
-            for batch in self.store.iter_current(missing, batch=config.batch_size):
-                f = dd.features([json.loads(r[2]) for r in batch], config, hasher)
-                at = np.array([pos[r[0]] for r in batch], np.int64)
-                feats.signatures[at] = f.signatures
-                feats.norm_hashes[at] = f.norm_hashes
-                feats.n_shingles[at] = f.n_shingles
-                feats.answer_chars[at] = f.answer_chars
-                new["ids"] += [r[0] for r in batch]
-                new["revisions"] += [r[1] for r in batch]
-                new["blobs"] += dd.signature_bytes(f.signatures)
-                new["norm_hashes"] += f.norm_hashes.tolist()
-                new["n_shingles"] += f.n_shingles.tolist()
-                new["answer_chars"] += f.answer_chars.tolist()
-                done += len(batch)
-                progress("signatures", done, len(missing))
+            rows = [r for batch in self.store.iter_current(missing, batch=config.batch_size) for r in batch]
+            f = dd.features_all(
+                [r[2] for r in rows], config, progress=lambda done, total: progress("signatures", done, total)
+            )
+            at = np.array([pos[r[0]] for r in rows], np.int64)
+            feats.signatures[at] = f.signatures
+            feats.norm_hashes[at] = f.norm_hashes
+            feats.n_shingles[at] = f.n_shingles
+            feats.answer_chars[at] = f.answer_chars
+            new = {
+                "ids": [r[0] for r in rows],
+                "revisions": [r[1] for r in rows],
+                "blobs": dd.signature_bytes(f.signatures),
+                "norm_hashes": f.norm_hashes.tolist(),
+                "n_shingles": f.n_shingles.tolist(),
+                "answer_chars": f.answer_chars.tolist(),
+            }
         progress("clusters", 0, 1)
         items = [
             dd.Item(cid, rev, st, age=i, pinned=pin)
