@@ -81,15 +81,30 @@ def model_flops_per_token(model_config: dict[str, Any], seq: float) -> float:
     return 4 * n + attn
 
 
-def run_config(name: str, export: Path, work: Path, steps: int, base_model: str, extra: dict[str, Any]) -> dict[str, Any]:
+def run_config(
+    name: str, export: Path, work: Path, steps: int, base_model: str, extra: dict[str, Any]
+) -> dict[str, Any]:
     desc, changes = CONFIGS[name]
     cfg = {**COMMON, **changes, **extra, "max_steps": steps, "base_model": base_model}
     run = work / name
     (work / f"{name}.json").write_text(json.dumps(cfg))
     t0 = time.monotonic()
     r = subprocess.run(
-        [sys.executable, "-m", "trainer", "--manifest", str(export), "--config", str(work / f"{name}.json"), "--out", str(run)],
-        capture_output=True, text=True, cwd=ROOT, timeout=float(os.environ.get("SIFT_BENCH_TIMEOUT", "300")),
+        [
+            sys.executable,
+            "-m",
+            "trainer",
+            "--manifest",
+            str(export),
+            "--config",
+            str(work / f"{name}.json"),
+            "--out",
+            str(run),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=float(os.environ.get("SIFT_BENCH_TIMEOUT", "300")),
     )
     wall = time.monotonic() - t0
     status = json.loads((run / "status.json").read_text()) if (run / "status.json").exists() else {}
@@ -141,6 +156,13 @@ def main() -> dict[str, Any]:
     out_dir.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="bench-train-runs-"))
     export = bench_export(work / "export").parent
+    # Useful attention FLOPs depend on each conversation's own length, not the packed row's.
+    from curation.models import load_tokenizer
+    from trainer.data import render_all
+    from trainer.manifest import load_export
+
+    rendered, _ = render_all(load_tokenizer(base_model), load_export(export).train, COMMON["max_seq_len"])
+    mean_len = sum(len(e.input_ids) for e in rendered) / len(rendered)
     results = []
     for name in names:
         extra = {"profile_steps": 3} if name in profile else {}
@@ -153,20 +175,22 @@ def main() -> dict[str, Any]:
     best_anchor = max(anchors, key=lambda r: r["tokens_per_s"]) if anchors else None
     dev = torch.cuda.get_device_name(0)
     print(f"\n### Training throughput ({dev}, {Path(base_model).name}, steps 11–{steps}, batch 8, max_seq_len 1024)\n")
-    print("| configuration | non-padding tokens/s | vs best anchor | s/step | tokens/step | peak allocated GiB | loss (mean of last 10 steps) | MFU |")
+    print(
+        "| configuration | non-padding tokens/s | vs best anchor | s/step | tokens/step | peak allocated GiB | loss (mean of last 10 steps) | MFU |"
+    )
     print("|---|---|---|---|---|---|---|---|")
     for r in results:
         if not r.get("tokens_per_s"):
             print(f"| {r['what']} | failed: {str(r.get('error'))[:120]} | | | | | | |")
             continue
         ratio = f"{r['tokens_per_s'] / best_anchor['tokens_per_s']:.2f}×" if best_anchor else "-"
-        fpt = model_flops_per_token(model_config, min(1024, r["tokens_per_step"] / 8))
+        fpt = model_flops_per_token(model_config, mean_len)
         mfu = r["tokens_per_s"] * fpt / (PEAK_BF16_TFLOPS * 1e12)
         print(
             f"| {r['what']} | {r['tokens_per_s']:,.0f} | {ratio} | {r['s_per_step']:.3f} | {r['tokens_per_step']:,.0f} | "
             f"{r['peak_mem_gib']} | {r['loss_last10']} | {mfu:.2%} |"
         )
-    return {"device": dev, "steps": steps, "results": results}
+    return {"device": dev, "steps": steps, "mean_len": mean_len, "results": results}
 
 
 if __name__ == "__main__":

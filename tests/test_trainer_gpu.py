@@ -62,8 +62,21 @@ def test_backend_trains_a_version_end_to_end(export: Path, backend: str, tmp_pat
     (tmp_path / "cfg.json").write_text(json.dumps(cfg))
     run = tmp_path / f"run-{backend}"
     r = subprocess.run(
-        [sys.executable, "-m", "trainer", "--manifest", str(export), "--config", str(tmp_path / "cfg.json"), "--out", str(run)],
-        capture_output=True, text=True, cwd=ROOT, timeout=420,
+        [
+            sys.executable,
+            "-m",
+            "trainer",
+            "--manifest",
+            str(export),
+            "--config",
+            str(tmp_path / "cfg.json"),
+            "--out",
+            str(run),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=420,
     )
     out = os.environ.get("SIFT_GPU_OUT")
     if out:

@@ -123,32 +123,29 @@ def test_assistant_only_labels(tok) -> None:
     # Both assistant turns, each with its end-of-turn marker; nothing of the prompt.
     assert trained == "4<|im_end|>\n6<|im_end|>\n"
     assert all(lab in (IGNORE, t) for t, lab in zip(ex.input_ids, ex.labels, strict=True))
-    cut = render(tok, conv, 10)
-    assert len(cut.input_ids) == 10 and cut.truncated
-    (p,) = eval_prompts([conv], tok.chat_template)
+    cut = render(tok, conv, len(ex.input_ids) - 3)
+    assert len(cut.input_ids) == len(ex.input_ids) - 3 and cut.truncated
+    assert render(tok, conv, 10).input_ids == []  # nothing left to learn: dropped
+    (p,) = eval_prompts([conv])
     assert p.reference == "6" and [m["role"] for m in p.messages] == ["system", "user", "assistant", "user"]
 
 
-def test_tool_calls_are_folded_into_text_for_templates_without_tools(tok) -> None:
-    from trainer.data import IGNORE, render
+def test_conversations_the_template_refuses_are_dropped_and_counted(tok) -> None:
+    from trainer.data import render_all
 
-    conv = Conversation(
+    ok = Conversation((Message("user", "status of c1?"), Message("assistant", "c1 is healthy.")))
+    call = Conversation(
         (
             Message("user", "status of c1?"),
             Message("assistant", None, tool_calls=(ToolCall("lookup", '{"id": "c1"}', "call_1"),)),
             Message("tool", '{"ok": true}', tool_call_id="call_1"),
             Message("assistant", "c1 is healthy."),
         ),
-        tools=({"type": "function", "function": {"name": "lookup", "parameters": {}}},),
     )
-    ex = render(tok, conv, 1024)
-    text = tok.decode(ex.input_ids)
-    assert "You can call these tools:" in text and '"name": "lookup"' in text
-    trained = tok.decode([t for t, lab in zip(ex.input_ids, ex.labels, strict=True) if lab != IGNORE])
-    assert (
-        trained
-        == '<tool_call>{"name": "lookup", "arguments": {"id": "c1"}}</tool_call><|im_end|>\nc1 is healthy.<|im_end|>\n'
-    )
+    no_answer = Conversation((Message("user", "hello?"),))
+    got, stats = render_all(tok, [ok, call, no_answer], 512)
+    # SmolLM2's ChatML template concatenates `content`, which a tool-call turn does not have.
+    assert len(got) == 1 and stats["dropped_template_error"] == 1 and stats["dropped_no_target"] == 1
 
 
 # ---------------------------------------------------------------- metrics
@@ -293,3 +290,95 @@ def test_train_without_versions_step_or_export_is_a_clean_error(store_path: Path
     r = run_sift("train", "no-such-version", store=store_path)
     assert r.returncode == 1 and "Traceback" not in r.stderr
     assert r.stderr.strip().startswith("error: ")
+
+
+def test_train_and_compare_pages_over_ingested_runs(store_path: Path, tmp_path: Path, monkeypatch) -> None:
+    from streamlit.testing.v1 import AppTest
+
+    monkeypatch.setenv("SIFT_STORE", str(store_path))
+    wb = workbench.open(store_path)
+    good = 'Hi.\n{"category":"bug","priority":"high","product_area":"storage"}'
+    for rid, version, answers in (("run-a", "v1", ["<b>nope</b>", good]), ("run-b", "v2", [good, good])):
+        wb.store.create_run(
+            rid,
+            version=version,
+            manifest_sha256="x",
+            out_dir=str(tmp_path / rid),
+            config={"base_model": "m"},
+            actor="t",
+        )
+        _fake_run_folder(tmp_path / rid, answers)
+    at = AppTest.from_file(str(ROOT / "workbench" / "app_pages" / "compare.py"), default_timeout=60).run()
+    assert not at.exception
+    table = at.dataframe[0].value
+    assert list(table["run"]) == ["run-a", "run-b"] and list(table["tuned json_field_accuracy"]) == [0.5, 1.0]
+    at.multiselect(key="cmp_runs").set_value(["run-a", "run-b"]).run()
+    texts = [t.value for t in at.text]
+    assert good in texts and "<b>nope</b>" in texts  # shown as text, never as HTML
+    at = AppTest.from_file(str(ROOT / "workbench" / "app_pages" / "train.py"), default_timeout=60).run()
+    assert not at.exception
+    assert any(m.label == "State" and m.value == "succeeded" for m in at.metric)
+    assert any("Estimated peak GPU memory" in c.value for c in at.caption)
+
+
+def test_train_a_frozen_version_exports_it_into_the_run(store_path: Path, tmp_path: Path) -> None:
+    """`sift train VERSION` exports through the versions step; a base model that cannot load fails
+    the run with its error and log tail (no training needed to see the whole path)."""
+    wb = workbench.open(store_path)
+    rows = list(generate_conversations(12, seed=9))
+    f = write(tmp_path / "t.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
+    wb.import_files([f], actor="ana")
+    wb.accept([c["id"] for c in wb.list(limit=100)["conversations"]], actor="ana")
+    frozen = wb.freeze("v1", eval_fraction=0.25, actor="ana")
+    env = {"SIFT_RUNS": str(tmp_path / "runs")}
+    r = run_sift(
+        "train", "v1", "--base-model", str(tmp_path / "no-model"), "--wait", "--json", store=store_path, env=env
+    )
+    out = json.loads(r.stdout)
+    assert r.returncode == 1 and out["state"] == "failed"
+    run_dir = Path(out["out_dir"])
+    manifest = json.loads((run_dir / "export" / "manifest.json").read_text())
+    assert manifest["manifest_sha256"] == frozen["manifest_sha256"] and manifest["name"] == "v1"
+    saved = json.loads((run_dir / "config.json").read_text())
+    assert saved["manifest"]["version"] == "v1" and saved["manifest"]["manifest_sha256"] == frozen["manifest_sha256"]
+    (run,) = json.loads(run_sift("runs", "--json", store=store_path, env=env, check=True).stdout)["runs"]
+    assert run["state"] == "failed" and "no-model" in run["error"] and run["version"] == "v1"
+
+
+def test_merged_export_matches_base_plus_adapter(tmp_path: Path, tok) -> None:
+    """`export-adapter --merge` on a tiny random model: the merged model computes what base + adapter did."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM, LlamaConfig, LlamaForCausalLM
+
+    from trainer.export import ExportError, export_adapter
+
+    cfg = LlamaConfig(
+        vocab_size=len(tok),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        tie_word_embeddings=True,
+    )
+    torch.manual_seed(0)
+    LlamaForCausalLM(cfg).save_pretrained(tmp_path / "base")
+    tok.save_pretrained(tmp_path / "base")
+    base = AutoModelForCausalLM.from_pretrained(tmp_path / "base")
+    peft = get_peft_model(
+        base, LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], init_lora_weights=False)
+    )
+    peft.save_pretrained(tmp_path / "adapter")
+    ids = torch.tensor([[1, 2, 3, 4, 5]])
+    with torch.no_grad():
+        want = peft(input_ids=ids).logits
+    got = export_adapter(tmp_path / "adapter", tmp_path / "merged", merge=True, base_model=str(tmp_path / "base"))
+    assert got["merged"] is True and "model.safetensors" in got["files"] and "tokenizer.json" in got["files"]
+    merged = AutoModelForCausalLM.from_pretrained(tmp_path / "merged")
+    with torch.no_grad():
+        assert torch.allclose(merged(input_ids=ids).logits, want, atol=1e-4)
+    plain = export_adapter(tmp_path / "adapter", tmp_path / "copy")
+    assert plain["merged"] is False and "adapter_config.json" in plain["files"]
+    with pytest.raises(ExportError, match="exists and is not empty"):
+        export_adapter(tmp_path / "adapter", tmp_path / "copy")

@@ -167,7 +167,14 @@ def load_unsloth(cfg: TrainConfig, model_path: str, log: logging.Logger) -> Load
 def load(cfg: TrainConfig, model_path: str, log: logging.Logger) -> Loaded:
     backend = choose_backend(cfg, log)
     log.info("backend %s, base model %s", backend, model_path)
-    return load_unsloth(cfg, model_path, log) if backend == "unsloth" else load_hf(cfg, model_path, log)
+    if backend == "unsloth":
+        try:
+            return load_unsloth(cfg, model_path, log)
+        except ImportError as e:
+            if cfg.backend != "auto":
+                raise
+            log.warning("auto backend: unsloth does not import (%s); using hf", e)
+    return load_hf(cfg, model_path, log)
 
 
 def for_inference(loaded: Loaded) -> None:

@@ -101,7 +101,7 @@ def run_training(cfg: TrainConfig, manifest: Path, run: RunDir) -> int:
 
     from curation.models import resolve_model
     from trainer import backends
-    from trainer.data import eval_prompts, render_all
+    from trainer.data import eval_prompts, render_all, renderer_for
 
     torch.manual_seed(cfg.seed)
     run.status(message="loading model")
@@ -110,8 +110,13 @@ def run_training(cfg: TrainConfig, manifest: Path, run: RunDir) -> int:
     model, tok = loaded.model, loaded.tokenizer
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     log.info("device %s, %s, %d trainable parameters", loaded.device, loaded.dtype, trainable)
-    train_ex, train_stats = render_all(tok, export.train, cfg.max_seq_len, assistant_only=cfg.assistant_only_loss)
-    eval_ex, eval_stats = render_all(tok, export.eval, cfg.max_seq_len, assistant_only=cfg.assistant_only_loss)
+    renderer = renderer_for(tok)
+    train_ex, train_stats = render_all(
+        tok, export.train, cfg.max_seq_len, assistant_only=cfg.assistant_only_loss, renderer=renderer
+    )
+    eval_ex, eval_stats = render_all(
+        tok, export.eval, cfg.max_seq_len, assistant_only=cfg.assistant_only_loss, renderer=renderer
+    )
     if cfg.eval_loss_limit:
         eval_ex = eval_ex[: cfg.eval_loss_limit]
     log.info("rendered train %s, eval %s", train_stats, eval_stats)
@@ -146,7 +151,7 @@ def run_training(cfg: TrainConfig, manifest: Path, run: RunDir) -> int:
     run.status(message="evaluating")
     backends.for_inference(loaded)
     stop = lambda: run.stop_requested  # noqa: E731
-    prompts = eval_prompts(export.eval, tok.chat_template or "")
+    prompts = eval_prompts(export.eval)
     if cfg.eval_limit:
         prompts = prompts[: cfg.eval_limit]
     result: dict[str, Any] = {"version": export.version, "manifest_sha256": export.manifest_sha256, "train": summary}
@@ -156,7 +161,11 @@ def run_training(cfg: TrainConfig, manifest: Path, run: RunDir) -> int:
             base_loss = ev.eval_loss(model, eval_ex, tok.pad_token_id, batch_size=cfg.eval_batch_size, should_stop=stop)
         result.update(eval_loss=tuned_loss, perplexity=ev.perplexity(tuned_loss), n_eval_loss=len(eval_ex))
         log.info("eval loss tuned %s, base %s", tuned_loss, base_loss)
-        gen_kw: dict[str, Any] = {"max_new_tokens": cfg.max_new_tokens, "batch_size": cfg.eval_batch_size, "should_stop": stop}
+        gen_kw: dict[str, Any] = {
+            "max_new_tokens": cfg.max_new_tokens,
+            "batch_size": cfg.eval_batch_size,
+            "should_stop": stop,
+        }
         t0 = time.monotonic()
         tuned = ev.generate(model, tok, prompts, **gen_kw)
         base = None
@@ -215,7 +224,9 @@ def train(cfg: TrainConfig, loaded: Any, train_ex: list[Any], eval_ex: list[Any]
     padding_free = cfg.padding_free or cfg.packing
     # transformers 5 folded warmup_ratio into warmup_steps (a float < 1 is a ratio); older ones have both.
     fields = getattr(SFTConfig, "__dataclass_fields__", {})
-    warmup: dict[str, Any] = {"warmup_ratio": cfg.warmup_ratio} if "warmup_ratio" in fields else {"warmup_steps": cfg.warmup_ratio}
+    warmup: dict[str, Any] = (
+        {"warmup_ratio": cfg.warmup_ratio} if "warmup_ratio" in fields else {"warmup_steps": cfg.warmup_ratio}
+    )
     args = SFTConfig(
         output_dir=str(run.path / "checkpoints"),
         per_device_train_batch_size=cfg.per_device_train_batch_size,
@@ -302,7 +313,9 @@ def train(cfg: TrainConfig, loaded: Any, train_ex: list[Any], eval_ex: list[Any]
             if cfg.save_steps and state.global_step % cfg.save_steps == 0:
                 kwargs["model"].save_pretrained(run.adapter_path)
 
-        def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None, **kwargs: Any) -> None:
+        def on_log(
+            self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None, **kwargs: Any
+        ) -> None:
             logs = logs or {}
             now = time.monotonic()
             row: dict[str, Any] = {"step": state.global_step, "ts": round(now - started, 3)}
@@ -324,7 +337,9 @@ def train(cfg: TrainConfig, loaded: Any, train_ex: list[Any], eval_ex: list[Any]
                 row["eval_loss"] = logs["eval_loss"]
             if len(row) > 2:
                 run.metric(row)
-                run.log.info("step %d: %s", state.global_step, {k: v for k, v in row.items() if k not in ("step", "ts")})
+                run.log.info(
+                    "step %d: %s", state.global_step, {k: v for k, v in row.items() if k not in ("step", "ts")}
+                )
 
     trainer = SFTTrainer(
         model=model, args=args, train_dataset=ds, eval_dataset=eval_ds, processing_class=tok, callbacks=[Progress()]

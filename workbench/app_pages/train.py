@@ -118,7 +118,7 @@ def show_run(run_id: str) -> None:
         st.code(d["log_tail"] or "", language="text")
 
 
-live = next((r for r in listed if r["run_id"] == pick), {}).get("state") in ("queued", "running")
+live = any(r["run_id"] == pick and r["state"] in ("queued", "running") for r in listed)
 if live:
     st.fragment(run_every=3)(show_run)(pick)
 else:

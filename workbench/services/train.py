@@ -102,7 +102,11 @@ class TrainService:
             actor=actor or default_actor(),
         )
         jobs.write_queued(out_dir, run_id)
-        proc = jobs.launch(manifest_path, config_path, out_dir, env=env)
+        try:
+            proc = jobs.launch(manifest_path, config_path, out_dir, env=env)
+        except OSError as e:
+            self.store.update_run(run_id, state="failed", error=f"cannot start the trainer: {e}")
+            raise StoreError(f"cannot start the trainer: {e}") from None
         self.store.update_run(run_id, pid=proc.pid)
         state = "queued"
         if wait:
