@@ -101,7 +101,10 @@ def speed(analyzer: Any, config: Any, n_conversations: int, processes: int) -> d
 def markdown(q: dict[str, Any], s: dict[str, Any], machine: str) -> str:
     lines = [f"Machine: {machine}", ""]
     if q:
-        lines += ["| set | texts | binary P | binary R | binary F2 | strict P | ignored preds | docs/s |", "|---|---|---|---|---|---|---|---|"]
+        lines += [
+            "| set | texts | binary P | binary R | binary F2 | strict P | ignored preds | docs/s |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
         for name, r in q.items():
             o = r["overall"]
             lines.append(

@@ -298,7 +298,9 @@ def _recognizer_classes() -> dict[str, Any]:
 
         def __init__(self) -> None:
             super().__init__(
-                supported_entities=[self.ENTITY], supported_language="en", name=type(self).__name__,
+                supported_entities=[self.ENTITY],
+                supported_language="en",
+                name=type(self).__name__,
                 context=list(self.CONTEXT),
             )
 
@@ -308,7 +310,9 @@ def _recognizer_classes() -> dict[str, Any]:
         def accept(self, name: str, text: str, start: int, end: int) -> bool:
             return True
 
-        def enhance_using_context(self, text: str, raw_recognizer_results: list[Any], *args: Any, **kw: Any) -> list[Any]:
+        def enhance_using_context(
+            self, text: str, raw_recognizer_results: list[Any], *args: Any, **kw: Any
+        ) -> list[Any]:
             return _context_boost(text, raw_recognizer_results, self.CONTEXT, RecognizerResult)
 
         def analyze(self, text: str, entities: list[str], nlp_artifacts: Any = None) -> list[Any]:
@@ -320,10 +324,13 @@ def _recognizer_classes() -> dict[str, Any]:
                         continue
                     out.append(
                         RecognizerResult(
-                            self.ENTITY, s, e, score,
-                            analysis_explanation=AnalysisExplanation(self.name, score, pattern_name=name),
+                            self.ENTITY,
+                            s,
+                            e,
+                            score,
+                            analysis_explanation=AnalysisExplanation(type(self).__name__, score, pattern_name=name),
                             recognition_metadata={
-                                RecognizerResult.RECOGNIZER_NAME_KEY: self.name,
+                                RecognizerResult.RECOGNIZER_NAME_KEY: type(self).__name__,
                                 RecognizerResult.RECOGNIZER_IDENTIFIER_KEY: self.id,
                                 "rule": name,
                             },
@@ -333,7 +340,7 @@ def _recognizer_classes() -> dict[str, Any]:
 
     class SecretRecognizer(_Regexes):
         ENTITY = "SECRET"
-        RULES = _secret_rules(regex)
+        RULES = tuple(_secret_rules(regex))
 
         def accept(self, name: str, text: str, start: int, end: int) -> bool:
             if name != "assignment":
@@ -342,12 +349,29 @@ def _recognizer_classes() -> dict[str, Any]:
             # "password: <redacted>", "api_key=YOUR_KEY_HERE": placeholders, not secrets.
             if value.startswith("<") or value.isupper() or "your" in value.lower() or "xxx" in value.lower():
                 return False
-            return _entropy(value) >= 2.5 and any(c.isdigit() for c in value) or _entropy(value) >= 3.5
+            return (_entropy(value) >= 2.5 and any(c.isdigit() for c in value)) or _entropy(value) >= 3.5
 
     class StreetAddressRecognizer(_Regexes):
         ENTITY = "STREET_ADDRESS"
-        RULES = _address_rules(regex)
-        CONTEXT = ["address", "live", "lives", "located", "street", "corner", "meet", "deliver", "ship", "send", "return", "moved", "office", "offices", "visit", "stop"]
+        RULES = tuple(_address_rules(regex))
+        CONTEXT = (
+            "address",
+            "live",
+            "lives",
+            "located",
+            "street",
+            "corner",
+            "meet",
+            "deliver",
+            "ship",
+            "send",
+            "return",
+            "moved",
+            "office",
+            "offices",
+            "visit",
+            "stop",
+        )
 
         def analyze(self, text: str, entities: list[str], nlp_artifacts: Any = None) -> list[Any]:
             if not any(c.isupper() for c in text):
@@ -371,9 +395,29 @@ def _recognizer_classes() -> dict[str, Any]:
         """National formats the phonenumbers matcher skips: digit groups with separators."""
 
         ENTITY = "PHONE_NUMBER"
-        RULES = _phone_rules(regex)
-        CONTEXT = ["phone", "number", "telephone", "tel", "cell", "mobile", "call", "fax", "desk", "reach", "contact",
-                   "whatsapp", "sms", "text", "dial", "ring", "answering", "messages", "registered", "office"]
+        RULES = tuple(_phone_rules(regex))
+        CONTEXT = (
+            "phone",
+            "number",
+            "telephone",
+            "tel",
+            "cell",
+            "mobile",
+            "call",
+            "fax",
+            "desk",
+            "reach",
+            "contact",
+            "whatsapp",
+            "sms",
+            "text",
+            "dial",
+            "ring",
+            "answering",
+            "messages",
+            "registered",
+            "office",
+        )
 
         def accept(self, name: str, text: str, start: int, end: int) -> bool:
             number = regex.split(r"(?i)x|ext", text[start:end])[0]
@@ -384,15 +428,15 @@ def _recognizer_classes() -> dict[str, Any]:
         """12-19 digits that fail Presidio's checksum but sit next to the word "card"."""
 
         ENTITY = "CREDIT_CARD"
-        RULES = [("card_digits", regex.compile(r"(?<![\w\-.])\d{4}(?:[ \-]?\d){8,15}(?![\w\-]|\.\d)"), 0.2, 0)]
-        CONTEXT = ["card", "credit", "debit", "visa", "mastercard", "amex", "cc"]
+        RULES = (("card_digits", regex.compile(r"(?<![\w\-.])\d{4}(?:[ \-]?\d){8,15}(?![\w\-]|\.\d)"), 0.2, 0),)
+        CONTEXT = ("card", "credit", "debit", "visa", "mastercard", "amex", "cc")
 
     class NameCueRecognizer(_Regexes):
         """The word(s) after "my name is", "call me", "last name?": a name even if the NER model does
         not know it, and even in all-lowercase text."""
 
         ENTITY = "PERSON"
-        RULES = _name_cue_rules(regex)
+        RULES = tuple(_name_cue_rules(regex))
 
         def accept(self, name: str, text: str, start: int, end: int) -> bool:
             words = text[start:end].split()
@@ -407,20 +451,53 @@ def _recognizer_classes() -> dict[str, Any]:
         entities (0.85), so a PERSON/LOCATION threshold above 0.4 switches it off."""
 
         SCORE = 0.4
-        CONTEXT = ["name", "call", "called", "said", "says", "told", "ask", "asked", "mr", "mrs", "ms", "dr",
-                   "dear", "hi", "hello", "thanks", "regards", "contact", "colleague", "manager", "customer",
-                   "user", "account", "city", "town", "country", "live", "lives", "born", "from"]
+        CONTEXT = (
+            "name",
+            "call",
+            "called",
+            "said",
+            "says",
+            "told",
+            "ask",
+            "asked",
+            "mr",
+            "mrs",
+            "ms",
+            "dr",
+            "dear",
+            "hi",
+            "hello",
+            "thanks",
+            "regards",
+            "contact",
+            "colleague",
+            "manager",
+            "customer",
+            "user",
+            "account",
+            "city",
+            "town",
+            "country",
+            "live",
+            "lives",
+            "born",
+            "from",
+        )
 
         def __init__(self) -> None:
             super().__init__(
-                supported_entities=["PERSON", "LOCATION"], supported_language="en",
-                name="ProperNounRecognizer", context=list(self.CONTEXT),
+                supported_entities=["PERSON", "LOCATION"],
+                supported_language="en",
+                name="ProperNounRecognizer",
+                context=list(self.CONTEXT),
             )
 
         def load(self) -> None:
             pass
 
-        def enhance_using_context(self, text: str, raw_recognizer_results: list[Any], *args: Any, **kw: Any) -> list[Any]:
+        def enhance_using_context(
+            self, text: str, raw_recognizer_results: list[Any], *args: Any, **kw: Any
+        ) -> list[Any]:
             return _context_boost(text, raw_recognizer_results, self.CONTEXT, RecognizerResult)
 
         def analyze(self, text: str, entities: list[str], nlp_artifacts: Any = None) -> list[Any]:
@@ -434,10 +511,15 @@ def _recognizer_classes() -> dict[str, Any]:
                     i += 1
                     continue
                 j = i + 1
-                while j < n and (
-                    _name_token(doc[j])
-                    or (doc[j].lower_ in _NAME_PARTICLES and j + 1 < n and _name_token(doc[j + 1]))
-                ) and "\n" not in doc[j - 1].whitespace_ and not doc[j - 1].is_punct:
+                while (
+                    j < n
+                    and (
+                        _name_token(doc[j])
+                        or (doc[j].lower_ in _NAME_PARTICLES and j + 1 < n and _name_token(doc[j + 1]))
+                    )
+                    and "\n" not in doc[j - 1].whitespace_
+                    and not doc[j - 1].is_punct
+                ):
                     j += 1
                 span = doc[i:j]
                 i = j
@@ -455,7 +537,9 @@ def _recognizer_classes() -> dict[str, Any]:
                     if nxt is None or not (nxt.text in (":", ",") or nxt.pos_ in ("VERB", "AUX")):
                         continue
                 prev = [t.lower_ for t in doc[max(0, span.start - 2) : span.start]]
-                place = bool(prev) and (prev[-1] in _PLACE_PREPS or (len(prev) == 2 and prev[-1] == "to" and prev[0] in _TRAVEL_VERBS))
+                place = bool(prev) and (
+                    prev[-1] in _PLACE_PREPS or (len(prev) == 2 and prev[-1] == "to" and prev[0] in _TRAVEL_VERBS)
+                )
                 entity = "LOCATION" if place else "PERSON"
                 if entity == "PERSON" and all(t.text.isupper() for t in span):
                     continue  # EXPLAIN ANALYZE, URGENT: shouting and keywords, not names
@@ -463,10 +547,15 @@ def _recognizer_classes() -> dict[str, Any]:
                     continue
                 out.append(
                     RecognizerResult(
-                        entity, span.start_char, span.end_char, self.SCORE,
-                        analysis_explanation=AnalysisExplanation(self.name, self.SCORE, pattern_name="proper_noun"),
+                        entity,
+                        span.start_char,
+                        span.end_char,
+                        self.SCORE,
+                        analysis_explanation=AnalysisExplanation(
+                            type(self).__name__, self.SCORE, pattern_name="proper_noun"
+                        ),
                         recognition_metadata={
-                            RecognizerResult.RECOGNIZER_NAME_KEY: self.name,
+                            RecognizerResult.RECOGNIZER_NAME_KEY: type(self).__name__,
                             RecognizerResult.RECOGNIZER_IDENTIFIER_KEY: self.id,
                         },
                     )
@@ -500,10 +589,13 @@ def _recognizer_classes() -> dict[str, Any]:
                 return []
             return [
                 RecognizerResult(
-                    DENY_LIST_ENTITY, m.start(), m.end(), 1.0,
-                    analysis_explanation=AnalysisExplanation(self.name, 1.0),
+                    DENY_LIST_ENTITY,
+                    m.start(),
+                    m.end(),
+                    1.0,
+                    analysis_explanation=AnalysisExplanation(type(self).__name__, 1.0),
                     recognition_metadata={
-                        RecognizerResult.RECOGNIZER_NAME_KEY: self.name,
+                        RecognizerResult.RECOGNIZER_NAME_KEY: type(self).__name__,
                         RecognizerResult.RECOGNIZER_IDENTIFIER_KEY: self.id,
                     },
                 )
@@ -524,36 +616,290 @@ def _recognizer_classes() -> dict[str, Any]:
 
 _NAME_PARTICLES = {"van", "von", "de", "der", "den", "da", "di", "del", "della", "dos", "du", "le", "la", "bin", "al"}
 _PLACE_PREPS = {"in", "from", "near", "around", "outside", "across"}
-_TRAVEL_VERBS = {"flew", "fly", "flying", "moved", "move", "moving", "went", "go", "going", "returned", "return",
-                 "travelled", "traveled", "drove", "drive", "relocated", "trip", "welcome", "back", "way"}
+_TRAVEL_VERBS = {
+    "flew",
+    "fly",
+    "flying",
+    "moved",
+    "move",
+    "moving",
+    "went",
+    "go",
+    "going",
+    "returned",
+    "return",
+    "travelled",
+    "traveled",
+    "drove",
+    "drive",
+    "relocated",
+    "trip",
+    "welcome",
+    "back",
+    "way",
+}
 # Capitalised words that are not names even when the tagger says proper noun: greetings, form
 # labels, roles, titles, calendar words, company suffixes.
 _NOT_NAMES = frozenset(
-    """hi hello hey dear thanks thank regards cheers best sincerely ok okay yes no please sorry cool great
-    good morning evening afternoon night welcome bye goodbye congratulations
-    address phone mobile desk fax email e-mail mail website web site personal info information name names
-    first last middle surname zip postal code street st road rd avenue ave suite apt apartment unit floor
-    city state country region province county district zip number no id account user username bot assistant
-    system customer client agent support team admin administrator staff manager operator developer engineer
-    mr mrs ms miss dr prof sir madam lord lady king queen prince princess saint st. jr sr
-    monday tuesday wednesday thursday friday saturday sunday january february march april may june july
-    august september october november december today tomorrow yesterday
-    inc ltd llc corp co company corporation gmbh plc group bank university college school club center centre
-    hospital church department ministry office government court
-    god jesus christ allah lord
-    ai api url http https www json sql html css pdf csv faq ceo cto cfo hr it ok
-    question answer q a note summary subject re fw fwd ps nb tldr update edit
-    english french german spanish italian english""".split()
+    [
+        "hi",
+        "hello",
+        "hey",
+        "dear",
+        "thanks",
+        "thank",
+        "regards",
+        "cheers",
+        "best",
+        "sincerely",
+        "ok",
+        "okay",
+        "yes",
+        "no",
+        "please",
+        "sorry",
+        "cool",
+        "great",
+        "good",
+        "morning",
+        "evening",
+        "afternoon",
+        "night",
+        "welcome",
+        "bye",
+        "goodbye",
+        "congratulations",
+        "address",
+        "phone",
+        "mobile",
+        "desk",
+        "fax",
+        "email",
+        "e-mail",
+        "mail",
+        "website",
+        "web",
+        "site",
+        "personal",
+        "info",
+        "information",
+        "name",
+        "names",
+        "first",
+        "last",
+        "middle",
+        "surname",
+        "zip",
+        "postal",
+        "code",
+        "street",
+        "st",
+        "road",
+        "rd",
+        "avenue",
+        "ave",
+        "suite",
+        "apt",
+        "apartment",
+        "unit",
+        "floor",
+        "city",
+        "state",
+        "country",
+        "region",
+        "province",
+        "county",
+        "district",
+        "zip",
+        "number",
+        "no",
+        "id",
+        "account",
+        "user",
+        "username",
+        "bot",
+        "assistant",
+        "system",
+        "customer",
+        "client",
+        "agent",
+        "support",
+        "team",
+        "admin",
+        "administrator",
+        "staff",
+        "manager",
+        "operator",
+        "developer",
+        "engineer",
+        "mr",
+        "mrs",
+        "ms",
+        "miss",
+        "dr",
+        "prof",
+        "sir",
+        "madam",
+        "lord",
+        "lady",
+        "king",
+        "queen",
+        "prince",
+        "princess",
+        "saint",
+        "st.",
+        "jr",
+        "sr",
+        "monday",
+        "tuesday",
+        "wednesday",
+        "thursday",
+        "friday",
+        "saturday",
+        "sunday",
+        "january",
+        "february",
+        "march",
+        "april",
+        "may",
+        "june",
+        "july",
+        "august",
+        "september",
+        "october",
+        "november",
+        "december",
+        "today",
+        "tomorrow",
+        "yesterday",
+        "inc",
+        "ltd",
+        "llc",
+        "corp",
+        "co",
+        "company",
+        "corporation",
+        "gmbh",
+        "plc",
+        "group",
+        "bank",
+        "university",
+        "college",
+        "school",
+        "club",
+        "center",
+        "centre",
+        "hospital",
+        "church",
+        "department",
+        "ministry",
+        "office",
+        "government",
+        "court",
+        "god",
+        "jesus",
+        "christ",
+        "allah",
+        "lord",
+        "ai",
+        "api",
+        "url",
+        "http",
+        "https",
+        "www",
+        "json",
+        "sql",
+        "html",
+        "css",
+        "pdf",
+        "csv",
+        "faq",
+        "ceo",
+        "cto",
+        "cfo",
+        "hr",
+        "it",
+        "ok",
+        "question",
+        "answer",
+        "q",
+        "a",
+        "note",
+        "summary",
+        "subject",
+        "re",
+        "fw",
+        "fwd",
+        "ps",
+        "nb",
+        "tldr",
+        "update",
+        "edit",
+        "english",
+        "french",
+        "german",
+        "spanish",
+        "italian",
+        "english",
+    ]
 )
 
 
 # Entity types the small model gives to unfamiliar names; see ProperNounRecognizer.
 _WEAK_ENT_TYPES = {"ORG", "PRODUCT", "WORK_OF_ART"}
 _ORG_WORDS = frozenset(
-    """inc inc. ltd ltd. llc corp corp. co co. company corporation group holdings bank insurance technologies
-    technology tech solutions systems software labs lab research partners associates consulting services
-    international global networks media foundation institute university college school hospital agency
-    capital ventures industries enterprises analytics data cloud health energy motors airlines""".split()
+    [
+        "inc",
+        "inc.",
+        "ltd",
+        "ltd.",
+        "llc",
+        "corp",
+        "corp.",
+        "co",
+        "co.",
+        "company",
+        "corporation",
+        "group",
+        "holdings",
+        "bank",
+        "insurance",
+        "technologies",
+        "technology",
+        "tech",
+        "solutions",
+        "systems",
+        "software",
+        "labs",
+        "lab",
+        "research",
+        "partners",
+        "associates",
+        "consulting",
+        "services",
+        "international",
+        "global",
+        "networks",
+        "media",
+        "foundation",
+        "institute",
+        "university",
+        "college",
+        "school",
+        "hospital",
+        "agency",
+        "capital",
+        "ventures",
+        "industries",
+        "enterprises",
+        "analytics",
+        "data",
+        "cloud",
+        "health",
+        "energy",
+        "motors",
+        "airlines",
+    ]
 )
 
 
@@ -610,7 +956,9 @@ def _secret_rules(rx: Any) -> list[tuple[str, Any, float, str | int]]:
     return [
         (
             "private_key",
-            c(r"-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?-----[\s\S]*?-----END (?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?-----"),
+            c(
+                r"-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?-----[\s\S]*?-----END (?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?-----"
+            ),
             1.0,
             0,
         ),
@@ -664,7 +1012,6 @@ _STREET_PREFIXES = (
 def _address_rules(rx: Any) -> list[tuple[str, Any, float, str | int]]:
     # \p{Lu}: a capital in any script, so Östbygatan and Rákóczi count as names.
     cap = r"(?:\p{Lu}[\p{L}'’\-]*\.?)"
-    word = r"(?:[\p{L}][\p{L}'’\-]*\.?)"
     particle = r"(?:de|del|della|dei|degli|di|da|do|dos|das|du|des|la|le|les|van|von|der|den|het|y|e|i|el|al)"
     num = r"(?:\d{1,6}[A-Za-z]?(?:[\-/]\d{1,4}[A-Za-z]?)?)"
     name = rf"(?:{cap}(?:[ \t]+(?:{cap}|{particle}|\d{{1,3}}(?:st|nd|rd|th)?)){{0,4}})"
@@ -691,7 +1038,9 @@ def _address_rules(rx: Any) -> list[tuple[str, Any, float, str | int]]:
         # 780 Lynnway, 12 Broadway: the street type glued to the name
         (
             "number_glued_type",
-            rx.compile(rf"(?<![\w.\-/:]){num}[ \t]+(?:{cap}[ \t]+){{0,2}}\p{{Lu}}\p{{Ll}}+(?:way|street|avenue|road)(?!\w)"),
+            rx.compile(
+                rf"(?<![\w.\-/:]){num}[ \t]+(?:{cap}[ \t]+){{0,2}}\p{{Lu}}\p{{Ll}}+(?:way|street|avenue|road)(?!\w)"
+            ),
             0.5,
             0,
         ),
@@ -788,8 +1137,48 @@ def _extend_address_tail(rx: Any, text: str, end: int) -> tuple[int, int]:
 
 
 _CUE_STOP = frozenset(
-    "a an the not is was and or but my your his her our their me you him them it this that here there "
-    "on in at to for of from with by as so just also still no yes".split()
+    [
+        "a",
+        "an",
+        "the",
+        "not",
+        "is",
+        "was",
+        "and",
+        "or",
+        "but",
+        "my",
+        "your",
+        "his",
+        "her",
+        "our",
+        "their",
+        "me",
+        "you",
+        "him",
+        "them",
+        "it",
+        "this",
+        "that",
+        "here",
+        "there",
+        "on",
+        "in",
+        "at",
+        "to",
+        "for",
+        "of",
+        "from",
+        "with",
+        "by",
+        "as",
+        "so",
+        "just",
+        "also",
+        "still",
+        "no",
+        "yes",
+    ]
 )
 
 
@@ -848,15 +1237,34 @@ def build_analyzer(model: str = DEFAULT_MODEL) -> Any:
             "models": [{"lang_code": "en", "model_name": model}],
             "ner_model_configuration": {
                 "model_to_presidio_entity_mapping": {
-                    "PER": "PERSON", "PERSON": "PERSON", "NORP": "NRP", "FAC": "LOCATION", "LOC": "LOCATION",
-                    "GPE": "LOCATION", "LOCATION": "LOCATION", "ORG": "ORGANIZATION", "DATE": "DATE_TIME",
+                    "PER": "PERSON",
+                    "PERSON": "PERSON",
+                    "NORP": "NRP",
+                    "FAC": "LOCATION",
+                    "LOC": "LOCATION",
+                    "GPE": "LOCATION",
+                    "LOCATION": "LOCATION",
+                    "ORG": "ORGANIZATION",
+                    "DATE": "DATE_TIME",
                     "TIME": "DATE_TIME",
                 },
                 "low_confidence_score_multiplier": 0.4,
                 "low_score_entity_names": [],
                 "labels_to_ignore": [
-                    "ORGANIZATION", "ORG", "NRP", "NORP", "CARDINAL", "EVENT", "LANGUAGE", "LAW", "MONEY",
-                    "ORDINAL", "PERCENT", "PRODUCT", "QUANTITY", "WORK_OF_ART",
+                    "ORGANIZATION",
+                    "ORG",
+                    "NRP",
+                    "NORP",
+                    "CARDINAL",
+                    "EVENT",
+                    "LANGUAGE",
+                    "LAW",
+                    "MONEY",
+                    "ORDINAL",
+                    "PERCENT",
+                    "PRODUCT",
+                    "QUANTITY",
+                    "WORK_OF_ART",
                 ],
             },
         }
@@ -931,8 +1339,12 @@ def _analyze_chunk(analyzer: Any, texts: Sequence[str], config: PiiConfig) -> li
     out: list[list[Span]] = []
     for text, artifacts in nlp.process_batch(texts, language=config.language, batch_size=config.batch_size):
         results = analyzer.analyze(
-            text=text, language=config.language, entities=entities, nlp_artifacts=artifacts,
-            score_threshold=floor, ad_hoc_recognizers=ad_hoc,
+            text=text,
+            language=config.language,
+            entities=entities,
+            nlp_artifacts=artifacts,
+            score_threshold=floor,
+            ad_hoc_recognizers=ad_hoc,
         )
         out.append(_to_spans(results, text, config, allow))
     return out
@@ -987,7 +1399,9 @@ def analyze_texts(
     return [results[index[t]] for t in texts]
 
 
-def _run_jobs(analyzer: Any, config: PiiConfig, jobs: list[tuple[int, list[str]]]) -> Iterator[tuple[int, list[list[Span]]]]:
+def _run_jobs(
+    analyzer: Any, config: PiiConfig, jobs: list[tuple[int, list[str]]]
+) -> Iterator[tuple[int, list[list[Span]]]]:
     import multiprocessing as mp
 
     if config.n_process <= 1 or len(jobs) <= 1 or "fork" not in mp.get_all_start_methods():
@@ -1022,7 +1436,9 @@ def detect(
     for (ci, mi, name, text, role), ss in zip(where, spans, strict=True):
         for s in ss:
             out[ci].append(
-                Finding(mi, name, s.start, s.end, s.entity, s.score, s.recognizer, sha256_hex(text[s.start : s.end]), role)
+                Finding(
+                    mi, name, s.start, s.end, s.entity, s.score, s.recognizer, sha256_hex(text[s.start : s.end]), role
+                )
             )
     return out
 
@@ -1160,9 +1576,7 @@ def score_spans(
         raise PiiError(f"no mapping for gold label(s) {', '.join(sorted(unmapped))}")
     return {
         "overall": _prf(*binary),
-        "entities": {
-            e: {**_prf(*per[e]), "support": per[e][3]} for e in sorted(per)
-        },
+        "entities": {e: {**_prf(*per[e]), "support": per[e][3]} for e in sorted(per)},
         "ignored_predictions": ignored,
     }
 
@@ -1207,11 +1621,56 @@ def parse_inline_tags(tagged: str) -> tuple[str, list[GoldSpan]]:
 
 # ---------------------------------------------------------------------------------- redaction
 
-_FIRST = ("Alex", "Robin", "Jordan", "Casey", "Morgan", "Taylor", "Avery", "Riley", "Quinn", "Jamie", "Drew",
-          "Skyler", "Reese", "Rowan", "Emerson", "Finley", "Hayden", "Kendall", "Logan", "Parker", "Sage", "Blair")
-_LAST = ("Ashdown", "Brightwater", "Coldridge", "Dunmore", "Eastlake", "Fernsby", "Glenholm", "Harrowgate",
-         "Ivybridge", "Jessop", "Kettering", "Larkspur", "Merriweather", "Northcott", "Oakhurst", "Pennington",
-         "Quarrington", "Rookwood", "Stanbury", "Thistlewood", "Upton", "Vantreight", "Whitlock", "Yarrow")
+_FIRST = (
+    "Alex",
+    "Robin",
+    "Jordan",
+    "Casey",
+    "Morgan",
+    "Taylor",
+    "Avery",
+    "Riley",
+    "Quinn",
+    "Jamie",
+    "Drew",
+    "Skyler",
+    "Reese",
+    "Rowan",
+    "Emerson",
+    "Finley",
+    "Hayden",
+    "Kendall",
+    "Logan",
+    "Parker",
+    "Sage",
+    "Blair",
+)
+_LAST = (
+    "Ashdown",
+    "Brightwater",
+    "Coldridge",
+    "Dunmore",
+    "Eastlake",
+    "Fernsby",
+    "Glenholm",
+    "Harrowgate",
+    "Ivybridge",
+    "Jessop",
+    "Kettering",
+    "Larkspur",
+    "Merriweather",
+    "Northcott",
+    "Oakhurst",
+    "Pennington",
+    "Quarrington",
+    "Rookwood",
+    "Stanbury",
+    "Thistlewood",
+    "Upton",
+    "Vantreight",
+    "Whitlock",
+    "Yarrow",
+)
 _PLACES = ("Examplestad", "Sampleton", "Placeholm", "Testerby", "Mockford", "Dummington", "Fauxville", "Nulltown")
 _STREET_NAMES = ("Example", "Sample", "Placeholder", "Surrogate", "Fictional", "Pseudonym")
 
@@ -1362,7 +1821,7 @@ def redact_conversation(
     pseudo = Pseudonymizer(key, originals) if config.operator == "pseudonym" else None
     messages = list(conversation.messages)
     done: dict[tuple[int, str], list[Replacement]] = {}
-    for (mi, name) in sorted(by_field):
+    for mi, name in sorted(by_field):
         fs = by_field[(mi, name)]
         text = field_text(messages[mi], name)
         for f in fs:

@@ -57,14 +57,17 @@ def test_recognizers_secrets_addresses_lists_thresholds(analyzer) -> None:
 
 
 def test_config_errors() -> None:
-    with pytest.raises(pii.PiiError, match="^unknown entity 'NAME' "):
-        pii.PiiConfig(entities=("NAME",))
-    with pytest.raises(pii.PiiError, match="^unknown operator 'blur' "):
-        pii.PiiConfig(operator="blur")
-    with pytest.raises(pii.PiiError, match="^unknown policy 'hide' for role 'user' "):
-        pii.PiiConfig(roles={"user": "hide"})
-    with pytest.raises(pii.PiiError, match="^score threshold min_score=1.5 is outside 0..1$"):
-        pii.PiiConfig(min_score=1.5)
+    cases = [
+        ({"entities": ("NAME",)}, f"unknown entity 'NAME' (use {', '.join(pii.ENTITIES)})"),
+        ({"operator": "blur"}, "unknown operator 'blur' (use placeholder, pseudonym, mask, hash)"),
+        ({"roles": {"user": "hide"}}, "unknown policy 'hide' for role 'user' (use redact, flag, skip)"),
+        ({"min_score": 1.5}, "score threshold min_score=1.5 is outside 0..1"),
+        ({"operator": "hash", "hash_salt": "short"}, "the hash salt must be at least 16 bytes"),
+    ]
+    for kwargs, message in cases:
+        with pytest.raises(pii.PiiError) as e:
+            pii.PiiConfig(**kwargs)
+        assert str(e.value) == message
     assert "hash_salt" not in pii.PiiConfig().to_dict()
 
 
@@ -134,24 +137,35 @@ def test_nemo_curator_inline_tagged_files_found(analyzer, corpora: Path) -> None
 
 def test_score_spans_counts_fragments_and_ignores_out_of_scope() -> None:
     text = "Mr. Ana Lima lives at 12 Oak Street\nSpringfield, works at Acme"
-    gold = [[
-        pii.GoldSpan(0, 3, "TITLE"), pii.GoldSpan(4, 12, "PERSON"), pii.GoldSpan(22, 24, "STREET_ADDRESS"),
-        pii.GoldSpan(25, 35, "STREET_ADDRESS"), pii.GoldSpan(36, 47, "GPE"), pii.GoldSpan(58, 62, "ORGANIZATION"),
-    ]]
-    pred = [[
-        pii.Span(0, 3, "PERSON", 0.4, "x"),  # falls on TITLE: out of scope, ignored
-        pii.Span(4, 12, "PERSON", 0.9, "x"),
-        pii.Span(22, 47, "STREET_ADDRESS", 0.6, "x"),  # one span over three gold fragments
-        pii.Span(49, 54, "PERSON", 0.4, "x"),  # "works": a false positive
-    ]]
-    assert "works" == text[49:54]
+    gold = [
+        [
+            pii.GoldSpan(0, 3, "TITLE"),
+            pii.GoldSpan(4, 12, "PERSON"),
+            pii.GoldSpan(22, 24, "STREET_ADDRESS"),
+            pii.GoldSpan(25, 35, "STREET_ADDRESS"),
+            pii.GoldSpan(36, 47, "GPE"),
+            pii.GoldSpan(58, 62, "ORGANIZATION"),
+        ]
+    ]
+    pred = [
+        [
+            pii.Span(0, 3, "PERSON", 0.4, "x"),  # falls on TITLE: out of scope, ignored
+            pii.Span(4, 12, "PERSON", 0.9, "x"),
+            pii.Span(22, 47, "STREET_ADDRESS", 0.6, "x"),  # one span over three gold fragments
+            pii.Span(49, 54, "PERSON", 0.4, "x"),  # "works": a false positive
+        ]
+    ]
+    assert text[49:54] == "works"
     r = pii.score_spans(gold, pred, pii.DEFAULT_ENTITIES)
     assert r["ignored_predictions"] == 1
     assert r["overall"] == {"precision": 0.6667, "recall": 1.0, "f2": 0.9091}
-    assert r["entities"]["STREET_ADDRESS"] == {"precision": 1.0, "recall": 1.0, "f2": 1.0, "support": 2}
+    # both address fragments are found; but under half of the predicted span is labelled address
+    # (the city is GPE), so per entity that prediction is not an address
+    assert r["entities"]["STREET_ADDRESS"] == {"precision": 0.0, "recall": 1.0, "f2": 0.0, "support": 2}
     assert r["entities"]["LOCATION"]["recall"] == 0.0  # the city was found, but as part of an address
-    with pytest.raises(pii.PiiError, match="^no mapping for gold label\\(s\\) SHOE_SIZE$"):
+    with pytest.raises(pii.PiiError) as e:
         pii.score_spans([[pii.GoldSpan(0, 1, "SHOE_SIZE")]], [[]], pii.DEFAULT_ENTITIES)
+    assert str(e.value) == "no mapping for gold label(s) SHOE_SIZE"
 
 
 def test_operators(analyzer) -> None:
@@ -174,7 +188,7 @@ def test_operators(analyzer) -> None:
         assert all("Maria" not in t and "maria.g" not in t for t in texts)
         out[op] = texts
     assert out["placeholder"][0] == "Hi, this is <PERSON>, email <EMAIL_ADDRESS>."
-    assert out["mask"][0] == "Hi, this is **************, email *****************."
+    assert out["mask"][0] == f"Hi, this is {'*' * 14}, email {'*' * len('maria.g@example.org')}."
     # a pseudonym is the same in every turn of a conversation, and differs between conversations
     p0, p1 = out["pseudonym"]
     name = p0.split("this is ")[1].split(",")[0]
@@ -184,8 +198,9 @@ def test_operators(analyzer) -> None:
     h = out["hash"][0].split("this is ")[1].split(",")[0]
     assert len(h) == 64 and h in out["hash"][1]
     stale = [pii.Finding(0, "content", 0, 2, "PERSON", 0.9, "x", "0" * 64)]
-    with pytest.raises(pii.PiiError, match=r"^finding PERSON at message 0 content \[0:2\] no longer matches the text$"):
+    with pytest.raises(pii.PiiError) as e:
         pii.redact_conversation(conv, stale, cfg, key="k")
+    assert str(e.value) == "finding PERSON at message 0 content [0:2] no longer matches the text"
 
 
 def test_fields_tool_calls_and_roles(analyzer) -> None:
@@ -194,8 +209,13 @@ def test_fields_tool_calls_and_roles(analyzer) -> None:
             "messages": [
                 {"role": "system", "content": "Operator on duty: Maria Gonzalez."},
                 {"role": "user", "content": "Email Maria Gonzalez at maria.g@example.org"},
-                {"role": "assistant", "content": None, "tool_calls": [
-                    {"name": "send", "arguments": json.dumps({"to": "maria.g@example.org"}), "id": "c1"}]},
+                {
+                    "role": "assistant",
+                    "content": None,
+                    "tool_calls": [
+                        {"name": "send", "arguments": json.dumps({"to": "maria.g@example.org"}), "id": "c1"}
+                    ],
+                },
             ]
         }
     )
@@ -216,13 +236,18 @@ def _import(wb, tmp_path: Path, rows: list[dict]) -> list[str]:
 
 def test_review_flow_and_unresolved(wb, tmp_path: Path, analyzer) -> None:
     rows = [
-        {"messages": [
-            {"role": "user", "content": "I am Maria Gonzalez, call me on +1-415-555-0199. Our office is in Denver."},
-            {"role": "assistant", "content": "Thanks Maria Gonzalez, noted."},
-        ]},
+        {
+            "messages": [
+                {
+                    "role": "user",
+                    "content": "I am Maria Gonzalez, call me on +1-415-555-0199. Our office is in Denver.",
+                },
+                {"role": "assistant", "content": "Thanks Maria Gonzalez, noted."},
+            ]
+        },
         {"messages": [{"role": "user", "content": "No personal data here."}, {"role": "assistant", "content": "ok"}]},
     ]
-    a, b = _import(wb, tmp_path, rows)
+    a, _clean = _import(wb, tmp_path, rows)
     scan = wb.pii_scan_report(actor="ana")
     assert scan["messages_scanned"] == 4 and scan["findings"] == {"LOCATION": 1, "PERSON": 2, "PHONE_NUMBER": 1}
     assert wb.store.pii_unresolved_conversations() == {a}
@@ -239,7 +264,13 @@ def test_review_flow_and_unresolved(wb, tmp_path: Path, analyzer) -> None:
     # a rescan keeps every reviewed decision
     wb.pii_scan_report(actor="ana")
     statuses = sorted((f["entity"], f["status"]) for f in wb.pii_findings(conversation_id=a)["findings"])
-    assert statuses == [("LOCATION", "dismissed"), ("PERSON", "accepted"), ("PERSON", "accepted"), ("PERSON", "added"), ("PHONE_NUMBER", "pending")]
+    assert statuses == [
+        ("LOCATION", "dismissed"),
+        ("PERSON", "accepted"),
+        ("PERSON", "accepted"),
+        ("PERSON", "added"),
+        ("PHONE_NUMBER", "pending"),
+    ]
     assert wb.store.pii_unresolved_conversations() == {a}
 
     r = wb.redact(actor="cy")
@@ -249,7 +280,7 @@ def test_review_flow_and_unresolved(wb, tmp_path: Path, analyzer) -> None:
     assert d["messages"][0]["content"] == "I am <PERSON>, call me on <PHONE_NUMBER>. Our office is in Denver."
     assert d["messages"][1]["content"] == "Thanks <PERSON>, <PERSON>."
     assert wb.show(a, revision=1)["messages"][0]["content"] == rows[0]["messages"][0]["content"]
-    red = [h for h in d["history"] if h.get("by") == "redaction"][0]
+    red = next(h for h in d["history"] if h.get("by") == "redaction")
     assert red["actor"] == "cy" and red["provenance"]["kind"] == "redaction"
     assert sorted(h["status"] for h in d["history"] if h["kind"] == "pii_review") == ["accepted", "added", "dismissed"]
     assert wb.store.pii_unresolved_conversations() == set()
@@ -260,8 +291,12 @@ def test_review_flow_and_unresolved(wb, tmp_path: Path, analyzer) -> None:
     assert new_text[now[0]["start"] : now[0]["end"]] == "Denver"
     # a finding of an older revision cannot be reviewed any more
     old = wb.pii_findings(conversation_id=a, current=False, entity="PHONE_NUMBER")["findings"][0]
-    with pytest.raises(ConflictError, match=f"^finding {old['id']} belongs to revision 1 of conversation {a}"):
+    with pytest.raises(ConflictError) as e:
         wb.pii_review([old["id"]], "dismissed", actor="ana")
+    assert str(e.value) == (
+        f"finding {old['id']} belongs to revision 1 of conversation {a}, which is now at revision 2; "
+        "review the current revision's findings (rescan if it has none)"
+    )
     ov = wb.pii_overview()
     assert (ov["conversations"], ov["scanned"], ov["unresolved"], ov["redacted_conversations"]) == (2, 2, 0, 1)
     assert wb.redact(actor="cy")["conversations_redacted"] == 0  # nothing left to redact
@@ -281,7 +316,9 @@ def sample_dir(tmp_path_factory) -> Path:
 def test_planted_pii_never_in_redacted_export(wb, sample_dir: Path, tmp_path: Path, analyzer) -> None:
     truth = json.loads((sample_dir / "ground_truth.json").read_text())
     planted = truth["pii_strings"]
-    files = sorted(p for p in sample_dir.iterdir() if p.suffix in (".json", ".jsonl", ".parquet") and p.name != "ground_truth.json")
+    files = sorted(
+        p for p in sample_dir.iterdir() if p.suffix in (".json", ".jsonl", ".parquet") and p.name != "ground_truth.json"
+    )
     wb.import_files(files, actor="loader")
     # the conversations carrying planted PII, plus some clean ones for company
     with_pii = sorted({c["id"] for s in planted for c in wb.list(text=s, limit=50)["conversations"]})
@@ -297,7 +334,11 @@ def test_planted_pii_never_in_redacted_export(wb, sample_dir: Path, tmp_path: Pa
         data = [p for p in sorted(out.iterdir()) if p.suffix in (".json", ".jsonl")]
         assert data
         exported = "".join(p.read_text(encoding="utf-8") for p in data)
-        rows = [json.loads(x) for p in data for x in (p.read_text().splitlines() if p.suffix == ".jsonl" else [p.read_text()])]
+        rows = [
+            json.loads(x)
+            for p in data
+            for x in (p.read_text().splitlines() if p.suffix == ".jsonl" else [p.read_text()])
+        ]
         decoded = json.dumps(rows, ensure_ascii=False)  # \u escapes undone
         leaks = [s for s in planted if s in exported or s in decoded]
         assert not leaks, leaks
@@ -309,7 +350,14 @@ def test_planted_pii_never_in_redacted_export(wb, sample_dir: Path, tmp_path: Pa
 def test_cli_contracts(wb, store_path: Path, tmp_path: Path, capsys, analyzer, corpora: Path) -> None:
     from workbench import cli
 
-    rows = [{"messages": [{"role": "user", "content": "I am Maria Gonzalez, maria.g@example.org"}, {"role": "assistant", "content": "ok"}]}]
+    rows = [
+        {
+            "messages": [
+                {"role": "user", "content": "I am Maria Gonzalez, maria.g@example.org"},
+                {"role": "assistant", "content": "ok"},
+            ]
+        }
+    ]
     (a,) = _import(wb, tmp_path, rows)
 
     def sift(*args: str) -> dict:
@@ -323,9 +371,24 @@ def test_cli_contracts(wb, store_path: Path, tmp_path: Path, capsys, analyzer, c
     f = sift("pii-scan", "--json")
     assert f["findings"] == {"EMAIL_ADDRESS": 1, "PERSON": 1}
     listed = sift("pii-findings", "--entity", "PERSON", "--json")
-    assert listed["total"] == 1 and set(listed["findings"][0]) >= {"id", "entity", "start", "end", "score", "recognizer", "text_sha256", "status"}
-    assert sift("pii-review", str(listed["findings"][0]["id"]), "--dismiss", "--json") == {"updated": 1, "status": "dismissed"}
-    assert sift("pii-review", "--accept", "--entity", "EMAIL_ADDRESS", "--min-score", "0.9", "--json") == {"updated": 1, "status": "accepted"}
+    assert listed["total"] == 1 and set(listed["findings"][0]) >= {
+        "id",
+        "entity",
+        "start",
+        "end",
+        "score",
+        "recognizer",
+        "text_sha256",
+        "status",
+    }
+    assert sift("pii-review", str(listed["findings"][0]["id"]), "--dismiss", "--json") == {
+        "updated": 1,
+        "status": "dismissed",
+    }
+    assert sift("pii-review", "--accept", "--entity", "EMAIL_ADDRESS", "--min-score", "0.9", "--json") == {
+        "updated": 1,
+        "status": "accepted",
+    }
     assert sift("redact", "--operator", "mask", "--json")["conversations_redacted"] == 1
     assert wb.show(a)["messages"][0]["content"] == "I am Maria Gonzalez, " + "*" * len("maria.g@example.org")
 

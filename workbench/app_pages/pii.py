@@ -90,13 +90,13 @@ q = run(
 )
 if q is not None:
     st.caption(f"{q['total']:,} finding(s) match.")
-    if entity and status == "pending" and q["total"]:
-        if st.button(f"Accept all {q['total']:,} pending {entity} findings scored at least {floor:.2f}", key="pii_bulk"):
-            actor = require_actor()
-            n = run(wb.pii_bulk_accept, entity, floor, actor=actor)
-            if n is not None:
-                st.success(f"Accepted {n} finding(s).")
-                st.rerun()
+    bulk_label = f"Accept all {q['total']:,} pending {entity} findings scored at least {floor:.2f}"
+    if entity and status == "pending" and q["total"] and st.button(bulk_label, key="pii_bulk"):
+        actor = require_actor()
+        n = run(wb.pii_bulk_accept, entity, floor, actor=actor)
+        if n is not None:
+            st.success(f"Accepted {n} finding(s).")
+            st.rerun()
     for f in q["findings"]:
         with st.container(border=True):
             st.caption(
@@ -114,12 +114,12 @@ if q is not None:
                     )
                 )
             a, d, _ = st.columns([1, 1, 4])
-            if a.button("Accept", key=f"pii_acc_{f['id']}", disabled=f["status"] == "accepted"):
-                if attempt(wb.pii_review, [f["id"]], "accepted", actor=require_actor()):
-                    st.rerun()
-            if d.button("Dismiss", key=f"pii_dis_{f['id']}", disabled=f["status"] == "dismissed"):
-                if attempt(wb.pii_review, [f["id"]], "dismissed", actor=require_actor()):
-                    st.rerun()
+            accept = a.button("Accept", key=f"pii_acc_{f['id']}", disabled=f["status"] == "accepted")
+            dismiss = d.button("Dismiss", key=f"pii_dis_{f['id']}", disabled=f["status"] == "dismissed")
+            if (accept or dismiss) and attempt(
+                wb.pii_review, [f["id"]], "accepted" if accept else "dismissed", actor=require_actor()
+            ):
+                st.rerun()
 
 with st.expander("Add a span the detector missed"):
     with st.form("pii_add"):

@@ -55,8 +55,10 @@ def _redact(args: argparse.Namespace) -> int:
     emit(
         args,
         r,
-        lambda r: f"{r['messages_scanned']} messages scanned; findings: {_counts(r['findings'])}; "
-        f"{verb} {r['conversations_redacted']} conversation(s)",
+        lambda r: (
+            f"{r['messages_scanned']} messages scanned; findings: {_counts(r['findings'])}; "
+            f"{verb} {r['conversations_redacted']} conversation(s)"
+        ),
     )
     return 0
 
@@ -66,16 +68,24 @@ def _scan(args: argparse.Namespace) -> int:
     emit(
         args,
         r,
-        lambda r: f"{r['messages_scanned']} messages scanned; findings: {_counts(r['findings'])} in "
-        f"{r['conversations_with_findings']} conversation(s); review with `sift pii-findings`",
+        lambda r: (
+            f"{r['messages_scanned']} messages scanned; findings: {_counts(r['findings'])} in "
+            f"{r['conversations_with_findings']} conversation(s); review with `sift pii-findings`"
+        ),
     )
     return 0
 
 
 def _findings(args: argparse.Namespace) -> int:
     r = open_wb(args).pii_findings(
-        conversation_id=args.conversation, status=args.status, entity=args.entity, min_score=args.min_score,
-        max_score=args.max_score, current=not args.all_revisions, limit=args.limit, offset=args.offset,
+        conversation_id=args.conversation,
+        status=args.status,
+        entity=args.entity,
+        min_score=args.min_score,
+        max_score=args.max_score,
+        current=not args.all_revisions,
+        limit=args.limit,
+        offset=args.offset,
     )
 
     def human(r: dict[str, Any]) -> str:
@@ -120,9 +130,7 @@ def _add(args: argparse.Namespace) -> int:
 
 
 def _eval(args: argparse.Namespace) -> int:
-    r = open_wb(args).pii_eval(
-        args.file, entities=args.entities, min_score=args.min_score, n_process=args.processes
-    )
+    r = open_wb(args).pii_eval(args.file, entities=args.entities, min_score=args.min_score, n_process=args.processes)
 
     def human(r: dict[str, Any]) -> str:
         o = r["overall"]
@@ -150,7 +158,9 @@ def _policy_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--allow", action="append", metavar="TEXT", help="never report this string (repeatable)")
     p.add_argument("--deny", action="append", metavar="TEXT", help="always report this string (repeatable)")
     p.add_argument(
-        "--role", action="append", metavar="ROLE=POLICY",
+        "--role",
+        action="append",
+        metavar="ROLE=POLICY",
         help="per-role policy: redact (default), flag (redact only reviewed findings) or skip",
     )
     p.add_argument("--id", action="append", metavar="CONVERSATION", help="only these conversations (repeatable)")
@@ -196,7 +206,9 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("--start", type=int, required=True, help="first character (0-based)")
     p.add_argument("--end", type=int, required=True, help="one past the last character")
     p.add_argument("--entity", required=True)
-    p.add_argument("--field", default="content", help="content (default), content[i], tool_calls[i].arguments, reasoning")
+    p.add_argument(
+        "--field", default="content", help="content (default), content[i], tool_calls[i].arguments, reasoning"
+    )
     p.set_defaults(func=_add)
 
     p = sub.add_parser("pii-eval", parents=[common], help="score PII detection against gold spans")

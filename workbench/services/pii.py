@@ -83,7 +83,7 @@ class PiiService:
                 raise StoreError(f"no conversation {sorted(missing)[0]!r}")
         return out
 
-    def pii_scan(
+    def _pii_scan(
         self,
         *,
         config: pii.PiiConfig | None = None,
@@ -92,9 +92,10 @@ class PiiService:
         dry_run: bool = False,
         progress: Progress | None = None,
         **overrides: Any,
-    ) -> dict[str, Any]:
+    ) -> tuple[dict[str, Any], list[tuple[str, int, Conversation]], list[list[pii.Finding]]]:
         """Detect PII in the current revision of every conversation (or `ids`) and store the
-        findings (pending; reviewed findings of the same revision are kept). One transaction."""
+        findings (pending; reviewed findings of the same revision are kept), in one transaction.
+        Returns the report, the (id, revision, conversation) scanned and their findings."""
         config = make_config(config, **overrides)
         actor = actor or default_actor()
         targets = self._pii_targets(ids)
@@ -102,32 +103,46 @@ class PiiService:
         started = time.perf_counter()
         found = pii.detect(analyzer(config.model), convs, config, progress)
         seconds = time.perf_counter() - started
+        result = {
+            "messages_scanned": sum(pii.count_scanned([c], config) for c in convs),
+            "findings": _entity_counts([f for fs in found for f in fs]),
+            "conversations_with_findings": sum(1 for fs in found if fs),
+            "seconds": round(seconds, 3),
+        }
+        if not dry_run:
+            result["run_id"] = self._pii_save_scan(result, targets, found, config, actor)
+        return result, targets, found
+
+    def _pii_save_scan(
+        self,
+        result: dict[str, Any],
+        targets: list[tuple[str, int, Conversation]],
+        found: list[list[pii.Finding]],
+        config: pii.PiiConfig,
+        actor: str,
+        con: Any = None,
+    ) -> str:
+        """The scan's run and findings, in one transaction (or in the caller's, `con`): a crash
+        leaves neither. Returns the run id."""
+        run_id = f"pii-{uuid.uuid4().hex[:12]}"
         scanned = [(cid, rev, pii.count_scanned([c], config)) for cid, rev, c in targets]
         flat = [
             {**f.to_dict(), "conversation_id": cid, "revision": rev}
             for (cid, rev, _), fs in zip(targets, found, strict=True)
             for f in fs
         ]
-        messages = sum(n for _, _, n in scanned)
-        result = {
-            "messages_scanned": messages,
-            "findings": _entity_counts(flat),
-            "conversations_with_findings": sum(1 for fs in found if fs),
-            "seconds": round(seconds, 3),
-        }
-        if not dry_run:
-            run_id = f"pii-{uuid.uuid4().hex[:12]}"
-            self.store.start_stage_run(run_id, pii.STAGE, config.to_dict(), actor=actor)
-            self.store.pii_save_scan(run_id, scanned, flat, actor=actor, stats=result)
-            result["run_id"] = run_id
-        result["_targets"] = targets
-        result["_found"] = found
-        return result
+        with self.store.db.transaction(con) as tx:
+            self.store.start_stage_run(run_id, pii.STAGE, config.to_dict(), actor=actor, con=tx)
+            self.store.pii_save_scan(run_id, scanned, flat, actor=actor, stats=result, con=tx)
+        return run_id
 
-    def pii_scan_report(self, **kwargs: Any) -> dict[str, Any]:
-        """`sift pii-scan --json`: {"messages_scanned", "findings", "conversations_with_findings", "run_id"}."""
-        r = self.pii_scan(**kwargs)
-        return {k: v for k, v in r.items() if not k.startswith("_")}
+    def pii_scan(self, **kwargs: Any) -> dict[str, Any]:
+        """Detect PII in the current revision of every conversation (or `ids`) and store the
+        findings for review. Returns the `sift pii-scan --json` object: {"messages_scanned",
+        "findings": {ENTITY: n}, "conversations_with_findings", "seconds", "run_id"}."""
+        return self._pii_scan(**kwargs)[0]
+
+    pii_scan_report = pii_scan
 
     # ------------------------------------------------------------ redact
 
@@ -147,51 +162,44 @@ class PiiService:
         {"messages_scanned", "findings": {ENTITY: n}, "conversations_redacted"}."""
         config = make_config(config, **overrides)
         actor = actor or default_actor()
-        scan = self.pii_scan(config=config, ids=ids, actor=actor, dry_run=dry_run, progress=progress)
-        targets: list[tuple[str, int, Conversation]] = scan["_targets"]
-        if dry_run:
-            stored = {
-                (cid, rev): [{**f.to_dict(), "status": "pending", "id": None} for f in fs]
-                for (cid, rev, _), fs in zip(targets, scan["_found"], strict=True)
-            }
-            reviewed = self.store.pii_revision_findings([(c, r) for c, r, _ in targets])
-            for key, fs in reviewed.items():
-                done = {(f["message_index"], f["field"], f["start"], f["end"], f["entity"]): f for f in fs if f["status"] != "pending"}
-                keep = [f for f in stored[key] if (f["message_index"], f["field"], f["start"], f["end"], f["entity"]) not in done]
-                stored[key] = keep + list(done.values())
-        else:
-            stored = self.store.pii_revision_findings([(c, r) for c, r, _ in targets])
+        # Detection (slow) runs before the store is touched; the scan, its run and the redacted
+        # revisions then land in one transaction, so a crash leaves the store as it was.
+        scan, targets, found = self._pii_scan(config=config, ids=ids, actor=actor, dry_run=True, progress=progress)
         from presidio_anonymizer import AnonymizerEngine
 
         engine = AnonymizerEngine()
-        items = []
-        for cid, rev, conv in targets:
-            fs = stored.get((cid, rev), [])
-            apply = [f for f in fs if _should_apply(f, config)]
-            if not apply:
-                continue
-            red = pii.redact_conversation(conv, [_finding(f) for f in apply], config, key=cid, anonymizer=engine)
-            moved = []
-            for f in fs:
-                if f["status"] == "dismissed" and f.get("id") is not None:
-                    new = pii.shift(f["start"], f["end"], red.replacements.get((f["message_index"], f["field"]), []))
-                    if new is not None:
-                        moved.append((f["id"], *new))
-            items.append(
-                {
-                    "conversation_id": cid,
-                    "revision": rev,
-                    "conversation": red.conversation,
-                    "applied": [f["id"] for f in apply if f.get("id") is not None],
-                    "moved": moved,
-                    "messages": pii.count_scanned([red.conversation], config),
+        if not dry_run:
+            with self.store.db.transaction() as con:
+                run_id = self._pii_save_scan(scan, targets, found, config, actor, con)
+                stored = self.store.pii_revision_findings([(c, r) for c, r, _ in targets], con=con)
+                items = _redactions(targets, stored, config, engine)
+                if items:
+                    self.store.pii_apply_redactions(
+                        items,
+                        actor=actor,
+                        run_id=run_id,
+                        parameters={"operator": config.operator, "entities": list(config.entities)},
+                        con=con,
+                    )
+        else:
+            stored = {
+                (cid, rev): [{**f.to_dict(), "status": "pending", "id": None} for f in fs]
+                for (cid, rev, _), fs in zip(targets, found, strict=True)
+            }
+            reviewed = self.store.pii_revision_findings([(c, r) for c, r, _ in targets])
+            for key, fs in reviewed.items():
+                done = {
+                    (f["message_index"], f["field"], f["start"], f["end"], f["entity"]): f
+                    for f in fs
+                    if f["status"] != "pending"
                 }
-            )
-        if items and not dry_run:
-            self.store.pii_apply_redactions(
-                items, actor=actor, run_id=scan["run_id"],
-                parameters={"operator": config.operator, "entities": list(config.entities)},
-            )
+                keep = [
+                    f
+                    for f in stored[key]
+                    if (f["message_index"], f["field"], f["start"], f["end"], f["entity"]) not in done
+                ]
+                stored[key] = keep + list(done.values())
+            items = _redactions(targets, stored, config, engine)
         return {
             "messages_scanned": scan["messages_scanned"],
             "findings": scan["findings"],
@@ -257,8 +265,14 @@ class PiiService:
             raise pii.PiiError(f"span {start}:{end} is outside message {message_index} {field} (0:{len(text)})")
         fid = self.store.pii_add_finding(
             {
-                "conversation_id": current["id"], "revision": current["revision"], "message_index": message_index,
-                "field": field, "role": m.role, "start": start, "end": end, "entity": entity,
+                "conversation_id": current["id"],
+                "revision": current["revision"],
+                "message_index": message_index,
+                "field": field,
+                "role": m.role,
+                "start": start,
+                "end": end,
+                "entity": entity,
                 "text_sha256": sha256_hex(text[start:end]),
             },
             actor=actor or default_actor(),
@@ -270,9 +284,7 @@ class PiiService:
 
     # ------------------------------------------------------------ evaluation
 
-    def pii_eval(
-        self, path: str | Path, *, config: pii.PiiConfig | None = None, **overrides: Any
-    ) -> dict[str, Any]:
+    def pii_eval(self, path: str | Path, *, config: pii.PiiConfig | None = None, **overrides: Any) -> dict[str, Any]:
         """Score detection against gold spans: a presidio-research JSON file (`full_text`, `spans`)
         or a text file with inline tags (`<name>…</name>`, one text per line). Returns
         {"overall": {precision, recall, f2}, "entities": {E: {precision, recall, f2, support}},
@@ -317,10 +329,51 @@ def load_gold(path: str | Path) -> tuple[list[str], list[list[pii.GoldSpan]]]:
     return texts, gold
 
 
+def _redactions(
+    targets: list[tuple[str, int, Conversation]],
+    stored: dict[tuple[str, int], list[dict[str, Any]]],
+    config: pii.PiiConfig,
+    engine: Any,
+) -> list[dict[str, Any]]:
+    """The redacted revision of every target with findings to apply (see `_should_apply`), with the
+    findings it applies and the dismissed ones it carries over (their spans shifted)."""
+    items = []
+    for cid, rev, conv in targets:
+        fs = stored.get((cid, rev), [])
+        apply = [f for f in fs if _should_apply(f, config)]
+        if not apply:
+            continue
+        red = pii.redact_conversation(conv, [_finding(f) for f in apply], config, key=cid, anonymizer=engine)
+        moved = []
+        for f in fs:
+            if f["status"] == "dismissed" and f.get("id") is not None:
+                new = pii.shift(f["start"], f["end"], red.replacements.get((f["message_index"], f["field"]), []))
+                if new is not None:
+                    moved.append((f["id"], *new))
+        items.append(
+            {
+                "conversation_id": cid,
+                "revision": rev,
+                "conversation": red.conversation,
+                "applied": [f["id"] for f in apply if f.get("id") is not None],
+                "moved": moved,
+                "messages": pii.count_scanned([red.conversation], config),
+            }
+        )
+    return items
+
+
 def _finding(f: dict[str, Any]) -> pii.Finding:
     return pii.Finding(
-        f["message_index"], f["field"], f["start"], f["end"], f["entity"], float(f["score"]), f["recognizer"],
-        f["text_sha256"], f.get("role") or "",
+        f["message_index"],
+        f["field"],
+        f["start"],
+        f["end"],
+        f["entity"],
+        float(f["score"]),
+        f["recognizer"],
+        f["text_sha256"],
+        f.get("role") or "",
     )
 
 

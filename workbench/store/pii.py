@@ -60,8 +60,24 @@ _COLS = (
     "f.reviewed_at, f.redacted_in"
 )
 _KEYS = (
-    "id", "conversation_id", "revision", "message_index", "field", "role", "start", "end", "entity", "score",
-    "recognizer", "text_sha256", "status", "run_id", "created_by", "created_at", "reviewed_by", "reviewed_at",
+    "id",
+    "conversation_id",
+    "revision",
+    "message_index",
+    "field",
+    "role",
+    "start",
+    "end",
+    "entity",
+    "score",
+    "recognizer",
+    "text_sha256",
+    "status",
+    "run_id",
+    "created_by",
+    "created_at",
+    "reviewed_by",
+    "reviewed_at",
     "redacted_in",
 )
 _CURRENT = "JOIN conversations c ON c.id = f.conversation_id AND c.revision = f.revision"
@@ -114,13 +130,14 @@ class PiiStore:
         *,
         actor: str,
         stats: dict[str, Any] | None = None,
+        con: duckdb.DuckDBPyConnection | None = None,
     ) -> dict[str, int]:
-        """Store one scan in one transaction. `scanned`: (conversation id, revision, messages scanned);
-        `findings`: dicts with conversation_id, revision, message_index, field, role, start, end,
-        entity, score, recognizer, text_sha256. Returns how many findings were stored and how many
-        matched a reviewed one already there."""
+        """Store one scan in one transaction (or in the caller's, `con`). `scanned`: (conversation id,
+        revision, messages scanned); `findings`: dicts with conversation_id, revision, message_index,
+        field, role, start, end, entity, score, recognizer, text_sha256. Returns how many findings
+        were stored and how many matched a reviewed one already there."""
         at = now()
-        with self.db.transaction() as con:
+        with self.db.transaction(con) as con:
             pairs = [(c, r) for c, r, _ in scanned]
             if pairs:
                 con.register("_scope", _pairs_table(pairs))
@@ -185,8 +202,16 @@ class PiiStore:
             grouped: dict[tuple[str, int], list[dict[str, Any]]] = {}
             for cid, rev, fid, mi, fld, s, e, ent, score, status in rows:
                 grouped.setdefault((cid, rev), []).append(
-                    {"id": fid, "message_index": mi, "field": fld, "start": s, "end": e, "entity": ent,
-                     "score": score, "status": status}
+                    {
+                        "id": fid,
+                        "message_index": mi,
+                        "field": fld,
+                        "start": s,
+                        "end": e,
+                        "entity": ent,
+                        "score": score,
+                        "status": status,
+                    }
                 )
             for (cid, rev), fs in grouped.items():
                 ents = sorted({f["entity"] for f in fs})
@@ -217,7 +242,8 @@ class PiiStore:
         offset: int = 0,
     ) -> dict[str, Any]:
         """Findings (of current revisions unless `current=False`), highest score first."""
-        where, args = ["TRUE"], []
+        where: list[str] = ["TRUE"]
+        args: list[Any] = []
         if conversation_id:
             where.append("(f.conversation_id = ? OR starts_with(f.conversation_id, ?))")
             args += [conversation_id, conversation_id]
@@ -253,12 +279,14 @@ class PiiStore:
             raise NotFound(f"no PII finding {finding_id}")
         return _row(r)
 
-    def pii_revision_findings(self, pairs: Sequence[tuple[str, int]]) -> dict[tuple[str, int], list[dict[str, Any]]]:
+    def pii_revision_findings(
+        self, pairs: Sequence[tuple[str, int]], *, con: duckdb.DuckDBPyConnection | None = None
+    ) -> dict[tuple[str, int], list[dict[str, Any]]]:
         """All findings of the given revisions (not yet applied by a redaction), per revision."""
         out: dict[tuple[str, int], list[dict[str, Any]]] = {p: [] for p in pairs}
         if not pairs:
             return out
-        with self.db.connect() as con:
+        with self.db.connect(con) as con:
             con.register("_p", _pairs_table(pairs))
             rows = con.execute(
                 f"SELECT {_COLS} FROM pii_findings f SEMI JOIN _p ON _p.cid = f.conversation_id "
@@ -370,7 +398,9 @@ class PiiStore:
                 [actor, at],
             )
             con.unregister("_ids")
-            self._pii_events(con, rows, {"status": "accepted", "bulk": {"entity": entity, "min_score": min_score}}, actor, at)
+            self._pii_events(
+                con, rows, {"status": "accepted", "bulk": {"entity": entity, "min_score": min_score}}, actor, at
+            )
             self._pii_refresh_flags(con, "pii-review", sorted({(r[1], r[2]) for r in rows}), None)
         return len(rows)
 
@@ -402,12 +432,25 @@ class PiiStore:
             con.execute(
                 "INSERT INTO pii_findings VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 1.0, 'reviewer', ?, 'added', NULL, ?, ?, ?, ?, NULL)",
                 [
-                    fid, finding["conversation_id"], finding["revision"], finding["message_index"], finding["field"],
-                    finding.get("role") or "", finding["start"], finding["end"], finding["entity"],
-                    finding["text_sha256"], actor, at, actor, at,
+                    fid,
+                    finding["conversation_id"],
+                    finding["revision"],
+                    finding["message_index"],
+                    finding["field"],
+                    finding.get("role") or "",
+                    finding["start"],
+                    finding["end"],
+                    finding["entity"],
+                    finding["text_sha256"],
+                    actor,
+                    at,
+                    actor,
+                    at,
                 ],
             )
-            self._pii_events(con, [(fid, finding["conversation_id"])], {"status": "added", "entity": finding["entity"]}, actor, at)
+            self._pii_events(
+                con, [(fid, finding["conversation_id"])], {"status": "added", "entity": finding["entity"]}, actor, at
+            )
             self._pii_refresh_flags(con, "pii-review", [(finding["conversation_id"], finding["revision"])], None)
         return int(fid)
 
@@ -420,26 +463,36 @@ class PiiStore:
         actor: str,
         run_id: str,
         parameters: dict[str, Any],
+        con: duckdb.DuckDBPyConnection | None = None,
     ) -> list[int]:
-        """Write every redaction in one transaction. Each item: conversation_id, revision (the one
-        redacted: refused if the conversation moved on), conversation (the redacted Conversation),
-        applied (finding ids), moved (list of (finding id, new start, new end)) for findings that
-        stay on the new revision (dismissed ones). Returns the new revision numbers."""
+        """Write every redaction in one transaction (or in the caller's, `con`). Each item:
+        conversation_id, revision (the one redacted: refused if the conversation moved on),
+        conversation (the redacted Conversation), applied (finding ids), moved (list of (finding id,
+        new start, new end)) for findings that stay on the new revision (dismissed ones). Returns the
+        new revision numbers."""
         at = now()
         out: list[int] = []
-        with self.db.transaction() as con:
+        with self.db.transaction(con) as con:
             new_pairs: list[tuple[str, int]] = []
             for it in items:
                 cid, rev = it["conversation_id"], it["revision"]
                 conv: Conversation = it["conversation"]
                 prov = Provenance(
-                    kind="redaction", actor=actor, parent_id=cid, parent_revision=rev,
+                    kind="redaction",
+                    actor=actor,
+                    parent_id=cid,
+                    parent_revision=rev,
                     parameters={**parameters, "run_id": run_id, "findings": sorted(it["applied"])},
                 )
                 new = self.add_revision(  # type: ignore[attr-defined]
-                    cid, conv, actor=actor, kind="redaction", expected_revision=rev,
+                    cid,
+                    conv,
+                    actor=actor,
+                    kind="redaction",
+                    expected_revision=rev,
                     note=f"PII redaction ({parameters.get('operator')}) of {len(it['applied'])} span(s)",
-                    provenance=prov, con=con,
+                    provenance=prov,
+                    con=con,
                 )
                 out.append(new)
                 new_pairs.append((cid, new))
@@ -464,7 +517,12 @@ class PiiStore:
         """The redaction revisions of a conversation with their parameters."""
         with self.db.connect() as con:
             return [
-                {"revision": r[0], "actor": r[1], "at": r[2].isoformat(), "provenance": json.loads(r[3]) if r[3] else None}
+                {
+                    "revision": r[0],
+                    "actor": r[1],
+                    "at": r[2].isoformat(),
+                    "provenance": json.loads(r[3]) if r[3] else None,
+                }
                 for r in con.execute(
                     "SELECT revision, actor, ts, provenance FROM revisions WHERE conversation_id = ? "
                     "AND kind = 'redaction' ORDER BY revision",
