@@ -54,8 +54,8 @@ def _convert_embedded(target: Path) -> None:
     if tok.pad_token is None or tok.pad_token == tok.eos_token:
         tok.pad_token = "<|endoftext|>" if "<|endoftext|>" in tok.get_vocab() else tok.eos_token
     model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name)
-    model.hf_quantizer = None
-    model.is_quantized = False
+    model.hf_quantizer = None  # type: ignore[assignment]
+    model.is_quantized = False  # type: ignore[assignment]
     model.config.quantization_config = None
     model.config.eos_token_id = tok.convert_tokens_to_ids("<|im_end|>")
     model.generation_config.eos_token_id = model.config.eos_token_id

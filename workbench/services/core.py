@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 import getpass
 import hashlib
 import os
@@ -63,12 +64,12 @@ class CoreService:
     def quarantine(self, *, limit: int = 100, offset: int = 0, source: str | None = None) -> dict[str, Any]:
         return self.store.quarantine_rows(limit=limit, offset=offset, source=source)
 
-    def sources(self) -> list[dict[str, Any]]:
+    def sources(self) -> builtins.list[dict[str, Any]]:
         return self.store.sources()
 
     def set_status(
         self,
-        ids: list[str],
+        ids: builtins.list[str],
         status: str,
         *,
         actor: str | None = None,
@@ -81,10 +82,10 @@ class CoreService:
             ids, status, actor=actor or default_actor(), reason=reason, expected_revision=expected_revision
         )
 
-    def accept(self, ids: list[str], *, actor: str | None = None) -> int:
+    def accept(self, ids: builtins.list[str], *, actor: str | None = None) -> int:
         return self.set_status(ids, "accepted", actor=actor)
 
-    def reject(self, ids: list[str], reason: str, *, actor: str | None = None) -> int:
+    def reject(self, ids: builtins.list[str], reason: str, *, actor: str | None = None) -> int:
         return self.set_status(ids, "rejected", actor=actor, reason=reason)
 
     def comment(self, conversation_id: str, text: str, *, actor: str | None = None) -> None:
@@ -92,13 +93,13 @@ class CoreService:
             raise StoreError("a comment cannot be empty")
         self.store.add_event(conversation_id, "comment", {"text": text}, actor=actor or default_actor())
 
-    def tag(self, ids: list[str], tags: list[str], *, actor: str | None = None, remove: bool = False) -> int:
+    def tag(self, ids: builtins.list[str], tags: builtins.list[str], *, actor: str | None = None, remove: bool = False) -> int:
         return self.store.set_tags(ids, tags, actor=actor or default_actor(), add=not remove)
 
     def edit(
         self,
         conversation_id: str,
-        messages: list[Message] | list[dict[str, Any]],
+        messages: builtins.list[Message] | builtins.list[dict[str, Any]],
         *,
         base_revision: int,
         actor: str | None = None,
