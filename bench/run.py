@@ -10,7 +10,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 BENCHES = [
     "bench.bench_import",
+    "bench.bench_validate",
+    "bench.bench_ui",
     "bench.bench_pii",
+    "bench.bench_augment",
+    "bench.bench_train",
+    "bench.bench_dedup",
 ]
 
 

@@ -147,18 +147,22 @@ def test_a_reviewer_session_in_chromium(app: tuple[str, Path]) -> None:
         # Review: accept, reject with a reason, edit a turn, comment.
         go("Review")
         heading = main.get_by_role("heading", name=re.compile(r"^Conversation [0-9a-f]{16}$"))
+        settle()
         first = heading.inner_text().split()[-1]
         expect(main.get_by_role("heading", name="How to review")).to_be_visible()  # the guide beside the queue
         main.get_by_role("button", name="✅ Accept").click()
         expect(main.get_by_text(f"Accepted {first}.")).to_be_visible()
+        expect(heading).not_to_have_text(f"Conversation {first}")  # the next one in the queue
+        settle()
         second = heading.inner_text().split()[-1]
-        assert second != first
         reason = main.get_by_placeholder("reason for rejecting (type, or pick one below)")
         reason.fill("answer does not match the ticket")
         reason.press("Enter")
         settle()
         main.get_by_role("button", name="❌ Reject").click()
         expect(main.get_by_text(f"Rejected {second}: answer does not match the ticket")).to_be_visible()
+        expect(heading).not_to_have_text(f"Conversation {second}")
+        settle()
         third = heading.inner_text().split()[-1]
         main.get_by_text("✏️ Edit messages").click()
         settle()
@@ -178,7 +182,7 @@ def test_a_reviewer_session_in_chromium(app: tuple[str, Path]) -> None:
         shot("review")
 
         # Bulk-accept the rest of the pending queue, after the confirmation that states the count.
-        main.get_by_text(re.compile(r"Bulk actions on all")).click()
+        main.get_by_text("Bulk actions on every conversation this filter matches").click()
         main.get_by_role("button", name="Count and ask me to confirm").click()
         expect(main.get_by_text("This will mark accepted 143 conversations")).to_be_visible()
         main.get_by_role("button", name="Confirm: mark accepted 143 conversations").click()
@@ -187,6 +191,8 @@ def test_a_reviewer_session_in_chromium(app: tuple[str, Path]) -> None:
 
         go("Progress")
         expect(main.get_by_text("145 of 145 reviewed")).to_be_visible()
+        chart = main.locator('[data-testid="stVegaLiteChart"]')
+        chart.locator("canvas, svg").first.wait_for()  # the throughput chart has drawn
         no_exception()
         shot("progress")
 
@@ -231,7 +237,7 @@ def test_a_reviewer_session_in_chromium(app: tuple[str, Path]) -> None:
         box.press("Enter")
         expect(main.get_by_role("heading", name=f"Conversation {third}")).to_be_visible()
         expect(main.get_by_text(re.compile(r"^accepted · revision 2 · family"))).to_be_visible()
-        assert main.locator('[data-testid="stDataFrame"]').count() >= 2  # source rows, revisions
+        expect(main.locator('[data-testid="stDataFrame"]').nth(1)).to_be_visible()  # source rows, revisions
         expect(main.get_by_text("+Edited in the browser: the user's question, made clearer.")).to_be_visible()
         no_exception()
         shot("lineage")
@@ -244,7 +250,9 @@ def test_a_reviewer_session_in_chromium(app: tuple[str, Path]) -> None:
     h1 = wb.show(first)["history"]
     assert [(e["actor"], e["status"]) for e in h1 if e["kind"] == "status"] == [("ana", "accepted")]
     h2 = wb.show(second)["history"]
-    assert [(e["actor"], e["reason"]) for e in h2 if e["kind"] == "status"] == [("ana", "answer does not match the ticket")]
+    assert [(e["actor"], e["reason"]) for e in h2 if e["kind"] == "status"] == [
+        ("ana", "answer does not match the ticket")
+    ]
     h3 = wb.show(third)
     assert h3["current_revision"] == 2 and h3["messages"][1]["content"].startswith("Edited in the browser")
     assert [(e["actor"], e["text"]) for e in h3["history"] if e["kind"] == "comment"] == [

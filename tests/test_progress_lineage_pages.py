@@ -36,7 +36,11 @@ def test_progress_page(store) -> None:
     wb.decide(ids[0], "accepted", expected_revision=1, expected_status="pending", actor="ana")
     wb.decide(ids[1], "rejected", expected_revision=1, expected_status="pending", reason="x", actor="bob")
     wb.store.start_stage_run("r", "validate", {}, actor="ana")
-    wb.store.replace_flags("validate", "r", [{"conversation_id": ids[1], "revision": 1, "reason": "too_short", "severity": "error", "message": "m"}])
+    wb.store.replace_flags(
+        "validate",
+        "r",
+        [{"conversation_id": ids[1], "revision": 1, "reason": "too_short", "severity": "error", "message": "m"}],
+    )
     at.run()
     assert [m.value for m in at.metric] == ["4", "2", "1", "1"]
     reviewers = at.dataframe[0].value
@@ -51,9 +55,16 @@ def test_progress_page(store) -> None:
 def test_lineage_page(store) -> None:
     wb = store
     cid = wb.list(text="task 0")["conversations"][0]["id"]
-    wb.edit(cid, [{"role": "user", "content": "task 0"}, {"role": "assistant", "content": "done 0, checked"}], base_revision=1, actor="ana")
+    wb.edit(
+        cid,
+        [{"role": "user", "content": "task 0"}, {"role": "assistant", "content": "done 0, checked"}],
+        base_revision=1,
+        actor="ana",
+    )
     child = Conversation((Message("user", "task zero"), Message("assistant", "done 0, checked")))
-    prov = Provenance("paraphrase", parent_id=cid, parent_revision=2, model="smollm2", prompt_id="p", prompt_sha256="0" * 64)
+    prov = Provenance(
+        "paraphrase", parent_id=cid, parent_revision=2, model="smollm2", prompt_id="p", prompt_sha256="0" * 64
+    )
     child_id, _ = wb.store.add_conversation(child, prov, actor="augment", family_id=cid)
 
     at = AppTest.from_file(str(PAGES / "lineage.py"), default_timeout=60)
@@ -70,7 +81,7 @@ def test_lineage_page(store) -> None:
     assert list(children["id"]) == [child_id]
     assert any("Never redacted" in c.value for c in at.caption)
     at.selectbox[0].set_value(1).run()
-    assert any("done 0" == t.value for t in at.text)
+    assert any(t.value == "done 0" for t in at.text)
     at.text_input[0].input(child_id).run()
     assert any("Made from:" in c.value for c in at.caption)
     parents = [df.value for df in at.dataframe if "made_by" in df.value.columns]

@@ -4,14 +4,16 @@ through the real router (sidebar) and the Review page; and the `sift reviewer` c
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 from streamlit.testing.v1 import AppTest
 
 import workbench
-from tests.conftest import ROOT, run_sift, write
-from workbench.reviewers import add_reviewer, load_reviewers
+from tests.conftest import ROOT, write
+from workbench.reviewers import add_reviewer, authenticate, load_reviewers
 
 
 @pytest.fixture
@@ -54,11 +56,11 @@ def test_unverified_name_cannot_act_when_a_list_exists(store, tmp_path: Path) ->
     at.run()
     assert any("Identify yourself" in i.value for i in at.info)
     assert next(b for b in at.button if "Accept" in b.label).disabled
-    assert not [e for e in at.expander if e.label == "Guide and lists"]
+    assert not [t for t in at.toggle if t.label == "Edit the guide and lists"]
     at.session_state["reviewer_verified"] = "mallory"  # what signing in sets
     at.run()
     assert not next(b for b in at.button if "Accept" in b.label).disabled
-    assert not [e for e in at.expander if e.label == "Guide and lists"]  # only admins edit the guide
+    assert not [t for t in at.toggle if t.label == "Edit the guide and lists"]  # only admins edit the guide
 
 
 def test_oidc_login_when_configured(store) -> None:
@@ -78,16 +80,9 @@ def test_oidc_login_when_configured(store) -> None:
 
 def test_reviewer_cli(store, tmp_path: Path) -> None:
     f = tmp_path / "team.toml"
-    r = run_sift("reviewer", "add", "bo", "--admin", "--password-stdin", "--file", str(f), "--json", env={"SIFT_STORE": str(tmp_path / "a.duckdb")}, check=False)
-    # No password on stdin: refused with one clean line.
-    assert r.returncode == 1 and r.stderr.strip() == "error: a password cannot be empty"
-    import subprocess
-    import sys
-
-    p = subprocess.run(
-        [sys.executable, "-m", "workbench", "reviewer", "add", "bo", "--admin", "--password-stdin", "--file", str(f), "--json"],
-        input="pw-bo\n", capture_output=True, text=True, cwd=ROOT, timeout=120,
-    )
+    cmd = [sys.executable, "-m", "workbench", "reviewer", "add", "bo", "--admin", "--password-stdin", "--file", str(f)]
+    p = subprocess.run([*cmd, "--json"], input="pw-bo\n", capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert p.returncode == 0, p.stderr
     assert json.loads(p.stdout) == {"name": "bo", "admin": True, "file": str(f)}
     assert load_reviewers(f)["bo"].admin and "pw-bo" not in f.read_text()
+    assert authenticate(f, "bo", "pw-bo") is not None

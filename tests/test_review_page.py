@@ -25,7 +25,13 @@ def store(tmp_path: Path, monkeypatch):
     wb = workbench.open(path)
     wb.store.db.keep_open_s = 5
     rows = [
-        {"messages": [{"role": "user", "content": f"question {i}"}, {"role": "assistant", "content": f"answer {i}"}, {"role": "user", "content": "thanks"}]}
+        {
+            "messages": [
+                {"role": "user", "content": f"question {i}"},
+                {"role": "assistant", "content": f"answer {i}"},
+                {"role": "user", "content": "thanks"},
+            ]
+        }
         for i in range(5)
     ]
     wb.import_files([write(tmp_path / "five.jsonl", "\n".join(json.dumps(r) for r in rows))], actor="loader")
@@ -54,7 +60,7 @@ def test_review_queue_actions(store) -> None:
     at.session_state["reviewer"] = "ana"
     at.run()
     button(at, "Accept").click().run()
-    assert [s.value for s in at.success][0] == f"Accepted {order[0]}."
+    assert next(s.value for s in at.success) == f"Accepted {order[0]}."
     assert at.subheader[0].value == f"Conversation {order[1]}"
     button(at, "Reject").click().run()  # no reason yet
     assert any("Give a reason for rejecting" in e.value for e in at.error)
@@ -72,9 +78,13 @@ def test_review_queue_actions(store) -> None:
     statuses = {c["id"]: c["status"] for c in wb.list(limit=10)["conversations"]}
     assert [statuses[i] for i in order] == ["accepted", "rejected", "pending", "pending", "pending"]
     h = wb.show(order[1])["history"]
-    assert [(e["actor"], e["status"], e["reason"]) for e in h if e["kind"] == "status"] == [("ana", "rejected", "answer is wrong")]
+    assert [(e["actor"], e["status"], e["reason"]) for e in h if e["kind"] == "status"] == [
+        ("ana", "rejected", "answer is wrong")
+    ]
     d = wb.show(order[3])
-    assert d["tags"] == ["billing"] and [(e["actor"], e["text"]) for e in d["history"] if e["kind"] == "comment"] == [("ana", "is this a duplicate?")]
+    assert d["tags"] == ["billing"] and [(e["actor"], e["text"]) for e in d["history"] if e["kind"] == "comment"] == [
+        ("ana", "is this a duplicate?")
+    ]
     # To the end of the pending queue and back to the top (where the skipped one waits).
     button(at, "Skip").click().run()
     button(at, "Skip").click().run()
@@ -93,8 +103,11 @@ def test_edit_and_delete_a_turn_makes_a_revision_with_a_diff(store) -> None:
     button(at, "Save as revision 2").click().run()
     assert not at.exception and "Saved revision 2." in [s.value for s in at.success]
     d = wb.show(cid)
-    assert d["current_revision"] == 2 and [m["content"] for m in d["messages"]] == ["question 0", "answer 0, with the missing step"]
-    rev = [h for h in d["history"] if h.get("revision") == 2][0]
+    assert d["current_revision"] == 2 and [m["content"] for m in d["messages"]] == [
+        "question 0",
+        "answer 0, with the missing step",
+    ]
+    rev = next(h for h in d["history"] if h.get("revision") == 2)
     assert (rev["actor"], rev["note"]) == ("ana", "edited turn 2; deleted turn 3")
     diff = [c.value for c in at.code]
     assert any("-answer 0\n+answer 0, with the missing step" in c for c in diff) and "- thanks" in diff
@@ -137,11 +150,39 @@ def test_flags_inline_with_spans_highlighted_as_text(store) -> None:
     wb.edit(cid, [{"role": "user", "content": text}, msgs[1]], base_revision=1, actor="loader")
     start = text.index("ana@")
     flags = [
-        {"conversation_id": cid, "revision": 2, "reason": "pii_found", "severity": "warning", "message": "1 finding",
-         "details": {"findings": [{"message_index": 0, "field": "content", "start": start, "end": start + 15, "entity": "EMAIL_ADDRESS"}]}},
-        {"conversation_id": cid, "revision": 2, "reason": "empty_system", "severity": "error", "message": "<b>no system</b>"},
-        {"conversation_id": cid, "revision": 2, "reason": "long_turn", "severity": "warning", "message": "turn 2 is long",
-         "details": {"message_index": 1}},
+        {
+            "conversation_id": cid,
+            "revision": 2,
+            "reason": "pii_found",
+            "severity": "warning",
+            "message": "1 finding",
+            "details": {
+                "findings": [
+                    {
+                        "message_index": 0,
+                        "field": "content",
+                        "start": start,
+                        "end": start + 15,
+                        "entity": "EMAIL_ADDRESS",
+                    }
+                ]
+            },
+        },
+        {
+            "conversation_id": cid,
+            "revision": 2,
+            "reason": "empty_system",
+            "severity": "error",
+            "message": "<b>no system</b>",
+        },
+        {
+            "conversation_id": cid,
+            "revision": 2,
+            "reason": "long_turn",
+            "severity": "warning",
+            "message": "turn 2 is long",
+            "details": {"message_index": 1},
+        },
     ]
     wb.store.start_stage_run("r1", "pii", {}, actor="loader")
     wb.store.replace_flags("pii", "r1", flags)
@@ -164,6 +205,9 @@ def test_bulk_actions_state_the_count_and_need_confirmation(store) -> None:
     wb = store
     at = page()
     at.text_input(key="rvf_text").input("question").run()
+    assert not [r for r in at.radio if r.key == "rv_bulk_action"]  # drawn only when opened
+    at.session_state["rv_bulk_open"] = True  # what opening the expander sets
+    at.run()
     at.radio(key="rv_bulk_action").set_value("Accept").run()
     button(at, "Count and ask me to confirm").click().run()
     assert any("This will mark accepted 5 conversations" in w.value for w in at.warning)
@@ -195,8 +239,12 @@ def test_guide_is_markdown_without_html_or_remote_images(store) -> None:
     shown = next(m.value for m in at.markdown if "Our guide" in m.value)
     assert "\\![chart](https://remote.example/x.png)" in shown and "\\<img src=" in shown
     assert "```\n<keep> ![code](x)\n```" in shown  # code blocks stay as written: they render as text
-    assert at.multiselect(key=f"rv_tags_{wb.list(limit=1)['conversations'][0]['id']}_1").options == ["billing", "refund"]
+    assert at.multiselect(key=f"rv_tags_{wb.list(limit=1)['conversations'][0]['id']}_1").options == [
+        "billing",
+        "refund",
+    ]
     # Editing the guide from the page (anyone identified, when there is no reviewer list).
+    at.toggle(key="rv_settings_open").set_value(True).run()
     at.text_area(key="rv_guide_text").input("## New guide\nAccept only correct answers.")
     button(at, "Save guide and lists").click().run()
     assert wb.review_guide() == "## New guide\nAccept only correct answers."

@@ -32,6 +32,7 @@ def convs(n: int, word: str = "question") -> str:
 
 @pytest.fixture
 def six(wb, tmp_path: Path):
+    wb.store.db.keep_open_s = 5  # as the app does: one open for the whole test
     wb.import_files([write(tmp_path / "six.jsonl", convs(6))], actor="loader")
     return wb
 
@@ -85,7 +86,9 @@ def test_bulk_needs_the_confirmed_count(six) -> None:
     assert n == 6
     other = wb.list(limit=1)["conversations"][0]["id"]
     wb.decide(other, "rejected", expected_revision=1, expected_status="pending", reason="dup", actor="bob")
-    with pytest.raises(ConflictError, match="the filter now matches 5 conversations to change, not the 6 you confirmed"):
+    with pytest.raises(
+        ConflictError, match="the filter now matches 5 conversations to change, not the 6 you confirmed"
+    ):
         wb.bulk_apply(f, "status", status="accepted", expected=6, actor="ana")
     assert wb.count(status="accepted") == 0
     assert wb.bulk_apply(f, "status", status="accepted", expected=5, actor="ana") == 5
@@ -99,7 +102,9 @@ def test_bulk_needs_the_confirmed_count(six) -> None:
     with pytest.raises(StoreError, match="a rejection needs a reason"):
         wb.bulk_apply({}, "status", status="rejected", expected=5, actor="ana")
     h = wb.show(other)["history"]
-    assert [e["op"] for e in h if e["kind"] == "tag"] == ["add", "remove"] and all(e.get("bulk") for e in h if e["kind"] == "tag")
+    assert [e["op"] for e in h if e["kind"] == "tag"] == ["add", "remove"] and all(
+        e.get("bulk") for e in h if e["kind"] == "tag"
+    )
 
 
 def test_settings_keep_their_history(six) -> None:
@@ -109,7 +114,11 @@ def test_settings_keep_their_history(six) -> None:
     wb.set_review_guide("# Ours v2", actor="bob")
     wb.set_review_tags(["billing", " refund ", "billing", ""], actor="ana")
     wb.set_reject_reasons(["wrong answer", "off topic"], actor="ana")
-    assert wb.review_config() == {"guide": "# Ours v2", "tags": ["billing", "refund"], "reject_reasons": ["wrong answer", "off topic"]}
+    assert wb.review_config() == {
+        "guide": "# Ours v2",
+        "tags": ["billing", "refund"],
+        "reject_reasons": ["wrong answer", "off topic"],
+    }
     with pytest.raises(StoreError, match="at most 100000"):
         wb.set_review_guide("x" * 100_001, actor="ana")
     dump = wb.store.logical_dump()["events"]
@@ -126,14 +135,24 @@ def test_progress_counts_reviewers_flags_and_time(six) -> None:
     wb.edit(ids[2], [{"role": "user", "content": "q"}], base_revision=1, actor="ana")
     wb.store.start_stage_run("r1", "validate", {}, actor="ana")
     wb.store.replace_flags(
-        "validate", "r1", [{"conversation_id": ids[1], "revision": 1, "reason": "too_short", "severity": "warning", "message": "short"}]
+        "validate",
+        "r1",
+        [{"conversation_id": ids[1], "revision": 1, "reason": "too_short", "severity": "warning", "message": "short"}],
     )
     p = wb.progress(bucket="hour")
     assert p["by_status"] == {"pending": 4, "accepted": 1, "rejected": 1}
     ana = next(r for r in p["reviewers"] if r["reviewer"] == "ana")
     assert (ana["accepted"], ana["edits"], ana["comments"], ana["conversations"]) == (1, 1, 1, 3)
     assert p["flags"] == [
-        {"stage": "validate", "reason": "too_short", "severity": "warning", "conversations": 1, "pending": 0, "accepted": 0, "rejected": 1}
+        {
+            "stage": "validate",
+            "reason": "too_short",
+            "severity": "warning",
+            "conversations": 1,
+            "pending": 0,
+            "accepted": 0,
+            "rejected": 1,
+        }
     ]
     assert sum(r["n"] for r in p["throughput"]) == 4 and {r["reviewer"] for r in p["throughput"]} == {"ana", "bob"}
     with pytest.raises(StoreError, match="unknown bucket 'year'"):
@@ -144,14 +163,24 @@ def test_lineage_sources_revisions_paraphrases_versions(six, tmp_path: Path) -> 
     wb = six
     wb.import_files([write(tmp_path / "again.jsonl", convs(1))], actor="loader")
     cid = wb.list(text="question 0")["conversations"][0]["id"]
-    wb.edit(cid, [{"role": "user", "content": "question 0"}, {"role": "assistant", "content": "fixed"}], base_revision=1, actor="ana")
+    wb.edit(
+        cid,
+        [{"role": "user", "content": "question 0"}, {"role": "assistant", "content": "fixed"}],
+        base_revision=1,
+        actor="ana",
+    )
     child = Conversation((Message("user", "a question, reworded"), Message("assistant", "fixed")))
-    prov = Provenance("paraphrase", parent_id=cid, parent_revision=2, model="smollm2", prompt_id="p1", prompt_sha256="0" * 64)
+    prov = Provenance(
+        "paraphrase", parent_id=cid, parent_revision=2, model="smollm2", prompt_id="p1", prompt_sha256="0" * 64
+    )
     child_id, _ = wb.store.add_conversation(child, prov, actor="augment", family_id=cid)
     lin = wb.lineage(cid[:8])
     assert lin["id"] == cid and lin["family_size"] == 2
     assert [(s["file"], s["line"]) for s in lin["sources"]] == [("six.jsonl", 1), ("again.jsonl", 1)]
-    assert [(r["revision"], r["kind"], r["actor"]) for r in lin["revisions"]] == [(1, "import", "loader"), (2, "edit", "ana")]
+    assert [(r["revision"], r["kind"], r["actor"]) for r in lin["revisions"]] == [
+        (1, "import", "loader"),
+        (2, "edit", "ana"),
+    ]
     assert lin["children_total"] == 1 and lin["children"][0]["id"] == child_id
     assert lin["children"][0]["made_by"]["model"] == "smollm2"
     child_lin = wb.lineage(child_id)
@@ -176,7 +205,11 @@ def test_diff_turns_aligns_deleted_and_inserted_turns() -> None:
     new = [u("hi"), a("hello\nhow may I help"), a("ciao"), u("one more")]
     ch = diff_turns(old, new)
     assert [(c.op, c.old_index, c.new_index) for c in ch] == [
-        ("equal", 0, 0), ("changed", 1, 1), ("deleted", 2, None), ("equal", 3, 2), ("inserted", None, 3)
+        ("equal", 0, 0),
+        ("changed", 1, 1),
+        ("deleted", 2, None),
+        ("equal", 3, 2),
+        ("inserted", None, 3),
     ]
     assert "-how can I help\n+how may I help" in ch[1].diff and ch[2].diff == "- bye"
     assert summarize(ch) == "turn 2 changed, turn 3 deleted, turn 4 inserted"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import string
@@ -209,7 +210,7 @@ def _oidc_sidebar() -> None:
         if st.sidebar.button("Log out"):
             st.logout()
         return
-    providers = oidc_providers() or [None]
+    providers: list[str | None] = [*(oidc_providers() or [])] or [None]
     for p in providers:
         if st.sidebar.button(f"Log in with {p}" if p else "Log in", type="primary", key=f"login_{p}"):
             st.login(p) if p else st.login()
@@ -344,9 +345,9 @@ def split_flags(
                 ]
                 per_turn.setdefault(t, []).append({**f, "details": {"spans": mine}})
             continue
-        t = flag_turn(f)
-        if t is not None and 0 <= t < n_turns:
-            per_turn.setdefault(t, []).append(f)
+        turn = flag_turn(f)
+        if turn is not None and 0 <= turn < n_turns:
+            per_turn.setdefault(turn, []).append(f)
         else:
             general.append(f)
     return per_turn, general
@@ -394,6 +395,7 @@ def flag_notice(f: Mapping[str, Any]) -> None:
         st.warning(body, icon="⚠️")
 
 
+@functools.lru_cache(maxsize=32)
 def safe_guide_markdown(md: str) -> str:
     """A review guide as markdown that loads nothing: raw HTML and images are escaped outside code
     (an image becomes a plain link to its address). If a check of the result still finds an image
@@ -465,18 +467,28 @@ def _loads_nothing(md: str) -> bool:
 # ---------------------------------------------------------------- filters and diffs
 
 
-def filter_bar(prefix: str, *, default_status: str = "any") -> dict[str, Any]:
-    """Status, source, tag, flag reason, reviewer and text filters; returns the non-empty ones."""
+@st.cache_data(ttl=10, show_spinner=False)
+def filter_options(path: str) -> tuple[list[str], list[str]]:
+    """Source names and flag reasons for the filter choices: read at most every 10 s per store,
+    not on every rerun (they change only when a file is imported or a stage runs)."""
+    wb = _wb(path)
+    sources: Any = wb.sources()
+    return sorted({s["name"] for s in sources}), wb.store.flag_reasons()
+
+
+def filter_bar(prefix: str, *, default_status: str = "any", tags: list[str] | None = None) -> dict[str, Any]:
+    """Status, source, tag, flag reason, reviewer and text filters; returns the non-empty ones.
+    `tags`: the configured tag list, when the page already has it."""
     from workbench.store import STATUSES
 
     wb = get_wb()
     c1, c2, c3, c4, c5, c6 = st.columns([1, 2, 1.4, 1.6, 1.2, 2])
     statuses = ["any", *STATUSES]
     status = c1.selectbox("Status", statuses, index=statuses.index(default_status), key=f"{prefix}_status")
-    source = c2.selectbox("Source", ["any", *sorted({s["name"] for s in wb.sources()})], key=f"{prefix}_source")
-    tags = wb.review_tags()
+    source_names, reasons = filter_options(store_path())
+    source = c2.selectbox("Source", ["any", *source_names], key=f"{prefix}_source")
+    tags = wb.review_tags() if tags is None else tags
     tag = c3.selectbox("Tag", tags, index=None, placeholder="any", accept_new_options=True, key=f"{prefix}_tag")
-    reasons = wb.store.flag_reasons()
     flag = c4.selectbox(
         "Flag reason", reasons, index=None, placeholder="any", accept_new_options=True, key=f"{prefix}_flag"
     )

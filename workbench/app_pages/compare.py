@@ -31,6 +31,11 @@ def flat(r: dict) -> dict:
     for side in ("base", "tuned"):
         for k in METRICS:
             row[f"{side} {k}"] = (m.get(side) or {}).get(k)
+    # The same metrics on a shared held-out version (trainer config `extra_eval`, e.g. a gold set).
+    extra = m.get("extra_eval") or {}
+    row["extra eval"] = extra.get("version")
+    for k in METRICS:
+        row[f"extra tuned {k}"] = (extra.get("tuned") or {}).get(k)
     return row
 
 
@@ -40,7 +45,12 @@ st.dataframe(rows, hide_index=True, use_container_width=True)
 
 done = [r for r in rows if r["state"] == "succeeded"]
 if done:
-    metric = st.selectbox("Chart", ["eval loss", "perplexity", *[f"tuned {k}" for k in METRICS]], key="cmp_metric")
+    options = ["eval loss", "perplexity", *[f"tuned {k}" for k in METRICS]]
+    first = 0
+    if any(r["extra eval"] for r in done):  # runs scored on the same held-out items: chart that first
+        options += [f"extra tuned {k}" for k in METRICS]
+        first = options.index("extra tuned json_field_accuracy")
+    metric = st.selectbox("Chart", options, index=first, key="cmp_metric")
     chart = [{"run": r["run"], "version": r["version"], metric: r[metric]} for r in done if r[metric] is not None]
     if chart:
         st.bar_chart(chart, x="run", y=metric, color="version")

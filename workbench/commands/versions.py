@@ -25,6 +25,7 @@ def _freeze(args: argparse.Namespace) -> int:
         exclude_unresolved_pii=not args.keep_unresolved_pii,
         parent=args.parent,
         dry_run=args.dry_run,
+        allow_leakage=args.allow_leakage,
         actor=args.actor,
     )
 
@@ -121,6 +122,11 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
         "--keep-unresolved-pii", action="store_true", help="do not leave out rows with unresolved PII findings"
     )
     p.add_argument("--dry-run", action="store_true", help="show counts, exclusions and leakage; write nothing")
+    p.add_argument(
+        "--allow-leakage",
+        action="store_true",
+        help="freeze even though eval duplicates train (an uncurated baseline); the pairs are recorded in the manifest",
+    )
     p.set_defaults(func=_freeze)
 
     p = sub.add_parser("verify", parents=[common], help="recompute a version's hashes (store, and an export)")

@@ -14,6 +14,7 @@ from curation import dedup as dd
 from curation.records import Conversation
 from workbench.services.core import default_actor
 from workbench.store import Store, StoreError
+from workbench.store._db import now
 
 Progress = Callable[[str, int, int], None]
 
@@ -46,7 +47,7 @@ class DedupService:
         actor = actor or default_actor()
         started = time.perf_counter()
         run_id = f"dedup-{uuid.uuid4().hex[:12]}"
-        self.store.start_stage_run(run_id, dd.STAGE, config.to_dict(), actor=actor)
+        run = {"config": config.to_dict(), "actor": actor, "started_at": now()}  # recorded with the results
 
         inv = self.store.dedup_inventory()
         ids, n = inv["ids"], len(inv["ids"])
@@ -121,6 +122,7 @@ class DedupService:
             pairs=[_pair_row(p) for p in result.pairs],
             flags=result.flags(),
             stats=stats,
+            run=run,
         )
         progress("clusters", 1, 1)
         return summary

@@ -77,7 +77,13 @@ class ReviewService:
         self.store.set_setting(REASONS_KEY, text, actor=actor or default_actor())
 
     def review_config(self) -> dict[str, Any]:
-        return {"guide": self.review_guide(), "tags": self.review_tags(), "reject_reasons": self.reject_reasons()}
+        """The guide and both lists, in one read."""
+        s = self.store.get_settings("review.")
+        return {
+            "guide": s.get(GUIDE_KEY) or DEFAULT_GUIDE,
+            "tags": _lines(s.get(TAGS_KEY) or ""),
+            "reject_reasons": [x.strip() for x in (s.get(REASONS_KEY) or "").splitlines() if x.strip()],
+        }
 
     # ------------------------------------------------------------ queue and decisions
 
@@ -85,11 +91,23 @@ class ReviewService:
         return self.store.count_matching(clean_filters(filters))
 
     def queue_next(self, filters: dict[str, Any], *, after: Cursor | None = None) -> tuple[str, Cursor] | None:
-        """The next conversation to review under `filters`, after the cursor of the last one."""
-        return self.store.queue_next(clean_filters(filters), after=after)
+        """The next conversation to review under `filters`, after the cursor of the last one:
+        (id, cursor), or None at the end of the queue."""
+        rows = self.store.queue_next(clean_filters(filters), after=after)
+        return rows[0] if rows else None
+
+    def queue_ahead(
+        self, filters: dict[str, Any], *, after: Cursor | None = None, limit: int = 25
+    ) -> list[tuple[str, Cursor]]:
+        """The next `limit` conversations under `filters` (what the Review page buffers)."""
+        return self.store.queue_next(clean_filters(filters), after=after, limit=limit)
 
     def cursor_of(self, conversation_id: str) -> Cursor:
         return self.store.cursor_of(conversation_id)
+
+    def conversation_state(self, conversation_id: str) -> tuple[str, str, int]:
+        """(id, status, current revision) of a conversation, by id or unique id prefix."""
+        return self.store.conversation_state(conversation_id.strip())
 
     def decide(
         self,

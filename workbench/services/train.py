@@ -56,6 +56,9 @@ def metrics_of(eval_result: dict[str, Any] | None, status: dict[str, Any]) -> di
                 out[side] = eval_result[side]
         if eval_result.get("judge"):
             out["judge_win_rate"] = eval_result["judge"].get("win_rate")
+        extra = eval_result.get("extra_eval")
+        if extra:  # the same metrics on another version's eval split (e.g. a shared gold set)
+            out["extra_eval"] = {k: extra.get(k) for k in ("version", "eval_loss", "n_generated", "base", "tuned")}
     return out
 
 
@@ -74,6 +77,9 @@ class TrainService:
         max_steps: int | None = None,
         eval_limit: int | None = None,
         base_model: str | None = None,
+        gpus: int | None = None,
+        cpu_processes: int | None = None,
+        strategy: str | None = None,
         wait: bool = False,
         actor: str | None = None,
         env: dict[str, str] | None = None,
@@ -81,16 +87,37 @@ class TrainService:
         """Export `version` into a new run folder and start the trainer on it.
 
         `version` is a frozen version's name, or the path of an export folder / its manifest.json
-        (a version exported elsewhere). Returns {"run_id", "out_dir", "state"}.
+        (a version exported elsewhere). `gpus=N` trains on N GPUs, `cpu_processes=N` in N CPU
+        processes (gloo), both through `accelerate launch` with `strategy` (ddp, fsdp,
+        deepspeed-zero2, deepspeed-zero3); combinations that cannot run are refused before anything
+        is written. Returns {"run_id", "out_dir", "state"}.
         """
+        from trainer import distributed
+
+        if gpus is not None and cpu_processes is not None:
+            raise StageError("--gpus and --cpu-processes exclude each other: GPUs, or CPU processes")
         overrides = dict(config or {})
-        for k, v in (("max_steps", max_steps), ("eval_limit", eval_limit), ("base_model", base_model)):
+        for k, v in (
+            ("max_steps", max_steps),
+            ("eval_limit", eval_limit),
+            ("base_model", base_model),
+            ("strategy", strategy),
+        ):
             if v is not None:
                 overrides[k] = v
+        for n, device in ((gpus, "cuda"), (cpu_processes, "cpu")):
+            if n is not None:
+                if n < 1:
+                    raise StageError(f"--{'gpus' if device == 'cuda' else 'cpu-processes'} must be at least 1, got {n}")
+                overrides.update(num_processes=n, device=device)
         cfg = load_config(config_file, **overrides)
+        plan = distributed.plan(cfg)
         run_id = new_run_id()
         out_dir = runs_root(self.path) / run_id
         manifest_path, version_name, manifest_sha = self._export_for_run(version, out_dir / "export")
+        if cfg.extra_eval:  # a version name or an export folder; the run keeps its own copy, as of its train data
+            extra_manifest, _, _ = self._export_for_run(cfg.extra_eval, out_dir / "extra_eval")
+            cfg = cfg.override(extra_eval=str(extra_manifest.parent))
         config_path = out_dir / "config.input.json"
         config_path.write_text(json.dumps(cfg.to_dict(), indent=2), encoding="utf-8")
         self.store.create_run(
@@ -102,8 +129,12 @@ class TrainService:
             actor=actor or default_actor(),
         )
         jobs.write_queued(out_dir, run_id)
+        accelerate_config = None
+        if plan.distributed:
+            accelerate_config = distributed.write_accelerate_config(out_dir / "accelerate.yaml", plan, cfg)
+            env = {**distributed.launch_env(plan), **(env or {})}
         try:
-            proc = jobs.launch(manifest_path, config_path, out_dir, env=env)
+            proc = jobs.launch(manifest_path, config_path, out_dir, env=env, accelerate_config=accelerate_config)
         except OSError as e:
             self.store.update_run(run_id, state="failed", error=f"cannot start the trainer: {e}")
             raise StoreError(f"cannot start the trainer: {e}") from None

@@ -81,12 +81,14 @@ class VersionsService:
         exclude_unresolved_pii: bool = True,
         parent: str | None = None,
         dry_run: bool = False,
+        allow_leakage: bool = False,
         actor: str | None = None,
     ) -> dict[str, Any]:
         """Freeze the current revisions into version `name` (or, with `dry_run`, only say what it would be).
 
         Refuses while eval conversations duplicate train ones (`LeakageError` lists them); a dry run
-        returns them under "leakage" instead.
+        returns them under "leakage" instead. `allow_leakage` freezes anyway (e.g. an uncurated
+        baseline) and records the leaking pairs in the manifest's `leakage_check`.
         """
         if not _NAME.fullmatch(name or ""):
             raise SplitError(
@@ -97,6 +99,8 @@ class VersionsService:
         config.check()
         actor = actor or default_actor()
         plan = self._plan(config, name, parent)
+        if allow_leakage:
+            plan["version"]["leakage_check"].update(allowed=True, leaks=[x.to_dict() for x in plan["leaks"]])
         ts = now()
         manifest = mf.build_manifest(
             name=name,
@@ -122,7 +126,7 @@ class VersionsService:
                 "leakage_method": plan["version"]["leakage_check"]["method"],
                 "warnings": plan["warnings"],
             }
-        if plan["leaks"]:
+        if plan["leaks"] and not allow_leakage:
             raise LeakageError(plan["leaks"])
         self.store.create_version(
             name,

@@ -147,8 +147,11 @@ class Database:
                 delay = min(delay * 1.5, 0.5)
 
     @contextlib.contextmanager
-    def connect(self) -> Iterator[duckdb.DuckDBPyConnection]:
-        """A connection for reads (and single statements)."""
+    def connect(self, within: duckdb.DuckDBPyConnection | None = None) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A connection for reads (and single statements); `within`: the caller's open transaction."""
+        if within is not None:
+            yield within
+            return
         con = self._connect()
         try:
             if self.keep_open_s > 0:
@@ -162,8 +165,12 @@ class Database:
                 self._last_used = time.monotonic()
 
     @contextlib.contextmanager
-    def transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
-        """All statements inside land together or not at all."""
+    def transaction(self, within: duckdb.DuckDBPyConnection | None = None) -> Iterator[duckdb.DuckDBPyConnection]:
+        """All statements inside land together or not at all. `within`: a transaction the caller
+        already opened; the statements join it, so several store methods can land as one."""
+        if within is not None:
+            yield within
+            return
         with self.connect() as con:
             con.execute("BEGIN TRANSACTION")
             try:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from datetime import datetime
 from typing import Any
 
 import duckdb
@@ -571,11 +572,26 @@ class CoreStore:
 
     # ------------------------------------------------------------ stage results
 
-    def start_stage_run(self, run_id: str, stage: str, config: dict[str, Any], *, actor: str) -> None:
-        with self.db.transaction() as con:
-            con.execute(
-                "INSERT INTO stage_runs VALUES (?, ?, ?, NULL, ?, ?, NULL)", [run_id, stage, dumps(config), actor, now()]
-            )
+    def start_stage_run(
+        self,
+        run_id: str,
+        stage: str,
+        config: dict[str, Any],
+        *,
+        actor: str,
+        started_at: datetime | None = None,
+        con: duckdb.DuckDBPyConnection | None = None,
+    ) -> None:
+        """Record a stage run. A stage that writes its results in one transaction records its run
+        in that transaction too (`con`), so a crash before the results land leaves no trace."""
+        if con is None:
+            with self.db.transaction() as tx:
+                return self.start_stage_run(run_id, stage, config, actor=actor, started_at=started_at, con=tx)
+        con.execute(
+            "INSERT INTO stage_runs VALUES (?, ?, ?, NULL, ?, ?, NULL)",
+            [run_id, stage, dumps(config), actor, started_at or now()],
+        )
+        return None
 
     def replace_flags(
         self,

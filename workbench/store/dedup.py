@@ -122,11 +122,17 @@ class DedupStore:
         flags: list[dict[str, Any]],
         stats: dict[str, Any],
         replace_run: bool = False,
+        run: dict[str, Any] | None = None,
     ) -> None:
         """A run's results in one transaction: new signatures, members, pairs, flags, stats.
-        `replace_run` rewrites the members of an existing run (re-clustering after an SME choice)."""
+        `run` (config, actor, started_at) records a new run in the same transaction, so a crash
+        before the results land leaves no half-run behind. `replace_run` rewrites the members of
+        an existing run (re-clustering after an SME choice)."""
         at = now()
         with self.db.transaction() as con:
+            if run is not None:
+                record = self.start_stage_run  # type: ignore[attr-defined]
+                record(run_id, "dedup", run["config"], actor=run["actor"], started_at=run.get("started_at"), con=con)
             if new_signatures and new_signatures["ids"]:
                 s = new_signatures
                 con.register(
