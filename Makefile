@@ -39,6 +39,10 @@ check: lint test
 bench: $(STAMP)
 	$(PY) bench/run.py
 
+# Proof of value: raw vs curated on one gold eval set, in ./demo/ (DEMO_ARGS=--full on a GPU).
+demo: $(STAMP)
+	$(PY) scripts/demo.py $(DEMO_ARGS)
+
 samples: $(STAMP)
 	$(PY) datasets/generate.py --out datasets/sample
 

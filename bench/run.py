@@ -15,6 +15,7 @@ BENCHES = [
     "bench.bench_pii",
     "bench.bench_augment",
     "bench.bench_train",
+    "bench.bench_train_multi",
     "bench.bench_dedup",
 ]
 

@@ -243,10 +243,12 @@ def message_fields(m: Message) -> list[tuple[str, str]]:
             out.append((f"tool_calls[{i}].arguments", c.arguments))
     if m.reasoning:
         out.append(("reasoning", m.reasoning))
+    if m.name:  # a participant's name or handle (OpenAI `name`): exported with the turn
+        out.append(("name", m.name))
     return out
 
 
-_FIELD_RE = re.compile(r"^(content|reasoning)$|^content\[(\d+)\]$|^tool_calls\[(\d+)\]\.arguments$")
+_FIELD_RE = re.compile(r"^(content|reasoning|name)$|^content\[(\d+)\]$|^tool_calls\[(\d+)\]\.arguments$")
 
 
 def field_text(m: Message, name: str) -> str:
@@ -265,6 +267,8 @@ def with_field(m: Message, name: str, text: str) -> Message:
         return replace(m, content=text)
     if name == "reasoning":
         return replace(m, reasoning=text)
+    if name == "name":
+        return replace(m, name=text)
     if match.group(2) is not None:
         i = int(match.group(2))
         assert isinstance(m.content, tuple)

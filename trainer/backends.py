@@ -6,7 +6,12 @@
 - `unsloth`: `FastLanguageModel` in 4 bits with its own gradient checkpointing. Unsloth patches
   transformers and trl for the whole process, so it is imported here and nowhere else, and only
   when chosen.
-- `auto`: unsloth when CUDA is present and unsloth imports, else hf.
+- `auto`: unsloth when CUDA is present and unsloth imports, else hf; always hf for several processes
+  (unsloth trains in one process only).
+
+Several processes (trainer/distributed.py): under ddp / deepspeed-zero2 each rank loads its own
+model onto its GPU (QLoRA: one 4-bit model per rank); under fsdp / deepspeed-zero3 the base loads in
+bf16 without a device map and the strategy shards it (plain LoRA: 4-bit is not sharded here).
 
 Both return a peft model and its tokenizer; training itself is trl's SFTTrainer for both.
 """
@@ -44,11 +49,18 @@ def cuda_available() -> bool:
     return bool(torch.cuda.is_available())
 
 
-def choose_backend(cfg: TrainConfig, log: logging.Logger) -> str:
+def choose_backend(cfg: TrainConfig, log: logging.Logger, world_size: int = 1) -> str:
+    if cfg.device == "cuda" and not cuda_available():
+        raise BackendError("device 'cuda' was asked for, and torch sees no CUDA GPU on this machine")
     if cfg.backend != "auto":
         if cfg.backend == "unsloth" and not cuda_available():
             raise BackendError("the unsloth backend needs CUDA; use backend 'hf' on this machine")
+        if cfg.backend == "unsloth" and world_size > 1:
+            raise BackendError("the unsloth backend trains in one process only; use backend 'hf' for several GPUs")
         return cfg.backend
+    if world_size > 1:
+        log.info("auto backend: hf (unsloth trains in one process only; this run has %d)", world_size)
+        return "hf"
     if cuda_available() and importlib.util.find_spec("unsloth") is not None:
         return "unsloth"
     if cuda_available():
@@ -82,7 +94,8 @@ def _fix_tokenizer(tok: Any) -> Any:
     return tok
 
 
-def load_hf(cfg: TrainConfig, model_path: str, log: logging.Logger) -> Loaded:
+def load_hf(cfg: TrainConfig, model_path: str, log: logging.Logger, *, sharded: bool = False) -> Loaded:
+    """`sharded`: fsdp / deepspeed-zero3 will shard the model, so no 4-bit and no device map."""
     try:
         import torch
         from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
@@ -92,12 +105,19 @@ def load_hf(cfg: TrainConfig, model_path: str, log: logging.Logger) -> Loaded:
 
     tok = _fix_tokenizer(AutoTokenizer.from_pretrained(model_path))
     cuda = torch.cuda.is_available()
-    quantized = bool(cuda and cfg.load_in_4bit)
+    quantized = bool(cuda and cfg.load_in_4bit and not sharded)
+    if cuda and cfg.load_in_4bit and sharded:
+        log.info(
+            "sharded strategy: the base loads in %s and trains plain LoRA (4-bit is for ddp)",
+            cfg.bnb_4bit_compute_dtype,
+        )
     kw: dict[str, Any] = {"attn_implementation": cfg.attn_implementation}
     if cuda:
         compute = getattr(torch, cfg.bnb_4bit_compute_dtype)
         kw["dtype"] = compute
-        kw["device_map"] = {"": torch.cuda.current_device()}
+        if not sharded:
+            # Under ddp the process group is up, so this is the rank's own GPU (LOCAL_RANK).
+            kw["device_map"] = {"": torch.cuda.current_device()}
         if quantized:
             try:
                 from transformers import BitsAndBytesConfig
@@ -117,7 +137,12 @@ def load_hf(cfg: TrainConfig, model_path: str, log: logging.Logger) -> Loaded:
         kw["dtype"] = torch.float32
     model: Any = AutoModelForCausalLM.from_pretrained(model_path, **kw)
     if quantized:
-        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=cfg.gradient_checkpointing)
+        gc_kw = None
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            gc_kw = {"use_reentrant": False}  # reentrant checkpointing and DDP's gradient hooks do not mix
+        model = prepare_model_for_kbit_training(
+            model, use_gradient_checkpointing=cfg.gradient_checkpointing, gradient_checkpointing_kwargs=gc_kw
+        )
     elif cfg.gradient_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         model.enable_input_require_grads()
@@ -164,8 +189,10 @@ def load_unsloth(cfg: TrainConfig, model_path: str, log: logging.Logger) -> Load
     return Loaded(model, _fix_tokenizer(tok), "unsloth", "cuda", dtype, cfg.load_in_4bit)
 
 
-def load(cfg: TrainConfig, model_path: str, log: logging.Logger) -> Loaded:
-    backend = choose_backend(cfg, log)
+def load(
+    cfg: TrainConfig, model_path: str, log: logging.Logger, *, world_size: int = 1, sharded: bool = False
+) -> Loaded:
+    backend = choose_backend(cfg, log, world_size)
     log.info("backend %s, base model %s", backend, model_path)
     if backend == "unsloth":
         try:
@@ -174,7 +201,35 @@ def load(cfg: TrainConfig, model_path: str, log: logging.Logger) -> Loaded:
             if cfg.backend != "auto":
                 raise
             log.warning("auto backend: unsloth does not import (%s); using hf", e)
-    return load_hf(cfg, model_path, log)
+    return load_hf(cfg, model_path, log, sharded=sharded)
+
+
+def load_for_eval(cfg: TrainConfig, model_path: str, adapter: Any, log: logging.Logger) -> Loaded:
+    """The base with a saved adapter in one process, for rank 0's evaluation after a sharded run
+    (fsdp / deepspeed-zero3), where no rank holds the whole trained model: same dtype as trained."""
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    cuda = torch.cuda.is_available()
+    kw: dict[str, Any] = {"attn_implementation": cfg.attn_implementation}
+    if cuda:
+        kw["dtype"] = getattr(torch, cfg.bnb_4bit_compute_dtype)
+        kw["device_map"] = {"": torch.cuda.current_device()}
+    else:
+        kw["dtype"] = torch.float32
+    base = AutoModelForCausalLM.from_pretrained(model_path, **kw)
+    model = PeftModel.from_pretrained(base, str(adapter))
+    log.info("evaluating a fresh copy of the base with the saved adapter (the trained model was sharded)")
+    dtype = str(kw["dtype"]).replace("torch.", "")
+    return Loaded(
+        model,
+        _fix_tokenizer(AutoTokenizer.from_pretrained(str(adapter))),
+        "hf",
+        "cuda" if cuda else "cpu",
+        dtype,
+        False,
+    )
 
 
 def for_inference(loaded: Loaded) -> None:

@@ -20,6 +20,8 @@ from typing import Any
 from curation.errors import StageError
 
 BACKENDS = ("auto", "hf", "unsloth")
+STRATEGIES = ("ddp", "fsdp", "deepspeed-zero2", "deepspeed-zero3")
+DEVICES = ("auto", "cuda", "cpu")
 
 
 class ConfigError(StageError):
@@ -45,12 +47,38 @@ class TrainConfig:
         group="model",
         choices=BACKENDS,
     )
-    load_in_4bit: bool = _f(True, "Load the base model in 4 bits on CUDA (QLoRA). Ignored on CPU.", group="model")
+    load_in_4bit: bool = _f(
+        True,
+        "Load the base model in 4 bits on CUDA (QLoRA; one GPU, ddp or deepspeed-zero2). Ignored on CPU and "
+        "under fsdp / deepspeed-zero3, which shard a bf16 base instead.",
+        group="model",
+    )
     bnb_4bit_quant_type: str = _f("nf4", "4-bit quantization type (nf4 or fp4).", group="model")
     bnb_4bit_use_double_quant: bool = _f(True, "Quantize the quantization constants too.", group="model")
     bnb_4bit_compute_dtype: str = _f("bfloat16", "Dtype of the 4-bit matmuls (bfloat16 or float16).", group="model")
     attn_implementation: str = _f(
         "sdpa", "Attention kernel for the hf backend (sdpa, eager, flash_attention_2).", group="model"
+    )
+    device: str = _f(
+        "auto",
+        "auto | cuda | cpu. auto trains on CUDA when present, else on the CPU; cpu hides the GPUs.",
+        group="model",
+        choices=DEVICES,
+    )
+    # --- processes (several GPUs through `accelerate launch`; see trainer/distributed.py)
+    num_processes: int = _f(
+        1,
+        "Training processes, one per GPU (`sift train --gpus N`); on the CPU, N processes over gloo "
+        "(`--cpu-processes N`). The global batch is per_device_train_batch_size x gradient_accumulation_steps x N.",
+        group="processes",
+    )
+    strategy: str = _f(
+        "ddp",
+        "With num_processes > 1: ddp (a whole model per rank; QLoRA on CUDA), fsdp (FSDP2 shards a bf16 base; "
+        "plain LoRA), deepspeed-zero2 (QLoRA; optimizer state and gradients sharded), deepspeed-zero3 (bf16 "
+        "base sharded; plain LoRA). DeepSpeed needs CUDA and the deepspeed package; unsloth runs one process only.",
+        group="processes",
+        choices=STRATEGIES,
     )
     # --- LoRA
     lora_r: int = _f(16, "LoRA rank.", group="lora")
@@ -105,6 +133,12 @@ class TrainConfig:
     eval_batch_size: int = _f(8, "Prompts per generation batch.", group="eval")
     max_new_tokens: int = _f(256, "Longest generated answer.", group="eval")
     generate_base: bool = _f(True, "Also generate with the base model (adapter off) for comparison.", group="eval")
+    extra_eval: str = _f(
+        "",
+        "Also evaluate on the eval split of another exported version (its folder or manifest.json), e.g. a clean "
+        "gold set frozen as its own version; with `sift train` a version name works too (empty: none).",
+        group="eval",
+    )
     judge_base_url: str = _f(
         "", "OpenAI-compatible endpoint for an LLM-as-judge pairwise win rate (empty: no judge).", group="eval"
     )
@@ -155,7 +189,21 @@ class TrainConfig:
     def validate(self) -> None:
         if self.backend not in BACKENDS:
             raise ConfigError(f"config field 'backend' must be one of {', '.join(BACKENDS)}, got {self.backend!r}")
+        if self.device not in DEVICES:
+            raise ConfigError(f"config field 'device' must be one of {', '.join(DEVICES)}, got {self.device!r}")
+        if self.strategy not in STRATEGIES:
+            raise ConfigError(f"config field 'strategy' must be one of {', '.join(STRATEGIES)}, got {self.strategy!r}")
+        if self.num_processes > 1 and self.backend == "unsloth":
+            raise ConfigError(
+                "the unsloth backend trains in one process on one GPU only; for several GPUs use backend 'hf' "
+                "(QLoRA under ddp, LoRA under fsdp)"
+            )
+        if self.num_processes > 1 and self.strategy.startswith("deepspeed") and self.device == "cpu":
+            raise ConfigError(
+                f"strategy {self.strategy!r} runs on CUDA GPUs only; CPU processes train with ddp or fsdp"
+            )
         for name in (
+            "num_processes",
             "lora_r",
             "lora_alpha",
             "per_device_train_batch_size",

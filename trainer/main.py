@@ -3,6 +3,10 @@
 Reads like the script it is: parse the config → load and verify the manifest and its files →
 render with the chat template → train → evaluate → write results. It never opens the DuckDB
 file; everything it has to say lands in the run folder (see trainer/rundir.py).
+
+Under `accelerate launch` (several GPUs or CPU processes, trainer/distributed.py) every rank runs
+this same script: all ranks load, render and train in step; rank 0 alone writes the run folder,
+saves the adapter and evaluates, as a one-process run would, while the other ranks exit.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from trainer.config import TrainConfig, load_config
+from trainer.distributed import Ranks, ranks_from_env
 from trainer.rundir import RunDir, utcnow
 
 
@@ -47,7 +52,8 @@ def library_versions() -> dict[str, str | None]:
 
 def main(argv: list[str] | None = None) -> int:
     args = make_parser().parse_args(argv)
-    run = RunDir(args.out)
+    ranks = ranks_from_env()
+    run = RunDir(args.out, rank=ranks.rank, world_size=ranks.world_size)
     run.install_signal_handlers()
     run.status(state="running", started_at=utcnow(), pid=os.getpid(), step=0, total=None, message="starting")
     try:
@@ -59,21 +65,38 @@ def main(argv: list[str] | None = None) -> int:
             base_model=args.base_model,
             backend=args.backend,
         )
-        return run_training(cfg, Path(args.manifest), run)
+        if cfg.device == "cpu":
+            os.environ["CUDA_VISIBLE_DEVICES"] = ""  # before torch looks for GPUs
+        code = run_training(cfg, Path(args.manifest), run, ranks)
     except BaseException as e:
         if isinstance(e, SystemExit | KeyboardInterrupt) and run.stop_requested:
             run.status(state="cancelled", finished_at=utcnow())
-            return 143
-        run.fail(e)
-        return 1
+            code = 143
+        else:
+            run.fail(e)
+            code = 1
+    if ranks.distributed:
+        from trainer import distributed
+
+        distributed.shutdown()
+        # Under a launcher a cancelled rank exits 0: torch's launcher would take 143 for a failure
+        # and signal the other ranks.
+        code = 0 if code == 143 else code
+        if not ranks.is_main:
+            distributed.exit_now(code)
+    return code
 
 
-def run_training(cfg: TrainConfig, manifest: Path, run: RunDir) -> int:
+def run_training(cfg: TrainConfig, manifest: Path, run: RunDir, ranks: Ranks | None = None) -> int:
     from trainer.manifest import load_export
 
+    ranks = ranks or Ranks()
     log = run.log
     # 2. manifest and files, verified
     export = load_export(manifest)
+    from trainer import extra_eval
+
+    extra = extra_eval.load(cfg)  # checked now, so a wrong path fails before training
     log.info(
         "version %s (manifest %s…): %d train, %d eval conversations",
         export.version,
@@ -93,6 +116,7 @@ def run_training(cfg: TrainConfig, manifest: Path, run: RunDir) -> int:
             },
             "libraries": library_versions(),
             "host": {"platform": platform.platform(), "argv": sys.argv},
+            "processes": {"world_size": ranks.world_size, "strategy": ranks.strategy if ranks.distributed else None},
         },
     )
 
@@ -100,13 +124,24 @@ def run_training(cfg: TrainConfig, manifest: Path, run: RunDir) -> int:
     import torch
 
     from curation.models import resolve_model
-    from trainer import backends
+    from trainer import backends, distributed
     from trainer.data import eval_prompts, render_all, renderer_for
 
+    if ranks.distributed:
+        state = distributed.init(cpu=cfg.device == "cpu" or not torch.cuda.is_available())
+        # Every rank's pid, so that `sift cancel` can signal them all (see workbench/jobs.py).
+        run.status(
+            pids=distributed.gather_pids(),
+            launcher_pid=os.getppid(),
+            world_size=ranks.world_size,
+            strategy=ranks.strategy,
+            process_backend=str(state.backend),
+        )
+        log.info("rank 0 of %d (%s, %s)", ranks.world_size, ranks.strategy, state.backend)
     torch.manual_seed(cfg.seed)
     run.status(message="loading model")
     model_path = resolve_model(cfg.base_model)
-    loaded = backends.load(cfg, model_path, log)
+    loaded = backends.load(cfg, model_path, log, world_size=ranks.world_size, sharded=ranks.sharded)
     model, tok = loaded.model, loaded.tokenizer
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     log.info("device %s, %s, %d trainable parameters", loaded.device, loaded.dtype, trainable)
@@ -122,15 +157,16 @@ def run_training(cfg: TrainConfig, manifest: Path, run: RunDir) -> int:
     log.info("rendered train %s, eval %s", train_stats, eval_stats)
     if not train_ex:
         raise ValueError("no train conversation has an assistant turn to learn from")
-    if run.stop_requested:
+    stopping = distributed.any_rank(run.stop_requested) if ranks.distributed else run.stop_requested
+    if stopping:
         run.status(state="cancelled", finished_at=utcnow(), message="cancelled before training")
         return 143
 
-    # 4. train
+    # 4. train (and save the adapter: rank 0 writes it, gathered from the shards where sharded)
     run.status(message="training", backend=loaded.backend, device=loaded.device)
-    summary = train(cfg, loaded, train_ex, eval_ex, run)
-    model.save_pretrained(run.adapter_path)
-    tok.save_pretrained(run.adapter_path)
+    summary = train(cfg, loaded, train_ex, eval_ex, run, ranks)
+    if not ranks.is_main:
+        return 143 if run.stop_requested else 0  # rank 0 alone evaluates and reports
     if run.stop_requested:
         run.status(
             state="cancelled", finished_at=utcnow(), message=f"cancelled at step {summary['steps']}; adapter kept"
@@ -149,6 +185,13 @@ def run_training(cfg: TrainConfig, manifest: Path, run: RunDir) -> int:
         return 0
 
     run.status(message="evaluating")
+    if ranks.sharded:
+        import gc
+
+        del model, loaded
+        gc.collect()
+        loaded = backends.load_for_eval(cfg, model_path, run.adapter_path, log)
+        model, tok = loaded.model, loaded.tokenizer
     backends.for_inference(loaded)
     stop = lambda: run.stop_requested  # noqa: E731
     prompts = eval_prompts(export.eval)
@@ -173,6 +216,9 @@ def run_training(cfg: TrainConfig, manifest: Path, run: RunDir) -> int:
             with model.disable_adapter():
                 base = ev.generate(model, tok, prompts, **gen_kw)
         log.info("generated %d answers (x%d) in %.1f s", len(prompts), 2 if base else 1, time.monotonic() - t0)
+        if extra is not None:
+            run.status(message=f"evaluating on {extra.version or 'the extra eval version'}")
+            result["extra_eval"] = extra_eval.evaluate(cfg, extra, model, tok, run, renderer=renderer, gen_kw=gen_kw)
     except ev.Stopped:
         run.status(state="cancelled", finished_at=utcnow(), message="cancelled during evaluation; adapter kept")
         return 143
@@ -204,16 +250,22 @@ def run_training(cfg: TrainConfig, manifest: Path, run: RunDir) -> int:
     return 0
 
 
-def train(cfg: TrainConfig, loaded: Any, train_ex: list[Any], eval_ex: list[Any], run: RunDir) -> dict[str, Any]:
-    """trl's SFTTrainer over pre-rendered (input_ids, labels); progress and metrics into the run folder."""
+def train(
+    cfg: TrainConfig, loaded: Any, train_ex: list[Any], eval_ex: list[Any], run: RunDir, ranks: Ranks | None = None
+) -> dict[str, Any]:
+    """trl's SFTTrainer over pre-rendered (input_ids, labels); progress and metrics into the run folder,
+    the adapter into run.adapter_path. With several ranks every rank calls this in step."""
     import torch
     from transformers import TrainerCallback
     from trl import SFTConfig, SFTTrainer
 
     from datasets import Dataset  # type: ignore[attr-defined]  # (mypy sees ./datasets)
+    from trainer import distributed
 
+    rk: Ranks = ranks or Ranks()
     model, tok = loaded.model, loaded.tokenizer
     cuda = loaded.device == "cuda"
+    multi = rk.distributed
     bf16 = cuda and torch.cuda.is_bf16_supported()
     ds = Dataset.from_dict({"input_ids": [e.input_ids for e in train_ex], "labels": [e.labels for e in train_ex]})
     eval_ds = None
@@ -259,12 +311,20 @@ def train(cfg: TrainConfig, loaded: Any, train_ex: list[Any], eval_ex: list[Any]
         disable_tqdm=True,
         dataset_num_proc=None,
         remove_unused_columns=True,
+        # Every LoRA weight takes part in every step: no search for unused parameters under DDP.
+        ddp_find_unused_parameters=False if multi else None,
     )
     started = time.monotonic()
     track: dict[str, Any] = {"last_t": started, "last_tokens": 0, "tokens": 0, "steps": 0}
     # Non-padding tokens seen by the model in training, counted at its forward (works for every
     # backend and collator: padded batches carry an attention mask, padding-free ones do not).
-    counted = {"tokens": torch.zeros((), dtype=torch.long, device=model.device if cuda else "cpu")}
+    device = torch.device("cuda", torch.cuda.current_device()) if cuda else torch.device("cpu")
+    counted = {"tokens": torch.zeros((), dtype=torch.long, device=device)}
+    # Tokens of all ranks (a collective, so every rank calls it at the same points).
+    total_tokens = (
+        (lambda: distributed.sum_ranks(counted["tokens"])) if multi else (lambda: int(counted["tokens"].item()))
+    )
+    holder: dict[str, Any] = {}
 
     def count_tokens(_mod: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
         if not _mod.training:
@@ -288,7 +348,7 @@ def train(cfg: TrainConfig, loaded: Any, train_ex: list[Any], eval_ex: list[Any]
             run.status(step=0, total=state.max_steps)
 
         def on_step_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-            if cfg.profile_steps and state.global_step == 5:
+            if cfg.profile_steps and state.global_step == 5 and run.writer:
                 from torch.profiler import ProfilerActivity, profile
 
                 acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
@@ -308,10 +368,15 @@ def train(cfg: TrainConfig, loaded: Any, train_ex: list[Any], eval_ex: list[Any]
                     text.append(ka.table(sort_by=key, row_limit=25))
                 (run.path / "profile.txt").write_text("\n\n".join(text), encoding="utf-8")
             run.progress(state.global_step, state.max_steps, started)
+            if multi and distributed.any_rank(run.stop_requested):
+                run.stop_requested = True  # every rank stops after this same step
             if run.stop_requested:
                 control.should_training_stop = True
             if cfg.save_steps and state.global_step % cfg.save_steps == 0:
-                kwargs["model"].save_pretrained(run.adapter_path)
+                if multi:
+                    save_adapter(holder["trainer"], loaded, run, rk)
+                else:
+                    kwargs["model"].save_pretrained(run.adapter_path)
 
         def on_log(
             self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None, **kwargs: Any
@@ -320,7 +385,7 @@ def train(cfg: TrainConfig, loaded: Any, train_ex: list[Any], eval_ex: list[Any]
             now = time.monotonic()
             row: dict[str, Any] = {"step": state.global_step, "ts": round(now - started, 3)}
             if "loss" in logs:
-                tokens = int(counted["tokens"].item())
+                tokens = total_tokens()
                 dt = now - track["last_t"]
                 row.update(
                     loss=logs["loss"],
@@ -344,12 +409,14 @@ def train(cfg: TrainConfig, loaded: Any, train_ex: list[Any], eval_ex: list[Any]
     trainer = SFTTrainer(
         model=model, args=args, train_dataset=ds, eval_dataset=eval_ds, processing_class=tok, callbacks=[Progress()]
     )
+    holder["trainer"] = trainer
     try:
         out = trainer.train()
     finally:
         hook.remove()
     elapsed = time.monotonic() - started
-    track["tokens"] = int(counted["tokens"].item())
+    track["tokens"] = total_tokens()
+    save_adapter(trainer, loaded, run, rk)
     summary: dict[str, Any] = {
         "steps": track["steps"],
         "total_steps": track.get("total"),
@@ -361,10 +428,24 @@ def train(cfg: TrainConfig, loaded: Any, train_ex: list[Any], eval_ex: list[Any]
         "backend": loaded.backend,
         "device": loaded.device,
         "dtype": loaded.dtype,
+        "processes": rk.world_size,
+        "strategy": rk.strategy if multi else None,
     }
     if cuda:
         summary["peak_mem_gib"] = round(torch.cuda.max_memory_allocated() / 1024**3, 3)
     return summary
+
+
+def save_adapter(trainer: Any, loaded: Any, run: RunDir, ranks: Ranks) -> None:
+    """The adapter and tokenizer into run.adapter_path. With several ranks every rank calls this:
+    the Trainer gathers sharded weights (fsdp, zero-3) and rank 0 alone writes."""
+    if not ranks.distributed:
+        loaded.model.save_pretrained(run.adapter_path)
+        loaded.tokenizer.save_pretrained(run.adapter_path)
+        return
+    trainer.save_model(str(run.adapter_path))
+    if run.writer:
+        (run.adapter_path / "training_args.bin").unlink(missing_ok=True)
 
 
 if __name__ == "__main__":

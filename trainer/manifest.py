@@ -69,8 +69,10 @@ def read_conversations(path: Path) -> list[Conversation]:
     return out
 
 
-def load_export(manifest_path: str | Path) -> Export:
-    """Read `manifest.json` (or the folder holding it), verify every file's sha256, parse the splits."""
+def load_export(manifest_path: str | Path, *, require_train: bool = True) -> Export:
+    """Read `manifest.json` (or the folder holding it), verify every file's sha256, parse the splits.
+
+    `require_train=False` accepts an empty train split (a version used only for evaluation)."""
     p = Path(manifest_path)
     if p.is_dir():
         p = p / "manifest.json"
@@ -101,7 +103,7 @@ def load_export(manifest_path: str | Path) -> Export:
             )
     train = read_conversations(root / "train.jsonl")
     evals = read_conversations(root / "eval.jsonl") if "eval.jsonl" in files else []
-    if not train:
+    if not train and require_train:
         raise ManifestError(f"the train split of version {Export(root, manifest, [], []).version!r} is empty")
     return Export(root, manifest, train, evals)
 

@@ -9,6 +9,8 @@
     samples.jsonl   per eval example: prompt, reference, base, tuned and their scores
 
 status.json is replaced atomically (write, then rename), so a reader never sees half a file.
+In a multi-process run (trainer/distributed.py) rank 0 alone writes the folder: the other ranks'
+RunDir writes nothing and logs warnings and errors to stderr (the launcher's process.log).
 """
 
 from __future__ import annotations
@@ -83,7 +85,11 @@ def log_tail(path: Path, lines: int = 30) -> str:
 
 def classify_error(exc: BaseException, text: str = "") -> str | None:
     msg = f"{type(exc).__name__}: {exc}\n{text}".lower()
-    if "out of memory" in msg or "outofmemory" in msg or isinstance(exc, MemoryError):
+    # CUDA says "out of memory"; on CPU torch says "can't allocate memory" and a failed mmap
+    # "Cannot allocate memory" (ENOMEM).
+    if any(s in msg for s in ("out of memory", "outofmemory", "cannot allocate memory", "can't allocate memory")):
+        return "oom"
+    if isinstance(exc, MemoryError):
         return "oom"
     if isinstance(exc, ImportError):
         return "import"
@@ -95,15 +101,18 @@ def classify_error(exc: BaseException, text: str = "") -> str | None:
 class RunDir:
     """Writes a run folder's files; also the SIGTERM handler that asks training to stop."""
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, *, rank: int = 0, world_size: int = 1) -> None:
         self.path = Path(path)
-        self.path.mkdir(parents=True, exist_ok=True)
+        self.rank, self.world_size = rank, world_size
+        self.writer = rank == 0
+        if self.writer:
+            self.path.mkdir(parents=True, exist_ok=True)
         self.status_path = self.path / "status.json"
         self.metrics_path = self.path / "metrics.jsonl"
         self.log_path = self.path / "train.log"
         self.adapter_path = self.path / "adapter"
         self.stop_requested = False
-        self._status: dict[str, Any] = read_json(self.status_path) or {}
+        self._status: dict[str, Any] = (read_json(self.status_path) or {}) if self.writer else {}
         self._last_write = 0.0
         self.log = self._logger()
 
@@ -111,6 +120,11 @@ class RunDir:
         log = logging.getLogger(f"sift.trainer.{self.path}")
         log.setLevel(logging.INFO)
         log.propagate = False
+        if not self.writer and not log.handlers:
+            sh = logging.StreamHandler()
+            sh.setLevel(logging.WARNING)
+            sh.setFormatter(logging.Formatter(f"%(asctime)s %(levelname)s [rank {self.rank}] %(message)s", "%H:%M:%S"))
+            log.addHandler(sh)
         if not log.handlers:
             fmt = logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%H:%M:%S")
             fh = logging.FileHandler(self.log_path, encoding="utf-8")
@@ -125,6 +139,8 @@ class RunDir:
 
     def status(self, **changes: Any) -> dict[str, Any]:
         self._status.update(changes)
+        if not self.writer:
+            return self._status
         self._status["updated_at"] = utcnow()
         self._status.setdefault("pid", os.getpid())
         write_json_atomic(self.status_path, self._status)
@@ -142,18 +158,27 @@ class RunDir:
         )
 
     def metric(self, row: dict[str, Any]) -> None:
+        if not self.writer:
+            return
         with open(self.metrics_path, "a", encoding="utf-8") as f:
             f.write(json.dumps(row, default=float) + "\n")
 
     def fail(self, exc: BaseException) -> None:
         kind = classify_error(exc)
         self.log.exception("run failed: %s", exc)
+        if not self.writer:
+            return
+        tail, hint = log_tail(self.log_path), HINTS.get(kind or "", "see train.log")
+        if self.world_size > 1:
+            # Another rank may have failed first; its error went to the launcher's process.log.
+            tail += "\n--- process.log (all ranks) ---\n" + log_tail(self.path / "process.log", 20)
+            hint += "; in a multi-process run, process.log holds every rank's errors"
         self.status(
             state="failed",
             finished_at=utcnow(),
             error=f"{type(exc).__name__}: {exc}"[:2000],
-            hint=HINTS.get(kind or "", "see train.log"),
-            log_tail=log_tail(self.log_path),
+            hint=hint,
+            log_tail=tail,
         )
 
     # ------------------------------------------------------------------ cancel
@@ -172,4 +197,6 @@ class RunDir:
         signal.signal(signal.SIGINT, handler)
 
     def write_json(self, name: str, obj: Any) -> None:
+        if not self.writer:
+            return
         write_json_atomic(self.path / name, obj)

@@ -4,6 +4,12 @@ The workbench launches `python -m trainer` in its own session (so closing the CL
 does not stop it), follows it through status.json, and cancels it with SIGTERM (the trainer
 stops after the current step and keeps what it saved). A process that vanished without writing a
 final state — killed by the out-of-memory killer, say — is reported as failed with its log tail.
+
+A multi-process run is `accelerate launch` of the trainer (trainer/distributed.py). torch's
+launcher starts each rank in a session of its own, so signalling the launcher's group would not
+reach them directly (it forwards the signal, then kills ranks that take over 30 s). Cancel
+therefore signals every rank listed in status.json (rank 0 writes `pids`); they agree on a step,
+stop after it, rank 0 saves the adapter, and the launcher exits with them.
 """
 
 from __future__ import annotations
@@ -22,24 +28,25 @@ from trainer.rundir import FINAL, HINTS, log_tail, read_json, utcnow, write_json
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def trainer_command(manifest: Path, config: Path, out_dir: Path) -> list[str]:
-    return [
-        sys.executable,
-        "-m",
-        "trainer",
-        "--manifest",
-        str(manifest),
-        "--config",
-        str(config),
-        "--out",
-        str(out_dir),
-    ]
+def trainer_command(manifest: Path, config: Path, out_dir: Path, *, accelerate_config: Path | None = None) -> list[str]:
+    args = ["--manifest", str(manifest), "--config", str(config), "--out", str(out_dir)]
+    if accelerate_config is not None:
+        from trainer.distributed import launch_command
+
+        return launch_command(accelerate_config, args)
+    return [sys.executable, "-m", "trainer", *args]
 
 
 def launch(
-    manifest: Path, config: Path, out_dir: Path, *, env: dict[str, str] | None = None
+    manifest: Path,
+    config: Path,
+    out_dir: Path,
+    *,
+    env: dict[str, str] | None = None,
+    accelerate_config: Path | None = None,
 ) -> subprocess.Popen[bytes]:
-    """Start the trainer in the background; its output goes to process.log in the run folder."""
+    """Start the trainer in the background (through `accelerate launch` when given its config file);
+    its output, every rank's included, goes to process.log in the run folder."""
     out_dir.mkdir(parents=True, exist_ok=True)
     e = {**os.environ, **(env or {})}
     e["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), e.get("PYTHONPATH", "")) if p)
@@ -47,7 +54,7 @@ def launch(
     e.setdefault("TOKENIZERS_PARALLELISM", "false")
     with open(out_dir / "process.log", "ab") as log:
         return subprocess.Popen(
-            trainer_command(manifest, config, out_dir),
+            trainer_command(manifest, config, out_dir, accelerate_config=accelerate_config),
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -96,6 +103,8 @@ def read_status(out_dir: Path, pid: int | None = None) -> dict[str, Any]:
         if status.get("state") in FINAL:
             return status
         tail = log_tail(out_dir / "train.log") or log_tail(out_dir / "process.log")
+        if (status.get("world_size") or 1) > 1:  # the other ranks' errors are in the launcher's log
+            tail += "\n--- process.log (all ranks) ---\n" + log_tail(out_dir / "process.log", 20)
         status.update(
             state="failed",
             finished_at=utcnow(),
@@ -112,17 +121,29 @@ def cancel(out_dir: Path, pid: int | None = None) -> dict[str, Any]:
     status = read_status(out_dir, pid)
     if status.get("state") in FINAL:
         return status
+    ranks = [p for p in status.get("pids") or [] if pid_alive(p)]
+    if ranks:  # a multi-process run: every rank (rank 0 alone would also do: the ranks agree on the stop)
+        for p in ranks:
+            _terminate_group(p)
+        return {**status, "cancel_requested_at": utcnow()}
     pid = status.get("pid") or pid
     if pid and pid_alive(pid):
-        try:
-            os.killpg(os.getpgid(pid), signal.SIGTERM)
-        except (ProcessLookupError, PermissionError):
-            os.kill(pid, signal.SIGTERM)
+        _terminate_group(pid)
         status = {**status, "cancel_requested_at": utcnow()}
         return status
     status.update(state="cancelled", finished_at=utcnow(), message="cancelled before it started")
     write_json_atomic(out_dir / "status.json", status)
     return status
+
+
+def _terminate_group(pid: int) -> None:
+    try:
+        os.killpg(os.getpgid(pid), signal.SIGTERM)
+    except (ProcessLookupError, PermissionError):
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
 
 
 def wait(

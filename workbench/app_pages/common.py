@@ -106,7 +106,7 @@ def render_message(m: dict[str, Any], *, flags: list[dict[str, Any]] | tuple[()]
     never interprets markup; highlighted text goes through md_escape, so it cannot either."""
     with st.chat_message(m["role"], avatar=ROLE_AVATAR.get(m["role"])):
         label = m["role"] + (f" · {m['name']}" if m.get("name") else "")
-        st.caption(label)
+        st.caption(md_escape(label))  # a message's name is data
         spans = [s for f in flags for s in flag_spans(f)]
         if m.get("reasoning"):
             with st.expander("reasoning"):
@@ -120,7 +120,7 @@ def render_message(m: dict[str, Any], *, flags: list[dict[str, Any]] | tuple[()]
         for c in m.get("tool_calls") or []:
             st.code(f"{c['name']}({c['arguments']})", language="json")
         if m.get("tool_call_id"):
-            st.caption(f"result of call {m['tool_call_id']}")
+            st.caption(md_escape(f"result of call {m['tool_call_id']}"))
         other = [s for s in spans if s not in content_spans]
         if other:
             st.caption(md_escape("; ".join(f"{s.label} in {s.field} (characters {s.start}–{s.end})" for s in other)))

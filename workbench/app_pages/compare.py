@@ -40,6 +40,27 @@ def flat(r: dict) -> dict:
 
 
 rows = sorted((flat(r) for r in listed), key=lambda x: (x["version"], x["run"]))
+held_out = [r for r in rows if r["extra eval"]]
+if held_out:
+    # Each version's own eval split differs (and a leaky one flatters its run): the shared one is comparable.
+    st.subheader("On a shared held-out version")
+    st.caption("Runs scored on the same items (trainer config `extra_eval`), beside their own eval split.")
+    own, shared = "tuned json_field_accuracy", "extra tuned json_field_accuracy"
+    st.dataframe(
+        [
+            {
+                "version": r["version"],
+                "run": r["run"],
+                "held-out version": r["extra eval"],
+                "held-out field accuracy": r[shared],
+                "own eval field accuracy": r[own],
+                "own minus held-out": None if r[own] is None or r[shared] is None else round(r[own] - r[shared], 4),
+            }
+            for r in held_out
+        ],
+        hide_index=True,
+        use_container_width=True,
+    )
 st.subheader("Runs by version")
 st.dataframe(rows, hide_index=True, use_container_width=True)
 

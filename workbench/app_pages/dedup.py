@@ -69,7 +69,7 @@ m[3].metric("Exact groups", stats.get("exact_groups", 0))
 m[4].metric("Borderline pairs", stats.get("borderline_pairs", 0))
 p = status["params"]
 st.caption(
-    f"Latest run {status['run']['id']} by {status['run']['actor']} · threshold {p['threshold']}, {p['num_perm']} "
+    f"Latest run {status['run']['id']} by {md_escape(status['run']['actor'], at_line_start=False)} · threshold {p['threshold']}, {p['num_perm']} "
     f"permutations ({p['bands']} bands × {p['rows']} rows), {p['ngram']}-word shingles, view {p['view']}"
 )
 if status["stale"]:

@@ -2,23 +2,12 @@
 
 from __future__ import annotations
 
-import os
-import re
-import tempfile
 from pathlib import Path
 
 import streamlit as st
 
-from workbench.app_pages.common import get_wb, require_actor, run
-
-MAX_UPLOAD_MB = int(os.environ.get("SIFT_MAX_UPLOAD_MB", "200"))
-
-
-def safe_name(name: str) -> str:
-    """An uploaded file's name reduced to a plain base name: it can never leave the upload folder."""
-    base = re.sub(r"[^A-Za-z0-9._-]", "_", Path(name.replace("\\", "/")).name).lstrip(".")
-    return base or "upload"
-
+from workbench import uploads
+from workbench.app_pages.common import get_wb, md_escape, require_actor, run
 
 wb = get_wb()
 st.title("Import")
@@ -32,16 +21,13 @@ with tab_upload:
     files = st.file_uploader("Files", type=["json", "jsonl", "parquet"], accept_multiple_files=True)
     if files and st.button("Import uploaded files", type="primary"):
         actor = require_actor()
-        too_big = [f.name for f in files if f.size > MAX_UPLOAD_MB * 1024 * 1024]
-        if too_big:
-            st.error(f"Refused: {', '.join(too_big)} larger than {MAX_UPLOAD_MB} MB (SIFT_MAX_UPLOAD_MB)")
-        else:
-            tmp = Path(tempfile.mkdtemp(prefix="sift-upload-"))
-            for f in files:
-                target = tmp / safe_name(f.name)
-                target.write_bytes(f.getvalue())
-                paths.append(target)
-            st.session_state["import_report"] = run(wb.import_files, paths, format=fmt, actor=actor, licence=licence or None)
+        # Safe names in a private folder that is removed after the import (workbench/uploads.py).
+        try:
+            with uploads.saved([uploads.Upload(f.name, f.size, f.getvalue) for f in files]) as paths:
+                report = run(wb.import_files, paths, format=fmt, actor=actor, licence=licence or None)
+            st.session_state["import_report"] = report
+        except uploads.UploadRefused as e:
+            st.error(md_escape(str(e)))  # file names are data: shown as text
 with tab_path:
     path_text = st.text_input("File paths (one per line)")
     if st.button("Import from paths") and path_text.strip():

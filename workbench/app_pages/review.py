@@ -265,8 +265,8 @@ with main:
             st.button("Load the latest", on_click=on_reload)
         if rev > 1:
             last: dict[str, Any] = next((h for h in reversed(d["history"]) if h.get("revision") == rev), {})
-            label = f"What changed in revision {rev} (by {last.get('actor', '?')}"
-            label += (f": {last['note']}" if last.get("note") else "") + ")"
+            who = last.get("actor", "?") + (f": {last['note']}" if last.get("note") else "")
+            label = f"What changed in revision {rev} (by {md_escape(who, at_line_start=False)})"  # names are data
             # Lazy: only an open expander reads and renders the diff.
             box = st.expander(
                 label,

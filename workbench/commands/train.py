@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from trainer.config import STRATEGIES
 from workbench.cli import emit
 from workbench.commands import open_wb
 
@@ -25,6 +26,9 @@ def _train(args: argparse.Namespace) -> int:
         max_steps=args.max_steps,
         eval_limit=args.eval_limit,
         base_model=args.base_model,
+        gpus=args.gpus,
+        cpu_processes=args.cpu_processes,
+        strategy=args.strategy,
         wait=args.wait,
         actor=args.actor,
     )
@@ -97,6 +101,22 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("--max-steps", type=int, help="stop after N optimizer steps")
     p.add_argument("--eval-limit", type=int, help="generate for at most K eval conversations")
     p.add_argument("--base-model", help="Hugging Face id or local folder (default: the embedded SmolLM2-135M-Instruct)")
+    where = p.add_mutually_exclusive_group()
+    where.add_argument(
+        "--gpus", type=int, metavar="N", help="train on N CUDA GPUs, one process each, through `accelerate launch`"
+    )
+    where.add_argument(
+        "--cpu-processes",
+        type=int,
+        metavar="N",
+        help="train in N CPU processes over gloo (no GPU; checks a multi-process setup, e.g. in CI)",
+    )
+    p.add_argument(
+        "--strategy",
+        choices=STRATEGIES,
+        help="how several processes share the work (default ddp): ddp = QLoRA, one 4-bit model per GPU; "
+        "fsdp = LoRA over a sharded bf16 base; deepspeed-* need the deepspeed package. unsloth: one GPU only",
+    )
     p.add_argument("--wait", action="store_true", help="wait for the run to end (and ingest its results)")
     p.set_defaults(func=_train)
 

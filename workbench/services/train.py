@@ -191,6 +191,8 @@ class TrainService:
     def _ingest(self, run_id: str, out_dir: Path, status: dict[str, Any]) -> None:
         folder = jobs.read_run_folder(out_dir)
         status = {**folder["status"], **status}
+        if not status.get("log_tail"):  # only a failure writes one: keep a cancelled run's too
+            status["log_tail"] = folder["log_tail"]
         eval_result = folder["eval"] if status.get("state") == "succeeded" else None
         self.store.ingest_run(
             run_id,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import glob
 import json
 import os
 import random
@@ -24,6 +25,9 @@ from typing import Any
 import duckdb
 
 LOCK_TIMEOUT_S = float(os.environ.get("SIFT_LOCK_TIMEOUT", "60"))
+# How long a process holds back its own new connections while another process waits for the file.
+GIVE_WAY_S = float(os.environ.get("SIFT_LOCK_GIVE_WAY", "3"))
+WAITING_FRESH_S = 2.0  # a waiter refreshes its marker at least this often
 
 
 class StoreError(Exception):
@@ -73,6 +77,11 @@ def _is_lock_error(e: Exception) -> bool:
 
 _KEPT_OPEN: weakref.WeakSet[Database] = weakref.WeakSet()
 
+# DuckDB shares one instance per file among a process's connections; two threads opening the first
+# connection at once (two sessions of the app) both try to create it, and one fails ("Unique file
+# handle conflict"). Opening and closing connections one thread at a time avoids that.
+_OPEN_CLOSE = threading.Lock()
+
 
 @atexit.register
 def _release_all() -> None:
@@ -86,8 +95,12 @@ class Database:
     Opening a DuckDB file costs ~50-100 ms (a fresh instance starts its thread pool), which
     dominates a page made of a few point reads. A long-lived process (the app) can set
     `keep_open_s`: the instance then stays open that long after the last operation, so a burst of
-    operations opens it once; the file lock is released when the process goes idle, and another
-    process (the CLI) waits for it like for any other writer.
+    operations opens it once; the file lock is released when the process goes idle.
+
+    A busy app is never idle, so a process that finds the file locked says so: it keeps a marker
+    file `<store>.waiting.<pid>` fresh while it retries. Before opening a connection, a process
+    that sees another's fresh marker gives way: it lets go of its kept-open instance and opens
+    nothing new until the marker goes (at most GIVE_WAY_S), so the waiter gets its turn.
     """
 
     def __init__(self, path: str | Path, migrations: list[Migration], *, keep_open_s: float = 0.0) -> None:
@@ -98,6 +111,7 @@ class Database:
         self._anchor: duckdb.DuckDBPyConnection | None = None
         self._anchor_lock = threading.Lock()
         self._last_used = 0.0
+        self._checked_waiters = 0.0
 
     def _hold(self) -> None:
         """Keep the instance open until `keep_open_s` passes with no operation."""
@@ -107,7 +121,8 @@ class Database:
                 return
             # Another connection to the same file is open in this process: this one shares its
             # instance (DuckDB's instance cache), so it costs no second open.
-            self._anchor = duckdb.connect(str(self.path))
+            with _OPEN_CLOSE:
+                self._anchor = duckdb.connect(str(self.path))
             _KEPT_OPEN.add(self)
         threading.Thread(target=self._release_when_idle, name="sift-store-keep-open", daemon=True).start()
 
@@ -115,8 +130,11 @@ class Database:
         while True:
             with self._anchor_lock:
                 idle = time.monotonic() - self._last_used
-                if idle >= self.keep_open_s and self._anchor is not None:
-                    self._anchor.close()
+                if self._anchor is None:
+                    return  # released already (release(), giving way)
+                if idle >= self.keep_open_s:
+                    with _OPEN_CLOSE:
+                        self._anchor.close()
                     self._anchor = None
                     return
                 wait = self.keep_open_s - idle
@@ -126,25 +144,62 @@ class Database:
         """Close the kept-open instance now (tests, shutdown)."""
         with self._anchor_lock:
             if self._anchor is not None:
-                self._anchor.close()
+                with _OPEN_CLOSE:
+                    self._anchor.close()
                 self._anchor = None
 
+    def _marker(self) -> Path:
+        return self.path.with_name(f"{self.path.name}.waiting.{os.getpid()}")
+
+    def _others_waiting(self) -> bool:
+        mine, now_s = self._marker().name, time.time()
+        for p in self.path.parent.glob(glob.escape(self.path.name) + ".waiting.*"):
+            try:
+                age = now_s - p.stat().st_mtime
+            except FileNotFoundError:
+                continue
+            if p.name != mine and age < WAITING_FRESH_S:
+                return True
+            if age > 60:  # left by a process that died waiting
+                p.unlink(missing_ok=True)
+        return False
+
+    def _give_way(self) -> None:
+        """If another process waits for the file, stop holding it and wait (bounded) for its turn."""
+        if time.monotonic() - self._checked_waiters < 0.05:
+            return
+        deadline = time.monotonic() + GIVE_WAY_S
+        while self._others_waiting() and time.monotonic() < deadline:
+            self.release()
+            time.sleep(0.02)
+        self._checked_waiters = time.monotonic()
+
     def _connect(self) -> duckdb.DuckDBPyConnection:
+        self._give_way()
         deadline = time.monotonic() + LOCK_TIMEOUT_S
         delay = 0.02
-        while True:
-            try:
-                return duckdb.connect(str(self.path))
-            except duckdb.IOException as e:
-                if not _is_lock_error(e):
-                    raise StoreError(f"cannot open store {self.path}: {e}") from None
-                if time.monotonic() > deadline:
-                    raise StoreBusy(
-                        f"store {self.path} is busy: another process kept it locked for "
-                        f"{LOCK_TIMEOUT_S:.0f} s; try again"
-                    ) from None
-                time.sleep(delay * (1 + random.random()))
-                delay = min(delay * 1.5, 0.5)
+        marker: Path | None = None
+        try:
+            while True:
+                try:
+                    with _OPEN_CLOSE:
+                        return duckdb.connect(str(self.path))
+                except duckdb.IOException as e:
+                    if not _is_lock_error(e):
+                        raise StoreError(f"cannot open store {self.path}: {e}") from None
+                    if time.monotonic() > deadline:
+                        raise StoreBusy(
+                            f"store {self.path} is busy: another process kept it locked for "
+                            f"{LOCK_TIMEOUT_S:.0f} s; try again"
+                        ) from None
+                    marker = self._marker()
+                    with contextlib.suppress(OSError):
+                        marker.touch()  # "I am waiting": the holder gives way (see the class doc)
+                    time.sleep(delay * (1 + random.random()))
+                    delay = min(delay * 1.5, 0.5)
+        finally:
+            if marker is not None:
+                marker.unlink(missing_ok=True)
 
     @contextlib.contextmanager
     def connect(self, within: duckdb.DuckDBPyConnection | None = None) -> Iterator[duckdb.DuckDBPyConnection]:
@@ -160,7 +215,8 @@ class Database:
                 self._migrate(con)
             yield con
         finally:
-            con.close()
+            with _OPEN_CLOSE:
+                con.close()
             if self.keep_open_s > 0:
                 self._last_used = time.monotonic()
 
@@ -175,6 +231,10 @@ class Database:
             con.execute("BEGIN TRANSACTION")
             try:
                 yield con
+            except duckdb.TransactionException as e:
+                # Two transactions of this process (two sessions of the app) wrote the same row.
+                con.execute("ROLLBACK")
+                raise ConflictError(f"another change landed first, nothing was saved: {e}") from None
             except BaseException:
                 con.execute("ROLLBACK")
                 raise

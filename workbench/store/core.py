@@ -528,13 +528,20 @@ class CoreStore:
         cj = conversation.content_json()
         new = current + 1
         at = now()
-        con.execute(
-            "INSERT INTO revisions VALUES (?, ?, ?, sha256(?), ?, ?, ?, ?, ?, ?, ?)",
-            [
-                cid, new, cj, cj, search_text(conversation), len(conversation.messages), kind, actor, note,
-                dumps(provenance.to_dict()) if provenance else None, at,
-            ],
-        )
+        try:
+            con.execute(
+                "INSERT INTO revisions VALUES (?, ?, ?, sha256(?), ?, ?, ?, ?, ?, ?, ?)",
+                [
+                    cid, new, cj, cj, search_text(conversation), len(conversation.messages), kind, actor, note,
+                    dumps(provenance.to_dict()) if provenance else None, at,
+                ],
+            )  # fmt: skip
+        except duckdb.ConstraintException:
+            # Another session saved revision `new` after this transaction read `current`.
+            raise ConflictError(
+                f"conversation {cid} changed since you opened it (someone saved revision {new} at the same "
+                f"moment); reload it, nothing was overwritten"
+            ) from None
         con.execute("UPDATE conversations SET revision = ?, updated_at = ? WHERE id = ?", [new, at, cid])
         return new
 

@@ -1,0 +1,531 @@
+"""Proof of value: the same model and training config on a raw and on a curated version of the same
+noisy ticket-triage pool, both scored on one clean gold set that no pool row was drawn from.
+
+    python scripts/demo.py                 # CPU configuration (minutes on 2 cores)
+    python scripts/demo.py --full          # the GPU configuration (bigger pool, 3 training seeds)
+    python scripts/demo.py --no-train      # the data side only (what tests/test_demo.py runs)
+
+The sequence is the documented CLI one, called in-process (`workbench.cli.main`) on a fresh demo
+store (default ./demo/, which is replaced on every run):
+
+ 1. generate the noisy pool and the gold-eval set (seeded; `curation.tickets.generate_noisy`)
+ 2. `sift import pool.jsonl`, then `sift freeze raw --include not-rejected --allow-leakage`
+    (no curation: a random split, leakage and all, recorded in the manifest)
+ 3. `sift validate`, `sift dedup`, `sift redact` (then validate and dedup again: a redaction is a new
+    revision, and flags belong to the revision they were computed on)
+ 4. scripted review standing in for the SME: reject near-copies of gold items (eval_leakage), reject
+    rows with blocking flags (validation errors, non-keeper duplicates), accept the rest
+ 5. `sift freeze curated --parent raw`
+ 6. a second store holds the gold set: `sift import gold.jsonl`, `sift freeze gold`, `sift export`
+ 7. `sift train raw|curated --config C --wait` with the same config, whose `extra_eval` names the
+    gold export, so both adapters are scored on the same gold items (and raw also on its own eval)
+ 8. `sift runs` / `sift compare`, then a result table (printed, and in DIR/result.md, result.json)
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import json
+import os
+import platform
+import shutil
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+MARKER = ".sift-demo"  # only a folder holding this file is ever deleted by --out reuse
+
+# name → (CPU default, --full preset)
+PRESETS: dict[str, tuple[Any, Any]] = {
+    "n": (600, 5000),
+    "gold": (32, 400),
+    "steps": (40, 400),
+    "batch": (2, 8),
+    "grad_accum": (1, 2),
+    "lr": (1e-3, 2e-4),  # few CPU steps: a higher rate gets further
+    "max_seq_len": (384, 512),
+    "eval_limit": (32, 400),
+    "max_new_tokens": (128, 192),
+    "train_seeds": ("42", "1,2,3"),
+    "redact_processes": (2, 8),
+    # torch threads per trainer (0: torch's default). On a busy 2-core machine two threads spin-wait
+    # on each other whenever one is descheduled: one thread is several times faster there.
+    "threads": (1, 0),
+}
+
+
+class DemoError(RuntimeError):
+    pass
+
+
+def sift(store: Path, *argv: str) -> Any:
+    """One `sift ... --json` call in this process; its JSON answer (a failure raises DemoError)."""
+    from workbench.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        rc = main(["--store", str(store), *argv, "--json"])
+    if rc != 0:
+        raise DemoError(f"sift {' '.join(argv)} failed ({rc}): {err.getvalue().strip()[-2000:]}")
+    text = out.getvalue().strip()
+    return json.loads(text.splitlines()[-1]) if text else None
+
+
+def fresh_dir(out: Path) -> None:
+    if out.exists():
+        if not (out / MARKER).exists():
+            raise DemoError(f"{out} exists and was not made by this demo (no {MARKER}): pick another --out")
+        shutil.rmtree(out)
+    out.mkdir(parents=True)
+    (out / MARKER).write_text("made by scripts/demo.py; replaced on every run\n", encoding="utf-8")
+
+
+def write_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
+    with open(path, "w", encoding="utf-8") as f:
+        for r in rows:
+            f.write(json.dumps(r, ensure_ascii=False) + "\n")
+
+
+# ---------------------------------------------------------------- data side
+
+
+def generate(data: Path, n: int, gold_size: int, seed: int) -> dict[str, Any]:
+    from curation.tickets import generate_noisy, to_dialect
+
+    rows, truth = generate_noisy(n, seed=seed, eval_size=gold_size)
+    gold = [to_dialect(g, "openai") for g in truth["gold_eval"]]
+    write_jsonl(data / "pool.jsonl", rows)
+    write_jsonl(data / "gold.jsonl", gold)
+    (data / "ground_truth.json").write_text(json.dumps(truth, indent=1, ensure_ascii=False), encoding="utf-8")
+    return {"rows": rows, "truth": truth}
+
+
+def gold_conversations(data: Path) -> list[Any]:
+    from trainer.manifest import read_conversations
+
+    return read_conversations(data / "gold.jsonl")
+
+
+def scripted_review(store: Path, gold: list[Any], originals: dict[str, Any]) -> dict[str, Any]:
+    """The SME stand-in: reject near-copies of gold items, then rows with a blocking flag; accept the rest.
+
+    Gold near-copies are looked for in each conversation as imported (`originals`: store id →
+    Conversation): a redaction placeholder must not hide a copy of a test item."""
+    from curation.dedup import contamination
+
+    pending = sift(store, "list", "--status", "pending", "--limit", "1000000")["conversations"]
+    pool = {c["id"]: originals[c["id"]] for c in pending}
+    leaks = contamination({f"gold-{i}": g for i, g in enumerate(gold)}, pool)
+    rejected: dict[str, str] = {p.eval_id: "eval_leakage: near-copy of a gold eval item" for p in leaks}
+    for f in sift(store, "progress")["flags"]:
+        if f["severity"] != "error":
+            continue
+        listed = sift(store, "list", "--flag", f["reason"], "--status", "pending", "--limit", "1000000")
+        for c in listed["conversations"]:
+            rejected.setdefault(c["id"], f"{f['stage']}: {f['reason']}")
+    by_reason: dict[str, list[str]] = {}
+    for cid, reason in rejected.items():
+        by_reason.setdefault(reason, []).append(cid)
+    for reason, ids in sorted(by_reason.items()):
+        for chunk in _chunks(sorted(ids)):
+            sift(store, "reject", *chunk, "--reason", reason)
+    accept = sorted(set(pool) - set(rejected))
+    for chunk in _chunks(accept):
+        sift(store, "accept", *chunk)
+    return {"accepted": len(accept), "rejected": {r: len(v) for r, v in sorted(by_reason.items())}}
+
+
+def _chunks(ids: list[str], size: int = 500) -> list[list[str]]:
+    return [ids[i : i + size] for i in range(0, len(ids), size)]
+
+
+def audit_export(folder: Path, truth: dict[str, Any], pool_ids: list[str]) -> dict[str, Any]:
+    """What an exported version carries: planted PII strings (in its files) and the planted problems
+    of the ground truth (by store id), per split."""
+    manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
+    splits = manifest["version"]["splits"]
+    text = "".join((folder / f).read_text(encoding="utf-8") for f in ("train.jsonl", "eval.jsonl"))
+    planted = truth["pii_strings"]
+    pii_found = [s for s in planted if s in text or json.dumps(s)[1:-1] in text]
+    side = {r["id"]: split for split in ("train", "eval") for r in splits[split]}
+    problems: dict[str, dict[str, int]] = {"train": {}, "eval": {}}
+    dup_pairs = conflicting = 0
+    for p in truth["problems"]:
+        cid = pool_ids[p["row"]]
+        if p["kind"] == "exact_duplicate" or cid not in side:  # an exact copy is stored once, at import
+            continue
+        problems[side[cid]][p["kind"]] = problems[side[cid]].get(p["kind"], 0) + 1
+        if p["kind"] == "near_duplicate" and pool_ids[p["source"]] in side:
+            dup_pairs += 1
+            conflicting += bool(p.get("conflicting_labels"))
+    return {
+        "train": len(splits["train"]),
+        "eval": len(splits["eval"]),
+        "pii_strings": len(pii_found),
+        "pii_strings_planted": len(planted),
+        "gold_near_copies": {s: problems[s].get("eval_leakage", 0) for s in ("train", "eval")},
+        "near_duplicate_pairs": dup_pairs,
+        "conflicting_label_pairs": conflicting,
+        "planted_problems": {s: dict(sorted(problems[s].items())) for s in problems},
+        "own_leakage_pairs": manifest["version"]["leakage_check"]["pairs"],
+    }
+
+
+def pool_conversations(rows: list[dict[str, Any]]) -> list[Any]:
+    from curation.formats import map_openai
+
+    return [map_openai(r)[0] for r in rows]
+
+
+def pool_store_ids(rows: list[dict[str, Any]]) -> list[str]:
+    """Store id of each pool row (the content id of what was imported)."""
+    return [c.id for c in pool_conversations(rows)]
+
+
+# ---------------------------------------------------------------- training side
+
+
+def train_config(args: argparse.Namespace, gold_export: Path, seed: int) -> dict[str, Any]:
+    return {
+        "max_steps": args.steps,
+        "per_device_train_batch_size": args.batch,
+        "gradient_accumulation_steps": args.grad_accum,
+        "learning_rate": args.lr,
+        "max_seq_len": args.max_seq_len,
+        "eval_limit": args.eval_limit,
+        "eval_loss_limit": args.eval_limit,
+        "max_new_tokens": args.max_new_tokens,
+        "eval_batch_size": 16,
+        "generate_base": bool(args.full),  # the base model's answers are for the GPU run only (time)
+        "gradient_checkpointing": bool(args.full),  # a 135M model fits without it; recomputing costs CPU time
+        "logging_steps": 10,
+        "seed": seed,
+        "extra_eval": str(gold_export.resolve()),
+    }
+
+
+def scores(metrics: dict[str, Any]) -> dict[str, Any]:
+    tuned = metrics.get("tuned") or {}
+    gold = (metrics.get("extra_eval") or {}).get("tuned") or {}
+    keys = ("json_field_accuracy", "json_exact", "json_valid", "rouge_l")
+    return {
+        "own": {k: tuned.get(k) for k in keys},
+        "gold": {k: gold.get(k) for k in keys},
+        "own_eval_loss": metrics.get("eval_loss"),
+        "gold_eval_loss": (metrics.get("extra_eval") or {}).get("eval_loss"),
+    }
+
+
+def agg(values: list[float | None]) -> str:
+    v = [x for x in values if x is not None]
+    if not v:
+        return "–"
+    if len(v) == 1:
+        return f"{v[0]:.3f}"
+    return f"{statistics.fmean(v):.3f} ± {statistics.stdev(v):.3f}"
+
+
+# ---------------------------------------------------------------- report
+
+
+def table(result: dict[str, Any]) -> str:
+    a = result["audit"]
+    raw, cur = a["raw"], a["curated"]
+    lines = ["| | raw | curated |", "|---|---|---|"]
+
+    def row(label: str, r: Any, c: Any) -> None:
+        lines.append(f"| {label} | {r} | {c} |")
+
+    row("conversations (train / eval)", f"{raw['train']} / {raw['eval']}", f"{cur['train']} / {cur['eval']}")
+    runs = result.get("runs")
+    if runs:
+        n = len(result["config"]["train_seeds"])
+        sfx = f" (mean ± sd of {n} seeds)" if n > 1 else ""
+        for key, label in (
+            ("json_field_accuracy", "**gold eval: field accuracy**"),
+            ("json_exact", "gold eval: all three fields right"),
+            ("json_valid", "gold eval: answer ends in valid JSON"),
+        ):
+            row(label + sfx, *(agg([s["gold"][key] for s in runs[v]]) for v in ("raw", "curated")))
+        row(
+            "own eval split: field accuracy" + sfx,
+            *(agg([s["own"]["json_field_accuracy"] for s in runs[v]]) for v in ("raw", "curated")),
+        )
+        row(
+            "own eval minus gold (overestimate)",
+            *(
+                agg(
+                    [
+                        s["own"]["json_field_accuracy"] - s["gold"]["json_field_accuracy"]
+                        for s in runs[v]
+                        if s["own"]["json_field_accuracy"] is not None and s["gold"]["json_field_accuracy"] is not None
+                    ]
+                )
+                for v in ("raw", "curated")
+            ),
+        )
+    row(
+        "planted PII strings in the export",
+        f"{raw['pii_strings']} of {raw['pii_strings_planted']}",
+        f"{cur['pii_strings']} of {cur['pii_strings_planted']}",
+    )
+    row(
+        "gold near-copies in the version (train / eval)",
+        f"{raw['gold_near_copies']['train']} / {raw['gold_near_copies']['eval']}",
+        f"{cur['gold_near_copies']['train']} / {cur['gold_near_copies']['eval']}",
+    )
+    row("eval rows duplicating train (freeze's leakage check)", raw["own_leakage_pairs"], cur["own_leakage_pairs"])
+    row(
+        "near-duplicate pairs kept (with conflicting labels)",
+        f"{raw['near_duplicate_pairs']} ({raw['conflicting_label_pairs']})",
+        f"{cur['near_duplicate_pairs']} ({cur['conflicting_label_pairs']})",
+    )
+    for k in ("broken_structure", "overlong", "wrong_label"):
+        row(
+            f"planted `{k}` rows in train",
+            raw["planted_problems"]["train"].get(k, 0),
+            cur["planted_problems"]["train"].get(k, 0),
+        )
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------- main
+
+
+def make_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description="Sift proof of value: raw vs curated on one gold eval set.")
+    p.add_argument("--out", type=Path, default=ROOT / "demo", help="demo folder (replaced; default ./demo)")
+    p.add_argument("--full", action="store_true", help="the GPU preset (bigger pool, more steps, 3 seeds)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the generated data and of both splits")
+
+    def sized(flag: str, kind: type, what: str) -> None:
+        cpu, full = PRESETS[flag.lstrip("-").replace("-", "_")]
+        p.add_argument(flag, type=kind, help=f"{what} (default {cpu}, --full {full})")
+
+    sized("--n", int, "pool size")
+    sized("--gold", int, "gold eval items")
+    sized("--steps", int, "optimizer steps per run")
+    sized("--batch", int, "conversations per micro-batch")
+    sized("--grad-accum", int, "micro-batches per step")
+    sized("--lr", float, "learning rate")
+    sized("--max-seq-len", int, "tokens per row")
+    sized("--eval-limit", int, "items generated per eval set (own eval and gold)")
+    sized("--max-new-tokens", int, "longest generated answer")
+    sized("--train-seeds", str, "comma-separated training seeds")
+    sized("--redact-processes", int, "PII worker processes")
+    sized("--threads", int, "torch threads per trainer, 0: torch's default")
+    p.add_argument("--no-train", action="store_true", help="stop after the versions and their audit")
+    p.add_argument("--screenshot", type=Path, help="after training, save a PNG of the Compare page here")
+    return p
+
+
+def resolve(args: argparse.Namespace) -> argparse.Namespace:
+    for name, (cpu, full) in PRESETS.items():
+        if getattr(args, name) is None:
+            setattr(args, name, full if args.full else cpu)
+    args.train_seeds = [int(s) for s in str(args.train_seeds).split(",") if s.strip()]
+    return args
+
+
+def run(args: argparse.Namespace, log: Any = print) -> dict[str, Any]:
+    t_start = time.monotonic()
+    out: Path = args.out.resolve()
+    fresh_dir(out)
+    data, exports = out / "data", out / "exports"
+    data.mkdir()
+    store, gold_store = out / "sift.duckdb", out / "gold.duckdb"
+    timings: dict[str, float] = {}
+
+    def step(name: str) -> Any:
+        log(f"== {name}")
+        return _Timer(timings, name)
+
+    with step("generate"):
+        generated = generate(data, args.n, args.gold, args.seed)
+        truth = generated["truth"]
+        log(f"pool {args.n} rows, gold {len(truth['gold_eval'])}, planted {truth['counts']}")
+    with step("import + freeze raw"):
+        imported = sift(store, "import", str(data / "pool.jsonl"))
+        raw = sift(store, "freeze", "raw", "--include", "not-rejected", "--seed", str(args.seed), "--allow-leakage")
+        log(f"imported {imported['totals']}; raw: {raw['train']} train, {raw['eval']} eval")
+    curation: dict[str, Any] = {}
+    with step("validate, dedup, redact"):
+        seq = ["--max-seq-len", str(args.max_seq_len)]
+        curation["validate"] = sift(store, "validate", *seq)
+        curation["dedup"] = sift(store, "dedup")
+        # Customers' tickets carry the PII here; the system prompt and the staff's answers are not scanned.
+        roles = ["--role", "system=skip", "--role", "assistant=skip"]
+        curation["redact"] = sift(store, "redact", *roles, "--processes", str(args.redact_processes))
+        # The redacted revisions are new: check them again (cached for every unchanged revision).
+        curation["validate_after_redact"] = sift(store, "validate", *seq)
+        curation["dedup_after_redact"] = sift(store, "dedup")
+        log(
+            f"validate flagged {curation['validate']['flagged']}; dedup {curation['dedup']['duplicates_flagged']} "
+            f"duplicates; redacted {curation['redact']['conversations_redacted']} conversations"
+        )
+    gold = gold_conversations(data)
+    ids = pool_store_ids(generated["rows"])
+    with step("scripted review"):
+        originals = dict(zip(ids, pool_conversations(generated["rows"]), strict=True))
+        curation["review"] = scripted_review(store, gold, originals)
+        log(f"review: {curation['review']}")
+    with step("freeze curated"):
+        curated = sift(store, "freeze", "curated", "--seed", str(args.seed), "--parent", "raw")
+        log(f"curated: {curated['train']} train, {curated['eval']} eval, left out {curated['excluded']}")
+    with step("gold version + exports"):
+        sift(gold_store, "import", str(data / "gold.jsonl"))
+        gold_v = sift(gold_store, "freeze", "gold", "--include", "not-rejected", "--eval-fraction", "0.99")
+        sift(gold_store, "export", "gold", "--format", "openai", "--out", str(exports / "gold"))
+        for v in ("raw", "curated"):
+            sift(store, "export", v, "--format", "openai", "--out", str(exports / v))
+        log(f"gold: {gold_v['eval']} eval items (and {gold_v['train']} in its train split, unused)")
+    with step("audit exports"):
+        audit = {v: audit_export(exports / v, truth, ids) for v in ("raw", "curated")}
+    result: dict[str, Any] = {
+        "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+        "versions": {"raw": raw, "curated": curated, "gold": gold_v},
+        "curation": curation,
+        "audit": audit,
+        "timings_s": timings,
+    }
+    if not args.no_train:
+        with step("train raw and curated"):
+            result["runs"], result["run_ids"] = train_both(args, store, out, exports / "gold", log)
+        result["compare"] = {
+            r["run_id"]: r["metrics"]
+            for r in sift(store, "compare", *result["run_ids"]["raw"], *result["run_ids"]["curated"])["runs"]
+        }
+        if args.screenshot:
+            with step("screenshot"):
+                screenshot(store, args.screenshot)
+    result["wall_s"] = round(time.monotonic() - t_start, 1)
+    result["machine"] = machine()
+    result["table"] = table(result)
+    (out / "result.json").write_text(json.dumps(result, indent=1, default=str), encoding="utf-8")
+    (out / "result.md").write_text(result["table"] + "\n", encoding="utf-8")
+    log(result["table"])
+    log(f"total {result['wall_s']} s on {result['machine']}")
+    return result
+
+
+def train_both(
+    args: argparse.Namespace, store: Path, out: Path, gold_export: Path, log: Any
+) -> tuple[dict[str, list[dict[str, Any]]], dict[str, list[str]]]:
+    if args.threads:  # read by torch when the trainer process starts
+        os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = str(args.threads)
+    runs: dict[str, list[dict[str, Any]]] = {"raw": [], "curated": []}
+    ids: dict[str, list[str]] = {"raw": [], "curated": []}
+    for seed in args.train_seeds:
+        cfg_path = out / f"train_config.seed{seed}.json"
+        cfg_path.write_text(json.dumps(train_config(args, gold_export, seed), indent=2), encoding="utf-8")
+        for v in ("raw", "curated"):
+            t0 = time.monotonic()
+            r = sift(store, "train", v, "--config", str(cfg_path), "--wait")
+            if r["state"] != "succeeded":
+                raise DemoError(f"training {v} (seed {seed}) ended {r['state']}; see {r['out_dir']}/train.log")
+            listed = {x["run_id"]: x for x in sift(store, "runs", "--version", v)["runs"]}
+            s = scores(listed[r["run_id"]]["metrics"])
+            runs[v].append(s)
+            ids[v].append(r["run_id"])
+            log(
+                f"{v} seed {seed}: gold field accuracy {s['gold']['json_field_accuracy']}, own "
+                f"{s['own']['json_field_accuracy']} ({time.monotonic() - t0:.0f} s, run {r['run_id']})"
+            )
+    return runs, ids
+
+
+def screenshot(store: Path, path: Path) -> None:
+    """The Compare page over the demo store, in headless Chromium (as tests/test_e2e_browser.py does)."""
+    import socket
+    import subprocess
+    import urllib.request
+
+    from playwright.sync_api import sync_playwright
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = int(s.getsockname()[1])
+    env = {**os.environ, "SIFT_STORE": str(store), "STREAMLIT_BROWSER_GATHER_USAGE_STATS": "false"}
+    env["SIFT_REVIEWERS"] = str(store.parent / "no-reviewer-list.toml")
+    cmd = [sys.executable, "-m", "streamlit", "run", "streamlit_app.py", "--server.port", str(port),
+           "--server.address", "127.0.0.1", "--server.headless", "true", "--server.fileWatcherType", "none"]  # fmt: skip
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
+                    if r.read() == b"ok":
+                        break
+            except OSError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise DemoError("streamlit did not start for the screenshot")
+            time.sleep(0.3)
+        with sync_playwright() as pw:
+            browser = pw.chromium.launch(
+                executable_path="/usr/bin/chromium", args=["--headless", "--no-sandbox", "--disable-gpu"]
+            )
+            page = browser.new_page(viewport={"width": 1400, "height": 900})
+            page.set_default_timeout(60_000)
+            page.goto(url + "/compare")
+            main = page.locator('[data-testid="stMain"]')
+            main.get_by_role("heading", name="Compare", exact=True).wait_for()
+            main.locator('[data-testid="stVegaLiteChart"]').locator("canvas, svg").first.wait_for()
+            page.wait_for_timeout(1500)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            page.screenshot(path=str(path), full_page=False)
+            browser.close()
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{os.cpu_count()} CPU cores ({cpu}), {platform.system()} {platform.release()}, Python {platform.python_version()}"
+
+
+class _Timer:
+    def __init__(self, timings: dict[str, float], name: str) -> None:
+        self.timings, self.name = timings, name
+
+    def __enter__(self) -> _Timer:
+        self.t0 = time.monotonic()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.timings[self.name] = round(time.monotonic() - self.t0, 1)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = resolve(make_parser().parse_args(argv))
+    try:
+        run(args)
+    except DemoError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,140 @@
+"""The proof-of-value demo (scripts/demo.py) on a tiny pool, without training: the raw version keeps
+the planted PII, gold near-copies and leaky eval rows; the curated one carries none of them. Plus the
+trainer's `extra_eval` hook the demo scores both runs with."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from curation.records import Conversation, Message
+from tests.conftest import ROOT
+from trainer.config import TrainConfig
+from trainer.manifest import ManifestError, write_export
+
+
+def load_demo():
+    spec = importlib.util.spec_from_file_location("sift_demo", ROOT / "scripts" / "demo.py")
+    assert spec is not None and spec.loader is not None
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    mod = load_demo()
+    out = tmp_path_factory.mktemp("demo") / "demo"
+    args = mod.resolve(
+        mod.make_parser().parse_args(
+            ["--out", str(out), "--n", "150", "--gold", "16", "--seed", "0", "--redact-processes", "1", "--no-train"]
+        )
+    )
+    result = mod.run(args, log=lambda *_: None)
+    return {"result": result, "out": out, "mod": mod}
+
+
+def test_curated_export_carries_no_planted_pii_and_raw_does(demo: dict) -> None:
+    audit = demo["result"]["audit"]
+    planted = audit["raw"]["pii_strings_planted"]
+    assert planted > 0
+    assert audit["raw"]["pii_strings"] == planted
+    assert audit["curated"]["pii_strings"] == 0
+
+
+def test_raw_holds_gold_near_copies_and_a_leaky_eval_curated_does_not(demo: dict) -> None:
+    raw, cur = demo["result"]["audit"]["raw"], demo["result"]["audit"]["curated"]
+    assert sum(raw["gold_near_copies"].values()) > 0
+    assert cur["gold_near_copies"] == {"train": 0, "eval": 0}
+    assert raw["own_leakage_pairs"] > 0  # eval rows that near-duplicate train rows
+    assert cur["own_leakage_pairs"] == 0
+    assert raw["near_duplicate_pairs"] > 0 and cur["near_duplicate_pairs"] == 0
+    for kind in ("broken_structure", "overlong"):
+        assert raw["planted_problems"]["train"].get(kind, 0) > 0
+        assert kind not in cur["planted_problems"]["train"]
+
+
+def test_versions_record_how_they_were_made(demo: dict) -> None:
+    out: Path = demo["out"]
+    raw = json.loads((out / "exports" / "raw" / "manifest.json").read_text())
+    check = raw["version"]["leakage_check"]
+    assert check["allowed"] is True and len(check["leaks"]) == check["pairs"] > 0
+    curated = json.loads((out / "exports" / "curated" / "manifest.json").read_text())
+    assert "allowed" not in curated["version"]["leakage_check"]
+    assert {s["stage"] for s in curated["version"]["stages"]} >= {"validate", "dedup"}
+    gold = json.loads((out / "exports" / "gold" / "manifest.json").read_text())
+    assert gold["version"]["counts"]["eval"] == 16
+    review = demo["result"]["curation"]["review"]
+    assert review["rejected"]["eval_leakage: near-copy of a gold eval item"] > 0
+    assert "| planted PII strings in the export | 14 of 14 | 0 of 14 |" in demo["result"]["table"]
+
+
+def test_demo_refuses_to_replace_a_folder_it_did_not_make(tmp_path: Path) -> None:
+    mod = load_demo()
+    (tmp_path / "keep.txt").write_text("mine")
+    with pytest.raises(mod.DemoError, match="was not made by this demo"):
+        mod.fresh_dir(tmp_path)
+    assert (tmp_path / "keep.txt").exists()
+
+
+def _conv(text: str) -> Conversation:
+    return Conversation((Message("user", text), Message("assistant", 'ok\n{"category":"bug"}')))
+
+
+def test_extra_eval_takes_an_eval_only_version_and_refuses_an_empty_one(tmp_path: Path) -> None:
+    from trainer import extra_eval
+
+    gold = write_export(tmp_path / "gold", [], [_conv("a"), _conv("b")], version="gold")
+    export = extra_eval.load(TrainConfig(extra_eval=str(gold.parent)))
+    assert export is not None and export.version == "gold" and len(export.eval) == 2
+    assert extra_eval.load(TrainConfig()) is None
+    empty = write_export(tmp_path / "empty", [_conv("a")], [], version="empty")
+    with pytest.raises(
+        ManifestError, match=re.escape(f"extra_eval: version 'empty' at {empty} has an empty eval split")
+    ):
+        extra_eval.load(TrainConfig(extra_eval=str(empty)))
+
+
+def test_run_metrics_carry_the_extra_eval() -> None:
+    from workbench.services.train import metrics_of
+
+    tuned = {"json_field_accuracy": 0.5, "n": 2}
+    m = metrics_of(
+        {"eval_loss": 1.0, "tuned": tuned, "extra_eval": {"version": "gold", "eval_loss": 2.0, "tuned": tuned}},
+        {"summary": {"train_loss": 1.5}},
+    )
+    assert m["extra_eval"] == {"version": "gold", "eval_loss": 2.0, "n_generated": None, "base": None, "tuned": tuned}
+
+
+def test_compare_page_puts_the_shared_held_out_version_first(store_path: Path, tmp_path: Path, monkeypatch) -> None:
+    from streamlit.testing.v1 import AppTest
+
+    import workbench
+    from tests.test_trainer_units import _fake_run_folder
+
+    monkeypatch.setenv("SIFT_STORE", str(store_path))
+    wb = workbench.open(store_path)
+    good = 'Hi.\n{"category":"bug","priority":"high","product_area":"storage"}'
+    for rid, version, gold in (("run-raw", "raw", 0.25), ("run-cur", "curated", 0.75)):
+        out = tmp_path / rid
+        wb.store.create_run(rid, version=version, manifest_sha256="x", out_dir=str(out), config={}, actor="t")
+        _fake_run_folder(out, [good])
+        ev = json.loads((out / "eval.json").read_text())
+        ev["extra_eval"] = {
+            "version": "gold",
+            "eval_loss": 1.0,
+            "n_generated": 1,
+            "tuned": {"json_field_accuracy": gold},
+        }
+        (out / "eval.json").write_text(json.dumps(ev))
+    at = AppTest.from_file(str(ROOT / "workbench" / "app_pages" / "compare.py"), default_timeout=60).run()
+    assert not at.exception
+    held = at.dataframe[0].value
+    assert list(held["version"]) == ["curated", "raw"] and list(held["held-out version"]) == ["gold", "gold"]
+    assert list(held["held-out field accuracy"]) == [0.75, 0.25]
+    assert list(held["own minus held-out"]) == [0.25, 0.75]  # own eval: the one answer was right
+    assert at.selectbox(key="cmp_metric").value == "extra tuned json_field_accuracy"
