@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 STORE ?= sift.duckdb
 PORT ?= 8501
 
-.PHONY: setup run test check lint bench demo samples clean
+.PHONY: setup run test test-all check lint bench demo samples clean
 
 setup: $(STAMP)
 
@@ -28,6 +28,10 @@ run: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest -q -x --durations=15
+
+# Also the slow tests (multi-process FSDP, cancelling a multi-process run).
+test-all: $(STAMP)
+	$(PY) -m pytest -q -x -m 'not gpu' --durations=15
 
 lint: $(STAMP)
 	$(PY) -m ruff check .

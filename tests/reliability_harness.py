@@ -86,6 +86,9 @@ def operation(op: str, store: Path, endpoint: str | None) -> Callable[[], Any]:
     if op == "freeze":
         return lambda: wb.freeze("v-kill", eval_fraction=0.2, seed=3, actor="kill-test")
     if op == "augment":
+        from workbench.services.augment import _Run
+
+        _Run.BATCH, _Run.FLUSH_S = 3, 0.1  # small batches: more commits to kill around
         return lambda: wb.augment(
             endpoint=endpoint, model="scripted", n=2, backoff_s=0.01, check_pii=False, concurrency=2, actor="kill-test"
         )

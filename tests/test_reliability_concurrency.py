@@ -25,6 +25,7 @@ import workbench
 from curation.tickets import generate_clean, to_dialect
 from tests.conftest import ROOT, SAMPLE, run_sift, write
 from tests.reliability_app import Load, serve
+from tests.reliability_figures import record
 from workbench.store import ConflictError
 
 ROUNDS = int(os.environ.get("SIFT_RACE_ROUNDS", "12"))
@@ -79,7 +80,7 @@ def test_two_sessions_save_the_same_conversation_at_once(one) -> None:
         texts = {"ana": f"ana's answer {k}", "bob": f"bob's answer {k}"}
         out = race(
             {
-                who: (lambda w=w, who=who: w.edit(cid, two_turns(texts[who]), base_revision=rev, actor=who))
+                who: (lambda w=w, t=texts[who], r=rev, who=who: w.edit(cid, two_turns(t), base_revision=r, actor=who))
                 for who, w in (("ana", ana), ("bob", bob))
             }
         )
@@ -92,7 +93,7 @@ def test_two_sessions_save_the_same_conversation_at_once(one) -> None:
             else:
                 assert CONFLICT.match(str(v)), v
     # Accept against reject of the same revision: one decision lands, the other is refused.
-    for k in range(ROUNDS // 2):
+    for _ in range(ROUNDS // 2):
         d = wb.show(cid)
         seen = {"rev": d["current_revision"], "status": d["status"]}
         out = race(
@@ -112,7 +113,7 @@ def test_two_sessions_save_the_same_conversation_at_once(one) -> None:
         assert wb.show(cid, revision=rev)["messages"][1]["content"] == text
     stored = {wb.show(cid, revision=r)["messages"][1]["content"] for r in range(1, ROUNDS + 2)}
     assert stored == {"first answer", *(t for _, t in winners)}
-    print(f"same-process races: {dict(tally)}")
+    record("two sessions save at once", rounds=ROUNDS + ROUNDS // 2, won=tally["ok"], refused=tally["conflict"], lost=0)
 
 
 RACER = """
@@ -143,7 +144,7 @@ def test_two_processes_save_the_same_conversation_at_once(one) -> None:
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
-        )  # fmt: skip
+        )
         for who in ("ana", "bob")
     }
     outs = {who: p.communicate(timeout=120) for who, p in procs.items()}
@@ -159,6 +160,7 @@ def test_two_processes_save_the_same_conversation_at_once(one) -> None:
     for k in range(rounds):
         who = "ana" if "ok" in lines["ana"][k] else "bob"
         assert wb.show(cid, revision=k + 2)["messages"][1]["content"] == f"{who} {k}"
+    record("two processes save at once", rounds=rounds, won=rounds, refused=rounds, lost=0)
 
 
 def test_two_review_pages_save_at_once(tmp_path: Path, monkeypatch) -> None:
@@ -208,6 +210,7 @@ def test_two_review_pages_save_at_once(tmp_path: Path, monkeypatch) -> None:
     assert wb.show(cid)["current_revision"] == 2
     # Nothing lost: the loser's draft is still in their session, ready to re-apply.
     assert pages[loser].session_state[f"rv_t_{cid}_1_1"] == f"{loser}'s careful answer"
+    record("two Review pages save at once", won=1, refused=1, draft_kept=True)
 
 
 def test_cli_works_while_the_app_serves_and_is_loaded(tmp_path: Path) -> None:
@@ -252,4 +255,11 @@ def test_cli_works_while_the_app_serves_and_is_loaded(tmp_path: Path) -> None:
     assert load.health and all(load.health)
     assert len(load.sessions) >= 8
     assert wb.show(ids[0])["status"] == "accepted" and "checked" in wb.show(ids[0])["tags"]
-    print(f"app sessions during the CLI run: {len(load.sessions)}, health checks: {len(load.health)}")
+    record(
+        "CLI while the app serves",
+        cli_commands=11,
+        cli_failures=0,
+        page_loads=len(load.sessions),
+        page_errors=0,
+        health_checks=len(load.health),
+    )

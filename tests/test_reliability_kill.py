@@ -31,6 +31,7 @@ import pytest
 import workbench
 from curation.tickets import generate_clean, generate_noisy, to_dialect
 from tests.conftest import ROOT, write
+from tests.reliability_figures import record
 from workbench.store import Store
 
 EXTRA_POINTS = int(os.environ.get("SIFT_KILL_POINTS", "4"))
@@ -115,6 +116,8 @@ def differing(a: dict[str, list], b: dict[str, list]) -> list[str]:
 _VOLATILE = [
     (re.compile(r"\d{4}-\d\d-\d\d[T ]\d\d:\d\d:\d\d(?:\.\d+)?Z?"), "<ts>"),
     (re.compile(r"\b(?:dedup|pii|augment|validate)-[0-9a-f]{12}\b"), "<run>"),
+    # A run's stats record how long it took: equal runs differ there.
+    (re.compile(r'"(seconds|elapsed_s|duration_s)":\s*[0-9.eE+-]+'), r'"\1":<s>'),
 ]
 
 
@@ -179,7 +182,7 @@ def check_kills(
         "landed_whole_before_kill": landed,
         "reruns": reruns,
     }
-    print(f"{op}: {FIGURES[op]}")
+    record(f"SIGKILL mid-{op}", **FIGURES[op], store_unchanged_after_every_kill=True)
     return FIGURES[op]
 
 
@@ -232,7 +235,7 @@ def test_sigkill_mid_augment(tmp_path: Path, harness: list[Harness]) -> None:
     from tests.test_augment import Scripted
 
     srv = Scripted()
-    srv.default, srv.delay = "slow", 0.1
+    srv.default, srv.delay = "slow", 0.05
     try:
         store = tmp_path / "aug.duckdb"
         wb = workbench.open(store)
@@ -266,7 +269,7 @@ def test_sigkill_mid_augment(tmp_path: Path, harness: list[Harness]) -> None:
             assert again["ok"], (what, again)
             assert outcome(store) == final, what
         FIGURES["augment"] = {"kill_points": len(points) - 1, "timed_kills": TIMED, "kills_survived": survived}
-        print(f"augment: {FIGURES['augment']}")
+        record("SIGKILL mid-augment", **FIGURES["augment"], partial_parents_found=0)
         assert survived >= len(points) - 1
     finally:
         srv.stop()

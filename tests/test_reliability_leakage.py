@@ -18,6 +18,7 @@ import pytest
 
 import workbench
 from tests.conftest import run_sift, write
+from tests.reliability_figures import record
 
 KEY = "sk-sift-leak-7c1e5b9a3d2f4e6a8b0c"  # SIFT_LLM_API_KEY: must never be written anywhere
 CANARIES = {
@@ -174,7 +175,13 @@ def test_no_canary_and_no_key_in_anything_written(tmp_path: Path, monkeypatch) -
     assert sum(1 for p in written if p.suffix in (".jsonl", ".parquet") and "export-" in str(p)) >= 8
     if trained:
         assert any(p.name == "train.log" for p in written) and any(p.suffix == ".safetensors" for p in written)
-    print(
-        f"leakage scan: {len(written)} files, {sum(p.stat().st_size for p in written)} bytes, "
-        f"{len(logs)} outputs, {len(CANARIES)} canaries, trained={trained}; leaks 0"
+    record(
+        "no PII canary or API key in anything written",
+        files_scanned=len(written),
+        bytes_scanned=sum(p.stat().st_size for p in written),
+        command_outputs=len(logs),
+        canaries=len(CANARIES),
+        training_run=trained,
+        canary_leaks=0,
+        key_leaks=0,
     )

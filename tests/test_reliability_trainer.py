@@ -21,6 +21,7 @@ import pytest
 import workbench
 from tests.conftest import run_sift, write
 from tests.reliability_app import Load, serve
+from tests.reliability_figures import record
 from trainer.rundir import HINTS
 
 pytestmark = pytest.mark.skipif(
@@ -107,4 +108,13 @@ def test_crash_oom_and_cancel_leave_runs_with_their_log_tail(tmp_path: Path) -> 
     # The app served the whole time: every page load finished, none raised.
     assert load.sessions and all(s["finished"] and not s["exceptions"] for s in load.sessions), load.errors[:3]
     assert not load.errors, load.errors[:3]
-    print(f"trainer faults: 3 runs ended (failed, failed, cancelled); app page loads meanwhile: {len(load.sessions)}")
+    record("trainer faults", runs=3, ended_with_log_tail=3, page_loads=len(load.sessions), page_exceptions=0)
+
+
+def test_cpu_out_of_memory_errors_get_the_memory_hint() -> None:
+    from trainer.rundir import classify_error
+
+    mmap = "unable to mmap 538090408 bytes from file <model.safetensors>: Cannot allocate memory (12)"
+    alloc = "DefaultCPUAllocator: can't allocate memory: you tried to allocate 1073741824 bytes. Error code 12"
+    assert classify_error(RuntimeError(mmap)) == classify_error(RuntimeError(alloc)) == "oom"
+    assert classify_error(MemoryError()) == "oom"

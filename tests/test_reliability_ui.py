@@ -3,7 +3,7 @@ piece of imported or typed data, rendered by every page (AppTest), never becomes
 a script link; no page uses unsafe_allow_html, st.html or components; uploaded file names cannot
 write outside the upload folder, and oversized uploads are refused with a clear message.
 
-Budget: `SIFT_FUZZ_EXAMPLES` upload names (default 60, ×4 here).
+Budget: `SIFT_FUZZ_EXAMPLES` (default 60): twice as many batches of upload names.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from streamlit.testing.v1 import AppTest
 
 import workbench
 from tests.conftest import ROOT, write
+from tests.reliability_figures import record
 from workbench import uploads
 
 PAGES = ROOT / "workbench" / "app_pages"
@@ -173,6 +174,7 @@ def test_pages_render_data_as_text(hostile: dict[str, Any], page: str) -> None:
     found = [(kind, s[:200], d) for kind, s in strings for d in dangers(s)]
     assert not found, found
     CHECKED[page] = len(strings)
+    record(f"UI renders data as text: {page}", markdown_strings_checked=len(strings), injections=0)
     if page in ("browse.py", "lineage.py", "review.py"):
         shown = texts(at) + "\n".join(s for _, s in strings)
         assert "onerror" in shown and EVIL in shown, f"{page} does not show the conversation at all"
@@ -198,7 +200,7 @@ names = st.one_of(
 )
 
 
-@settings(max_examples=FUZZ * 4, deadline=None, suppress_health_check=list(HealthCheck), database=None)
+@settings(max_examples=FUZZ * 2, deadline=None, suppress_health_check=list(HealthCheck), database=None)
 @given(st.lists(names, min_size=1, max_size=5))
 def test_upload_names_stay_in_the_folder(batch: list[str]) -> None:
     CHECKED["upload_names"] = CHECKED.get("upload_names", 0) + 1
@@ -218,6 +220,8 @@ def test_upload_names_stay_in_the_folder(batch: list[str]) -> None:
                 written = sorted(str(x) for x in Path(outside).rglob("*"))
                 assert written == sorted([str(folder), *map(str, paths)])
             assert not any(Path(outside).iterdir())  # nothing left behind
+            if CHECKED["upload_names"] == FUZZ * 2:
+                record("upload names stay in the folder", batches=CHECKED["upload_names"], escapes=0, overwrites=0)
         finally:
             os.environ.pop("TMPDIR", None)
             tempfile.tempdir = None

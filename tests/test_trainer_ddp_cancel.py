@@ -8,9 +8,14 @@ import json
 import time
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import run_sift
 from tests.multiprocess_runs import COMMON, env_for, kill_leftovers, make_export, train
 from workbench import jobs
+
+# Beyond what CI needs (the DDP loss-match test runs there): `make test-all` runs it.
+pytestmark = pytest.mark.slow
 
 
 def test_cancel_stops_every_rank_and_keeps_the_adapter(tmp_path: Path) -> None:

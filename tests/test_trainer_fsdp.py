@@ -13,6 +13,9 @@ import pytest
 from tests.multiprocess_runs import COMMON, STEPS, TOL, kill_leftovers, make_export, rows, train
 from workbench import jobs
 
+# Beyond what CI needs (the DDP loss-match test runs there): `make test-all` runs it.
+pytestmark = pytest.mark.slow
+
 
 def test_fsdp_two_processes_learn_what_one_process_learns(tmp_path: Path) -> None:
     make_export(tmp_path)

@@ -138,6 +138,12 @@ def run_training(cfg: TrainConfig, manifest: Path, run: RunDir, ranks: Ranks | N
             process_backend=str(state.backend),
         )
         log.info("rank 0 of %d (%s, %s)", ranks.world_size, ranks.strategy, state.backend)
+    elif cfg.num_processes > 1:
+        log.warning(
+            "the config asks for %d processes, and this one was not started by a launcher: training in one "
+            "process (sift train --gpus N / --cpu-processes N launch them)",
+            cfg.num_processes,
+        )
     torch.manual_seed(cfg.seed)
     run.status(message="loading model")
     model_path = resolve_model(cfg.base_model)
