@@ -272,6 +272,13 @@ def table(result: dict[str, Any]) -> str:
                 for v in ("raw", "curated")
             ),
         )
+        row(
+            "eval loss: own split / gold (lower is better)",
+            *(
+                " / ".join(agg([s[k] for s in runs[v]]) for k in ("own_eval_loss", "gold_eval_loss"))
+                for v in ("raw", "curated")
+            ),
+        )
     row(
         "planted PII strings in the export",
         f"{raw['pii_strings']} of {raw['pii_strings_planted']}",

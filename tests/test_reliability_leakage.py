@@ -148,7 +148,7 @@ def test_no_canary_and_no_key_in_anything_written(tmp_path: Path, monkeypatch) -
     finally:
         srv.stop()
     wb.accept([c["id"] for c in wb.list(limit=1000)["conversations"]], actor="leak-test")
-    sift("freeze", "v1", "--eval-fraction", "0.25", "--seed", "3")
+    wb.freeze("v1", eval_fraction=0.25, seed=3, actor="leak-test")
     sift("export", "v1", "--format", "openai", "--out", str(tmp_path / "export-openai"))
     for fmt in ("sharegpt", "alpaca", "parquet"):
         wb.export_version("v1", fmt, tmp_path / f"export-{fmt}")

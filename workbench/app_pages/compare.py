@@ -34,6 +34,7 @@ def flat(r: dict) -> dict:
     # The same metrics on a shared held-out version (trainer config `extra_eval`, e.g. a gold set).
     extra = m.get("extra_eval") or {}
     row["extra eval"] = extra.get("version")
+    row["extra eval loss"] = extra.get("eval_loss")
     for k in METRICS:
         row[f"extra tuned {k}"] = (extra.get("tuned") or {}).get(k)
     return row
@@ -55,6 +56,8 @@ if held_out:
                 "held-out field accuracy": r[shared],
                 "own eval field accuracy": r[own],
                 "own minus held-out": None if r[own] is None or r[shared] is None else round(r[own] - r[shared], 4),
+                "held-out eval loss": r["extra eval loss"],
+                "own eval loss": r["eval loss"],
             }
             for r in held_out
         ],
