@@ -79,8 +79,15 @@ _KEPT_OPEN: weakref.WeakSet[Database] = weakref.WeakSet()
 
 # DuckDB shares one instance per file among a process's connections; two threads opening the first
 # connection at once (two sessions of the app) both try to create it, and one fails ("Unique file
-# handle conflict"). Opening and closing connections one thread at a time avoids that.
-_OPEN_CLOSE = threading.Lock()
+# handle conflict"). Opening and closing a file's connections one thread at a time avoids that.
+_OPEN_CLOSE: dict[str, threading.Lock] = {}
+_OPEN_CLOSE_GUARD = threading.Lock()
+
+
+def _open_close(path: Path) -> threading.Lock:
+    key = os.path.abspath(path)
+    with _OPEN_CLOSE_GUARD:
+        return _OPEN_CLOSE.setdefault(key, threading.Lock())
 
 
 @atexit.register
@@ -121,7 +128,7 @@ class Database:
                 return
             # Another connection to the same file is open in this process: this one shares its
             # instance (DuckDB's instance cache), so it costs no second open.
-            with _OPEN_CLOSE:
+            with _open_close(self.path):
                 self._anchor = duckdb.connect(str(self.path))
             _KEPT_OPEN.add(self)
         threading.Thread(target=self._release_when_idle, name="sift-store-keep-open", daemon=True).start()
@@ -133,7 +140,7 @@ class Database:
                 if self._anchor is None:
                     return  # released already (release(), giving way)
                 if idle >= self.keep_open_s:
-                    with _OPEN_CLOSE:
+                    with _open_close(self.path):
                         self._anchor.close()
                     self._anchor = None
                     return
@@ -144,7 +151,7 @@ class Database:
         """Close the kept-open instance now (tests, shutdown)."""
         with self._anchor_lock:
             if self._anchor is not None:
-                with _OPEN_CLOSE:
+                with _open_close(self.path):
                     self._anchor.close()
                 self._anchor = None
 
@@ -182,7 +189,7 @@ class Database:
         try:
             while True:
                 try:
-                    with _OPEN_CLOSE:
+                    with _open_close(self.path):
                         return duckdb.connect(str(self.path))
                 except duckdb.IOException as e:
                     if not _is_lock_error(e):
@@ -215,7 +222,7 @@ class Database:
                 self._migrate(con)
             yield con
         finally:
-            with _OPEN_CLOSE:
+            with _open_close(self.path):
                 con.close()
             if self.keep_open_s > 0:
                 self._last_used = time.monotonic()
