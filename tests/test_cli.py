@@ -10,14 +10,23 @@ from tests.conftest import run_sift, write
 
 def test_import_stats_list_show_quarantine(store_path: Path, corpora: Path, tmp_path: Path) -> None:
     f = corpora / "openai-cheat-sheet" / "toy_chat_fine_tuning.jsonl"
-    bad = write(tmp_path / "b.jsonl", '{"messages": [{"role": "user", "content": "x"}, {"role": "assistant", "content": "y"}]}\nnot json\n')
+    bad = write(
+        tmp_path / "b.jsonl",
+        '{"messages": [{"role": "user", "content": "x"}, {"role": "assistant", "content": "y"}]}\nnot json\n',
+    )
     r = run_sift("import", str(f), str(bad), "--json", store=store_path, check=True)
     out = json.loads(r.stdout)
     assert set(out) == {"files", "totals"}
     assert set(out["files"][0]) == {"path", "format", "rows", "imported", "already_present", "quarantined"}
     assert out["totals"] == {"rows": 12, "imported": 6, "already_present": 5, "quarantined": 1}
     stats = json.loads(run_sift("stats", "--json", store=store_path, check=True).stdout)
-    assert stats == {"conversations": 6, "revisions": 6, "quarantined": 1, "sources": 2, "by_status": {"pending": 6, "accepted": 0, "rejected": 0}}
+    assert stats == {
+        "conversations": 6,
+        "revisions": 6,
+        "quarantined": 1,
+        "sources": 2,
+        "by_status": {"pending": 6, "accepted": 0, "rejected": 0},
+    }
     listed = json.loads(run_sift("list", "--limit", "3", "--json", store=store_path, check=True).stdout)
     assert listed["total"] == 6 and len(listed["conversations"]) == 3
     cid = listed["conversations"][0]["id"]

@@ -23,7 +23,7 @@ def test_sharegpt_roles_tools_and_function_calls(tmp_path: Path) -> None:
         "conversations": [
             {"from": "human", "value": "hi"},
             {"from": "function_call", "value": json.dumps({"name": "lookup", "arguments": {"q": 1}})},
-            {"from": "observation", "value": "{\"r\": 2}"},
+            {"from": "observation", "value": '{"r": 2}'},
             {"from": "gpt", "value": "done"},
         ],
     }
@@ -34,7 +34,10 @@ def test_sharegpt_roles_tools_and_function_calls(tmp_path: Path) -> None:
     assert roles == ["system", "user", "assistant", "tool", "assistant"]
     call = m.conversation.messages[2].tool_calls[0]
     assert (call.name, json.loads(call.arguments)) == ("lookup", {"q": 1})
-    assert m.conversation.tools[0] == {"type": "function", "function": {"name": "lookup", "parameters": {"type": "object"}}}
+    assert m.conversation.tools[0] == {
+        "type": "function",
+        "function": {"name": "lookup", "parameters": {"type": "object"}},
+    }
     assert m.conversation.metadata == {"id": "x1"}
     assert "role 'gpt' → 'assistant'" in m.mapping and "tools parsed from a JSON string" in m.mapping
 
@@ -46,7 +49,10 @@ def test_openai_parts_null_content_and_legacy_function_call(tmp_path: Path) -> N
                 {"role": "user", "content": [{"type": "text", "text": "a"}, {"type": "text", "value": "b"}]},
                 {"role": "assistant", "content": None, "function_call": {"name": "f", "arguments": "{}"}},
                 {"role": "function", "name": "f", "content": "42"},
-                {"role": "assistant", "content": [{"type": "reasoning", "value": "think"}, {"type": "text", "value": "ok"}]},
+                {
+                    "role": "assistant",
+                    "content": [{"type": "reasoning", "value": "think"}, {"type": "text", "value": "ok"}],
+                },
             ]
         }
     ]
@@ -63,7 +69,11 @@ def test_alpaca_input_history_system(tmp_path: Path) -> None:
     rows = [{"instruction": "Sum", "input": "1 2", "output": "3", "system": "S", "history": [["q", "a"]]}]
     c = parse_file(write(tmp_path / "a.json", json.dumps(rows))).mapped[0].conversation
     assert [(m.role, m.content) for m in c.messages] == [
-        ("system", "S"), ("user", "q"), ("assistant", "a"), ("user", "Sum\n\n1 2"), ("assistant", "3"),
+        ("system", "S"),
+        ("user", "q"),
+        ("assistant", "a"),
+        ("user", "Sum\n\n1 2"),
+        ("assistant", "3"),
     ]
 
 
@@ -79,10 +89,16 @@ def test_single_object_file(corpora: Path) -> None:
         ('{"messages": [{"role": 3, "content": "x"}]}', (1, "messages[0].role", "expected a string, got number")),
         ('{"messages": [{"content": "x"}]}', (1, "messages[0].role", "missing field")),
         ('{"messages": "hello"}', (1, "messages", "expected a list of messages, got string")),
-        ('{"messages": [{"role": "user", "content": 5}]}', (1, "messages[0].content", "expected a string, null or a list of parts, got number")),
+        (
+            '{"messages": [{"role": "user", "content": 5}]}',
+            (1, "messages[0].content", "expected a string, null or a list of parts, got number"),
+        ),
         ('{"messages": []}', (1, "messages", "no turns")),
-        ('{"messages": [{"role": "user", "content": "x"}', (1, "(line)", "invalid JSON: Expecting ',' delimiter at column 47")),
-        ('[1, 2]', (1, "(row)", "expected an object, got array")),
+        (
+            '{"messages": [{"role": "user", "content": "x"}',
+            (1, "(line)", "invalid JSON: Expecting ',' delimiter at column 47"),
+        ),
+        ("[1, 2]", (1, "(row)", "expected an object, got array")),
         ('{"prompt": "x"}', (1, "messages", "missing field")),
         (
             '{"messages": [{"role": "assistant", "content": null, "tool_calls": [{"id": "a", "function": {}}]}]}',
@@ -103,9 +119,21 @@ def test_openai_quarantine_reasons(tmp_path: Path, line: str, expected: tuple[in
     [
         ({"conversations": [{"from": "alien", "value": "x"}]}, "conversations[0].from", "unknown role 'alien'"),
         ({"conversations": [{"from": "human"}]}, "conversations[0].value", "missing field"),
-        ({"conversations": [{"from": "human", "value": None}]}, "conversations[0].value", "expected a string, got null"),
-        ({"conversations": [{"from": "function_call", "value": "not json"}]}, "conversations[0].value", "tool call is not valid JSON (Expecting value)"),
-        ({"conversations": [{"from": "human", "value": "x"}], "tools": "[oops"}, "tools", "tools is a string but not valid JSON (Expecting value)"),
+        (
+            {"conversations": [{"from": "human", "value": None}]},
+            "conversations[0].value",
+            "expected a string, got null",
+        ),
+        (
+            {"conversations": [{"from": "function_call", "value": "not json"}]},
+            "conversations[0].value",
+            "tool call is not valid JSON (Expecting value)",
+        ),
+        (
+            {"conversations": [{"from": "human", "value": "x"}], "tools": "[oops"},
+            "tools",
+            "tools is a string but not valid JSON (Expecting value)",
+        ),
         ({"conversations": {"from": "human"}}, "conversations", "expected a list of turns, got object"),
     ],
 )
@@ -122,7 +150,11 @@ def test_sharegpt_quarantine_reasons(tmp_path: Path, row: dict, field: str, mess
         ({"input": "x", "output": "y"}, "instruction", "missing field"),
         ({"instruction": "x"}, "output", "missing field"),
         ({"instruction": "x", "output": ["a", "b"]}, "output", "expected a string, got array"),
-        ({"instruction": "x", "output": "y", "history": [["only one"]]}, "history[0]", "expected a [prompt, answer] pair"),
+        (
+            {"instruction": "x", "output": "y", "history": [["only one"]]},
+            "history[0]",
+            "expected a [prompt, answer] pair",
+        ),
     ],
 )
 def test_alpaca_quarantine_reasons(tmp_path: Path, row: dict, field: str, message: str) -> None:
@@ -154,7 +186,10 @@ def test_unreadable_files_fail_whole(tmp_path: Path) -> None:
 
 def test_jsonl_bom_crlf_and_invalid_utf8_line(tmp_path: Path) -> None:
     good = b'{"instruction": "a", "output": "b"}'
-    path = write(tmp_path / "x.jsonl", b"\xef\xbb\xbf" + good + b"\r\n" + b'{"instruction": "\xff"}\r\n' + good.replace(b"a", b"c") + b"\r\n")
+    path = write(
+        tmp_path / "x.jsonl",
+        b"\xef\xbb\xbf" + good + b"\r\n" + b'{"instruction": "\xff"}\r\n' + good.replace(b"a", b"c") + b"\r\n",
+    )
     pf = parse_file(path)
     assert len(pf.mapped) == 2
     assert [(q.line, q.field, q.message) for q in pf.quarantined] == [(2, "(line)", "invalid UTF-8 at byte 17")]

@@ -29,7 +29,11 @@ junk = st.recursive(
     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3),
     max_leaves=8,
 )
-role = st.sampled_from(["user", "assistant", "system", "tool", "human", "gpt", "function_call", "observation", "bot", ""]) | st.integers() | st.none()
+role = (
+    st.sampled_from(["user", "assistant", "system", "tool", "human", "gpt", "function_call", "observation", "bot", ""])
+    | st.integers()
+    | st.none()
+)
 text = st.text(max_size=30) | st.just("x" * 5000) | st.just("\x00nul\x00") | st.just("ü\r\nline")
 
 
@@ -40,7 +44,9 @@ def openai_row() -> st.SearchStrategy:
 
 def sharegpt_row() -> st.SearchStrategy:
     turn = st.fixed_dictionaries({"from": role, "value": text | junk})
-    return st.fixed_dictionaries({"conversations": st.lists(turn | junk, max_size=4) | junk}, optional={"tools": junk, "system": junk})
+    return st.fixed_dictionaries(
+        {"conversations": st.lists(turn | junk, max_size=4) | junk}, optional={"tools": junk, "system": junk}
+    )
 
 
 def alpaca_row() -> st.SearchStrategy:
@@ -128,7 +134,9 @@ def test_sigkill_mid_import_leaves_store_as_before(tmp_path: Path) -> None:
     before = workbench.open(store).store.logical_dump()
     survived = 0
     for delay in (0.5, 1.5, 3.0, 5.0):
-        p = subprocess.Popen([sys.executable, "-c", IMPORTER, str(store), str(big)], cwd=ROOT, stdout=subprocess.PIPE, text=True)
+        p = subprocess.Popen(
+            [sys.executable, "-c", IMPORTER, str(store), str(big)], cwd=ROOT, stdout=subprocess.PIPE, text=True
+        )
         assert p.stdout is not None and p.stdout.readline().strip() == "start"
         time.sleep(delay)
         if p.poll() is not None:
@@ -155,7 +163,10 @@ def test_parallel_cli_imports_all_land(tmp_path: Path) -> None:
         f.write_text("\n".join(json.dumps({"instruction": f"file {i} row {j}", "output": "ok"}) for j in range(200)))
         files.append(f)
     cmd = [sys.executable, "-m", "workbench", "--store", str(store), "import", "--json"]
-    procs = [subprocess.Popen([*cmd, str(f)], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for f in files]
+    procs = [
+        subprocess.Popen([*cmd, str(f)], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for f in files
+    ]
     outs = [p.communicate(timeout=300) for p in procs]
     assert all(p.returncode == 0 for p in procs), [o[1] for o in outs]
     assert sum(json.loads(o[0])["totals"]["imported"] for o in outs) == 800

@@ -70,7 +70,10 @@ def test_sharegpt_roundtrip(conv: Conversation) -> None:
 def test_sharegpt_roundtrip_tool_calls_without_ids(conv: Conversation) -> None:
     back = roundtrip(conv, "sharegpt", ".json")
     # ShareGPT has no call ids: everything else survives.
-    strip = [Message(m.role, m.content, m.name, tuple(ToolCall(c.name, c.arguments) for c in m.tool_calls)) for m in conv.messages]
+    strip = [
+        Message(m.role, m.content, m.name, tuple(ToolCall(c.name, c.arguments) for c in m.tool_calls))
+        for m in conv.messages
+    ]
     assert list(back.messages) == strip and back.tools == conv.tools
 
 

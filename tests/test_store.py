@@ -106,7 +106,12 @@ def test_review_history_and_conflict(wb, tmp_path: Path) -> None:
     assert d["messages"][1]["content"] == "4" and d["status"] == "accepted" and d["revision"] == 2
     assert wb.show(cid, revision=1)["messages"][1]["content"] == "5"
     kinds = [(h["kind"], h["actor"]) for h in d["history"]]
-    assert kinds == [("revision", "root" if kinds[0][1] == "root" else kinds[0][1]), ("comment", "ana"), ("revision", "ana"), ("status", "ana")]
+    assert kinds == [
+        ("revision", "root" if kinds[0][1] == "root" else kinds[0][1]),
+        ("comment", "ana"),
+        ("revision", "ana"),
+        ("status", "ana"),
+    ]
     assert wb.list(text="four")["total"] == 0 and wb.list(text="2+2")["total"] == 1
     assert wb.list(reviewer="ana")["total"] == 1 and wb.list(status="pending")["total"] == 0
     with pytest.raises(NotFound):
@@ -127,8 +132,13 @@ def test_concurrent_processes_wait_for_the_lock(store_path: Path, tmp_path: Path
     import sys
 
     holder = subprocess.Popen(
-        [sys.executable, "-c", f"import duckdb,time; c=duckdb.connect({str(store_path)!r}); print('up', flush=True); time.sleep(2); c.close()"],
-        stdout=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            "-c",
+            f"import duckdb,time; c=duckdb.connect({str(store_path)!r}); print('up', flush=True); time.sleep(2); c.close()",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
     )
     assert holder.stdout is not None and holder.stdout.readline().strip() == "up"
     wb = workbench.open(store_path)

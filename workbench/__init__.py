@@ -1,8 +1,8 @@
 """Sift workbench: the store, the use cases and the front ends (CLI, Streamlit app).
 
-    import workbench
-    wb = workbench.open("sift.duckdb")
-    wb.import_files(["data.jsonl"])
+import workbench
+wb = workbench.open("sift.duckdb")
+wb.import_files(["data.jsonl"])
 """
 
 from __future__ import annotations
@@ -20,6 +20,6 @@ def default_store_path() -> Path:
     return Path(os.environ.get("SIFT_STORE", "sift.duckdb"))
 
 
-def open(path: str | Path | None = None) -> Workbench:  # noqa: A001 - the API reads as workbench.open
+def open(path: str | Path | None = None) -> Workbench:
     """Open (creating if needed) the store at `path`, default `$SIFT_STORE` or ./sift.duckdb."""
     return Workbench(path if path is not None else default_store_path())

@@ -93,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
         return 130
-    except Exception as e:  # noqa: BLE001 - domain errors become one clean line
+    except Exception as e:
         if isinstance(e, _domain_errors()):
             print(f"error: {e}", file=sys.stderr)
             return 1

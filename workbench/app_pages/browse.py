@@ -33,7 +33,13 @@ total = res["total"]
 pages = max(1, (total + PAGE_SIZE - 1) // PAGE_SIZE)
 st.caption(f"{total} conversations · page {page + 1} of {pages}")
 rows = [
-    {"id": c["id"], "status": c["status"], "rev": c["revision"], "turns": c["messages"], "preview": (c["preview"] or "")[:120]}
+    {
+        "id": c["id"],
+        "status": c["status"],
+        "rev": c["revision"],
+        "turns": c["messages"],
+        "preview": (c["preview"] or "")[:120],
+    }
     for c in res["conversations"]
 ]
 event = st.dataframe(rows, hide_index=True, use_container_width=True, on_select="rerun", selection_mode="single-row")

@@ -33,7 +33,9 @@ with tab_path:
     if st.button("Import from paths") and path_text.strip():
         actor = require_actor()
         paths = [Path(p.strip()) for p in path_text.splitlines() if p.strip()]
-        st.session_state["import_report"] = run(wb.import_files, paths, format=fmt, actor=actor, licence=licence or None)
+        st.session_state["import_report"] = run(
+            wb.import_files, paths, format=fmt, actor=actor, licence=licence or None
+        )
 
 report = st.session_state.get("import_report")
 if report:
@@ -54,13 +56,34 @@ if q["rows"]:
         hide_index=True,
         use_container_width=True,
     )
-    pick = st.selectbox("Raw text of row", range(len(q["rows"])), format_func=lambda i: f"{Path(q['rows'][i]['file']).name}:{q['rows'][i]['line']}")
+    pick = st.selectbox(
+        "Raw text of row",
+        range(len(q["rows"])),
+        format_func=lambda i: f"{Path(q['rows'][i]['file']).name}:{q['rows'][i]['line']}",
+    )
     st.code(q["rows"][pick]["raw"][:5000], language="json")
 st.subheader("Sources")
 src = wb.sources()
 if src:
     st.dataframe(
-        [{k: s[k] for k in ("id", "name", "format", "rows", "imported", "already_present", "quarantined", "licence", "actor", "ts")} for s in src],
+        [
+            {
+                k: s[k]
+                for k in (
+                    "id",
+                    "name",
+                    "format",
+                    "rows",
+                    "imported",
+                    "already_present",
+                    "quarantined",
+                    "licence",
+                    "actor",
+                    "ts",
+                )
+            }
+            for s in src
+        ],
         hide_index=True,
         use_container_width=True,
     )

@@ -62,7 +62,10 @@ def _show(args: argparse.Namespace) -> int:
         for f in r["flags"]:
             out.append(f"! {f['severity']} {f['reason']}: {f['message']}")
         out.append("history:")
-        out += [f"  {h['at']} {h['actor']}: {h['kind']} {h.get('status') or h.get('text') or ''}".rstrip() for h in r["history"]]
+        out += [
+            f"  {h['at']} {h['actor']}: {h['kind']} {h.get('status') or h.get('text') or ''}".rstrip()
+            for h in r["history"]
+        ]
         return "\n".join(out)
 
     emit(args, r, human)
@@ -71,8 +74,14 @@ def _show(args: argparse.Namespace) -> int:
 
 def _list(args: argparse.Namespace) -> int:
     r = open_wb(args).list(
-        status=args.status, source=args.source, flag=args.flag, text=args.text, tag=args.tag,
-        reviewer=args.reviewer, limit=args.limit, offset=args.offset,
+        status=args.status,
+        source=args.source,
+        flag=args.flag,
+        text=args.text,
+        tag=args.tag,
+        reviewer=args.reviewer,
+        limit=args.limit,
+        offset=args.offset,
     )
 
     def human(r: dict[str, Any]) -> str:

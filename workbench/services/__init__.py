@@ -17,7 +17,9 @@ from workbench.store import Store
 __all__ = ["Workbench", "default_actor"]
 
 
-class Workbench(CoreService, VersionsService, ReviewService, TrainService, DedupService, ValidateService, PiiService, AugmentService):
+class Workbench(
+    CoreService, VersionsService, ReviewService, TrainService, DedupService, ValidateService, PiiService, AugmentService
+):
     """`wb = workbench.open("sift.duckdb")`; every CLI command and app page calls these methods."""
 
     def __init__(self, path: str | Path) -> None:

@@ -93,7 +93,9 @@ class CoreService:
             raise StoreError("a comment cannot be empty")
         self.store.add_event(conversation_id, "comment", {"text": text}, actor=actor or default_actor())
 
-    def tag(self, ids: builtins.list[str], tags: builtins.list[str], *, actor: str | None = None, remove: bool = False) -> int:
+    def tag(
+        self, ids: builtins.list[str], tags: builtins.list[str], *, actor: str | None = None, remove: bool = False
+    ) -> int:
         return self.store.set_tags(ids, tags, actor=actor or default_actor(), add=not remove)
 
     def edit(

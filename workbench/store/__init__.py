@@ -21,7 +21,16 @@ from workbench.store.versions import FrozenVersionError, VersionsStore
 
 __all__ = ["STATUSES", "ConflictError", "FrozenVersionError", "NotFound", "Store", "StoreBusy", "StoreError"]
 
-MIGRATIONS: list[Migration] = [*core.MIGRATIONS, *versions.MIGRATIONS, *review.MIGRATIONS, *runs.MIGRATIONS, *dedup.MIGRATIONS, *validate.MIGRATIONS, *pii.MIGRATIONS, *augment.MIGRATIONS]
+MIGRATIONS: list[Migration] = [
+    *core.MIGRATIONS,
+    *versions.MIGRATIONS,
+    *review.MIGRATIONS,
+    *runs.MIGRATIONS,
+    *dedup.MIGRATIONS,
+    *validate.MIGRATIONS,
+    *pii.MIGRATIONS,
+    *augment.MIGRATIONS,
+]
 
 
 class Store(CoreStore, VersionsStore, ReviewStore, RunsStore, DedupStore, ValidateStore, PiiStore, AugmentStore):

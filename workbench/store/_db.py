@@ -264,9 +264,7 @@ class Database:
             try:
                 for stmt in _split_sql(m.sql):
                     con.execute(stmt)
-                con.execute(
-                    "INSERT INTO schema_migrations VALUES (?, ?, ?)", [m.component, m.number, now()]
-                )
+                con.execute("INSERT INTO schema_migrations VALUES (?, ?, ?)", [m.component, m.number, now()])
                 con.execute("COMMIT")
             except duckdb.ConstraintException:
                 # Another process applied it between our check and our insert.

@@ -95,8 +95,7 @@ def filtered_from(
         args += [source, source]
     if flag:
         where.append(
-            "EXISTS (SELECT 1 FROM flags f WHERE f.conversation_id = c.id "
-            "AND f.revision = c.revision AND f.reason = ?)"
+            "EXISTS (SELECT 1 FROM flags f WHERE f.conversation_id = c.id AND f.revision = c.revision AND f.reason = ?)"
         )
         args.append(flag)
     if text:
@@ -133,10 +132,7 @@ class CoreStore:
             if ids:
                 con.register("_cand", pa.table({"id": list(set(ids))}))
                 present = {
-                    r[0]
-                    for r in con.execute(
-                        "SELECT c.id FROM conversations c SEMI JOIN _cand USING (id)"
-                    ).fetchall()
+                    r[0] for r in con.execute("SELECT c.id FROM conversations c SEMI JOIN _cand USING (id)").fetchall()
                 }
                 con.unregister("_cand")
             new_idx: list[int] = []
@@ -277,9 +273,7 @@ class CoreStore:
             )
         )
         if row is None:
-            matches = con.execute(
-                "SELECT id FROM conversations WHERE starts_with(id, ?) LIMIT 2", [cid]
-            ).fetchall()
+            matches = con.execute("SELECT id FROM conversations WHERE starts_with(id, ?) LIMIT 2", [cid]).fetchall()
             if len(matches) == 1 and len(cid) >= 4:
                 return self._conv_row(con, matches[0][0])
             raise NotFound(f"no conversation {cid!r}")
@@ -361,9 +355,7 @@ class CoreStore:
         limit: int = 50,
         offset: int = 0,
     ) -> dict[str, Any]:
-        base, args = filtered_from(
-            status=status, source=source, flag=flag, text=text, tag=tag, reviewer=reviewer
-        )
+        base, args = filtered_from(status=status, source=source, flag=flag, text=text, tag=tag, reviewer=reviewer)
         with self.db.connect() as con:
             total = con.execute(f"SELECT count(*) {base}", args).fetchall()[0][0]  # type: ignore[index]
             # Page the narrow conversations table first, then read only the page's revisions
@@ -416,7 +408,15 @@ class CoreStore:
         return {
             "total": total,
             "rows": [
-                {"file": r[0], "line": r[1], "index": r[2], "field": r[3], "message": r[4], "raw": r[5], "source_id": r[6]}
+                {
+                    "file": r[0],
+                    "line": r[1],
+                    "index": r[2],
+                    "field": r[3],
+                    "message": r[4],
+                    "raw": r[5],
+                    "source_id": r[6],
+                }
                 for r in rows
             ],
         }
@@ -497,7 +497,11 @@ class CoreStore:
         with self.db.transaction() as con:
             for cid in ids:
                 self._check_revision(con, cid, None)
-                fn = "list_distinct(list_concat(tags, ?))" if add else "list_filter(tags, lambda t: NOT list_contains(?, t))"
+                fn = (
+                    "list_distinct(list_concat(tags, ?))"
+                    if add
+                    else "list_filter(tags, lambda t: NOT list_contains(?, t))"
+                )
                 con.execute(f"UPDATE conversations SET tags = {fn}, updated_at = ? WHERE id = ?", [tags, at, cid])
                 con.execute(
                     "INSERT INTO events VALUES (nextval('event_ids'), ?, 'tag', ?, ?, ?)",
@@ -521,8 +525,14 @@ class CoreStore:
         if con is None:
             with self.db.transaction() as tx:
                 return self.add_revision(
-                    cid, conversation, actor=actor, kind=kind, expected_revision=expected_revision,
-                    note=note, provenance=provenance, con=tx,
+                    cid,
+                    conversation,
+                    actor=actor,
+                    kind=kind,
+                    expected_revision=expected_revision,
+                    note=note,
+                    provenance=provenance,
+                    con=tx,
                 )
         current = self._check_revision(con, cid, expected_revision)
         cj = conversation.content_json()
@@ -569,12 +579,19 @@ class CoreStore:
             )
             con.execute(
                 "INSERT INTO revisions VALUES (?, 1, ?, sha256(?), ?, ?, ?, ?, NULL, ?, ?)",
-                [cid, cj, cj, search_text(conversation), len(conversation.messages), provenance.kind, actor,
-                 dumps(provenance.to_dict()), at],
+                [
+                    cid,
+                    cj,
+                    cj,
+                    search_text(conversation),
+                    len(conversation.messages),
+                    provenance.kind,
+                    actor,
+                    dumps(provenance.to_dict()),
+                    at,
+                ],
             )
-        con.execute(
-            "INSERT INTO provenance VALUES (?, NULL, ?, ?)", [cid, dumps(provenance.to_dict()), at]
-        )
+        con.execute("INSERT INTO provenance VALUES (?, NULL, ?, ?)", [cid, dumps(provenance.to_dict()), at])
         return cid, not exists
 
     # ------------------------------------------------------------ stage results
@@ -627,8 +644,7 @@ class CoreStore:
                 pa.table({"cid": [s[0] for s in scope], "rev": pa.array([s[1] for s in scope], pa.int32())}),
             )
             con.execute(
-                "DELETE FROM flags WHERE stage = ? AND (conversation_id, revision) IN "
-                "(SELECT (cid, rev) FROM _scope)",
+                "DELETE FROM flags WHERE stage = ? AND (conversation_id, revision) IN (SELECT (cid, rev) FROM _scope)",
                 [stage],
             )
             con.unregister("_scope")
@@ -680,9 +696,13 @@ class CoreStore:
         with self.db.connect() as con:
             return [
                 {
-                    "id": r[0], "stage": r[1], "config": json.loads(r[2]),
-                    "stats": json.loads(r[3]) if r[3] else None, "actor": r[4],
-                    "started_at": r[5].isoformat(), "finished_at": r[6].isoformat() if r[6] else None,
+                    "id": r[0],
+                    "stage": r[1],
+                    "config": json.loads(r[2]),
+                    "stats": json.loads(r[3]) if r[3] else None,
+                    "actor": r[4],
+                    "started_at": r[5].isoformat(),
+                    "finished_at": r[6].isoformat() if r[6] else None,
                 }
                 for r in con.execute(sql + " ORDER BY started_at", args).fetchall()
             ]
