@@ -347,10 +347,9 @@ def map_sharegpt(row: Any) -> tuple[Conversation, set[str]]:
         raise RowError(key, f"expected a list of turns, got {_type_name(turns)}")
     messages: list[Message] = []
     system = row.get("system")
-    if system is not None:
-        if _want_str(system, "system"):
-            messages.append(Message("system", system))
-            notes.add("top-level system → system turn")
+    if system is not None and _want_str(system, "system"):
+        messages.append(Message("system", system))
+        notes.add("top-level system → system turn")
     for i, t in enumerate(turns):
         p = f"{key}[{i}]"
         if not isinstance(t, dict):

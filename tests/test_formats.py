@@ -176,7 +176,7 @@ def test_unreadable_files_fail_whole(tmp_path: Path) -> None:
         parse_file(write(tmp_path / "bad2.json", b'[{"a": "\xff"}]'))
     with pytest.raises(FileReadError, match="no such file"):
         parse_file(tmp_path / "missing.jsonl")
-    with pytest.raises(FileReadError, match="unsupported file type '.csv'"):
+    with pytest.raises(FileReadError, match=r"unsupported file type '\.csv'"):
         parse_file(write(tmp_path / "x.csv", "a,b"))
     with pytest.raises(FileReadError, match="cannot tell the format"):
         parse_file(write(tmp_path / "x.json", '[{"a": 1}]'))
