@@ -5,6 +5,14 @@ noisy ticket-triage pool, both scored on one clean gold set that no pool row was
     python scripts/demo.py --full          # the GPU configuration (bigger pool, 3 training seeds)
     python scripts/demo.py --no-train      # the data side only (what tests/test_demo.py runs)
 
+Training on another machine (a GPU box without Sift's store, as the H100 run in the README did):
+
+    python scripts/demo.py --full --out demo-gpu --bundle .gpu/demo-bundle
+        # the data side, then a self-contained folder: the three exports, one trainer config per
+        # seed, and jobs.json; `bash scripts/gpu_demo.sh` runs every job with `python -m trainer`
+    python scripts/demo.py --full --out demo-gpu --collect RUNS_DIR [--screenshot PNG]
+        # `sift import-run` each run folder that came back into the demo store, then the table
+
 The sequence is the documented CLI one, called in-process (`workbench.cli.main`) on a fresh demo
 store (default ./demo/, which is replaced on every run):
 
@@ -193,8 +201,8 @@ def pool_store_ids(rows: list[dict[str, Any]]) -> list[str]:
 # ---------------------------------------------------------------- training side
 
 
-def train_config(args: argparse.Namespace, gold_export: Path, seed: int) -> dict[str, Any]:
-    return {
+def train_config(args: argparse.Namespace, gold_export: Path | str, seed: int) -> dict[str, Any]:
+    cfg = {
         "max_steps": args.steps,
         "per_device_train_batch_size": args.batch,
         "gradient_accumulation_steps": args.grad_accum,
@@ -208,8 +216,16 @@ def train_config(args: argparse.Namespace, gold_export: Path, seed: int) -> dict
         "gradient_checkpointing": bool(args.full),  # a 135M model fits without it; recomputing costs CPU time
         "logging_steps": 10,
         "seed": seed,
-        "extra_eval": str(gold_export.resolve()),
+        "extra_eval": str(gold_export.resolve()) if isinstance(gold_export, Path) else gold_export,
     }
+    if args.full:
+        # 400 gold and 400 own-eval answers per run: wide generation batches keep a GPU busy.
+        cfg["eval_batch_size"] = 100
+        # The base model's answers are the same for every seed: generate them in the first seed's runs.
+        cfg["generate_base"] = seed == args.train_seeds[0]
+    if args.backend:
+        cfg["backend"] = args.backend
+    return cfg
 
 
 def scores(metrics: dict[str, Any]) -> dict[str, Any]:
@@ -330,6 +346,17 @@ def make_parser() -> argparse.ArgumentParser:
     sized("--redact-processes", int, "PII worker processes")
     sized("--threads", int, "torch threads per trainer, 0: torch's default")
     p.add_argument("--no-train", action="store_true", help="stop after the versions and their audit")
+    p.add_argument("--backend", choices=["auto", "hf", "unsloth"], help="trainer backend (default: the config's auto)")
+    p.add_argument(
+        "--bundle",
+        type=Path,
+        help="after the data side, write a folder to train elsewhere (exports, configs, jobs.json) instead of training",
+    )
+    p.add_argument(
+        "--collect",
+        type=Path,
+        help="import the run folders under this folder (trained from --bundle) into the demo store, then report",
+    )
     p.add_argument("--screenshot", type=Path, help="after training, save a PNG of the Compare page here")
     return p
 
@@ -403,7 +430,11 @@ def run(args: argparse.Namespace, log: Any = print) -> dict[str, Any]:
         "audit": audit,
         "timings_s": timings,
     }
-    if not args.no_train:
+    if args.bundle:
+        with step("bundle"):
+            result["bundle"] = write_bundle(args, out, exports, args.bundle.resolve())
+            log(f"bundle for training elsewhere: {args.bundle} ({len(result['bundle']['jobs'])} jobs)")
+    elif not args.no_train:
         with step("train raw and curated"):
             result["runs"], result["run_ids"] = train_both(args, store, out, exports / "gold", log)
         result["compare"] = {
@@ -447,6 +478,100 @@ def train_both(
                 f"{s['own']['json_field_accuracy']} ({time.monotonic() - t0:.0f} s, run {r['run_id']})"
             )
     return runs, ids
+
+
+def write_bundle(args: argparse.Namespace, out: Path, exports: Path, bundle: Path) -> dict[str, Any]:
+    """Everything `python -m trainer` needs on a machine without Sift's store: the exports (verified
+    there by their manifests), one config per seed naming the gold export by a path relative to the
+    bundle, and jobs.json (run in the bundle folder: `python -m trainer --manifest M --config C --out O`)."""
+    if bundle.exists():
+        if not (bundle / "jobs.json").exists():
+            raise DemoError(f"{bundle} exists and is not a demo bundle (no jobs.json): pick another --bundle")
+        shutil.rmtree(bundle)
+    (bundle / "configs").mkdir(parents=True)
+    for v in ("raw", "curated", "gold"):
+        shutil.copytree(exports / v, bundle / "exports" / v)
+    jobs = []
+    for seed in args.train_seeds:
+        cfg = bundle / "configs" / f"seed{seed}.json"
+        cfg.write_text(json.dumps(train_config(args, "exports/gold", seed), indent=2), encoding="utf-8")
+        for v in ("raw", "curated"):
+            name = f"{v}-seed{seed}"
+            jobs.append({"name": name, "version": v, "seed": seed, "manifest": f"exports/{v}",
+                         "config": f"configs/{cfg.name}", "out": f"runs/{name}"})  # fmt: skip
+    (bundle / "jobs.json").write_text(json.dumps(jobs, indent=1), encoding="utf-8")
+    (out / "bundle.json").write_text(json.dumps({"bundle": str(bundle), "jobs": jobs}, indent=1), encoding="utf-8")
+    return {"path": str(bundle), "jobs": jobs}
+
+
+def collect(args: argparse.Namespace, log: Any = print) -> dict[str, Any]:
+    """Import the run folders of a bundle's jobs (trained elsewhere) into the demo store; report."""
+    out: Path = args.out.resolve()
+    store = out / "sift.duckdb"
+    try:
+        result = json.loads((out / "result.json").read_text(encoding="utf-8"))
+        jobs = json.loads((out / "bundle.json").read_text(encoding="utf-8"))["jobs"]
+    except (OSError, KeyError, json.JSONDecodeError) as e:
+        raise DemoError(f"{out} holds no bundled demo (run --bundle first): {e}") from None
+    runs_dir: Path = args.collect.resolve()
+    runs: dict[str, list[dict[str, Any]]] = {"raw": [], "curated": []}
+    ids: dict[str, list[str]] = {"raw": [], "curated": []}
+    already = {(r.get("imported") or {}).get("source") for r in (x["config"] for x in _store_runs(store))}
+    missing = []
+    for job in jobs:
+        folder = runs_dir / job["name"]
+        if not (folder / "status.json").exists():
+            missing.append(job["name"])
+            continue
+        if str(folder.resolve()) in already:
+            raise DemoError(f"{folder} was already collected into {store}: re-run --bundle for a fresh demo")
+        r = sift(store, "import-run", str(folder))["runs"][0]
+        if r["state"] != "succeeded":
+            raise DemoError(f"{job['name']} ended {r['state']}; see {folder}/train.log")
+        listed = {x["run_id"]: x for x in sift(store, "runs", "--version", job["version"])["runs"]}
+        s = scores(listed[r["run_id"]]["metrics"])
+        s["seed"] = job["seed"]
+        runs[job["version"]].append(s)
+        ids[job["version"]].append(r["run_id"])
+        log(
+            f"{job['name']}: gold field accuracy {s['gold']['json_field_accuracy']}, own {s['own']['json_field_accuracy']}"
+        )
+    if missing:
+        log(f"not found under {runs_dir} (left out of the table): {', '.join(missing)}")
+    if not ids["raw"] or not ids["curated"]:
+        raise DemoError(f"no finished runs of both versions under {runs_dir}")
+    seeds = sorted({s["seed"] for v in runs.values() for s in v})
+    result["config"]["train_seeds"] = seeds
+    result["runs"], result["run_ids"] = runs, ids
+    result["compare"] = {
+        r["run_id"]: r["metrics"] for r in sift(store, "compare", *ids["raw"], *ids["curated"])["runs"]
+    }
+    result["trained_on"] = _trained_on(runs_dir / jobs[0]["name"])
+    if args.screenshot:
+        screenshot(store, args.screenshot)
+    result["table"] = table(result)
+    (out / "result.json").write_text(json.dumps(result, indent=1, default=str), encoding="utf-8")
+    (out / "result.md").write_text(result["table"] + "\n", encoding="utf-8")
+    log(result["table"])
+    log(f"trained on {result['trained_on']}")
+    return result
+
+
+def _store_runs(store: Path) -> list[dict[str, Any]]:
+    from workbench.store import Store
+
+    return Store(store).list_runs()
+
+
+def _trained_on(run_dir: Path) -> str:
+    cfg = json.loads((run_dir / "config.json").read_text(encoding="utf-8"))
+    summary = json.loads((run_dir / "status.json").read_text(encoding="utf-8")).get("summary") or {}
+    libs = cfg.get("libraries") or {}
+    device = summary.get("device") or cfg.get("device") or "?"
+    return (
+        f"{device}; backend {summary.get('backend', '?')}; torch {libs.get('torch')}, transformers "
+        f"{libs.get('transformers')}, peft {libs.get('peft')}, bitsandbytes {libs.get('bitsandbytes')}"
+    )
 
 
 def screenshot(store: Path, path: Path) -> None:
@@ -527,7 +652,10 @@ class _Timer:
 def main(argv: list[str] | None = None) -> int:
     args = resolve(make_parser().parse_args(argv))
     try:
-        run(args)
+        if args.collect:
+            collect(args)
+        else:
+            run(args)
     except DemoError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

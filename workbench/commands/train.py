@@ -86,6 +86,19 @@ def _compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def _import_run(args: argparse.Namespace) -> int:
+    wb = open_wb(args)
+    out = [wb.import_run(d, actor=args.actor) for d in args.run_dirs]
+    emit(
+        args,
+        {"runs": out},
+        lambda r: "\n".join(
+            f"imported {x['source']} as run {x['run_id']} ({x['version']}, {x['state']})" for x in r["runs"]
+        ),
+    )
+    return 0
+
+
 def _export_adapter(args: argparse.Namespace) -> int:
     r = open_wb(args).export_adapter(args.run, args.out, merge=args.merge)
     emit(
@@ -132,6 +145,12 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("runs", nargs="+")
     p.add_argument("--regressions", action="store_true", help="only examples where a run is worse than the base")
     p.set_defaults(func=_compare)
+
+    p = sub.add_parser(
+        "import-run", parents=[common], help="register run folders trained elsewhere (python -m trainer on a GPU box)"
+    )
+    p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="folders written by `python -m trainer --out`")
+    p.set_defaults(func=_import_run)
 
     p = sub.add_parser("export-adapter", parents=[common], help="write a run's adapter (or the merged model)")
     p.add_argument("run")

@@ -263,6 +263,92 @@ class TrainService:
             "cancel_requested": status.get("state") not in FINAL_STATES,
         }
 
+    # ------------------------------------------------------------------ runs trained elsewhere
+
+    def import_run(self, run_dir: str | Path, *, actor: str | None = None) -> dict[str, Any]:
+        """Register a run folder that `python -m trainer` wrote on another machine (a GPU box, say).
+
+        The folder must hold an ended run (status.json) and the config.json that names the version it
+        trained on; that version must be frozen in this store with the same manifest hash, so its
+        results are shown against the data it really saw. The folder is copied under the store's runs
+        root (the source is left as it was) and ingested in one transaction; importing the same folder
+        twice is refused. Returns {"run_id", "version", "state", "source", "out_dir"}.
+        """
+        src = Path(run_dir)
+        if not src.is_dir():
+            raise StageError(f"{src}: not a folder (give the run folder `python -m trainer --out` wrote)")
+        status = jobs.read_json(src / "status.json")
+        if not isinstance(status, dict) or "state" not in status:
+            raise StageError(f"{src / 'status.json'}: missing or unreadable (field 'state'): is this a run folder?")
+        if status["state"] not in FINAL_STATES:
+            raise StageError(
+                f"{src / 'status.json'}: field 'state' is {status['state']!r}: only an ended run can be imported"
+            )
+        cfg_file = jobs.read_json(src / "config.json")
+        manifest = (cfg_file or {}).get("manifest") if isinstance(cfg_file, dict) else None
+        if not isinstance(manifest, dict) or not manifest.get("version") or not manifest.get("manifest_sha256"):
+            raise StageError(
+                f"{src / 'config.json'}: missing or unreadable (field 'manifest.version' / 'manifest.manifest_sha256')"
+            )
+        version, sha = str(manifest["version"]), str(manifest["manifest_sha256"])
+        try:
+            known = self.store.get_version(version)  # type: ignore[attr-defined]
+        except (AttributeError, StoreError):
+            raise StageError(
+                f"{src}: trained on version {version!r}, which is not frozen in this store: freeze or import it first"
+            ) from None
+        if known["manifest_sha256"] != sha:
+            raise StageError(
+                f"{src / 'config.json'}: field 'manifest.manifest_sha256' is {sha[:12]}…, but this store's version "
+                f"{version!r} is {known['manifest_sha256'][:12]}…: the run trained on other data"
+            )
+        fingerprint = _folder_fingerprint(src)
+        for r in self.store.list_runs(version=version):
+            if ((r["config"] or {}).get("imported") or {}).get("fingerprint") == fingerprint:
+                raise StageError(f"{src}: already imported as run {r['run_id']}")
+        run_id = new_run_id()
+        out_dir = runs_root(self.path) / run_id
+        tmp = out_dir.with_name(f".{run_id}.importing")
+        shutil.copytree(src, tmp)
+        os.replace(tmp, out_dir)
+        config = dict(cfg_file.get("config") or {})
+        config["imported"] = {
+            "source": str(src.resolve()),
+            "fingerprint": fingerprint,
+            "host": cfg_file.get("host"),
+            "libraries": cfg_file.get("libraries"),
+        }
+        folder = jobs.read_run_folder(out_dir)
+        status = {**folder["status"], **status}
+        status.setdefault("log_tail", folder["log_tail"])
+        eval_result = folder["eval"] if status["state"] == "succeeded" else None
+        try:
+            self.store.add_ended_run(
+                run_id,
+                version=version,
+                manifest_sha256=sha,
+                out_dir=str(out_dir),
+                config=config,
+                actor=actor or default_actor(),
+                status=status,
+                metrics=metrics_of(eval_result, status),
+                eval_result=eval_result,
+                curve=folder["curve"],
+                samples=folder["samples"],
+                started_at=_ts(status.get("started_at")),
+                finished_at=_ts(status.get("finished_at")),
+            )
+        except BaseException:
+            shutil.rmtree(out_dir, ignore_errors=True)
+            raise
+        return {
+            "run_id": run_id,
+            "version": version,
+            "state": status["state"],
+            "source": str(src),
+            "out_dir": str(out_dir),
+        }
+
     # ------------------------------------------------------------------ compare
 
     def compare_runs(self, run_ids: list[str], *, regressions_only: bool = False) -> dict[str, Any]:
@@ -376,3 +462,14 @@ def _ts(s: str | None) -> datetime | None:
         return datetime.strptime(s, "%Y-%m-%dT%H:%M:%SZ")
     except ValueError:
         return None
+
+
+def _folder_fingerprint(folder: Path) -> str:
+    """What identifies one run folder wherever it was copied: the hash of the files its results come from."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for name in ("status.json", "config.json", "eval.json", "metrics.jsonl"):
+        p = folder / name
+        h.update(name.encode() + b"\0" + (p.read_bytes() if p.exists() else b"") + b"\0")
+    return h.hexdigest()[:32]

@@ -171,63 +171,33 @@ class RunsStore:
         """Land a finished run's results (replacing any earlier ingest of the same run) in one transaction."""
         with self.db.transaction() as con:
             rid = self._resolve_run(con, run_id)
-            con.execute("DELETE FROM run_metrics WHERE run_id = ?", [rid])
-            con.execute("DELETE FROM run_samples WHERE run_id = ?", [rid])
+            _write_results(con, rid, status, metrics, eval_result, curve, samples, started_at, finished_at)
+
+    def add_ended_run(
+        self,
+        run_id: str,
+        *,
+        version: str,
+        manifest_sha256: str | None,
+        out_dir: str,
+        config: dict[str, Any],
+        actor: str,
+        status: dict[str, Any],
+        metrics: dict[str, Any],
+        eval_result: dict[str, Any] | None,
+        curve: list[dict[str, Any]],
+        samples: list[dict[str, Any]],
+        started_at: Any = None,
+        finished_at: Any = None,
+    ) -> None:
+        """A run that ended elsewhere (`sift import-run`): its row and its results in one transaction."""
+        with self.db.transaction() as con:
             con.execute(
-                "UPDATE runs SET state = ?, step = ?, total_steps = ?, backend = coalesce(?, backend), metrics = ?, "
-                "eval = ?, summary = ?, message = ?, error = ?, hint = ?, log_tail = ?, started_at = coalesce(?, started_at), "
-                "finished_at = ?, ingested_at = ? WHERE id = ?",
-                [
-                    status.get("state"),
-                    status.get("step"),
-                    status.get("total"),
-                    status.get("backend"),
-                    dumps(metrics),
-                    dumps(eval_result) if eval_result is not None else None,
-                    dumps(status.get("summary")) if status.get("summary") else None,
-                    status.get("message"),
-                    status.get("error"),
-                    status.get("hint"),
-                    status.get("log_tail"),
-                    started_at,
-                    finished_at,
-                    now(),
-                    rid,
-                ],
+                "INSERT INTO runs (id, version, manifest_sha256, state, out_dir, config, base_model, actor, created_at) "
+                "VALUES (?, ?, ?, 'queued', ?, ?, ?, ?, ?)",
+                [run_id, version, manifest_sha256, out_dir, dumps(config), config.get("base_model"), actor, now()],
             )
-            if curve:
-                con.register(
-                    "_curve",
-                    pa.table(
-                        {
-                            "step": pa.array([int(c.get("step", 0)) for c in curve], pa.int32()),
-                            "data": [dumps(c) for c in curve],
-                        }
-                    ),
-                )
-                con.execute("INSERT INTO run_metrics SELECT ?, step, data FROM _curve", [rid])
-                con.unregister("_curve")
-            if samples:
-                con.register(
-                    "_samples",
-                    pa.table(
-                        {
-                            "idx": pa.array([int(s["index"]) for s in samples], pa.int32()),
-                            "prompt": [dumps(s.get("prompt")) for s in samples],
-                            "reference": [s.get("reference") or "" for s in samples],
-                            "base": [s.get("base") for s in samples],
-                            "tuned": [s.get("tuned") or "" for s in samples],
-                            "base_scores": [dumps(s["base_scores"]) if s.get("base_scores") else None for s in samples],
-                            "tuned_scores": [dumps(s.get("tuned_scores") or {}) for s in samples],
-                        }
-                    ),
-                )
-                con.execute(
-                    "INSERT INTO run_samples SELECT ?, idx, prompt, reference, base, tuned, base_scores, tuned_scores "
-                    "FROM _samples",
-                    [rid],
-                )
-                con.unregister("_samples")
+            _write_results(con, run_id, status, metrics, eval_result, curve, samples, started_at, finished_at)
 
     def run_curve(self, run_id: str) -> list[dict[str, Any]]:
         with self.db.connect() as con:
@@ -255,3 +225,73 @@ class RunsStore:
             }
             for r in rows
         ]
+
+
+def _write_results(
+    con: Any,
+    rid: str,
+    status: dict[str, Any],
+    metrics: dict[str, Any],
+    eval_result: dict[str, Any] | None,
+    curve: list[dict[str, Any]],
+    samples: list[dict[str, Any]],
+    started_at: Any,
+    finished_at: Any,
+) -> None:
+    con.execute("DELETE FROM run_metrics WHERE run_id = ?", [rid])
+    con.execute("DELETE FROM run_samples WHERE run_id = ?", [rid])
+    con.execute(
+        "UPDATE runs SET state = ?, step = ?, total_steps = ?, backend = coalesce(?, backend), metrics = ?, "
+        "eval = ?, summary = ?, message = ?, error = ?, hint = ?, log_tail = ?, started_at = coalesce(?, started_at), "
+        "finished_at = ?, ingested_at = ? WHERE id = ?",
+        [
+            status.get("state"),
+            status.get("step"),
+            status.get("total"),
+            status.get("backend"),
+            dumps(metrics),
+            dumps(eval_result) if eval_result is not None else None,
+            dumps(status.get("summary")) if status.get("summary") else None,
+            status.get("message"),
+            status.get("error"),
+            status.get("hint"),
+            status.get("log_tail"),
+            started_at,
+            finished_at,
+            now(),
+            rid,
+        ],
+    )
+    if curve:
+        con.register(
+            "_curve",
+            pa.table(
+                {
+                    "step": pa.array([int(c.get("step", 0)) for c in curve], pa.int32()),
+                    "data": [dumps(c) for c in curve],
+                }
+            ),
+        )
+        con.execute("INSERT INTO run_metrics SELECT ?, step, data FROM _curve", [rid])
+        con.unregister("_curve")
+    if samples:
+        con.register(
+            "_samples",
+            pa.table(
+                {
+                    "idx": pa.array([int(s["index"]) for s in samples], pa.int32()),
+                    "prompt": [dumps(s.get("prompt")) for s in samples],
+                    "reference": [s.get("reference") or "" for s in samples],
+                    "base": [s.get("base") for s in samples],
+                    "tuned": [s.get("tuned") or "" for s in samples],
+                    "base_scores": [dumps(s["base_scores"]) if s.get("base_scores") else None for s in samples],
+                    "tuned_scores": [dumps(s.get("tuned_scores") or {}) for s in samples],
+                }
+            ),
+        )
+        con.execute(
+            "INSERT INTO run_samples SELECT ?, idx, prompt, reference, base, tuned, base_scores, tuned_scores "
+            "FROM _samples",
+            [rid],
+        )
+        con.unregister("_samples")

@@ -1,0 +1,85 @@
+#!/usr/bin/env bash
+# The proof-of-value demo's training on the GPU machine (device tool), in consecutive calls on the
+# warm machine (see scripts/gpu_prepare.sh demo-pack for what each carries):
+#   bash scripts/gpu_demo.sh prep    # carry .gpu/demo1: the first part of site + model
+#   bash scripts/gpu_demo.sh start   # carry .gpu/demo2: the rest and the bundle; unpack, convert the model,
+#                                    # start every job of jobs.json (in a session of its own, so it
+#                                    # outlives the call), wait up to WAIT_S, then pack what ended into $OUT
+#   bash scripts/gpu_demo.sh wait    # later calls: wait up to WAIT_S more, pack into $OUT
+# $OUT gets runs.tar.xz (every run folder without its adapter weights), jobs.log and gpu.txt.
+# PARALLEL jobs run at once (default: all): a 135M model leaves an H100 mostly idle per process.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+REPO=$PWD
+MODE=${1:?prep, start or wait}
+OUT=${OUT:-/tmp/sift-out}
+WAIT_S=${WAIT_S:-540}
+DEST=${SIFT_GPU_DIR:-/tmp/sift-gpu}
+WORK=/tmp/sift-demo
+mkdir -p "$OUT"
+export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_DATASETS_OFFLINE=1 UNSLOTH_DISABLE_STATISTICS=1
+export PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false SIFT_CACHE=/tmp/sift-cache
+
+pack_results() {
+  [ -d "$WORK/bundle/runs" ] || { echo "no runs yet"; return; }
+  tar -C "$WORK/bundle" --exclude='adapter' --exclude='checkpoint-*' -cf - runs | xz -T0 -3 > "$OUT/runs.tar.xz"
+  cp "$WORK/jobs.log" "$OUT/" 2>/dev/null || true
+  nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader > "$OUT/gpu.txt" 2>&1
+  for s in "$WORK"/bundle/runs/*/status.json; do
+    python3 -c "import json,sys; d=json.load(open(sys.argv[1])); print(sys.argv[1].split('/')[-2], d.get('state'), d.get('step'), d.get('total'), d.get('message'))" "$s"
+  done
+}
+
+wait_jobs() {
+  local t0=$SECONDS
+  while [ ! -f "$WORK/DONE" ] && (( SECONDS - t0 < WAIT_S )); do sleep 5; done
+  [ -f "$WORK/DONE" ] && echo "all jobs ended" || echo "still running after ${WAIT_S} s"
+  tail -5 "$WORK/jobs.log" 2>/dev/null
+  pack_results
+}
+
+case "$MODE" in
+  prep)
+    bash scripts/gpu_prepare.sh unpack .gpu/demo1 2>&1 | tail -2
+    nvidia-smi --query-gpu=name,memory.total,memory.used --format=csv,noheader
+    ;;
+  start)
+    bash scripts/gpu_prepare.sh unpack .gpu/demo2 2>&1 | tail -2
+    rm -rf "$WORK" && mkdir -p "$WORK"
+    tar -C "$WORK" -xJf .gpu/demo2/bundle.tar.xz
+    mv "$WORK"/*/ "$WORK/bundle" 2>/dev/null || true
+    export PYTHONPATH="$DEST/site:$REPO"
+    python3 -c "from curation.models import resolve_model; print('model', resolve_model())" 2>&1 | tail -1
+    # The supervisor: every job in its own process, PARALLEL at a time; DONE when all have ended.
+    setsid nohup python3 - "$WORK" "${PARALLEL:-0}" > "$WORK/jobs.log" 2>&1 <<'PY' &
+import json, os, subprocess, sys, time
+work, parallel = sys.argv[1], int(sys.argv[2])
+bundle = os.path.join(work, "bundle")
+jobs = json.load(open(os.path.join(bundle, "jobs.json")))
+parallel = parallel or len(jobs)
+todo, live, t0 = list(jobs), {}, time.time()
+while todo or live:
+    while todo and len(live) < parallel:
+        j = todo.pop(0)
+        os.makedirs(os.path.join(bundle, j["out"]), exist_ok=True)
+        log = open(os.path.join(bundle, j["out"] + ".log"), "wb")
+        cmd = [sys.executable, "-m", "trainer", "--manifest", j["manifest"], "--config", j["config"], "--out", j["out"]]
+        live[j["name"]] = subprocess.Popen(cmd, cwd=bundle, stdout=log, stderr=subprocess.STDOUT)
+        print(f"{time.time() - t0:7.1f} s  start {j['name']}", flush=True)
+    for name, p in list(live.items()):
+        if p.poll() is not None:
+            print(f"{time.time() - t0:7.1f} s  end {name} rc {p.returncode}", flush=True)
+            del live[name]
+    time.sleep(2)
+open(os.path.join(work, "DONE"), "w").write(f"{time.time() - t0:.1f}\n")
+print(f"{time.time() - t0:7.1f} s  all ended", flush=True)
+PY
+    sleep 20
+    nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv,noheader
+    wait_jobs
+    ;;
+  wait)
+    wait_jobs
+    ;;
+  *) echo "usage: $0 prep|start|wait" >&2; exit 2 ;;
+esac
