@@ -21,8 +21,9 @@ store (default ./demo/, which is replaced on every run):
     (no curation: a random split, leakage and all, recorded in the manifest)
  3. `sift validate`, `sift dedup`, `sift redact` (then validate and dedup again: a redaction is a new
     revision, and flags belong to the revision they were computed on)
- 4. scripted review standing in for the SME: reject near-copies of gold items (eval_leakage), reject
-    rows with blocking flags (validation errors, non-keeper duplicates), accept the rest
+ 4. `sift label-audit` (answers whose JSON labels disagree with the rest of the data), then a scripted
+    review standing in for the SME: reject near-copies of gold items (eval_leakage), rows with
+    blocking flags (validation errors, non-keeper duplicates) and label suspects; accept the rest
  5. `sift freeze curated --parent raw`
  6. a second store holds the gold set: `sift import gold.jsonl`, `sift freeze gold`, `sift export`
  7. `sift train raw|curated --config C --wait` with the same config, whose `extra_eval` names the
@@ -56,8 +57,10 @@ PRESETS: dict[str, tuple[Any, Any]] = {
     "n": (600, 5000),
     "gold": (32, 400),
     "steps": (40, 400),
-    "batch": (2, 8),
-    "grad_accum": (1, 2),
+    # One micro-batch per step: a 135M model's step costs the GPU little but the CPU's kernel
+    # launches a lot, so wider batches are nearly free there.
+    "batch": (2, 16),
+    "grad_accum": (1, 1),
     "lr": (1e-3, 2e-4),  # few CPU steps: a higher rate gets further
     "max_seq_len": (384, 512),
     "eval_limit": (32, 400),
@@ -134,7 +137,8 @@ def scripted_review(store: Path, gold: list[Any], originals: dict[str, Any]) -> 
     leaks = contamination({f"gold-{i}": g for i, g in enumerate(gold)}, pool)
     rejected: dict[str, str] = {p.eval_id: "eval_leakage: near-copy of a gold eval item" for p in leaks}
     for f in sift(store, "progress")["flags"]:
-        if f["severity"] != "error":
+        # Blocking flags, and the label audit's suspects (the SME stand-in does not try to fix a label).
+        if f["severity"] != "error" and f["reason"] != "label_suspect":
             continue
         listed = sift(store, "list", "--flag", f["reason"], "--status", "pending", "--limit", "1000000")
         for c in listed["conversations"]:
@@ -213,7 +217,7 @@ def train_config(args: argparse.Namespace, gold_export: Path | str, seed: int) -
         "max_new_tokens": args.max_new_tokens,
         "eval_batch_size": 16,
         "generate_base": bool(args.full),  # the base model's answers are for the GPU run only (time)
-        "gradient_checkpointing": bool(args.full),  # a 135M model fits without it; recomputing costs CPU time
+        "gradient_checkpointing": False,  # a 135M model fits without it; recomputing costs time
         "logging_steps": 10,
         "seed": seed,
         "extra_eval": str(gold_export.resolve()) if isinstance(gold_export, Path) else gold_export,
@@ -401,9 +405,12 @@ def run(args: argparse.Namespace, log: Any = print) -> dict[str, Any]:
         # The redacted revisions are new: check them again (cached for every unchanged revision).
         curation["validate_after_redact"] = sift(store, "validate", *seq)
         curation["dedup_after_redact"] = sift(store, "dedup")
+        # Labels that disagree with the rest of the data (wrong labels, conflicting copies): warnings for review.
+        curation["labels"] = sift(store, "label-audit")
         log(
             f"validate flagged {curation['validate']['flagged']}; dedup {curation['dedup']['duplicates_flagged']} "
-            f"duplicates; redacted {curation['redact']['conversations_redacted']} conversations"
+            f"duplicates; redacted {curation['redact']['conversations_redacted']} conversations; "
+            f"label audit flagged {curation['labels']['flagged']}"
         )
     gold = gold_conversations(data)
     ids = pool_store_ids(generated["rows"])

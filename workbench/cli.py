@@ -23,6 +23,7 @@ COMMAND_MODULES = [
     "workbench.commands.validate",
     "workbench.commands.augment",
     "workbench.commands.pii",
+    "workbench.commands.labels",
 ]
 
 

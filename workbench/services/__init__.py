@@ -7,6 +7,7 @@ from pathlib import Path
 from workbench.services.augment import AugmentService
 from workbench.services.core import CoreService, default_actor
 from workbench.services.dedup import DedupService
+from workbench.services.labels import LabelsService
 from workbench.services.pii import PiiService
 from workbench.services.review import ReviewService
 from workbench.services.train import TrainService
@@ -18,7 +19,15 @@ __all__ = ["Workbench", "default_actor"]
 
 
 class Workbench(
-    CoreService, VersionsService, ReviewService, TrainService, DedupService, ValidateService, PiiService, AugmentService
+    CoreService,
+    VersionsService,
+    ReviewService,
+    TrainService,
+    DedupService,
+    ValidateService,
+    PiiService,
+    AugmentService,
+    LabelsService,
 ):
     """`wb = workbench.open("sift.duckdb")`; every CLI command and app page calls these methods."""
 

@@ -1,0 +1,216 @@
+"""Label audit: find answers whose structured labels disagree with what the rest of the data says.
+
+Many fine-tuning sets end each assistant answer in a small JSON object of labels (a ticket's
+category and priority, an intent, a sentiment). A wrong label teaches the model the wrong mapping,
+and no structural check can see it. This stage looks for them the way confident learning does
+(Northcutt et al., "Confident Learning", JAIR 2021):
+
+1. For each label field (auto-detected: string fields of the answer's trailing JSON object that
+   most answers carry, with few distinct values), a multinomial naive Bayes classifier reads the
+   user turns (word unigrams and bigrams) and predicts the field, *out of fold*: every row is
+   scored by a model that never saw it (k folds, seeded).
+2. Per class j, a threshold t_j: the mean predicted probability of j over rows labelled j (how sure
+   the classifier is, on average, when the label is right).
+3. A row labelled i is suspect when some other class j has p_j >= t_j while p_i < t_i: the data
+   points elsewhere with the confidence a correct label usually gets. The suggestion is that j.
+
+The classifier is small and dependency-free (numpy + scipy.sparse); it needs classes with a few
+examples each, so fields with a class below `min_class_count` rows are skipped, and so are
+datasets under `min_rows`. A suspect is a question for a reviewer, not a verdict: flags are
+warnings by default and carry the given label, the suggestion and both probabilities.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import re
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from curation.records import Conversation
+
+_WORD = re.compile(r"[a-z0-9_]+(?:'[a-z]+)?")
+_TRAILING_JSON = re.compile(r"(\{[^{}]*\})\s*$")
+
+
+@dataclass(frozen=True)
+class LabelAuditConfig:
+    fields: tuple[str, ...] = ()  # empty: auto-detect
+    folds: int = 5
+    seed: int = 0
+    alpha: float = 0.1  # additive smoothing of the word counts
+    max_values: int = 50  # a field with more distinct values is free text, not a label
+    min_share: float = 0.5  # a field must be on at least this share of labelled answers
+    min_class_count: int = 5
+    min_rows: int = 50
+    bigrams: bool = True
+    max_words: int = 300  # read the start of the input: a pasted log after it is not what decides the label
+    binary: bool = True  # count a word once per row: a pasted log must not outvote the sentence that matters
+
+
+@dataclass
+class Suspect:
+    id: str
+    field: str
+    given: str
+    suggested: str
+    p_given: float
+    p_suggested: float
+
+
+@dataclass
+class LabelAudit:
+    fields: list[str]
+    skipped: dict[str, str]
+    labelled: int
+    suspects: list[Suspect]
+    per_field: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def by_id(self) -> dict[str, list[Suspect]]:
+        out: dict[str, list[Suspect]] = {}
+        for s in self.suspects:
+            out.setdefault(s.id, []).append(s)
+        return out
+
+
+def answer_labels(conv: Conversation) -> dict[str, str] | None:
+    """The flat string fields of the JSON object that ends the last assistant answer, if any."""
+    for m in reversed(conv.messages):
+        if m.role != "assistant":
+            continue
+        text = m.content if isinstance(m.content, str) else ""
+        match = _TRAILING_JSON.search(text or "")
+        if not match:
+            return None
+        try:
+            obj = json.loads(match.group(1))
+        except json.JSONDecodeError:
+            return None
+        if not isinstance(obj, dict):
+            return None
+        out = {k: v for k, v in obj.items() if isinstance(v, str) and v}
+        return out or None
+    return None
+
+
+def input_text(conv: Conversation) -> str:
+    """What the labels should follow from: the user turns (the system prompt is the same for all)."""
+    return "\n".join(m.content for m in conv.messages if m.role == "user" and isinstance(m.content, str))
+
+
+def _features(text: str, bigrams: bool, max_words: int = 0) -> list[str]:
+    words = _WORD.findall(text.lower())
+    if max_words:
+        words = words[:max_words]
+    if bigrams:
+        return words + [f"{a} {b}" for a, b in itertools.pairwise(words)]
+    return words
+
+
+def detect_fields(labels: Iterable[Mapping[str, str]], config: LabelAuditConfig) -> list[str]:
+    rows = list(labels)
+    if not rows:
+        return []
+    present: Counter[str] = Counter()
+    values: dict[str, set[str]] = {}
+    for r in rows:
+        for k, v in r.items():
+            present[k] += 1
+            values.setdefault(k, set()).add(v)
+    return sorted(
+        k for k, n in present.items() if n / len(rows) >= config.min_share and 2 <= len(values[k]) <= config.max_values
+    )
+
+
+def audit_labels(items: Mapping[str, Conversation], config: LabelAuditConfig | None = None) -> LabelAudit:
+    """Out-of-fold naive Bayes over the user turns, per label field; confident-learning suspects."""
+    from scipy import sparse
+
+    config = config or LabelAuditConfig()
+    labelled: dict[str, dict[str, str]] = {}
+    for cid, conv in items.items():
+        lab = answer_labels(conv)
+        if lab:
+            labelled[cid] = lab
+    fields = list(config.fields) or detect_fields(labelled.values(), config)
+    audit = LabelAudit(fields=[], skipped={}, labelled=len(labelled), suspects=[])
+    if len(labelled) < config.min_rows:
+        audit.skipped = {f: f"only {len(labelled)} labelled answers (need {config.min_rows})" for f in fields}
+        return audit
+    ids = sorted(labelled)
+    vocab: dict[str, int] = {}
+    indptr, indices = [0], []
+    for cid in ids:
+        feats = Counter(
+            vocab.setdefault(f, len(vocab)) for f in _features(input_text(items[cid]), config.bigrams, config.max_words)
+        )
+        indices.extend(feats.keys())
+        indptr.append(len(indices))
+        # counts go in `data` below, in the same order
+    data = []
+    for cid in ids:
+        feats = Counter(vocab[f] for f in _features(input_text(items[cid]), config.bigrams, config.max_words))
+        data.extend(1.0 if config.binary else float(n) for n in feats.values())
+    x = sparse.csr_matrix(
+        (np.asarray(data, dtype=np.float64), np.asarray(indices, dtype=np.int64), np.asarray(indptr)),
+        shape=(len(ids), len(vocab)),
+    )
+    rng = np.random.default_rng(config.seed)
+    fold = rng.permutation(len(ids)) % max(2, config.folds)
+    for name in fields:
+        rows = [i for i, cid in enumerate(ids) if name in labelled[cid]]
+        given = [labelled[ids[i]][name] for i in rows]
+        counts = Counter(given)
+        small = sorted(v for v, n in counts.items() if n < config.min_class_count)
+        if len(counts) < 2 or small:
+            why = "one value only" if len(counts) < 2 else f"values with under {config.min_class_count} rows: {small}"
+            audit.skipped[name] = why
+            continue
+        classes = sorted(counts)
+        y = np.asarray([classes.index(v) for v in given])
+        xf, ff = x[rows], fold[rows]
+        proba = np.zeros((len(rows), len(classes)))
+        for k in range(max(2, config.folds)):
+            train, test = ff != k, ff == k
+            if not test.any():
+                continue
+            onehot = sparse.csr_matrix(
+                (np.ones(int(train.sum())), (y[train], np.arange(int(train.sum())))),
+                shape=(len(classes), int(train.sum())),
+            )
+            word_counts = np.asarray((onehot @ xf[train]).todense()) + config.alpha
+            log_theta = np.log(word_counts) - np.log(word_counts.sum(axis=1, keepdims=True))
+            class_n = np.bincount(y[train], minlength=len(classes)) + 1.0
+            log_prior = np.log(class_n / class_n.sum())
+            scores = np.asarray(xf[test] @ log_theta.T) + log_prior
+            scores -= scores.max(axis=1, keepdims=True)
+            p = np.exp(scores)
+            proba[test] = p / p.sum(axis=1, keepdims=True)
+        thresholds = np.array([proba[y == j, j].mean() for j in range(len(classes))])
+        n_suspect = 0
+        for r, (i, gi) in enumerate(zip(rows, y, strict=True)):
+            if proba[r, gi] >= thresholds[gi]:
+                continue
+            confident = [j for j in range(len(classes)) if j != gi and proba[r, j] >= thresholds[j]]
+            if not confident:
+                continue
+            j = max(confident, key=lambda c: proba[r, c])
+            audit.suspects.append(
+                Suspect(
+                    ids[i], name, classes[gi], classes[j], round(float(proba[r, gi]), 4), round(float(proba[r, j]), 4)
+                )
+            )
+            n_suspect += 1
+        audit.fields.append(name)
+        audit.per_field[name] = {
+            "rows": len(rows),
+            "values": dict(sorted(counts.items())),
+            "suspects": n_suspect,
+            "oof_accuracy": round(float((proba.argmax(axis=1) == y).mean()), 4),
+        }
+    return audit

@@ -1,0 +1,89 @@
+"""Label audit use case: score every current conversation's answer labels against the rest of the
+data (curation/labels.py) and flag the suspects for review."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from curation.errors import StageError
+from curation.labels import LabelAuditConfig, audit_labels
+from curation.records import Conversation
+from workbench.services.core import default_actor
+from workbench.store import Store
+
+STAGE, REASON = "labels", "label_suspect"
+SEVERITIES = ("warning", "error")
+# The `sift label-audit --json` contract.
+SUMMARY_KEYS = ("run_id", "conversations", "labelled", "fields", "skipped", "flagged", "suspects", "per_field")
+
+
+class LabelsService:
+    store: Store
+
+    def label_audit(
+        self,
+        *,
+        fields: list[str] | None = None,
+        folds: int = 5,
+        seed: int = 0,
+        severity: str = "warning",
+        actor: str | None = None,
+    ) -> dict[str, Any]:
+        """Audit the labels that end each answer (a trailing JSON object); flags replace the last run's.
+
+        Each suspect becomes a `label_suspect` flag on the conversation's current revision, with the
+        field, the given label, the suggested one and both out-of-fold probabilities in its details.
+        """
+        if severity not in SEVERITIES:
+            raise StageError(f"--severity must be one of {', '.join(SEVERITIES)}, got {severity!r}")
+        if folds < 2:
+            raise StageError(f"--folds must be at least 2, got {folds}")
+        config = LabelAuditConfig(fields=tuple(fields or ()), folds=folds, seed=seed)
+        revs: dict[str, int] = {}
+        items: dict[str, Conversation] = {}
+        for batch in self.store.iter_current():
+            for cid, rev, content in batch:
+                revs[cid] = rev
+                items[cid] = Conversation.from_json(content)
+        audit = audit_labels(items, config)
+        if fields:
+            unknown = [f for f in fields if f not in audit.fields and f not in audit.skipped]
+            if unknown:
+                raise StageError(f"no answer carries the label field(s) {unknown}")
+        flags = [
+            {
+                "conversation_id": s.id,
+                "revision": revs[s.id],
+                "reason": REASON,
+                "severity": severity,
+                "message": (
+                    f"{s.field} is {s.given!r}, but the rest of the data points to {s.suggested!r} "
+                    f"(p {s.p_suggested:.2f} against {s.p_given:.2f})"
+                ),
+                "details": {
+                    "field": s.field,
+                    "given": s.given,
+                    "suggested": s.suggested,
+                    "p_given": s.p_given,
+                    "p_suggested": s.p_suggested,
+                },
+            }
+            for s in audit.suspects
+        ]
+        run_id = f"labels-{uuid.uuid4().hex[:12]}"
+        out = {
+            "run_id": run_id,
+            "conversations": len(items),
+            "labelled": audit.labelled,
+            "fields": audit.fields,
+            "skipped": audit.skipped,
+            "flagged": len({s.id for s in audit.suspects}),
+            "suspects": len(audit.suspects),
+            "per_field": audit.per_field,
+        }
+        run_config = {"fields": list(config.fields), "folds": folds, "seed": seed, "severity": severity}
+        with self.store.db.transaction() as tx:
+            self.store.start_stage_run(run_id, STAGE, run_config, actor=actor or default_actor(), con=tx)
+            self.store.replace_flags(STAGE, run_id, flags, scope=None, stats=out, con=tx)
+        return out
