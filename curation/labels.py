@@ -35,6 +35,7 @@ import numpy as np
 from curation.records import Conversation
 
 _WORD = re.compile(r"[a-z0-9_]+(?:'[a-z]+)?")
+NOT_CARRIED = "no answer carries this field"
 _TRAILING_JSON = re.compile(r"(\{[^{}]*\})\s*$")
 
 
@@ -164,6 +165,9 @@ def audit_labels(items: Mapping[str, Conversation], config: LabelAuditConfig | N
     fold = rng.permutation(len(ids)) % max(2, config.folds)
     for name in fields:
         rows = [i for i, cid in enumerate(ids) if name in labelled[cid]]
+        if not rows:
+            audit.skipped[name] = NOT_CARRIED
+            continue
         given = [labelled[ids[i]][name] for i in rows]
         counts = Counter(given)
         small = sorted(v for v, n in counts.items() if n < config.min_class_count)

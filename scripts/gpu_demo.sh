@@ -38,26 +38,17 @@ wait_jobs() {
   pack_results
 }
 
-case "$MODE" in
-  prep)
-    bash scripts/gpu_prepare.sh unpack .gpu/demo1 2>&1 | tail -2
-    nvidia-smi --query-gpu=name,memory.total,memory.used --format=csv,noheader
-    ;;
-  start)
-    bash scripts/gpu_prepare.sh unpack .gpu/demo2 2>&1 | tail -2
-    rm -rf "$WORK" && mkdir -p "$WORK"
-    tar -C "$WORK" -xJf .gpu/demo2/bundle.tar.xz
-    mv "$WORK"/*/ "$WORK/bundle" 2>/dev/null || true
-    export PYTHONPATH="$DEST/site:$REPO"
-    python3 -c "from curation.models import resolve_model; print('model', resolve_model())" 2>&1 | tail -1
-    # The supervisor: every job in its own process, PARALLEL at a time; DONE when all have ended.
-    setsid nohup python3 - "$WORK" "${PARALLEL:-0}" > "$WORK/jobs.log" 2>&1 <<'PY' &
+start_jobs() {
+  # The supervisor: every job in its own process, PARALLEL at a time; DONE when all have ended.
+    setsid nohup python3 - "$WORK" "${PARALLEL:-0}" >> "$WORK/jobs.log" 2>&1 <<'PY' &
 import json, os, subprocess, sys, time
 work, parallel = sys.argv[1], int(sys.argv[2])
 bundle = os.path.join(work, "bundle")
 jobs = json.load(open(os.path.join(bundle, "jobs.json")))
 parallel = parallel or len(jobs)
-todo, live, t0 = list(jobs), {}, time.time()
+done = lambda j: '"state": "succeeded"' in (open(os.path.join(bundle, j["out"], "status.json")).read() if os.path.exists(os.path.join(bundle, j["out"], "status.json")) else "")
+only = [x for x in os.environ.get("ONLY", "").split(",") if x]
+todo, live, t0 = [j for j in jobs if not done(j) and (not only or j["name"] in only)], {}, time.time()
 while todo or live:
     while todo and len(live) < parallel:
         j = todo.pop(0)
@@ -74,11 +65,37 @@ while todo or live:
 open(os.path.join(work, "DONE"), "w").write(f"{time.time() - t0:.1f}\n")
 print(f"{time.time() - t0:7.1f} s  all ended", flush=True)
 PY
+}
+
+case "$MODE" in
+  prep)
+    bash scripts/gpu_prepare.sh unpack .gpu/demo1 2>&1 | tail -2
+    nvidia-smi --query-gpu=name,memory.total,memory.used --format=csv,noheader
+    ;;
+  start)
+    bash scripts/gpu_prepare.sh unpack .gpu/demo2 2>&1 | tail -2
+    rm -rf "$WORK" && mkdir -p "$WORK"
+    tar -C "$WORK" -xJf .gpu/demo2/bundle.tar.xz
+    mv "$WORK"/*/ "$WORK/bundle" 2>/dev/null || true
+    export PYTHONPATH="$DEST/site:$REPO"
+    python3 -c "from curation.models import resolve_model; print('model', resolve_model())" 2>&1 | tail -1
+    start_jobs
     sleep 20
     nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv,noheader
     wait_jobs
     ;;
   wait)
+    wait_jobs
+    ;;
+  rerun)
+    # Same warm machine: start again the jobs that did not succeed (their folders are replaced).
+    export PYTHONPATH="$DEST/site:$REPO"
+    for d in "$WORK"/bundle/runs/*/; do
+      grep -q '"state": "succeeded"' "$d/status.json" 2>/dev/null || rm -rf "$d" "${d%/}.log"
+    done
+    rm -f "$WORK/DONE"
+    start_jobs
+    sleep 20
     wait_jobs
     ;;
   *) echo "usage: $0 prep|start|wait" >&2; exit 2 ;;

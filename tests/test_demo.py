@@ -138,3 +138,33 @@ def test_compare_page_puts_the_shared_held_out_version_first(store_path: Path, t
     assert list(held["held-out field accuracy"]) == [0.75, 0.25]
     assert list(held["own minus held-out"]) == [0.25, 0.75]  # own eval: the one answer was right
     assert at.selectbox(key="cmp_metric").value == "extra tuned json_field_accuracy"
+
+
+def test_bundle_holds_what_the_trainer_needs_elsewhere(demo: dict, tmp_path: Path) -> None:
+    """`--bundle`: a folder with the three exports (verifiable by their manifests), one config per
+    training seed naming the gold export relative to the bundle, and jobs.json for each (version, seed)."""
+    from trainer.config import load_config
+    from trainer.manifest import load_export
+
+    mod, out = demo["mod"], demo["out"]
+    args = mod.resolve(mod.make_parser().parse_args(["--out", str(out), "--full", "--train-seeds", "1,2"]))
+    bundle = tmp_path / "bundle"
+    info = mod.write_bundle(args, out, out / "exports", bundle)
+    jobs = json.loads((bundle / "jobs.json").read_text())
+    assert jobs == info["jobs"] and [j["name"] for j in jobs] == [
+        "raw-seed1",
+        "curated-seed1",
+        "raw-seed2",
+        "curated-seed2",
+    ]
+    for j in jobs:
+        export = load_export(bundle / j["manifest"])  # files match their manifest
+        assert export.version == j["version"] and export.train
+        cfg = load_config(bundle / j["config"])
+        assert cfg.seed == j["seed"] and cfg.extra_eval == "exports/gold" and cfg.max_steps == args.steps
+    gold = load_export(bundle / "exports" / "gold", require_train=False)
+    assert gold.eval
+    # Collecting before any run came back is a clear error, not a half-written report.
+    args.collect = tmp_path / "nothing-here"
+    with pytest.raises(mod.DemoError, match="no finished runs"):
+        mod.collect(args, log=lambda *_: None)

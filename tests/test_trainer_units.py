@@ -382,3 +382,37 @@ def test_merged_export_matches_base_plus_adapter(tmp_path: Path, tok) -> None:
     assert plain["merged"] is False and "adapter_config.json" in plain["files"]
     with pytest.raises(ExportError, match="exists and is not empty"):
         export_adapter(tmp_path / "adapter", tmp_path / "copy")
+
+
+def test_generation_batches_by_length_and_answers_in_prompt_order(monkeypatch) -> None:
+    """Prompts are batched by length under a logits budget (an overlong prompt must not take a
+    hundred others into one huge prefill); answers still come back in the prompts' order and equal
+    one-prompt-at-a-time answers."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from curation.models import resolve_model
+    from trainer import evaluate as ev
+    from trainer.data import eval_prompts
+
+    src = resolve_model()
+    tok = AutoTokenizer.from_pretrained(src)
+    model = AutoModelForCausalLM.from_pretrained(src)
+    convs = [map_openai(r)[0] for r in generate_conversations(5, seed=4)]
+    long = convs[0].replace_messages(
+        [Message("user", "Our cluster is slow. " + "The log says: timeout on node n1. " * 60), convs[0].messages[-1]]
+    )
+    prompts = eval_prompts([*convs[1:3], long, *convs[3:]])
+    calls: list[int] = []
+    real = model.generate
+
+    def counting(**kw):
+        calls.append(int(kw["input_ids"].shape[0]))
+        return real(**kw)
+
+    monkeypatch.setattr(model, "generate", counting)
+    batched = ev.generate(model, tok, prompts, max_new_tokens=5, batch_size=8)
+    assert len(batched) == 5 and calls == [5]  # all fit the default budget: one batch
+    calls.clear()
+    monkeypatch.setattr(ev, "GENERATE_LOGITS_BUDGET", 1)  # no two prompts share a batch
+    single = ev.generate(model, tok, prompts, max_new_tokens=5, batch_size=8)
+    assert calls == [1] * 5 and single == batched

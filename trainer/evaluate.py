@@ -25,6 +25,10 @@ def _check(should_stop: Callable[[], bool] | None) -> None:
         raise Stopped()
 
 
+GENERATE_LOGITS_BUDGET = 6 * 1024**3  # bytes of prefill logits per generation batch
+LOGITS_BUDGET = 2 * 1024**3  # bytes of logits (bf16 and their fp32 copy) per forward in eval_loss
+
+
 def eval_loss(
     model: Any,
     examples: list[Example],
@@ -54,13 +58,21 @@ def eval_loss(
                 ids[j, :n] = torch.tensor(e.input_ids)
                 labels[j, :n] = torch.tensor(e.labels)
                 mask[j, :n] = 1
-            ids, labels, mask = ids.to(device), labels.to(device), mask.to(device)
-            logits = model(input_ids=ids, attention_mask=mask).logits.float()
-            shift_logits = logits[:, :-1].reshape(-1, logits.size(-1))
-            shift_labels = labels[:, 1:].reshape(-1)
-            loss = torch.nn.functional.cross_entropy(shift_logits, shift_labels, ignore_index=IGNORE, reduction="sum")
-            total += float(loss)
-            count += int((shift_labels != IGNORE).sum())
+            # The logits of a wide batch are rows x width x vocab floats (100 x 512 x 49k = 10 GB):
+            # forward at most LOGITS_BUDGET bytes of them at a time.
+            vocab = int(getattr(getattr(model, "config", None), "vocab_size", 0) or 50_000)
+            rows = max(1, LOGITS_BUDGET // (width * vocab * 6))
+            for k in range(0, len(chunk), rows):
+                sub_ids, sub_labels, sub_mask = (t[k : k + rows].to(device) for t in (ids, labels, mask))
+                logits = model(input_ids=sub_ids, attention_mask=sub_mask).logits.float()
+                shift_logits = logits[:, :-1].reshape(-1, logits.size(-1))
+                shift_labels = sub_labels[:, 1:].reshape(-1)
+                loss = torch.nn.functional.cross_entropy(
+                    shift_logits, shift_labels, ignore_index=IGNORE, reduction="sum"
+                )
+                total += float(loss)
+                count += int((shift_labels != IGNORE).sum())
+                del logits, shift_logits
     return total / count if count else None
 
 
@@ -73,26 +85,39 @@ def generate(
     batch_size: int,
     should_stop: Callable[[], bool] | None = None,
 ) -> list[str]:
-    """Greedy answers for each prompt (left-padded batches)."""
+    """Greedy answers for each prompt (left-padded batches, in the prompts' order).
+
+    Batches are built over the prompts sorted by length, at most `batch_size` rows and at most
+    GENERATE_LOGITS_BUDGET bytes of prefill logits (rows x longest prompt x vocab): one overlong
+    prompt (a pasted 4,000-token log) then shares its batch with a few, not a hundred, others."""
     import torch
 
     device = next(p for p in model.parameters()).device
     old_side = tok.padding_side
     tok.padding_side = "left"
-    out: list[str] = []
+    out: list[str | None] = [None] * len(prompts)
     eos = [tok.eos_token_id]
+    vocab = int(getattr(getattr(model, "config", None), "vocab_size", 0) or 50_000)
+    max_tokens = max(1, GENERATE_LOGITS_BUDGET // (vocab * 6))
     try:
+        texts = [
+            tok.apply_chat_template(p.messages, tools=p.tools or None, tokenize=False, add_generation_prompt=True)
+            for p in prompts
+        ]
+        lengths = [len(tok(t, add_special_tokens=False)["input_ids"]) for t in texts]
+        order = sorted(range(len(prompts)), key=lambda k: lengths[k])
+        batches: list[list[int]] = []
+        for k in order:
+            cur = batches[-1] if batches else None
+            if cur and len(cur) < batch_size and (len(cur) + 1) * (lengths[k] + max_new_tokens) <= max_tokens:
+                cur.append(k)
+            else:
+                batches.append([k])
         with torch.no_grad():
-            for i in range(0, len(prompts), batch_size):
+            for idx in batches:
                 _check(should_stop)
-                chunk = prompts[i : i + batch_size]
-                texts = [
-                    tok.apply_chat_template(
-                        p.messages, tools=p.tools or None, tokenize=False, add_generation_prompt=True
-                    )
-                    for p in chunk
-                ]
-                enc = tok(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(device)
+                enc = tok([texts[k] for k in idx], return_tensors="pt", padding=True, add_special_tokens=False)
+                enc = enc.to(device)
                 gen = model.generate(
                     **enc,
                     max_new_tokens=max_new_tokens,
@@ -100,11 +125,12 @@ def generate(
                     pad_token_id=tok.pad_token_id,
                     eos_token_id=eos,
                 )
-                for row in gen[:, enc["input_ids"].shape[1] :]:
-                    out.append(tok.decode(row, skip_special_tokens=True).strip())
+                for k, row in zip(idx, gen[:, enc["input_ids"].shape[1] :], strict=True):
+                    out[k] = tok.decode(row, skip_special_tokens=True).strip()
+                del gen, enc
     finally:
         tok.padding_side = old_side
-    return out
+    return [o or "" for o in out]
 
 
 def judge_pairwise(

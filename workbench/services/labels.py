@@ -7,7 +7,7 @@ import uuid
 from typing import Any
 
 from curation.errors import StageError
-from curation.labels import LabelAuditConfig, audit_labels
+from curation.labels import NOT_CARRIED, LabelAuditConfig, audit_labels
 from curation.records import Conversation
 from workbench.services.core import default_actor
 from workbench.store import Store
@@ -48,7 +48,7 @@ class LabelsService:
                 items[cid] = Conversation.from_json(content)
         audit = audit_labels(items, config)
         if fields:
-            unknown = [f for f in fields if f not in audit.fields and f not in audit.skipped]
+            unknown = [f for f in fields if audit.skipped.get(f) == NOT_CARRIED]
             if unknown:
                 raise StageError(f"no answer carries the label field(s) {unknown}")
         flags = [
