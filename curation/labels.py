@@ -145,18 +145,16 @@ def audit_labels(items: Mapping[str, Conversation], config: LabelAuditConfig | N
         return audit
     ids = sorted(labelled)
     vocab: dict[str, int] = {}
-    indptr, indices = [0], []
+    indptr: list[int] = [0]
+    indices: list[int] = []
+    data: list[float] = []
     for cid in ids:
         feats = Counter(
             vocab.setdefault(f, len(vocab)) for f in _features(input_text(items[cid]), config.bigrams, config.max_words)
         )
         indices.extend(feats.keys())
-        indptr.append(len(indices))
-        # counts go in `data` below, in the same order
-    data = []
-    for cid in ids:
-        feats = Counter(vocab[f] for f in _features(input_text(items[cid]), config.bigrams, config.max_words))
         data.extend(1.0 if config.binary else float(n) for n in feats.values())
+        indptr.append(len(indices))
     x = sparse.csr_matrix(
         (np.asarray(data, dtype=np.float64), np.asarray(indices, dtype=np.int64), np.asarray(indptr)),
         shape=(len(ids), len(vocab)),
