@@ -16,6 +16,7 @@ PAGES = [
     st.Page("workbench/app_pages/validate.py", title="Validate", icon="🩺", url_path="validate"),
     st.Page("workbench/app_pages/dedup.py", title="Dedup", icon="👯", url_path="dedup"),
     st.Page("workbench/app_pages/pii.py", title="PII", icon="🕵️", url_path="pii"),
+    st.Page("workbench/app_pages/labels.py", title="Labels", icon="🏷️", url_path="labels"),
     st.Page("workbench/app_pages/versions.py", title="Versions", icon="🧊", url_path="versions"),
     st.Page("workbench/app_pages/train.py", title="Train", icon="🏋️", url_path="train"),
     st.Page("workbench/app_pages/compare.py", title="Compare", icon="📊", url_path="compare"),

@@ -16,6 +16,7 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -105,6 +106,12 @@ def test_a_reviewer_session_in_chromium(app: tuple[str, Path]) -> None:
             page.wait_for_timeout(200)
             page.locator('[data-testid="stStatusWidget"]').wait_for(state="detached", timeout=TIMEOUT_MS)
 
+        def click_one(locator: Any) -> None:
+            # During a rerun Streamlit can briefly show the previous run's elements beside the new
+            # ones (two "Reject" buttons): wait until the button is there once, then click it.
+            expect(locator).to_have_count(1, timeout=TIMEOUT_MS)
+            locator.click()
+
         def go(title: str) -> None:
             page.locator('[data-testid="stSidebarNav"]').get_by_role("link", name=title).click()
             expect(main.get_by_role("heading", name=title, exact=True).first).to_be_visible()
@@ -150,7 +157,7 @@ def test_a_reviewer_session_in_chromium(app: tuple[str, Path]) -> None:
         settle()
         first = heading.inner_text().split()[-1]
         expect(main.get_by_role("heading", name="How to review")).to_be_visible()  # the guide beside the queue
-        main.get_by_role("button", name="✅ Accept").click()
+        click_one(main.get_by_role("button", name="✅ Accept"))
         expect(main.get_by_text(f"Accepted {first}.")).to_be_visible()
         expect(heading).not_to_have_text(f"Conversation {first}")  # the next one in the queue
         settle()
@@ -159,7 +166,7 @@ def test_a_reviewer_session_in_chromium(app: tuple[str, Path]) -> None:
         reason.fill("answer does not match the ticket")
         reason.press("Enter")
         settle()
-        main.get_by_role("button", name="❌ Reject").click()
+        click_one(main.get_by_role("button", name="❌ Reject"))
         expect(main.get_by_text(f"Rejected {second}: answer does not match the ticket")).to_be_visible()
         expect(heading).not_to_have_text(f"Conversation {second}")
         settle()
@@ -168,12 +175,12 @@ def test_a_reviewer_session_in_chromium(app: tuple[str, Path]) -> None:
         settle()
         turn = main.get_by_label("Text of turn 2", exact=True)
         turn.fill("Edited in the browser: the user's question, made clearer.")
-        main.get_by_role("button", name="Save as revision 2").click()
+        click_one(main.get_by_role("button", name="Save as revision 2"))
         expect(main.get_by_text("Saved revision 2.")).to_be_visible()
         expect(main.get_by_text("+Edited in the browser: the user's question, made clearer.")).to_be_visible()
         comment = main.get_by_label("Add a comment", exact=True)
         comment.fill("Fixed the wording; please double-check the priority.")
-        main.get_by_role("button", name="Add comment").click()
+        click_one(main.get_by_role("button", name="Add comment"))
         expect(main.get_by_text("Comment added.")).to_be_visible()
         expect(main.get_by_text("Fixed the wording; please double-check the priority.")).to_be_visible()
         # Nothing from the data reaches the page as an image or markup.
@@ -183,9 +190,9 @@ def test_a_reviewer_session_in_chromium(app: tuple[str, Path]) -> None:
 
         # Bulk-accept the rest of the pending queue, after the confirmation that states the count.
         main.get_by_text("Bulk actions on every conversation this filter matches").click()
-        main.get_by_role("button", name="Count and ask me to confirm").click()
+        click_one(main.get_by_role("button", name="Count and ask me to confirm"))
         expect(main.get_by_text("This will mark accepted 143 conversations")).to_be_visible()
-        main.get_by_role("button", name="Confirm: mark accepted 143 conversations").click()
+        click_one(main.get_by_role("button", name="Confirm: mark accepted 143 conversations"))
         expect(main.get_by_text("Done: mark accepted 143 conversations.")).to_be_visible()
         shot("review-bulk")
 

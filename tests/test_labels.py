@@ -96,3 +96,31 @@ def test_label_audit_cli_flags_suspects_for_review(pool: dict, tmp_path: Path) -
     assert row["conversations"] == out["flagged"]
     bad = run_sift("label-audit", "--field", "colour", store=store)
     assert bad.returncode != 0 and "colour" in bad.stderr
+
+
+def test_labels_page_runs_the_audit_and_lists_suspects(pool: dict, tmp_path: Path, monkeypatch) -> None:
+    from streamlit.testing.v1 import AppTest
+
+    from tests.conftest import ROOT
+
+    store = tmp_path / "sift.duckdb"
+    path = tmp_path / "pool.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in pool["rows"][:600]))
+    run_sift("import", str(path), store=store, check=True)
+    monkeypatch.setenv("SIFT_STORE", str(store))
+    monkeypatch.setenv("SIFT_REVIEWERS", str(tmp_path / "no-reviewers.toml"))
+    at = AppTest.from_file(str(ROOT / "workbench" / "app_pages" / "labels.py"), default_timeout=60).run()
+    assert not at.exception
+    assert any("has not run" in i.value for i in at.info)
+    next(b for b in at.button if b.label == "Run label audit").click().run()  # nobody signed in: refused
+    assert any("reviewer name" in w.value for w in at.warning)
+    assert json.loads(run_sift("progress", "--json", store=store, check=True).stdout)["flags"] == []
+    at.session_state["reviewer"] = "ana"
+    next(b for b in at.button if b.label == "Run label audit").click().run()
+    assert not at.exception, at.exception
+    assert any("flagged label_suspect" in s.value for s in at.success)
+    flagged = json.loads(run_sift("progress", "--json", store=store, check=True).stdout)["flags"]
+    (row,) = [f for f in flagged if f["reason"] == "label_suspect"]
+    suspects = at.dataframe[-1].value
+    assert suspects["id"].nunique() == row["conversations"] and {"field", "given", "suggested"} <= set(suspects.columns)
+    assert (suspects["given"] != suspects["suggested"]).all()

@@ -87,3 +87,30 @@ class LabelsService:
             self.store.start_stage_run(run_id, STAGE, run_config, actor=actor or default_actor(), con=tx)
             self.store.replace_flags(STAGE, run_id, flags, scope=None, stats=out, con=tx)
         return out
+
+    def label_audit_summary(self) -> dict[str, Any] | None:
+        """The last label audit's summary (`SUMMARY_KEYS`) and config, or None before the first."""
+        runs = [r for r in self.store.stage_runs(STAGE) if r.get("finished_at")]
+        if not runs:
+            return None
+        last = max(runs, key=lambda r: (str(r["finished_at"]), r["id"]))
+        return {**(last.get("stats") or {}), "config": last.get("config") or {}, "actor": last.get("actor")}
+
+    def label_suspects(self, *, limit: int = 1000) -> list[dict[str, Any]]:
+        """Current `label_suspect` flags: conversation, status, field, given, suggested, probabilities."""
+        out = []
+        for f in self.store.current_flags(STAGE, REASON, limit=limit):
+            d = f["details"] or {}
+            out.append(
+                {
+                    "id": f["conversation_id"],
+                    "revision": f["revision"],
+                    "status": f["status"],
+                    "field": d.get("field"),
+                    "given": d.get("given"),
+                    "suggested": d.get("suggested"),
+                    "p_given": d.get("p_given"),
+                    "p_suggested": d.get("p_suggested"),
+                }
+            )
+        return out

@@ -687,6 +687,32 @@ class CoreStore:
                 out.setdefault(sev, {})[reason] = n
         return out
 
+    def current_flags(self, stage: str, reason: str | None = None, *, limit: int = 1000) -> list[dict[str, Any]]:
+        """A stage's flags on current revisions, with each conversation's review status (newest first)."""
+        sql = (
+            "SELECT f.conversation_id, f.revision, f.reason, f.severity, f.message, f.details, c.status "
+            "FROM flags f JOIN conversations c ON c.id = f.conversation_id AND c.revision = f.revision "
+            "WHERE f.stage = ?"
+        )
+        args: list[Any] = [stage]
+        if reason:
+            sql += " AND f.reason = ?"
+            args.append(reason)
+        with self.db.connect() as con:
+            rows = con.execute(sql + " ORDER BY f.conversation_id, f.reason LIMIT ?", [*args, limit]).fetchall()
+        return [
+            {
+                "conversation_id": r[0],
+                "revision": r[1],
+                "reason": r[2],
+                "severity": r[3],
+                "message": r[4],
+                "details": json.loads(r[5]) if r[5] else None,
+                "status": r[6],
+            }
+            for r in rows
+        ]
+
     def stage_runs(self, stage: str | None = None) -> list[dict[str, Any]]:
         sql = "SELECT id, stage, config, stats, actor, started_at, finished_at FROM stage_runs"
         args: list[Any] = []

@@ -1,0 +1,79 @@
+"""Labels: audit the labels that end each answer (a trailing JSON object) against the rest of the
+data, and list the suspects with the label the data points to. Deciding is review's job: the
+suspects are `label_suspect` flags, filterable on the Review page."""
+
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+from workbench.app_pages.common import get_wb, md_escape, require_actor, run
+
+wb = get_wb()
+st.title("Labels")
+st.caption(
+    "For answers that end in a JSON object of labels (category, priority, intent…): a small classifier "
+    "reads each row's user turns, trained on the other rows (out of fold), and flags a row when the data "
+    "points to another label with the confidence a right label usually gets (confident learning). "
+    "A suspect is a question for a reviewer, not a verdict."
+)
+
+last = wb.label_audit_summary()
+cfg = (last or {}).get("config", {})
+c1, c2 = st.columns([3, 1])
+fields_text = c1.text_input(
+    "Label fields",
+    value=", ".join(cfg.get("fields") or []),
+    help="Comma-separated; empty: every string field most answers' JSON carries with few values",
+)
+severity = c2.selectbox(
+    "Flag severity", ["warning", "error"], index=0 if cfg.get("severity", "warning") == "warning" else 1
+)
+
+if st.button("Run label audit", type="primary"):
+    actor = require_actor()
+    fields = [f.strip() for f in fields_text.split(",") if f.strip()]
+    with st.spinner("Scoring every answer's labels…"):
+        result = run(wb.label_audit, fields=fields or None, severity=severity, actor=actor)
+    if result:
+        st.success(f"{result['labelled']} labelled answers audited; {result['flagged']} flagged label_suspect")
+    last = wb.label_audit_summary()
+
+if last is None:
+    st.info("The label audit has not run on this store yet.")
+    st.stop()
+
+m1, m2, m3 = st.columns(3)
+m1.metric("Conversations", last.get("conversations", 0))
+m2.metric("With labels", last.get("labelled", 0))
+m3.metric("Flagged", last.get("flagged", 0))
+per_field = last.get("per_field") or {}
+if per_field:
+    st.subheader("Per field")
+    st.dataframe(
+        pd.DataFrame(
+            [
+                {
+                    "field": name,
+                    "rows": f["rows"],
+                    "values": len(f["values"]),
+                    "suspects": f["suspects"],
+                    "out-of-fold agreement": f["oof_accuracy"],
+                }
+                for name, f in per_field.items()
+            ]
+        ),
+        hide_index=True,
+    )
+for name, why in (last.get("skipped") or {}).items():
+    st.warning(md_escape(f"{name}: skipped ({why})"))  # field names come from the data
+
+suspects = wb.label_suspects(limit=2000)
+st.subheader(f"Suspects ({len(suspects)})")
+if suspects:
+    st.dataframe(pd.DataFrame(suspects), hide_index=True)
+    st.caption(
+        "Review them on the Review page with the flag filter `label_suspect`, or `sift list --flag label_suspect`."
+    )
+else:
+    st.write("No suspects on the current revisions.")
