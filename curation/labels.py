@@ -22,6 +22,7 @@ warnings by default and carry the given label, the suggestion and both probabili
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 import re
@@ -97,6 +98,28 @@ def answer_labels(conv: Conversation) -> dict[str, str] | None:
         out = {k: v for k, v in obj.items() if isinstance(v, str) and v}
         return out or None
     return None
+
+
+def with_label(conv: Conversation, field_name: str, value: str) -> Conversation:
+    """`conv` with `field_name` set to `value` in the JSON object that ends its last assistant answer
+    (the rest of the answer, the other fields, their order and the object's spacing kept)."""
+    msgs = list(conv.messages)
+    for k in range(len(msgs) - 1, -1, -1):
+        m = msgs[k]
+        if m.role != "assistant":
+            continue
+        text = m.content if isinstance(m.content, str) else ""
+        match = _TRAILING_JSON.search(text or "")
+        obj = json.loads(match.group(1)) if match else None
+        if not isinstance(obj, dict) or field_name not in obj:
+            raise ValueError(f"the last answer's labels carry no {field_name!r}")
+        obj[field_name] = value
+        compact = '":"' in match.group(1) or '","' in match.group(1)  # type: ignore[union-attr]
+        dumped = json.dumps(obj, ensure_ascii=False, separators=(",", ":") if compact else None)
+        start, end = match.span(1)  # type: ignore[union-attr]
+        msgs[k] = dataclasses.replace(m, content=text[:start] + dumped + text[end:])
+        return conv.replace_messages(msgs)
+    raise ValueError("the conversation has no assistant answer")
 
 
 def input_text(conv: Conversation) -> str:

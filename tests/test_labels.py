@@ -97,6 +97,32 @@ def test_label_audit_cli_flags_suspects_for_review(pool: dict, tmp_path: Path) -
     bad = run_sift("label-audit", "--field", "colour", store=store)
     assert bad.returncode != 0 and "colour" in bad.stderr
 
+    # Applying a suggestion: a new revision with the suggested label; the old one stays; the flag goes.
+    cid = listed["conversations"][0]["id"]
+    before = json.loads(run_sift("show", cid, "--json", store=store, check=True).stdout)
+    sugg = [f["details"] for f in before["flags"] if f["reason"] == "label_suspect"]
+    applied = json.loads(run_sift("label-apply", cid, "unknown-id", "--json", store=store, check=True).stdout)
+    assert applied["applied"] == 1 and applied["revisions"] == {cid: before["revision"] + 1}
+    assert list(applied["skipped"]) == ["unknown-id"]
+    after = json.loads(run_sift("show", cid, "--json", store=store, check=True).stdout)
+    labels = json.loads(after["messages"][-1]["content"].rsplit("\n", 1)[-1])
+    for d in sugg:
+        assert labels[d["field"]] == d["suggested"]
+    assert after["messages"][-1]["content"].rsplit("\n", 1)[0] == before["messages"][-1]["content"].rsplit("\n", 1)[0]
+    assert not [f for f in after["flags"] if f["reason"] == "label_suspect"]
+    old = json.loads(run_sift("show", cid, "--revision", str(before["revision"]), "--json", store=store,
+                              check=True).stdout)  # fmt: skip
+    assert old["messages"] == before["messages"]
+    assert run_sift("label-apply", store=store).returncode != 0  # neither ids nor --all
+    rest = json.loads(run_sift("label-apply", "--all", "--json", store=store, check=True).stdout)
+    assert rest["applied"] == out["flagged"] - 1
+    assert (
+        json.loads(run_sift("list", "--flag", "label_suspect", "--json", store=store, check=True).stdout)[
+            "conversations"
+        ]
+        == []
+    )
+
 
 def test_labels_page_runs_the_audit_and_lists_suspects(pool: dict, tmp_path: Path, monkeypatch) -> None:
     from streamlit.testing.v1 import AppTest
@@ -124,3 +150,9 @@ def test_labels_page_runs_the_audit_and_lists_suspects(pool: dict, tmp_path: Pat
     suspects = at.dataframe[-1].value
     assert suspects["id"].nunique() == row["conversations"] and {"field", "given", "suggested"} <= set(suspects.columns)
     assert (suspects["given"] != suspects["suggested"]).all()
+    first = sorted(set(suspects["id"]))[0]
+    at.multiselect[0].select(first).run()
+    next(b for b in at.button if b.label == "Apply to the chosen conversations").click().run()
+    assert not at.exception and any("applied to 1 conversations" in s.value for s in at.success)
+    shown = json.loads(run_sift("show", first, "--json", store=store, check=True).stdout)
+    assert shown["revision"] == 2 and not [f for f in shown["flags"] if f["reason"] == "label_suspect"]

@@ -75,5 +75,23 @@ if suspects:
     st.caption(
         "Review them on the Review page with the flag filter `label_suspect`, or `sift list --flag label_suspect`."
     )
+    st.subheader("Apply suggestions")
+    st.caption(
+        "Sets the label to the suggested one: a new revision per conversation (the old one stays in its "
+        "history, Lineage shows both); the review status is unchanged."
+    )
+    ids = sorted({x["id"] for x in suspects})
+    chosen = st.multiselect("Conversations", ids, help="Pick the rows whose suggestion you checked")
+    a1, a2 = st.columns(2)
+    if a1.button("Apply to the chosen conversations", disabled=not chosen):
+        actor = require_actor()
+        done = run(wb.apply_label_suggestions, chosen, actor=actor)
+        if done:
+            st.success(f"Suggested labels applied to {done['applied']} conversations")
+    if a2.button(f"Apply to all {len(ids)}"):
+        actor = require_actor()
+        done = run(wb.apply_label_suggestions, None, actor=actor)
+        if done:
+            st.success(f"Suggested labels applied to {done['applied']} conversations")
 else:
     st.write("No suspects on the current revisions.")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from curation.errors import StageError
 from workbench.cli import emit
 from workbench.commands import open_wb
 from workbench.services.labels import SEVERITIES
@@ -47,3 +48,29 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
         help="severity of the label_suspect flags (default warning: a question for review)",
     )
     p.set_defaults(func=_label_audit)
+    register_apply(sub, common)
+
+
+def _label_apply(args: argparse.Namespace) -> int:
+    if not args.ids and not args.all:
+        raise StageError("label-apply: name conversation ids, or --all for every label_suspect")
+    r = open_wb(args).apply_label_suggestions(None if args.all else args.ids, actor=args.actor)
+
+    def human(r: dict[str, Any]) -> str:
+        lines = [f"applied the suggested labels to {r['applied']} conversations (a new revision each)"]
+        lines += [f"  skipped {cid}: {why}" for cid, why in sorted(r["skipped"].items())]
+        return "\n".join(lines)
+
+    emit(args, r, human)
+    return 0
+
+
+def register_apply(sub: Any, common: argparse.ArgumentParser) -> None:
+    p = sub.add_parser(
+        "label-apply",
+        parents=[common],
+        help="set flagged labels to the label audit's suggestion (a new revision per conversation)",
+    )
+    p.add_argument("ids", nargs="*", help="conversation ids (default: none; see --all)")
+    p.add_argument("--all", action="store_true", help="every conversation with a label_suspect flag")
+    p.set_defaults(func=_label_apply)

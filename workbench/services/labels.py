@@ -7,8 +7,8 @@ import uuid
 from typing import Any
 
 from curation.errors import StageError
-from curation.labels import NOT_CARRIED, LabelAuditConfig, audit_labels
-from curation.records import Conversation
+from curation.labels import NOT_CARRIED, LabelAuditConfig, audit_labels, with_label
+from curation.records import Conversation, Provenance
 from workbench.services.core import default_actor
 from workbench.store import Store
 
@@ -114,3 +114,41 @@ class LabelsService:
                 }
             )
         return out
+
+    def apply_label_suggestions(self, ids: list[str] | None = None, *, actor: str | None = None) -> dict[str, Any]:
+        """Set each suspect's label to the audit's suggestion: one new revision per conversation (its
+        previous revision stays), all in one transaction. `ids` limits it to those conversations.
+
+        Only flags on current revisions count; a row someone saves while this runs makes the whole
+        call a conflict (nothing is written). Returns {"applied", "revisions": {id: revision}, "skipped": {id: why}}.
+        """
+        actor = actor or default_actor()
+        wanted = set(ids) if ids is not None else None
+        by_id: dict[str, list[dict[str, Any]]] = {}
+        for f in self.store.current_flags(STAGE, REASON, limit=10_000_000):
+            if wanted is None or f["conversation_id"] in wanted:
+                by_id.setdefault(f["conversation_id"], []).append(f)
+        skipped = {cid: "no label_suspect flag on its current revision" for cid in (wanted or set()) - set(by_id)}
+        edits: list[tuple[str, int, Conversation, list[str]]] = []
+        for cid, flags in sorted(by_id.items()):
+            conv = Conversation.from_dict(self.store.get_conversation(cid, flags[0]["revision"]))
+            changes = []
+            for f in flags:
+                d = f["details"] or {}
+                conv = with_label(conv, str(d["field"]), str(d["suggested"]))
+                changes.append(f"{d['field']} {d['given']!r} → {d['suggested']!r}")
+            edits.append((cid, flags[0]["revision"], conv, changes))
+        revisions: dict[str, int] = {}
+        with self.store.db.transaction() as tx:  # all or nothing; a row edited meanwhile is a conflict
+            for cid, rev, conv, changes in edits:
+                revisions[cid] = self.store.add_revision(
+                    cid,
+                    conv,
+                    actor=actor,
+                    kind="edit",
+                    expected_revision=rev,
+                    note="label audit suggestion: " + "; ".join(changes),
+                    provenance=Provenance(kind="edit", actor=actor, parameters={"label_audit": changes}),
+                    con=tx,
+                )
+        return {"applied": len(revisions), "revisions": revisions, "skipped": skipped}
