@@ -514,6 +514,16 @@ class ChatRenderer:
 
     # -- templates
 
+    def _plain(self) -> Any:
+        """The fast backend with no padding or truncation switched on. It is the tokenizer object's own
+        backend, and a padded `tokenizer(texts, padding=True)` call elsewhere (the trainer's
+        generation batches) leaves padding on in it: every count would then include pad tokens."""
+        if getattr(self._tk, "padding", None):
+            self._tk.no_padding()
+        if getattr(self._tk, "truncation", None):
+            self._tk.no_truncation()
+        return self._tk
+
     def template_for(self, tools: Sequence[dict[str, Any]] | None) -> str:
         """The template `apply_chat_template` would pick (a tool-use template when tools are given)."""
         return self.tokenizer.get_chat_template(None, list(tools) if tools else None)
@@ -590,7 +600,7 @@ class ChatRenderer:
         return re.compile("(" + "|".join(map(re.escape, contents)) + ")")
 
     def _encode_whole(self, texts: list[str]) -> list[_Encoded]:
-        encs = self._tk.encode_batch(texts, add_special_tokens=False) if texts else []
+        encs = self._plain().encode_batch(texts, add_special_tokens=False) if texts else []
         offsets: dict[int, Any] = {}
         return [_Encoded(len(e), [(0, len(t), 0, e)], offsets) for t, e in zip(texts, encs, strict=True)]
 
@@ -608,7 +618,7 @@ class ChatRenderer:
                     seen[p] += 1
         if seen:
             todo = list(seen)
-            for p, e in zip(todo, self._tk.encode_batch(todo, add_special_tokens=False), strict=True):
+            for p, e in zip(todo, self._plain().encode_batch(todo, add_special_tokens=False), strict=True):
                 cache[p] = e
         out: list[_Encoded] = []
         offsets: dict[int, Any] = {}
@@ -641,7 +651,7 @@ class ChatRenderer:
         """Check the piece-wise counts against whole-text encoding on a sample, once."""
         self._verified = True
         sample = sorted(range(len(texts)), key=lambda i: -len(got[i].pieces))[:32]
-        whole = self._tk.encode_batch([texts[i] for i in sample], add_special_tokens=False)
+        whole = self._plain().encode_batch([texts[i] for i in sample], add_special_tokens=False)
         if any(len(w) != got[i].n for i, w in zip(sample, whole, strict=True)):
             self._split_re = None
             fixed = self._encode_whole(texts)
@@ -649,7 +659,7 @@ class ChatRenderer:
 
     def tokens(self, text: str) -> list[tuple[int, str, int, int]]:
         """(id, token text, char start, char end) of every token of one rendered text."""
-        enc = self._tk.encode(text, add_special_tokens=False)
+        enc = self._plain().encode(text, add_special_tokens=False)
         return [(i, tok, s, e) for i, tok, (s, e) in zip(enc.ids, enc.tokens, enc.offsets, strict=True)]
 
 

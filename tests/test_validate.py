@@ -471,3 +471,23 @@ def test_measurement_round_trips_through_json(corpora: Path, smol: ChatRenderer)
         again = Measurement.from_json(m.to_json())
         assert again == m
         assert all(isinstance(f, Finding) for f in again.findings)
+
+
+def test_counts_ignore_padding_left_on_by_a_padded_tokenizer_call() -> None:
+    """A padded `tokenizer(texts, padding=True)` (the trainer's generation batches) leaves padding on
+    in the fast backend the renderer encodes with; token counts must not change because of it."""
+    from curation.models import load_tokenizer
+
+    tok = load_tokenizer()  # a renderer of its own: the padding below must not leak into the module's
+    renderer = ChatRenderer(tok)
+    convs = [
+        Conversation((Message("user", "Short."), Message("assistant", "Ok."))),
+        Conversation((Message("user", "A much longer question " * 20), Message("assistant", "A longer answer " * 10))),
+    ]
+    before = [m.tokens for m in measure(convs, renderer)]
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    tok.padding_side = "left"
+    tok(["a", "a much longer text " * 30], padding=True)
+    assert tok.backend_tokenizer.padding is not None  # the leak this guards against
+    assert [m.tokens for m in measure(convs, ChatRenderer(tok))] == before

@@ -36,11 +36,6 @@ def evaluate(
     from trainer import evaluate as ev
     from trainer.data import eval_prompts, render_all
 
-    # The padded generation batches before this left padding switched on in the fast tokenizer's
-    # backend, which validation's renderer encodes with (it would count the pads): switch it off.
-    backend = getattr(tok, "backend_tokenizer", None)
-    if backend is not None and getattr(backend, "padding", None):
-        backend.no_padding()
     examples, stats = render_all(
         tok, export.eval, cfg.max_seq_len, assistant_only=cfg.assistant_only_loss, renderer=renderer
     )
