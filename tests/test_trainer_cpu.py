@@ -218,7 +218,11 @@ def test_import_run_trained_elsewhere(tmp_path: Path) -> None:
     run_sift("import", str(pool), "--json", store=store, check=True)
     run_sift("freeze", "v1", "--include", "not-rejected", "--eval-fraction", "0.3", "--json", store=store, check=True)
     run_sift("export", "v1", "--format", "openai", "--out", str(tmp_path / "export"), store=store, check=True)
-    (tmp_path / "tiny.json").write_text(json.dumps({**TINY, "max_steps": 2, "eval_loss_limit": 1}))
+    # extra_eval names the same export: scored on the same items after generation (which pads),
+    # it must give the own split's numbers exactly.
+    (tmp_path / "tiny.json").write_text(
+        json.dumps({**TINY, "max_steps": 2, "eval_loss_limit": 1, "extra_eval": str(tmp_path / "export")})
+    )
     remote = tmp_path / "elsewhere" / "run-a"
     cmd = [sys.executable, "-m", "trainer", "--manifest", str(tmp_path / "export"), "--config",
            str(tmp_path / "tiny.json"), "--out", str(remote), "--eval-limit", "1"]  # fmt: skip
@@ -245,6 +249,9 @@ def test_import_run_trained_elsewhere(tmp_path: Path) -> None:
     ev = json.loads((remote / "eval.json").read_text())
     assert listed["run_id"] == imp["run_id"] and listed["state"] == "succeeded"
     assert listed["metrics"]["eval_loss"] == ev["eval_loss"] and listed["metrics"]["tuned"] == ev["tuned"]
+    extra = listed["metrics"]["extra_eval"]
+    assert extra["version"] == "v1" and extra["eval_loss"] == pytest.approx(ev["eval_loss"], rel=1e-5)
+    assert extra["tuned"]["json_field_accuracy"] == ev["tuned"]["json_field_accuracy"]
     cmp = json.loads(run_sift("compare", imp["run_id"], "--json", store=store, env=env, check=True).stdout)
     assert len(cmp["examples"]) == 1 and set(cmp["examples"][0]["tuned"]) == {imp["run_id"]}
 
