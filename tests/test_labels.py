@@ -156,3 +156,4 @@ def test_labels_page_runs_the_audit_and_lists_suspects(pool: dict, tmp_path: Pat
     assert not at.exception and any("applied to 1 conversations" in s.value for s in at.success)
     shown = json.loads(run_sift("show", first, "--json", store=store, check=True).stdout)
     assert shown["revision"] == 2 and not [f for f in shown["flags"] if f["reason"] == "label_suspect"]
+    assert first not in set(at.dataframe[-1].value["id"])  # the list no longer holds it

@@ -68,6 +68,9 @@ if per_field:
 for name, why in (last.get("skipped") or {}).items():
     st.warning(md_escape(f"{name}: skipped ({why})"))  # field names come from the data
 
+applied = st.session_state.pop("labels_applied", None)
+if applied is not None:
+    st.success(f"Suggested labels applied to {applied} conversations (a new revision each)")
 suspects = wb.label_suspects(limit=2000)
 st.subheader(f"Suspects ({len(suspects)})")
 if suspects:
@@ -87,11 +90,13 @@ if suspects:
         actor = require_actor()
         done = run(wb.apply_label_suggestions, chosen, actor=actor)
         if done:
-            st.success(f"Suggested labels applied to {done['applied']} conversations")
+            st.session_state["labels_applied"] = done["applied"]
+            st.rerun()  # the suspects list above is computed before the change
     if a2.button(f"Apply to all {len(ids)}"):
         actor = require_actor()
         done = run(wb.apply_label_suggestions, None, actor=actor)
         if done:
-            st.success(f"Suggested labels applied to {done['applied']} conversations")
+            st.session_state["labels_applied"] = done["applied"]
+            st.rerun()  # the suspects list above is computed before the change
 else:
     st.write("No suspects on the current revisions.")
