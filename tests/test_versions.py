@@ -126,7 +126,14 @@ def test_freeze_leaves_out_rows_with_reasons(wb, tmp_path: Path) -> None:
     d = wb.show(ids[2])
     wb.edit(ids[2], [*d["messages"][:-1], {"role": "assistant", "content": "fixed"}], base_revision=1, actor="ana")
 
-    r = wb.freeze("v1", eval_fraction=0.25, seed=7, actor="ana")
+    # ...but its new revision was never validated: freezing it needs saying so.
+    with pytest.raises(
+        SplitError, match=rf"1 conversation\(s\) to freeze changed after the last `sift validate` run.*{ids[2]}"
+    ):
+        wb.freeze("v1", eval_fraction=0.25, seed=7, actor="ana")
+    preview = wb.freeze("v1", eval_fraction=0.25, seed=7, dry_run=True)
+    assert preview["unchecked"] == {"validate": 1, "dedup": 1}
+    r = wb.freeze("v1", eval_fraction=0.25, seed=7, actor="ana", allow_unchecked=True)
     assert r["excluded"] == {"rejected": 2, "not_accepted": 4, "validation_error": 1, "near_duplicate": 1}
     assert (r["train"], r["eval"]) == (12, 4)
     assert set(r) == {"version", "train", "eval", "excluded", "manifest_sha256"}
@@ -139,7 +146,7 @@ def test_freeze_leaves_out_rows_with_reasons(wb, tmp_path: Path) -> None:
         "edit": 1
     }
 
-    r = wb.freeze("v2", eval_fraction=0.25, seed=7, include="not-rejected", dry_run=True)
+    r = wb.freeze("v2", eval_fraction=0.25, seed=7, include="not-rejected", dry_run=True, allow_unchecked=True)
     assert r["excluded"] == {"rejected": 2, "validation_error": 1, "near_duplicate": 1}
     assert r["train"] + r["eval"] == 20 and r["dry_run"] and r["leakage"] == []
     assert wb.versions()["versions"][0]["name"] == "v1" and len(wb.versions()["versions"]) == 1

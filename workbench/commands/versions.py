@@ -26,6 +26,7 @@ def _freeze(args: argparse.Namespace) -> int:
         parent=args.parent,
         dry_run=args.dry_run,
         allow_leakage=args.allow_leakage,
+        allow_unchecked=args.allow_unchecked,
         actor=args.actor,
     )
 
@@ -126,6 +127,11 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
         "--allow-leakage",
         action="store_true",
         help="freeze even though eval duplicates train (an uncurated baseline); the pairs are recorded in the manifest",
+    )
+    p.add_argument(
+        "--allow-unchecked",
+        action="store_true",
+        help="freeze even though rows changed after the last validate/dedup run (their new revisions unchecked)",
     )
     p.set_defaults(func=_freeze)
 

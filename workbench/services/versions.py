@@ -82,9 +82,15 @@ class VersionsService:
         parent: str | None = None,
         dry_run: bool = False,
         allow_leakage: bool = False,
+        allow_unchecked: bool = False,
         actor: str | None = None,
     ) -> dict[str, Any]:
         """Freeze the current revisions into version `name` (or, with `dry_run`, only say what it would be).
+
+        Refuses while conversations it would include changed after the last validate or dedup run
+        (an edit, a redaction or an import makes a revision those checks never saw, and their flags
+        belong to the old revision); `allow_unchecked` freezes anyway. A dry run lists them under
+        "unchecked".
 
         Refuses while eval conversations duplicate train ones (`LeakageError` lists them); a dry run
         returns them under "leakage" instead. `allow_leakage` freezes anyway (e.g. an uncurated
@@ -99,6 +105,15 @@ class VersionsService:
         config.check()
         actor = actor or default_actor()
         plan = self._plan(config, name, parent)
+        unchecked = plan["unchecked"]
+        if unchecked and not dry_run and not allow_unchecked:
+            stage, ids = next(iter(unchecked.items()))
+            more = f" and {len(unchecked) - 1} other stage(s)" if len(unchecked) > 1 else ""
+            raise SplitError(
+                f"{len(ids)} conversation(s) to freeze changed after the last `sift {stage}` run{more} "
+                f"(e.g. {', '.join(ids[:3])}): their current revisions were never checked. Run "
+                f"{' and '.join(f'`sift {s}`' for s in unchecked)} again, or freeze with --allow-unchecked"
+            )
         if allow_leakage:
             plan["version"]["leakage_check"].update(allowed=True, leaks=[x.to_dict() for x in plan["leaks"]])
         ts = now()
@@ -125,6 +140,7 @@ class VersionsService:
                 "leakage": [x.to_dict() for x in plan["leaks"]],
                 "leakage_method": plan["version"]["leakage_check"]["method"],
                 "warnings": plan["warnings"],
+                "unchecked": {stage: len(ids) for stage, ids in unchecked.items()},
             }
         if plan["leaks"] and not allow_leakage:
             raise LeakageError(plan["leaks"])
@@ -198,6 +214,17 @@ class VersionsService:
             why = ", ".join(f"{n} {r.replace('_', ' ')}" for r, n in excluded_counts.items())
             raise SplitError(f"nothing to freeze: every conversation is left out ({why})")
 
+        # Stages whose flags exclude rows: a revision newer than their last run was never checked.
+        ids_in = {c[0] for c in included}
+        unchecked: dict[str, list[str]] = {}
+        changed_since = getattr(self.store, "changed_since_stage", None)
+        for stage in ("validate", "dedup"):
+            changed = changed_since(stage) if changed_since is not None and stage in runs else None
+            stale = [cid for cid in changed or () if cid in ids_in]
+            if stale:
+                unchecked[stage] = stale
+                warnings.append(f"{len(stale)} conversation(s) changed after the last {stage} run: not checked")
+
         groups: dict[str, list[str]] = {}
         for c in included:
             groups.setdefault(family_of[c[0]], []).append(c[0])
@@ -246,7 +273,14 @@ class VersionsService:
             "leakage_check": {"method": method, "pairs": len(leaks)},
             "sift_version": workbench.__version__,
         }
-        return {"version": version, "rows": rows, "files": files, "leaks": leaks, "warnings": warnings}
+        return {
+            "version": version,
+            "rows": rows,
+            "files": files,
+            "leaks": leaks,
+            "warnings": warnings,
+            "unchecked": unchecked,
+        }
 
     def _leaks(
         self, train: dict[str, Conversation], eval: dict[str, Conversation], dedup_run: dict[str, Any] | None

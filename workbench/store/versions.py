@@ -176,6 +176,26 @@ class VersionsStore:
             "created_at": _iso(row[7]),
         }
 
+    def changed_since_stage(self, stage: str) -> list[str] | None:
+        """Conversations whose current revision is newer than the start of `stage`'s last finished run
+        (edited, redacted or imported since): that run never saw them. None when the stage never ran."""
+        with self.db.connect() as con:
+            row = first(
+                con.execute(
+                    "SELECT max(started_at) FROM stage_runs WHERE stage = ? AND finished_at IS NOT NULL", [stage]
+                )
+            )
+            if row is None or row[0] is None:
+                return None
+            return [
+                r[0]
+                for r in con.execute(
+                    "SELECT c.id FROM conversations c JOIN revisions r ON r.conversation_id = c.id "
+                    "AND r.revision = c.revision WHERE r.ts > ? ORDER BY c.id",
+                    [row[0]],
+                ).fetchall()
+            ]
+
     def get_version(self, name: str) -> dict[str, Any]:
         with self.db.connect() as con:
             return self._version_row(con, name)
