@@ -133,3 +133,27 @@ def test_versions_page_previews_freezes_diffs_and_zips(store_path: Path, tmp_pat
     next(b for b in at.button if b.label == "Prepare zip").click().run()
     assert not at.exception
     assert any(el.type == "download_button" for el in at.get("download_button"))
+
+
+def test_versions_page_asks_before_freezing_rows_changed_since_validation(
+    store_path: Path, tmp_path: Path, monkeypatch
+) -> None:
+    monkeypatch.setenv("SIFT_STORE", str(store_path))
+    ids = seed_store(store_path, tmp_path)
+    wb = workbench.open(store_path)
+    wb.store.start_stage_run("val-1", "validate", {"model": "m", "max_seq_len": 2048}, actor="ci")
+    wb.store.replace_flags("validate", "val-1", [])
+    d = wb.show(ids[0])
+    wb.edit(ids[0], [*d["messages"][:-1], {"role": "assistant", "content": "edited"}], base_revision=1, actor="ana")
+    at = AppTest.from_file(str(ROOT / "workbench" / "app_pages" / "versions.py"), default_timeout=60)
+    at.session_state["reviewer"] = "ana"
+    at.run()
+    at.text_input(key="freeze_name").input("v1").run()
+    next(b for b in at.button if b.label == "Preview").click().run()
+    assert any("1 after the last validate run" in w.value for w in at.warning)
+    freeze = next(b for b in at.button if b.label == "Freeze")
+    assert freeze.disabled
+    at.checkbox[-1].check().run()
+    next(b for b in at.button if b.label == "Freeze").click().run()
+    assert not at.exception and any("Froze v1" in s.value for s in at.success)
+    assert [v["name"] for v in wb.versions()["versions"]] == ["v1"]

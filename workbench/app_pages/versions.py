@@ -60,9 +60,18 @@ if preview:
         st.dataframe(leaks, hide_index=True)
     else:
         st.success(f"Leakage check ({preview['leakage_method']}): no eval conversation duplicates train.")
-    if st.button("Freeze", type="primary", disabled=bool(leaks)):
+    unchecked = preview.get("unchecked") or {}
+    allow_unchecked = False
+    if unchecked:
+        st.warning(
+            "Changed since their last check: "
+            + ", ".join(f"{n} after the last {stage} run" for stage, n in unchecked.items())
+            + ". Run those stages again (their flags belong to the old revisions), or freeze anyway."
+        )
+        allow_unchecked = st.checkbox("Freeze anyway, with those rows unchecked")
+    if st.button("Freeze", type="primary", disabled=bool(leaks) or (bool(unchecked) and not allow_unchecked)):
         actor = require_actor()
-        done = run(wb.freeze, name, actor=actor, **options)
+        done = run(wb.freeze, name, actor=actor, allow_unchecked=allow_unchecked, **options)
         if done:
             st.session_state.pop("freeze_preview", None)
             st.session_state["freeze_done"] = done
