@@ -17,6 +17,7 @@ BENCHES = [
     "bench.bench_train",
     "bench.bench_train_multi",
     "bench.bench_dedup",
+    "bench.bench_labels",
 ]
 
 

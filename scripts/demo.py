@@ -523,15 +523,12 @@ def collect(args: argparse.Namespace, log: Any = print) -> dict[str, Any]:
     runs_dir: Path = args.collect.resolve()
     runs: dict[str, list[dict[str, Any]]] = {"raw": [], "curated": []}
     ids: dict[str, list[str]] = {"raw": [], "curated": []}
-    already = {(r.get("imported") or {}).get("source") for r in (x["config"] for x in _store_runs(store))}
     missing = []
     for job in jobs:
         folder = runs_dir / job["name"]
         if not (folder / "status.json").exists():
             missing.append(job["name"])
             continue
-        if str(folder.resolve()) in already:
-            raise DemoError(f"{folder} was already collected into {store}: re-run --bundle for a fresh demo")
         r = sift(store, "import-run", str(folder))["runs"][0]
         if r["state"] != "succeeded":
             raise DemoError(f"{job['name']} ended {r['state']}; see {folder}/train.log")
@@ -562,12 +559,6 @@ def collect(args: argparse.Namespace, log: Any = print) -> dict[str, Any]:
     log(result["table"])
     log(f"trained on {result['trained_on']}")
     return result
-
-
-def _store_runs(store: Path) -> list[dict[str, Any]]:
-    from workbench.store import Store
-
-    return Store(store).list_runs()
 
 
 def _trained_on(run_dir: Path) -> str:

@@ -29,6 +29,11 @@ GENERATE_LOGITS_BUDGET = 6 * 1024**3  # bytes of prefill logits per generation b
 LOGITS_BUDGET = 2 * 1024**3  # bytes of logits (bf16 and their fp32 copy) per forward in eval_loss
 
 
+def _logit_bytes(model: Any) -> int:
+    """Bytes one position's logits take while scored: vocab x (bf16 copy + fp32 copy)."""
+    return int(getattr(getattr(model, "config", None), "vocab_size", 0) or 50_000) * 6
+
+
 def eval_loss(
     model: Any,
     examples: list[Example],
@@ -60,8 +65,7 @@ def eval_loss(
                 mask[j, :n] = 1
             # The logits of a wide batch are rows x width x vocab floats (100 x 512 x 49k = 10 GB):
             # forward at most LOGITS_BUDGET bytes of them at a time.
-            vocab = int(getattr(getattr(model, "config", None), "vocab_size", 0) or 50_000)
-            rows = max(1, LOGITS_BUDGET // (width * vocab * 6))
+            rows = max(1, LOGITS_BUDGET // (width * _logit_bytes(model)))
             for k in range(0, len(chunk), rows):
                 sub_ids, sub_labels, sub_mask = (t[k : k + rows].to(device) for t in (ids, labels, mask))
                 logits = model(input_ids=sub_ids, attention_mask=sub_mask).logits.float()
@@ -97,8 +101,7 @@ def generate(
     tok.padding_side = "left"
     out: list[str | None] = [None] * len(prompts)
     eos = [tok.eos_token_id]
-    vocab = int(getattr(getattr(model, "config", None), "vocab_size", 0) or 50_000)
-    max_tokens = max(1, GENERATE_LOGITS_BUDGET // (vocab * 6))
+    max_tokens = max(1, GENERATE_LOGITS_BUDGET // _logit_bytes(model))
     try:
         texts = [
             tok.apply_chat_template(p.messages, tools=p.tools or None, tokenize=False, add_generation_prompt=True)

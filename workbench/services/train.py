@@ -188,7 +188,7 @@ class TrainService:
                 changed += 1
         return changed
 
-    def _ingest(self, run_id: str, out_dir: Path, status: dict[str, Any]) -> None:
+    def _ingest(self, run_id: str, out_dir: Path, status: dict[str, Any], *, con: Any = None) -> None:
         folder = jobs.read_run_folder(out_dir)
         status = {**folder["status"], **status}
         if not status.get("log_tail"):  # only a failure writes one: keep a cancelled run's too
@@ -203,6 +203,7 @@ class TrainService:
             samples=folder["samples"],
             started_at=_ts(status.get("started_at")),
             finished_at=_ts(status.get("finished_at")),
+            con=con,
         )
 
     def runs(self, *, version: str | None = None) -> dict[str, Any]:
@@ -318,26 +319,13 @@ class TrainService:
             "host": cfg_file.get("host"),
             "libraries": cfg_file.get("libraries"),
         }
-        folder = jobs.read_run_folder(out_dir)
-        status = {**folder["status"], **status}
-        status.setdefault("log_tail", folder["log_tail"])
-        eval_result = folder["eval"] if status["state"] == "succeeded" else None
         try:
-            self.store.add_ended_run(
-                run_id,
-                version=version,
-                manifest_sha256=sha,
-                out_dir=str(out_dir),
-                config=config,
-                actor=actor or default_actor(),
-                status=status,
-                metrics=metrics_of(eval_result, status),
-                eval_result=eval_result,
-                curve=folder["curve"],
-                samples=folder["samples"],
-                started_at=_ts(status.get("started_at")),
-                finished_at=_ts(status.get("finished_at")),
-            )
+            with self.store.db.transaction() as tx:  # the run's row and its results land together
+                self.store.create_run(
+                    run_id, version=version, manifest_sha256=sha, out_dir=str(out_dir), config=config,
+                    actor=actor or default_actor(), con=tx,
+                )  # fmt: skip
+                self._ingest(run_id, out_dir, status, con=tx)
         except BaseException:
             shutil.rmtree(out_dir, ignore_errors=True)
             raise

@@ -92,9 +92,11 @@ class RunsStore:
         out_dir: str,
         config: dict[str, Any],
         actor: str,
+        con: Any = None,
     ) -> None:
-        with self.db.transaction() as con:
-            con.execute(
+        """Record a queued run (`con`: join the caller's transaction, as `sift import-run` does)."""
+        with self.db.transaction(con) as tx:
+            tx.execute(
                 "INSERT INTO runs (id, version, manifest_sha256, state, out_dir, config, base_model, actor, created_at) "
                 "VALUES (?, ?, ?, 'queued', ?, ?, ?, ?, ?)",
                 [run_id, version, manifest_sha256, out_dir, dumps(config), config.get("base_model"), actor, now()],
@@ -167,37 +169,12 @@ class RunsStore:
         samples: list[dict[str, Any]],
         started_at: Any = None,
         finished_at: Any = None,
+        con: Any = None,
     ) -> None:
         """Land a finished run's results (replacing any earlier ingest of the same run) in one transaction."""
-        with self.db.transaction() as con:
-            rid = self._resolve_run(con, run_id)
-            _write_results(con, rid, status, metrics, eval_result, curve, samples, started_at, finished_at)
-
-    def add_ended_run(
-        self,
-        run_id: str,
-        *,
-        version: str,
-        manifest_sha256: str | None,
-        out_dir: str,
-        config: dict[str, Any],
-        actor: str,
-        status: dict[str, Any],
-        metrics: dict[str, Any],
-        eval_result: dict[str, Any] | None,
-        curve: list[dict[str, Any]],
-        samples: list[dict[str, Any]],
-        started_at: Any = None,
-        finished_at: Any = None,
-    ) -> None:
-        """A run that ended elsewhere (`sift import-run`): its row and its results in one transaction."""
-        with self.db.transaction() as con:
-            con.execute(
-                "INSERT INTO runs (id, version, manifest_sha256, state, out_dir, config, base_model, actor, created_at) "
-                "VALUES (?, ?, ?, 'queued', ?, ?, ?, ?, ?)",
-                [run_id, version, manifest_sha256, out_dir, dumps(config), config.get("base_model"), actor, now()],
-            )
-            _write_results(con, run_id, status, metrics, eval_result, curve, samples, started_at, finished_at)
+        with self.db.transaction(con) as tx:
+            rid = self._resolve_run(tx, run_id)
+            _write_results(tx, rid, status, metrics, eval_result, curve, samples, started_at, finished_at)
 
     def run_curve(self, run_id: str) -> list[dict[str, Any]]:
         with self.db.connect() as con:
