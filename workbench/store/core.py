@@ -687,6 +687,15 @@ class CoreStore:
                 out.setdefault(sev, {})[reason] = n
         return out
 
+    def origin_counts(self) -> dict[str, int]:
+        """Conversations per origin (the kind of their first revision: import, paraphrase…)."""
+        with self.db.connect() as con:
+            rows = con.execute(
+                "SELECT r.kind, count(*) FROM conversations c JOIN revisions r ON r.conversation_id = c.id "
+                "AND r.revision = 1 GROUP BY 1 ORDER BY 1"
+            ).fetchall()
+        return {str(k): int(n) for k, n in rows}
+
     def current_flags(self, stage: str, reason: str | None = None, *, limit: int = 1000) -> list[dict[str, Any]]:
         """A stage's flags on current revisions, with each conversation's review status (newest first)."""
         sql = (
