@@ -35,10 +35,13 @@ actor = current_actor()
 # ---------------------------------------------------------------- the queue
 
 
-def open_conversation(cid: str, cursor: Any = None) -> None:
+def open_conversation(cid: str, cursor: Any = None, *, remember: bool = True) -> None:
     """Make `cid` the conversation under review, as it is now (its revision and status are what
-    every later action is checked against)."""
+    every later action is checked against). The one it replaces goes on the "previous" stack."""
     cid, status, rev = wb.conversation_state(cid)
+    here = ss.get("rv_id")
+    if remember and here and here != cid:
+        ss["rv_back"] = [*(ss.get("rv_back") or [])[-199:], (here, ss.get("rv_cursor"))]
     ss.update(rv_id=cid, rv_rev=rev, rv_status=status, rv_cursor=cursor or wb.cursor_of(cid), rv_end=False)
 
 
@@ -52,6 +55,8 @@ def advance(filters: dict[str, Any]) -> None:
         if not buf:
             buf = wb.queue_ahead(filters, after=ss.get("rv_cursor"))
             if not buf:
+                if ss.get("rv_id"):
+                    ss["rv_back"] = [*(ss.get("rv_back") or [])[-199:], (ss["rv_id"], ss.get("rv_cursor"))]
                 ss.update(rv_id=None, rv_end=True, rv_ahead=[])
                 return
         cid, cursor = buf.pop(0)
@@ -105,8 +110,29 @@ def on_reload() -> None:
     open_conversation(ss["rv_id"], ss.get("rv_cursor"))
 
 
+def on_previous() -> None:
+    """Back to the conversation reviewed before this one (as it is now); the queue then goes on
+    after it."""
+    back = ss.get("rv_back") or []
+    if not back:
+        ss["rv_info"] = "This is the first conversation of this session's queue."
+        return
+    cid, cursor = back.pop()
+    ss["rv_back"] = back
+    ss["rv_ahead"] = []
+    open_conversation(cid, cursor, remember=False)
+
+
+def on_reject_preset(filters: dict[str, Any], reason: str) -> None:
+    decide("rejected", filters, reason)
+
+
+def on_edit(key: str, value: bool) -> None:
+    ss[key] = value
+
+
 def on_restart(filters: dict[str, Any]) -> None:
-    ss.update(rv_cursor=None, rv_end=False, rv_ahead=[])
+    ss.update(rv_cursor=None, rv_end=False, rv_ahead=[], rv_back=[])
     advance(filters)
 
 
@@ -278,8 +304,10 @@ with main:
                 if box.open and (changes := run(wb.revision_diff, d["id"], rev)) is not None:
                     render_diff(changes)
 
-        editing = st.toggle("✏️ Edit messages", key=f"rv_editing_{d['id']}_{rev}")
+        edit_key = f"rv_editing_{d['id']}_{rev}"
+        editing = st.toggle("✏️ Edit messages", key=edit_key)
         if editing:
+            st.button("Stop editing", shortcut="Esc", on_click=on_edit, args=(edit_key, False), key="rv_stop_edit")
             with st.form(f"rv_edit_{d['id']}_{rev}"):
                 st.caption("Change the text of any turn or tick 'delete this turn'. Saving makes a new revision.")
                 for i, m in enumerate(d["messages"]):
@@ -298,11 +326,11 @@ with main:
             a1, a2, a3 = st.columns([1, 1, 3])
             a1.button(
                 "✅ Accept", type="primary", width="stretch", disabled=actor is None,
-                on_click=decide, args=("accepted", filters),
+                on_click=decide, args=("accepted", filters), shortcut="A",
             )  # fmt: skip
-            a2.button("⏭ Skip", width="stretch", on_click=on_skip, args=(filters,))
+            a2.button("⏭ Skip", width="stretch", on_click=on_skip, args=(filters,), shortcut="S")
             with a3:
-                r1, r2 = st.columns([3, 1])
+                r1, r2 = st.columns([2, 1.3])
                 r1.text_input(
                     "Reason for rejecting",
                     key=f"rv_reason_{d['id']}",
@@ -316,7 +344,28 @@ with main:
                         key=f"rv_preset_{d['id']}",
                         label_visibility="collapsed",
                     )
-                r2.button("❌ Reject", width="stretch", disabled=actor is None, on_click=on_reject, args=(filters,))
+                r2.button(
+                    "❌ Reject", width="stretch", disabled=actor is None, on_click=on_reject, args=(filters,),
+                    shortcut="X",
+                )  # fmt: skip
+            if cfg["reject_reasons"]:
+                # Keyboard-only rejecting: 1–9 reject with the n-th common reason.
+                quick = st.columns(min(len(cfg["reject_reasons"]), 9))
+                for n, (col, why) in enumerate(zip(quick, cfg["reject_reasons"][:9], strict=False), 1):
+                    col.button(
+                        f"Reject: {why}", key=f"rv_quick_{n}", width="stretch", disabled=actor is None,
+                        on_click=on_reject_preset, args=(filters, why), shortcut=str(n), type="tertiary",
+                    )  # fmt: skip
+            n1, n2, n3 = st.columns([1, 1, 3])
+            n1.button(
+                "← Previous", width="stretch", on_click=on_previous, shortcut="K",
+                disabled=not ss.get("rv_back"), key="rv_prev",
+            )  # fmt: skip
+            n2.button("✏️ Edit", width="stretch", on_click=on_edit, args=(edit_key, True), shortcut="E", key="rv_edit")
+            n3.caption(
+                "Keyboard: **A** accept · **X** reject (with the reason above) · **1–9** reject with a common "
+                "reason · **S** skip to the next · **K** previous · **E** edit (**Esc** stops editing)"
+            )
             if ss["rv_status"] != "pending":
                 st.button("↩ Back to pending", disabled=actor is None, on_click=decide, args=("pending", filters))
 
