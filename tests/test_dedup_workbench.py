@@ -258,3 +258,33 @@ def test_dedup_page(tmp_path: Path, monkeypatch) -> None:
     assert not at.exception
     assert wb.dedup_cluster_list()["clusters"][0]["keeper"] == other
     assert any("now the keeper" in s.value for s in at.success)
+
+
+def test_decide_a_jaccard_range_at_once(tmp_path: Path) -> None:
+    # One 80-word text with 0..7 words changed: pairs at several Jaccards around 0.8.
+    rows = []
+    for k in range(8):
+        words = [f"w{i}" for i in range(80)]
+        for j in range(k):
+            words[5 + j * 9] = f"x{k}_{j}"
+        rows.append({"instruction": " ".join(words), "output": "ok"})
+    wb = workbench.open(tmp_path / "b.duckdb")
+    wb.import_files([write(tmp_path / "b.json", json.dumps(rows))])
+    wb.dedup(threshold=0.8, ngram=3, actor="ana")
+    pairs = wb.dedup_pairs(borderline=True, undecided=True)
+    assert len(pairs) >= 3
+    js = sorted(p["jaccard"] for p in pairs)
+    low, high = js[0], (js[0] + js[-1]) / 2
+    inside = wb.borderline_in_range(low, high)
+    assert 0 < len(inside) < len(pairs)
+    assert all(low <= p["jaccard"] <= high for p in inside)
+    with pytest.raises(workbench.store.StoreError, match="not the 999 you confirmed"):
+        wb.decide_range(low, high, "distinct", expected=999, actor="ana")
+    assert len(wb.dedup_pairs(borderline=True, undecided=True)) == len(pairs)  # nothing written
+    r = wb.decide_range(low, high, "distinct", expected=len(inside), actor="ana")
+    assert r["decided"] == len(inside)
+    left = wb.dedup_pairs(borderline=True, undecided=True)
+    assert len(left) == len(pairs) - len(inside) and not wb.borderline_in_range(low, high)
+    a = inside[0]["a"]
+    events = [e for e in wb.show(a)["history"] if e["kind"] == "dedup_pair"]
+    assert events and events[-1]["decision"] == "distinct" and events[-1]["actor"] == "ana"

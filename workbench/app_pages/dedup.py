@@ -6,7 +6,15 @@ from typing import Any
 
 import streamlit as st
 
-from workbench.app_pages.common import diff_markdown, get_wb, md_escape, require_actor, run
+from workbench.app_pages.common import (
+    current_actor,
+    diff_markdown,
+    domain_errors,
+    get_wb,
+    md_escape,
+    require_actor,
+    run,
+)
 
 PAGE_SIZE = 50
 
@@ -79,12 +87,16 @@ st.subheader("Clusters")
 page = int(st.session_state.get("dedup_page", 0))
 listed = wb.dedup_cluster_list(limit=PAGE_SIZE, offset=page * PAGE_SIZE)
 if listed["sizes"]:
+    # Sizes as numbers in order (2, 3, 5, 10, 37), one bar each: a text axis would sort 10 before 2.
+    sizes = sorted((int(k), int(v)) for k, v in listed["sizes"].items())
+    width = len(str(sizes[-1][0]))
     st.bar_chart(
-        {"members": [str(s) for s in listed["sizes"]], "clusters": list(listed["sizes"].values())},
+        {"members": [str(k).rjust(width, "\u2007") for k, _ in sizes], "clusters": [v for _, v in sizes]},
         x="members",
         y="clusters",
         x_label="cluster size (members)",
         y_label="clusters",
+        sort=False,
     )
 clusters = listed["clusters"]
 if not clusters:
@@ -131,6 +143,16 @@ else:
         hide_index=True,
         use_container_width=True,
     )
+    below = [
+        x for x in cluster["members"] if not x["keeper"] and x["jaccard"] is not None and x["jaccard"] < p["threshold"]
+    ]
+    if below:
+        st.caption(
+            f"{len(below)} member(s) are below the threshold ({p['threshold']}) with the keeper: they joined through "
+            "another member (chaining — A~B and B~C put A and C in one cluster even when A and C differ more). "
+            "Compare them with the keeper below; if one is not a duplicate, make it a keeper of its own or "
+            "decide its borderline pair as 'Not a duplicate'."
+        )
     c1, c2 = st.columns(2)
     a = c1.selectbox("Left", ids, index=0, key=f"dedup_a_{chosen}")
     b = c2.selectbox("Right", ids, index=min(1, len(ids) - 1), key=f"dedup_b_{chosen}")
@@ -145,11 +167,85 @@ else:
             st.rerun()
 
 st.subheader("Borderline pairs")
+ss = st.session_state
+
+
+def on_decide(a: str, b: str, decision: str) -> None:
+    who = current_actor()
+    if who is None:
+        ss["dedup_error"] = "Identify yourself in the sidebar before deciding."
+        return
+    try:
+        wb.decide_pair(a, b, decision, actor=who)
+    except domain_errors() as e:
+        ss["dedup_error"] = str(e)
+        return
+    ss["dedup_notice"] = f"{a} ~ {b}: {decision}."
+
+
+def on_move(step: int, n: int) -> None:
+    ss["dedup_pair_i"] = min(max(0, int(ss.get("dedup_pair_i", 0)) + step), max(0, n - 1))
+
+
+def on_range_count(low: float, high: float, decision: str) -> None:
+    ss["dedup_bulk"] = {"low": low, "high": high, "decision": decision, "n": len(wb.borderline_in_range(low, high))}
+
+
+def on_range_confirm() -> None:
+    b = ss.pop("dedup_bulk", None)
+    who = current_actor()
+    if not b or who is None:
+        return
+    try:
+        r = wb.decide_range(b["low"], b["high"], b["decision"], expected=b["n"], actor=who)
+    except domain_errors() as e:
+        ss["dedup_error"] = str(e)
+        return
+    ss["dedup_notice"] = f"Decided {r['decided']:,} pairs in {b['low']:.2f}–{b['high']:.2f}: {b['decision']}."
+
+
 pairs = wb.dedup_pairs(borderline=True, undecided=True)
+if err := ss.pop("dedup_error", None):
+    st.error(err)
 if not pairs:
     st.info("No undecided pairs near the threshold.")
 else:
-    st.caption("Estimated Jaccard close to the threshold: say whether each pair is a duplicate.")
+    st.caption(
+        f"{len(pairs):,} undecided pairs with an estimated Jaccard close to the threshold: say whether each "
+        "pair is a duplicate. Keyboard: **D** duplicate · **N** not a duplicate · **J** next · **K** previous."
+    )
+    with st.expander("Decide every pair in a Jaccard range at once"):
+        js = [x["jaccard"] for x in pairs]
+        lo_default, hi_default = float(min(js)), float(max(js))
+        low, high = st.slider(
+            "Estimated Jaccard range",
+            0.0,
+            1.0,
+            (round(lo_default, 2), round(hi_default, 2)),
+            0.01,
+            key="dedup_bulk_range",
+        )
+        decision = st.radio(
+            "Decision", ["duplicate", "distinct"], horizontal=True, key="dedup_bulk_decision",
+            format_func=lambda d: "Duplicate" if d == "duplicate" else "Not a duplicate",
+        )  # fmt: skip
+        st.button(
+            "Count and ask me to confirm", key="dedup_bulk_count", disabled=current_actor() is None,
+            on_click=on_range_count, args=(low, high, decision),
+        )  # fmt: skip
+        b = ss.get("dedup_bulk")
+        if b and (b["low"], b["high"], b["decision"]) == (low, high, decision):
+            if b["n"] == 0:
+                st.info("No undecided pair in that range.")
+            else:
+                st.warning(
+                    f"This will mark {b['n']:,} pairs with an estimated Jaccard in {low:.2f}–{high:.2f} as "
+                    f"'{decision}' and redo the clusters. Each pair gets an event with your name."
+                )
+                st.button(
+                    f"Confirm: {decision} for {b['n']:,} pairs", type="primary", key="dedup_bulk_confirm",
+                    on_click=on_range_confirm,
+                )  # fmt: skip
     st.dataframe(
         [
             {"a": x["a"], "b": x["b"], "Jaccard": x["jaccard"], "now": "merged" if x["merged"] else "apart"}
@@ -157,15 +253,21 @@ else:
         ],
         hide_index=True,
         use_container_width=True,
+        height=220,
     )
-    labels = [f"{x['a']} ~ {x['b']} ({x['jaccard']:.2f})" for x in pairs]
-    i = labels.index(st.selectbox("Pair", labels, key="dedup_pair"))
+    i = min(int(ss.get("dedup_pair_i", 0)), len(pairs) - 1)
     pair = pairs[i]
+    st.markdown(f"**Pair {i + 1} of {len(pairs):,}:** {md_escape(pair['a'], at_line_start=False)} ~ "
+                f"{md_escape(pair['b'], at_line_start=False)} ({pair['jaccard']:.2f})")  # fmt: skip
+    d1, d2, d3, d4, _ = st.columns([1, 1.3, 1, 1, 2])
+    d1.button(
+        "Duplicate", key="dedup_decide_duplicate", shortcut="D", disabled=current_actor() is None,
+        on_click=on_decide, args=(pair["a"], pair["b"], "duplicate"),
+    )  # fmt: skip
+    d2.button(
+        "Not a duplicate", key="dedup_decide_distinct", shortcut="N", disabled=current_actor() is None,
+        on_click=on_decide, args=(pair["a"], pair["b"], "distinct"),
+    )  # fmt: skip
+    d3.button("← Previous", key="dedup_prev", shortcut="K", on_click=on_move, args=(-1, len(pairs)))
+    d4.button("Next →", key="dedup_next", shortcut="J", on_click=on_move, args=(1, len(pairs)))
     side_by_side(pair["a"], pair["b"])
-    d1, d2, _ = st.columns([1, 1, 4])
-    for col, decision, label in ((d1, "duplicate", "Duplicate"), (d2, "distinct", "Not a duplicate")):
-        if col.button(label, key=f"dedup_decide_{decision}"):
-            actor = require_actor()
-            if run(wb.decide_pair, pair["a"], pair["b"], decision, actor=actor):
-                st.session_state["dedup_notice"] = f"{pair['a']} ~ {pair['b']}: {decision}."
-                st.rerun()

@@ -20,7 +20,9 @@ p = run(wb.pipeline)
 if p is not None:
     nxt = p["next"]
     c1, c2 = st.columns([3, 2], vertical_alignment="center")
-    c1.markdown(f"**Next: {md_escape(nxt['title'], at_line_start=False)}** — {md_escape(nxt['why'], at_line_start=False)}")
+    c1.markdown(
+        f"**Next: {md_escape(nxt['title'], at_line_start=False)}** — {md_escape(nxt['why'], at_line_start=False)}"
+    )
     if c2.button(f"Go to {nxt['title']} →", type="primary", key="home_next"):
         st.switch_page(f"workbench/app_pages/{'import_page' if nxt['page'] == 'import' else nxt['page']}.py")
 
@@ -46,6 +48,4 @@ if p is not None:
     else:
         st.success("Nothing: every conversation is reviewed and checked.")
     if p["warnings"]:
-        st.caption(
-            md_escape("Warnings (do not block): " + ", ".join(f"{r} {n:,}" for r, n in p["warnings"].items()))
-        )
+        st.caption(md_escape("Warnings (do not block): " + ", ".join(f"{r} {n:,}" for r, n in p["warnings"].items())))

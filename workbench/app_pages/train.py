@@ -1,4 +1,5 @@
-"""Train: pick a version, edit the trainer config (with a VRAM estimate), launch, follow, cancel."""
+"""Train: pick a version and a preset (with an estimated time), fold out every trainer field if
+needed, launch, follow, cancel."""
 
 from __future__ import annotations
 
@@ -15,23 +16,46 @@ st.caption(
     "then evaluates it against the base model on the version's eval split."
 )
 
-# ---------------------------------------------------------------- version and config
-versions = [v["name"] for v in wb.versions()["versions"]] if hasattr(wb, "versions") else []
-source = st.selectbox("Version", [*versions, "(an exported folder…)"], key="train_version")
-if source == "(an exported folder…)":
+# ---------------------------------------------------------------- version, preset and config
+from workbench.services.train_presets import PRESETS, estimate_seconds, format_duration  # noqa: E402
+
+EXPORTED = "(an exported folder…)"
+versions = [v["name"] for v in wb.versions()["versions"]][::-1]  # newest first
+if not versions:
+    st.info(
+        "Freeze a version first: training reads a frozen train/eval split, never the live store. "
+        "Review some conversations, then freeze them on the Versions page."
+    )
+    st.page_link("workbench/app_pages/versions.py", label="Go to Versions →", icon="🧊")
+source = st.selectbox("Version", [*versions, EXPORTED], key="train_version")
+if source == EXPORTED:
     source = st.text_input("Path of an exported version (folder with manifest.json)", key="train_export_path")
 
+names = [p.name for p in PRESETS]
+chosen_preset = st.radio("Preset", names, key="train_preset", horizontal=True)
+preset = PRESETS[names.index(chosen_preset)]
+st.caption(preset.what)
+
 fields = wb.train_config_fields()
+defaults = {str(f["name"]): f["default"] for f in fields}
+# The preset fills the form; a field the user changes afterwards stays as they set it until the
+# preset changes again.
+if st.session_state.get("train_preset_applied") != chosen_preset:
+    st.session_state["train_preset_applied"] = chosen_preset
+    for name in defaults:
+        st.session_state.pop(f"cfg_{name}", None)
+preset_values = {**defaults, **preset.changes}
 config: dict[str, object] = {}
 groups: dict[str, list[dict[str, object]]] = {}
 for f in fields:
     groups.setdefault(str(f["group"]), []).append(f)
-with st.expander("Trainer config", expanded=False):
+with st.expander("Advanced: every trainer field", expanded=False):
     for group, items in groups.items():
         st.markdown(f"**{group}**")
         cols = st.columns(3)
         for i, f in enumerate(items):
-            name, default, help_ = str(f["name"]), f["default"], str(f["help"])
+            name, help_ = str(f["name"]), str(f["help"])
+            default = preset_values[name]
             col = cols[i % 3]
             key = f"cfg_{name}"
             if f.get("choices"):
@@ -51,15 +75,42 @@ with st.expander("Trainer config", expanded=False):
                 ]
             else:
                 config[name] = col.text_input(name, value=str(default), help=help_, key=key)
-changed = {k: v for k, v in config.items() if v != next(f["default"] for f in fields if f["name"] == k)}
+changed = {k: v for k, v in config.items() if v != defaults[k]}
+if source and source in versions:
+    info = run(wb.version_manifest, source)
+    if info:
+        v = info["version"]
+        ts = (v.get("token_stats") or {}).get("train") or {}
+        mean = ts.get("mean") or ts.get("p50")
+        device = "cpu" if config.get("device") == "cpu" else preset.device
+        est = run(
+            estimate_seconds,
+            dict(config),
+            train_rows=v["counts"]["train"],
+            eval_rows=v["counts"]["eval"],
+            mean_tokens=float(mean) if mean else None,
+            device=device,
+        )
+        if est:
+            st.markdown(
+                f"**Estimated time on {'the CPU' if est['device'] == 'cpu' else 'one GPU'}: about "
+                f"{format_duration(est['total_s'])}** ({est['steps']:,} steps; training "
+                f"{format_duration(est['train_s'])}, evaluation {format_duration(est['eval_s'])}; "
+                f"{v['counts']['train']:,} train / {v['counts']['eval']:,} eval conversations of ~"
+                f"{est['tokens_per_row']:,} tokens)."
+            )
+            if est["assumed"]:
+                st.caption(
+                    "No token counts for this version (run Validate before freezing): assumed half of max_seq_len."
+                )
 estimate = run(wb.vram_estimate, config)
-if estimate:
+if estimate and preset.device == "cuda":
     st.caption(
         f"Estimated peak GPU memory ≈ {estimate['total']} GiB (weights {estimate['weights']}, LoRA + optimizer "
         f"{estimate['lora_and_optimizer']}, activations {estimate['activations']}, logits {estimate['logits']})."
     )
 if changed:
-    st.caption("Changed from the defaults: " + json.dumps(changed))
+    st.caption("Changed from the trainer's defaults: " + json.dumps(changed))
 if st.button("Launch training", type="primary", disabled=not source):
     actor = require_actor()
     started = run(wb.train, source, config=changed, actor=actor)
@@ -118,8 +169,19 @@ def show_run(run_id: str) -> None:
         st.code(d["log_tail"] or "", language="text")
 
 
-live = any(r["run_id"] == pick and r["state"] in ("queued", "running") for r in listed)
-if live:
-    st.fragment(run_every=3)(show_run)(pick)
+listed_state = next(r["state"] for r in listed if r["run_id"] == pick)
+
+
+def follow(run_id: str) -> None:
+    """Redrawn every 3 s while the run is live; when its state changes (queued → running →
+    finished) the whole page reruns, so the run list and its picker show the new state."""
+    state = next((r["state"] for r in wb.runs()["runs"] if r["run_id"] == run_id), listed_state)
+    if state != listed_state:
+        st.rerun(scope="app")
+    show_run(run_id)
+
+
+if listed_state in ("queued", "running"):
+    st.fragment(run_every=3)(follow)(pick)
 else:
     show_run(pick)

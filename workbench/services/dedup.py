@@ -205,6 +205,35 @@ class DedupService:
             "duplicates_flagged": result["duplicates_flagged"],
         }
 
+    def borderline_in_range(self, low: float, high: float) -> list[dict[str, Any]]:
+        """Undecided borderline pairs whose estimated Jaccard lies in [low, high]."""
+        return [p for p in self.dedup_pairs(borderline=True, undecided=True) if low <= p["jaccard"] <= high]
+
+    def decide_range(
+        self, low: float, high: float, decision: str, *, expected: int, actor: str | None = None
+    ) -> dict[str, Any]:
+        """One SME call on every undecided borderline pair in a Jaccard range, then one re-cluster.
+        `expected` is the count the SME confirmed: when others decided some pairs meanwhile, the
+        count differs and nothing is written."""
+        if self.store.dedup_latest_run() is None:
+            raise StoreError("no dedup run yet (run `sift dedup` first)")
+        pairs = self.borderline_in_range(low, high)
+        if len(pairs) != expected:
+            raise StoreError(
+                f"{len(pairs)} undecided pairs are in {low:.2f}–{high:.2f} now, not the {expected} you confirmed "
+                "(someone decided some meanwhile): count again"
+            )
+        if not pairs:
+            return {"decided": 0, "decision": decision}
+        n = self.store.dedup_decide_many([(p["a"], p["b"]) for p in pairs], decision, actor=actor or default_actor())
+        result = self._recluster()
+        return {
+            "decided": n,
+            "decision": decision,
+            "clusters": result["clusters"],
+            "duplicates_flagged": result["duplicates_flagged"],
+        }
+
     def _recluster(self) -> dict[str, Any]:
         """Clusters, keepers and flags again from the latest run's stored pairs, with the SME's
         pins and decisions; no signatures are recomputed."""

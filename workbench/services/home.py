@@ -82,7 +82,9 @@ class HomeService:
             f"{pii.get('redacted_conversations', 0):,} redacted"
             if scanned
             else "PII scan has not run",
-            "scan for personal data" if not scanned else f"{pii.get('unresolved', 0):,} conversations with PII to review",
+            "scan for personal data"
+            if not scanned
+            else f"{pii.get('unresolved', 0):,} conversations with PII to review",
             scanned=scanned,
             unresolved=pii.get("unresolved", 0),
             redacted=pii.get("redacted_conversations", 0),

@@ -340,6 +340,22 @@ class DedupStore:
                     [cid, dumps({"other": other, "decision": decision}), actor, at],
                 )
 
+    def dedup_decide_many(self, pairs: list[tuple[str, str]], decision: str, *, actor: str) -> int:
+        """One decision on many pairs, all in one transaction (each pair gets its events)."""
+        if decision not in DECISIONS:
+            raise StoreError(f"unknown decision {decision!r} (use {', '.join(DECISIONS)})")
+        at = now()
+        rows = sorted({(min(a, b), max(a, b)) for a, b in pairs if a != b})
+        with self.db.transaction() as con:
+            for a, b in rows:
+                con.execute("INSERT INTO dedup_decisions VALUES (?, ?, ?, ?, ?)", [a, b, decision, actor, at])
+                for cid, other in ((a, b), (b, a)):
+                    con.execute(
+                        "INSERT INTO events VALUES (nextval('event_ids'), ?, 'dedup_pair', ?, ?, ?)",
+                        [cid, dumps({"other": other, "decision": decision, "bulk": True}), actor, at],
+                    )
+        return len(rows)
+
     # ------------------------------------------------------------ scale path
 
     def dedup_bucket_pairs_sql(self, band_hashes: np.ndarray) -> np.ndarray:
