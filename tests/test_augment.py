@@ -487,6 +487,34 @@ def test_embedded_server_speaks_openai(embedded: dict[str, Any]) -> None:
         client.chat.completions.create(model=base, messages=msgs, max_tokens=2, n=0)
 
 
+def test_embedded_server_drops_requests_whose_client_left(embedded: dict[str, Any]) -> None:
+    import openai
+
+    root = embedded["url"].removesuffix("/v1")
+
+    def dropped() -> int:
+        with urllib.request.urlopen(root + "/health", timeout=5) as resp:
+            return int(json.loads(resp.read())["dropped"])
+
+    before = dropped()
+    # Two long requests whose client gives up after 0.3 s: one generating, one waiting for the model.
+    impatient = openai.OpenAI(base_url=embedded["url"], api_key=SECRET, max_retries=0, timeout=0.3)
+    msgs = [{"role": "user", "content": "Tell a very long story about a lighthouse keeper."}]
+    for _ in range(2):
+        with pytest.raises(openai.APITimeoutError):
+            impatient.chat.completions.create(
+                model="smollm2-135m-instruct", messages=msgs, max_tokens=1500, temperature=0.8
+            )
+    deadline = time.monotonic() + 60
+    while dropped() < before + 2 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert dropped() == before + 2
+    # The model is free again: a short request is answered.
+    client = openai.OpenAI(base_url=embedded["url"], api_key=SECRET, max_retries=0, timeout=120)
+    r = client.chat.completions.create(model="smollm2-135m-instruct", messages=msgs, max_tokens=3, temperature=0)
+    assert r.choices[0].message.content
+
+
 def test_sift_augment_with_the_embedded_server(embedded: dict[str, Any], tmp_path: Path) -> None:
     wb = workbench.open(tmp_path / "e.duckdb")
     rows = [

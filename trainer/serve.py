@@ -13,8 +13,10 @@ generation-based evaluation compare both through one process.
 without a hub cache folder, it ignores `n`, and it cannot load a peft adapter, hence this module.
 
 The model is loaded before the socket opens, so `/v1/models` answering means ready. Requests are
-generated one at a time (one model, one lock); `/v1/models` stays responsive meanwhile. Nothing
-here logs request headers, so an API key a client sends never reaches a log.
+generated one at a time (one model, one lock); `/v1/models` stays responsive meanwhile. A request
+whose client went away (it timed out or was cancelled) is dropped: while it waits for the lock, or
+between two generated tokens; `/health` counts them (`dropped`). Nothing here logs request headers,
+so an API key a client sends never reaches a log.
 """
 
 from __future__ import annotations
@@ -40,6 +42,10 @@ MAX_N = 16
 
 class ServeError(StageError):
     """The server cannot start (model or adapter missing, port taken); the message says why."""
+
+
+class ClientGone(Exception):
+    """The client of a request disconnected: its generation was not started or was stopped."""
 
 
 class ChatMessage(BaseModel):
@@ -83,6 +89,7 @@ class LoadedModel:
     adapter_id: str | None = None
     created: int = field(default_factory=lambda: int(time.time()))
     lock: threading.Lock = field(default_factory=threading.Lock)
+    dropped: int = 0
 
     @property
     def ids(self) -> list[str]:
@@ -99,8 +106,10 @@ class LoadedModel:
         n: int,
         seed: int | None,
         stop: list[str],
+        gone: threading.Event | None = None,
     ) -> tuple[int, list[Generated]]:
-        """(prompt tokens, n generations) for chat `messages`."""
+        """(prompt tokens, n generations) for chat `messages`. `gone` set (the client left) stops the
+        request while it waits for the model or between two tokens: ClientGone."""
         import contextlib
 
         import torch
@@ -126,12 +135,32 @@ class LoadedModel:
         if stop:
             kwargs.update(stop_strings=stop, tokenizer=tok)
         base_only = model_id == self.base_id and self.adapter_id is not None
-        with self.lock:
+        if gone is not None:
+            from transformers import StoppingCriteria, StoppingCriteriaList
+
+            class _Gone(StoppingCriteria):
+                def __call__(self, input_ids: Any, scores: Any, **kw: Any) -> Any:
+                    return torch.full((input_ids.shape[0],), gone.is_set(), dtype=torch.bool)
+
+            kwargs["stopping_criteria"] = StoppingCriteriaList([_Gone()])
+        while not self.lock.acquire(timeout=0.2):
+            if gone is not None and gone.is_set():
+                self.dropped += 1
+                raise ClientGone
+        try:
+            if gone is not None and gone.is_set():
+                self.dropped += 1
+                raise ClientGone
             if seed is not None:
                 torch.manual_seed(seed)
             ctx = self.model.disable_adapter() if base_only else contextlib.nullcontext()
             with ctx, torch.inference_mode():
                 out = self.model.generate(**enc, **kwargs)
+            if gone is not None and gone.is_set():
+                self.dropped += 1
+                raise ClientGone
+        finally:
+            self.lock.release()
         rows = [out[i, prompt_len:].tolist() for i in range(out.shape[0])]
         if not sample:
             rows = rows * n
@@ -234,11 +263,33 @@ def make_app(loaded: LoadedModel) -> Any:
         }
 
     @app.get("/health")
-    def health() -> dict[str, str]:
-        return {"status": "ok"}
+    def health() -> dict[str, Any]:
+        return {"status": "ok", "dropped": loaded.dropped}
 
-    @app.post("/v1/chat/completions")
-    def chat(req: ChatRequest) -> dict[str, Any]:
+    async def chat(req: ChatRequest, request: Request) -> Any:
+        """Generation runs in a worker thread; meanwhile this watches the connection, so a client
+        that gave up (timed out) does not keep the model busy or hold up the requests behind it."""
+        import asyncio
+
+        from starlette.concurrency import run_in_threadpool
+
+        gone = threading.Event()
+        work = asyncio.ensure_future(run_in_threadpool(_chat, req, gone))
+        while not work.done():
+            if await request.is_disconnected():
+                gone.set()
+                break
+            await asyncio.wait({work}, timeout=0.25)
+        try:
+            return await work
+        except ClientGone:
+            return error(499, "client closed the request", "client_closed_request")
+
+    # Request is imported here, not at module level: resolve the postponed annotation for FastAPI.
+    chat.__annotations__["request"] = Request
+    app.post("/v1/chat/completions")(chat)
+
+    def _chat(req: ChatRequest, gone: threading.Event) -> dict[str, Any]:
         if req.stream:
             raise ApiError(400, "streaming is not supported by this server; send stream=false", "invalid_request_error")
         if req.model not in loaded.ids:
@@ -265,6 +316,7 @@ def make_app(loaded: LoadedModel) -> Any:
             n=req.n,
             seed=req.seed,
             stop=stop,
+            gone=gone,
         )
         completion = sum(g.completion_tokens for g in gens)
         return {
