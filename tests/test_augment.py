@@ -225,12 +225,16 @@ def test_filters_provenance_and_resume_without_duplicates(wb, llm: Scripted) -> 
     assert first.rejects[0].details == {"entities": ["EMAIL_ADDRESS"]}
 
     r = wb.augment(n=3, **fast(llm))
-    assert set(r) == {"parents", "requested", "generated", "kept", "rejected", "calls", "cached_calls"}
-    assert r == {
+    assert set(r) == {"parents", "requested", "generated", "kept", "rejected", "calls", "cached_calls", "run_id"}
+    assert {k: v for k, v in r.items() if k != "run_id"} == {
         "parents": 3, "requested": 9, "generated": 8, "kept": 3,
         "rejected": {"changed_facts": 1, "duplicate": 1, "identical": 1, "missing": 1, "near_identical": 1, "too_short": 1},
         "calls": 3, "cached_calls": 0,
     }  # fmt: skip
+    # What the page shows for a run: every variation it did not keep, with its reason.
+    rejects = wb.augment_rejects(r["run_id"])
+    assert sorted(x["reason"] for x in rejects) == sorted(r["rejected"])
+    assert all(x["parent_id"] for x in rejects) and any(x["text"] for x in rejects)
     assert r["kept"] + sum(r["rejected"].values()) == r["requested"]
     fam = wb.augment_families()
     assert fam["total"] == 3
@@ -266,7 +270,7 @@ def test_filters_provenance_and_resume_without_duplicates(wb, llm: Scripted) -> 
     # A second run pays nothing and adds nothing.
     before = wb.stats()["conversations"]
     again = wb.augment(n=3, **fast(llm))
-    assert again == {**r, "calls": 0, "cached_calls": 3}
+    assert again == {**r, "calls": 0, "cached_calls": 3, "run_id": again["run_id"]} and again["run_id"] != r["run_id"]
     assert llm.chats == 3 and wb.stats()["conversations"] == before == 3 + 3
     # Children are never parents.
     assert wb.augment(n=3, dry_run=True, **fast(llm))["parents"] == 3
@@ -383,7 +387,7 @@ def test_cli_contract_errors_and_the_key_never_stored(wb, llm: Scripted) -> None
     args = ("augment", "--endpoint", llm.url, "--n", "2", "--no-pii-check")
     r = run_sift(*args, "--limit", "2", "--json", store=wb.path, env=env, check=True)
     out = json.loads(r.stdout)
-    assert list(out) == ["parents", "requested", "generated", "kept", "rejected", "calls", "cached_calls"]
+    assert list(out) == ["parents", "requested", "generated", "kept", "rejected", "calls", "cached_calls", "run_id"]
     assert (out["parents"], out["requested"], out["calls"]) == (2, 4, 2)
     assert llm.auth == [f"Bearer {SECRET}"] * 2
     llm.default = "401"
@@ -539,7 +543,7 @@ def test_sift_augment_with_the_embedded_server(embedded: dict[str, Any], tmp_pat
     assert (first["parents"], first["requested"], first["calls"], first["cached_calls"]) == (2, 4, 2, 0)
     assert first["kept"] + sum(first["rejected"].values()) == 4
     second = wb.augment(endpoint=embedded["url"], n=2, limit=2, max_tokens=24, check_pii=False)
-    assert second == {**first, "calls": 0, "cached_calls": 2}
+    assert second == {**first, "calls": 0, "cached_calls": 2, "run_id": second["run_id"]}
     assert wb.stats()["conversations"] == 2 + first["kept"]
     for fam in wb.augment_families()["parents"]:
         for c in fam["children"]:
@@ -570,6 +574,8 @@ def test_augment_page_preview_run_and_review(wb, llm: Scripted, monkeypatch) -> 
     assert all(SECRET not in str(t.value) for t in at.text_input)
     at.checkbox(key="aug_pii").uncheck()
     at.number_input(key="aug_n").set_value(2)
+    at.number_input(key="aug_preview_rows").set_value(3)
+    at.number_input(key="aug_timeout").set_value(30.0)
     at.button[2].click().run()  # preview
     assert not at.exception and llm.chats == 3 and wb.stats()["conversations"] == 3
     assert at.dataframe[0].value.shape[0] == 2

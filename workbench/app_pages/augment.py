@@ -9,7 +9,7 @@ import os
 import streamlit as st
 
 from curation.llm import DEFAULT_ENDPOINT, DEFAULT_KEY_ENV
-from workbench.app_pages.common import get_wb, render_message, require_actor, run
+from workbench.app_pages.common import domain_errors, get_wb, render_message, require_actor, run
 
 wb = get_wb()
 st.title("Augment")
@@ -42,10 +42,42 @@ turns = p3.selectbox("User turns", ["first", "all"], key="aug_turns")
 temperature = float(p4.number_input("Temperature", min_value=0.0, max_value=2.0, value=0.7, step=0.1, key="aug_temp"))
 max_tokens = int(p5.number_input("Max tokens", min_value=8, value=256, step=8, key="aug_max_tokens"))
 check_pii = st.checkbox("Reject variations that add PII (Presidio; slower)", value=True, key="aug_pii")
+# A slow endpoint (the embedded model on a CPU answers a few tokens a second) needs patience, not
+# more requests at once: these go to the LLM client as they are.
+q1, q2, q3, q4 = st.columns(4)
+timeout_s = float(
+    q1.number_input(
+        "Timeout (s)", min_value=5.0, max_value=3600.0, value=120.0, step=30.0, key="aug_timeout",
+        help="Seconds to wait for one answer. The embedded model on a CPU needs minutes for long answers.",
+    )
+)  # fmt: skip
+retries = int(
+    q2.number_input(
+        "Retries", min_value=0, max_value=10, value=1, key="aug_retries",
+        help="Retries after a timeout, a 429 or a 5xx; a timed-out request is dropped by `sift serve-llm`.",
+    )
+)  # fmt: skip
+concurrency = int(
+    q3.number_input(
+        "Requests at once", min_value=1, max_value=64, value=4, key="aug_concurrency",
+        help="Requests in flight together. The embedded server answers one at a time: 1 is enough there.",
+    )
+)  # fmt: skip
+preview_rows = int(q4.number_input("Rows to preview", min_value=1, max_value=10, value=2, key="aug_preview_rows"))
 options = {
     "endpoint": endpoint, "model": model or None, "api_key_env": key_env, "n": n, "turns": turns,
     "temperature": temperature, "max_tokens": max_tokens, "check_pii": check_pii,
+    "timeout_s": timeout_s, "max_retries": retries, "concurrency": concurrency,
 }  # fmt: skip
+
+
+def llm_error(e: Exception) -> None:
+    """An endpoint error, pointing at the field on this page that addresses it."""
+    msg = str(e)
+    if "raise the timeout" in msg:
+        msg += " (Timeout and Max tokens are above; the embedded model on a CPU needs minutes for 256 tokens)"
+    st.error(msg)
+
 
 b1, b2, b3, _ = st.columns([1, 1, 1, 4])
 if b1.button("Dry run"):
@@ -57,23 +89,61 @@ if b1.button("Dry run"):
             f"({est['cached_calls']} already cached), about {t['prompt']} prompt tokens and at most "
             f"{t['completion_max']} completion tokens."
         )
-if b2.button("Preview 3 rows"):
-    st.session_state["aug_preview"] = run(wb.augment_preview, limit=min(3, limit), **options)
+if b2.button(f"Preview {preview_rows} row{'s' if preview_rows > 1 else ''}", key="aug_preview_button"):
+    require_actor()
+    with st.spinner(f"Asking the endpoint (up to {timeout_s:g} s per answer)…"):
+        try:
+            st.session_state["aug_preview"] = wb.augment_preview(limit=min(preview_rows, limit), **options)
+        except domain_errors() as e:
+            llm_error(e)
+if st.session_state.pop("aug_running", None):
+    st.warning(
+        "The last run was stopped. The parents finished before the stop are saved; answers already received "
+        "are cached, so running again resumes where it stopped."
+    )
 if b3.button("Run", type="primary"):
     actor = require_actor()
+    st.session_state["aug_running"] = True
     bar = st.progress(0.0, text="starting…")
+    # Any click reruns the page, which stops this run between two answers; this button says so.
+    st.button("Cancel the run", key="aug_cancel")
 
     def progress(done: int, total: int) -> None:
         bar.progress(done / max(total, 1), text=f"{done} of {total} parents")
 
-    result = run(wb.augment, limit=limit, actor=actor, progress=progress, **options)
+    try:
+        result = wb.augment(limit=limit, actor=actor, progress=progress, **options)
+    except domain_errors() as e:
+        llm_error(e)
+        result = None
+    st.session_state.pop("aug_running", None)
     if result is not None:
         st.session_state.pop("aug_preview", None)
+        st.session_state["aug_last_run"] = result.get("run_id")
         rejected = ", ".join(f"{k} {v}" for k, v in result["rejected"].items()) or "none"
-        st.success(
+        (st.success if result["kept"] else st.warning)(
             f"{result['kept']} of {result['requested']} variations kept from {result['parents']} parents "
             f"(rejected: {rejected}); {result['calls']} calls, {result['cached_calls']} from the cache."
         )
+
+last_run = st.session_state.get("aug_last_run")
+if last_run:
+    rejects = wb.augment_rejects(last_run)
+    if rejects:
+        with st.expander(f"Variations the last run did not keep ({len(rejects)}), with the reason", expanded=True):
+            st.dataframe(
+                [
+                    {
+                        "parent": r["parent_id"],
+                        "variation": r["variation"],
+                        "reason": r["reason"],
+                        "text": r["text"] or "",
+                    }
+                    for r in rejects
+                ],
+                hide_index=True,
+                width="stretch",
+            )
 
 preview = st.session_state.get("aug_preview")
 if preview:

@@ -151,6 +151,7 @@ class AugmentService:
             if error is not None:
                 stats["error"] = str(error)
             self.store.finish_stage_run(run_id, stats)
+        result["run_id"] = run_id
         if error is not None:
             done, total = job.done, len(plans)
             raise LLMError(
@@ -222,6 +223,11 @@ class AugmentService:
         _, llm = make_configs(None, llm, **overrides)
         return LLMClient(llm).models()
 
+    def augment_rejects(self, run_id: str, *, limit: int = 200) -> list[dict[str, Any]]:
+        """The variations a run did not keep, with their reason and text: what to look at when a
+        run keeps few or none (e.g. every answer unparseable, or too close to its parent)."""
+        return self.store.augment_run_rejects(run_id, limit=limit)
+
     def augment_families(self, *, limit: int = 20, offset: int = 0, status: str | None = None) -> dict[str, Any]:
         """Parents with paraphrases, newest first: each with its children and rejected variations."""
         return self.store.augment_families(limit=limit, offset=offset, status=status)
@@ -262,6 +268,7 @@ class _Run:
         self.buffer: list[tuple[ag.ParentResult, dict[str, Any]]] = []
         self.oldest = 0.0
         self.done = 0
+        self._error: LLMError | None = None
 
     def collect(self, pp: ag.ParentPlan, responses: dict[str, Completion], fresh: set[str]) -> None:
         res = ag.build_children(
@@ -321,7 +328,6 @@ class _Run:
             for key in pending[pp.parent.id]:
                 by_key.setdefault(key, []).append(pp)
         fresh: set[str] = set()
-        error: LLMError | None = None
         failed = threading.Event()
 
         def call(request: dict[str, Any]) -> Completion | None:
@@ -338,29 +344,52 @@ class _Run:
         with cf.ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="sift-llm") as pool:
             futures = {pool.submit(call, req): key for key, req in requests.items()}
             running = set(futures)
-            while running:
-                finished, running = cf.wait(running, timeout=self.FLUSH_S, return_when=cf.FIRST_COMPLETED)
-                for fut in finished:
-                    key = futures[fut]
-                    try:
-                        answer = fut.result()
-                    except cf.CancelledError:
-                        continue
-                    except LLMError as e:
-                        if error is None:
-                            error = e
-                            for f in running:
-                                f.cancel()
-                        continue
-                    if answer is None:
-                        continue
-                    responses[key] = answer
-                    fresh.add(key)
-                    self.result["calls"] += 1
-                    for pp in by_key[key]:
-                        left = pending[pp.parent.id]
-                        left.discard(key)
-                        if not left:
-                            self.collect(pp, responses, fresh)
-                self.flush(when_full=True)
-        return error
+            try:
+                self._wait_all(futures, running, by_key, pending, responses, fresh)
+            except BaseException:
+                # The caller stopped (a cancel in the app raises from the progress callback, or
+                # Ctrl+C): no further call starts; the ones in flight end with their timeout.
+                failed.set()
+                for f in futures:
+                    f.cancel()
+                raise
+        return self._error
+
+    def _wait_all(
+        self,
+        futures: dict[cf.Future[Completion | None], str],
+        running: set[cf.Future[Completion | None]],
+        by_key: dict[str, list[ag.ParentPlan]],
+        pending: dict[str, set[str]],
+        responses: dict[str, Completion],
+        fresh: set[str],
+    ) -> None:
+        error: LLMError | None = None
+        self._error = None
+        while running:
+            if self.progress is not None:
+                self.progress(self.done, self.total)  # also lets the caller stop between answers
+            finished, running = cf.wait(running, timeout=self.FLUSH_S, return_when=cf.FIRST_COMPLETED)
+            for fut in finished:
+                key = futures[fut]
+                try:
+                    answer = fut.result()
+                except cf.CancelledError:
+                    continue
+                except LLMError as e:
+                    if error is None:
+                        error = self._error = e
+                        for f in running:
+                            f.cancel()
+                    continue
+                if answer is None:
+                    continue
+                responses[key] = answer
+                fresh.add(key)
+                self.result["calls"] += 1
+                for pp in by_key[key]:
+                    left = pending[pp.parent.id]
+                    left.discard(key)
+                    if not left:
+                        self.collect(pp, responses, fresh)
+            self.flush(when_full=True)

@@ -25,18 +25,19 @@ PRESETS: tuple[Preset, ...] = (
     Preset(
         "Quick check (CPU, minutes)",
         "A short LoRA run on the CPU to check that the version trains and the pipeline works end to end: "
-        "30 steps of 2 conversations, eval loss on 32 and answers for 8 eval conversations. Not a model to use.",
+        "20 steps of 2 conversations, eval loss on 16 and answers for 4 eval conversations. Not a model to use.",
         {
             "device": "cpu",
-            "max_steps": 30,
+            "max_steps": 20,
             "per_device_train_batch_size": 2,
             "gradient_accumulation_steps": 1,
             "gradient_checkpointing": False,
+            "packing": False,
             "max_seq_len": 512,
-            "eval_limit": 8,
-            "eval_loss_limit": 32,
-            "eval_batch_size": 8,
-            "max_new_tokens": 64,
+            "eval_limit": 4,
+            "eval_loss_limit": 16,
+            "eval_batch_size": 4,
+            "max_new_tokens": 48,
             "logging_steps": 5,
         },
         "cpu",
@@ -57,12 +58,14 @@ PRESETS: tuple[Preset, ...] = (
     ),
 )
 
-# Throughput of the embedded SmolLM2-135M (tokens/s). CPU: measured on the 2-core sandbox
-# (BENCHMARKS.md "Train presets"); CUDA: from the H100 demo runs (README), one run alone on the GPU.
+# Throughput of the embedded SmolLM2-135M in tokens/s. CPU: LoRA in fp32 at ~60 tokens/s on one
+# core of the 2-core sandbox (BENCHMARKS.md, "Several processes": 62.7 tokens/s, 1 process);
+# evaluation is forward-only (~3× that); generation counts every sequence of a batch. CUDA: the
+# H100 rows of BENCHMARKS.md ("Train", packing ~13–16k tokens/s) and the demo runs (README).
 THROUGHPUT = {
-    "cpu": {"train_tokens_per_s": 700.0, "generate_tokens_per_s": 60.0, "eval_tokens_per_s": 2500.0, "start_s": 25.0},
+    "cpu": {"train_tokens_per_s": 60.0, "generate_tokens_per_s": 40.0, "eval_tokens_per_s": 180.0, "start_s": 30.0},
     "cuda": {
-        "train_tokens_per_s": 6000.0,
+        "train_tokens_per_s": 12000.0,
         "generate_tokens_per_s": 1500.0,
         "eval_tokens_per_s": 40000.0,
         "start_s": 40.0,
@@ -100,12 +103,10 @@ def estimate_seconds(
     per_step = cfg.per_device_train_batch_size * cfg.gradient_accumulation_steps * max(1, cfg.num_processes)
     if cfg.max_steps > 0:
         steps = cfg.max_steps
+        rows_trained = float(steps * per_step)
     else:
-        steps = max(1, math.ceil(train_rows / per_step)) * max(1, math.ceil(cfg.num_train_epochs))
         steps = max(1, math.ceil(train_rows * cfg.num_train_epochs / per_step))
-    rows_trained = min(steps * per_step, max(train_rows, 1) * max(cfg.num_train_epochs, 1.0))
-    if cfg.max_steps > 0:
-        rows_trained = steps * per_step
+        rows_trained = train_rows * cfg.num_train_epochs
     train_s = rows_trained * per_row / rates["train_tokens_per_s"]
     eval_s = 0.0
     if cfg.evaluate and eval_rows:

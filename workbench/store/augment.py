@@ -209,6 +209,24 @@ class AugmentStore:
             ]
         return {"total": int(total), "parents": [self.augment_family(p) for p in parents]}
 
+    def augment_run_rejects(self, run_id: str, *, limit: int = 200) -> list[dict[str, Any]]:
+        with self.db.connect() as con:
+            rows = con.execute(
+                "SELECT parent_id, variation, reason, text, details FROM augment_rejects WHERE run_id = ? "
+                "ORDER BY parent_id, variation LIMIT ?",
+                [run_id, limit],
+            ).fetchall()
+        return [
+            {
+                "parent_id": r[0],
+                "variation": r[1],
+                "reason": r[2],
+                "text": r[3],
+                "details": json.loads(r[4]) if r[4] else None,
+            }
+            for r in rows
+        ]
+
     def augment_family(self, parent_id: str) -> dict[str, Any]:
         """A parent, its paraphrases (current text, status, provenance) and its rejected variations."""
         with self.db.connect() as con:
