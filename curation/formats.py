@@ -547,8 +547,17 @@ def _raw_of(row: Row) -> str:
         return repr(row.value)
 
 
-def map_rows(rows: list[Row], fmt: str, path: Path | str = "") -> ParsedFile:
+def map_rows(rows: list[Row], fmt: str, path: Path | str = "", column_map: Any = None) -> ParsedFile:
+    """Map every row; `column_map` (a `curation.column_map.ColumnMap`) first renames a row's
+    columns and roles to the dialect's own."""
     mapper = MAPPERS[fmt]
+    if column_map is not None:
+        base = mapper
+
+        def mapper(value: Any) -> tuple[Conversation, set[str]]:
+            conv, notes = base(column_map.apply(value))
+            return conv, notes | {"columns mapped"}
+
     out = ParsedFile(Path(path), fmt, len(rows))
     for row in rows:
         if row.error is not None:
@@ -567,15 +576,20 @@ def map_rows(rows: list[Row], fmt: str, path: Path | str = "") -> ParsedFile:
     return out
 
 
-def parse_file(path: Path | str, fmt: str = "auto") -> ParsedFile:
-    """Read and map a whole file. Raises FileReadError when the file itself is unreadable."""
+def parse_file(path: Path | str, fmt: str = "auto", *, column_map: Any = None, limit: int | None = None) -> ParsedFile:
+    """Read and map a whole file (or its first `limit` rows: a preview). Raises FileReadError when
+    the file itself is unreadable. With a `column_map` the dialect is the map's."""
     path = Path(path)
     if fmt not in ("auto", *DIALECTS):
         raise FileReadError(f"unknown format {fmt!r} (use auto, {', '.join(DIALECTS)})")
     rows = read_rows(path)
-    if fmt == "auto":
+    if limit is not None:
+        rows = rows[:limit]
+    if column_map is not None:
+        fmt = column_map.dialect
+    elif fmt == "auto":
         fmt = detect_format(rows, path) if rows else "openai"
-    return map_rows(rows, fmt, path)
+    return map_rows(rows, fmt, path, column_map)
 
 
 # ---------------------------------------------------------------- writers

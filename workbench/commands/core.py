@@ -13,11 +13,25 @@ from workbench.store import STATUSES
 
 def _import(args: argparse.Namespace) -> int:
     wb = open_wb(args)
-    r = wb.import_files(args.files, format=args.format, actor=args.actor, licence=args.licence)
+    column_map = None
+    if args.map:
+        from curation.column_map import ColumnMap
+
+        spec = args.map
+        if spec.strip().endswith(".json") and ":" not in spec.rsplit("/", 1)[-1]:
+            column_map = lambda name: ColumnMap.parse(spec, file_name=name)  # noqa: E731 - one entry per file
+        else:
+            column_map = ColumnMap.parse(spec)
+    r = wb.import_files(
+        args.files, format=args.format, actor=args.actor, licence=args.licence, column_map=column_map,
+        each=args.keep_going,
+    )  # fmt: skip
 
     def human(r: dict[str, Any]) -> str:
         lines = [
-            f"{f['path']} ({f['format']}): {f['rows']} rows: {f['imported']} imported, "
+            f"{f['path']}: not imported: {f['error']}"
+            if "error" in f
+            else f"{f['path']} ({f['format']}): {f['rows']} rows: {f['imported']} imported, "
             f"{f['already_present']} already present, {f['quarantined']} quarantined"
             for f in r["files"]
         ]
@@ -140,6 +154,19 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("files", nargs="+", help=".json, .jsonl or .parquet files")
     p.add_argument("--format", default="auto", choices=["auto", "sharegpt", "openai", "alpaca"])
     p.add_argument("--licence", help="licence of the data, recorded with the source")
+    p.add_argument(
+        "--map",
+        metavar="SPEC",
+        help="column/role mapping as LLaMA-Factory's dataset_info.json describes it: DATASET_INFO.json (the entry "
+        "whose file_name is each file's name), DATASET_INFO.json:NAME, or key=column,... (prompt, query, response, "
+        "system, history, messages, tools, chosen, rejected; role_tag, content_tag, user_tag, assistant_tag, "
+        "observation_tag, function_tag, system_tag; formatting=alpaca|sharegpt; ranking=true)",
+    )
+    p.add_argument(
+        "--keep-going",
+        action="store_true",
+        help="import every readable file and report an unreadable one in its entry (`error`) instead of stopping",
+    )
     p.set_defaults(func=_import)
 
     p = sub.add_parser("stats", parents=[common], help="counts of conversations, revisions, sources")

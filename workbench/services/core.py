@@ -36,21 +36,67 @@ class CoreService:
         format: str = "auto",
         actor: str | None = None,
         licence: str | None = None,
+        names: list[str] | None = None,
+        column_map: Any = None,
+        each: bool = False,
     ) -> dict[str, Any]:
         """Import files, each in its own transaction.
 
         Every file is read and mapped before anything is written, so an unreadable file stops
-        the whole command with nothing changed.
+        the whole command with nothing changed — unless `each`: then every file is reported on
+        its own and an unreadable one (`{"path", "error"}` in `files`) does not stop the others.
+        `names`: the names the user knows the files by (uploads), recorded instead of the paths.
+        `column_map`: a `curation.column_map.ColumnMap`, or a callable giving one per file name
+        (e.g. a dataset_info.json), renaming columns and roles before the dialect's mapper.
         """
+        from curation.formats import FileReadError
+
         actor = actor or default_actor()
-        parsed: list[tuple[ParsedFile, str]] = []
-        for p in paths:
+        shown = list(names) if names is not None else [None] * len(paths)
+        parsed: list[tuple[ParsedFile, str, str | None] | dict[str, Any]] = []
+        for p, name in zip(paths, shown, strict=True):
             path = Path(p)
-            pf = parse_file(path, format)
-            parsed.append((pf, file_sha256(path)))
-        files = [self.store.import_parsed(pf, sha256=sha, actor=actor, licence=licence) for pf, sha in parsed]
-        totals = {k: sum(f[k] for f in files) for k in ("rows", "imported", "already_present", "quarantined")}
-        return {"files": files, "totals": totals}
+            try:
+                cmap = column_map(name or path.name) if callable(column_map) else column_map
+                pf = parse_file(path, format, column_map=cmap)
+                parsed.append((pf, file_sha256(path), name))
+            except FileReadError as e:
+                if not each:
+                    raise
+                msg = str(e) if name is None else str(e).replace(str(path), name)
+                parsed.append({"path": name or str(path), "error": msg})
+        files = [
+            x
+            if isinstance(x, dict)
+            else self.store.import_parsed(x[0], sha256=x[1], actor=actor, licence=licence, display_name=x[2])
+            for x in parsed
+        ]
+        done = [f for f in files if "error" not in f]
+        totals = {k: sum(f[k] for f in done) for k in ("rows", "imported", "already_present", "quarantined")}
+        out: dict[str, Any] = {"files": files, "totals": totals}
+        if each:
+            out["totals"]["failed_files"] = len(files) - len(done)
+        return out
+
+    def import_preview(
+        self, path: str | Path, *, format: str = "auto", column_map: Any = None, rows: int = 5
+    ) -> dict[str, Any]:
+        """The first `rows` rows of a file as Sift would map them (nothing is written):
+        `{"format", "conversations": [{"line", "messages": [{"role", "text"}], "metadata"}],
+        "quarantined": [{"line", "field", "message"}]}`."""
+        pf = parse_file(Path(path), format, column_map=column_map, limit=rows)
+        return {
+            "format": pf.format,
+            "conversations": [
+                {
+                    "line": m.line,
+                    "messages": [{"role": msg.role, "text": msg.text} for msg in m.conversation.messages],
+                    "metadata": dict(m.conversation.metadata),
+                }
+                for m in pf.mapped
+            ],
+            "quarantined": [{"line": q.line, "field": q.field, "message": q.message} for q in pf.quarantined],
+        }
 
     def stats(self) -> dict[str, Any]:
         return self.store.stats()

@@ -117,10 +117,19 @@ class CoreStore:
     # ------------------------------------------------------------ import
 
     def import_parsed(
-        self, parsed: ParsedFile, *, sha256: str, actor: str, licence: str | None = None
+        self,
+        parsed: ParsedFile,
+        *,
+        sha256: str,
+        actor: str,
+        licence: str | None = None,
+        display_name: str | None = None,
     ) -> dict[str, Any]:
-        """Land one parsed file in one transaction. Returns the file's counts."""
+        """Land one parsed file in one transaction. Returns the file's counts. `display_name`: the
+        name the user knows the file by (an upload's own name), recorded instead of its path."""
         at = now()
+        file_path = display_name if display_name is not None else str(parsed.path.resolve())
+        file_name = display_name if display_name is not None else parsed.path.name
         ids: list[str] = []
         contents: list[str] = []
         for m in parsed.mapped:
@@ -148,8 +157,8 @@ class CoreStore:
                 "INSERT INTO sources VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
                 [
                     source_id,
-                    str(parsed.path.resolve()),
-                    parsed.path.name,
+                    file_path,
+                    file_name,
                     sha256,
                     parsed.format,
                     parsed.rows,
@@ -202,7 +211,7 @@ class CoreStore:
                     dumps(
                         Provenance(
                             kind="import",
-                            source=parsed.path.name,
+                            source=file_name,
                             line=m.line,
                             format=parsed.format,
                             mapping=m.mapping,
@@ -232,15 +241,15 @@ class CoreStore:
                 )
                 con.execute(
                     "INSERT INTO quarantine SELECT ?, ?, line, row_index, field, message, raw, ? FROM _q",
-                    [source_id, str(parsed.path), at],
+                    [source_id, display_name if display_name is not None else str(parsed.path), at],
                 )
                 con.unregister("_q")
             con.execute(
                 "INSERT INTO events VALUES (nextval('event_ids'), NULL, 'import', ?, ?, ?)",
-                [dumps({"source_id": source_id, "file": parsed.path.name}), actor, at],
+                [dumps({"source_id": source_id, "file": file_name}), actor, at],
             )
         return {
-            "path": str(parsed.path),
+            "path": display_name if display_name is not None else str(parsed.path),
             "format": parsed.format,
             "rows": parsed.rows,
             "imported": imported,
