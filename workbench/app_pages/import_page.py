@@ -2,39 +2,155 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+from typing import Any
 
 import streamlit as st
 
 from workbench import uploads
-from workbench.app_pages.common import get_wb, md_escape, require_actor, run
+from workbench.app_pages.common import domain_errors, get_wb, md_escape, require_actor, run
 
 wb = get_wb()
+
+
+def column_map_form() -> Any:
+    """A column/role mapping, as LLaMA-Factory's dataset_info.json describes one (None: the
+    dialect's own names). Either a pasted dataset_info entry or the fields one by one."""
+    from curation.column_map import ColumnMap, MappingError
+
+    with st.expander("Column mapping (for files whose columns or roles are named differently)"):
+        how = st.radio(
+            "Mapping", ["none", "fields", "dataset_info.json entry"], horizontal=True, key="imp_map_how",
+            help="LLaMA-Factory's dataset_info.json format: formatting, columns, tags (and ranking).",
+        )  # fmt: skip
+        try:
+            if how == "dataset_info.json entry":
+                text = st.text_area(
+                    "One dataset's entry (JSON)", key="imp_map_json", height=160,
+                    placeholder='{"formatting": "sharegpt", "columns": {"messages": "conversations"}, '
+                    '"tags": {"role_tag": "role", "content_tag": "content", "user_tag": "user", "assistant_tag": "assistant"}}',
+                )  # fmt: skip
+                if not text.strip():
+                    return None
+                try:
+                    entry = json.loads(text)
+                except json.JSONDecodeError as e:
+                    st.error(f"Not valid JSON (line {e.lineno}: {e.msg}).")
+                    return None
+                return ColumnMap.from_entry(entry)
+            if how == "fields":
+                formatting = st.radio("Formatting", ["alpaca", "sharegpt"], horizontal=True, key="imp_map_fmt")
+                names = (
+                    ["prompt", "query", "response", "system", "history", "tools"]
+                    if formatting == "alpaca"
+                    else ["messages", "system", "tools"]
+                )
+                cols = st.columns(len(names))
+                columns = {
+                    n: c.text_input(f"{n} column", key=f"imp_map_col_{n}").strip()
+                    for n, c in zip(names, cols, strict=True)
+                }
+                tags: dict[str, str] = {}
+                if formatting == "sharegpt":
+                    tag_names = [
+                        "role_tag",
+                        "content_tag",
+                        "user_tag",
+                        "assistant_tag",
+                        "system_tag",
+                        "observation_tag",
+                        "function_tag",
+                    ]
+                    tcols = st.columns(len(tag_names))
+                    tags = {
+                        n: c.text_input(n, key=f"imp_map_tag_{n}").strip()
+                        for n, c in zip(tag_names, tcols, strict=True)
+                    }
+                st.caption(
+                    "Empty fields keep the dialect's own names (alpaca: instruction, input, output; sharegpt: conversations of from/value, human/gpt)."
+                )
+                return ColumnMap(
+                    formatting, {k: v for k, v in columns.items() if v}, {k: v for k, v in tags.items() if v}
+                )
+        except MappingError as e:
+            st.error(md_escape(str(e)))
+    return None
+
+
+def preview_uploads(files: list[Any], fmt: str, column_map: Any) -> list[dict[str, Any]]:
+    """The first rows of each uploaded file as Sift would map them; nothing is written."""
+    out = []
+    try:
+        with uploads.saved([uploads.Upload(f.name, f.size, f.getvalue) for f in files]) as paths:
+            for f, path in zip(files, paths, strict=True):
+                try:
+                    out.append({"file": f.name, **wb.import_preview(path, format=fmt, column_map=column_map)})
+                except domain_errors() as e:
+                    out.append({"file": f.name, "error": str(e).replace(str(path), f.name)})
+    except uploads.UploadRefused as e:
+        st.error(md_escape(str(e)))
+    return out
+
+
+def show_preview(preview: list[dict[str, Any]] | None) -> None:
+    for p in preview or []:
+        st.markdown(f"**Preview of {md_escape(p['file'], at_line_start=False)}**")
+        if "error" in p:
+            st.error(md_escape(p["error"]))
+            continue
+        st.caption(f"read as {p['format']}; the first {len(p['conversations']) + len(p['quarantined'])} rows")
+        st.dataframe(
+            [
+                {
+                    "line": c["line"],
+                    **{f"turn {i + 1}": f"{m['role']}: {m['text'][:200]}" for i, m in enumerate(c["messages"][:6])},
+                }
+                for c in p["conversations"]
+            ],
+            hide_index=True,
+            use_container_width=True,
+        )
+        if p["quarantined"]:
+            st.dataframe(p["quarantined"], hide_index=True, use_container_width=True)
+
+
 st.title("Import")
 st.caption("ShareGPT, OpenAI messages or Alpaca — .json, .jsonl or .parquet. Bad rows are quarantined, never dropped.")
 
 fmt = st.selectbox("Format", ["auto", "sharegpt", "openai", "alpaca"], help="auto detects the dialect per file")
 licence = st.text_input("Licence of the data (optional)", help="Recorded with the source; shown in dataset cards")
+column_map = column_map_form()
 tab_upload, tab_path = st.tabs(["Upload", "Path on the server"])
 paths: list[Path] = []
 with tab_upload:
     files = st.file_uploader("Files", type=["json", "jsonl", "parquet"], accept_multiple_files=True)
-    if files and st.button("Import uploaded files", type="primary"):
+    u1, u2, _ = st.columns([1.2, 1.6, 3])
+    if files and u1.button("Preview the first rows"):
+        require_actor()
+        st.session_state["import_preview"] = preview_uploads(files, fmt, column_map)
+    if files and u2.button("Import uploaded files", type="primary"):
         actor = require_actor()
-        # Safe names in a private folder that is removed after the import (workbench/uploads.py).
+        # Safe names in a private folder that is removed after the import (workbench/uploads.py);
+        # the store records each file under the name the user gave it, and each file on its own.
         try:
             with uploads.saved([uploads.Upload(f.name, f.size, f.getvalue) for f in files]) as paths:
-                report = run(wb.import_files, paths, format=fmt, actor=actor, licence=licence or None)
+                report = run(
+                    wb.import_files, paths, format=fmt, actor=actor, licence=licence or None,
+                    names=[f.name for f in files], column_map=column_map, each=True,
+                )  # fmt: skip
             st.session_state["import_report"] = report
+            st.session_state.pop("import_preview", None)
         except uploads.UploadRefused as e:
             st.error(md_escape(str(e)))  # file names are data: shown as text
+    show_preview(st.session_state.get("import_preview"))
 with tab_path:
     path_text = st.text_input("File paths (one per line)")
     if st.button("Import from paths") and path_text.strip():
         actor = require_actor()
         paths = [Path(p.strip()) for p in path_text.splitlines() if p.strip()]
         st.session_state["import_report"] = run(
-            wb.import_files, paths, format=fmt, actor=actor, licence=licence or None
+            wb.import_files, paths, format=fmt, actor=actor, licence=licence or None, column_map=column_map
         )
 
 report = st.session_state.get("import_report")
@@ -44,7 +160,19 @@ if report:
         f"{t['rows']} rows: {t['imported']} imported, {t['already_present']} already present, "
         f"{t['quarantined']} quarantined"
     )
-    st.dataframe(report["files"], hide_index=True, use_container_width=True)
+    for f in report["files"]:
+        if "error" in f:
+            st.error(md_escape(f"{f['path']}: not imported: {f['error']}"))
+    st.dataframe(
+        [
+            {"file": f["path"], "format": f.get("format", "-"), "rows": f.get("rows", 0),
+             "imported": f.get("imported", 0), "already present": f.get("already_present", 0),
+             "quarantined": f.get("quarantined", 0), "error": f.get("error", "")}
+            for f in report["files"]
+        ],
+        hide_index=True,
+        use_container_width=True,
+    )  # fmt: skip
 
 st.subheader("Quarantine")
 page_size = 50
