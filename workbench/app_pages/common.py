@@ -505,6 +505,16 @@ def filter_bar(prefix: str, *, default_status: str = "any", tags: list[str] | No
     return {k: v for k, v in raw.items() if v}
 
 
+def page_link(url_path: str, label: str, container: Any = None, **params: str) -> None:
+    """A link to another page of the app by its url path (e.g. "review", with ?id=…): a plain
+    relative link, so it also works where a page runs alone (AppTest). The label is escaped, the
+    parameters URL-encoded: data in them cannot form markup."""
+    from urllib.parse import urlencode
+
+    query = f"?{urlencode(params)}" if params else ""
+    (container or st).markdown(f"[{md_escape(label, at_line_start=False)}]({url_path}{query})")
+
+
 def render_diff(changes: list[dict[str, Any]]) -> None:
     """Turn-by-turn changes from `wb.revision_diff()`, each as a line diff (shown as code: text)."""
     same = sum(1 for c in changes if c["op"] == "equal")

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from workbench.app_pages.common import current_actor, get_wb, md_escape, run
+from workbench.app_pages.common import current_actor, get_wb, md_escape, page_link, run
 
 wb = get_wb()
 st.title("Home")
@@ -33,10 +33,7 @@ if p is not None:
             a.markdown("✅" if s["done"] else ("👉" if s["step"] == nxt["step"] else "⬜"))
             b.markdown(f"**{i}. {md_escape(s['title'], at_line_start=False)}**")
             b.caption(md_escape(s["summary"]))
-            c.page_link(
-                f"workbench/app_pages/{'import_page' if s['page'] == 'import' else s['page']}.py",
-                label=f"Open {s['title']}",
-            )
+            page_link(s["page"], f"Open {s['title']}", c)
 
     st.subheader("What keeps conversations out of a version")
     if p["blockers"]:

@@ -223,6 +223,10 @@ if note := ss.pop("rv_info", None):
     st.info(note)
 cfg = wb.review_config()
 
+# A link from another page (Validate's drill-down: ?flag=REASON) sets the queue's flag filter.
+if link_flag := st.query_params.get("flag"):
+    del st.query_params["flag"]
+    ss["rvf_flag"] = link_flag
 with st.expander("Queue filter", expanded=True, key="rv_filter_open"):
     filters = filter_bar("rvf", default_status="pending", tags=cfg["tags"])
     goto = st.text_input("Or open a conversation by id", key="rv_goto", placeholder="id or its first characters")

@@ -7,7 +7,7 @@ import json
 
 import streamlit as st
 
-from workbench.app_pages.common import get_wb, require_actor, run
+from workbench.app_pages.common import get_wb, page_link, require_actor, run
 
 wb = get_wb()
 st.title("Train")
@@ -26,7 +26,7 @@ if not versions:
         "Freeze a version first: training reads a frozen train/eval split, never the live store. "
         "Review some conversations, then freeze them on the Versions page."
     )
-    st.page_link("workbench/app_pages/versions.py", label="Go to Versions →", icon="🧊")
+    page_link("versions", "Go to Versions →")
 source = st.selectbox("Version", [*versions, EXPORTED], key="train_version")
 if source == EXPORTED:
     source = st.text_input("Path of an exported version (folder with manifest.json)", key="train_export_path")

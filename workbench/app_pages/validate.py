@@ -15,6 +15,7 @@ from workbench.app_pages.common import (
     flag_notice,
     get_wb,
     highlight_markdown,
+    page_link,
     render_conversation,
     require_actor,
     run,
@@ -90,11 +91,22 @@ st.caption(
 st.subheader("Token lengths")
 lengths = wb.validation_token_lengths()
 if lengths:
+    # One huge outlier would stretch the axis and squash every other bar into one: the axis
+    # stops a little past max_seq_len or the 99th percentile, and longer rows sit in the last bar.
+    ordered = sorted(lengths)
+    p99 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
+    top = max(int(limit * 1.1), int(p99 * 1.1), 1)
+    beyond = sum(1 for n in lengths if n > top)
+    shown = [min(n, top) for n in lengths]
     bars = (
-        alt.Chart(pd.DataFrame({"tokens": lengths}))
+        alt.Chart(pd.DataFrame({"tokens": shown}))
         .mark_bar()
-        .encode(alt.X("tokens:Q", bin=alt.Bin(maxbins=60), title="tokens per conversation"), alt.Y("count()"))
-    )
+        .encode(
+            alt.X("tokens:Q", bin=alt.Bin(maxbins=60, extent=[0, top]), title="tokens per conversation",
+                  scale=alt.Scale(domain=[0, top])),
+            alt.Y("count()"),
+        )
+    )  # fmt: skip
     rule = (
         alt.Chart(pd.DataFrame({"max_seq_len": [limit]}))
         .mark_rule(color="red", strokeWidth=2)
@@ -104,6 +116,7 @@ if lengths:
     t = last["tokens"]
     st.caption(
         f"total {t['total']} · p50 {t['p50']} · p90 {t['p90']} · p99 {t['p99']} · max {t['max']} · red line: max_seq_len"
+        + (f" · the axis stops at {top}: {beyond} longer conversation(s) are counted in the last bar" if beyond else "")
     )
 
 st.subheader("Problems")
@@ -137,6 +150,12 @@ choice = st.selectbox("Reason", ["(any conversation)", *reasons])
 listed = wb.list(flag=None if choice == "(any conversation)" else choice, limit=100)
 ids = [c["id"] for c in listed["conversations"]]
 cid = st.selectbox(f"Conversation ({listed['total']} in all, first 100 shown)", ids) if ids else None
+if ids:
+    j1, j2, _ = st.columns([1.3, 1.8, 3])
+    if cid:
+        page_link("review", "Review this one →", j1, id=cid)
+    if choice != "(any conversation)":
+        page_link("review", f"Review all {listed['total']} with {choice} →", j2, flag=choice)
 if cid:
     detail = run(
         wb.inspect_validation,
