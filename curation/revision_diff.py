@@ -21,15 +21,20 @@ class TurnChange:
     new_index: int | None
     role: str
     diff: str = ""
+    old_text: str | None = None  # a changed turn's whole text before and after (for a word diff)
+    new_text: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "op": self.op,
             "old_index": self.old_index,
             "new_index": self.new_index,
             "role": self.role,
             "diff": self.diff,
         }
+        if self.op == "changed":
+            out.update(old_text=self.old_text, new_text=self.new_text)
+        return out
 
 
 def turn_text(m: dict[str, Any]) -> str:
@@ -67,9 +72,11 @@ def diff_turns(old: list[dict[str, Any]], new: list[dict[str, Any]], *, context:
         # or insertions.
         i, j = i1, j1
         while i < i2 and j < j2 and old[i]["role"] == new[j]["role"]:
-            a, b = turn_text(old[i]).splitlines(), turn_text(new[j]).splitlines()
-            udiff = difflib.unified_diff(a, b, f"turn {i + 1}", f"turn {j + 1}", n=context, lineterm="")
-            out.append(TurnChange("changed", i, j, new[j]["role"], "\n".join(udiff)))
+            ta, tb = turn_text(old[i]), turn_text(new[j])
+            udiff = difflib.unified_diff(
+                ta.splitlines(), tb.splitlines(), f"turn {i + 1}", f"turn {j + 1}", n=context, lineterm=""
+            )
+            out.append(TurnChange("changed", i, j, new[j]["role"], "\n".join(udiff), ta, tb))
             i, j = i + 1, j + 1
         out += [TurnChange("deleted", k, None, old[k]["role"], _lines(turn_text(old[k]), "- ")) for k in range(i, i2)]
         out += [TurnChange("inserted", None, k, new[k]["role"], _lines(turn_text(new[k]), "+ ")) for k in range(j, j2)]

@@ -188,6 +188,8 @@ def test_lineage_sources_revisions_paraphrases_versions(six, tmp_path: Path) -> 
     assert lin["versions"] == [] and lin["redactions"] == []
     changes = wb.revision_diff(cid, 2)
     assert [c["op"] for c in changes] == ["equal", "changed"] and "-answer 0\n+fixed" in changes[1]["diff"]
+    assert (changes[1]["old_text"], changes[1]["new_text"]) == ("answer 0", "fixed")  # for the word diff
+    assert "old_text" not in changes[0]
     with pytest.raises(StoreError, match="revision 1 is the original"):
         wb.revision_diff(cid, 1)
     with pytest.raises(NotFound, match="has no revision 3"):

@@ -516,14 +516,25 @@ def page_link(url_path: str, label: str, container: Any = None, **params: str) -
 
 
 def render_diff(changes: list[dict[str, Any]]) -> None:
-    """Turn-by-turn changes from `wb.revision_diff()`, each as a line diff (shown as code: text)."""
+    """Turn-by-turn changes from `wb.revision_diff()`: a changed turn as its text before and
+    after side by side, the words that differ highlighted (escaped markdown, wrapped), then the
+    line diff (shown as code: text)."""
+    from curation.dedup import word_diff
+
     same = sum(1 for c in changes if c["op"] == "equal")
     for c in changes:
         if c["op"] == "equal":
             continue
         where = c["new_index"] if c["op"] != "deleted" else c["old_index"]
-        st.caption(f"turn {where + 1} · {c['role']} · {c['op']}")
-        st.code(c["diff"] or "(only fields other than the text changed)", language="diff")
+        st.caption(md_escape(f"turn {where + 1} · {c['role']} · {c['op']}"))
+        if c["op"] == "changed" and c.get("old_text") is not None and c.get("new_text") is not None:
+            before, after = word_diff(c["old_text"], c["new_text"])
+            left, right = st.columns(2)
+            left.caption("before (removed words in red)")
+            left.markdown(diff_markdown(before, "red") or "(empty)")
+            right.caption("after (added words in green)")
+            right.markdown(diff_markdown(after, "green") or "(empty)")
+        st.code(c["diff"] or "(only fields other than the text changed)", language="diff", wrap_lines=True)
     if same:
         st.caption(f"{same} turn{'s' if same != 1 else ''} unchanged")
 
