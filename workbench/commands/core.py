@@ -28,10 +28,14 @@ def _import(args: argparse.Namespace) -> int:
     )  # fmt: skip
 
     def human(r: dict[str, Any]) -> str:
+        def read_as(f: dict[str, Any]) -> str:
+            enc = f.get("encoding", "utf-8")
+            return "" if enc in ("utf-8", "parquet") else f", read as {enc.upper()}"
+
         lines = [
             f"{f['path']}: not imported: {f['error']}"
             if "error" in f
-            else f"{f['path']} ({f['format']}): {f['rows']} rows: {f['imported']} imported, "
+            else f"{f['path']} ({f['format']}{read_as(f)}): {f['rows']} rows: {f['imported']} imported, "
             f"{f['already_present']} already present, {f['quarantined']} quarantined"
             for f in r["files"]
         ]

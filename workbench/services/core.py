@@ -26,6 +26,18 @@ def file_sha256(path: Path) -> str:
     return h.hexdigest()
 
 
+class ImportIncomplete(StoreError):
+    """A multi-file import stopped at one file after committing the files before it."""
+
+    def __init__(self, path: Path, cause: BaseException, committed: builtins.list[dict[str, Any]]) -> None:
+        done = "; ".join(f"{f['path']} ({f['imported']} imported, {f['quarantined']} quarantined)" for f in committed)
+        super().__init__(
+            f"{path}: not imported ({cause}); nothing of it was written. "
+            f"Already committed, each in its own transaction: {done}"
+        )
+        self.committed = committed
+
+
 class CoreService:
     store: Store
 
@@ -45,6 +57,8 @@ class CoreService:
         Every file is read and mapped before anything is written, so an unreadable file stops
         the whole command with nothing changed — unless `each`: then every file is reported on
         its own and an unreadable one (`{"path", "error"}` in `files`) does not stop the others.
+        When writing a later file fails (disk full, a busy store), the files committed before it
+        stay and the error names each of them.
         `names`: the names the user knows the files by (uploads), recorded instead of the paths.
         `column_map`: a `curation.column_map.ColumnMap`, or a callable giving one per file name
         (e.g. a dataset_info.json), renaming columns and roles before the dialect's mapper.
@@ -65,12 +79,20 @@ class CoreService:
                     raise
                 msg = str(e) if name is None else str(e).replace(str(path), name)
                 parsed.append({"path": name or str(path), "error": msg})
-        files = [
-            x
-            if isinstance(x, dict)
-            else self.store.import_parsed(x[0], sha256=x[1], actor=actor, licence=licence, display_name=x[2])
-            for x in parsed
-        ]
+        files: builtins.list[dict[str, Any]] = []
+        for x in parsed:
+            if isinstance(x, dict):
+                files.append(x)
+                continue
+            pf, sha, shown_name = x
+            try:
+                f = self.store.import_parsed(pf, sha256=sha, actor=actor, licence=licence, display_name=shown_name)
+            except Exception as e:
+                committed = [f for f in files if "error" not in f]
+                if not committed:
+                    raise
+                raise ImportIncomplete(Path(shown_name) if shown_name else pf.path, e, committed) from e
+            files.append({**f, "encoding": pf.encoding})
         done = [f for f in files if "error" not in f]
         totals = {k: sum(f[k] for f in done) for k in ("rows", "imported", "already_present", "quarantined")}
         out: dict[str, Any] = {"files": files, "totals": totals}
@@ -173,4 +195,4 @@ class CoreService:
         return Conversation.from_dict(d)
 
 
-__all__ = ["CoreService", "FileReadError", "default_actor"]
+__all__ = ["CoreService", "FileReadError", "ImportIncomplete", "default_actor"]
