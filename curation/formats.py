@@ -665,9 +665,11 @@ def map_rows(rows: list[Row], fmt: str, path: Path | str = "", column_map: Any =
     if column_map is not None:
         base = mapper
 
-        def mapper(value: Any) -> tuple[Conversation, set[str]]:
+        def mapped(value: Any) -> tuple[Conversation, set[str]]:
             conv, notes = base(column_map.apply(value))
             return conv, notes | {"columns mapped"}
+
+        mapper = mapped
 
     out = ParsedFile(Path(path), fmt, len(rows))
     turns = "messages" if fmt == "openai" else "conversations"

@@ -585,3 +585,13 @@ def test_augment_page_preview_run_and_review(wb, llm: Scripted, monkeypatch) -> 
     child = wb.augment_families()["parents"][0]["children"][0]["id"]
     at.button(key=f"aug_accept_{child}").click().run()
     assert not at.exception and wb.show(child)["status"] == "accepted"
+    # A slow endpoint: the preview fails with an error that points at the page's own settings.
+    llm.default, llm.delay = "slow", 1.5
+    at.number_input(key="aug_n").set_value(3)
+    at.number_input(key="aug_timeout").set_value(1.0)
+    at.number_input(key="aug_retries").set_value(0)
+    at.button(key="aug_preview_button").click().run()
+    assert not at.exception
+    assert any(
+        "did not answer within 1 s" in e.value and "Timeout and Max tokens are above" in e.value for e in at.error
+    )

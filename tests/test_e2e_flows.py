@@ -45,6 +45,7 @@ def test_home_import_with_mapping_and_keyboard_review(app: tuple[str, Path], tmp
         browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=ARGS, headless=True)
         page = browser.new_page(viewport={"width": 1400, "height": 1200})
         page.set_default_timeout(TIMEOUT_MS)
+        page.set_default_navigation_timeout(3 * TIMEOUT_MS)  # the first load compiles the app's imports
         expect.set_options(timeout=TIMEOUT_MS)
         main = page.locator('[data-testid="stMain"]')
 
@@ -93,7 +94,7 @@ def test_home_import_with_mapping_and_keyboard_review(app: tuple[str, Path], tmp
         no_exception()
         shot("home")
         phase("home")
-        main.get_by_role("button", name="Go to Import →").click()
+        main.get_by_role("button", name="Go to Import →").click(no_wait_after=True)  # switches page in-app
         expect(main.get_by_role("heading", name="Import", exact=True)).to_be_visible()
         settle()
 
@@ -144,6 +145,7 @@ def test_home_import_with_mapping_and_keyboard_review(app: tuple[str, Path], tmp
         for _ in range(N_REVIEW - 2):
             current = title()
             seen.append(current)
+            settle()  # a key pressed while the page is still redrawing can be lost
             page.keyboard.press("a")
             moved_from(current)
         phase("keyboard accepts")
@@ -174,9 +176,26 @@ def test_home_import_with_mapping_and_keyboard_review(app: tuple[str, Path], tmp
         no_exception()
 
         phase("review done")
+        # Freeze what was accepted, then Train shows the presets with an estimate for that version.
+        nav.get_by_role("link", name="Versions", exact=True).click()
+        expect(main.get_by_role("heading", name="Versions", exact=True)).to_be_visible()
+        settle()
+        main.get_by_label("Version name", exact=True).fill("kb-v1")
+        main.get_by_label("Version name", exact=True).press("Enter")
+        settle()
+        main.get_by_role("button", name="Preview").click()
+        expect(main.get_by_text(re.compile("Leakage check"))).to_be_visible()
+        main.get_by_role("button", name="Freeze").click()
+        expect(main.get_by_text(re.compile(r"Froze kb-v1"))).to_be_visible()
+        nav.get_by_role("link", name="Train", exact=True).click()
+        expect(main.get_by_text(re.compile(r"Estimated time on the CPU: about"))).to_be_visible()
+        no_exception()
+        shot("train-presets")
+        phase("freeze and train presets")
+
         # Every page opens at its own address (a fresh session: look, don't touch).
-        page.goto(url + "/train")
-        expect(main.get_by_text("Freeze a version first")).to_be_visible()
+        page.goto(url + "/compare")
+        expect(main.get_by_role("heading", name="Compare", exact=True)).to_be_visible()
         no_exception()
         page.goto(url + "/browse")
         expect(main.get_by_text(re.compile(rf"{N_REVIEW + 10} conversations · page 1 of"))).to_be_visible()

@@ -47,7 +47,7 @@ check_pii = st.checkbox("Reject variations that add PII (Presidio; slower)", val
 q1, q2, q3, q4 = st.columns(4)
 timeout_s = float(
     q1.number_input(
-        "Timeout (s)", min_value=5.0, max_value=3600.0, value=120.0, step=30.0, key="aug_timeout",
+        "Timeout (s)", min_value=1.0, max_value=3600.0, value=120.0, step=30.0, key="aug_timeout",
         help="Seconds to wait for one answer. The embedded model on a CPU needs minutes for long answers.",
     )
 )  # fmt: skip

@@ -4,6 +4,7 @@ the next thing to do as a button."""
 from __future__ import annotations
 
 import streamlit as st
+from streamlit.errors import StreamlitAPIException
 
 from workbench.app_pages.common import current_actor, get_wb, md_escape, page_link, run
 
@@ -24,7 +25,10 @@ if p is not None:
         f"**Next: {md_escape(nxt['title'], at_line_start=False)}** — {md_escape(nxt['why'], at_line_start=False)}"
     )
     if c2.button(f"Go to {nxt['title']} →", type="primary", key="home_next"):
-        st.switch_page(f"workbench/app_pages/{'import_page' if nxt['page'] == 'import' else nxt['page']}.py")
+        try:
+            st.switch_page(f"workbench/app_pages/{'import_page' if nxt['page'] == 'import' else nxt['page']}.py")
+        except StreamlitAPIException:  # the page runs alone (no navigation): a link does it
+            page_link(nxt["page"], f"Open {nxt['title']}", c2)
 
     st.subheader("The pipeline")
     for i, s in enumerate(p["steps"], 1):
@@ -42,6 +46,8 @@ if p is not None:
             hide_index=True,
             width="stretch",
         )
+    elif p["steps"][0]["counts"]["conversations"] == 0:
+        st.info("Nothing yet: import some conversations first.")
     else:
         st.success("Nothing: every conversation is reviewed and checked.")
     if p["warnings"]:
