@@ -35,8 +35,24 @@ def _wb(path: str) -> Workbench:
 
 
 def get_wb() -> Workbench:
-    """The workbench over $SIFT_STORE; it holds no connection, so the CLI can use the file too."""
+    """The workbench over $SIFT_STORE; it holds no connection, so the CLI can use the file too.
+
+    Every page starts with this call, so it carries the one sign-in rule: with a reviewer list or
+    OIDC, a visitor who has not signed in gets no further (no store read, no server file, no
+    outbound call). With names only, the store may be read before a name is typed; anything that
+    writes, reads another server file or calls out goes through `require_actor()` first."""
+    if auth_mode() != "name" and current_actor() is None:
+        st.info("Sign in in the sidebar to use Sift.")
+        st.stop()
     return _wb(store_path())
+
+
+def secrets_mapping() -> Mapping[str, Any] | None:
+    """`.streamlit/secrets.toml` as a mapping, or None when there is none."""
+    try:
+        return st.secrets.to_dict() if len(st.secrets) else None
+    except Exception:  # no secrets file at all
+        return None
 
 
 def current_actor() -> str | None:
@@ -163,7 +179,8 @@ def sidebar() -> None:
         st.sidebar.text_input(
             "Reviewer name", key="reviewer", help="Recorded on every change you make (accept, edit, comment…)."
         )
-    st.sidebar.caption(f"Store: `{store_path()}`")
+    if current_actor() is not None:  # a server path: not for visitors
+        st.sidebar.caption(f"Store: {md_escape(store_path())}")
 
 
 # ---------------------------------------------------------------- who is reviewing

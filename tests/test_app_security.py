@@ -1,0 +1,171 @@
+"""App security (issue 16): the one sign-in rule over every page and button, the endpoints the
+Augment page may call, and what a visitor can reach.
+
+Real Streamlit (AppTest) over a real DuckDB file, and a real HTTP server on loopback that records
+every request the app makes (it stands in for any outside host: it is the only one configured).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import ClassVar
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+import workbench
+from curation.llm import LLMError
+from tests.conftest import ROOT, write
+from workbench.llm_endpoints import configured_endpoints
+from workbench.reviewers import add_reviewer
+
+PAGES = sorted(p for p in (ROOT / "workbench" / "app_pages").glob("*.py") if p.stem not in ("__init__", "common"))
+SECRET = "sk-visitor-must-never-see-this"
+
+
+class Capture(BaseHTTPRequestHandler):
+    seen: ClassVar[list[str]] = []
+
+    def _answer(self) -> None:
+        Capture.seen.append(f"{self.command} {self.path}")
+        body = json.dumps({"object": "list", "data": [{"id": "m", "object": "model"}]}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    do_GET = do_POST = _answer
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def capture():
+    Capture.seen = []
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Capture)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/v1"
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture
+def site(tmp_path: Path, monkeypatch, capture: str):
+    """A store with data, an LLM endpoint (the capture server) with a key, and a file elsewhere on
+    the server that a visitor must not be able to import or read."""
+    store = tmp_path / "s.duckdb"
+    rows = [
+        {"messages": [{"role": "user", "content": f"question {i}"}, {"role": "assistant", "content": f"answer {i}"}]}
+        for i in range(3)
+    ]
+    wb = workbench.open(store)
+    wb.import_files([write(tmp_path / "seed.jsonl", "\n".join(json.dumps(r) for r in rows))], actor="loader")
+    (tmp_path / "private").mkdir()
+    private = write(tmp_path / "private" / "server-only.jsonl", json.dumps(rows[0] | {"id": "p"}))
+    for k, v in {
+        "SIFT_STORE": str(store),
+        "SIFT_REVIEWERS": str(tmp_path / "reviewers.toml"),
+        "SIFT_LLM_ENDPOINT": capture,
+        "SIFT_LLM_API_KEY": SECRET,
+        "SIFT_IMPORT_ROOTS": str(tmp_path / "private"),
+    }.items():
+        monkeypatch.setenv(k, v)
+    return {"store": store, "private": private, "tmp": tmp_path}
+
+
+def digest(path: Path) -> str:
+    wal = path.with_name(path.name + ".wal")
+    return hashlib.sha256(path.read_bytes() + (wal.read_bytes() if wal.exists() else b"")).hexdigest()
+
+
+def open_page(page: Path, private: Path) -> AppTest:
+    """A page as a visitor gets it, with a server path typed into every box that asks for one."""
+    at = AppTest.from_file(str(page), default_timeout=60).run()
+    boxes = [t for t in [*at.text_input, *at.text_area] if "path" in t.label.lower()]
+    for t in boxes:
+        t.input(str(private))
+    return at.run() if boxes else at
+
+
+def walk(page: Path, private: Path) -> tuple[AppTest, int]:
+    """Click every enabled button a page shows, each on a fresh session (a click that stops the page
+    would hide the buttons after it). AppTest cannot click a disabled one; the actions behind those
+    check the reviewer themselves (Review's `attempt`)."""
+    at = open_page(page, private)
+    buttons = [(i, b.key, b.label) for i, b in enumerate(at.button) if not b.disabled]
+    for i, key, label in buttons:
+        at = open_page(page, private)
+        b = at.button(key=key) if key else at.button[i]
+        assert b.label == label
+        b.click().run()
+        assert not at.exception, (page.name, label, at.exception)
+    return at, len(buttons)
+
+
+def test_signed_out_visitor_can_write_nothing_read_no_file_and_call_nobody(site) -> None:
+    """Names only, no name typed: every page, every button. The store's bytes do not change,
+    nothing is requested from the endpoint, the private file is not imported."""
+    before = digest(site["store"])
+    total = 0
+    for page in PAGES:
+        at, clicks = walk(page, site["private"])
+        total += clicks
+        assert not at.exception, page.name
+        assert Capture.seen == [], (page.name, Capture.seen)
+        assert digest(site["store"]) == before, f"{page.name} wrote to the store"
+        shown = " ".join(str(getattr(e, "value", "")) for e in at.main)
+        assert SECRET not in shown and "SIFT_LLM_API_KEY" not in shown
+    assert total >= 12  # the walk really clicked (Augment 4, PII 3, Review 2, Import, Dedup, Train, …)
+    assert workbench.open(site["store"]).stats()["sources"] == 1
+
+
+def test_with_a_reviewer_list_a_visitor_sees_only_sign_in(site) -> None:
+    add_reviewer(site["tmp"] / "reviewers.toml", "ana", "pw")
+    before = digest(site["store"])
+    for page in PAGES:
+        at, clicks = walk(page, site["private"])
+        assert [i.value for i in at.info] == ["Sign in in the sidebar to use Sift."], page.name
+        assert clicks == 0 and not at.dataframe and not at.text_input, page.name
+    assert Capture.seen == [] and digest(site["store"]) == before
+    # The shell: only the sign-in form, no store path.
+    at = AppTest.from_file(str(ROOT / "streamlit_app.py"), default_timeout=60).run()
+    assert not any("s.duckdb" in str(c.value) for c in at.sidebar.caption)
+
+
+def test_signed_in_check_endpoint_calls_only_the_configured_one(site) -> None:
+    at = AppTest.from_file(str(ROOT / "workbench" / "app_pages" / "augment.py"), default_timeout=60)
+    at.session_state["reviewer"] = "ana"
+    at.run()
+    assert not [t for t in at.text_input if t.label in ("Base URL", "API key variable")]
+    next(b for b in at.button if b.label == "Check endpoint").click().run()
+    assert Capture.seen == ["GET /v1/models"]
+    assert any("Reachable" in s.value for s in at.success)
+
+
+def test_configured_endpoints(tmp_path: Path) -> None:
+    assert [(e.name, e.url) for e in configured_endpoints(None, {})] == [("local", "http://127.0.0.1:8000/v1")]
+    secrets = {
+        "llm": {
+            "endpoints": {
+                "vllm": {"url": "gpu-box:8000", "model": "qwen", "api_key_env": "VLLM_KEY"},
+                "openai": {"url": "https://api.openai.com/v1"},
+            }
+        }
+    }
+    eps = configured_endpoints(secrets, {"SIFT_LLM_ENDPOINT": "127.0.0.1:9000", "SIFT_LLM_MODEL": "m"})
+    assert [(e.name, e.url, e.model, e.api_key_env) for e in eps] == [
+        ("default", "http://127.0.0.1:9000/v1", "m", "SIFT_LLM_API_KEY"),
+        ("vllm", "http://gpu-box:8000/v1", "qwen", "VLLM_KEY"),
+        ("openai", "https://api.openai.com/v1", None, "SIFT_LLM_API_KEY"),
+    ]
+    assert eps[2].label == "openai (api.openai.com)"
+    with pytest.raises(LLMError, match=r"\[llm.endpoints.x\]: api_key_env must name an environment variable"):
+        configured_endpoints({"llm": {"endpoints": {"x": {"url": "h:1", "api_key_env": "A B"}}}}, {})
+    with pytest.raises(LLMError, match=r"\[llm.endpoints.y\]: needs url"):
+        configured_endpoints({"llm": {"endpoints": {"y": {"model": "m"}}}}, {})
