@@ -57,6 +57,7 @@ def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
         "SIFT_STORE": str(store),
         "SIFT_REVIEWERS": str(tmp / "no-reviewer-list.toml"),
         "SIFT_APP_KEEP_OPEN_S": "0.3",
+        "SIFT_IMPORT_ROOTS": str(SAMPLE),  # the server-path tab is off unless folders are allowed
         "STREAMLIT_BROWSER_GATHER_USAGE_STATS": "false",
     }
     cmd = [sys.executable, "-m", "streamlit", "run", "streamlit_app.py", "--server.port", str(port),
