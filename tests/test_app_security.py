@@ -169,3 +169,37 @@ def test_configured_endpoints(tmp_path: Path) -> None:
         configured_endpoints({"llm": {"endpoints": {"x": {"url": "h:1", "api_key_env": "A B"}}}}, {})
     with pytest.raises(LLMError, match=r"\[llm.endpoints.y\]: needs url"):
         configured_endpoints({"llm": {"endpoints": {"y": {"model": "m"}}}}, {})
+
+
+def test_open_address_needs_sign_in_or_an_explicit_override(tmp_path: Path, monkeypatch, capsys) -> None:
+    from workbench.exposure import exposure_problem, main
+
+    store = tmp_path / "s.duckdb"
+    monkeypatch.setenv("SIFT_REVIEWERS", str(tmp_path / "reviewers.toml"))
+    monkeypatch.delenv("SIFT_ALLOW_OPEN", raising=False)
+    for ok in ("127.0.0.1", "127.0.0.2", "localhost", "::1", "[::1]"):
+        assert exposure_problem(ok, store, root=tmp_path) is None
+    for bad in ("0.0.0.0", "", "192.168.1.5", "::"):
+        assert "refusing to serve on" in (exposure_problem(bad, store, root=tmp_path) or "")
+    assert main(["--address", "0.0.0.0", "--store", str(store)]) == 1
+    assert capsys.readouterr().err.startswith("error: refusing to serve on 0.0.0.0: anyone who reaches it")
+    # The shell refuses too when Streamlit was started on an open address by hand.
+    from streamlit import config
+
+    config.set_option("server.address", "0.0.0.0")
+    try:
+        at = AppTest.from_file(str(ROOT / "streamlit_app.py"), default_timeout=60).run()
+        assert [e.value for e in at.error][0].startswith("refusing to serve on 0.0.0.0")
+        assert not at.sidebar.text_input
+    finally:
+        config.set_option("server.address", "127.0.0.1")
+    # Any of: a reviewer list, OIDC in the secrets, or the explicit override.
+    (tmp_path / ".streamlit").mkdir()
+    (tmp_path / ".streamlit" / "secrets.toml").write_text('[auth]\nclient_id = "x"\n')
+    assert exposure_problem("0.0.0.0", store, root=tmp_path) is None
+    (tmp_path / ".streamlit" / "secrets.toml").unlink()
+    add_reviewer(tmp_path / "reviewers.toml", "ana", "pw")
+    assert exposure_problem("0.0.0.0", store, root=tmp_path) is None
+    (tmp_path / "reviewers.toml").unlink()
+    monkeypatch.setenv("SIFT_ALLOW_OPEN", "1")
+    assert exposure_problem("0.0.0.0", store, root=tmp_path) is None
