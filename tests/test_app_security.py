@@ -189,7 +189,7 @@ def test_open_address_needs_sign_in_or_an_explicit_override(tmp_path: Path, monk
     config.set_option("server.address", "0.0.0.0")
     try:
         at = AppTest.from_file(str(ROOT / "streamlit_app.py"), default_timeout=60).run()
-        assert [e.value for e in at.error][0].startswith("refusing to serve on 0.0.0.0")
+        assert next(e.value for e in at.error).startswith("refusing to serve on 0.0.0.0")
         assert not at.sidebar.text_input
     finally:
         config.set_option("server.address", "127.0.0.1")

@@ -8,7 +8,7 @@ from __future__ import annotations
 import streamlit as st
 
 from curation.llm import LLMError
-from workbench.app_pages.common import get_wb, render_message, require_actor, run, secrets_mapping
+from workbench.app_pages.common import get_wb, md_escape, render_message, require_actor, run, secrets_mapping
 from workbench.llm_endpoints import configured_endpoints
 
 wb = get_wb()
@@ -22,7 +22,7 @@ st.subheader("Endpoint")
 try:
     endpoints = configured_endpoints(secrets_mapping())
 except LLMError as e:
-    st.error(str(e))
+    st.error(md_escape(str(e)))
     st.stop()
 c1, c2 = st.columns([3, 2])
 by_name = {e.name: e for e in endpoints}
@@ -40,7 +40,7 @@ if st.button("Check endpoint"):
     require_actor()  # calls out: nobody unidentified may make the app send a request
     names = run(wb.llm_models, model=model or None, max_retries=0, **endpoint.options())
     if names is not None:
-        st.success(f"Reachable; serves: {', '.join(names) or '(no models)'}")
+        st.success(md_escape(f"Reachable; serves: {', '.join(names) or '(no models)'}"))  # the endpoint's words
 
 st.subheader("Paraphrase")
 p1, p2, p3, p4, p5 = st.columns(5)
@@ -90,7 +90,7 @@ if preview:
     st.markdown("#### Preview (nothing saved)")
     for p in preview:
         with st.container(border=True):
-            st.caption(f"parent {p['parent_id']}")
+            st.caption(md_escape(f"parent {p['parent_id']}"))
             for t in p["turns"]:
                 st.text(t)
             rows = [{"variation": k["variation"], "outcome": "kept", "text": " / ".join(k["turns"])} for k in p["kept"]]
@@ -111,7 +111,7 @@ for fam in fams["parents"]:
     with st.container(border=True):
         left, right = st.columns(2)
         with left:
-            st.markdown(f"**Parent** `{fam['id']}` · {fam['status']}")
+            st.markdown(f"**Parent** {md_escape(fam['id'])} · {md_escape(fam['status'])}")
             for m in parent["messages"]:
                 if m["role"] == "user":
                     render_message(m)
@@ -119,7 +119,9 @@ for fam in fams["parents"]:
             children = [c for c in fam["children"] if show == "any" or c["status"] == show]
             for child in children:
                 cid = child["id"]
-                st.markdown(f"**Paraphrase** `{cid}` · {child['status']} · variation {child['variation']}")
+                st.markdown(
+                    f"**Paraphrase** {md_escape(cid)} · {md_escape(child['status'])} · variation {child['variation']}"
+                )
                 for m in child["messages"]:
                     if m["role"] == "user":
                         render_message(m)

@@ -94,7 +94,7 @@ def run(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T | None:
     try:
         return fn(*args, **kwargs)
     except domain_errors() as e:
-        st.error(str(e))
+        st.error(md_escape(str(e)))  # messages quote names, paths and ids: data
         return None
 
 
@@ -103,7 +103,7 @@ def attempt(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> bool:
     try:
         fn(*args, **kwargs)
     except domain_errors() as e:
-        st.error(str(e))
+        st.error(md_escape(str(e)))
         return False
     return True
 
@@ -223,7 +223,7 @@ def _oidc_sidebar() -> None:
     name = oidc_user()
     if name:
         st.session_state["reviewer"] = name
-        st.sidebar.success(f"Signed in as {name}", icon="👤")
+        st.sidebar.success(md_escape(f"Signed in as {name}"), icon="👤")
         if st.sidebar.button("Log out"):
             st.logout()
         return
@@ -238,7 +238,7 @@ def _password_sidebar() -> None:
 
     name = st.session_state.get("reviewer")
     if name and st.session_state.get("reviewer_verified") == name:
-        st.sidebar.success(f"Signed in as {name}", icon="👤")
+        st.sidebar.success(md_escape(f"Signed in as {name}"), icon="👤")
         if st.sidebar.button("Sign out"):
             for k in ("reviewer", "reviewer_verified", "reviewer_admin"):
                 st.session_state.pop(k, None)
