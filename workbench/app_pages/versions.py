@@ -111,7 +111,10 @@ if b2.button("Prepare zip"):
 ready = st.session_state.get("export_zip")
 if ready and ready[:2] == (chosen, fmt):
     st.download_button(
-        f"Download {chosen} ({fmt}) as zip", ready[2], file_name=f"{chosen}-{fmt}.zip", mime="application/zip"
+        md_escape(f"Download {chosen} ({fmt}) as zip"),
+        ready[2],
+        file_name=f"{chosen}-{fmt}.zip",
+        mime="application/zip",
     )
 
 st.subheader("Diff")
