@@ -203,3 +203,33 @@ def test_open_address_needs_sign_in_or_an_explicit_override(tmp_path: Path, monk
     (tmp_path / "reviewers.toml").unlink()
     monkeypatch.setenv("SIFT_ALLOW_OPEN", "1")
     assert exposure_problem("0.0.0.0", store, root=tmp_path) is None
+
+
+def test_sign_in_backoff_is_per_name_and_address_not_per_session(site, monkeypatch) -> None:
+    from workbench import reviewers
+
+    add_reviewer(site["tmp"] / "reviewers.toml", "ana", "pw-ana")
+    add_reviewer(site["tmp"] / "reviewers.toml", "bo", "pw-bo")
+    now = [1000.0]
+    monkeypatch.setattr(reviewers.THROTTLE, "clock", lambda: now[0])  # time passing, without sleeping
+    reviewers.THROTTLE.reset()
+
+    def sign_in(name: str, password: str) -> list[str]:
+        at = AppTest.from_file(str(ROOT / "streamlit_app.py"), default_timeout=60).run()  # a new session
+        at.sidebar.text_input[0].input(name)
+        at.sidebar.text_input[1].input(password)
+        at.sidebar.button[0].click().run()
+        return [e.value for e in at.sidebar.error] + [s.value for s in at.sidebar.success]
+
+    try:
+        for _ in range(4):  # three free failures, the fourth locks ana (and this address) for 1 s
+            assert sign_in("ana", "guess") == ["Unknown reviewer or wrong password."]
+        locked = ["Too many failed sign-ins: try again in 1 s."]
+        assert sign_in("Ana", "pw-ana") == locked  # right password, new session: not even checked
+        assert sign_in("bo", "pw-bo") == locked  # same client address
+        now[0] += 1.5
+        assert sign_in("ana", "pw-ana") == ["Signed in as ana"]
+        assert sign_in("bo", "guess") == ["Unknown reviewer or wrong password."]  # the address's 5th
+        assert sign_in("bo", "pw-bo") == ["Too many failed sign-ins: try again in 2 s."]
+    finally:
+        reviewers.THROTTLE.reset()

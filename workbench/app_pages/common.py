@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 import os
 import string
-import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -234,7 +234,7 @@ def _oidc_sidebar() -> None:
 
 
 def _password_sidebar() -> None:
-    from workbench.reviewers import ReviewerConfigError, authenticate
+    from workbench.reviewers import THROTTLE, ReviewerConfigError, authenticate
 
     name = st.session_state.get("reviewer")
     if name and st.session_state.get("reviewer_verified") == name:
@@ -249,22 +249,37 @@ def _password_sidebar() -> None:
         password = st.text_input("Password", type="password")
         submitted = st.form_submit_button("Sign in", type="primary")
     if submitted:
+        # Failures are counted per name and per client address for the whole server (not this
+        # session): after a few, both are locked for longer and longer, and nothing is checked.
+        keys = THROTTLE.keys(who, client_address())
+        wait = THROTTLE.wait_s(keys)
+        if wait > 0:
+            st.sidebar.error(f"Too many failed sign-ins: try again in {math.ceil(wait)} s.")
+            return
         try:
             reviewer = authenticate(reviewer_list_path(), who.strip(), password)
         except ReviewerConfigError as e:
-            st.sidebar.error(str(e))
+            st.sidebar.error(md_escape(str(e)))
             return
         if reviewer is None:
-            # Each failure in a session waits longer, which makes guessing slow.
-            fails = st.session_state.get("sign_in_failures", 0) + 1
-            st.session_state["sign_in_failures"] = fails
-            time.sleep(min(0.25 * 2 ** (fails - 1), 4.0))
+            THROTTLE.failed(keys)
+            st.session_state["sign_in_failures"] = st.session_state.get("sign_in_failures", 0) + 1
             st.sidebar.error("Unknown reviewer or wrong password.")
             return
+        THROTTLE.succeeded(keys[0])
         st.session_state.update(
             reviewer=reviewer.name, reviewer_verified=reviewer.name, reviewer_admin=reviewer.admin, sign_in_failures=0
         )
         st.rerun()
+
+
+def client_address() -> str | None:
+    """The browser's address as the server sees it (None in tests without a server)."""
+    try:
+        ip = st.context.ip_address
+    except Exception:  # an older Streamlit or no request context
+        return None
+    return ip if isinstance(ip, str) and ip else None
 
 
 def may_configure() -> bool:
