@@ -26,6 +26,16 @@ def file_sha256(path: Path) -> str:
     return h.hexdigest()
 
 
+def storable_path(path: Path) -> Path:
+    """The path as the store records it: a file name that is not UTF-8 (bytes Python keeps as
+    surrogates) gets `\\xff` escapes instead, so recording it cannot fail."""
+    try:
+        str(path).encode("utf-8")
+    except UnicodeEncodeError:
+        return Path(os.fsencode(path.resolve()).decode("utf-8", "backslashreplace"))
+    return path
+
+
 class ImportIncomplete(StoreError):
     """A multi-file import stopped at one file after committing the files before it."""
 
@@ -60,6 +70,7 @@ class CoreService:
         for p in paths:
             path = Path(p)
             pf = parse_file(path, format)
+            pf.path = storable_path(path)
             parsed.append((pf, file_sha256(path)))
         files: builtins.list[dict[str, Any]] = []
         for pf, sha in parsed:
