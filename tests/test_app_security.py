@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import ClassVar
+from urllib.parse import urlsplit
 
 import pytest
 from streamlit.testing.v1 import AppTest
@@ -20,6 +22,7 @@ from streamlit.testing.v1 import AppTest
 import workbench
 from curation.llm import LLMError
 from tests.conftest import ROOT, write
+from tests.reliability_figures import record
 from workbench.llm_endpoints import configured_endpoints
 from workbench.reviewers import add_reviewer
 
@@ -123,6 +126,13 @@ def test_signed_out_visitor_can_write_nothing_read_no_file_and_call_nobody(site)
         assert SECRET not in shown and "SIFT_LLM_API_KEY" not in shown
     assert total >= 12  # the walk really clicked (Augment 4, PII 3, Review 2, Import, Dedup, Train, …)
     assert workbench.open(site["store"]).stats()["sources"] == 1
+    record(
+        "Signed out: no store write, no outbound request, no server file",
+        pages=len(PAGES),
+        buttons_clicked=total,
+        store_bytes_changed=0,
+        requests_to_capture_server=len(Capture.seen),
+    )
 
 
 def test_with_a_reviewer_list_a_visitor_sees_only_sign_in(site) -> None:
@@ -133,6 +143,7 @@ def test_with_a_reviewer_list_a_visitor_sees_only_sign_in(site) -> None:
         assert [i.value for i in at.info] == ["Sign in in the sidebar to use Sift."], page.name
         assert clicks == 0 and not at.dataframe and not at.text_input, page.name
     assert Capture.seen == [] and digest(site["store"]) == before
+    record("With a reviewer list, a visitor sees only sign-in", pages=len(PAGES), pages_showing_data=0)
     # The shell: only the sign-in form, no store path.
     at = AppTest.from_file(str(ROOT / "streamlit_app.py"), default_timeout=60).run()
     assert not any("s.duckdb" in str(c.value) for c in at.sidebar.caption)
@@ -169,6 +180,27 @@ def test_configured_endpoints(tmp_path: Path) -> None:
         configured_endpoints({"llm": {"endpoints": {"x": {"url": "h:1", "api_key_env": "A B"}}}}, {})
     with pytest.raises(LLMError, match=r"\[llm.endpoints.y\]: needs url"):
         configured_endpoints({"llm": {"endpoints": {"y": {"model": "m"}}}}, {})
+
+
+def test_admin_endpoint_list_from_the_cli_reaches_the_page(site, capsys) -> None:
+    from workbench import cli
+
+    store = str(site["store"])
+    args = ["--store", store, "llm-endpoint", "add", "gpu", "10.0.0.7:8000", "--api-key-env", "GPU_KEY", "--json"]
+    assert cli.main(args) == 0
+    assert json.loads(capsys.readouterr().out)["stored"] == [
+        {"name": "gpu", "url": "http://10.0.0.7:8000/v1", "model": None, "api_key_env": "GPU_KEY"}
+    ]
+    assert cli.main(["--store", store, "llm-endpoint", "add", "x y", "h:1"]) == 1
+    at = AppTest.from_file(str(ROOT / "workbench" / "app_pages" / "augment.py"), default_timeout=60)
+    at.session_state["reviewer"] = "ana"
+    at.run()
+    assert at.selectbox(key="aug_endpoint_name").options == [
+        f"default ({urlsplit(os.environ['SIFT_LLM_ENDPOINT']).netloc})",
+        "gpu (10.0.0.7:8000)",
+    ]
+    assert cli.main(["--store", store, "llm-endpoint", "remove", "gpu"]) == 0
+    assert "no stored endpoints" in capsys.readouterr().out
 
 
 def test_open_address_needs_sign_in_or_an_explicit_override(tmp_path: Path, monkeypatch, capsys) -> None:

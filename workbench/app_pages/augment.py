@@ -9,7 +9,7 @@ import streamlit as st
 
 from curation.llm import LLMError
 from workbench.app_pages.common import get_wb, md_escape, render_message, require_actor, run, secrets_mapping
-from workbench.llm_endpoints import configured_endpoints
+from workbench.llm_endpoints import configured_endpoints, stored_endpoints
 
 wb = get_wb()
 st.title("Augment")
@@ -20,7 +20,7 @@ st.caption(
 
 st.subheader("Endpoint")
 try:
-    endpoints = configured_endpoints(secrets_mapping())
+    endpoints = configured_endpoints(secrets_mapping(), stored=stored_endpoints(wb.store))
 except LLMError as e:
     st.error(md_escape(str(e)))
     st.stop()
