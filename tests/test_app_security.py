@@ -135,15 +135,31 @@ def test_signed_out_visitor_can_write_nothing_read_no_file_and_call_nobody(site)
     )
 
 
+def test_every_page_starts_with_the_gate() -> None:
+    """get_wb() carries the sign-in rule, so it must come before any other call of a page."""
+    import ast
+
+    for page in PAGES:
+        tree = ast.parse(page.read_text())
+        calls = [
+            n.value.func
+            for n in tree.body
+            if isinstance(n, ast.Assign | ast.Expr) and isinstance(getattr(n, "value", None), ast.Call)
+        ]
+        first = calls[0]
+        assert isinstance(first, ast.Name) and first.id == "get_wb", f"{page.name} calls something before get_wb()"
+
+
 def test_with_a_reviewer_list_a_visitor_sees_only_sign_in(site) -> None:
     add_reviewer(site["tmp"] / "reviewers.toml", "ana", "pw")
     before = digest(site["store"])
-    for page in PAGES:
-        at, clicks = walk(page, site["private"])
-        assert [i.value for i in at.info] == ["Sign in in the sidebar to use Sift."], page.name
-        assert clicks == 0 and not at.dataframe and not at.text_input, page.name
+    # The gate is the same call on every page (test above); three pages with the most to lose.
+    for page in ("import_page.py", "augment.py", "review.py"):
+        at, clicks = walk(ROOT / "workbench" / "app_pages" / page, site["private"])
+        assert [i.value for i in at.info] == ["Sign in in the sidebar to use Sift."], page
+        assert clicks == 0 and not at.dataframe and not at.text_input and not at.text, page
     assert Capture.seen == [] and digest(site["store"]) == before
-    record("With a reviewer list, a visitor sees only sign-in", pages=len(PAGES), pages_showing_data=0)
+    record("With a reviewer list, a visitor sees only sign-in", pages=3, pages_showing_data=0)
     # The shell: only the sign-in form, no store path.
     at = AppTest.from_file(str(ROOT / "streamlit_app.py"), default_timeout=60).run()
     assert not any("s.duckdb" in str(c.value) for c in at.sidebar.caption)
@@ -254,14 +270,24 @@ def test_sign_in_backoff_is_per_name_and_address_not_per_session(site, monkeypat
         return [e.value for e in at.sidebar.error] + [s.value for s in at.sidebar.success]
 
     try:
-        for _ in range(4):  # three free failures, the fourth locks ana (and this address) for 1 s
-            assert sign_in("ana", "guess") == ["Unknown reviewer or wrong password."]
+        # The counting itself, without a page: per name (any case) and per address.
+        t = reviewers.THROTTLE
+        for _ in range(3):  # three free failures
+            t.failed(t.keys("ana", "10.0.0.1"))
+        assert t.wait_s(t.keys("ana", "10.0.0.9")) == 0
+        t.failed(t.keys("ana", "10.0.0.1"))  # the fourth locks the name and the address for 1 s
+        assert t.wait_s(t.keys("ANA", "10.0.0.9")) == 1.0 and t.wait_s(t.keys("bo", "10.0.0.1")) == 1.0
+        assert t.wait_s(t.keys("bo", "10.0.0.9")) == 0
+        t.reset()
+        # Through the sign-in form, each attempt a new browser session (no address in AppTest).
+        for _ in range(4):
+            t.failed(t.keys("ana", None))
         locked = ["Too many failed sign-ins: try again in 1 s."]
         assert sign_in("Ana", "pw-ana") == locked  # right password, new session: not even checked
-        assert sign_in("bo", "pw-bo") == locked  # same client address
         now[0] += 1.5
         assert sign_in("ana", "pw-ana") == ["Signed in as ana"]
-        assert sign_in("bo", "guess") == ["Unknown reviewer or wrong password."]  # the address's 5th
-        assert sign_in("bo", "pw-bo") == ["Too many failed sign-ins: try again in 2 s."]
+        assert t.wait_s(t.keys("ana", "10.0.0.1")) == 0
+        t.failed(t.keys("bo", None))  # the address's fifth failure: 2 s, a success did not reset it
+        assert t.wait_s(t.keys("bo", None)) == 2.0
     finally:
         reviewers.THROTTLE.reset()
