@@ -7,6 +7,9 @@ STAMP := $(VENV)/.installed
 TEST_STAMP := $(VENV)/.test-system
 STORE ?= sift.duckdb
 PORT ?= 8501
+# Loopback unless you say otherwise: `make run ADDRESS=0.0.0.0` needs a reviewer list or OIDC
+# (or SIFT_ALLOW_OPEN=1 on a trusted network); see README "Exposing the app".
+ADDRESS ?= 127.0.0.1
 
 .PHONY: setup run test test-all check lint bench demo samples clean
 
@@ -28,8 +31,9 @@ $(TEST_STAMP): $(STAMP) scripts/setup_system.sh
 	touch $(TEST_STAMP)
 
 run: $(STAMP)
+	SIFT_STORE=$(STORE) $(PY) -m workbench.exposure --address "$(ADDRESS)" --store $(STORE)
 	$(PY) scripts/load_sample.py --store $(STORE)
-	SIFT_STORE=$(STORE) $(PY) -m streamlit run streamlit_app.py --server.port $(PORT) --server.headless true --browser.gatherUsageStats false
+	SIFT_STORE=$(STORE) $(PY) -m streamlit run streamlit_app.py --server.address "$(ADDRESS)" --server.port $(PORT) --server.headless true --browser.gatherUsageStats false
 
 test: $(TEST_STAMP)
 	$(PY) -m pytest -q -x --durations=15

@@ -712,6 +712,13 @@ def parse_file(path: Path | str, fmt: str = "auto", *, column_map: Any = None, l
         fmt = column_map.dialect
     elif fmt == "auto":
         fmt = detect_format(rows, path) if rows else "openai"
+    elif rows and not any(detect_row(r.value) for r in rows[:200]):
+        # A forced dialect over a file that is none of them would put every line's raw text in
+        # the quarantine: whatever the file is, it is not chat data, and none of it is stored.
+        raise FileReadError(
+            f"{path}: no row looks like ShareGPT, OpenAI or Alpaca data (of the first {min(len(rows), 200)}); "
+            "nothing imported"
+        )
     pf = map_rows(rows, fmt, path, column_map)
     pf.encoding = encoding
     return pf

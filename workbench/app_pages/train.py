@@ -7,7 +7,7 @@ import json
 
 import streamlit as st
 
-from workbench.app_pages.common import get_wb, page_link, require_actor, run
+from workbench.app_pages.common import get_wb, md_escape, page_link, require_actor, run
 
 wb = get_wb()
 st.title("Train")
@@ -51,7 +51,7 @@ for f in fields:
     groups.setdefault(str(f["group"]), []).append(f)
 with st.expander("Advanced: every trainer field", expanded=False):
     for group, items in groups.items():
-        st.markdown(f"**{group}**")
+        st.markdown(f"**{md_escape(group)}**")
         cols = st.columns(3)
         for i, f in enumerate(items):
             name, help_ = str(f["name"]), str(f["help"])
@@ -116,7 +116,7 @@ if st.button("Launch training", type="primary", disabled=not source):
     started = run(wb.train, source, config=changed, actor=actor)
     if started:
         st.session_state["train_run"] = started["run_id"]
-        st.success(f"Started run {started['run_id']} ({started['state']}).")
+        st.success(md_escape(f"Started run {started['run_id']} ({started['state']})."))
 
 # ---------------------------------------------------------------- runs
 st.subheader("Runs")

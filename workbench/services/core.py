@@ -26,6 +26,16 @@ def file_sha256(path: Path) -> str:
     return h.hexdigest()
 
 
+def storable_path(path: Path) -> Path:
+    """The path as the store records it: a file name that is not UTF-8 (bytes Python keeps as
+    surrogates) gets `\\xff` escapes instead, so recording it cannot fail."""
+    try:
+        str(path).encode("utf-8")
+    except UnicodeEncodeError:
+        return Path(os.fsencode(path.resolve()).decode("utf-8", "backslashreplace"))
+    return path
+
+
 class ImportIncomplete(StoreError):
     """A multi-file import stopped at one file after committing the files before it."""
 
@@ -73,6 +83,7 @@ class CoreService:
             try:
                 cmap = column_map(name or path.name) if callable(column_map) else column_map
                 pf = parse_file(path, format, column_map=cmap)
+                pf.path = storable_path(path)
                 parsed.append((pf, file_sha256(path), name))
             except FileReadError as e:
                 if not each:
