@@ -70,7 +70,8 @@ def test_home_import_with_mapping_and_keyboard_review(app: tuple[str, Path], tmp
 
         # Home: the pipeline, every group of pages in the sidebar, no Deploy button.
         page.goto(url)
-        expect(main.get_by_role("heading", name="Home", exact=True)).to_be_visible()
+        # The first run imports the app's modules: slow on a busy machine.
+        expect(main.get_by_role("heading", name="Home", exact=True)).to_be_visible(timeout=4 * TIMEOUT_MS)
         nav = page.locator('[data-testid="stSidebarNav"]')
         for title in (
             "Import",
