@@ -11,7 +11,7 @@ from __future__ import annotations
 import codecs
 import json
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -661,7 +661,7 @@ def _blank(m: Message) -> bool:
 def map_rows(rows: list[Row], fmt: str, path: Path | str = "", column_map: Any = None) -> ParsedFile:
     """Map every row; `column_map` (a `curation.column_map.ColumnMap`) first renames a row's
     columns and roles to the dialect's own."""
-    mapper = MAPPERS[fmt]
+    mapper: Callable[[Any], tuple[Conversation, set[str]]] = MAPPERS[fmt]
     if column_map is not None:
         base = mapper
 
