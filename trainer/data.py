@@ -1,6 +1,6 @@
 """Conversations → token ids and labels with the model's own chat template.
 
-Rendering and the loss mask come from the validation stage (`curation.validate`): the same
+Rendering and the loss mask come from the renderer validation uses (`curation.render`): the same
 messages (`to_template_messages`), the same template pick (a tool-use template when tools are
 given), the same assistant spans (the template's `{% generation %}` blocks where it has them, else
 prefix renders: from the end of the history plus generation prompt to the end of the turn, so each
@@ -50,7 +50,7 @@ def _tools(conv: Conversation) -> list[dict[str, Any]] | None:
 
 def renderer_for(tok: Any) -> Any:
     """Validation's renderer over this tokenizer: what is validated is what is trained."""
-    from curation.validate import ChatRenderer, ValidateError
+    from curation.render import ChatRenderer, ValidateError
 
     try:
         return ChatRenderer(tok)
@@ -63,7 +63,8 @@ def render_all(
 ) -> tuple[list[Example], dict[str, int]]:
     """Render a split with validation's renderer and loss-mask spans; conversations the template
     refuses, or with no trained token, are dropped and counted."""
-    from curation.validate import measure, to_template_messages
+    from curation.render import to_template_messages
+    from curation.validate import measure
 
     renderer = renderer or renderer_for(tok)
     out: list[Example] = []
@@ -113,7 +114,7 @@ def render(tok: Any, conv: Conversation, max_len: int, *, assistant_only: bool =
 
 def eval_prompts(convs: list[Conversation]) -> list[Prompt]:
     """History up to the last assistant turn (as templates expect it), and that turn's text as the reference."""
-    from curation.validate import to_template_messages
+    from curation.render import to_template_messages
 
     out: list[Prompt] = []
     for c in convs:

@@ -10,12 +10,12 @@ from typing import Any
 
 from curation.models import DEFAULT_MODEL
 from curation.records import Conversation
+from curation.render import load_renderer
 from curation.validate import (
     REASONS,
     ChatRenderer,
     Measurement,
     ValidateConfig,
-    ValidateError,
     cutoff_preview,
     inspect,
     judge,
@@ -39,15 +39,7 @@ def renderer_for(model: str | None) -> ChatRenderer:
         hit = _RENDERERS.get(name)
         if hit is not None:
             return hit
-        from curation.models import load_tokenizer
-
-        try:
-            tok = load_tokenizer(name)
-        except ValidateError:
-            raise
-        except Exception as e:  # ModelError, OSError, ValueError: all mean "not loadable here"
-            raise ValidateError(f"cannot load the tokenizer of {name!r}: {e}") from None
-        renderer = ChatRenderer(tok, name=name)
+        renderer = load_renderer(name)
         _RENDERERS[name] = renderer
         return renderer
 
