@@ -21,14 +21,23 @@ import json
 import re
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from curation.errors import StageError
-from curation.records import Conversation, Message, canonical_json, sha256_hex
+from curation.records import ContentPart, Conversation, Message, canonical_json, sha256_hex
 
 # Bump when a check changes: cached measurements of older versions are then recomputed.
-CHECKS_VERSION = 1
+CHECKS_VERSION = 2
+
+# What happens to a leading system prompt before rendering (see `apply_system_policy`).
+SYSTEM_POLICIES = ("keep", "fold", "drop")
+
+# Probe turns for what a template writes around an answer (nothing a real answer would be).
+_PROBE_USER = "Sift probe question"
+_PROBE_ANSWER = "Sift probe answer"
+_MARKUP_RE = re.compile(r"<[^<>\s]{1,40}>|\[/?[A-Z_]{2,20}\]")
+_ROLE_WORDS_RE = re.compile(r"^\s*(system|user|assistant|model|human|developer)\b", re.IGNORECASE)
 
 
 class ValidateError(StageError):
@@ -182,7 +191,12 @@ class ChatRenderer:
     (`curation.models.load_tokenizer()` for the embedded model).
     """
 
-    def __init__(self, tokenizer: Any, name: str | None = None) -> None:
+    def __init__(self, tokenizer: Any, name: str | None = None, system_prompt: str = "keep") -> None:
+        if system_prompt not in SYSTEM_POLICIES:
+            raise ValidateError(
+                f"system-prompt policy must be one of {', '.join(SYSTEM_POLICIES)}, got {system_prompt!r}"
+            )
+        self.system_prompt = system_prompt
         self.tokenizer = tokenizer
         self.name = name or getattr(tokenizer, "name_or_path", "") or "tokenizer"
         template = getattr(tokenizer, "chat_template", None)
@@ -202,9 +216,16 @@ class ChatRenderer:
         self.identity = Identity(
             tok_sha,
             tmpl_sha,
-            sha256_hex(canonical_json([tok_sha, tmpl_sha, self.kwargs, CHECKS_VERSION]))[:32],
+            sha256_hex(
+                canonical_json(
+                    [tok_sha, tmpl_sha, self.kwargs, CHECKS_VERSION]
+                    + ([{"system_prompt": system_prompt}] if system_prompt != "keep" else [])
+                )
+            )[:32],
         )
         self._compiled: dict[str, Any] = {}
+        self._markers: dict[str, tuple[str, str] | None] = {}
+        self._default_system: dict[str, str] = {}
         self._generation: dict[str, bool] = {}
         self._split_re = self._piece_splitter()
         self._piece_cache: dict[str, Any] = {}
@@ -245,6 +266,66 @@ class ChatRenderer:
         if hit is None:
             hit = self._generation[template] = bool(_GENERATION_RE.search(template))
         return hit
+
+    def end_of_turn(self, template: str) -> tuple[str, str] | None:
+        """(closing, stop): what the template writes after an answer's text (`<|im_end|>\\n`) and
+        its end-of-turn marker (`<|im_end|>`), found by rendering a probe exchange; the
+        tokenizer's eos token when the probe tells nothing; None when neither is known."""
+        if template in self._markers:
+            return self._markers[template]
+        found: tuple[str, str] | None = None
+        user = {"role": "user", "content": _PROBE_USER}
+        answer = {"role": "assistant", "content": _PROBE_ANSWER}
+        for head in ([], [{"role": "system", "content": "Sift probe system"}]):
+            try:
+                last = self.render([*head, user, answer], None, template=template)
+            except Exception:
+                continue
+            closing = last[last.rfind(_PROBE_ANSWER) + len(_PROBE_ANSWER) :]
+            try:  # an answer followed by another exchange: what every turn ends with, not only the last
+                two = self.render([*head, user, answer, user, answer], None, template=template)
+                after = two[two.find(_PROBE_ANSWER) + len(_PROBE_ANSWER) :]
+            except Exception:
+                after = closing
+            k = 0
+            while k < min(len(closing), len(after)) and closing[k] == after[k]:
+                k += 1
+            common = closing[:k]
+            if "<" in common and ">" not in common[common.rfind("<") :]:
+                common = common[: common.rfind("<")]  # cut where a next header's markup began
+            if common.strip():
+                stripped = common.strip()
+                first = _MARKUP_RE.match(stripped)
+                found = (common, first.group(0) if first else stripped)
+                break
+        if found is None:
+            eos = self.kwargs.get("eos_token")
+            found = ("", eos) if isinstance(eos, str) and eos else None
+        self._markers[template] = found
+        return found
+
+    def default_system_prompt(self, template: str) -> str:
+        """The text the template writes before a first user turn when the conversation has no
+        system prompt, less markup and role names ("" when it adds none: Llama 3, Gemma, Qwen3)."""
+        hit = self._default_system.get(template)
+        if hit is not None:
+            return hit
+        out = ""
+        try:
+            text = self.render([{"role": "user", "content": _PROBE_USER}], None, template=template)
+        except Exception:
+            text = ""
+        at = text.find(_PROBE_USER)
+        if at > 0:
+            before = text[:at]
+            for tok in sorted((str(v) for v in self.kwargs.values() if isinstance(v, str)), key=len, reverse=True):
+                if tok:
+                    before = before.replace(tok, "<x>")
+            # What is left between markup, less a role name heading a piece ("system\n...").
+            pieces = [_ROLE_WORDS_RE.sub("", p, count=1).strip(" \n:") for p in _MARKUP_RE.split(before)]
+            out = " ".join(" ".join(p.split()) for p in pieces if re.search(r"\w", p))
+        self._default_system[template] = out
+        return out
 
     def render(
         self,
@@ -384,15 +465,56 @@ def _template_error(e: Exception, template: str, conv: Conversation) -> Finding:
         hint = " (this template does not know tool calls)"
     elif any(isinstance(m.content, tuple) for m in conv.messages):
         hint = " (a turn has non-text parts)"
+    elif conv.messages and conv.messages[0].role == "system":
+        hint = " (a template that refuses a system turn validates with the system-prompt policy 'fold')"
     return Finding("template_error", f"the chat template refuses this conversation: {msg}{hint}")
 
 
+def apply_system_policy(conv: Conversation, policy: str) -> Conversation:
+    """The conversation as it is rendered under a system-prompt policy: `keep` as is; `fold` the
+    leading system prompt into the first user turn (system text, a blank line, the user's text:
+    what Gemma 3's own template does); `drop` the leading system prompt."""
+    msgs = conv.messages
+    if policy == "keep" or not msgs or msgs[0].role != "system":
+        return conv
+    rest = msgs[1:]
+    if policy == "fold" and rest and rest[0].role == "user":
+        sys_text, first = msgs[0].text, rest[0]
+        content: Any
+        if isinstance(first.content, tuple):
+            content = (ContentPart("text", sys_text + "\n\n"), *first.content)
+        else:
+            content = sys_text + "\n\n" + (first.content or "")
+        rest = (replace(first, content=content), *rest[1:])
+    elif policy == "fold":
+        return conv  # nothing to fold into: the template decides (a refusal is flagged)
+    return replace(conv, messages=tuple(rest))
+
+
 def render_conversation(renderer: ChatRenderer, conv: Conversation) -> Rendered:
-    """Render one conversation, locate its turns, and compute its loss-carrying character spans."""
+    """Render one conversation, locate its turns, and compute its loss-carrying character spans.
+
+    Under a `fold` or `drop` system-prompt policy the leading system turn is not rendered on its
+    own; indices in findings and spans still count the conversation's own turns."""
+    shown = apply_system_policy(conv, renderer.system_prompt)
+    off = len(conv.messages) - len(shown.messages)
+    r = _render(renderer, shown, off)
+    if off:
+        r.char_spans = [(t + off if t >= 0 else t, a, b) for t, a, b in r.char_spans]
+        pad: list[int | None] = [None] * off
+        r.content_end = pad + r.content_end
+    return r
+
+
+def _render(renderer: ChatRenderer, conv: Conversation, off: int) -> Rendered:
     r = Rendered()
     messages = to_template_messages(conv)
     tools = _tools_arg(conv)
     template = renderer.template_for(tools)
+
+    def turn(i: int) -> str:
+        return _turn(i + off, conv.messages[i])
+
     if not messages:
         r.findings.append(Finding("template_error", "the conversation has no turns to render"))
         return r
@@ -420,11 +542,25 @@ def render_conversation(renderer: ChatRenderer, conv: Conversation) -> Rendered:
             if pos < 0:
                 pos = text.find(t)
             if pos < 0:
+                # A template that passes the text through `tojson` (Llama 3.1's tool results)
+                # shows it escaped: the content is there, as a JSON string.
+                for esc in dict.fromkeys((json.dumps(t)[1:-1], json.dumps(t, ensure_ascii=False)[1:-1])):
+                    if esc != t and (pos := text.find(esc, cursor)) >= 0:
+                        t = esc
+                        r.findings.append(
+                            Finding(
+                                "template_escapes_content",
+                                f"{turn(i)}: the template shows its text escaped as a JSON string",
+                                {"message_index": i + off},
+                            )
+                        )
+                        break
+            if pos < 0:
                 r.findings.append(
                     Finding(
                         "template_drops_content",
-                        f"{_turn(i, m)}: its text does not appear in the rendered template",
-                        {"message_index": i},
+                        f"{turn(i)}: its text does not appear in the rendered template",
+                        {"message_index": i + off},
                     )
                 )
         if pos >= 0:
@@ -446,8 +582,8 @@ def render_conversation(renderer: ChatRenderer, conv: Conversation) -> Rendered:
                 r.findings.append(
                     Finding(
                         "template_drops_content",
-                        f"{_turn(i, m)}: the template does not render the call to {name}",
-                        {"message_index": i, "tool": name},
+                        f"{turn(i)}: the template does not render the call to {name}",
+                        {"message_index": i + off, "tool": name},
                     )
                 )
             else:
@@ -467,19 +603,41 @@ def render_conversation(renderer: ChatRenderer, conv: Conversation) -> Rendered:
                     {"tools": names},
                 )
             )
+    if conv.messages[0].role != "system":
+        added = renderer.default_system_prompt(template)
+        if added:
+            r.findings.append(
+                Finding(
+                    "template_adds_system_prompt",
+                    f"the template adds a system prompt the conversation does not have: {added!r}",
+                    {"system_prompt": added},
+                )
+            )
 
+    marker = renderer.end_of_turn(template)
     if use_generation:
         r.mask_source = "generation"
         r.char_spans = [(-1, a, b) for a, b in gspans if b > a]
     else:
         r.mask_source = "prefix"
-        r.char_spans = _prefix_spans(renderer, template, conv, messages, tools, text, located)
+        r.char_spans, anchored = _prefix_spans(renderer, template, conv, messages, tools, text, located, calls, marker)
+        if anchored:
+            r.mask_source = "prefix+stop"
     r.content_end = [loc[1] if loc else None for loc in located]
-    for turn, _a, b in r.char_spans:
-        if turn >= 0:
-            r.content_end[turn] = max(b, r.content_end[turn] or 0)
-    _check_mask_chars(conv, r, located, calls)
+    for t_, _a, b in r.char_spans:
+        if t_ >= 0:
+            r.content_end[t_] = max(b, r.content_end[t_] or 0)
+    _check_mask_chars(conv, r, located, calls, off)
+    _check_stop(conv, r, located, calls, marker, off)
     return r
+
+
+def _turn_end(i: int, located: list[tuple[int, int] | None], calls: list[tuple[int, str, int]]) -> int | None:
+    """Where turn i's own text or its last rendered tool call ends (None when neither is rendered)."""
+    ends = [at + len(name) for t, name, at in calls if t == i]
+    if located[i] is not None:
+        ends.append(located[i][1])  # type: ignore[index]
+    return max(ends) if ends else None
 
 
 def _prefix_spans(
@@ -490,11 +648,20 @@ def _prefix_spans(
     tools: list[dict[str, Any]] | None,
     text: str,
     located: list[tuple[int, int] | None],
-) -> list[tuple[int, int, int]]:
-    """Assistant spans from prefix renders: [end of messages[:i] + generation prompt, end of messages[:i+1])."""
+    calls: list[tuple[int, str, int]],
+    marker: tuple[str, str] | None,
+) -> tuple[list[tuple[int, int, int]], int]:
+    """Assistant spans from prefix renders: [end of messages[:i] + generation prompt, end of messages[:i+1]).
+
+    A template that renders a turn differently once later turns follow (Qwen3 strips the empty
+    reasoning block from earlier answers) makes `messages[:i+1]` no prefix of the whole render.
+    Such a turn is anchored instead: from the end of the generation prompt (or its text) to the
+    end-of-turn marker that follows its text and tool calls. Returns the spans and how many turns
+    were anchored."""
     spans: list[tuple[int, int, int]] = []
     n = len(messages)
     prev_end = 0
+    anchored = 0
     for i, m in enumerate(conv.messages):
         if m.role != "assistant":
             continue
@@ -503,30 +670,42 @@ def _prefix_spans(
         upto: str | None
         try:
             head = renderer.render(messages[:i], tools, add_generation_prompt=True, template=template)
+        except Exception:
+            head = None
+        try:
             upto = text if i + 1 == n else renderer.render(messages[: i + 1], tools, template=template)
         except Exception:
-            head = upto = None
-        if (
-            head is not None
-            and upto is not None
-            and prev_end <= len(head) <= len(upto)
-            and text.startswith(head)
-            and text.startswith(upto)
-        ):
-            span = (i, len(head), len(upto))
-        elif located[i] is not None:
-            # The template renders this turn differently once later turns follow (it strips
-            # reasoning, say), or refuses a prefix: fall back to the turn's text itself.
-            a, b = located[i]  # type: ignore[misc]
-            span = (i, a, b)
+            upto = None
+        head_ok = head is not None and prev_end <= len(head) and text.startswith(head)
+        if head_ok and upto is not None and len(head) <= len(upto) and text.startswith(upto):  # type: ignore[arg-type]
+            span = (i, len(head), len(upto))  # type: ignore[arg-type]
+        else:
+            own_end = _turn_end(i, located, calls)
+            start = len(head) if head_ok else (located[i][0] if located[i] else None)  # type: ignore[arg-type,index]
+            if start is not None:
+                end = own_end if own_end is not None else start
+                nxt = next((loc[0] for loc in located[i + 1 :] if loc and loc[0] >= end), len(text))
+                if marker is not None:
+                    closing, stop = marker
+                    at = text.find(closing, end, nxt) if closing else -1
+                    if at >= 0:
+                        end = at + len(closing)
+                    elif (at := text.find(stop, end, nxt)) >= 0:
+                        end = at + len(stop)
+                span = (i, start, end)
+                anchored += 1
         if span is not None and span[2] > span[1]:
             spans.append(span)
             prev_end = span[2]
-    return spans
+    return spans, anchored
 
 
 def _check_mask_chars(
-    conv: Conversation, r: Rendered, located: list[tuple[int, int] | None], calls: list[tuple[int, str, int]]
+    conv: Conversation,
+    r: Rendered,
+    located: list[tuple[int, int] | None],
+    calls: list[tuple[int, str, int]],
+    off: int = 0,
 ) -> None:
     """The mask covers every assistant text and tool call, and no other turn's text."""
     spans = r.char_spans
@@ -542,12 +721,18 @@ def _check_mask_chars(
         if m.role == "assistant":
             if loc is not None and not inside(*loc):
                 r.findings.append(
-                    Finding("loss_mask_wrong", f"{_turn(i, m)}: its text carries no loss", {"message_index": i})
+                    Finding(
+                        "loss_mask_wrong",
+                        f"{_turn(i + off, m)}: its text carries no loss",
+                        {"message_index": i + off},
+                    )
                 )
         elif loc is not None and overlaps(*loc):
             r.findings.append(
                 Finding(
-                    "loss_mask_wrong", f"{_turn(i, m)}: the loss mask covers this {m.role} turn", {"message_index": i}
+                    "loss_mask_wrong",
+                    f"{_turn(i + off, m)}: the loss mask covers this {m.role} turn",
+                    {"message_index": i + off},
                 )
             )
     for i, name, at in calls:
@@ -555,16 +740,45 @@ def _check_mask_chars(
             r.findings.append(
                 Finding(
                     "loss_mask_wrong",
-                    f"{_turn(i, conv.messages[i])}: the call to {name} carries no loss",
-                    {"message_index": i, "tool": name},
+                    f"{_turn(i + off, conv.messages[i])}: the call to {name} carries no loss",
+                    {"message_index": i + off, "tool": name},
                 )
             )
+
+
+def _check_stop(
+    conv: Conversation,
+    r: Rendered,
+    located: list[tuple[int, int] | None],
+    calls: list[tuple[int, str, int]],
+    marker: tuple[str, str] | None,
+    off: int,
+) -> None:
+    """Every trained assistant turn's loss runs through its end-of-turn marker, or the model
+    never learns to stop after that turn."""
+    text = r.text or ""
+    for i, m in enumerate(conv.messages):
+        if m.role != "assistant":
+            continue
+        end = _turn_end(i, located, calls)
+        if end is None:
+            continue
+        span = next(((a, b) for _t, a, b in r.char_spans if a < end <= b), None)
+        if span is None:
+            continue  # the turn carries no loss: loss_mask_wrong says so
+        if marker is None:
+            why = "the template's end-of-turn marker is unknown, so its loss cannot be checked for one"
+        elif text.find(marker[1], end, span[1]) >= 0:
+            continue
+        else:
+            why = f"its loss ends before the end-of-turn marker {marker[1]!r}: the model would not learn to stop"
+        r.findings.append(Finding("loss_mask_no_stop", f"{_turn(i + off, m)}: {why}", {"message_index": i + off}))
 
 
 # ---------------------------------------------------------------- loading
 
 
-def load_renderer(model: str | None = None, name: str | None = None) -> ChatRenderer:
+def load_renderer(model: str | None = None, name: str | None = None, system_prompt: str = "keep") -> ChatRenderer:
     """The renderer of a model id or folder (the embedded SmolLM2 by default). The one place
     that loads a tokenizer for rendering: swap how it is loaded here."""
     from curation.models import DEFAULT_MODEL, load_tokenizer
@@ -574,4 +788,4 @@ def load_renderer(model: str | None = None, name: str | None = None) -> ChatRend
         tok = load_tokenizer(model or DEFAULT_MODEL)
     except Exception as e:  # ModelError, OSError, ValueError: all mean "not loadable here"
         raise ValidateError(f"cannot load the tokenizer of {name!r}: {e}") from None
-    return ChatRenderer(tok, name=name)
+    return ChatRenderer(tok, name=name, system_prompt=system_prompt)

@@ -27,6 +27,7 @@ from curation.models import DEFAULT_MODEL
 from curation.records import ROLES, Conversation, canonical_json
 from curation.render import (
     CHECKS_VERSION,
+    SYSTEM_POLICIES,
     ChatRenderer,
     Finding,
     Identity,
@@ -40,6 +41,7 @@ from curation.render import (
 
 __all__ = [
     "CHECKS_VERSION",
+    "SYSTEM_POLICIES",
     "ChatRenderer",
     "Finding",
     "Identity",
@@ -68,13 +70,23 @@ REASONS: dict[str, str] = {
     "template_error": "the chat template refuses to render the conversation",
     "template_drops_content": "the rendered text lacks a turn's text or a tool call",
     "template_drops_tools": "the declared tools do not appear in the rendered text",
+    "template_escapes_content": "the template shows a turn's text escaped as a JSON string (Llama 3.1's tool results): "
+    "the content is there, as the model will see it",
+    "template_adds_system_prompt": "the template adds a default system prompt the conversation does not have",
     "loss_mask_empty": "no token carries loss",
     "loss_mask_wrong": "the loss mask misses assistant text or covers another turn",
+    "loss_mask_no_stop": "a trained assistant turn's loss does not include its end-of-turn (stop) token, or the "
+    "template's end-of-turn marker is unknown: the model would not learn to stop there",
     "over_max_seq_len": "the conversation has more tokens than max_seq_len",
 }
 # Every check blocks freezing unless a config downgrades it; the one check the issue did not
 # ask for (tools missing from the prompt) only warns.
-DEFAULT_SEVERITY: dict[str, str] = {**dict.fromkeys(REASONS, ERROR), "template_drops_tools": WARNING}
+DEFAULT_SEVERITY: dict[str, str] = {
+    **dict.fromkeys(REASONS, ERROR),
+    "template_drops_tools": WARNING,
+    "template_escapes_content": WARNING,
+    "template_adds_system_prompt": WARNING,
+}
 
 CUTOFF_POLICIES = ("drop_row", "drop_trailing_turns", "truncate")
 
@@ -99,10 +111,22 @@ class ValidateConfig:
         },
     )
     batch_size: int = field(default=1000, metadata={"help": "conversations rendered and tokenized per batch"})
+    system_prompt: str = field(
+        default="keep",
+        metadata={
+            "help": "what happens to a leading system prompt before rendering: 'keep' it (default), 'fold' it "
+            "into the first user turn (for templates that refuse a system turn, e.g. Gemma), or 'drop' it; "
+            "the trainer renders the same way"
+        },
+    )
 
     def __post_init__(self) -> None:
         if not isinstance(self.max_seq_len, int) or self.max_seq_len < 1:
             raise ValidateError(f"max_seq_len must be a positive number of tokens, got {self.max_seq_len!r}")
+        if self.system_prompt not in SYSTEM_POLICIES:
+            raise ValidateError(
+                f"system_prompt must be one of {', '.join(SYSTEM_POLICIES)}, got {self.system_prompt!r}"
+            )
         if self.batch_size < 1:
             raise ValidateError(f"batch_size must be positive, got {self.batch_size!r}")
         for reason, sev in self.severity.items():

@@ -48,12 +48,23 @@ def _tools(conv: Conversation) -> list[dict[str, Any]] | None:
     return [dict(t) for t in conv.tools] if conv.tools else None
 
 
-def renderer_for(tok: Any) -> Any:
+def system_policy(cfg_value: str, manifest: dict[str, Any]) -> str:
+    """The system-prompt policy to render with: the config's, else the one the version was validated
+    with (its manifest's tokenizer record), else keep."""
+    if cfg_value:
+        return cfg_value
+    version = manifest.get("version")
+    tokenizer = version.get("tokenizer") if isinstance(version, dict) else None
+    policy = tokenizer.get("system_prompt") if isinstance(tokenizer, dict) else None
+    return policy if policy in ("keep", "fold", "drop") else "keep"
+
+
+def renderer_for(tok: Any, system_prompt: str = "keep") -> Any:
     """Validation's renderer over this tokenizer: what is validated is what is trained."""
     from curation.render import ChatRenderer, ValidateError
 
     try:
-        return ChatRenderer(tok)
+        return ChatRenderer(tok, system_prompt=system_prompt)
     except ValidateError as e:
         raise RenderError(str(e)) from None
 
@@ -63,7 +74,7 @@ def render_all(
 ) -> tuple[list[Example], dict[str, int]]:
     """Render a split with validation's renderer and loss-mask spans; conversations the template
     refuses, or with no trained token, are dropped and counted."""
-    from curation.render import to_template_messages
+    from curation.render import apply_system_policy, to_template_messages
     from curation.validate import measure
 
     renderer = renderer or renderer_for(tok)
@@ -81,7 +92,8 @@ def render_all(
             stats["dropped_template_error"] += 1
             continue
         tools = _tools(conv)
-        text = renderer.render(to_template_messages(conv), tools, template=renderer.template_for(tools))
+        shown = apply_system_policy(conv, renderer.system_prompt)
+        text = renderer.render(to_template_messages(shown), tools, template=renderer.template_for(tools))
         ids: list[int] = list(tok(text, add_special_tokens=False)["input_ids"])
         if len(ids) != m.tokens:  # validation's token map and the tokenizer disagree: trust neither
             raise RenderError(f"tokenizing the render gave {len(ids)} tokens, validation counted {m.tokens}")
@@ -112,12 +124,13 @@ def render(tok: Any, conv: Conversation, max_len: int, *, assistant_only: bool =
     return got[0]
 
 
-def eval_prompts(convs: list[Conversation]) -> list[Prompt]:
-    """History up to the last assistant turn (as templates expect it), and that turn's text as the reference."""
-    from curation.render import to_template_messages
+def eval_prompts(convs: list[Conversation], system_prompt: str = "keep") -> list[Prompt]:
+    """History up to the last assistant turn (as templates expect it, under the system-prompt
+    policy), and that turn's text as the reference."""
+    from curation.render import apply_system_policy, to_template_messages
 
     out: list[Prompt] = []
-    for c in convs:
+    for c in (apply_system_policy(c, system_prompt) for c in convs):
         last = max((i for i, m in enumerate(c.messages) if m.role == "assistant"), default=None)
         if last is None or last == 0 or not c.messages[last].text.strip():
             continue

@@ -125,7 +125,7 @@ def run_training(cfg: TrainConfig, manifest: Path, run: RunDir, ranks: Ranks | N
 
     from curation.models import resolve_model
     from trainer import backends, distributed
-    from trainer.data import eval_prompts, render_all, renderer_for
+    from trainer.data import eval_prompts, render_all, renderer_for, system_policy
 
     if ranks.distributed:
         state = distributed.init(cpu=cfg.device == "cpu" or not torch.cuda.is_available())
@@ -151,7 +151,8 @@ def run_training(cfg: TrainConfig, manifest: Path, run: RunDir, ranks: Ranks | N
     model, tok = loaded.model, loaded.tokenizer
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     log.info("device %s, %s, %d trainable parameters", loaded.device, loaded.dtype, trainable)
-    renderer = renderer_for(tok)
+    renderer = renderer_for(tok, system_policy(cfg.system_prompt, export.manifest))
+    log.info("system-prompt policy: %s", renderer.system_prompt)
     train_ex, train_stats = render_all(
         tok, export.train, cfg.max_seq_len, assistant_only=cfg.assistant_only_loss, renderer=renderer
     )
@@ -200,7 +201,7 @@ def run_training(cfg: TrainConfig, manifest: Path, run: RunDir, ranks: Ranks | N
         model, tok = loaded.model, loaded.tokenizer
     backends.for_inference(loaded)
     stop = lambda: run.stop_requested  # noqa: E731
-    prompts = eval_prompts(export.eval)
+    prompts = eval_prompts(export.eval, renderer.system_prompt)
     if cfg.eval_limit:
         prompts = prompts[: cfg.eval_limit]
     result: dict[str, Any] = {"version": export.version, "manifest_sha256": export.manifest_sha256, "train": summary}
