@@ -489,7 +489,12 @@ def map_openai(row: Any) -> tuple[Conversation, set[str]]:
     return Conversation(tuple(messages), tools, meta), notes
 
 
-def map_alpaca(row: Any) -> tuple[Conversation, set[str]]:
+# How Alpaca's instruction and input become one user turn: a blank line between them (what
+# Stanford Alpaca's prompt shows the two as separate paragraphs); LLaMA-Factory joins with "\n".
+ALPACA_JOIN = "\n\n"
+
+
+def map_alpaca(row: Any, join: str = ALPACA_JOIN) -> tuple[Conversation, set[str]]:
     if not isinstance(row, dict):
         raise RowError("(row)", f"expected an object, got {_type_name(row)}")
     notes: set[str] = set()
@@ -514,8 +519,12 @@ def map_alpaca(row: Any) -> tuple[Conversation, set[str]]:
     inp = _want_str(inp, "input", optional=True)
     user = instruction
     if inp:
-        user = f"{instruction}\n\n{inp}"
-        notes.add("input joined to instruction with a blank line")
+        user = f"{instruction}{join}{inp}"
+        notes.add(
+            "input joined to instruction with a blank line"
+            if join == ALPACA_JOIN
+            else f"input joined to instruction with {json.dumps(join)}"
+        )
     messages: list[Message] = []
     system = _want_str(row.get("system"), "system", optional=True)
     if system:
@@ -547,8 +556,10 @@ def _raw_of(row: Row) -> str:
         return repr(row.value)
 
 
-def map_rows(rows: list[Row], fmt: str, path: Path | str = "") -> ParsedFile:
-    mapper = MAPPERS[fmt]
+def map_rows(rows: list[Row], fmt: str, path: Path | str = "", *, alpaca_join: str = ALPACA_JOIN) -> ParsedFile:
+    mapper: Any = MAPPERS[fmt]
+    if fmt == "alpaca" and alpaca_join != ALPACA_JOIN:
+        mapper = lambda value: map_alpaca(value, alpaca_join)  # noqa: E731
     out = ParsedFile(Path(path), fmt, len(rows))
     for row in rows:
         if row.error is not None:
@@ -567,15 +578,16 @@ def map_rows(rows: list[Row], fmt: str, path: Path | str = "") -> ParsedFile:
     return out
 
 
-def parse_file(path: Path | str, fmt: str = "auto") -> ParsedFile:
-    """Read and map a whole file. Raises FileReadError when the file itself is unreadable."""
+def parse_file(path: Path | str, fmt: str = "auto", *, alpaca_join: str = ALPACA_JOIN) -> ParsedFile:
+    """Read and map a whole file. Raises FileReadError when the file itself is unreadable.
+    `alpaca_join` is what goes between an Alpaca row's instruction and its input."""
     path = Path(path)
     if fmt not in ("auto", *DIALECTS):
         raise FileReadError(f"unknown format {fmt!r} (use auto, {', '.join(DIALECTS)})")
     rows = read_rows(path)
     if fmt == "auto":
         fmt = detect_format(rows, path) if rows else "openai"
-    return map_rows(rows, fmt, path)
+    return map_rows(rows, fmt, path, alpaca_join=alpaca_join)
 
 
 # ---------------------------------------------------------------- writers

@@ -103,6 +103,14 @@ def test_inspect_shows_the_rendered_text_and_the_loss_tokens(wb: Any, tmp_path: 
     assert d["id"] == cid and d["revision"] == 1
     assert [f["reason"] for f in d["flags"]] == ["template_adds_system_prompt"]  # SmolLM2's own system prompt
     assert [s["text"] for s in d["segments"] if s["loss"]] == ["**not bold** <b>x</b><|im_end|>\n"]
+    # Before validation `show` has no token counts; after it, the revision carries them per turn.
+    assert "tokens" not in wb.show(cid)
+    wb.validate(actor="ana")
+    shown = wb.show(cid)
+    assert shown["tokens"] == d["tokens"] and shown["trained_tokens"] == d["loss_tokens"]
+    assert [t["tokens"] for t in shown["turns"]] == d["turn_tokens"] and shown["turns"][0]["trained_tokens"] == 0
+    assert shown["turns"][1]["trained_tokens"] == d["loss_tokens"]
+    assert shown["history"][0]["tokens"] == d["tokens"]
 
 
 @pytest.fixture
