@@ -42,6 +42,8 @@ class Prompt:
     messages: list[dict[str, Any]]
     tools: list[dict[str, Any]]
     reference: str
+    # The reference turn's function calls ({"name", "arguments"}) for tool-call evaluation.
+    calls: tuple[dict[str, Any], ...] = ()
 
 
 def _tools(conv: Conversation) -> list[dict[str, Any]] | None:
@@ -136,4 +138,29 @@ def eval_prompts(convs: list[Conversation], system_prompt: str = "keep") -> list
             continue
         msgs = to_template_messages(c)
         out.append(Prompt(msgs[:last], _tools(c) or [], c.messages[last].text))
+    return out
+
+
+def tool_call_prompts(convs: list[Conversation], system_prompt: str = "keep") -> list[Prompt]:
+    """One eval item per assistant turn that calls tools: the history before it, and its calls
+    (arguments parsed from JSON where they are JSON) as the reference."""
+    import json
+
+    from curation.render import apply_system_policy, to_template_messages
+
+    out: list[Prompt] = []
+    for c in (apply_system_policy(c, system_prompt) for c in convs):
+        msgs = None
+        for i, m in enumerate(c.messages):
+            if m.role != "assistant" or not m.tool_calls or i == 0:
+                continue
+            msgs = msgs or to_template_messages(c)
+            calls = []
+            for call in m.tool_calls:
+                try:
+                    args: Any = json.loads(call.arguments)
+                except (json.JSONDecodeError, TypeError):
+                    args = call.arguments
+                calls.append({"name": call.name, "arguments": args})
+            out.append(Prompt(msgs[:i], _tools(c) or [], m.text, tuple(calls)))
     return out
