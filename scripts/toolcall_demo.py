@@ -60,6 +60,7 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=40)
     p.add_argument("--eval-limit", type=int, default=8)
     p.add_argument("--max-seq-len", type=int, default=512)
+    p.add_argument("--lr", type=float, default=1e-3)
     a = p.parse_args()
     work = Path(a.work)
     work.mkdir(parents=True, exist_ok=True)
@@ -92,7 +93,7 @@ def main() -> None:
         "per_device_train_batch_size": 2,
         "gradient_accumulation_steps": 1,
         "max_seq_len": a.max_seq_len,
-        "learning_rate": 1e-3,
+        "learning_rate": a.lr,
         "warmup_ratio": 0.0,
         "lr_scheduler_type": "constant",
         "lora_r": 16,
@@ -100,7 +101,7 @@ def main() -> None:
         "lora_dropout": 0.0,
         "gradient_checkpointing": False,
         "logging_steps": 10,
-        "max_new_tokens": 48,
+        "max_new_tokens": 40,
         "eval_batch_size": 4,
         "eval_loss_limit": 4,
     }

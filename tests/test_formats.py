@@ -81,7 +81,7 @@ def test_alpaca_join_is_configurable(tmp_path: Path) -> None:
     path = write(tmp_path / "a.json", json.dumps([{"instruction": "Sum", "input": "1 2", "output": "3"}]))
     pf = parse_file(path, alpaca_join="\n")  # LLaMA-Factory's join
     assert pf.mapped[0].conversation.messages[0].content == "Sum\n1 2"
-    assert "input joined to instruction with \"\\n\"" in pf.mapped[0].mapping
+    assert 'input joined to instruction with "\\n"' in pf.mapped[0].mapping
     assert parse_file(path).mapped[0].mapping == ("input joined to instruction with a blank line",)
 
 
