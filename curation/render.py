@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import bisect
 import json
+import os
 import re
 from collections import Counter
 from collections.abc import Sequence
@@ -681,7 +682,16 @@ def _prefix_spans(
             span = (i, len(head), len(upto))  # type: ignore[arg-type]
         else:
             own_end = _turn_end(i, located, calls)
-            start = len(head) if head_ok else (located[i][0] if located[i] else None)  # type: ignore[arg-type,index]
+            firsts = [at for t, _n, at in calls if t == i] + ([located[i][0]] if located[i] else [])  # type: ignore[index]
+            start: int | None = min(firsts) if firsts else None
+            if head_ok:
+                start = len(head)  # type: ignore[arg-type]
+            elif head is not None:
+                # The generation prompt itself differs from the history form (an empty reasoning
+                # block, Qwen3.5): the turn starts where the two part.
+                k = len(os.path.commonprefix([head, text]))
+                if prev_end <= k and (start is None or k <= start):
+                    start = k
             if start is not None:
                 end = own_end if own_end is not None else start
                 nxt = next((loc[0] for loc in located[i + 1 :] if loc and loc[0] >= end), len(text))

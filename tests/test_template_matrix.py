@@ -37,10 +37,14 @@ TEMPLATES = [
     ("llama3_2", "<|eot_id|>"),
     ("phi3", "<|end|>"),
     ("deepseekv3", "<｜end▁of▁sentence｜>"),
+    ("qwen3_5_nothink", "<|im_end|>"),
+    ("qwen3_6", "<|im_end|>"),
+    ("nemotron_3_nano", "<|im_end|>"),
 ]
 
-# Training variants whose generation block starts inside the generation prompt.
-SUPPLIED_BY_PROMPT = {"qwen2_5", "deepseekv3"}
+# Training variants whose generation block starts inside what the generation prompt supplies
+# (the newline after the role, the assistant header, Qwen3.5's empty reasoning block).
+SUPPLIED_BY_PROMPT = {"qwen2_5", "deepseekv3", "qwen3_5_nothink", "qwen3_6", "nemotron_3_nano"}
 
 SAMPLE = [
     ("FastChat/dummy_conversation.json", 8),
