@@ -87,7 +87,10 @@ def main() -> None:
     )
     sift(store, "dedup", env=env)  # near-copies land in one family, so eval does not duplicate train
     frozen = sift(store, "freeze", "tools-v1", "--include", "not-rejected", "--eval-fraction", "0.12", env=env)
-    print(f"imported {imported['totals']}; frozen {frozen.get('counts')}", flush=True)
+    print(
+        f"imported {imported['totals']}; frozen {frozen.get('version')}: {frozen.get('train')} train, {frozen.get('eval')} eval",
+        flush=True,
+    )
     tiny = {
         "max_steps": a.steps,
         "per_device_train_batch_size": 2,
