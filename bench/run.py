@@ -18,6 +18,7 @@ BENCHES = [
     "bench.bench_train_multi",
     "bench.bench_dedup",
     "bench.bench_labels",
+    "bench.bench_masks",
 ]
 
 

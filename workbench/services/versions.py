@@ -44,7 +44,7 @@ from workbench.store._db import now
 from workbench.store.versions import FrozenVersionError
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
-_TOKENIZER_KEYS = ("model", "identity", "tokenizer_sha256", "template_sha256", "max_seq_len")
+_TOKENIZER_KEYS = ("model", "identity", "tokenizer_sha256", "template_sha256", "max_seq_len", "system_prompt")
 
 
 def _percentile(sorted_values: list[int], q: float) -> int:
