@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import bisect
 import json
-import os
 import re
 from collections import Counter
 from collections.abc import Sequence
@@ -633,6 +632,15 @@ def _render(renderer: ChatRenderer, conv: Conversation, off: int) -> Rendered:
     return r
 
 
+def _common_prefix_len(a: str, b: str) -> int:
+    """How many leading characters two strings share."""
+    n = min(len(a), len(b))
+    k = 0
+    while k < n and a[k] == b[k]:
+        k += 1
+    return k
+
+
 def _turn_end(i: int, located: list[tuple[int, int] | None], calls: list[tuple[int, str, int]]) -> int | None:
     """Where turn i's own text or its last rendered tool call ends (None when neither is rendered)."""
     ends = [at + len(name) for t, name, at in calls if t == i]
@@ -689,7 +697,7 @@ def _prefix_spans(
             elif head is not None:
                 # The generation prompt itself differs from the history form (an empty reasoning
                 # block, Qwen3.5): the turn starts where the two part.
-                k = len(os.path.commonprefix([head, text]))
+                k = _common_prefix_len(head, text)
                 if prev_end <= k and (start is None or k <= start):
                     start = k
             if start is not None:
