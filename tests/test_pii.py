@@ -125,7 +125,7 @@ def test_nemo_curator_inline_tagged_files_found(analyzer, corpora: Path) -> None
         (t[g.start : g.end])
         for t, gs, fs in zip(texts, gold, found, strict=True)
         for g in gs
-        if pii._coverage(g.start, g.end, [(s.start, s.end) for s in fs]) < 1.0
+        if pii.gold._coverage(g.start, g.end, [(s.start, s.end) for s in fs]) < 1.0
     ]
     # every tagged span is found with overlap >= 0.5; all but one completely
     assert r["overall"]["recall"] == 1.0
