@@ -26,8 +26,9 @@ overlaps), `fields` (message fields), `wordlists` + `data/` (word lists as data 
 
 from __future__ import annotations
 
-from curation.pii.analyzer import build_analyzer
+from curation.pii.analyzer import build_analyzer, build_vanilla_analyzer
 from curation.pii.config import (
+    DEFAULT_AUTO_REDACT,
     DEFAULT_ENTITIES,
     DEFAULT_MODEL,
     DEFAULT_THRESHOLDS,
@@ -51,6 +52,7 @@ from curation.pii.gold import (
     GoldSpan,
     load_presidio_research,
     parse_inline_tags,
+    predict_vanilla,
     score_spans,
 )
 from curation.pii.recognizers import CONTEXT_BOOST
@@ -59,6 +61,7 @@ from curation.pii.spans import Finding, Span, merge_for_redaction, resolve_overl
 
 __all__ = [
     "CONTEXT_BOOST",
+    "DEFAULT_AUTO_REDACT",
     "DEFAULT_ENTITIES",
     "DEFAULT_MODEL",
     "DEFAULT_THRESHOLDS",
@@ -84,6 +87,7 @@ __all__ = [
     "analyze_one",
     "analyze_texts",
     "build_analyzer",
+    "build_vanilla_analyzer",
     "count_scanned",
     "detect",
     "field_text",
@@ -92,6 +96,7 @@ __all__ = [
     "merge_for_redaction",
     "message_fields",
     "parse_inline_tags",
+    "predict_vanilla",
     "redact_conversation",
     "redact_text",
     "resolve_overlaps",

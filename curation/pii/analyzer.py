@@ -91,3 +91,19 @@ def build_analyzer(model: str = DEFAULT_MODEL) -> Any:
     ):
         registry.add_recognizer(r)
     return AnalyzerEngine(registry=registry, nlp_engine=nlp_engine, supported_languages=["en"])
+
+
+def build_vanilla_analyzer(model: str = DEFAULT_MODEL) -> Any:
+    """Presidio as it comes (its predefined recognizers, default context enhancer) over the same
+    spaCy model: the anchor that evaluations compare Sift's detection with."""
+    from presidio_analyzer import AnalyzerEngine
+    from presidio_analyzer.nlp_engine import NlpEngineProvider
+
+    provider = NlpEngineProvider(
+        nlp_configuration={"nlp_engine_name": "spacy", "models": [{"lang_code": "en", "model_name": model}]}
+    )
+    engine = AnalyzerEngine(nlp_engine=provider.create_engine(), supported_languages=["en"])
+    # The one change: its e-mail recognizer, identical but for a tldextract that never downloads.
+    engine.registry.remove_recognizer("EmailRecognizer")
+    engine.registry.add_recognizer(_recognizer_classes()["OfflineEmailRecognizer"]())
+    return engine

@@ -44,6 +44,27 @@ DEFAULT_THRESHOLDS: dict[str, float] = {
     DENY_LIST_ENTITY: 0.0,
 }
 
+# The default redaction changes a pending finding without review only when its score reaches its
+# entity's auto-redact floor; None: never (a reviewer decides). The floors are where Sift's own
+# evaluation (bench/bench_pii.py over bench/pii_gold and presidio-research, BENCHMARKS.md "PII")
+# measured a precision of at least 0.98; names, places, addresses and URLs never reach it, so they
+# wait for review however high they score.
+DEFAULT_AUTO_REDACT: dict[str, float | None] = {
+    "PERSON": None,
+    "EMAIL_ADDRESS": 0.5,
+    "PHONE_NUMBER": 0.6,
+    "CREDIT_CARD": 0.9,
+    "IBAN_CODE": 0.9,
+    "IP_ADDRESS": 0.6,
+    "US_SSN": 0.8,
+    "LOCATION": None,
+    "URL": None,
+    "DATE_TIME": None,
+    "STREET_ADDRESS": None,
+    "SECRET": 0.8,
+    DENY_LIST_ENTITY: 0.0,
+}
+
 OPERATORS = ("placeholder", "pseudonym", "mask", "hash")
 FINDING_STATUSES = ("pending", "accepted", "dismissed", "added")
 ROLE_POLICIES = ("redact", "flag", "skip")
@@ -80,11 +101,19 @@ class PiiConfig:
         default=(),
         metadata={"help": "strings always reported as DENY_LIST (case-insensitive, whole words)"},
     )
+    auto_redact: dict[str, float | None] = field(
+        default_factory=lambda: dict(DEFAULT_AUTO_REDACT),
+        metadata={
+            "help": "per entity: the score from which a pending finding is redacted without review "
+            "(None: only after a reviewer accepts it)"
+        },
+    )
     roles: dict[str, str] = field(
         default_factory=lambda: {"system": "redact", "user": "redact", "assistant": "redact", "tool": "redact"},
         metadata={
-            "help": "per role: `redact` (scan; redact every finding not dismissed), `flag` (scan; redact only "
-            "findings a reviewer accepted or added) or `skip` (not scanned)"
+            "help": "per role: `redact` (scan; redact findings a reviewer accepted or added, and pending ones at "
+            "or above their entity's auto-redact floor), `flag` (scan; redact only findings a reviewer accepted or "
+            "added) or `skip` (not scanned)"
         },
     )
     operator: str = field(
@@ -94,6 +123,13 @@ class PiiConfig:
     hash_salt: str = field(
         default="sift-pii-default-salt",
         metadata={"help": "salt for the hash operator (at least 16 bytes); set a secret one for real data"},
+    )
+    recurring_person_texts: int = field(
+        default=6,
+        metadata={
+            "help": "corpus-level evidence: a PERSON term the NER reports in this many distinct texts of one scan "
+            "is a product or template word and is dropped (0: off)"
+        },
     )
     batch_size: int = field(default=64, metadata={"help": "texts per spaCy batch (nlp.pipe)"})
     n_process: int = field(default=1, metadata={"help": "worker processes for detection (1 = in-process)"})
@@ -114,7 +150,7 @@ class PiiConfig:
         for role, policy in self.roles.items():
             if policy not in ROLE_POLICIES:
                 raise PiiError(f"unknown policy {policy!r} for role {role!r} (use {', '.join(ROLE_POLICIES)})")
-        for name, v in [*self.thresholds.items(), ("min_score", self.min_score)]:
+        for name, v in [*self.thresholds.items(), *self.auto_redact.items(), ("min_score", self.min_score)]:
             if v is not None and not 0.0 <= v <= 1.0:
                 raise PiiError(f"score threshold {name}={v} is outside 0..1")
         if self.operator == "hash" and len(self.hash_salt.encode()) < 16:
@@ -126,6 +162,11 @@ class PiiConfig:
         if self.min_score is not None:
             return self.min_score
         return self.thresholds.get(entity, 0.5)
+
+    def auto_floor(self, entity: str) -> float | None:
+        """The score from which a pending finding of `entity` is redacted without review, or None."""
+        floor = self.auto_redact.get(entity)
+        return None if floor is None else max(floor, self.threshold(entity))
 
     def policy(self, role: str) -> str:
         return self.roles.get(role, "redact")

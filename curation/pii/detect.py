@@ -12,6 +12,7 @@ from curation.pii.config import DENY_LIST_ENTITY, PiiConfig
 from curation.pii.fields import message_fields
 from curation.pii.recognizers import _recognizer_classes
 from curation.pii.spans import Finding, Span, resolve_overlaps
+from curation.pii.wordlists import FILE_EXTENSIONS, NATO, NOT_NAMES, PRODUCT_WORDS, TECH_TERMS
 from curation.records import Conversation, sha256_hex
 
 _IDENTIFIER_RE = re.compile(r"\d|\w[._]\w|[/=@:<>{}\[\]\\|`$#]|[a-z][A-Z]{2}")
@@ -29,21 +30,74 @@ def looks_like_a_name(s: str) -> bool:
     return any(c.isalpha() for c in s)
 
 
+_WORDS_RE = re.compile(r"[\w'’\-]+")
+_LETTERS_RE = re.compile(r"[^\W\d_]+")
+_CAMEL_RE = re.compile(r"[a-z]{3}[A-Z]")
+_CODE_BEFORE = set("<[{_/\\.@#$`")
+_CODE_AFTER = set("<[{_/\\`(")
+_NOT_IPS = ("0.0.0.0", "255.255.255.255", "127.0.0.1", "::1", "::")
+
+
+def name_evidence_against(text: str, start: int, end: int) -> str | None:
+    """Why a PERSON / LOCATION span is not a name, or None: no capital letter (unfamiliar lowercase
+    vocabulary), a technology or product word (data/tech_terms.txt, data/product_words.txt), a NATO
+    spelling, a greeting or reply word, or code around it (`Arc<Mutex<`, `String.length()`)."""
+    span = text[start:end]
+    if not any(c.isupper() for c in span) and not any(ord(c) > 0x2E7F for c in span):
+        return "lowercase"
+    words = [w.casefold() for w in _WORDS_RE.findall(span)]
+    if any(w in TECH_TERMS or w in PRODUCT_WORDS for w in _LETTERS_RE.findall(span.casefold())):
+        return "product"
+    if _CAMEL_RE.search(span):
+        return "identifier"  # ValueError, ClickHouse, OpenTelemetry (but McDonald, DeShawn, MacKenzie pass)
+    if words and all(w in NATO for w in words) and (len(words) > 1 or _nato_run(text, start, end)):
+        return "spelling"
+    if len(words) == 1 and words[0] in NOT_NAMES:
+        return "common_word"
+    before = text[start - 1] if start > 0 else ""
+    after = text[end] if end < len(text) else ""
+    if before in _CODE_BEFORE or after in _CODE_AFTER or (after == "." and text[end + 1 : end + 2].isalnum()):
+        return "code"
+    return None
+
+
+def _nato_run(text: str, start: int, end: int) -> bool:
+    near = [w.casefold() for w in _WORDS_RE.findall(text[max(0, start - 30) : end + 30])]
+    return sum(w in NATO for w in near) >= 3
+
+
+def url_evidence_against(text: str, start: int, end: int) -> str | None:
+    """Why a URL span is a file or a dotted name rather than an address, or None."""
+    url = text[start:end]
+    if (end < len(text) and (text[end].isalnum() or text[end] == "_")) or (
+        start > 0 and (text[start - 1].isalnum() or text[start - 1] in "_.")
+    ):
+        return "dotted_name"  # "qdb.re" inside "qdb.replication": a dotted name cut at a TLD
+    if "://" in url or url.casefold().startswith("www."):
+        return None
+    labels = url.split("/", 1)[0].split(".")
+    if labels[-1].casefold() in FILE_EXTENSIONS or len(labels[0]) == 1:
+        return "file_name"
+    return None
+
+
 def _to_spans(results: Iterable[Any], text: str, config: PiiConfig, allow: set[str]) -> list[Span]:
     spans = []
     for r in results:
         if r.score < config.threshold(r.entity_type):
             continue
-        if r.entity_type in ("PERSON", "LOCATION") and not looks_like_a_name(text[r.start : r.end]):
-            continue
-        if r.entity_type == "URL" and (
-            (r.end < len(text) and (text[r.end].isalnum() or text[r.end] == "_"))
-            or (r.start > 0 and (text[r.start - 1].isalnum() or text[r.start - 1] in "_."))
+        name = (r.recognition_metadata or {}).get("recognizer_name") or "unknown"
+        if r.entity_type in ("PERSON", "LOCATION") and (
+            not looks_like_a_name(text[r.start : r.end])
+            or (name != "NameCueRecognizer" and name_evidence_against(text, r.start, r.end))
         ):
-            continue  # "qdb.re" inside "qdb.replication": a dotted name cut at a TLD, not a URL
+            continue
+        if r.entity_type == "URL" and url_evidence_against(text, r.start, r.end):
+            continue
+        if r.entity_type == "IP_ADDRESS" and text[r.start : r.end] in _NOT_IPS:
+            continue  # "bind to 0.0.0.0", localhost: not anybody's address
         if allow and text[r.start : r.end].strip().casefold() in allow:
             continue
-        name = (r.recognition_metadata or {}).get("recognizer_name") or "unknown"
         spans.append(Span(r.start, r.end, r.entity_type, round(float(r.score), 4), name))
     return resolve_overlaps(spans)
 
@@ -114,7 +168,37 @@ def analyze_texts(
         done += len(spans)
         if progress:
             progress(done, len(todo))
+    if config.recurring_person_texts:
+        results = drop_recurring_persons(unique, results, config.recurring_person_texts)
     return [results[index[t]] for t in texts]
+
+
+def drop_recurring_persons(texts: Sequence[str], spans: Sequence[list[Span]], min_texts: int) -> list[list[Span]]:
+    """Corpus-level evidence: a PERSON surface form that the NER or proper-noun recognizers report
+    in `min_texts` or more distinct texts is a product, a term or a template word ("Guilty
+    Pleasures", "Salesperson", "Kafka Connect"), not a person; those findings are dropped. Names
+    after a cue ("my name is", "Thanks Alex,") are kept however often they recur."""
+    seen: dict[str, set[int]] = {}
+    for i, (t, ss) in enumerate(zip(texts, spans, strict=True)):
+        for s in ss:
+            if s.entity == "PERSON" and s.recognizer in _CORPUS_CHECKED:
+                seen.setdefault(t[s.start : s.end].casefold(), set()).add(i)
+    common = {k for k, v in seen.items() if len(v) >= min_texts}
+    if not common:
+        return list(spans)
+    return [
+        [
+            s
+            for s in ss
+            if not (
+                s.entity == "PERSON" and s.recognizer in _CORPUS_CHECKED and t[s.start : s.end].casefold() in common
+            )
+        ]
+        for t, ss in zip(texts, spans, strict=True)
+    ]
+
+
+_CORPUS_CHECKED = ("SpacyRecognizer", "ProperNounRecognizer")
 
 
 def _run_jobs(

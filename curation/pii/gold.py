@@ -92,12 +92,15 @@ def score_spans(
     so an address labelled as three fragments and found as one span counts as found. A gold label
     that maps to None, or to an entity not in `entities`, is out of scope: it is not a miss, and a
     prediction that falls on it is neither right nor wrong (counted in `ignored_predictions`).
+    Texts with no gold span at all are clean: `clean_finding_rate` is the share of them with any
+    finding, `clean_person_findings` the PERSON findings in them.
     """
     label_map = LABEL_MAP if label_map is None else label_map
     in_scope = set(entities)
     per: dict[str, list[int]] = {}  # entity -> [tp_pred, n_pred, tp_gold, n_gold]
     binary = [0, 0, 0, 0]
     ignored = 0
+    negatives = [0, 0, 0]  # texts without gold spans, those with any finding, PERSON findings in them
     unmapped: set[str] = set()
     for golds, preds in zip(gold, predicted, strict=True):
         inside: list[tuple[int, int, str]] = []
@@ -110,6 +113,10 @@ def score_spans(
                 inside.append((g.start, g.end, ent))
             else:
                 outside.append((g.start, g.end))
+        if not golds:
+            negatives[0] += 1
+            negatives[1] += bool(preds)
+            negatives[2] += sum(1 for p in preds if p.entity == "PERSON")
         for s, e, ent in inside:
             c = per.setdefault(ent, [0, 0, 0, 0])
             c[3] += 1
@@ -141,6 +148,10 @@ def score_spans(
         "overall": _prf(*binary),
         "entities": {e: {**_prf(*per[e]), "support": per[e][3]} for e in sorted(per)},
         "ignored_predictions": ignored,
+        "clean_texts": negatives[0],
+        "clean_texts_with_findings": negatives[1],
+        "clean_finding_rate": round(negatives[1] / negatives[0], 4) if negatives[0] else None,
+        "clean_person_findings": negatives[2],
     }
 
 
@@ -180,3 +191,21 @@ def parse_inline_tags(tagged: str) -> tuple[str, list[GoldSpan]]:
         pos = m.end()
     out.append(tagged[pos:])
     return "".join(out), spans
+
+
+VANILLA_THRESHOLD = 0.4
+
+
+def predict_vanilla(vanilla: Any, texts: Sequence[str], entities: Sequence[str]) -> list[list[Span]]:
+    """Vanilla Presidio's spans (`build_vanilla_analyzer`: predefined recognizers, the same spaCy
+    model), one `analyze()` per text, at or above VANILLA_THRESHOLD, nested spans resolved the way
+    Sift resolves its own: the anchor of every comparison."""
+    from curation.pii.spans import resolve_overlaps
+
+    supported = set(vanilla.get_supported_entities("en"))
+    ents = [e for e in entities if e in supported]
+    out = []
+    for t in texts:
+        rs = vanilla.analyze(text=t, language="en", entities=ents, score_threshold=VANILLA_THRESHOLD)
+        out.append(resolve_overlaps(Span(r.start, r.end, r.entity_type, float(r.score), "vanilla") for r in rs))
+    return out

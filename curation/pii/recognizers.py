@@ -10,7 +10,16 @@ from collections.abc import Sequence
 from typing import Any
 
 from curation.pii.config import DENY_LIST_ENTITY, PiiError
-from curation.pii.wordlists import CUE_STOP, NAME_PARTICLES, NOT_NAMES, ORG_WORDS, PLACE_PREPS, TRAVEL_VERBS
+from curation.pii.wordlists import (
+    CUE_STOP,
+    NAME_PARTICLES,
+    NOT_NAMES,
+    ORG_WORDS,
+    PLACE_PREPS,
+    PRODUCT_WORDS,
+    TECH_TERMS,
+    TRAVEL_VERBS,
+)
 
 
 def _recognizer_classes() -> dict[str, Any]:
@@ -175,7 +184,10 @@ def _recognizer_classes() -> dict[str, Any]:
             words = text[start:end].split()
             if name == "lowercase" and any(c.isupper() for c in text):
                 return False
-            return bool(words) and words[0].lower() not in NOT_NAMES and words[0].lower() not in CUE_STOP
+            if not words:
+                return False
+            first = words[0].lower()
+            return not (first in NOT_NAMES or first in CUE_STOP or first in TECH_TERMS or first in PRODUCT_WORDS)
 
     class ProperNounRecognizer(EntityRecognizer):
         """Runs of proper nouns (spaCy's tagger) that its NER left unlabelled: mostly names and
@@ -590,7 +602,17 @@ def _name_cue_rules(rx: Any) -> list[tuple[str, Any, float, str | int]]:
     )
     cased = r"(?P<v>\p{Lu}[\p{L}'’\-]+(?:[ \t]+\p{Lu}\.?(?!\w))?(?:[ \t]+\p{Lu}[\p{L}'’\-]+){0,2})"
     lower = r"(?P<v>\p{Ll}[\p{L}'’\-]+(?:[ \t]+\p{Ll}[\p{L}'’\-]+)?)(?=[ \t]*(?:[.,!?;\n]|$|[ \t]+but\b))"
-    return [("cased", rx.compile(cue + cased), 0.6, "v"), ("lowercase", rx.compile(cue + lower), 0.6, "v")]
+    # "Thanks Oluwaseun." / "Hi Anjali," / "Dear Mr Okafor": one capitalised word after a greeting or
+    # a thank-you, closed by punctuation or the end of the line
+    greet = (
+        r"(?i:\b(?:thanks|thank[ \t]+you|thx|cheers|hi|hello|hey|dear|regards|bye))[ \t]*,?[ \t]+"
+        r"(?P<v>\p{Lu}\p{Ll}[\p{L}'’\-]+)(?=[ \t]*(?:[.,!?;:\n]|$))"
+    )
+    return [
+        ("cased", rx.compile(cue + cased), 0.6, "v"),
+        ("lowercase", rx.compile(cue + lower), 0.6, "v"),
+        ("greeting", rx.compile(greet), 0.6, "v"),
+    ]
 
 
 _DATE_LIKE = re.compile(r"\d{4}[-./]\d{1,2}[-./]\d{1,2}|\d{1,2}[-./]\d{1,2}[-./]\d{2,4}|\d{1,2}:\d{2}(?::\d{2})?")
