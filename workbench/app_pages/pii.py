@@ -220,10 +220,10 @@ if q is not None:
 with st.expander("Add a span the detector missed"):
     with st.form("pii_add"):
         a, b, e = st.columns([3, 1, 2])
-        cid = a.text_input("Conversation id")
-        mi = b.number_input("Message", min_value=0, value=0, step=1)
+        cid = a.text_input("Conversation id", key="pii_add_cid")
+        mi = b.number_input("Message", min_value=0, value=0, step=1, key="pii_add_msg")
         ent = e.selectbox("Entity", pii.ENTITIES)
-        needle = st.text_input("Exact text to mark (its first occurrence in the message)")
+        needle = st.text_input("Exact text to mark (its first occurrence in the message)", key="pii_add_text")
         added = st.form_submit_button("Add finding")
     if added:
         actor = require_actor()
