@@ -137,7 +137,8 @@ class PiiService:
         config = self._with_store_allow_list(config)
         convs = [c for _, _, c in targets]
         started = time.perf_counter()
-        found = pii.detect(analyzer(config.model), convs, config, progress)
+        # nothing to scan (redact reusing a stored scan): no analyzer to build
+        found = pii.detect(analyzer(config.model), convs, config, progress) if convs else []
         seconds = time.perf_counter() - started
         result = {
             "messages_scanned": sum(pii.count_scanned([c], config) for c in convs),
