@@ -55,7 +55,7 @@ DEFAULT_AUTO_REDACT: dict[str, float | None] = {
     "PHONE_NUMBER": 0.6,
     "CREDIT_CARD": 0.9,
     "IBAN_CODE": 0.9,
-    "IP_ADDRESS": 0.6,
+    "IP_ADDRESS": 0.9,
     "US_SSN": 0.8,
     "LOCATION": None,
     "URL": None,
