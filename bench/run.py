@@ -19,6 +19,7 @@ BENCHES = [
     "bench.bench_train_multi",
     "bench.bench_dedup",
     "bench.bench_labels",
+    "bench.bench_masks",
 ]
 
 

@@ -44,7 +44,7 @@ from workbench.store._db import now
 from workbench.store.versions import FrozenVersionError
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
-_TOKENIZER_KEYS = ("model", "identity", "tokenizer_sha256", "template_sha256", "max_seq_len")
+_TOKENIZER_KEYS = ("model", "identity", "tokenizer_sha256", "template_sha256", "max_seq_len", "system_prompt")
 
 
 def _percentile(sorted_values: list[int], q: float) -> int:
@@ -433,6 +433,10 @@ class VersionsService:
                 problems.append(f"{fname}: modified (its sha256 differs from manifest.json)")
             elif fname not in expected or sha != mf.file_sha256(expected[fname]):
                 problems.append(f"{fname}: does not match version {name} in the store")
+        known = set(em["files"]) | set(expected) | {"manifest.json"}
+        for extra in sorted(p.name for p in folder.iterdir() if p.name not in known):
+            kind = "folder" if (folder / extra).is_dir() else "file"
+            problems.append(f"{extra}: extra {kind}, not part of the export")
         return problems
 
     # ------------------------------------------------------------ export
