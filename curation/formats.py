@@ -558,7 +558,12 @@ def map_openai(row: Any) -> tuple[Conversation, set[str]]:
     return Conversation(tuple(messages), tools, meta), notes
 
 
-def map_alpaca(row: Any) -> tuple[Conversation, set[str]]:
+# How Alpaca's instruction and input become one user turn: a blank line between them (what
+# Stanford Alpaca's prompt shows the two as separate paragraphs); LLaMA-Factory joins with "\n".
+ALPACA_JOIN = "\n\n"
+
+
+def map_alpaca(row: Any, join: str = ALPACA_JOIN) -> tuple[Conversation, set[str]]:
     if not isinstance(row, dict):
         raise RowError("(row)", f"expected an object, got {_type_name(row)}")
     notes: set[str] = set()
@@ -583,8 +588,12 @@ def map_alpaca(row: Any) -> tuple[Conversation, set[str]]:
     inp = _want_str(inp, "input", optional=True)
     user = instruction
     if inp:
-        user = f"{instruction}\n\n{inp}"
-        notes.add("input joined to instruction with a blank line")
+        user = f"{instruction}{join}{inp}"
+        notes.add(
+            "input joined to instruction with a blank line"
+            if join == ALPACA_JOIN
+            else f"input joined to instruction with {json.dumps(join)}"
+        )
     messages: list[Message] = []
     system = _want_str(row.get("system"), "system", optional=True)
     if system:
@@ -658,10 +667,14 @@ def _blank(m: Message) -> bool:
     return not m.content and not m.reasoning
 
 
-def map_rows(rows: list[Row], fmt: str, path: Path | str = "", column_map: Any = None) -> ParsedFile:
+def map_rows(
+    rows: list[Row], fmt: str, path: Path | str = "", column_map: Any = None, *, alpaca_join: str = ALPACA_JOIN
+) -> ParsedFile:
     """Map every row; `column_map` (a `curation.column_map.ColumnMap`) first renames a row's
     columns and roles to the dialect's own."""
     mapper: Callable[[Any], tuple[Conversation, set[str]]] = MAPPERS[fmt]
+    if fmt == "alpaca" and alpaca_join != ALPACA_JOIN:
+        mapper = lambda value: map_alpaca(value, alpaca_join)  # noqa: E731
     if column_map is not None:
         base = mapper
 
@@ -699,9 +712,17 @@ def map_rows(rows: list[Row], fmt: str, path: Path | str = "", column_map: Any =
     return out
 
 
-def parse_file(path: Path | str, fmt: str = "auto", *, column_map: Any = None, limit: int | None = None) -> ParsedFile:
+def parse_file(
+    path: Path | str,
+    fmt: str = "auto",
+    *,
+    column_map: Any = None,
+    limit: int | None = None,
+    alpaca_join: str = ALPACA_JOIN,
+) -> ParsedFile:
     """Read and map a whole file (or its first `limit` rows: a preview). Raises FileReadError when
-    the file itself is unreadable. With a `column_map` the dialect is the map's."""
+    the file itself is unreadable. With a `column_map` the dialect is the map's. `alpaca_join` is
+    what goes between an Alpaca row's instruction and its input."""
     path = Path(path)
     if fmt not in ("auto", *DIALECTS):
         raise FileReadError(f"unknown format {fmt!r} (use auto, {', '.join(DIALECTS)})")
@@ -719,7 +740,7 @@ def parse_file(path: Path | str, fmt: str = "auto", *, column_map: Any = None, l
             f"{path}: no row looks like ShareGPT, OpenAI or Alpaca data (of the first {min(len(rows), 200)}); "
             "nothing imported"
         )
-    pf = map_rows(rows, fmt, path, column_map)
+    pf = map_rows(rows, fmt, path, column_map, alpaca_join=alpaca_join)
     pf.encoding = encoding
     return pf
 

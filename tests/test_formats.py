@@ -77,6 +77,14 @@ def test_alpaca_input_history_system(tmp_path: Path) -> None:
     ]
 
 
+def test_alpaca_join_is_configurable(tmp_path: Path) -> None:
+    path = write(tmp_path / "a.json", json.dumps([{"instruction": "Sum", "input": "1 2", "output": "3"}]))
+    pf = parse_file(path, alpaca_join="\n")  # LLaMA-Factory's join
+    assert pf.mapped[0].conversation.messages[0].content == "Sum\n1 2"
+    assert 'input joined to instruction with "\\n"' in pf.mapped[0].mapping
+    assert parse_file(path).mapped[0].mapping == ("input joined to instruction with a blank line",)
+
+
 def test_single_object_file(corpora: Path) -> None:
     pf = parse_file(corpora / "axolotl" / "conversation.json")
     assert (pf.format, pf.rows, len(pf.mapped)) == ("sharegpt", 1, 1)

@@ -39,7 +39,7 @@ chosen = c1.selectbox(
     list(by_name),
     format_func=lambda name: by_name[name].label,
     key="aug_endpoint_name",
-    help="Endpoints are set on the server: $SIFT_LLM_ENDPOINT or [llm.endpoints.NAME] in .streamlit/secrets.toml.",
+    help="Set on the server: $SIFT_LLM_ENDPOINT, [llm.endpoints.NAME] in .streamlit/secrets.toml, `sift llm-endpoint add`.",
 )
 endpoint = by_name.get(chosen or "", endpoints[0])
 model = c2.text_input("Model", value=endpoint.model or "", key="aug_model", placeholder="first the endpoint lists")

@@ -38,6 +38,15 @@ model = c1.text_input(
     help="A Hugging Face id or a local folder; default the embedded SmolLM2",
 )
 max_seq_len = int(c2.number_input("max_seq_len", min_value=1, value=int(cfg.get("max_seq_len") or 2048), step=256))
+policies = ["keep", "fold", "drop"]
+system_prompt = st.radio(
+    "System prompt",
+    policies,
+    index=policies.index(cfg.get("system_prompt") or "keep") if (cfg.get("system_prompt") or "keep") in policies else 0,
+    horizontal=True,
+    help="keep it; fold it into the first user turn (for templates that refuse a system turn, e.g. Gemma); "
+    "or drop it. Stored with the run and every version frozen on it; the trainer renders the same way.",
+)
 warn_default = [
     r
     for r, s in (cfg.get("severity") or {}).items()
@@ -62,6 +71,7 @@ if st.button("Run validation", type="primary"):
         model=model.strip() or None,
         max_seq_len=max_seq_len,
         severity={r: WARNING for r in warn},
+        system_prompt=system_prompt,
         actor=actor,
         progress=progress,
     )

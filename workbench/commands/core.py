@@ -22,9 +22,10 @@ def _import(args: argparse.Namespace) -> int:
             column_map = lambda name: ColumnMap.parse(spec, file_name=name)  # noqa: E731 - one entry per file
         else:
             column_map = ColumnMap.parse(spec)
+    join = args.alpaca_join.replace("\\n", "\n").replace("\\t", "\t")
     r = wb.import_files(
         args.files, format=args.format, actor=args.actor, licence=args.licence, column_map=column_map,
-        each=args.keep_going,
+        each=args.keep_going, alpaca_join=join,
     )  # fmt: skip
 
     def human(r: dict[str, Any]) -> str:
@@ -79,6 +80,9 @@ def _show(args: argparse.Namespace) -> int:
                 out.append(f"    → {c['name']}({c['arguments']})")
         for f in r["flags"]:
             out.append(f"! {f['severity']} {f['reason']}: {f['message']}")
+        if r.get("tokens") is not None:
+            per_turn = ", ".join(f"{t['tokens']}/{t['trained_tokens']}" for t in r.get("turns", []))
+            out.append(f"tokens {r['tokens']}, trained {r['trained_tokens']} (per turn, tokens/trained: {per_turn})")
         out.append("history:")
         out += [
             f"  {h['at']} {h['actor']}: {h['kind']} {h.get('status') or h.get('text') or ''}".rstrip()
@@ -157,6 +161,13 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     p = sub.add_parser("import", parents=[common], help="import ShareGPT / OpenAI / Alpaca files")
     p.add_argument("files", nargs="+", help=".json, .jsonl or .parquet files")
     p.add_argument("--format", default="auto", choices=["auto", "sharegpt", "openai", "alpaca"])
+    p.add_argument(
+        "--alpaca-join",
+        default="\\n\\n",
+        metavar="TEXT",
+        help="what joins an Alpaca row's instruction and input into one user turn (\\n escapes allowed); "
+        "default a blank line '\\n\\n', LLaMA-Factory uses '\\n'",
+    )
     p.add_argument("--licence", help="licence of the data, recorded with the source")
     p.add_argument(
         "--map",

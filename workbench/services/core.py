@@ -9,7 +9,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from curation.formats import FileReadError, ParsedFile, parse_file
+from curation.formats import ALPACA_JOIN, FileReadError, ParsedFile, parse_file
 from curation.records import Conversation, Message, Provenance
 from workbench.store import Store, StoreError
 
@@ -61,8 +61,10 @@ class CoreService:
         names: list[str] | None = None,
         column_map: Any = None,
         each: bool = False,
+        alpaca_join: str = ALPACA_JOIN,
     ) -> dict[str, Any]:
-        """Import files, each in its own transaction.
+        """Import files, each in its own transaction. `alpaca_join` goes between an Alpaca row's
+        instruction and input (a blank line by default; LLaMA-Factory uses one newline).
 
         Every file is read and mapped before anything is written, so an unreadable file stops
         the whole command with nothing changed — unless `each`: then every file is reported on
@@ -82,7 +84,7 @@ class CoreService:
             path = Path(p)
             try:
                 cmap = column_map(name or path.name) if callable(column_map) else column_map
-                pf = parse_file(path, format, column_map=cmap)
+                pf = parse_file(path, format, column_map=cmap, alpaca_join=alpaca_join)
                 pf.path = storable_path(path)
                 parsed.append((pf, file_sha256(path), name))
             except FileReadError as e:
@@ -135,7 +137,21 @@ class CoreService:
         return self.store.stats()
 
     def show(self, conversation_id: str, revision: int | None = None) -> dict[str, Any]:
-        return self.store.get_conversation(conversation_id, revision)
+        """One conversation; where validation measured its revisions (under the last run's tokenizer
+        and template), the shown revision and each revision in `history` carry `tokens`,
+        `trained_tokens` and per-turn counts (`turns`: tokens and trained tokens of each message)."""
+        d = self.store.get_conversation(conversation_id, revision)
+        run = self.store.latest_validate_run()
+        identity = ((run or {}).get("config") or {}).get("identity")
+        if not identity:
+            return d
+        results = self.store.validate_results_of(conversation_id, identity)
+        if d["revision"] in results:
+            d.update(_token_counts(results[d["revision"]]))
+        for h in d["history"]:
+            if h.get("kind") == "revision" and h.get("revision") in results:
+                h.update(_token_counts(results[h["revision"]]))
+        return d
 
     def list(self, **filters: Any) -> dict[str, Any]:
         return self.store.list_conversations(**filters)
@@ -207,3 +223,21 @@ class CoreService:
 
 
 __all__ = ["CoreService", "FileReadError", "ImportIncomplete", "default_actor"]
+
+
+def _token_counts(measurement_json: str) -> dict[str, Any]:
+    """tokens, trained_tokens and per-turn counts of one stored validation measurement."""
+    import json
+
+    m = json.loads(measurement_json)
+    if m.get("tokens") is None:
+        return {"tokens": None, "trained_tokens": 0, "turns": []}
+    spans = [(int(a), int(b)) for a, b in m.get("spans") or []]
+    turns: builtins.list[dict[str, int]] = []
+    start = 0
+    for n in m.get("turn_tokens") or []:
+        end = start + int(n)
+        trained = sum(max(0, min(end, b) - max(start, a)) for a, b in spans)
+        turns.append({"tokens": int(n), "trained_tokens": trained})
+        start = end
+    return {"tokens": m["tokens"], "trained_tokens": m.get("loss_tokens", 0), "turns": turns}
