@@ -100,7 +100,7 @@ def _import_run(args: argparse.Namespace) -> int:
 
 
 def _export_adapter(args: argparse.Namespace) -> int:
-    r = open_wb(args).export_adapter(args.run, args.out, merge=args.merge)
+    r = open_wb(args).export_adapter(args.run, args.out, merge=args.merge, force=args.force)
     emit(
         args, r, lambda r: f"{'merged model' if r['merged'] else 'adapter'} of {r['run_id']} written to {r['out_dir']}"
     )
@@ -156,4 +156,7 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("run")
     p.add_argument("--out", required=True, help="folder to write (must be empty or new)")
     p.add_argument("--merge", action="store_true", help="merge the adapter into the base model (merge_and_unload)")
+    p.add_argument(
+        "--force", action="store_true", help="export a run the regression gate holds (the model card says so)"
+    )
     p.set_defaults(func=_export_adapter)

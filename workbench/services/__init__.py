@@ -10,6 +10,7 @@ from workbench.services.dedup import DedupService
 from workbench.services.labels import LabelsService
 from workbench.services.pii import PiiService
 from workbench.services.review import ReviewService
+from workbench.services.ship import ShipService
 from workbench.services.train import TrainService
 from workbench.services.validate import ValidateService
 from workbench.services.versions import VersionsService
@@ -28,6 +29,7 @@ class Workbench(
     PiiService,
     AugmentService,
     LabelsService,
+    ShipService,
 ):
     """`wb = workbench.open("sift.duckdb")`; every CLI command and app page calls these methods."""
 
