@@ -77,6 +77,7 @@ def main() -> int:
     from trainer.data import Prompt
     from trainer.manifest import write_export
 
+    torch.set_num_threads(1)  # two spinning threads on a busy 2-core box run far slower than one
     path = resolve_model()
     tok = AutoTokenizer.from_pretrained(path)
     if tok.pad_token is None:

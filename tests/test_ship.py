@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -88,7 +89,9 @@ def test_pii_index_finds_strings_by_hash_only() -> None:
     secret, other = "Jane Doe", "555-0100"
     idx = PiiIndex({"sha256": [hashlib.sha256(s.encode()).hexdigest() for s in (secret, other)], "lengths": [8]})
     assert len(idx) == 2
-    assert idx.found("Dear Jane Doe, call 555-0100.") == {hashlib.sha256(s.encode()).hexdigest() for s in (secret, other)}
+    assert idx.found("Dear Jane Doe, call 555-0100.") == {
+        hashlib.sha256(s.encode()).hexdigest() for s in (secret, other)
+    }
     assert idx.found("Dear Jane Do, call 555-0101.") == set() and PiiIndex(None).found("Jane Doe") == set()
 
 
@@ -136,8 +139,13 @@ def test_model_card_names_what_shipped_and_escapes_data() -> None:
             "metrics": {
                 "base": {"rouge_l": 0.1},
                 "tuned": {"rouge_l": 0.5},
-                "memorization": {"probed": 4, "extracted_exact": 2, "extracted_near": 3, "pii_emitted": 1,
-                                 "base": {"extracted_exact": 0}},
+                "memorization": {
+                    "probed": 4,
+                    "extracted_exact": 2,
+                    "extracted_near": 3,
+                    "pii_emitted": 1,
+                    "base": {"extracted_exact": 0},
+                },
                 "forgetting": {"version": "generic", "n": 8, "eval_loss": {"base": 1.0, "tuned": 1.2, "delta": 0.2}},
             },  # fmt: skip
             "gate": {"verdict": "hold", "against": "base", "regressed": 1, "cases": 2, "threshold": 0.02},
@@ -174,6 +182,7 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
+@pytest.mark.timeout(1200)
 def test_sweep_of_dora_and_rslora_and_a_full_fine_tune(tiny_model: Path, tmp_path: Path, monkeypatch) -> None:
     from tests.test_trainer_cpu import TINY, tickets
 
@@ -184,30 +193,53 @@ def test_sweep_of_dora_and_rslora_and_a_full_fine_tune(tiny_model: Path, tmp_pat
     (tmp_path / "tiny.json").write_text(json.dumps(cfg))
     store, env = tmp_path / "sift.duckdb", {"SIFT_RUNS": str(tmp_path / "runs")}
     r = run_sift("sweep", str(tmp_path / "export"), "--grid", "use_dora=true,false", "--grid", "use_rslora=true,false",
-                 "--config", str(tmp_path / "tiny.json"), "--eval-limit", "1", "--wait", "--json",
+                 "--config", str(tmp_path / "tiny.json"), "--eval-limit", "1", "--json",
                  store=store, env=env)  # fmt: skip
     assert r.returncode == 0, r.stderr[-3000:]
     sweep = json.loads(r.stdout)
     assert [x["params"] for x in sweep["runs"]] == [
         {"use_dora": a, "use_rslora": b} for a in (True, False) for b in (True, False)
     ]
-    # DoRA's magnitude vectors are in the adapter it saved; rsLoRA is in its config
-    first = Path(sweep["runs"][0]["out_dir"]) / "adapter"
-    assert json.loads((first / "adapter_config.json").read_text())["use_dora"] is True
-    assert json.loads((first / "adapter_config.json").read_text())["use_rslora"] is True
     # a full fine-tune: every weight trains, the whole model is saved, base answers come from a frozen copy
-    (tmp_path / "full.json").write_text(json.dumps({**cfg, "lora": False, "probe_limit": 0}))
-    full = run_sift("train", str(tmp_path / "export"), "--config", str(tmp_path / "full.json"), "--eval-limit", "1",
-                    "--wait", "--json", store=store, env=env)  # fmt: skip
-    assert full.returncode == 0, full.stderr[-3000:]
-    full_dir = Path(json.loads(full.stdout)["out_dir"])
-    summary = json.loads((full_dir / "eval.json").read_text())["train"]
-    assert summary["trainable_parameters"] == summary["parameters"] > 1_000_000
-    assert (full_dir / "adapter" / "model.safetensors").exists() and not (full_dir / "adapter" / "adapter_config.json").exists()
-    runs = json.loads(run_sift("runs", "--json", store=store, env=env, check=True).stdout)["runs"]
+    # (in this process: the trainer's own entry point, without another interpreter start-up).
+    # The forgetting guard's mix-in rides along: 2 generic conversations for 6 task ones = 25%.
+    import signal
+
+    from trainer.main import main as trainer_main
+
+    full_cfg = {**cfg, "lora": False, "mix_version": "builtin:generic", "mix_fraction": 0.25}
+    (tmp_path / "full.json").write_text(json.dumps(full_cfg))
+    full_dir = tmp_path / "full-run"
+    handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        code = trainer_main(["--manifest", str(tmp_path / "export"), "--config", str(tmp_path / "full.json"),
+                             "--out", str(full_dir), "--eval-limit", "1"])  # fmt: skip
+    finally:
+        for sig, h in handlers.items():
+            signal.signal(sig, h)
+    assert code == 0, (full_dir / "train.log").read_text()[-3000:]
+    ev = json.loads((full_dir / "eval.json").read_text())
+    assert ev["train"]["trainable_parameters"] == ev["train"]["parameters"] > 1_000_000
+    assert (full_dir / "adapter" / "model.safetensors").exists()
+    assert not (full_dir / "adapter" / "adapter_config.json").exists()
+    assert ev["base"]["eval_loss"] != ev["tuned"]["eval_loss"] and ev["memorization"]["probed"] == 1
+    mix = json.loads((full_dir / "config.json").read_text())["mix"]
+    assert (mix["version"], mix["conversations"], mix["train_after"]) == ("generic", 2, 8)
+    # meanwhile the sweep's driver trained its queued runs one at a time, in the background
+    deadline = time.monotonic() + 900
+    while True:
+        runs = json.loads(run_sift("runs", "--json", store=store, env=env, check=True).stdout)["runs"]
+        if all(x["state"] not in ("queued", "running") for x in runs) or time.monotonic() > deadline:
+            break
+        assert sum(x["state"] == "running" for x in runs) <= 1  # one at a time
+        time.sleep(2)
+    # DoRA's magnitude vectors are in the adapter it saved; rsLoRA is in its config
+    first = json.loads((Path(sweep["runs"][0]["out_dir"]) / "adapter" / "adapter_config.json").read_text())
+    assert first["use_dora"] is True and first["use_rslora"] is True
     swept = [x for x in runs if x["sweep"]]
     assert len(swept) == 4 and {x["sweep"]["id"] for x in swept} == {sweep["sweep_id"]}
     assert all(x["state"] == "succeeded" for x in runs), [(x["state"], x["error"]) for x in runs]
+    assert len(runs) == 4
     best = [x for x in swept if x["sweep"]["best"]]
     assert len(best) == 1 and best[0]["metrics"]["eval_loss"] == min(x["metrics"]["eval_loss"] for x in swept)
     for x in swept:  # the checkpoint harness: step 1 (a save_steps checkpoint) and the end, step 2

@@ -366,7 +366,6 @@ def train(
         eval_steps=cfg.eval_steps or None,
         save_strategy="no",
         report_to=tracking(cfg, run),
-        logging_dir=str(run.path / "tracking"),
         seed=cfg.seed,
         data_seed=cfg.seed,
         bf16=bf16,
@@ -533,6 +532,8 @@ def tracking(cfg: TrainConfig, run: RunDir) -> list[str]:
     for name in cfg.report_to:
         if importlib.util.find_spec(name) is None:
             raise ImportError(f"report_to {name!r} needs the {name} package: pip install {name}")
+    if "tensorboard" in cfg.report_to:  # transformers 5 reads it from here (older ones: logging_dir, same default)
+        os.environ.setdefault("TENSORBOARD_LOGGING_DIR", str(run.path / "tracking"))
     if "mlflow" in cfg.report_to:
         os.environ.setdefault("MLFLOW_TRACKING_URI", (run.path / "mlruns").resolve().as_uri())
     if "trackio" in cfg.report_to:

@@ -49,6 +49,9 @@ def _runs(args: argparse.Namespace) -> int:
                 f"{x['run_id']}  {x['version']:<12} {x['state']:<9} step {progress:<9} "
                 f"eval loss {_fmt(m.get('eval_loss'))}  rouge-L base {_fmt(base.get('rouge_l'))} → tuned {_fmt(tuned.get('rouge_l'))}"
             )
+            if x.get("gate"):
+                g = x["gate"]
+                lines[-1] += f"  gate {g['verdict']} ({g['regressed']}/{g['cases']} vs {g['against']})"
             if x["state"] == "failed" and x.get("error"):
                 lines.append(f"    {x['error'][:200]}" + (f"\n    hint: {x['hint']}" if x.get("hint") else ""))
         return "\n".join(lines) or "no runs yet (start one with `sift train VERSION`)"

@@ -233,8 +233,12 @@ class TrainService:
             # the gate against the reference the config names (a production run: its stored answers)
             try:
                 metrics["gate"] = self._gate_for(row, folder["samples"], eval_result)
-            except (StoreError, StageError) as e:
-                metrics["gate"] = {**(metrics.get("gate") or {}), "error": str(e)}
+            except (StoreError, StageError) as e:  # e.g. the production run named is not in this store
+                cfg = row.get("config") or {}
+                metrics["gate"] = {
+                    "verdict": "hold", "regressed": None, "cases": 0, "threshold": cfg.get("gate_threshold"),
+                    "against": cfg.get("gate_against"), "regressed_cases": [], "reason": str(e),
+                }  # fmt: skip
         self.store.ingest_run(
             run_id,
             status=status,
