@@ -147,7 +147,7 @@ def test_model_card_names_what_shipped_and_escapes_data() -> None:
                     "base": {"extracted_exact": 0},
                 },
                 "forgetting": {"version": "generic", "n": 8, "eval_loss": {"base": 1.0, "tuned": 1.2, "delta": 0.2}},
-            },  # fmt: skip
+            },
             "gate": {"verdict": "hold", "against": "base", "regressed": 1, "cases": 2, "threshold": 0.02},
             "forced": True,
         }
