@@ -220,6 +220,9 @@ def test_cancel_keeps_the_saved_adapter(trained: dict) -> None:
     s = json.loads((run_dir / "status.json").read_text())
     assert s["step"] < 400 and (run_dir / "adapter" / "adapter_model.safetensors").exists()
     assert not (run_dir / "eval.json").exists()
+    # never evaluated, so no gate verdict: its adapter is not exported without --force
+    r = run_sift("export-adapter", started["run_id"], "--out", str(run_dir.parent / "x"), store=store, env=env)
+    assert r.returncode != 0 and "no regression gate verdict" in r.stderr and "--force" in r.stderr
     if os.environ.get("SIFT_TEST_TIMINGS"):
         print(f"tiny run took {trained['seconds']:.1f} s")
 
