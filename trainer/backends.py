@@ -228,15 +228,14 @@ def load_for_eval(cfg: TrainConfig, model_path: str, adapter: Any, log: logging.
         kw["device_map"] = {"": torch.cuda.current_device()}
     else:
         kw["dtype"] = torch.float32
-    base = AutoModelForCausalLM.from_pretrained(model_path, **kw)
     if not cfg.lora:  # a sharded full fine-tune saved the whole model where the adapter would be
         from trainer import recipes
 
-        model = AutoModelForCausalLM.from_pretrained(str(adapter), **kw)
-        recipes.register_base(model, model_path, dtype=kw["dtype"], device=model.device)
-        del base
-        return Loaded(model, _fix_tokenizer(AutoTokenizer.from_pretrained(str(adapter))), "hf",
+        full: Any = AutoModelForCausalLM.from_pretrained(str(adapter), **kw)
+        recipes.register_base(full, model_path, dtype=kw["dtype"], device=full.device)
+        return Loaded(full, _fix_tokenizer(AutoTokenizer.from_pretrained(str(adapter))), "hf",
                       "cuda" if cuda else "cpu", str(kw["dtype"]).replace("torch.", ""), False)  # fmt: skip
+    base = AutoModelForCausalLM.from_pretrained(model_path, **kw)
     model = PeftModel.from_pretrained(base, str(adapter))
     log.info("evaluating a fresh copy of the base with the saved adapter (the trained model was sharded)")
     dtype = str(kw["dtype"]).replace("torch.", "")
