@@ -107,6 +107,11 @@ def test_store_lists_pii_strings_of_any_revision_without_the_text(wb) -> None:
     got = wb.store.pii_strings([cid])
     assert got == {"sha256": [hashlib.sha256(b"Jane Doe").hexdigest()], "lengths": [8]}
     assert wb.store.pii_strings(["nope"]) == {"sha256": [], "lengths": []}
+    # what `sift train` puts in the run folder for the probe: the version's PII hashes, no text
+    wb.freeze("v1", include="not-rejected", eval_fraction=0.0, exclude_unresolved_pii=False, allow_unchecked=True)
+    wb._write_pii_strings("v1", wb.path.parent)
+    written = (wb.path.parent / "pii_strings.json").read_text()
+    assert json.loads(written) == got and "Jane" not in written
 
 
 def test_builtin_generic_set_and_the_mix_in() -> None:
