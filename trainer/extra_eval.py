@@ -56,7 +56,7 @@ def evaluate(
     tuned_loss = ev.eval_loss(model, examples, pad, batch_size=cfg.eval_batch_size, should_stop=stop)
     with base_view(model) as bm:
         base_loss = ev.eval_loss(bm, examples, pad, batch_size=cfg.eval_batch_size, should_stop=stop)
-    prompts = eval_prompts(export.eval)
+    prompts = eval_prompts(export.eval, renderer.system_prompt)
     if cfg.eval_limit:
         prompts = prompts[: cfg.eval_limit]
     tuned = ev.generate(model, tok, prompts, **gen_kw)

@@ -71,7 +71,7 @@ def choose(cfg: TrainConfig, train: list[Conversation], pii: PiiIndex) -> list[C
 
 
 def _build(tok: Any, conv: Conversation, n_tokens: int) -> tuple[list[int], list[int]] | None:
-    from curation.validate import to_template_messages
+    from curation.render import to_template_messages
 
     last = _last_answer(conv)
     if last is None:
