@@ -42,6 +42,18 @@ TINY = {
 }
 
 
+# The fixture's run also exercises issue 20: a save_steps checkpoint scored by the harness, the
+# regression gate, the forgetting guard's generic eval and the memorisation probe.
+SHIP = {
+    **TINY,
+    "save_steps": 2,
+    "checkpoint_eval_limit": 1,
+    "generic_eval": "builtin:generic",
+    "probe_limit": 2,
+    "probe_tokens": 8,
+}
+
+
 def tickets(n: int) -> list[Conversation]:
     """The `n` shortest of 80 ticket conversations, with a short system prompt: CPU steps stay cheap
     and every answer (ending in its label JSON) fits in max_seq_len."""
@@ -59,7 +71,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
     tmp = tmp_path_factory.mktemp("train")
     convs = tickets(8)
     write_export(tmp / "export-v1", convs[:6], convs[6:], version="v1")
-    (tmp / "tiny.json").write_text(json.dumps(TINY))
+    (tmp / "tiny.json").write_text(json.dumps(SHIP))
     store = tmp / "sift.duckdb"
     env = {"SIFT_RUNS": str(tmp / "runs")}
     t0 = time.monotonic()
@@ -141,10 +153,20 @@ def test_run_shows_in_runs_compare_and_export(trained: dict) -> None:
     cmp = json.loads(run_sift("compare", rid, "--json", store=store, env=env, check=True).stdout)
     assert len(cmp["examples"]) == 2 and set(cmp["examples"][0]["tuned"]) == {rid}
     out = trained["tmp"] / "adapter-out"
+    # the regression gate decides: a held run is refused without --force (nothing written)
+    verdict = r["gate"]["verdict"]
+    if verdict == "hold":
+        refused = run_sift("export-adapter", rid[:12], "--out", str(out), store=store, env=env)
+        assert refused.returncode != 0 and "regression gate holds it" in refused.stderr and "--force" in refused.stderr
+        assert not out.exists()
     exp = json.loads(
-        run_sift("export-adapter", rid[:12], "--out", str(out), "--json", store=store, env=env, check=True).stdout
+        run_sift(
+            "export-adapter", rid[:12], "--out", str(out), "--force", "--json", store=store, env=env, check=True
+        ).stdout
     )
-    assert exp["merged"] is False and "adapter_config.json" in exp["files"]
+    assert exp["merged"] is False and {"adapter_config.json", "README.md"} <= set(exp["files"])
+    card = (out / "README.md").read_text()
+    assert f"**{verdict}**" in card and "smollm2-135m-instruct" in card and "Memorisation probe" in card
 
 
 def test_compare_and_train_pages_show_the_run(trained: dict, monkeypatch) -> None:
@@ -198,6 +220,9 @@ def test_cancel_keeps_the_saved_adapter(trained: dict) -> None:
     s = json.loads((run_dir / "status.json").read_text())
     assert s["step"] < 400 and (run_dir / "adapter" / "adapter_model.safetensors").exists()
     assert not (run_dir / "eval.json").exists()
+    # never evaluated, so no gate verdict: its adapter is not exported without --force
+    r = run_sift("export-adapter", started["run_id"], "--out", str(run_dir.parent / "x"), store=store, env=env)
+    assert r.returncode != 0 and "no regression gate verdict" in r.stderr and "--force" in r.stderr
     if os.environ.get("SIFT_TEST_TIMINGS"):
         print(f"tiny run took {trained['seconds']:.1f} s")
 
@@ -272,3 +297,56 @@ def test_import_run_trained_elsewhere(tmp_path: Path) -> None:
     r = run_sift("import-run", str(remote), store=other, env=env)
     assert r.returncode != 0 and "manifest.manifest_sha256" in r.stderr and "other data" in r.stderr
     assert json.loads(run_sift("runs", "--json", store=other, env=env, check=True).stdout)["runs"] == []
+
+
+def test_checkpoints_gate_forgetting_and_memorisation(trained: dict) -> None:
+    """Issue 20 on the fixture's run: per-checkpoint metrics, best checkpoint on the own eval split, the
+    gate recomputed from the samples, forgetting on the shipped generic set, the memorisation probe;
+    in `sift runs --json`, on Compare; a held run's export refused (forced or shipped otherwise)."""
+    store, env, rid = trained["store"], trained["env"], trained["run"]["run_id"]
+    run_dir = Path(trained["run"]["out_dir"])
+    (r,) = json.loads(run_sift("runs", "--json", store=store, env=env, check=True).stdout)["runs"]
+    # checkpoint harness: step 2 (save_steps) and the end (step 4), on the same first eval prompt
+    assert [c["step"] for c in r["checkpoints"]] == [2, 4]
+    assert all(c["eval_loss"] > 0 and "rouge_l" in c for c in r["checkpoints"])
+    assert r["checkpoints"][-1]["eval_loss"] == r["metrics"]["eval_loss"]
+    assert (run_dir / "checkpoints" / "step-2" / "adapter_config.json").exists()
+    best = r["best_checkpoint"]
+    assert best["metric"] == "eval_loss" and best["value"] == min(c["eval_loss"] for c in r["checkpoints"])
+    curve = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert any(c.get("checkpoint") == "checkpoints/step-2" for c in curve)  # the live curve has it too
+    # gate: keys as the issue gives them, and the verdict follows from the per-case scores
+    g = r["gate"]
+    assert set(g) >= {"verdict", "regressed", "cases", "threshold", "against"} and g["against"] == "base"
+    samples = [json.loads(x) for x in (run_dir / "samples.jsonl").read_text().splitlines()]
+    from trainer.gate import key_score
+
+    worse = [s["index"] for s in samples if key_score(s["tuned_scores"]) < key_score(s["base_scores"]) - 1e-9]
+    assert (g["cases"], g["regressed"], g["regressed_cases"]) == (2, len(worse), worse)
+    assert g["verdict"] == ("hold" if len(worse) / 2 > 0.02 else "ship") and g["threshold"] == 0.02
+    # against itself is refused; the threshold can be raised (then it ships)
+    assert "against itself" in run_sift("gate", rid, "--against", rid, store=store, env=env).stderr
+    shipped = json.loads(run_sift("gate", rid, "--threshold", "1", "--json", store=store, env=env, check=True).stdout)
+    assert shipped["verdict"] == "ship" and shipped["regressed"] == g["regressed"]
+    run_sift("gate", rid, "--threshold", "0.02", store=store, env=env, check=True)
+    # forgetting guard: the generic set's eval split, base vs tuned
+    fg = r["forgetting"]
+    assert fg["version"] == "generic" and fg["n"] == 2  # --eval-limit 2 applies to it too
+    assert fg["eval_loss"]["delta"] == pytest.approx(fg["eval_loss"]["tuned"] - fg["eval_loss"]["base"], abs=1e-4)
+    assert (run_dir / "generic_eval_samples.jsonl").exists()
+    # memorisation probe: two training answers cut and continued by both models
+    mem = r["memorization"]
+    assert mem["probed"] == 2 and 0 <= mem["extracted_exact"] <= mem["extracted_near"] <= 2
+    assert mem["pii_emitted"] == 0 and set(mem["base"]) == {"extracted_exact", "extracted_near", "pii_emitted"}
+
+
+def test_compare_page_shows_verdict_forgetting_memorisation_and_checkpoints(trained: dict, monkeypatch) -> None:
+    monkeypatch.setenv("SIFT_STORE", str(trained["store"]))
+    for k, v in trained["env"].items():
+        monkeypatch.setenv(k, v)
+    at = AppTest.from_file(str(PAGES / "compare.py"), default_timeout=60).run()
+    assert not at.exception
+    ship = next(f.value for f in at.dataframe if "verdict" in f.value.columns)
+    assert list(ship["run"]) == [trained["run"]["run_id"]] and ship["verdict"][0] in ("ship", "hold")
+    assert {"generic eval loss Δ", "extracted exact", "PII emitted", "regressed cases"} <= set(ship.columns)
+    assert any(s.label == "Checkpoint metric" for s in at.selectbox)  # the metrics-over-steps chart

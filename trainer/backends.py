@@ -105,7 +105,7 @@ def load_hf(cfg: TrainConfig, model_path: str, log: logging.Logger, *, sharded: 
 
     tok = _fix_tokenizer(AutoTokenizer.from_pretrained(model_path))
     cuda = torch.cuda.is_available()
-    quantized = bool(cuda and cfg.load_in_4bit and not sharded)
+    quantized = bool(cuda and cfg.load_in_4bit and not sharded and cfg.lora)
     if cuda and cfg.load_in_4bit and sharded:
         log.info(
             "sharded strategy: the base loads in %s and trains plain LoRA (4-bit is for ddp)",
@@ -132,7 +132,7 @@ def load_hf(cfg: TrainConfig, model_path: str, log: logging.Logger, *, sharded: 
                 bnb_4bit_compute_dtype=compute,
             )
     else:
-        if cfg.load_in_4bit:
+        if cfg.load_in_4bit and cfg.lora:
             log.info("no CUDA: training plain LoRA in fp32 (4-bit is for CUDA)")
         kw["dtype"] = torch.float32
     model: Any = AutoModelForCausalLM.from_pretrained(model_path, **kw)
@@ -146,6 +146,13 @@ def load_hf(cfg: TrainConfig, model_path: str, log: logging.Logger, *, sharded: 
     elif cfg.gradient_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         model.enable_input_require_grads()
+    dtype = "4bit-" + cfg.bnb_4bit_compute_dtype if quantized else str(kw["dtype"]).replace("torch.", "")
+    if not cfg.lora:  # full fine-tuning: every weight trains; the base for comparisons loads later
+        from trainer import recipes
+
+        log.info("full fine-tuning: every weight of the base model trains (%s)", dtype)
+        recipes.register_base(model, model_path, dtype=kw["dtype"], device=model.device)
+        return Loaded(model, tok, "hf", "cuda" if cuda else "cpu", dtype, False)
     lora = LoraConfig(
         r=cfg.lora_r,
         lora_alpha=cfg.lora_alpha,
@@ -153,9 +160,10 @@ def load_hf(cfg: TrainConfig, model_path: str, log: logging.Logger, *, sharded: 
         target_modules=_targets(cfg, model),
         bias="none",
         task_type="CAUSAL_LM",
+        use_dora=cfg.use_dora,
+        use_rslora=cfg.use_rslora,
     )
     model = get_peft_model(model, lora)
-    dtype = "4bit-" + cfg.bnb_4bit_compute_dtype if quantized else str(kw["dtype"]).replace("torch.", "")
     return Loaded(model, tok, "hf", "cuda" if cuda else "cpu", dtype, quantized)
 
 
@@ -184,6 +192,8 @@ def load_unsloth(cfg: TrainConfig, model_path: str, log: logging.Logger) -> Load
         bias="none",
         use_gradient_checkpointing="unsloth" if cfg.gradient_checkpointing else False,
         random_state=cfg.seed,
+        use_rslora=cfg.use_rslora,
+        **({"use_dora": True} if cfg.use_dora else {}),
     )
     dtype = ("4bit-" if cfg.load_in_4bit else "") + cfg.bnb_4bit_compute_dtype
     return Loaded(model, _fix_tokenizer(tok), "unsloth", "cuda", dtype, cfg.load_in_4bit)
@@ -218,6 +228,13 @@ def load_for_eval(cfg: TrainConfig, model_path: str, adapter: Any, log: logging.
         kw["device_map"] = {"": torch.cuda.current_device()}
     else:
         kw["dtype"] = torch.float32
+    if not cfg.lora:  # a sharded full fine-tune saved the whole model where the adapter would be
+        from trainer import recipes
+
+        full: Any = AutoModelForCausalLM.from_pretrained(str(adapter), **kw)
+        recipes.register_base(full, model_path, dtype=kw["dtype"], device=full.device)
+        return Loaded(full, _fix_tokenizer(AutoTokenizer.from_pretrained(str(adapter))), "hf",
+                      "cuda" if cuda else "cpu", str(kw["dtype"]).replace("torch.", ""), False)  # fmt: skip
     base = AutoModelForCausalLM.from_pretrained(model_path, **kw)
     model = PeftModel.from_pretrained(base, str(adapter))
     log.info("evaluating a fresh copy of the base with the saved adapter (the trained model was sharded)")

@@ -22,6 +22,9 @@ from curation.errors import StageError
 BACKENDS = ("auto", "hf", "unsloth")
 STRATEGIES = ("ddp", "fsdp", "deepspeed-zero2", "deepspeed-zero3")
 DEVICES = ("auto", "cuda", "cpu")
+# What best_metric may name: eval loss (lower is better) or a generation metric (higher is better).
+BEST_METRICS = ("eval_loss", "exact_match", "token_f1", "rouge_l", "json_valid", "json_field_accuracy", "json_exact")
+TRACKERS = ("tensorboard", "mlflow", "trackio")
 
 
 class ConfigError(StageError):
@@ -91,6 +94,18 @@ class TrainConfig:
             "group": "lora",
         },
     )
+    use_dora: bool = _f(
+        False, "DoRA: weight-decomposed LoRA (magnitude + direction; peft use_dora). Slower per step.", group="lora"
+    )
+    use_rslora: bool = _f(
+        False, "rsLoRA: scale the adapter by alpha / sqrt(r) instead of alpha / r (stable at high ranks).", group="lora"
+    )
+    lora: bool = _f(
+        True,
+        "Train a LoRA adapter (true) or fine-tune every weight (false: full fine-tuning, bf16 on CUDA, fp32 on "
+        "CPU; no 4-bit; the run saves the whole model). On several GPUs pair it with fsdp or deepspeed-zero3.",
+        group="lora",
+    )
     # --- optimisation
     learning_rate: float = _f(2e-4, "Peak learning rate.", group="optim")
     lr_scheduler_type: str = _f("cosine", "Learning-rate schedule (cosine, linear, constant, ...).", group="optim")
@@ -144,6 +159,61 @@ class TrainConfig:
         "Also evaluate on the eval split of another exported version (its folder or manifest.json), e.g. a clean "
         "gold set frozen as its own version; with `sift train` a version name works too (empty: none).",
         group="eval",
+    )
+    checkpoint_eval_limit: int = _f(
+        4,
+        "At every save_steps checkpoint, generate for the first K eval prompts (the fixed subset the end of "
+        "the run is scored on too) besides the eval loss (0: eval loss only).",
+        group="eval",
+    )
+    best_metric: str = _f(
+        "eval_loss",
+        "Metric on the run's own eval split that picks its best checkpoint: eval_loss (lower is better) or a "
+        "generation metric such as json_field_accuracy or rouge_l (higher is better). Never the gold set.",
+        group="eval",
+    )
+    gate_against: str = _f(
+        "base",
+        "Regression gate reference: 'base' (the base model's answers) or the run id of the run in production "
+        "(compared on the eval items both answered).",
+        group="ship",
+    )
+    gate_threshold: float = _f(
+        0.02,
+        "The run is put on hold when more than this fraction of eval cases score lower than the reference.",
+        group="ship",
+    )
+    mix_version: str = _f(
+        "",
+        "Forgetting guard: mix conversations of another version's train split into the train split (its folder, "
+        "a version name with `sift train`, or 'builtin:generic' for the generic set Sift ships).",
+        group="ship",
+    )
+    mix_fraction: float = _f(
+        0.0,
+        "Fraction of the train split taken from mix_version (e.g. 0.05-0.1); recorded in config.json.",
+        group="ship",
+    )
+    generic_eval: str = _f(
+        "",
+        "Forgetting guard: a generic version whose eval split is scored with the base and the tuned model, "
+        "reported as `forgetting` ('builtin:generic', a folder, or a version name with `sift train`; empty: none).",
+        group="ship",
+    )
+    probe_limit: int = _f(
+        8,
+        "Memorisation probe: training conversations whose last answer is cut and continued by the tuned and the "
+        "base model (0: no probe).",
+        group="ship",
+    )
+    probe_tokens: int = _f(32, "Memorisation probe: tokens of the answer held back and generated.", group="ship")
+    report_to: list[str] = field(
+        default_factory=list,
+        metadata={
+            "help": "Experiment tracking, offline, into the run folder: tensorboard, mlflow, trackio (the package "
+            "must be installed; empty: none).",
+            "group": "run",
+        },
     )
     judge_base_url: str = _f(
         "", "OpenAI-compatible endpoint for an LLM-as-judge pairwise win rate (empty: no judge).", group="eval"
@@ -231,8 +301,32 @@ class TrainConfig:
             raise ConfigError(f"config field 'warmup_ratio' must be in [0, 1), got {self.warmup_ratio}")
         if self.max_steps == 0 or self.max_steps < -1:
             raise ConfigError(f"config field 'max_steps' must be -1 or positive, got {self.max_steps}")
+        self._validate_ship()
         if self.judge_base_url and not self.judge_model:
             raise ConfigError("config field 'judge_model' is needed when 'judge_base_url' is set")
+
+    def _validate_ship(self) -> None:
+        """The fields of issue 20 (checkpoint harness, gate, forgetting guard, probe, recipes)."""
+        if not 0 <= self.mix_fraction < 1:
+            raise ConfigError(f"config field 'mix_fraction' must be in [0, 1), got {self.mix_fraction}")
+        if self.mix_fraction and not self.mix_version:
+            raise ConfigError("config field 'mix_version' is needed when 'mix_fraction' is set")
+        if not 0 <= self.gate_threshold <= 1:
+            raise ConfigError(f"config field 'gate_threshold' must be in [0, 1], got {self.gate_threshold}")
+        for name in ("checkpoint_eval_limit", "probe_limit", "probe_tokens"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"config field {name!r} must be 0 or more, got {getattr(self, name)}")
+        if self.best_metric not in BEST_METRICS:
+            raise ConfigError(
+                f"config field 'best_metric' must be one of {', '.join(BEST_METRICS)}, got {self.best_metric!r}"
+            )
+        bad = sorted(set(self.report_to) - set(TRACKERS))
+        if bad:
+            raise ConfigError(f"config field 'report_to' accepts {', '.join(TRACKERS)}, got {', '.join(bad)}")
+        if not self.lora and (self.use_dora or self.use_rslora):
+            raise ConfigError("use_dora / use_rslora are LoRA options; full fine-tuning (lora: false) has no adapter")
+        if not self.lora and self.backend == "unsloth":
+            raise ConfigError("full fine-tuning (lora: false) runs on the hf backend; set backend 'hf' or 'auto'")
 
     def override(self, **changes: Any) -> TrainConfig:
         d = self.to_dict()

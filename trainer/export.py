@@ -23,10 +23,14 @@ class ExportError(StageError):
 
 
 def export_adapter(adapter: Path, out: Path, *, merge: bool = False, base_model: str | None = None) -> dict[str, Any]:
-    if not (adapter / "adapter_config.json").exists():
+    full = not (adapter / "adapter_config.json").exists() and (adapter / "config.json").exists()
+    if not (adapter / "adapter_config.json").exists() and not full:
         raise ExportError(f"{adapter} holds no adapter (adapter_config.json is missing)")
     if out.exists() and any(out.iterdir()):
         raise ExportError(f"{out} exists and is not empty")
+    if full:  # a full fine-tune saved the whole model: it is already "merged"
+        shutil.copytree(adapter, out, dirs_exist_ok=True)
+        return {"out_dir": str(out), "merged": True, "full_model": True, "files": sorted(p.name for p in out.iterdir())}
     if not merge:
         shutil.copytree(adapter, out, dirs_exist_ok=True)
         return {"out_dir": str(out), "merged": False, "files": sorted(p.name for p in out.iterdir())}

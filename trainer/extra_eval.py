@@ -30,11 +30,21 @@ def load(cfg: TrainConfig) -> Export | None:
 
 
 def evaluate(
-    cfg: TrainConfig, export: Export, model: Any, tok: Any, run: RunDir, *, renderer: Any, gen_kw: dict[str, Any]
+    cfg: TrainConfig,
+    export: Export,
+    model: Any,
+    tok: Any,
+    run: RunDir,
+    *,
+    renderer: Any,
+    gen_kw: dict[str, Any],
+    samples_file: str = SAMPLES_FILE,
 ) -> dict[str, Any]:
-    """Loss and generation metrics of the tuned (and base) model on `export`'s eval split."""
+    """Loss and generation metrics of the tuned (and base) model on `export`'s eval split
+    (per-example rows into `samples_file`; the forgetting guard names its own)."""
     from trainer import evaluate as ev
     from trainer.data import eval_prompts, render_all
+    from trainer.recipes import base_view
 
     examples, stats = render_all(
         tok, export.eval, cfg.max_seq_len, assistant_only=cfg.assistant_only_loss, renderer=renderer
@@ -44,21 +54,21 @@ def evaluate(
     stop = gen_kw.get("should_stop")
     pad = tok.pad_token_id
     tuned_loss = ev.eval_loss(model, examples, pad, batch_size=cfg.eval_batch_size, should_stop=stop)
-    with model.disable_adapter():
-        base_loss = ev.eval_loss(model, examples, pad, batch_size=cfg.eval_batch_size, should_stop=stop)
+    with base_view(model) as bm:
+        base_loss = ev.eval_loss(bm, examples, pad, batch_size=cfg.eval_batch_size, should_stop=stop)
     prompts = eval_prompts(export.eval, renderer.system_prompt)
     if cfg.eval_limit:
         prompts = prompts[: cfg.eval_limit]
     tuned = ev.generate(model, tok, prompts, **gen_kw)
     base = None
     if cfg.generate_base:
-        with model.disable_adapter():
-            base = ev.generate(model, tok, prompts, **gen_kw)
+        with base_view(model) as bm:
+            base = ev.generate(bm, tok, prompts, **gen_kw)
     metrics, rows = ev.summarize(prompts, base, tuned)
     metrics["tuned"].update(eval_loss=tuned_loss, perplexity=ev.perplexity(tuned_loss))
     if base is not None:
         metrics["base"].update(eval_loss=base_loss, perplexity=ev.perplexity(base_loss))
-    with open(run.path / SAMPLES_FILE, "w", encoding="utf-8") as f:
+    with open(run.path / samples_file, "w", encoding="utf-8") as f:
         for r in rows:
             f.write(ev.dumps_line(r))
     run.log.info("extra eval on %s: tuned %s", export.version, metrics["tuned"])

@@ -22,7 +22,8 @@ from typing import Any
 
 from trainer.config import TrainConfig, load_config
 from trainer.distributed import Ranks, ranks_from_env
-from trainer.rundir import RunDir, utcnow
+from trainer.recipes import base_view
+from trainer.rundir import RunDir, read_json, utcnow
 
 
 def make_parser() -> argparse.ArgumentParser:
@@ -97,6 +98,14 @@ def run_training(cfg: TrainConfig, manifest: Path, run: RunDir, ranks: Ranks | N
     from trainer import extra_eval
 
     extra = extra_eval.load(cfg)  # checked now, so a wrong path fails before training
+    from trainer import forgetting
+
+    generic = forgetting.load_generic(cfg)
+    mix_export = forgetting.load_mix(cfg)
+    train_convs, mixed = export.train, None
+    if mix_export is not None:  # the forgetting guard's mix-in, recorded in config.json
+        train_convs, mixed = forgetting.mix(cfg, export.train, mix_export)
+        log.info("mixed %d conversations of %s into the train split", mixed["conversations"], mixed["version"])
     log.info(
         "version %s (manifest %s…): %d train, %d eval conversations",
         export.version,
@@ -117,6 +126,7 @@ def run_training(cfg: TrainConfig, manifest: Path, run: RunDir, ranks: Ranks | N
             "libraries": library_versions(),
             "host": {"platform": platform.platform(), "argv": sys.argv},
             "processes": {"world_size": ranks.world_size, "strategy": ranks.strategy if ranks.distributed else None},
+            "mix": mixed,
         },
     )
 
@@ -154,7 +164,7 @@ def run_training(cfg: TrainConfig, manifest: Path, run: RunDir, ranks: Ranks | N
     renderer = renderer_for(tok, system_policy(cfg.system_prompt, export.manifest))
     log.info("system-prompt policy: %s", renderer.system_prompt)
     train_ex, train_stats = render_all(
-        tok, export.train, cfg.max_seq_len, assistant_only=cfg.assistant_only_loss, renderer=renderer
+        tok, train_convs, cfg.max_seq_len, assistant_only=cfg.assistant_only_loss, renderer=renderer
     )
     eval_ex, eval_stats = render_all(
         tok, export.eval, cfg.max_seq_len, assistant_only=cfg.assistant_only_loss, renderer=renderer
@@ -171,7 +181,22 @@ def run_training(cfg: TrainConfig, manifest: Path, run: RunDir, ranks: Ranks | N
 
     # 4. train (and save the adapter: rank 0 writes it, gathered from the shards where sharded)
     run.status(message="training", backend=loaded.backend, device=loaded.device)
-    summary = train(cfg, loaded, train_ex, eval_ex, run, ranks)
+    from trainer import harness
+
+    prompts = eval_prompts(export.eval, renderer.system_prompt)
+    if cfg.eval_limit:
+        prompts = prompts[: cfg.eval_limit]
+    checkpoints: list[dict[str, Any]] = []
+    summary = train(
+        cfg,
+        loaded,
+        train_ex,
+        eval_ex,
+        run,
+        ranks,
+        checkpoint_prompts=harness.subset(prompts, cfg),
+        checkpoints=checkpoints,
+    )
     if not ranks.is_main:
         return 143 if run.stop_requested else 0  # rank 0 alone evaluates and reports
     if run.stop_requested:
@@ -201,17 +226,15 @@ def run_training(cfg: TrainConfig, manifest: Path, run: RunDir, ranks: Ranks | N
         model, tok = loaded.model, loaded.tokenizer
     backends.for_inference(loaded)
     stop = lambda: run.stop_requested  # noqa: E731
-    prompts = eval_prompts(export.eval, renderer.system_prompt)
     call_prompts = tool_call_prompts(export.eval, renderer.system_prompt)
     if cfg.eval_limit:
-        prompts = prompts[: cfg.eval_limit]
         call_prompts = call_prompts[: cfg.eval_limit]
     tool_calls: tuple[list[str], list[str] | None] | None = None
     result: dict[str, Any] = {"version": export.version, "manifest_sha256": export.manifest_sha256, "train": summary}
     try:
         tuned_loss = ev.eval_loss(model, eval_ex, tok.pad_token_id, batch_size=cfg.eval_batch_size, should_stop=stop)
-        with model.disable_adapter():
-            base_loss = ev.eval_loss(model, eval_ex, tok.pad_token_id, batch_size=cfg.eval_batch_size, should_stop=stop)
+        with base_view(model) as bm:
+            base_loss = ev.eval_loss(bm, eval_ex, tok.pad_token_id, batch_size=cfg.eval_batch_size, should_stop=stop)
         result.update(eval_loss=tuned_loss, perplexity=ev.perplexity(tuned_loss), n_eval_loss=len(eval_ex))
         log.info("eval loss tuned %s, base %s", tuned_loss, base_loss)
         gen_kw: dict[str, Any] = {
@@ -223,20 +246,34 @@ def run_training(cfg: TrainConfig, manifest: Path, run: RunDir, ranks: Ranks | N
         tuned = ev.generate(model, tok, prompts, **gen_kw)
         base = None
         if cfg.generate_base:
-            with model.disable_adapter():
-                base = ev.generate(model, tok, prompts, **gen_kw)
+            with base_view(model) as bm:
+                base = ev.generate(bm, tok, prompts, **gen_kw)
         log.info("generated %d answers (x%d) in %.1f s", len(prompts), 2 if base else 1, time.monotonic() - t0)
         if call_prompts:  # turns that call tools: scored on the calls themselves
             run.status(message=f"evaluating {len(call_prompts)} tool calls")
             tuned_calls = ev.generate(model, tok, call_prompts, **gen_kw)
             base_calls = None
             if cfg.generate_base:
-                with model.disable_adapter():
-                    base_calls = ev.generate(model, tok, call_prompts, **gen_kw)
+                with base_view(model) as bm:
+                    base_calls = ev.generate(bm, tok, call_prompts, **gen_kw)
             tool_calls = (tuned_calls, base_calls)
         if extra is not None:
             run.status(message=f"evaluating on {extra.version or 'the extra eval version'}")
             result["extra_eval"] = extra_eval.evaluate(cfg, extra, model, tok, run, renderer=renderer, gen_kw=gen_kw)
+        if generic is not None:
+            run.status(message=f"forgetting guard: scoring {generic.version or 'the generic version'}")
+            scored = extra_eval.evaluate(
+                cfg, generic, model, tok, run, renderer=renderer, gen_kw=gen_kw, samples_file=forgetting.SAMPLES_FILE
+            )
+            result["generic_eval"] = scored
+            result["forgetting"] = forgetting.forgetting(scored)
+        if cfg.probe_limit:
+            from trainer import probe
+
+            run.status(message="memorisation probe")
+            pii = probe.PiiIndex(read_json(run.path / probe.PII_FILE))
+            result["memorization"] = probe.probe(cfg, model, tok, export.train, pii, tuned_answers=tuned)
+            log.info("memorisation probe: %s", {k: v for k, v in result["memorization"].items() if k != "base"})
     except ev.Stopped:
         run.status(state="cancelled", finished_at=utcnow(), message="cancelled during evaluation; adapter kept")
         return 143
@@ -248,6 +285,17 @@ def run_training(cfg: TrainConfig, manifest: Path, run: RunDir, ranks: Ranks | N
         metrics["base"]["perplexity"] = ev.perplexity(base_loss)
     result.update(metrics)
     result["n_generated"] = len(prompts)
+    # The checkpoint harness: the end of the run is the last row, scored on the same subset.
+    checkpoints.append(harness.final_row(summary["steps"], tuned_loss, len(eval_ex), rows, cfg.checkpoint_eval_limit))
+    result["checkpoints"] = {
+        "evaluated": checkpoints,
+        "best": harness.best(checkpoints, cfg.best_metric),
+        "metric": cfg.best_metric,
+        "subset": min(cfg.checkpoint_eval_limit, len(prompts)),
+    }
+    from trainer import gate
+
+    result["gate"] = gate.against_base(rows, threshold=cfg.gate_threshold) if base is not None else None
     if tool_calls is not None:
         result["tool_calls"], call_rows = ev.summarize_tool_calls(call_prompts, tool_calls[1], tool_calls[0])
         with open(run.path / "tool_call_samples.jsonl", "w", encoding="utf-8") as f:
@@ -274,10 +322,21 @@ def run_training(cfg: TrainConfig, manifest: Path, run: RunDir, ranks: Ranks | N
 
 
 def train(
-    cfg: TrainConfig, loaded: Any, train_ex: list[Any], eval_ex: list[Any], run: RunDir, ranks: Ranks | None = None
+    cfg: TrainConfig,
+    loaded: Any,
+    train_ex: list[Any],
+    eval_ex: list[Any],
+    run: RunDir,
+    ranks: Ranks | None = None,
+    *,
+    checkpoint_prompts: list[Any] | None = None,
+    checkpoints: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """trl's SFTTrainer over pre-rendered (input_ids, labels); progress and metrics into the run folder,
-    the adapter into run.adapter_path. With several ranks every rank calls this in step."""
+    the adapter into run.adapter_path. With several ranks every rank calls this in step.
+
+    Every `save_steps` (one process): the adapter is also kept under checkpoints/step-N and scored by
+    the checkpoint harness (trainer/harness.py); its rows are appended to `checkpoints`."""
     import torch
     from transformers import TrainerCallback
     from trl import SFTConfig, SFTTrainer
@@ -324,7 +383,7 @@ def train(
         eval_strategy="steps" if eval_ds is not None else "no",
         eval_steps=cfg.eval_steps or None,
         save_strategy="no",
-        report_to=[],
+        report_to=tracking(cfg, run),
         seed=cfg.seed,
         data_seed=cfg.seed,
         bf16=bf16,
@@ -361,6 +420,26 @@ def train(
 
     hook = model.register_forward_pre_hook(count_tokens, with_kwargs=True)
     profiler: dict[str, Any] = {}
+
+    def score_checkpoint(step: int) -> None:
+        """Keep this checkpoint and score it like the end of the run (eval loss + the fixed prompt subset)."""
+        from trainer import evaluate as ev
+        from trainer import harness
+
+        rel = f"checkpoints/step-{step}"
+        loaded.model.save_pretrained(run.path / rel)
+        t0 = time.monotonic()
+        try:
+            row = harness.score_checkpoint(
+                cfg, loaded, eval_ex, checkpoint_prompts or [], step=step, path=rel,
+                should_stop=lambda: run.stop_requested,
+            )  # fmt: skip
+        except ev.Stopped:
+            return
+        if checkpoints is not None:
+            checkpoints.append(row)
+        run.metric({"step": step, "ts": round(time.monotonic() - started, 3), **row})
+        run.log.info("checkpoint %s scored in %.1f s: eval loss %s", rel, time.monotonic() - t0, row.get("eval_loss"))
 
     class Progress(TrainerCallback):
         def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
@@ -400,6 +479,8 @@ def train(
                     save_adapter(holder["trainer"], loaded, run, rk)
                 else:
                     kwargs["model"].save_pretrained(run.adapter_path)
+                    if state.global_step < state.max_steps and not run.stop_requested and cfg.evaluate:
+                        score_checkpoint(state.global_step)
 
         def on_log(
             self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None, **kwargs: Any
@@ -448,6 +529,8 @@ def train(
         "tokens": track["tokens"],
         "tokens_per_s": round(track["tokens"] / elapsed, 1) if track["tokens"] else None,
         "train_examples": len(train_ex),
+        "trainable_parameters": sum(p.numel() for p in model.parameters() if p.requires_grad),
+        "parameters": sum(p.numel() for p in model.parameters()),
         "backend": loaded.backend,
         "device": loaded.device,
         "dtype": loaded.dtype,
@@ -457,6 +540,23 @@ def train(
     if cuda:
         summary["peak_mem_gib"] = round(torch.cuda.max_memory_allocated() / 1024**3, 3)
     return summary
+
+
+def tracking(cfg: TrainConfig, run: RunDir) -> list[str]:
+    """`report_to`, offline and inside the run folder: tensorboard event files under tracking/,
+    mlflow's file store under mlruns/, trackio's local database under trackio/."""
+    import importlib.util
+
+    for name in cfg.report_to:
+        if importlib.util.find_spec(name) is None:
+            raise ImportError(f"report_to {name!r} needs the {name} package: pip install {name}")
+    if "tensorboard" in cfg.report_to:  # transformers 5 reads it from here (older ones: logging_dir, same default)
+        os.environ.setdefault("TENSORBOARD_LOGGING_DIR", str(run.path / "tracking"))
+    if "mlflow" in cfg.report_to:
+        os.environ.setdefault("MLFLOW_TRACKING_URI", (run.path / "mlruns").resolve().as_uri())
+    if "trackio" in cfg.report_to:
+        os.environ.setdefault("TRACKIO_DIR", str(run.path / "trackio"))
+    return list(cfg.report_to)
 
 
 def save_adapter(trainer: Any, loaded: Any, run: RunDir, ranks: Ranks) -> None:

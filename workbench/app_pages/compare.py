@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import streamlit as st
 
+from workbench.app_pages import ship_ui
 from workbench.app_pages.common import get_wb, md_escape, run
 
 wb = get_wb()
@@ -66,6 +67,9 @@ if held_out:
     )
 st.subheader("Runs by version")
 st.dataframe(rows, hide_index=True, use_container_width=True)
+
+# Issue 20: gate verdicts, forgetting, memorisation, checkpoint curves and sweeps.
+ship_ui.compare_sections(listed)
 
 done = [r for r in rows if r["state"] == "succeeded"]
 if done:

@@ -7,6 +7,7 @@ import json
 
 import streamlit as st
 
+from workbench.app_pages import ship_ui
 from workbench.app_pages.common import get_wb, md_escape, page_link, require_actor, run
 
 wb = get_wb()
@@ -117,6 +118,8 @@ if st.button("Launch training", type="primary", disabled=not source):
     if started:
         st.session_state["train_run"] = started["run_id"]
         st.success(md_escape(f"Started run {started['run_id']} ({started['state']})."))
+
+ship_ui.sweep_form(wb, source, changed, require_actor, run)
 
 # ---------------------------------------------------------------- runs
 st.subheader("Runs")

@@ -49,6 +49,9 @@ def _runs(args: argparse.Namespace) -> int:
                 f"{x['run_id']}  {x['version']:<12} {x['state']:<9} step {progress:<9} "
                 f"eval loss {_fmt(m.get('eval_loss'))}  rouge-L base {_fmt(base.get('rouge_l'))} → tuned {_fmt(tuned.get('rouge_l'))}"
             )
+            if x.get("gate"):
+                g = x["gate"]
+                lines[-1] += f"  gate {g['verdict']} ({g['regressed']}/{g['cases']} vs {g['against']})"
             if x["state"] == "failed" and x.get("error"):
                 lines.append(f"    {x['error'][:200]}" + (f"\n    hint: {x['hint']}" if x.get("hint") else ""))
         return "\n".join(lines) or "no runs yet (start one with `sift train VERSION`)"
@@ -115,7 +118,7 @@ def _import_run(args: argparse.Namespace) -> int:
 
 
 def _export_adapter(args: argparse.Namespace) -> int:
-    r = open_wb(args).export_adapter(args.run, args.out, merge=args.merge)
+    r = open_wb(args).export_adapter(args.run, args.out, merge=args.merge, force=args.force)
     emit(
         args, r, lambda r: f"{'merged model' if r['merged'] else 'adapter'} of {r['run_id']} written to {r['out_dir']}"
     )
@@ -171,4 +174,7 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("run")
     p.add_argument("--out", required=True, help="folder to write (must be empty or new)")
     p.add_argument("--merge", action="store_true", help="merge the adapter into the base model (merge_and_unload)")
+    p.add_argument(
+        "--force", action="store_true", help="export a run the regression gate holds (the model card says so)"
+    )
     p.set_defaults(func=_export_adapter)

@@ -11,6 +11,7 @@ from workbench.services.home import HomeService
 from workbench.services.labels import LabelsService
 from workbench.services.pii import PiiService
 from workbench.services.review import ReviewService
+from workbench.services.ship import ShipService
 from workbench.services.train import TrainService
 from workbench.services.validate import ValidateService
 from workbench.services.versions import VersionsService
@@ -30,6 +31,7 @@ class Workbench(
     AugmentService,
     LabelsService,
     HomeService,
+    ShipService,
 ):
     """`wb = workbench.open("sift.duckdb")`; every CLI command and app page calls these methods."""
 

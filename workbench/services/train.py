@@ -61,6 +61,24 @@ def metrics_of(eval_result: dict[str, Any] | None, status: dict[str, Any]) -> di
         extra = eval_result.get("extra_eval")
         if extra:  # the same metrics on another version's eval split (e.g. a shared gold set)
             out["extra_eval"] = {k: extra.get(k) for k in ("version", "eval_loss", "n_generated", "base", "tuned")}
+        out.update(ship_metrics(eval_result))
+    return out
+
+
+def ship_metrics(eval_result: dict[str, Any]) -> dict[str, Any]:
+    """Issue 20's results: the gate, forgetting, memorisation and the checkpoint harness's curve."""
+    out: dict[str, Any] = {}
+    for key in ("gate", "forgetting", "memorization"):
+        if eval_result.get(key) is not None:
+            out[key] = eval_result[key]
+    ck = eval_result.get("checkpoints") or {}
+    if ck.get("evaluated"):
+        out["checkpoints"] = [
+            {"step": c.get("step"), "checkpoint": c.get("checkpoint"), "eval_loss": c.get("eval_loss"),
+             **{k: v for k, v in (c.get("tuned") or {}).items() if k in GEN_METRICS}}
+            for c in ck["evaluated"]
+        ]  # fmt: skip
+        out["best_checkpoint"] = ck.get("best")
     return out
 
 
@@ -85,8 +103,12 @@ class TrainService:
         wait: bool = False,
         actor: str | None = None,
         env: dict[str, str] | None = None,
+        launch: bool = True,
+        sweep: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
         """Export `version` into a new run folder and start the trainer on it.
+
+        `launch=False` leaves the run queued for a sweep's driver (`sweep` is stored with its config).
 
         `version` is a frozen version's name, or the path of an export folder / its manifest.json
         (a version exported elsewhere). `gpus=N` trains on N GPUs, `cpu_processes=N` in N CPU
@@ -120,6 +142,15 @@ class TrainService:
         if cfg.extra_eval:  # a version name or an export folder; the run keeps its own copy, as of its train data
             extra_manifest, _, _ = self._export_for_run(cfg.extra_eval, out_dir / "extra_eval")
             cfg = cfg.override(extra_eval=str(extra_manifest.parent))
+        from trainer.forgetting import BUILTIN
+
+        for key in ("mix_version", "generic_eval"):  # the forgetting guard's versions, copied like extra_eval
+            spec = getattr(cfg, key)
+            if spec and spec != BUILTIN:
+                other, _, _ = self._export_for_run(spec, out_dir / key)
+                cfg = cfg.override(**{key: str(other.parent)})
+        if hasattr(self, "_write_pii_strings") and not Path(version).exists():
+            self._write_pii_strings(version_name, out_dir)
         config_path = out_dir / "config.input.json"
         config_path.write_text(json.dumps(cfg.to_dict(), indent=2), encoding="utf-8")
         self.store.create_run(
@@ -127,10 +158,12 @@ class TrainService:
             version=version_name,
             manifest_sha256=manifest_sha,
             out_dir=str(out_dir),
-            config=cfg.to_dict(),
+            config={**cfg.to_dict(), **({"sweep": sweep} if sweep else {})},
             actor=actor or default_actor(),
         )
         jobs.write_queued(out_dir, run_id)
+        if not launch:
+            return {"run_id": run_id, "out_dir": str(out_dir), "state": "queued"}
         accelerate_config = None
         if plan.distributed:
             accelerate_config = distributed.write_accelerate_config(out_dir / "accelerate.yaml", plan, cfg)
@@ -196,10 +229,22 @@ class TrainService:
         if not status.get("log_tail"):  # only a failure writes one: keep a cancelled run's too
             status["log_tail"] = folder["log_tail"]
         eval_result = folder["eval"] if status.get("state") == "succeeded" else None
+        metrics = metrics_of(eval_result, status)
+        row = self.store.get_run(run_id) if con is None else None
+        if eval_result is not None and row is not None and hasattr(self, "_gate_for"):
+            # the gate against the reference the config names (a production run: its stored answers)
+            try:
+                metrics["gate"] = self._gate_for(row, folder["samples"], eval_result)
+            except (StoreError, StageError) as e:  # e.g. the production run named is not in this store
+                cfg = row.get("config") or {}
+                metrics["gate"] = {
+                    "verdict": "hold", "regressed": None, "cases": 0, "threshold": cfg.get("gate_threshold"),
+                    "against": cfg.get("gate_against"), "regressed_cases": [], "reason": str(e),
+                }  # fmt: skip
         self.store.ingest_run(
             run_id,
             status=status,
-            metrics=metrics_of(eval_result, status),
+            metrics=metrics,
             eval_result=eval_result,
             curve=folder["curve"],
             samples=folder["samples"],
@@ -212,9 +257,20 @@ class TrainService:
         """`{"runs": [{"run_id", "version", "state", "metrics", ...}]}`, live runs refreshed first."""
         self.refresh_runs()
         out = []
-        for r in self.store.list_runs(version=version):
+        listed = self.store.list_runs(version=version)
+        if hasattr(self, "mark_sweeps"):
+            self.mark_sweeps(listed)
+        for r in listed:
+            m = r["metrics"] or {}
             out.append(
                 {
+                    # issue 20: gate, forgetting guard, memorisation probe, checkpoints, sweep group
+                    "gate": ship_gate(m),
+                    "forgetting": m.get("forgetting"),
+                    "memorization": _memorization(m),
+                    "checkpoints": m.get("checkpoints"),
+                    "best_checkpoint": m.get("best_checkpoint"),
+                    "sweep": r.get("sweep"),
                     "run_id": r["run_id"],
                     "version": r["version"],
                     "state": r["state"],
@@ -405,16 +461,35 @@ class TrainService:
 
     # ------------------------------------------------------------------ export
 
-    def export_adapter(self, run_id: str, out_dir: str | Path, *, merge: bool = False) -> dict[str, Any]:
-        """Copy the run's adapter to `out_dir`, or write the base model with the adapter merged in."""
+    def export_adapter(
+        self, run_id: str, out_dir: str | Path, *, merge: bool = False, force: bool = False
+    ) -> dict[str, Any]:
+        """Copy the run's adapter to `out_dir`, or write the base model with the adapter merged in, with
+        a README.md model card. A run the regression gate holds (or never gated) is refused unless `force`."""
         r = self.store.get_run(run_id)
         adapter = Path(r["out_dir"]) / "adapter"
-        if not (adapter / "adapter_config.json").exists():
+        full = (r["config"] or {}).get("lora") is False and (adapter / "config.json").exists()
+        if not (adapter / "adapter_config.json").exists() and not full:
             raise StoreError(f"run {r['run_id']} has no saved adapter (state {r['state']})")
+        gate = ship_gate(r["metrics"] or {})
+        if not force and (gate or {}).get("verdict") != "ship":
+            why = (
+                f"the regression gate holds it: {gate['regressed']} of {gate['cases']} eval cases score lower than "
+                f"{gate['against']} (threshold {gate['threshold']:.0%})"
+                if gate
+                else f"it has no regression gate verdict (state {r['state']}, not evaluated)"
+            )
+            raise StageError(f"run {r['run_id']} is not exported: {why}; pass --force to export it anyway")
         from trainer.export import export_adapter
 
         result = export_adapter(adapter, Path(out_dir), merge=merge, base_model=(r["config"] or {}).get("base_model"))
-        return {"run_id": r["run_id"], **result}
+        if hasattr(self, "model_card"):
+            card = self.model_card(
+                r["run_id"], merged=result["merged"], forced=force and (gate or {}).get("verdict") != "ship"
+            )
+            (Path(out_dir) / "README.md").write_text(card, encoding="utf-8")
+            result["files"] = sorted({*result["files"], "README.md"})
+        return {"run_id": r["run_id"], **result, "gate": gate, "forced": force}
 
     # ------------------------------------------------------------------ config helpers for the UI
 
@@ -435,6 +510,23 @@ class TrainService:
         except (OSError, json.JSONDecodeError):
             return None
         return estimate_vram_gib(cfg, model_config)
+
+
+def ship_gate(metrics: dict[str, Any]) -> dict[str, Any] | None:
+    """`{"verdict", "regressed", "cases", "threshold", "against", "regressed_cases"}` of a run (or None)."""
+    g = metrics.get("gate")
+    if not g or "verdict" not in g:
+        return None
+    out = {k: g.get(k) for k in ("verdict", "regressed", "cases", "threshold", "against")}
+    out["regressed_cases"] = g.get("regressed_cases") or []
+    return out
+
+
+def _memorization(metrics: dict[str, Any]) -> dict[str, Any] | None:
+    m = metrics.get("memorization")
+    if not m:
+        return None
+    return {k: m.get(k) for k in ("probed", "extracted_exact", "extracted_near", "pii_emitted", "base")}
 
 
 def _key_score(scores: dict[str, Any] | None) -> float:

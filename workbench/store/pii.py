@@ -369,6 +369,18 @@ class PiiStore:
                 ).fetchall()
             }
 
+    def pii_strings(self, conversation_ids: Sequence[str]) -> dict[str, Any]:
+        """sha256 and length of every span found in any revision of these conversations (dismissed
+        findings aside), for the memorisation probe: never the text."""
+        with self.db.connect() as con:
+            con.register("_ids", pa.table({"id": pa.array(list(conversation_ids), pa.string())}))
+            rows = con.execute(
+                "SELECT DISTINCT f.text_sha256, f.span_end - f.span_start FROM pii_findings f "
+                "JOIN _ids ON _ids.id = f.conversation_id WHERE f.status <> 'dismissed'"
+            ).fetchall()
+            con.unregister("_ids")
+        return {"sha256": sorted({r[0] for r in rows}), "lengths": sorted({int(r[1]) for r in rows})}
+
     def pii_overview(self) -> dict[str, Any]:
         """Progress and counts for the PII page: current revisions scanned, findings per entity and
         status, conversations with open findings, redactions made."""

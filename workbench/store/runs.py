@@ -176,6 +176,12 @@ class RunsStore:
             rid = self._resolve_run(tx, run_id)
             _write_results(tx, rid, status, metrics, eval_result, curve, samples, started_at, finished_at)
 
+    def set_run_metrics(self, run_id: str, metrics: dict[str, Any]) -> None:
+        """Replace a run's metrics summary (the regression gate recomputed against another reference)."""
+        with self.db.transaction() as con:
+            rid = self._resolve_run(con, run_id)
+            con.execute("UPDATE runs SET metrics = ? WHERE id = ?", [dumps(metrics), rid])
+
     def run_curve(self, run_id: str) -> list[dict[str, Any]]:
         with self.db.connect() as con:
             rid = self._resolve_run(con, run_id)
