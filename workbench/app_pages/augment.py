@@ -5,6 +5,8 @@ the page picks one by name and never sees a key, its variable or whether it is s
 
 from __future__ import annotations
 
+from typing import Any
+
 import streamlit as st
 
 from curation.llm import LLMError
@@ -87,7 +89,7 @@ options = {
 }  # fmt: skip
 
 
-def llm_error(e: Exception) -> None:
+def llm_error(e: BaseException) -> None:
     """An endpoint error, pointing at the field on this page that addresses it."""
     msg = str(e)
     if "raise the timeout" in msg:
@@ -129,7 +131,7 @@ if b3.button("Run", type="primary"):
         bar.progress(done / max(total, 1), text=f"{done} of {total} parents")
 
     try:
-        result = wb.augment(limit=limit, actor=actor, progress=progress, **options)
+        result: dict[str, Any] | None = wb.augment(limit=limit, actor=actor, progress=progress, **options)
     except domain_errors() as e:
         llm_error(e)
         result = None
