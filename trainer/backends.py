@@ -41,6 +41,36 @@ class Loaded:
     device: str
     dtype: str
     quantized: bool
+    # What the run folder records: the fused kernels in use ("liger", "unsloth" or "none") and the
+    # attention implementation the model ended up with.
+    kernels: str = "none"
+    attention: str = ""
+
+
+def resolve_kernels(cfg: TrainConfig, backend: str, cuda: bool, log: logging.Logger | None = None) -> str:
+    """The fused kernels a run uses: unsloth's own under the unsloth backend; under hf, liger-kernel on
+    CUDA when asked for or (auto) when it is installed; never on the CPU (liger's kernels are Triton)."""
+    if backend == "unsloth":
+        return "unsloth"
+    if cfg.kernels == "none":
+        return "none"
+    have = importlib.util.find_spec("liger_kernel") is not None
+    if cfg.kernels == "liger":
+        if not cuda:
+            raise BackendError("kernels 'liger' needs a CUDA GPU (liger-kernel is Triton); use 'auto' or 'none'")
+        if not have:
+            raise BackendError("kernels 'liger' needs the liger-kernel package: pip install -e '.[cuda]'")
+        return "liger"
+    if cuda and have:
+        return "liger"
+    if cuda and log is not None:
+        log.info("kernels auto: liger-kernel is not installed, training without fused kernels")
+    return "none"
+
+
+def attention_of(model: Any) -> str:
+    cfg = getattr(model, "config", None)
+    return str(getattr(cfg, "_attn_implementation", None) or getattr(cfg, "attn_implementation", None) or "")
 
 
 def cuda_available() -> bool:
@@ -105,6 +135,7 @@ def load_hf(cfg: TrainConfig, model_path: str, log: logging.Logger, *, sharded: 
 
     tok = _fix_tokenizer(AutoTokenizer.from_pretrained(model_path))
     cuda = torch.cuda.is_available()
+    kernels = resolve_kernels(cfg, "hf", cuda, log)  # before loading: a wrong choice fails fast
     quantized = bool(cuda and cfg.load_in_4bit and not sharded)
     if cuda and cfg.load_in_4bit and sharded:
         log.info(
@@ -156,7 +187,7 @@ def load_hf(cfg: TrainConfig, model_path: str, log: logging.Logger, *, sharded: 
     )
     model = get_peft_model(model, lora)
     dtype = "4bit-" + cfg.bnb_4bit_compute_dtype if quantized else str(kw["dtype"]).replace("torch.", "")
-    return Loaded(model, tok, "hf", "cuda" if cuda else "cpu", dtype, quantized)
+    return Loaded(model, tok, "hf", "cuda" if cuda else "cpu", dtype, quantized, kernels, attention_of(model))
 
 
 def load_unsloth(cfg: TrainConfig, model_path: str, log: logging.Logger) -> Loaded:
@@ -186,7 +217,9 @@ def load_unsloth(cfg: TrainConfig, model_path: str, log: logging.Logger) -> Load
         random_state=cfg.seed,
     )
     dtype = ("4bit-" if cfg.load_in_4bit else "") + cfg.bnb_4bit_compute_dtype
-    return Loaded(model, _fix_tokenizer(tok), "unsloth", "cuda", dtype, cfg.load_in_4bit)
+    return Loaded(
+        model, _fix_tokenizer(tok), "unsloth", "cuda", dtype, cfg.load_in_4bit, "unsloth", attention_of(model)
+    )
 
 
 def load(

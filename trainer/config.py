@@ -20,6 +20,7 @@ from typing import Any
 from curation.errors import StageError
 
 BACKENDS = ("auto", "hf", "unsloth")
+KERNELS = ("auto", "liger", "none")
 STRATEGIES = ("ddp", "fsdp", "deepspeed-zero2", "deepspeed-zero3")
 DEVICES = ("auto", "cuda", "cpu")
 
@@ -57,7 +58,19 @@ class TrainConfig:
     bnb_4bit_use_double_quant: bool = _f(True, "Quantize the quantization constants too.", group="model")
     bnb_4bit_compute_dtype: str = _f("bfloat16", "Dtype of the 4-bit matmuls (bfloat16 or float16).", group="model")
     attn_implementation: str = _f(
-        "sdpa", "Attention kernel for the hf backend (sdpa, eager, flash_attention_2).", group="model"
+        "sdpa",
+        "Attention kernel for the hf backend (sdpa, flex_attention, eager, flash_attention_2). With packing, "
+        "sdpa masks each packed conversation off from the others (block-diagonal mask); flex_attention skips "
+        "the masked-off blocks.",
+        group="model",
+    )
+    kernels: str = _f(
+        "auto",
+        "Fused training kernels for the hf backend: auto | liger | none. auto uses liger-kernel (fused linear "
+        "cross-entropy that never holds the whole logits tensor, RMSNorm, SwiGLU, RoPE) on CUDA when it is "
+        "installed; the unsloth backend brings its own kernels; the CPU trains without.",
+        group="model",
+        choices=KERNELS,
     )
     device: str = _f(
         "auto",
@@ -112,7 +125,10 @@ class TrainConfig:
         True, "Train on assistant tokens only (the prompt and tool results are context).", group="data"
     )
     packing: bool = _f(
-        False, "Pack several conversations into one row (best-fit; sample boundaries kept).", group="data"
+        True,
+        "Pack several conversations into one row (best-fit; sample boundaries kept: each conversation attends "
+        "only to itself and keeps its own positions and loss mask). The measured fast default (BENCHMARKS.md).",
+        group="data",
     )
     padding_free: bool = _f(
         False,
@@ -189,6 +205,8 @@ class TrainConfig:
     def validate(self) -> None:
         if self.backend not in BACKENDS:
             raise ConfigError(f"config field 'backend' must be one of {', '.join(BACKENDS)}, got {self.backend!r}")
+        if self.kernels not in KERNELS:
+            raise ConfigError(f"config field 'kernels' must be one of {', '.join(KERNELS)}, got {self.kernels!r}")
         if self.device not in DEVICES:
             raise ConfigError(f"config field 'device' must be one of {', '.join(DEVICES)}, got {self.device!r}")
         if self.strategy not in STRATEGIES:
