@@ -213,6 +213,7 @@ def run_config(name: str, export: Path, work: Path, model: Path, steps: int, lo:
     if profile:
         cfg["profile_steps"] = 3  # steps 6..8, before the measured window
     run = work / name
+    work.mkdir(parents=True, exist_ok=True)
     (work / f"{name}.json").write_text(json.dumps(cfg))
     t0 = time.monotonic()
     args = [sys.executable, "-m", "trainer", "--manifest", str(export), "--config", str(work / f"{name}.json")]

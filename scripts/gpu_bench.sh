@@ -11,7 +11,7 @@
 #        then, within the warm window, the same with `wait 570`, and so on until it prints DONE.
 # Every call copies what there is so far (tables, JSON, log, profiles) into $OUT.
 set -uo pipefail
-MODE=${1:?pack, start SECONDS, wait SECONDS or restart SECONDS}
+MODE=${1:?pack, start SECONDS, wait SECONDS, restart SECONDS or smoke}
 CARRY=${SIFT_GPU_CARRY:-.gpu/b23}
 W=/tmp/sift-bench
 
@@ -80,5 +80,42 @@ case "$MODE" in
     watch "${2:-500}"
     ;;
   wait) watch "${2:-570}" ;;
+  smoke)
+    # The default config end to end on a tiny random Llama (hf backend: liger, flex_attention over packed
+    # rows, then evaluation and generation, which switch to sdpa).
+    mkdir -p "$W/site"
+    rm -rf "$W/code" && tar -C "$W" -xJf "$CARRY/code.tar.xz"
+    [ -d "$W/site/trl" ] || tar -C "$W/site" -xJf "$CARRY/site.tar.xz"
+    cd "$W/code"
+    export PYTHONPATH="$W/site:$W/code" HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 UNSLOTH_DISABLE_STATISTICS=1
+    export PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false SIFT_CACHE=/tmp/sift-cache
+    python3 - "$CARRY/tok" <<'PY'
+import json, shutil, subprocess, sys, time
+from pathlib import Path
+import torch
+from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+from curation.formats import map_openai
+from curation.tickets import generate_conversations
+from trainer.manifest import write_export
+tok_dir = Path(sys.argv[1]); model = Path("/tmp/smoke/model"); model.mkdir(parents=True, exist_ok=True)
+tok = PreTrainedTokenizerFast.from_pretrained(str(tok_dir))
+cfg = LlamaConfig(vocab_size=49152, hidden_size=256, intermediate_size=512, num_hidden_layers=2, num_attention_heads=4,
+                  num_key_value_heads=2, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
+LlamaForCausalLM(cfg).to(torch.bfloat16).save_pretrained(model)
+for f in tok_dir.iterdir(): shutil.copy(f, model / f.name)
+convs = [map_openai(r)[0] for r in generate_conversations(48, seed=1)]
+export = write_export("/tmp/smoke/export", convs[:40], convs[40:], version="smoke").parent
+for backend in ("hf",):
+    c = {"backend": backend, "base_model": str(model), "max_steps": 6, "logging_steps": 1, "eval_limit": 4, "max_new_tokens": 16}
+    Path("/tmp/smoke/c.json").write_text(json.dumps(c)); t = time.time()
+    r = subprocess.run([sys.executable, "-m", "trainer", "--manifest", str(export), "--config", "/tmp/smoke/c.json",
+                        "--out", f"/tmp/smoke/{backend}"], capture_output=True, text=True, timeout=240)
+    st = json.loads(Path(f"/tmp/smoke/{backend}/status.json").read_text())
+    ev = json.loads(Path(f"/tmp/smoke/{backend}/eval.json").read_text()) if st.get("state") == "succeeded" else {}
+    print(backend, st.get("state"), round(time.time() - t, 1), "s", json.dumps(st.get("summary")), st.get("error"))
+    print("eval", {k: ev.get(k) for k in ("eval_loss", "n_generated")}, (r.stdout + r.stderr)[-1500:] if st.get("state") != "succeeded" else "")
+    print([l for l in Path(f"/tmp/smoke/{backend}/train.log").read_text().splitlines() if "kernels" in l or "attention" in l][:4])
+PY
+    ;;
   *) echo "usage: $0 pack|start SECONDS|wait SECONDS" >&2; exit 2 ;;
 esac

@@ -68,6 +68,20 @@ def resolve_kernels(cfg: TrainConfig, backend: str, cuda: bool, log: logging.Log
     return "none"
 
 
+def resolve_attention(cfg: TrainConfig, cuda: bool) -> str:
+    """The hf backend's attention: what the config names, or for `auto` flex_attention on CUDA with
+    packing (document masks that skip the blocks between packed conversations) and sdpa otherwise
+    (the CPU, padded batches, or a torch without flex_attention)."""
+    if cfg.attn_implementation != "auto":
+        return cfg.attn_implementation
+    import torch
+
+    several = torch.distributed.is_available() and torch.distributed.is_initialized()  # not measured there
+    if cuda and cfg.packing and not several and importlib.util.find_spec("torch.nn.attention.flex_attention"):
+        return "flex_attention"
+    return "sdpa"
+
+
 def attention_of(model: Any) -> str:
     cfg = getattr(model, "config", None)
     return str(getattr(cfg, "_attn_implementation", None) or getattr(cfg, "attn_implementation", None) or "")
@@ -136,13 +150,14 @@ def load_hf(cfg: TrainConfig, model_path: str, log: logging.Logger, *, sharded: 
     tok = _fix_tokenizer(AutoTokenizer.from_pretrained(model_path))
     cuda = torch.cuda.is_available()
     kernels = resolve_kernels(cfg, "hf", cuda, log)  # before loading: a wrong choice fails fast
+    attention = resolve_attention(cfg, cuda)
     quantized = bool(cuda and cfg.load_in_4bit and not sharded)
     if cuda and cfg.load_in_4bit and sharded:
         log.info(
             "sharded strategy: the base loads in %s and trains plain LoRA (4-bit is for ddp)",
             cfg.bnb_4bit_compute_dtype,
         )
-    kw: dict[str, Any] = {"attn_implementation": cfg.attn_implementation}
+    kw: dict[str, Any] = {"attn_implementation": attention}
     if cuda:
         compute = getattr(torch, cfg.bnb_4bit_compute_dtype)
         kw["dtype"] = compute
@@ -245,7 +260,7 @@ def load_for_eval(cfg: TrainConfig, model_path: str, adapter: Any, log: logging.
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     cuda = torch.cuda.is_available()
-    kw: dict[str, Any] = {"attn_implementation": cfg.attn_implementation}
+    kw: dict[str, Any] = {"attn_implementation": resolve_attention(cfg.override(packing=False), cuda)}
     if cuda:
         kw["dtype"] = getattr(torch, cfg.bnb_4bit_compute_dtype)
         kw["device_map"] = {"": torch.cuda.current_device()}
@@ -272,3 +287,11 @@ def for_inference(loaded: Loaded) -> None:
         FastLanguageModel.for_inference(loaded.model)
     else:
         loaded.model.eval()
+        if loaded.attention == "flex_attention":
+            # flex_attention pays off over packed rows; generation runs padded batches of new lengths
+            # every step, which sdpa serves without compiling.
+            try:
+                base = loaded.model.get_base_model() if hasattr(loaded.model, "get_base_model") else loaded.model
+                base.set_attn_implementation("sdpa")
+            except Exception as e:  # pragma: no cover - a transformers without the switch: evaluate as trained
+                logging.getLogger(__name__).info("kept flex_attention for evaluation (%s)", e)

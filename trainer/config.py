@@ -58,10 +58,11 @@ class TrainConfig:
     bnb_4bit_use_double_quant: bool = _f(True, "Quantize the quantization constants too.", group="model")
     bnb_4bit_compute_dtype: str = _f("bfloat16", "Dtype of the 4-bit matmuls (bfloat16 or float16).", group="model")
     attn_implementation: str = _f(
-        "sdpa",
-        "Attention kernel for the hf backend (sdpa, flex_attention, eager, flash_attention_2). With packing, "
-        "sdpa masks each packed conversation off from the others (block-diagonal mask); flex_attention skips "
-        "the masked-off blocks.",
+        "auto",
+        "Attention kernel for the hf backend: auto | sdpa | flex_attention | eager | flash_attention_2. auto: "
+        "flex_attention on CUDA with packing (each packed conversation attends only to itself and the masked-off "
+        "blocks are skipped; measured 1.6-2.1x trl's packed sdpa, BENCHMARKS.md), else sdpa (which masks packed "
+        "conversations apart with a dense block-diagonal mask). The unsloth backend picks its own.",
         group="model",
     )
     kernels: str = _f(
@@ -246,6 +247,61 @@ class TrainConfig:
         d = self.to_dict()
         d.update({k: v for k, v in changes.items() if v is not None})
         return TrainConfig.from_dict(d)
+
+
+# ---------------------------------------------------------------------- measured defaults and presets
+
+# The fields that set a run's speed and memory, at their shipped defaults: the fastest path measured
+# within the best anchor's memory at the 1B and 8B shapes (BENCHMARKS.md, "Trainer at the sizes people
+# train"): unsloth's engine under Sift's packing where unsloth is installed (0.99-1.03x unsloth's own,
+# same memory); without it, hf + liger-kernel + flex_attention document masks (1.6-2.1x trl with liger).
+MEASURED_DEFAULTS: dict[str, Any] = {
+    "backend": "auto",
+    "load_in_4bit": True,
+    "packing": True,
+    "kernels": "auto",
+    "attn_implementation": "auto",
+    "gradient_checkpointing": True,
+}
+
+# The Train page's presets: each is a label, a line of help and its changes over TrainConfig()'s
+# defaults (which are MEASURED_DEFAULTS); the page applies them as a starting point.
+PRESETS: dict[str, dict[str, Any]] = {
+    "gpu-recommended": {
+        "label": "QLoRA on one GPU (recommended)",
+        "help": "4-bit base, LoRA r16 on all linear layers, packed rows; unsloth when installed, else "
+        "liger-kernel and flex_attention: the measured fast path at the same memory.",
+        "config": {},
+    },
+    "cpu-quick": {
+        "label": "Quick check (CPU, minutes)",
+        "help": "A few dozen steps on the CPU with short rows: checks the data trains, not a usable model.",
+        "config": {
+            "device": "cpu",
+            "max_steps": 30,
+            "max_seq_len": 512,
+            "per_device_train_batch_size": 2,
+            "gradient_accumulation_steps": 1,
+            "gradient_checkpointing": False,
+            "lora_r": 8,
+            "lora_alpha": 16,
+            "eval_limit": 20,
+            "max_new_tokens": 96,
+        },
+    },
+    "gpu-thorough": {
+        "label": "Thorough (GPU)",
+        "help": "Three epochs at LoRA r32 and longer rows: slower, for the run you keep.",
+        "config": {"num_train_epochs": 3.0, "lora_r": 32, "lora_alpha": 64, "max_seq_len": 2048},
+    },
+}
+
+
+def preset(name: str, **overrides: Any) -> TrainConfig:
+    """TrainConfig of a preset (PRESETS), then the overrides that are not None."""
+    if name not in PRESETS:
+        raise ConfigError(f"unknown preset {name!r}; one of {', '.join(PRESETS)}")
+    return TrainConfig.from_dict({**PRESETS[name]["config"], **{k: v for k, v in overrides.items() if v is not None}})
 
 
 def load_config(path: str | Path | None, **overrides: Any) -> TrainConfig:
