@@ -1,20 +1,34 @@
-"""Training throughput on CUDA: Sift's trainer configurations against the transformers/trl and
-unsloth anchors, side by side in one run, same data, batch and LoRA settings.
+"""Training throughput at the sizes people train: Sift's default trainer configuration against
+unsloth, trl (packing + gradient checkpointing) and trl with liger-kernel, side by side in one run.
 
-SmolLM2-135M-Instruct, 4-bit nf4 base (unless a configuration says otherwise), LoRA r16/α32 on all
-linear layers, batch 8, max_seq_len 1024, 2,000 ticket conversations (the noisy pool: 150–9,035
-tokens, median 244, 20 cut at 1,024), assistant-only loss. Each configuration is one
-`python -m trainer` process; throughput counts the non-padding tokens the model saw over steps
-11..N (warm-up excluded), peak memory is torch.cuda.max_memory_allocated during training.
+Random-initialised models built from configs on the GPU (throughput and memory do not depend on
+the weights' values): a Llama-3.2-1B shape, a Llama-3-8B shape (vocabulary 128,256) and a Gemma-3-1B
+shape (vocabulary 262,144), each saved once in bf16 and loaded by every configuration in 4 bits
+(nf4, double quantization, bf16 compute). QLoRA r16/α32, dropout 0 (unsloth's fast path needs 0;
+the same for every configuration) on all linear layers; batch 4 × max_seq_len 2048, no gradient
+accumulation; assistant-only loss on 2,000 ticket conversations (`generate_noisy(2000, seed=7)`)
+rendered with SmolLM2's tokenizer and chat template (its ids are valid in the larger vocabularies).
+Same data, order, LoRA init and seed for every configuration; each configuration is its own
+`python -m trainer` process. Throughput counts the non-padding tokens the model saw over steps
+LO+1..STEPS (warm-up, compilation and the profiled steps excluded); peak memory is
+torch.cuda.max_memory_allocated() during training; MFU counts useful FLOPs (4·N per token for LoRA
+over a frozen base, plus causal attention over each conversation's own length) against the bf16
+matrix rate measured on the same GPU in the same run.
 
-    python bench/bench_train.py            # needs CUDA; prints the markdown table
-    SIFT_BENCH_STEPS=60 SIFT_BENCH_CONFIGS=hf,hf-packing python bench/bench_train.py
+    python bench/bench_train.py           # needs CUDA; prints one markdown table per shape
+    SIFT_BENCH_SHAPES=llama-1b SIFT_BENCH_CONFIGS=trl,sift-default python bench/bench_train.py
+
+Environment: SIFT_BENCH_SHAPES, SIFT_BENCH_CONFIGS, SIFT_BENCH_STEPS (20), SIFT_BENCH_LO (8),
+SIFT_BENCH_TOKENIZER (a folder with tokenizer.json; default: the embedded SmolLM2's),
+SIFT_BENCH_MODELS (where the random models are saved), SIFT_BENCH_OUT (results),
+SIFT_BENCH_PROFILE (configurations to profile, `shape:name,...`), SIFT_BENCH_TIMEOUT (s per run).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -25,13 +39,61 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+# The architectures' public config.json values that set the cost (sizes, heads, vocabulary).
+SHAPES: dict[str, dict[str, Any]] = {
+    "llama-1b": {
+        "model_type": "llama",
+        "hidden_size": 2048,
+        "intermediate_size": 8192,
+        "num_hidden_layers": 16,
+        "num_attention_heads": 32,
+        "num_key_value_heads": 8,
+        "head_dim": 64,
+        "vocab_size": 128256,
+        "tie_word_embeddings": True,
+        "rope_theta": 500000.0,
+        "rms_norm_eps": 1e-5,
+        "max_position_embeddings": 8192,
+    },
+    "gemma3-1b": {
+        "model_type": "gemma3_text",
+        "hidden_size": 1152,
+        "intermediate_size": 6912,
+        "num_hidden_layers": 26,
+        "num_attention_heads": 4,
+        "num_key_value_heads": 1,
+        "head_dim": 256,
+        "vocab_size": 262144,
+        "sliding_window": 512,
+        "query_pre_attn_scalar": 256,
+        "rope_theta": 1000000.0,
+        "rms_norm_eps": 1e-6,
+        "tie_word_embeddings": True,
+        "max_position_embeddings": 32768,
+    },
+    "llama-8b": {
+        "model_type": "llama",
+        "hidden_size": 4096,
+        "intermediate_size": 14336,
+        "num_hidden_layers": 32,
+        "num_attention_heads": 32,
+        "num_key_value_heads": 8,
+        "head_dim": 128,
+        "vocab_size": 128256,
+        "tie_word_embeddings": False,
+        "rope_theta": 500000.0,
+        "rms_norm_eps": 1e-5,
+        "max_position_embeddings": 8192,
+    },
+}
+
 COMMON: dict[str, Any] = {
-    "per_device_train_batch_size": 8,
-    "gradient_accumulation_steps": 1,
-    "max_seq_len": 1024,
+    "per_device_train_batch_size": 4,
+    "gradient_accumulation_steps": 1,  # said explicitly: unsloth sets 2 unless told
+    "max_seq_len": 2048,
     "lora_r": 16,
     "lora_alpha": 32,
-    "lora_dropout": 0.0,  # unsloth's fast path needs 0; the same for every configuration
+    "lora_dropout": 0.0,
     "learning_rate": 2e-4,
     "warmup_ratio": 0.1,
     "logging_steps": 1,
@@ -39,23 +101,66 @@ COMMON: dict[str, Any] = {
     "seed": 42,
 }
 
-# name → (what it is, config changes). The first four are the anchors of the issue's table.
+# name → (what it is, config changes over COMMON). sift-default changes nothing: it is whatever
+# TrainConfig's defaults are (backend auto, packing, kernels auto, sdpa, checkpointing on).
 CONFIGS: dict[str, tuple[str, dict[str, Any]]] = {
-    "hf": ("transformers + peft + bnb + trl SFTTrainer (SDPA)", {"backend": "hf"}),
-    "unsloth": ("unsloth (padding-free on by itself)", {"backend": "unsloth"}),
-    "hf-packing": ("transformers baseline with trl packing (bfd)", {"backend": "hf", "packing": True}),
-    "unsloth-packing": ("unsloth with packing", {"backend": "unsloth", "packing": True}),
-    "sift-packed-nockpt": (
-        "Sift: hf 4-bit, packing (bfd, padding-free), no gradient checkpointing",
-        {"backend": "hf", "packing": True, "gradient_checkpointing": False},
+    "trl": (
+        "anchor: transformers + peft + bnb + trl, packing, gradient checkpointing",
+        {"backend": "hf", "packing": True, "gradient_checkpointing": True, "kernels": "none"},
     ),
-    "sift-bf16-packed": (
-        "Sift: hf bf16 base (no 4-bit), packing, no gradient checkpointing",
-        {"backend": "hf", "packing": True, "load_in_4bit": False, "gradient_checkpointing": False},
+    "trl-liger": (
+        "anchor: trl with use_liger_kernel (packing, checkpointing)",
+        {"backend": "hf", "packing": True, "gradient_checkpointing": True, "kernels": "liger"},
+    ),
+    "unsloth": (
+        "anchor: unsloth (its checkpointing and kernels, packing)",
+        {"backend": "unsloth", "packing": True, "gradient_checkpointing": True},
+    ),
+    "sift-default": ("**Sift default** (TrainConfig() as shipped)", {}),
+    "sift-liger-flex": (
+        "Sift candidate: hf + liger + flex_attention per-conversation block masks",
+        {
+            "backend": "hf",
+            "packing": True,
+            "gradient_checkpointing": True,
+            "kernels": "liger",
+            "attn_implementation": "flex_attention",
+        },
     ),
 }
-ANCHORS = ("hf", "unsloth", "hf-packing", "unsloth-packing")
-PEAK_BF16_TFLOPS = 989.0  # H100 SXM dense bf16 datasheet; the device measured ~798 on a large GEMM
+ANCHORS = ("trl", "trl-liger", "unsloth")
+
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "chat_template.jinja")
+
+_BUILD = r"""
+import json, sys, torch
+from transformers import AutoConfig, AutoModelForCausalLM
+spec, out = json.loads(sys.argv[1]), sys.argv[2]
+mt = spec.pop("model_type")
+cfg = AutoConfig.for_model(mt, **spec)
+torch.manual_seed(0)
+with torch.device("cuda"):
+    model = AutoModelForCausalLM.from_config(cfg, dtype=torch.bfloat16)
+model.save_pretrained(out, max_shard_size="4GB")
+print(out, sum(p.numel() for p in model.parameters()))
+"""
+
+_PEAK = r"""
+import torch
+n = 8192
+a = torch.randn(n, n, device="cuda", dtype=torch.bfloat16)
+b = torch.randn(n, n, device="cuda", dtype=torch.bfloat16)
+for _ in range(3):
+    a @ b
+torch.cuda.synchronize()
+times = []
+for _ in range(20):
+    s, e = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    s.record(); a @ b; e.record(); torch.cuda.synchronize()
+    times.append(s.elapsed_time(e) / 1e3)
+times.sort()
+print(2 * n**3 / times[len(times) // 2] / 1e12)
+"""
 
 
 def bench_export(out: Path, n: int = 2000, seed: int = 7) -> Path:
@@ -68,71 +173,121 @@ def bench_export(out: Path, n: int = 2000, seed: int = 7) -> Path:
     return write_export(out, convs, convs[:8], version="bench-2000")
 
 
-def model_flops_per_token(model_config: dict[str, Any], seq: float) -> float:
-    """LoRA training ≈ 4·N per token (forward 2N, backward through activations 2N; no frozen-weight
-    gradients) plus attention (4·layers·seq·hidden forward, twice that backward)."""
-    h = model_config["hidden_size"]
-    layers = model_config["num_hidden_layers"]
-    inter = model_config["intermediate_size"]
-    heads = model_config["num_attention_heads"]
-    kv = model_config.get("num_key_value_heads", heads) * (h // heads)
-    n = layers * (2 * h * h + 2 * h * kv + 3 * h * inter) + model_config["vocab_size"] * h
-    attn = 3 * 4 * layers * seq * h / 2  # causal: half the pairs
+def useful_flops_per_token(shape: dict[str, Any], mean_len: float) -> float:
+    """LoRA over a frozen base ≈ 4·N per token (forward 2N, backward through the activations 2N; no
+    gradients for the frozen weights; re-computation under checkpointing not counted) plus causal
+    attention over the conversation's own length (QKᵀ and PV: 4·L·d per token forward, twice that
+    backward, half the pairs)."""
+    h, layers, inter = shape["hidden_size"], shape["num_hidden_layers"], shape["intermediate_size"]
+    hd = shape.get("head_dim") or h // shape["num_attention_heads"]
+    q = shape["num_attention_heads"] * hd
+    kv = shape.get("num_key_value_heads", shape["num_attention_heads"]) * hd
+    n = layers * (2 * h * q + 2 * h * kv + 3 * h * inter) + shape["vocab_size"] * h
+    attn = 3 * 4 * layers * mean_len * q / 2
     return 4 * n + attn
 
 
-def run_config(
-    name: str, export: Path, work: Path, steps: int, base_model: str, extra: dict[str, Any]
-) -> dict[str, Any]:
+def build_model(name: str, folder: Path, tok_dir: Path) -> None:
+    if (folder / "config.json").exists():
+        return
+    spec = dict(SHAPES[name])
+    from transformers import PreTrainedTokenizerFast
+
+    tok = PreTrainedTokenizerFast.from_pretrained(str(tok_dir))
+    spec.update(
+        bos_token_id=tok.bos_token_id,
+        eos_token_id=tok.eos_token_id,
+        pad_token_id=tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id,
+    )
+    t0 = time.monotonic()
+    subprocess.run([sys.executable, "-c", _BUILD, json.dumps(spec), str(folder)], check=True, cwd=ROOT)
+    for f in TOKENIZER_FILES:
+        if (tok_dir / f).exists():
+            shutil.copy(tok_dir / f, folder / f)
+    print(f"built {name} in {time.monotonic() - t0:.0f} s", flush=True)
+
+
+def run_config(name: str, export: Path, work: Path, model: Path, steps: int, lo: int, profile: bool) -> dict[str, Any]:
     desc, changes = CONFIGS[name]
-    cfg = {**COMMON, **changes, **extra, "max_steps": steps, "base_model": base_model}
+    cfg = {**COMMON, **changes, "max_steps": steps, "base_model": str(model)}
+    if profile:
+        cfg["profile_steps"] = 3  # steps 6..8, before the measured window
     run = work / name
+    work.mkdir(parents=True, exist_ok=True)
     (work / f"{name}.json").write_text(json.dumps(cfg))
     t0 = time.monotonic()
-    r = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "trainer",
-            "--manifest",
-            str(export),
-            "--config",
-            str(work / f"{name}.json"),
-            "--out",
-            str(run),
-        ],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        timeout=float(os.environ.get("SIFT_BENCH_TIMEOUT", "300")),
-    )
+    args = [sys.executable, "-m", "trainer", "--manifest", str(export), "--config", str(work / f"{name}.json")]
+    try:
+        r = subprocess.run(
+            [*args, "--out", str(run)],
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+            timeout=float(os.environ.get("SIFT_BENCH_TIMEOUT", "360")),
+        )
+        tail = (r.stdout + r.stderr)[-3000:]
+    except subprocess.TimeoutExpired as e:
+        tail = f"timed out after {e.timeout:.0f} s"
     wall = time.monotonic() - t0
     status = json.loads((run / "status.json").read_text()) if (run / "status.json").exists() else {}
     out: dict[str, Any] = {"name": name, "what": desc, "state": status.get("state"), "wall_s": round(wall, 1)}
     if status.get("state") != "succeeded":
-        out["error"] = status.get("error") or (r.stdout + r.stderr)[-1500:]
+        out["error"] = status.get("error") or tail
+        out["log_tail"] = tail
         return out
     rows = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
-    rows = [x for x in rows if "loss" in x]
-    by_step = {x["step"]: x for x in rows}
-    lo, hi = 10, steps
-    if lo not in by_step or hi not in by_step:
+    by_step = {x["step"]: x for x in rows if "loss" in x}
+    if lo not in by_step or steps not in by_step:
         out["error"] = f"missing steps in metrics ({sorted(by_step)[:3]}…)"
         return out
-    tokens = by_step[hi]["tokens"] - by_step[lo]["tokens"]
-    seconds = by_step[hi]["ts"] - by_step[lo]["ts"]
+    tokens = by_step[steps]["tokens"] - by_step[lo]["tokens"]
+    seconds = by_step[steps]["ts"] - by_step[lo]["ts"]
+    summary = status.get("summary", {})
     out.update(
         tokens_per_s=round(tokens / seconds, 1),
-        s_per_step=round(seconds / (hi - lo), 4),
-        tokens_per_step=round(tokens / (hi - lo), 1),
-        peak_mem_gib=status["summary"].get("peak_mem_gib"),
-        loss_last10=round(sum(by_step[s]["loss"] for s in range(hi - 9, hi + 1)) / 10, 4),
-        loss_at_end=by_step[hi]["loss"],
+        s_per_step=round(seconds / (steps - lo), 4),
+        tokens_per_step=round(tokens / (steps - lo), 1),
+        peak_mem_gib=summary.get("peak_mem_gib"),
+        loss_mean=round(sum(by_step[s]["loss"] for s in range(lo + 1, steps + 1)) / (steps - lo), 4),
+        losses=[by_step[s]["loss"] for s in sorted(by_step)],
+        kernels=summary.get("kernels"),
+        attention=summary.get("attention"),
+        backend=summary.get("backend"),
+        packing=summary.get("packing"),
+        gradient_checkpointing=summary.get("gradient_checkpointing"),
     )
-    prof = run / "profile.txt"
-    if prof.exists():
-        out["profile"] = prof.read_text()[:20000]
+    if (run / "profile.txt").exists():
+        out["profile"] = (run / "profile.txt").read_text()[:30000]
     return out
+
+
+def table(shape: str, results: list[dict[str, Any]], peak_tflops: float, mean_len: float, lo: int, steps: int) -> str:
+    spec = SHAPES[shape]
+    fpt = useful_flops_per_token(spec, mean_len)
+    ok = [r for r in results if r.get("tokens_per_s")]
+    anchors = [r for r in ok if r["name"] in ANCHORS]
+    best = max(anchors, key=lambda r: r["tokens_per_s"]) if anchors else None
+    lines = [
+        f"#### {shape} (steps {lo + 1}–{steps}; best anchor: {best['name'] if best else '-'})",
+        "",
+        "| configuration | non-padding tokens/s | vs best anchor | s/step | tokens/step | peak allocated GiB "
+        "| mean loss | loss vs best anchor | MFU | kernels / attention / checkpointing |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in results:
+        if not r.get("tokens_per_s"):
+            err = " ".join(str(r.get("error")).split())[-160:].replace("|", "/")
+            lines.append(f"| {r['what']} | failed: {err} | | | | | | | | |")
+            continue
+        ratio = f"{r['tokens_per_s'] / best['tokens_per_s']:.2f}×" if best else "-"
+        dloss = f"{(r['loss_mean'] / best['loss_mean'] - 1):+.2%}" if best else "-"
+        mfu = r["tokens_per_s"] * fpt / (peak_tflops * 1e12)
+        used = f"{r.get('backend')}: {r.get('kernels')} / {r.get('attention')} / {r.get('gradient_checkpointing')}"
+        lines.append(
+            f"| {r['what']} | {r['tokens_per_s']:,.0f} | {ratio} | {r['s_per_step']:.3f} | "
+            f"{r['tokens_per_step']:,.0f} | {r['peak_mem_gib']} | {r['loss_mean']} | {dloss} | {mfu:.1%} | {used} |"
+        )
+    return "\n".join(lines)
 
 
 def main() -> dict[str, Any]:
@@ -143,54 +298,59 @@ def main() -> dict[str, Any]:
     except ImportError:
         cuda = False
     if not cuda:
-        print("bench_train: needs CUDA (run it on the device machine: scripts/gpu_run.sh full)")
+        print("bench_train: needs CUDA (on the device machine: scripts/gpu_bench.sh)")
         return {"skipped": "needs CUDA"}
-    from curation.models import resolve_model
+    from curation.models import load_tokenizer, resolve_model
+    from trainer.data import render_all
+    from trainer.manifest import load_export
 
-    steps = int(os.environ.get("SIFT_BENCH_STEPS", "60"))
+    steps = int(os.environ.get("SIFT_BENCH_STEPS", "20"))
+    lo = int(os.environ.get("SIFT_BENCH_LO", "8"))
+    shapes = [s for s in os.environ.get("SIFT_BENCH_SHAPES", ",".join(SHAPES)).split(",") if s]
     names = [n for n in os.environ.get("SIFT_BENCH_CONFIGS", ",".join(CONFIGS)).split(",") if n]
-    profile = set(os.environ.get("SIFT_BENCH_PROFILE", "hf-packing").split(","))
-    base_model = resolve_model(os.environ.get("SIFT_BENCH_MODEL"))
-    model_config = json.loads((Path(base_model) / "config.json").read_text())
+    profile = set(os.environ.get("SIFT_BENCH_PROFILE", "llama-8b:sift-default").split(","))
+    tok_dir = Path(os.environ.get("SIFT_BENCH_TOKENIZER") or resolve_model())
+    models = Path(os.environ.get("SIFT_BENCH_MODELS") or tempfile.mkdtemp(prefix="bench-models-"))
     out_dir = Path(os.environ.get("SIFT_BENCH_OUT") or tempfile.mkdtemp(prefix="bench-train-"))
     out_dir.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="bench-train-runs-"))
     export = bench_export(work / "export").parent
-    # Useful attention FLOPs depend on each conversation's own length, not the packed row's.
-    from curation.models import load_tokenizer
-    from trainer.data import render_all
-    from trainer.manifest import load_export
-
-    rendered, _ = render_all(load_tokenizer(base_model), load_export(export).train, COMMON["max_seq_len"])
+    rendered, stats = render_all(load_tokenizer(str(tok_dir)), load_export(export).train, COMMON["max_seq_len"])
     mean_len = sum(len(e.input_ids) for e in rendered) / len(rendered)
-    results = []
-    for name in names:
-        extra = {"profile_steps": 3} if name in profile else {}
-        res = run_config(name, export, work, steps, base_model, extra)
-        results.append(res)
-        (out_dir / "bench_train.json").write_text(json.dumps(results, indent=2))
-        print(json.dumps({k: v for k, v in res.items() if k != "profile"}), flush=True)
-    ok = [r for r in results if r.get("tokens_per_s")]
-    anchors = [r for r in ok if r["name"] in ANCHORS]
-    best_anchor = max(anchors, key=lambda r: r["tokens_per_s"]) if anchors else None
+    peak = float(subprocess.run([sys.executable, "-c", _PEAK], capture_output=True, text=True, check=True).stdout)
     dev = torch.cuda.get_device_name(0)
-    print(f"\n### Training throughput ({dev}, {Path(base_model).name}, steps 11–{steps}, batch 8, max_seq_len 1024)\n")
-    print(
-        "| configuration | non-padding tokens/s | vs best anchor | s/step | tokens/step | peak allocated GiB | loss (mean of last 10 steps) | MFU |"
-    )
-    print("|---|---|---|---|---|---|---|---|")
-    for r in results:
-        if not r.get("tokens_per_s"):
-            print(f"| {r['what']} | failed: {str(r.get('error'))[:120]} | | | | | | |")
-            continue
-        ratio = f"{r['tokens_per_s'] / best_anchor['tokens_per_s']:.2f}×" if best_anchor else "-"
-        fpt = model_flops_per_token(model_config, mean_len)
-        mfu = r["tokens_per_s"] * fpt / (PEAK_BF16_TFLOPS * 1e12)
-        print(
-            f"| {r['what']} | {r['tokens_per_s']:,.0f} | {ratio} | {r['s_per_step']:.3f} | {r['tokens_per_step']:,.0f} | "
-            f"{r['peak_mem_gib']} | {r['loss_last10']} | {mfu:.2%} |"
-        )
-    return {"device": dev, "steps": steps, "mean_len": mean_len, "results": results}
+    report: dict[str, Any] = {
+        "device": dev,
+        "measured_bf16_tflops": round(peak, 1),
+        "steps": steps,
+        "lo": lo,
+        "mean_len": round(mean_len, 1),
+        "render": stats,
+        "shapes": {},
+    }
+    print(f"{dev}: bf16 8192³ matmul {peak:.0f} TFLOP/s; data {stats}, mean {mean_len:.0f} tokens", flush=True)
+    tables = []
+    for shape in shapes:
+        folder = models / shape
+        build_model(shape, folder, tok_dir)
+        results: list[dict[str, Any]] = []
+        report["shapes"][shape] = results
+        for name in names:
+            res = run_config(
+                name, export, work / shape, folder, steps, lo, f"{shape}:{name}" in profile or name in profile
+            )
+            results.append(res)
+            (out_dir / "bench_train.json").write_text(json.dumps(report, indent=2))
+            brief = {k: v for k, v in res.items() if k not in ("profile", "losses", "log_tail")}
+            print(json.dumps({"shape": shape, **brief})[:1200], flush=True)
+            if res.get("profile"):
+                (out_dir / f"profile-{shape}-{name}.txt").write_text(res["profile"])
+        tables.append(table(shape, results, peak, mean_len, lo, steps))
+        (out_dir / "bench_train.md").write_text("\n\n".join(tables) + "\n")
+        print("\n" + tables[-1] + "\n", flush=True)
+        if os.environ.get("SIFT_BENCH_KEEP_MODELS") != "1":
+            shutil.rmtree(folder, ignore_errors=True)
+    return report
 
 
 if __name__ == "__main__":

@@ -22,7 +22,7 @@ WHEELS=(
   torchao==0.18.0 cut_cross_entropy==25.1.1 tyro==1.0.17 docstring_parser==0.18.0 typeguard==4.6.0
   shtab==1.13.0 msgspec==0.22.0 hf_transfer==0.1.9 dill==0.4.1 multiprocess==0.70.19 gguf==0.19.0
   pydantic==2.14.3 pydantic_core==2.50.4 annotated_types==0.8.0 typing_inspection==0.4.5
-  json5==0.17.3 nest_asyncio==1.6.0 structlog==26.1.0
+  json5==0.17.3 nest_asyncio==1.6.0 structlog==26.1.0 liger_kernel==0.8.5
 )
 PART_MB=${SIFT_GPU_PART_MB:-50}
 

@@ -24,6 +24,9 @@ COMMON = {
     "max_new_tokens": 8,
     "eval_limit": 1,
     "generate_base": False,
+    # One row per conversation, as before packing became the default: the same rows split over the
+    # ranks as in the one-process batch, so per-step losses can be compared row for row.
+    "packing": False,
 }
 # Float32 sums in another order (per-rank halves, then the all-reduce): equal to ~1e-6 measured.
 TOL = 1e-4

@@ -41,6 +41,50 @@ class Loaded:
     device: str
     dtype: str
     quantized: bool
+    # What the run folder records: the fused kernels in use ("liger", "unsloth" or "none") and the
+    # attention implementation the model ended up with.
+    kernels: str = "none"
+    attention: str = ""
+
+
+def resolve_kernels(cfg: TrainConfig, backend: str, cuda: bool, log: logging.Logger | None = None) -> str:
+    """The fused kernels a run uses: unsloth's own under the unsloth backend; under hf, liger-kernel on
+    CUDA when asked for or (auto) when it is installed; never on the CPU (liger's kernels are Triton)."""
+    if backend == "unsloth":
+        return "unsloth"
+    if cfg.kernels == "none":
+        return "none"
+    have = importlib.util.find_spec("liger_kernel") is not None
+    if cfg.kernels == "liger":
+        if not cuda:
+            raise BackendError("kernels 'liger' needs a CUDA GPU (liger-kernel is Triton); use 'auto' or 'none'")
+        if not have:
+            raise BackendError("kernels 'liger' needs the liger-kernel package: pip install -e '.[cuda]'")
+        return "liger"
+    if cuda and have:
+        return "liger"
+    if cuda and log is not None:
+        log.info("kernels auto: liger-kernel is not installed, training without fused kernels")
+    return "none"
+
+
+def resolve_attention(cfg: TrainConfig, cuda: bool) -> str:
+    """The hf backend's attention: what the config names, or for `auto` flex_attention on CUDA with
+    packing (document masks that skip the blocks between packed conversations) and sdpa otherwise
+    (the CPU, padded batches, or a torch without flex_attention)."""
+    if cfg.attn_implementation != "auto":
+        return cfg.attn_implementation
+    import torch
+
+    several = torch.distributed.is_available() and torch.distributed.is_initialized()  # not measured there
+    if cuda and cfg.packing and not several and importlib.util.find_spec("torch.nn.attention.flex_attention"):
+        return "flex_attention"
+    return "sdpa"
+
+
+def attention_of(model: Any) -> str:
+    cfg = getattr(model, "config", None)
+    return str(getattr(cfg, "_attn_implementation", None) or getattr(cfg, "attn_implementation", None) or "")
 
 
 def cuda_available() -> bool:
@@ -105,13 +149,15 @@ def load_hf(cfg: TrainConfig, model_path: str, log: logging.Logger, *, sharded: 
 
     tok = _fix_tokenizer(AutoTokenizer.from_pretrained(model_path))
     cuda = torch.cuda.is_available()
+    kernels = resolve_kernels(cfg, "hf", cuda, log)  # before loading: a wrong choice fails fast
+    attention = resolve_attention(cfg, cuda)
     quantized = bool(cuda and cfg.load_in_4bit and not sharded and cfg.lora)
     if cuda and cfg.load_in_4bit and sharded:
         log.info(
             "sharded strategy: the base loads in %s and trains plain LoRA (4-bit is for ddp)",
             cfg.bnb_4bit_compute_dtype,
         )
-    kw: dict[str, Any] = {"attn_implementation": cfg.attn_implementation}
+    kw: dict[str, Any] = {"attn_implementation": attention}
     if cuda:
         compute = getattr(torch, cfg.bnb_4bit_compute_dtype)
         kw["dtype"] = compute
@@ -152,7 +198,7 @@ def load_hf(cfg: TrainConfig, model_path: str, log: logging.Logger, *, sharded: 
 
         log.info("full fine-tuning: every weight of the base model trains (%s)", dtype)
         recipes.register_base(model, model_path, dtype=kw["dtype"], device=model.device)
-        return Loaded(model, tok, "hf", "cuda" if cuda else "cpu", dtype, False)
+        return Loaded(model, tok, "hf", "cuda" if cuda else "cpu", dtype, False, kernels, attention_of(model))
     lora = LoraConfig(
         r=cfg.lora_r,
         lora_alpha=cfg.lora_alpha,
@@ -164,7 +210,7 @@ def load_hf(cfg: TrainConfig, model_path: str, log: logging.Logger, *, sharded: 
         use_rslora=cfg.use_rslora,
     )
     model = get_peft_model(model, lora)
-    return Loaded(model, tok, "hf", "cuda" if cuda else "cpu", dtype, quantized)
+    return Loaded(model, tok, "hf", "cuda" if cuda else "cpu", dtype, quantized, kernels, attention_of(model))
 
 
 def load_unsloth(cfg: TrainConfig, model_path: str, log: logging.Logger) -> Loaded:
@@ -196,7 +242,9 @@ def load_unsloth(cfg: TrainConfig, model_path: str, log: logging.Logger) -> Load
         **({"use_dora": True} if cfg.use_dora else {}),
     )
     dtype = ("4bit-" if cfg.load_in_4bit else "") + cfg.bnb_4bit_compute_dtype
-    return Loaded(model, _fix_tokenizer(tok), "unsloth", "cuda", dtype, cfg.load_in_4bit)
+    return Loaded(
+        model, _fix_tokenizer(tok), "unsloth", "cuda", dtype, cfg.load_in_4bit, "unsloth", attention_of(model)
+    )
 
 
 def load(
@@ -222,7 +270,7 @@ def load_for_eval(cfg: TrainConfig, model_path: str, adapter: Any, log: logging.
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     cuda = torch.cuda.is_available()
-    kw: dict[str, Any] = {"attn_implementation": cfg.attn_implementation}
+    kw: dict[str, Any] = {"attn_implementation": resolve_attention(cfg.override(packing=False), cuda)}
     if cuda:
         kw["dtype"] = getattr(torch, cfg.bnb_4bit_compute_dtype)
         kw["device_map"] = {"": torch.cuda.current_device()}
@@ -256,3 +304,11 @@ def for_inference(loaded: Loaded) -> None:
         FastLanguageModel.for_inference(loaded.model)
     else:
         loaded.model.eval()
+        if loaded.attention == "flex_attention":
+            # flex_attention pays off over packed rows; generation runs padded batches of new lengths
+            # every step, which sdpa serves without compiling.
+            try:
+                base = loaded.model.get_base_model() if hasattr(loaded.model, "get_base_model") else loaded.model
+                base.set_attn_implementation("sdpa")
+            except Exception as e:  # pragma: no cover - a transformers without the switch: evaluate as trained
+                logging.getLogger(__name__).info("kept flex_attention for evaluation (%s)", e)

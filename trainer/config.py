@@ -20,6 +20,7 @@ from typing import Any
 from curation.errors import StageError
 
 BACKENDS = ("auto", "hf", "unsloth")
+KERNELS = ("auto", "liger", "none")
 STRATEGIES = ("ddp", "fsdp", "deepspeed-zero2", "deepspeed-zero3")
 DEVICES = ("auto", "cuda", "cpu")
 # What best_metric may name: eval loss (lower is better) or a generation metric (higher is better).
@@ -60,7 +61,20 @@ class TrainConfig:
     bnb_4bit_use_double_quant: bool = _f(True, "Quantize the quantization constants too.", group="model")
     bnb_4bit_compute_dtype: str = _f("bfloat16", "Dtype of the 4-bit matmuls (bfloat16 or float16).", group="model")
     attn_implementation: str = _f(
-        "sdpa", "Attention kernel for the hf backend (sdpa, eager, flash_attention_2).", group="model"
+        "auto",
+        "Attention kernel for the hf backend: auto | sdpa | flex_attention | eager | flash_attention_2. auto: "
+        "flex_attention on CUDA with packing (each packed conversation attends only to itself and the masked-off "
+        "blocks are skipped; measured 1.6-2.1x trl's packed sdpa, BENCHMARKS.md), else sdpa (which masks packed "
+        "conversations apart with a dense block-diagonal mask). The unsloth backend picks its own.",
+        group="model",
+    )
+    kernels: str = _f(
+        "auto",
+        "Fused training kernels for the hf backend: auto | liger | none. auto uses liger-kernel (fused linear "
+        "cross-entropy that never holds the whole logits tensor, RMSNorm, SwiGLU, RoPE) on CUDA when it is "
+        "installed; the unsloth backend brings its own kernels; the CPU trains without.",
+        group="model",
+        choices=KERNELS,
     )
     device: str = _f(
         "auto",
@@ -133,7 +147,10 @@ class TrainConfig:
         group="data",
     )
     packing: bool = _f(
-        False, "Pack several conversations into one row (best-fit; sample boundaries kept).", group="data"
+        True,
+        "Pack several conversations into one row (best-fit; sample boundaries kept: each conversation attends "
+        "only to itself and keeps its own positions and loss mask). The measured fast default (BENCHMARKS.md).",
+        group="data",
     )
     padding_free: bool = _f(
         False,
@@ -269,6 +286,8 @@ class TrainConfig:
             raise ConfigError(
                 f"config field 'system_prompt' must be keep, fold or drop (or empty), got {self.system_prompt!r}"
             )
+        if self.kernels not in KERNELS:
+            raise ConfigError(f"config field 'kernels' must be one of {', '.join(KERNELS)}, got {self.kernels!r}")
         if self.device not in DEVICES:
             raise ConfigError(f"config field 'device' must be one of {', '.join(DEVICES)}, got {self.device!r}")
         if self.strategy not in STRATEGIES:
@@ -332,6 +351,61 @@ class TrainConfig:
         d = self.to_dict()
         d.update({k: v for k, v in changes.items() if v is not None})
         return TrainConfig.from_dict(d)
+
+
+# ---------------------------------------------------------------------- measured defaults and presets
+
+# The fields that set a run's speed and memory, at their shipped defaults: the fastest path measured
+# within the best anchor's memory at the 1B and 8B shapes (BENCHMARKS.md, "Trainer at the sizes people
+# train"): unsloth's engine under Sift's packing where unsloth is installed (0.99-1.03x unsloth's own,
+# same memory); without it, hf + liger-kernel + flex_attention document masks (1.6-2.1x trl with liger).
+MEASURED_DEFAULTS: dict[str, Any] = {
+    "backend": "auto",
+    "load_in_4bit": True,
+    "packing": True,
+    "kernels": "auto",
+    "attn_implementation": "auto",
+    "gradient_checkpointing": True,
+}
+
+# The Train page's presets: each is a label, a line of help and its changes over TrainConfig()'s
+# defaults (which are MEASURED_DEFAULTS); the page applies them as a starting point.
+PRESETS: dict[str, dict[str, Any]] = {
+    "gpu-recommended": {
+        "label": "QLoRA on one GPU (recommended)",
+        "help": "4-bit base, LoRA r16 on all linear layers, packed rows; unsloth when installed, else "
+        "liger-kernel and flex_attention: the measured fast path at the same memory.",
+        "config": {},
+    },
+    "cpu-quick": {
+        "label": "Quick check (CPU, minutes)",
+        "help": "A few dozen steps on the CPU with short rows: checks the data trains, not a usable model.",
+        "config": {
+            "device": "cpu",
+            "max_steps": 30,
+            "max_seq_len": 512,
+            "per_device_train_batch_size": 2,
+            "gradient_accumulation_steps": 1,
+            "gradient_checkpointing": False,
+            "lora_r": 8,
+            "lora_alpha": 16,
+            "eval_limit": 20,
+            "max_new_tokens": 96,
+        },
+    },
+    "gpu-thorough": {
+        "label": "Thorough (GPU)",
+        "help": "Three epochs at LoRA r32 and longer rows: slower, for the run you keep.",
+        "config": {"num_train_epochs": 3.0, "lora_r": 32, "lora_alpha": 64, "max_seq_len": 2048},
+    },
+}
+
+
+def preset(name: str, **overrides: Any) -> TrainConfig:
+    """TrainConfig of a preset (PRESETS), then the overrides that are not None."""
+    if name not in PRESETS:
+        raise ConfigError(f"unknown preset {name!r}; one of {', '.join(PRESETS)}")
+    return TrainConfig.from_dict({**PRESETS[name]["config"], **{k: v for k, v in overrides.items() if v is not None}})
 
 
 def load_config(path: str | Path | None, **overrides: Any) -> TrainConfig:

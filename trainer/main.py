@@ -38,7 +38,18 @@ def make_parser() -> argparse.ArgumentParser:
     return p
 
 
-LIBRARIES = ("torch", "transformers", "peft", "trl", "accelerate", "datasets", "bitsandbytes", "unsloth", "unsloth_zoo")
+LIBRARIES = (
+    "torch",
+    "transformers",
+    "peft",
+    "trl",
+    "accelerate",
+    "datasets",
+    "bitsandbytes",
+    "unsloth",
+    "unsloth_zoo",
+    "liger_kernel",
+)
 
 
 def library_versions() -> dict[str, str | None]:
@@ -180,7 +191,14 @@ def run_training(cfg: TrainConfig, manifest: Path, run: RunDir, ranks: Ranks | N
         return 143
 
     # 4. train (and save the adapter: rank 0 writes it, gathered from the shards where sharded)
-    run.status(message="training", backend=loaded.backend, device=loaded.device)
+    run.status(
+        message="training",
+        backend=loaded.backend,
+        device=loaded.device,
+        kernels=loaded.kernels,
+        attention=loaded.attention,
+    )
+    log.info("kernels %s, attention %s, packing %s", loaded.kernels, loaded.attention, cfg.packing)
     from trainer import harness
 
     prompts = eval_prompts(export.eval, renderer.system_prompt)
@@ -395,6 +413,9 @@ def train(
         remove_unused_columns=True,
         # Every LoRA weight takes part in every step: no search for unused parameters under DDP.
         ddp_find_unused_parameters=False if multi else None,
+        # liger-kernel's RMSNorm, SwiGLU, RoPE and fused linear cross-entropy (the loss straight from
+        # the hidden states, in chunks: no logits tensor); the Trainer patches the model with them.
+        use_liger_kernel=loaded.kernels == "liger",
     )
     started = time.monotonic()
     track: dict[str, Any] = {"last_t": started, "last_tokens": 0, "tokens": 0, "steps": 0}
@@ -536,6 +557,13 @@ def train(
         "dtype": loaded.dtype,
         "processes": rk.world_size,
         "strategy": rk.strategy if multi else None,
+        # What the run used: fused kernels, attention (over packed rows: per conversation), checkpointing.
+        "kernels": loaded.kernels,
+        "attention": loaded.attention,
+        "packing": cfg.packing,
+        "gradient_checkpointing": (
+            ("unsloth" if loaded.backend == "unsloth" else "torch") if cfg.gradient_checkpointing else "off"
+        ),
     }
     if cuda:
         summary["peak_mem_gib"] = round(torch.cuda.max_memory_allocated() / 1024**3, 3)
