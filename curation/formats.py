@@ -11,8 +11,11 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from itertools import islice
 from pathlib import Path
 from typing import Any
+
+import orjson
 
 from curation.records import ContentPart, Conversation, Message, ToolCall, canonical_json
 
@@ -115,6 +118,28 @@ def _decode(data: bytes, path: Path) -> str:
         raise FileReadError(f"{path}: not UTF-8 text (byte {e.start}: {e.reason})") from None
 
 
+def _jsonl_row(index: int, lineno: int, chunk: bytes) -> Row:
+    """One JSONL line as a Row: its value, or the reason it cannot be read."""
+    try:
+        # orjson first (several times faster); anything it refuses (bad UTF-8, a lone
+        # surrogate escape, NaN, a huge int) takes the json module's path and its messages.
+        return Row(index, lineno, orjson.loads(chunk), chunk.decode("utf-8").rstrip("\r\n"))
+    except (orjson.JSONDecodeError, UnicodeDecodeError):
+        pass
+    try:
+        text = chunk.decode("utf-8").rstrip("\r\n")
+    except UnicodeDecodeError as e:
+        raw = chunk.decode("utf-8", errors="replace").rstrip("\r\n")
+        return Row(index, lineno, None, raw, f"invalid UTF-8 at byte {e.start}")
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as e:
+        return Row(index, lineno, None, text, f"invalid JSON: {e.msg} at column {e.colno}")
+    except RecursionError:
+        return Row(index, lineno, None, text, "invalid JSON: nested too deeply")
+    return Row(index, lineno, value, text)
+
+
 def _read_jsonl(data: bytes) -> Iterator[Row]:
     if data.startswith(b"\xef\xbb\xbf"):
         data = data[3:]
@@ -122,22 +147,21 @@ def _read_jsonl(data: bytes) -> Iterator[Row]:
     for lineno, chunk in enumerate(data.split(b"\n"), start=1):
         if not chunk.strip():
             continue
-        try:
-            text = chunk.decode("utf-8").rstrip("\r")
-        except UnicodeDecodeError as e:
-            raw = chunk.decode("utf-8", errors="replace")
-            yield Row(index, lineno, None, raw, f"invalid UTF-8 at byte {e.start}")
-            index += 1
-            continue
-        try:
-            value = json.loads(text)
-        except json.JSONDecodeError as e:
-            yield Row(index, lineno, None, text, f"invalid JSON: {e.msg} at column {e.colno}")
-        except RecursionError:
-            yield Row(index, lineno, None, text, "invalid JSON: nested too deeply")
-        else:
-            yield Row(index, lineno, value, text)
+        yield _jsonl_row(index, lineno, chunk)
         index += 1
+
+
+def _stream_jsonl(path: Path) -> Iterator[Row]:
+    """JSON Lines read line by line: memory stays bounded whatever the file's size."""
+    index = 0
+    with open(path, "rb") as f:
+        for lineno, chunk in enumerate(f, start=1):
+            if lineno == 1 and chunk.startswith(b"\xef\xbb\xbf"):
+                chunk = chunk[3:]
+            if not chunk.strip():
+                continue
+            yield _jsonl_row(index, lineno, chunk)
+            index += 1
 
 
 def _read_json(text: str, path: Path) -> list[Row]:
@@ -200,36 +224,70 @@ def _read_json(text: str, path: Path) -> list[Row]:
     return rows
 
 
-def _read_parquet(path: Path) -> list[Row]:
+def _stream_parquet(path: Path) -> Iterator[Row]:
+    """Parquet rows batch by batch (memory bounded by one batch)."""
     try:
         import pyarrow.parquet as pq
     except ImportError as e:  # pragma: no cover - pyarrow is a core dependency
         raise FileReadError("reading Parquet needs pyarrow: pip install pyarrow") from e
     try:
-        table = pq.read_table(path)
+        pf = pq.ParquetFile(path)
+        batches = pf.iter_batches(batch_size=8192)
+        i = 0
+        for batch in batches:
+            for v in batch.to_pylist():
+                yield Row(i, i + 1, v)
+                i += 1
+    except FileReadError:
+        raise
     except Exception as e:  # pyarrow raises several unrelated types for a bad file
         raise FileReadError(f"{path}: not a readable Parquet file ({e})") from None
-    return [Row(i, i + 1, v) for i, v in enumerate(table.to_pylist())]
+
+
+def _read_parquet(path: Path) -> list[Row]:
+    return list(_stream_parquet(path))
+
+
+def _check_path(path: Path) -> None:
+    try:
+        if path.is_dir():
+            raise FileReadError(f"{path}: is a directory, not a file")
+        if not path.exists():
+            raise FileReadError(f"{path}: no such file")
+    except OSError as e:
+        raise FileReadError(f"{path}: cannot read ({e.strerror})") from None
+    if path.suffix.lower() not in (".json", ".jsonl", ".ndjson", ".parquet"):
+        raise FileReadError(f"{path}: unsupported file type {path.suffix!r} (use .json, .jsonl or .parquet)")
+
+
+def iter_rows(path: Path | str) -> Iterator[Row]:
+    """The rows of a file, each with its line, as a stream.
+
+    JSON Lines and Parquet are read incrementally (memory independent of the file's size); a
+    JSON array is read whole, since its rows are only known once the array parses.
+    """
+    path = Path(path)
+    _check_path(path)
+    suffix = path.suffix.lower()
+    if suffix == ".parquet":
+        yield from _stream_parquet(path)
+        return
+    if suffix in (".jsonl", ".ndjson"):
+        try:
+            yield from _stream_jsonl(path)
+        except OSError as e:
+            raise FileReadError(f"{path}: cannot read ({e.strerror})") from None
+        return
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        raise FileReadError(f"{path}: cannot read ({e.strerror})") from None
+    yield from _read_json(_decode(data, path), path)
 
 
 def read_rows(path: Path | str) -> list[Row]:
     """All rows of a file, each with its line; an unreadable file raises FileReadError."""
-    path = Path(path)
-    try:
-        if path.suffix.lower() == ".parquet":
-            return _read_parquet(path)
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise FileReadError(f"{path}: no such file") from None
-    except IsADirectoryError:
-        raise FileReadError(f"{path}: is a directory, not a file") from None
-    except OSError as e:
-        raise FileReadError(f"{path}: cannot read ({e.strerror})") from None
-    if path.suffix.lower() in (".jsonl", ".ndjson"):
-        return list(_read_jsonl(data))
-    if path.suffix.lower() == ".json":
-        return _read_json(_decode(data, path), path)
-    raise FileReadError(f"{path}: unsupported file type {path.suffix!r} (use .json, .jsonl or .parquet)")
+    return list(iter_rows(path))
 
 
 # ---------------------------------------------------------------- dialect detection
@@ -547,35 +605,132 @@ def _raw_of(row: Row) -> str:
         return repr(row.value)
 
 
+def map_row(row: Row, fmt: str) -> Mapped | Quarantined:
+    """One row mapped to a Conversation, or quarantined with its line, field and reason."""
+    if row.error is not None:
+        return Quarantined(row.index, row.line, "(line)", row.error, _raw_of(row))
+    try:
+        conv, notes = MAPPERS[fmt](row.value)
+        if not conv.messages:
+            raise RowError("messages" if fmt == "openai" else "conversations", "no turns")
+    except RowError as e:
+        return Quarantined(row.index, row.line, e.field, e.message, _raw_of(row))
+    except RecursionError:
+        return Quarantined(row.index, row.line, "(row)", "nested too deeply", _raw_of(row))
+    return Mapped(row.index, row.line, conv, tuple(sorted(notes)))
+
+
 def map_rows(rows: list[Row], fmt: str, path: Path | str = "") -> ParsedFile:
-    mapper = MAPPERS[fmt]
     out = ParsedFile(Path(path), fmt, len(rows))
     for row in rows:
-        if row.error is not None:
-            out.quarantined.append(Quarantined(row.index, row.line, "(line)", row.error, _raw_of(row)))
-            continue
-        try:
-            conv, notes = mapper(row.value)
-            if not conv.messages:
-                raise RowError("messages" if fmt == "openai" else "conversations", "no turns")
-        except RowError as e:
-            out.quarantined.append(Quarantined(row.index, row.line, e.field, e.message, _raw_of(row)))
-        except RecursionError:
-            out.quarantined.append(Quarantined(row.index, row.line, "(row)", "nested too deeply", _raw_of(row)))
+        r = map_row(row, fmt)
+        if isinstance(r, Mapped):
+            out.mapped.append(r)
         else:
-            out.mapped.append(Mapped(row.index, row.line, conv, tuple(sorted(notes))))
+            out.quarantined.append(r)
     return out
+
+
+@dataclass(slots=True)
+class Plain:
+    """A row that needed no mapping: its canonical content JSON and search text, ready to store.
+
+    Only rows that map to themselves take this path (OpenAI rows whose messages are exactly
+    `{role, content}` with a standard role and text content, no tools): what `map_openai` would
+    give, without building objects. Everything else goes through the mappers.
+    """
+
+    index: int
+    line: int
+    content_json: str
+    search_text: str
+    n_messages: int
+    metadata: dict[str, Any]
+
+
+_PLAIN_ROLES = frozenset(("system", "user", "assistant", "tool"))
+_ROLE_CONTENT = frozenset(("role", "content"))
+
+
+def plain_openai(row: Row) -> Plain | None:
+    """`row` as a Plain record when it needs no mapping, else None (the mapper decides)."""
+    v = row.value
+    if type(v) is not dict:
+        return None
+    msgs = v.get("messages")
+    if type(msgs) is not list or not msgs or "tools" in v or "functions" in v:
+        return None
+    texts = []
+    for m in msgs:
+        if type(m) is not dict or m.keys() != _ROLE_CONTENT:
+            return None
+        c = m["content"]
+        if type(c) is not str or m["role"] not in _PLAIN_ROLES:
+            return None
+        texts.append(c)
+    try:
+        cj = orjson.dumps({"messages": msgs, "tools": []}, option=orjson.OPT_SORT_KEYS).decode("utf-8")
+    except orjson.JSONEncodeError:  # a lone surrogate: the mapper's path decides
+        return None
+    meta = {k: x for k, x in v.items() if k != "messages"} if len(v) > 1 else {}
+    return Plain(row.index, row.line, cj, "\n".join(texts), len(msgs), meta)
+
+
+@dataclass(slots=True)
+class FileStream:
+    """A file opened for a streamed import: its dialect is known, its rows not yet read.
+
+    `rows` counts the rows handed out so far (all of them once `items()` is exhausted).
+    """
+
+    path: Path
+    format: str
+    _head: list[Row]
+    _rest: Iterator[Row]
+    rows: int = 0
+
+    def items(self, *, plain: bool = False) -> Iterator[Mapped | Quarantined | Plain]:
+        """Each row mapped (or quarantined). `plain`: rows that need no mapping come as `Plain`."""
+        fast = plain and self.format == "openai"
+        for part in (self._head, self._rest):
+            for row in part:
+                self.rows += 1
+                if fast and row.error is None:
+                    p = plain_openai(row)
+                    if p is not None:
+                        yield p
+                        continue
+                yield map_row(row, self.format)
+        self._head = []
+
+
+def open_file(path: Path | str, fmt: str = "auto") -> FileStream:
+    """Open a file for a streamed import. Raises FileReadError when it cannot be read at all.
+
+    Only the first 200 rows are read here (to detect the dialect); a JSON array is parsed
+    whole, so a broken array is refused before anything is written.
+    """
+    path = Path(path)
+    if fmt not in ("auto", *DIALECTS):
+        raise FileReadError(f"unknown format {fmt!r} (use auto, {', '.join(DIALECTS)})")
+    rows = iter_rows(path)
+    head = list(islice(rows, 200))
+    if fmt == "auto":
+        fmt = detect_format(head, path) if head else "openai"
+    return FileStream(path, fmt, head, rows)
 
 
 def parse_file(path: Path | str, fmt: str = "auto") -> ParsedFile:
     """Read and map a whole file. Raises FileReadError when the file itself is unreadable."""
-    path = Path(path)
-    if fmt not in ("auto", *DIALECTS):
-        raise FileReadError(f"unknown format {fmt!r} (use auto, {', '.join(DIALECTS)})")
-    rows = read_rows(path)
-    if fmt == "auto":
-        fmt = detect_format(rows, path) if rows else "openai"
-    return map_rows(rows, fmt, path)
+    stream = open_file(path, fmt)
+    out = ParsedFile(stream.path, stream.format, 0)
+    for r in stream.items():
+        if isinstance(r, Mapped):
+            out.mapped.append(r)
+        elif isinstance(r, Quarantined):
+            out.quarantined.append(r)
+    out.rows = stream.rows
+    return out
 
 
 # ---------------------------------------------------------------- writers

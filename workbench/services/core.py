@@ -9,7 +9,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from curation.formats import FileReadError, ParsedFile, parse_file
+from curation.formats import FileReadError, FileStream, open_file
 from curation.records import Conversation, Message, Provenance
 from workbench.store import Store, StoreError
 
@@ -39,16 +39,19 @@ class CoreService:
     ) -> dict[str, Any]:
         """Import files, each in its own transaction.
 
-        Every file is read and mapped before anything is written, so an unreadable file stops
-        the whole command with nothing changed.
+        Every file is opened before anything is written, so a missing, unreadable or
+        undetectable file stops the whole command with nothing changed. JSONL and Parquet rows
+        then stream in bounded chunks (memory independent of the file's size).
         """
         actor = actor or default_actor()
-        parsed: list[tuple[ParsedFile, str]] = []
+        # Every file is opened (its dialect detected, a JSON array parsed) before anything is
+        # written; rows then stream into the store chunk by chunk, one transaction per file.
+        streams: list[tuple[FileStream, str]] = []
         for p in paths:
             path = Path(p)
-            pf = parse_file(path, format)
-            parsed.append((pf, file_sha256(path)))
-        files = [self.store.import_parsed(pf, sha256=sha, actor=actor, licence=licence) for pf, sha in parsed]
+            stream = open_file(path, format)
+            streams.append((stream, file_sha256(path)))
+        files = [self.store.import_stream(st, sha256=sha, actor=actor, licence=licence) for st, sha in streams]
         totals = {k: sum(f[k] for f in files) for k in ("rows", "imported", "already_present", "quarantined")}
         return {"files": files, "totals": totals}
 
