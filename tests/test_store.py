@@ -108,6 +108,24 @@ def test_streamed_import_in_chunks_matches_the_mapped_path(wb, tmp_path: Path, m
     assert [(r["line"], r["field"]) for r in q] == [(4, "(line)"), (7, "messages[0].role")]
 
 
+def test_keyset_pages_and_bounded_counts(wb, tmp_path: Path) -> None:
+    rows = [{"instruction": f"question {i:02d}", "output": "yes" if i % 3 else "needle"} for i in range(30)]
+    wb.import_files([write(tmp_path / "a.jsonl", "\n".join(json.dumps(r) for r in rows))])
+    everything = [c["id"] for c in wb.list(limit=100)["conversations"]]
+    seen, after = [], None
+    while True:
+        page = wb.list(limit=7, after=after, count_limit=10)
+        assert (page["total"], page["total_capped"]) == (10, True)  # "10+": counting stopped at 10
+        seen += [c["id"] for c in page["conversations"]]
+        after = page["next_after"]
+        if after is None:
+            break
+    assert seen == everything  # keyset pages cover every row once, in the offset order
+    hits = wb.list(text="NEEDLE", limit=100, count_limit=50)
+    assert (hits["total"], hits["total_capped"], len(hits["conversations"])) == (10, False, 10)
+    assert wb.count(text="needle", limit=4) == 5 and wb.count(text="needle") == 10
+
+
 def test_import_is_all_or_nothing(wb, tmp_path: Path, monkeypatch) -> None:
     f = write(tmp_path / "a.json", json.dumps([{"instruction": f"i{i}", "output": "o"} for i in range(50)]))
     wb.import_files([write(tmp_path / "seed.json", json.dumps([{"instruction": "s", "output": "o"}]))])

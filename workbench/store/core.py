@@ -503,16 +503,34 @@ class CoreStore:
         reviewer: str | None = None,
         limit: int = 50,
         offset: int = 0,
+        after: tuple[Any, str] | list[Any] | None = None,
+        count_limit: int | None = None,
     ) -> dict[str, Any]:
+        """A page of conversations in (created_at, id) order.
+
+        `after`: the `next_after` of the previous page (keyset paging: page 5000 costs what page 1
+        does; `offset` is kept for scripts). `count_limit`: stop counting past it (`total` is then
+        `count_limit` and `total_capped` true) instead of an exact count over every match.
+        """
         base, args = filtered_from(status=status, source=source, flag=flag, text=text, tag=tag, reviewer=reviewer)
+        cond, cargs = "", []
+        if after is not None:
+            at = datetime.fromisoformat(after[0]) if isinstance(after[0], str) else after[0]
+            cond, cargs = " AND (c.created_at > ? OR (c.created_at = ? AND c.id > ?))", [at, at, after[1]]
+            offset = 0
         with self.db.connect() as con:
-            total = con.execute(f"SELECT count(*) {base}", args).fetchall()[0][0]  # type: ignore[index]
+            if count_limit is None:
+                total = con.execute(f"SELECT count(*) {base}", args).fetchall()[0][0]  # type: ignore[index]
+            else:
+                total = con.execute(
+                    f"SELECT count(*) FROM (SELECT 1 {base} LIMIT {int(count_limit) + 1})", args
+                ).fetchall()[0][0]  # type: ignore[index]
             # Page the narrow conversations table first, then read only the page's revisions
             # (point reads: a join would scan every revision's text).
             page = con.execute(
-                f"SELECT c.id, c.status, c.revision, c.tags, c.updated_at {base} "
+                f"SELECT c.id, c.status, c.revision, c.tags, c.updated_at, c.created_at {base}{cond} "
                 "ORDER BY c.created_at, c.id LIMIT ? OFFSET ?",
-                [*args, limit, offset],
+                [*args, *cargs, limit, offset],
             ).fetchall()
             revs = {}
             if page:
@@ -524,8 +542,11 @@ class CoreStore:
                         [[p[0] for p in page]],
                     ).fetchall()
                 }
+        capped = count_limit is not None and total > count_limit
         return {
-            "total": total,
+            "total": min(total, count_limit) if count_limit is not None else total,
+            "total_capped": capped,
+            "next_after": [page[-1][5].isoformat(), page[-1][0]] if len(page) == limit else None,
             "conversations": [
                 {
                     "id": p[0],
