@@ -8,7 +8,9 @@ Each mapped row carries a short report of what the mapping renamed, merged or de
 
 from __future__ import annotations
 
+import codecs
 import json
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from itertools import islice
@@ -91,6 +93,7 @@ class ParsedFile:
     path: Path
     format: str
     rows: int
+    encoding: str = "utf-8"
     mapped: list[Mapped] = field(default_factory=list)
     quarantined: list[Quarantined] = field(default_factory=list)
 
@@ -111,11 +114,64 @@ def _type_name(v: Any) -> str:
     }.get(type(v), type(v).__name__)
 
 
+# JSON text starts with an ASCII character, so the zero bytes around the first one tell the
+# encoding of a file without a byte-order mark (RFC 4627 section 3). BOMs are checked longest first:
+# the UTF-32-LE mark begins with the UTF-16-LE one.
+_BOMS = (
+    (codecs.BOM_UTF32_LE, "utf-32-le"),
+    (codecs.BOM_UTF32_BE, "utf-32-be"),
+    (codecs.BOM_UTF8, "utf-8"),
+    (codecs.BOM_UTF16_LE, "utf-16-le"),
+    (codecs.BOM_UTF16_BE, "utf-16-be"),
+)
+
+
+def sniff_encoding(data: bytes) -> tuple[str, int]:
+    """The file's text encoding and the length of its byte-order mark (0 when it has none)."""
+    for bom, name in _BOMS:
+        if data.startswith(bom):
+            return name, len(bom)
+    head = data[:4]
+    if len(head) == 4:
+        if head[:3] == b"\0\0\0" and head[3]:
+            return "utf-32-be", 0
+        if head[0] and head[1:] == b"\0\0\0":
+            return "utf-32-le", 0
+        if head[0] == 0 and head[1] and head[2] == 0 and head[3]:
+            return "utf-16-be", 0
+        if head[0] and head[1] == 0 and head[2] and head[3] == 0:
+            return "utf-16-le", 0
+    return "utf-8", 0
+
+
+def _to_utf8(data: bytes, path: Path) -> tuple[bytes, str]:
+    """UTF-16/UTF-32 bytes (with or without a BOM) re-encoded as UTF-8; UTF-8 bytes as they are."""
+    encoding, skip = sniff_encoding(data)
+    if encoding == "utf-8":
+        return data[skip:], encoding
+    try:
+        # surrogatepass: an unpaired surrogate becomes a \\udxxx escape below, so only its row is
+        # quarantined (as for a JSON escape) rather than the whole file refused.
+        text = data[skip:].decode(encoding, errors="surrogatepass")
+    except UnicodeDecodeError as e:
+        raise FileReadError(
+            f"{path}: looks like {encoding.upper()} text but is not valid {encoding.upper()} "
+            f"(byte {e.start + skip}: {e.reason})"
+        ) from None
+    # A decoder lets lone surrogates of UTF-16 through as code points UTF-8 cannot hold.
+    return text.encode("utf-8", errors="backslashreplace"), encoding
+
+
 def _decode(data: bytes, path: Path) -> str:
     try:
-        return data.decode("utf-8-sig")
+        text = data.decode("utf-8")
     except UnicodeDecodeError as e:
-        raise FileReadError(f"{path}: not UTF-8 text (byte {e.start}: {e.reason})") from None
+        raise FileReadError(f"{path}: not UTF-8 text (byte {e.start}: {e.reason}), nor UTF-16 or UTF-32") from None
+    if "\r" in text:
+        # Valid JSON has no raw CR inside a string, so old-Mac (CR-only) and Windows line ends can be
+        # made LF without touching any value; line numbers then count every kind of line end.
+        text = text.replace("\r\n", "\n").replace("\r", "\n")
+    return text
 
 
 def _jsonl_row(index: int, lineno: int, chunk: bytes) -> Row:
@@ -144,7 +200,9 @@ def _read_jsonl(data: bytes) -> Iterator[Row]:
     if data.startswith(b"\xef\xbb\xbf"):
         data = data[3:]
     index = 0
-    for lineno, chunk in enumerate(data.split(b"\n"), start=1):
+    # CR-only (old Mac) files are split on CR as well; a JSON line never holds a raw CR or LF.
+    lines = data.splitlines() if b"\r" in data else data.split(b"\n")
+    for lineno, chunk in enumerate(lines, start=1):
         if not chunk.strip():
             continue
         yield _jsonl_row(index, lineno, chunk)
@@ -152,16 +210,24 @@ def _read_jsonl(data: bytes) -> Iterator[Row]:
 
 
 def _stream_jsonl(path: Path) -> Iterator[Row]:
-    """JSON Lines read line by line: memory stays bounded whatever the file's size."""
+    """UTF-8 JSON Lines read line by line: memory stays bounded whatever the file's size. Line
+    numbers count every kind of line end, as `_read_jsonl` does (a CR inside an LF line ends a line)."""
     index = 0
+    lineno = 0
     with open(path, "rb") as f:
-        for lineno, chunk in enumerate(f, start=1):
-            if lineno == 1 and chunk.startswith(b"\xef\xbb\xbf"):
-                chunk = chunk[3:]
-            if not chunk.strip():
-                continue
-            yield _jsonl_row(index, lineno, chunk)
-            index += 1
+        for n, raw in enumerate(f):
+            if n == 0 and raw.startswith(b"\xef\xbb\xbf"):
+                raw = raw[3:]
+            body = raw[:-1] if raw.endswith(b"\n") else raw
+            parts = body.splitlines() if b"\r" in body else [body]
+            if not parts:  # a line holding only CR/LF
+                parts = [b""]
+            for chunk in parts:
+                lineno += 1
+                if not chunk.strip():
+                    continue
+                yield _jsonl_row(index, lineno, chunk)
+                index += 1
 
 
 def _read_json(text: str, path: Path) -> list[Row]:
@@ -209,7 +275,9 @@ def _read_json(text: str, path: Path) -> list[Row]:
         line += text.count("\n", last, pos)
         last = pos
         rows.append(Row(len(rows), line, value, None))
-        rows[-1].raw = text[pos:end] if not isinstance(value, dict) else None
+        # An object's raw text is only kept when it may hold a lone surrogate (map_row checks it).
+        if not isinstance(value, dict) or _SURROGATE_ESCAPE.search(text, pos, end):
+            rows[-1].raw = text[pos:end]
         pos = end
         while pos < n and text[pos] in " \t\r\n":
             pos += 1
@@ -260,34 +328,54 @@ def _check_path(path: Path) -> None:
         raise FileReadError(f"{path}: unsupported file type {path.suffix!r} (use .json, .jsonl or .parquet)")
 
 
-def iter_rows(path: Path | str) -> Iterator[Row]:
-    """The rows of a file, each with its line, as a stream.
+def open_rows(path: Path | str) -> tuple[Iterator[Row], str]:
+    """The rows of a file as a stream, and the encoding it is read in (`utf-8`, `utf-16-le`, ...,
+    `parquet`).
 
-    JSON Lines and Parquet are read incrementally (memory independent of the file's size); a
-    JSON array is read whole, since its rows are only known once the array parses.
+    UTF-8 JSON Lines and Parquet are read incrementally (memory independent of the file's size);
+    a JSON array, and a UTF-16/UTF-32 file, are read whole.
     """
     path = Path(path)
     _check_path(path)
     suffix = path.suffix.lower()
     if suffix == ".parquet":
-        yield from _stream_parquet(path)
-        return
-    if suffix in (".jsonl", ".ndjson"):
-        try:
-            yield from _stream_jsonl(path)
-        except OSError as e:
-            raise FileReadError(f"{path}: cannot read ({e.strerror})") from None
-        return
+        return _stream_parquet(path), "parquet"
     try:
+        with open(path, "rb") as f:
+            head = f.read(4)
+        encoding, _ = sniff_encoding(head)
+        if suffix in (".jsonl", ".ndjson") and encoding == "utf-8":
+            return _guard_os(_stream_jsonl(path), path), encoding
         data = path.read_bytes()
     except OSError as e:
         raise FileReadError(f"{path}: cannot read ({e.strerror})") from None
-    yield from _read_json(_decode(data, path), path)
+    data, encoding = _to_utf8(data, path)
+    if suffix in (".jsonl", ".ndjson"):
+        return _read_jsonl(data), encoding
+    return iter(_read_json(_decode(data, path), path)), encoding
+
+
+def _guard_os(rows: Iterator[Row], path: Path) -> Iterator[Row]:
+    try:
+        yield from rows
+    except OSError as e:
+        raise FileReadError(f"{path}: cannot read ({e.strerror})") from None
+
+
+def iter_rows(path: Path | str) -> Iterator[Row]:
+    """The rows of a file, each with its line, as a stream (see `open_rows`)."""
+    return open_rows(path)[0]
 
 
 def read_rows(path: Path | str) -> list[Row]:
     """All rows of a file, each with its line; an unreadable file raises FileReadError."""
     return list(iter_rows(path))
+
+
+def read_rows_encoding(path: Path | str) -> tuple[list[Row], str]:
+    """All rows of a file and the text encoding it was read in (`utf-8`, `utf-16-le`, ...)."""
+    rows, encoding = open_rows(path)
+    return list(rows), encoding
 
 
 # ---------------------------------------------------------------- dialect detection
@@ -317,6 +405,9 @@ def detect_format(rows: list[Row], path: Path | str = "") -> str:
         if d:
             votes[d] = votes.get(d, 0) + 1
     if not votes:
+        bad = next((r for r in rows if r.error is not None), None)
+        if bad is not None and all(r.error is not None for r in rows[:200]):
+            raise FileReadError(f"{path}: no row could be read (line {bad.line}: {bad.error}); nothing imported")
         raise FileReadError(
             f"{path}: cannot tell the format: no row has 'conversations' (ShareGPT), "
             "'messages' (OpenAI) or 'instruction' + 'output' (Alpaca); pass --format"
@@ -596,23 +687,74 @@ def map_alpaca(row: Any) -> tuple[Conversation, set[str]]:
 MAPPERS = {"sharegpt": map_sharegpt, "openai": map_openai, "alpaca": map_alpaca}
 
 
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
+
+
+def lone_surrogate(value: Any, path: str = "") -> str | None:
+    """The JSON path of the first string (or key) holding a lone UTF-16 surrogate, else None.
+
+    `json` decodes an unpaired `\\ud800` escape into a code point that is not Unicode text: no
+    UTF-8 writer (the store, an export, a tokenizer) can encode it.
+    """
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return path or "(row)"
+        return None
+    if isinstance(value, dict):
+        for k, v in value.items():
+            sub = f"{path}.{k}" if path else str(k)
+            if isinstance(k, str) and lone_surrogate(k) is not None:
+                return (path + "." if path else "") + k.encode("utf-8", "backslashreplace").decode()
+            found = lone_surrogate(v, sub)
+            if found is not None:
+                return found
+        return None
+    if isinstance(value, list):
+        for i, v in enumerate(value):
+            found = lone_surrogate(v, f"{path}[{i}]")
+            if found is not None:
+                return found
+    return None
+
+
 def _raw_of(row: Row) -> str:
     if row.raw is not None:
         return row.raw
     try:
-        return json.dumps(row.value, ensure_ascii=False, default=str)
+        text = json.dumps(row.value, ensure_ascii=False, default=str)
     except (TypeError, ValueError, RecursionError):
-        return repr(row.value)
+        text = repr(row.value)
+    # Stored text must be UTF-8: anything that is not stays visible as a \\u escape.
+    return text.encode("utf-8", errors="backslashreplace").decode("utf-8")
+
+
+def _blank(m: Message) -> bool:
+    if m.tool_calls:
+        return False
+    if isinstance(m.content, tuple):
+        return not any(p.type != "text" or p.text for p in m.content)
+    return not m.content and not m.reasoning
 
 
 def map_row(row: Row, fmt: str) -> Mapped | Quarantined:
     """One row mapped to a Conversation, or quarantined with its line, field and reason."""
     if row.error is not None:
         return Quarantined(row.index, row.line, "(line)", row.error, _raw_of(row))
+    # Only text that carries a surrogate escape can decode into one (UTF-8 input never does).
+    if row.raw is not None and _SURROGATE_ESCAPE.search(row.raw):
+        where = lone_surrogate(row.value)
+        if where is not None:
+            msg = "lone UTF-16 surrogate escape (e.g. \\ud800 without its pair): not valid Unicode text"
+            return Quarantined(row.index, row.line, where, msg, _raw_of(row))
+    turns = "messages" if fmt == "openai" else "conversations"
     try:
         conv, notes = MAPPERS[fmt](row.value)
         if not conv.messages:
-            raise RowError("messages" if fmt == "openai" else "conversations", "no turns")
+            raise RowError(turns, "no turns")
+        if all(_blank(m) for m in conv.messages):
+            raise RowError(turns, "every turn is empty (content null or '')")
     except RowError as e:
         return Quarantined(row.index, row.line, e.field, e.message, _raw_of(row))
     except RecursionError:
@@ -668,6 +810,8 @@ def plain_openai(row: Row) -> Plain | None:
         if type(c) is not str or m["role"] not in _PLAIN_ROLES:
             return None
         texts.append(c)
+    if not any(texts):  # every turn empty: the mapper quarantines it
+        return None
     try:
         cj = orjson.dumps({"messages": msgs, "tools": []}, option=orjson.OPT_SORT_KEYS).decode("utf-8")
     except orjson.JSONEncodeError:  # a lone surrogate: the mapper's path decides
@@ -688,6 +832,8 @@ class FileStream:
     _head: list[Row]
     _rest: Iterator[Row]
     rows: int = 0
+    encoding: str = "utf-8"
+    size: int = 0  # bytes
 
     def items(self, *, plain: bool = False) -> Iterator[Mapped | Quarantined | Plain]:
         """Each row mapped (or quarantined). `plain`: rows that need no mapping come as `Plain`."""
@@ -713,17 +859,17 @@ def open_file(path: Path | str, fmt: str = "auto") -> FileStream:
     path = Path(path)
     if fmt not in ("auto", *DIALECTS):
         raise FileReadError(f"unknown format {fmt!r} (use auto, {', '.join(DIALECTS)})")
-    rows = iter_rows(path)
+    rows, encoding = open_rows(path)
     head = list(islice(rows, 200))
     if fmt == "auto":
         fmt = detect_format(head, path) if head else "openai"
-    return FileStream(path, fmt, head, rows)
+    return FileStream(path, fmt, head, rows, encoding=encoding, size=path.stat().st_size)
 
 
 def parse_file(path: Path | str, fmt: str = "auto") -> ParsedFile:
     """Read and map a whole file. Raises FileReadError when the file itself is unreadable."""
     stream = open_file(path, fmt)
-    out = ParsedFile(stream.path, stream.format, 0)
+    out = ParsedFile(stream.path, stream.format, 0, encoding=stream.encoding)
     for r in stream.items():
         if isinstance(r, Mapped):
             out.mapped.append(r)

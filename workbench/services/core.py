@@ -26,6 +26,28 @@ def file_sha256(path: Path) -> str:
     return h.hexdigest()
 
 
+def storable_path(path: Path) -> Path:
+    """The path as the store records it: a file name that is not UTF-8 (bytes Python keeps as
+    surrogates) gets `\\xff` escapes instead, so recording it cannot fail."""
+    try:
+        str(path).encode("utf-8")
+    except UnicodeEncodeError:
+        return Path(os.fsencode(path.resolve()).decode("utf-8", "backslashreplace"))
+    return path
+
+
+class ImportIncomplete(StoreError):
+    """A multi-file import stopped at one file after committing the files before it."""
+
+    def __init__(self, path: Path, cause: BaseException, committed: builtins.list[dict[str, Any]]) -> None:
+        done = "; ".join(f"{f['path']} ({f['imported']} imported, {f['quarantined']} quarantined)" for f in committed)
+        super().__init__(
+            f"{path}: not imported ({cause}); nothing of it was written. "
+            f"Already committed, each in its own transaction: {done}"
+        )
+        self.committed = committed
+
+
 class CoreService:
     store: Store
 
@@ -41,7 +63,9 @@ class CoreService:
 
         Every file is opened before anything is written, so a missing, unreadable or
         undetectable file stops the whole command with nothing changed. JSONL and Parquet rows
-        then stream in bounded chunks (memory independent of the file's size).
+        then stream in bounded chunks (memory independent of the file's size). When writing a
+        later file fails (disk full, a busy store, a Parquet file broken past its first rows), the
+        files committed before it stay and the error names each of them.
         """
         actor = actor or default_actor()
         # Every file is opened (its dialect detected, a JSON array parsed) before anything is
@@ -50,8 +74,17 @@ class CoreService:
         for p in paths:
             path = Path(p)
             stream = open_file(path, format)
+            stream.path = storable_path(path)  # reading goes on from the real path
             streams.append((stream, file_sha256(path)))
-        files = [self.store.import_stream(st, sha256=sha, actor=actor, licence=licence) for st, sha in streams]
+        files: builtins.list[dict[str, Any]] = []
+        for st, sha in streams:
+            try:
+                f = self.store.import_stream(st, sha256=sha, actor=actor, licence=licence)
+            except Exception as e:
+                if not files:
+                    raise
+                raise ImportIncomplete(st.path, e, files) from e
+            files.append({**f, "encoding": st.encoding})
         totals = {k: sum(f[k] for f in files) for k in ("rows", "imported", "already_present", "quarantined")}
         return {"files": files, "totals": totals}
 
@@ -130,4 +163,4 @@ class CoreService:
         return Conversation.from_dict(d)
 
 
-__all__ = ["CoreService", "FileReadError", "default_actor"]
+__all__ = ["CoreService", "FileReadError", "ImportIncomplete", "default_actor"]

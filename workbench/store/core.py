@@ -120,6 +120,9 @@ def filtered_from(
 # ------------------------------------------------------------ streamed import helpers
 
 IMPORT_CHUNK_ROWS = 5_000
+# A file up to this size is read and mapped before the store is locked (another process waits
+# only for the writes); a larger one streams inside its transaction, in bounded memory.
+IMPORT_PREREAD_BYTES = 32 << 20
 
 
 class _Chunk:
@@ -292,10 +295,13 @@ class CoreStore:
     ) -> dict[str, Any]:
         """Land one file in one transaction, read and written in chunks of `chunk_rows` rows:
         memory is bounded by a few chunks whatever the file's size. Returns the file's counts."""
+        items: Iterator[Mapped | Quarantined | Plain] = stream.items(plain=True)
+        if stream.size <= IMPORT_PREREAD_BYTES:
+            items = iter(list(items))
         return self._import_items(
             stream.path,
             stream.format,
-            stream.items(plain=True),
+            items,
             lambda: stream.rows,
             sha256=sha256,
             actor=actor,
