@@ -123,6 +123,9 @@ IMPORT_CHUNK_ROWS = 5_000
 # A file up to this size is read and mapped before the store is locked (another process waits
 # only for the writes); a larger one streams inside its transaction, in bounded memory.
 IMPORT_PREREAD_BYTES = 32 << 20
+# DuckDB's buffer memory while a file lands (it spills to its temp folder past this), so an
+# import's memory does not grow with the file. Restored afterwards.
+IMPORT_MEMORY_LIMIT = "512MB"
 
 
 class _Chunk:
@@ -322,78 +325,91 @@ class CoreStore:
         chunk_rows: int | None = None,
     ) -> dict[str, Any]:
         chunk_rows = chunk_rows or IMPORT_CHUNK_ROWS
-        at = now()
+        with self.db.transaction(settings={"memory_limit": IMPORT_MEMORY_LIMIT}) as con:
+            return self._land(con, path, fmt, items, rows, sha256, actor, licence, chunk_rows, now())
+
+    def _land(
+        self,
+        con: duckdb.DuckDBPyConnection,
+        path: Path,
+        fmt: str,
+        items: Iterator[Mapped | Quarantined | Plain],
+        rows: Callable[[], int],
+        sha256: str,
+        actor: str,
+        licence: str | None,
+        chunk_rows: int,
+        at: datetime,
+    ) -> dict[str, Any]:
         name = path.name
         imported = mapped = quarantined = 0
-        with self.db.transaction() as con:
-            source_id = con.execute("SELECT nextval('source_ids')").fetchall()[0][0]  # type: ignore[index]
-            # Chunks are read by DuckDB's replacement scan of the local Arrow tables below (named
-            # in the SQL): a registered table would stay referenced until COMMIT, keeping every
-            # chunk in memory.
-            for chunk in _prefetch(_chunks(items, chunk_rows)):
-                if chunk.mapped is not None:
-                    chunk_ids = chunk.mapped.select(["id"])
-                    mapped += chunk_ids.num_rows
-                    present = [
-                        r[0]
-                        for r in con.execute("SELECT id FROM chunk_ids SEMI JOIN conversations USING (id)").fetchall()
-                    ]
-                    chunk_new = chunk.mapped
-                    keep = chunk.mapped.column("first")
-                    if present:
-                        keep = pc.and_(keep, pc.invert(pc.is_in(chunk_ids.column(0), value_set=pa.array(present))))
-                    if present or not pc.all(keep).as_py():
-                        chunk_new = chunk_new.filter(keep)
-                    if chunk_new.num_rows:
-                        imported += chunk_new.num_rows
-                        con.execute(
-                            "INSERT INTO conversations SELECT id, 'pending', 1, id, metadata, [], ?, ? FROM chunk_new",
-                            [at, at],
-                        )
-                        con.execute(
-                            "INSERT INTO revisions SELECT id, 1, content, sha256, search_text, n_messages, "
-                            "'import', ?, NULL, NULL, ? FROM chunk_new",
-                            [actor, at],
-                        )
-                    # Provenance (one per source row) is built here, in SQL, from typed columns.
-                    chunk_prov = chunk.mapped.select(["id", "line", "mapping"])
+        source_id = con.execute("SELECT nextval('source_ids')").fetchall()[0][0]  # type: ignore[index]
+        # Chunks are read by DuckDB's replacement scan of the local Arrow tables below (named
+        # in the SQL): a registered table would stay referenced until COMMIT, keeping every
+        # chunk in memory.
+        for chunk in _prefetch(_chunks(items, chunk_rows)):
+            if chunk.mapped is not None:
+                chunk_ids = chunk.mapped.select(["id"])
+                mapped += chunk_ids.num_rows
+                present = [
+                    r[0] for r in con.execute("SELECT id FROM chunk_ids SEMI JOIN conversations USING (id)").fetchall()
+                ]
+                chunk_new = chunk.mapped
+                keep = chunk.mapped.column("first")
+                if present:
+                    keep = pc.and_(keep, pc.invert(pc.is_in(chunk_ids.column(0), value_set=pa.array(present))))
+                if present or not pc.all(keep).as_py():
+                    chunk_new = chunk_new.filter(keep)
+                if chunk_new.num_rows:
+                    imported += chunk_new.num_rows
                     con.execute(
-                        "INSERT INTO provenance SELECT id, ?, CASE WHEN len(mapping) = 0 "
-                        "THEN json_object('format', ?, 'kind', 'import', 'line', line, 'source', ?) "
-                        "ELSE json_object('format', ?, 'kind', 'import', 'line', line, 'mapping', mapping, "
-                        "'source', ?) END, ? FROM chunk_prov",
-                        [source_id, fmt, name, fmt, name, at],
+                        "INSERT INTO conversations SELECT id, 'pending', 1, id, metadata, [], ?, ? FROM chunk_new",
+                        [at, at],
                     )
-                    del chunk_prov  # read by name in the SQL above
-                if chunk.quarantined is not None:
-                    chunk_q = chunk.quarantined
-                    quarantined += chunk_q.num_rows
                     con.execute(
-                        "INSERT INTO quarantine SELECT ?, ?, line, row_index, field, message, raw, ? FROM chunk_q",
-                        [source_id, str(path), at],
+                        "INSERT INTO revisions SELECT id, 1, content, sha256, search_text, n_messages, "
+                        "'import', ?, NULL, NULL, ? FROM chunk_new",
+                        [actor, at],
                     )
-            already = mapped - imported
-            con.execute(
-                "INSERT INTO sources VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
-                [
-                    source_id,
-                    str(path.resolve()),
-                    name,
-                    sha256,
-                    fmt,
-                    rows(),
-                    imported,
-                    already,
-                    quarantined,
-                    licence,
-                    actor,
-                    at,
-                ],
-            )
-            con.execute(
-                "INSERT INTO events VALUES (nextval('event_ids'), NULL, 'import', ?, ?, ?)",
-                [dumps({"source_id": source_id, "file": name}), actor, at],
-            )
+                # Provenance (one per source row) is built here, in SQL, from typed columns.
+                chunk_prov = chunk.mapped.select(["id", "line", "mapping"])
+                con.execute(
+                    "INSERT INTO provenance SELECT id, ?, CASE WHEN len(mapping) = 0 "
+                    "THEN json_object('format', ?, 'kind', 'import', 'line', line, 'source', ?) "
+                    "ELSE json_object('format', ?, 'kind', 'import', 'line', line, 'mapping', mapping, "
+                    "'source', ?) END, ? FROM chunk_prov",
+                    [source_id, fmt, name, fmt, name, at],
+                )
+                del chunk_prov  # read by name in the SQL above
+            if chunk.quarantined is not None:
+                chunk_q = chunk.quarantined
+                quarantined += chunk_q.num_rows
+                con.execute(
+                    "INSERT INTO quarantine SELECT ?, ?, line, row_index, field, message, raw, ? FROM chunk_q",
+                    [source_id, str(path), at],
+                )
+        already = mapped - imported
+        con.execute(
+            "INSERT INTO sources VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+            [
+                source_id,
+                str(path.resolve()),
+                name,
+                sha256,
+                fmt,
+                rows(),
+                imported,
+                already,
+                quarantined,
+                licence,
+                actor,
+                at,
+            ],
+        )
+        con.execute(
+            "INSERT INTO events VALUES (nextval('event_ids'), NULL, 'import', ?, ?, ?)",
+            [dumps({"source_id": source_id, "file": name}), actor, at],
+        )
         return {
             "path": str(path),
             "format": fmt,
