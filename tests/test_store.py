@@ -89,6 +89,7 @@ def test_streamed_import_in_chunks_matches_the_mapped_path(wb, tmp_path: Path, m
     ]
     f = write(tmp_path / "mixed.jsonl", "\n".join(rows) + "\n")
     monkeypatch.setattr(core, "IMPORT_CHUNK_ROWS", 2)
+    monkeypatch.setattr(core, "IMPORT_PREREAD_BYTES", 0)
     t = wb.import_files([f])["totals"]
     assert (t["rows"], t["imported"], t["already_present"], t["quarantined"]) == (7, 4, 1, 2)
     for m in parse_file(f).mapped:
@@ -143,6 +144,7 @@ def test_import_is_all_or_nothing(wb, tmp_path: Path, monkeypatch) -> None:
         return real(*a, **k)
 
     monkeypatch.setattr(core, "IMPORT_CHUNK_ROWS", 10)
+    monkeypatch.setattr(core, "IMPORT_PREREAD_BYTES", 0)  # stream inside the transaction
     monkeypatch.setattr(core, "_metadata_json", explode)
     with pytest.raises(RuntimeError):
         wb.import_files([f])

@@ -299,8 +299,7 @@ class CoreStore:
         """Land one file in one transaction, read and written in chunks of `chunk_rows` rows:
         memory is bounded by a few chunks whatever the file's size. Returns the file's counts."""
         items: Iterator[Mapped | Quarantined | Plain] = stream.items(plain=True)
-        if stream.size <= IMPORT_PREREAD_BYTES:
-            items = iter(list(items))
+        preread = stream.size <= IMPORT_PREREAD_BYTES
         return self._import_items(
             stream.path,
             stream.format,
@@ -310,6 +309,7 @@ class CoreStore:
             actor=actor,
             licence=licence,
             chunk_rows=chunk_rows or IMPORT_CHUNK_ROWS,
+            preread=preread,
         )
 
     def _import_items(
@@ -323,22 +323,27 @@ class CoreStore:
         actor: str,
         licence: str | None,
         chunk_rows: int | None = None,
+        preread: bool = True,
     ) -> dict[str, Any]:
+        """`preread`: read, map and build every chunk before the store is locked (a small file:
+        another process waits only for the writes); else stream them inside the transaction."""
         chunk_rows = chunk_rows or IMPORT_CHUNK_ROWS
+        chunks: Iterator[_Chunk] = _chunks(items, chunk_rows)
+        if preread:
+            chunks = iter(list(chunks))
         with self.db.transaction(settings={"memory_limit": IMPORT_MEMORY_LIMIT}) as con:
-            return self._land(con, path, fmt, items, rows, sha256, actor, licence, chunk_rows, now())
+            return self._land(con, path, fmt, chunks, rows, sha256, actor, licence, now())
 
     def _land(
         self,
         con: duckdb.DuckDBPyConnection,
         path: Path,
         fmt: str,
-        items: Iterator[Mapped | Quarantined | Plain],
+        chunks: Iterator[_Chunk],
         rows: Callable[[], int],
         sha256: str,
         actor: str,
         licence: str | None,
-        chunk_rows: int,
         at: datetime,
     ) -> dict[str, Any]:
         name = path.name
@@ -347,7 +352,7 @@ class CoreStore:
         # Chunks are read by DuckDB's replacement scan of the local Arrow tables below (named
         # in the SQL): a registered table would stay referenced until COMMIT, keeping every
         # chunk in memory.
-        for chunk in _prefetch(_chunks(items, chunk_rows)):
+        for chunk in _prefetch(chunks):
             if chunk.mapped is not None:
                 chunk_ids = chunk.mapped.select(["id"])
                 mapped += chunk_ids.num_rows
