@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from workbench.app_pages.common import get_wb, run
+from workbench.app_pages.common import get_wb, md_escape, run
 
 wb = get_wb()
 st.title("Compare")
@@ -101,7 +101,7 @@ if picked:
             cols[1].markdown("**base**")
             cols[1].text(ex["base"] or "")
             for c, rid in zip(cols[2:], picked, strict=False):
-                c.markdown(f"**{rid}**" + (" · regression" if rid in ex["regressed_in"] else ""))
+                c.markdown(f"**{md_escape(rid)}**" + (" · regression" if rid in ex["regressed_in"] else ""))
                 c.text(ex["tuned"].get(rid, ""))
                 scores = (ex["scores"].get(rid) or {}).get("tuned") or {}
-                c.caption(", ".join(f"{k} {v:.2f}" for k, v in scores.items()))
+                c.caption(md_escape(", ".join(f"{k} {v:.2f}" for k, v in scores.items())))

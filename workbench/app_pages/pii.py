@@ -139,4 +139,4 @@ with st.expander("Add a span the detector missed"):
             if pos < 0:
                 st.error("That text is not in the message's content.")
             elif attempt(wb.pii_add, conv["id"], int(mi), pos, pos + len(needle), ent, actor=actor):
-                st.success(f"Added a {ent} finding to conversation {conv['id']}.")
+                st.success(md_escape(f"Added a {ent} finding to conversation {conv['id']}."))

@@ -15,6 +15,7 @@ from workbench.app_pages.common import (
     flag_notice,
     get_wb,
     highlight_markdown,
+    md_escape,
     render_conversation,
     require_actor,
     run,
@@ -83,8 +84,10 @@ m2.metric("Passed", last["passed"])
 m3.metric("Blocked", last["checked"] - last["passed"])
 m4.metric(f"Over {limit} tokens", last["over_max_seq_len"])
 st.caption(
-    f"Model {cfg['model']} · template sha256 {cfg['template_sha256'][:16]}… · run by {last['actor']} "
-    f"at {last['finished_at'][:19]}"
+    md_escape(  # the model path and the reviewer's name are data
+        f"Model {cfg['model']} · template sha256 {cfg['template_sha256'][:16]}… · run by {last['actor']} "
+        f"at {last['finished_at'][:19]}"
+    )
 )
 
 st.subheader("Token lengths")

@@ -421,6 +421,10 @@ class VersionsService:
                 problems.append(f"{fname}: modified (its sha256 differs from manifest.json)")
             elif fname not in expected or sha != mf.file_sha256(expected[fname]):
                 problems.append(f"{fname}: does not match version {name} in the store")
+        known = set(em["files"]) | set(expected) | {"manifest.json"}
+        for extra in sorted(p.name for p in folder.iterdir() if p.name not in known):
+            kind = "folder" if (folder / extra).is_dir() else "file"
+            problems.append(f"{extra}: extra {kind}, not part of the export")
         return problems
 
     # ------------------------------------------------------------ export
