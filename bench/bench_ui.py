@@ -133,16 +133,43 @@ def main() -> dict[str, Any]:
     res["Browse service: status=pending, first 20 pages"] = timed(
         lambda i: wb.list(status="pending", limit=25, offset=(i % 20) * 25), repeat
     )
+    # Keyset paging (what the Browse page does now): the cursor of a deep page costs what page 1 does.
+    with wb.store.db.connect() as con:
+        ordered = con.execute("SELECT created_at, id FROM conversations ORDER BY created_at, id").fetchall()
+    cursors = [[ordered[o - 1][0].isoformat(), ordered[o - 1][1]] if o else None for o in offsets]
+    del ordered
+    res["Browse service: keyset list(after=cursor, count_limit=1000), any page"] = timed(
+        lambda i: wb.list(limit=25, after=cursors[i], count_limit=1000), repeat
+    )
+    common = ["replication", "backup", "billing", "latency", "dashboard"]
+    res["Browse service: text filter, common words, count_limit=1000"] = timed(
+        lambda i: wb.list(text=common[i % len(common)], limit=25, count_limit=1000), repeat
+    )
+    rare = ["zqxj", "no-such-token", "qqqq", "xylophone", "kumquat"]
+    res["Browse service: text filter, no match (full scan), count_limit=1000"] = timed(
+        lambda i: wb.list(text=rare[i % len(rare)], limit=25, count_limit=1000), repeat
+    )
     cursor: list[Any] = [None]
 
     def review_service(i: int) -> None:
         nxt = wb.queue_next({"status": "pending"}, after=cursor[0])
         assert nxt is not None
         cursor[0] = nxt[1]
-        wb.count(status="pending")
+        wb.count(status="pending", limit=1000)
         wb.show(nxt[0])
 
-    res["Review service: next + count + show"] = timed(review_service, repeat)
+    res["Review service: next + count(limit=1000) + show"] = timed(review_service, repeat)
+    tcursor: list[Any] = [None]
+
+    def review_text(i: int) -> None:
+        f = {"status": "pending", "text": "replication"}
+        nxt = wb.queue_next(f, after=tcursor[0])
+        tcursor[0] = nxt[1] if nxt else None
+        wb.count(**f, limit=1000)
+        if nxt:
+            wb.show(nxt[0])
+
+    res["Review service: text filter (common word): next + count(limit=1000) + show"] = timed(review_text, repeat)
 
     browse = AppTest.from_file(str(PAGES / "browse.py"), default_timeout=120).run()
     assert not browse.exception, browse.exception

@@ -4,6 +4,9 @@ The stage is a chain of explicit sub-steps, each a pure function that can be tes
 
     text_view        what of a conversation is compared (all turns, or user turns only)
     normalise        Unicode NFKC, case folding, whitespace collapsed to single spaces
+    segment          a row written mostly in a script without word boundaries (Chinese, Japanese,
+                     Thai, Lao, Khmer, Myanmar) has those characters split apart, so its n-grams
+                     are character n-grams (decided per row; `char_scripts` in the run's params)
     shingles         the set of word n-grams (a text shorter than n words is one shingle)
     MinHasher        MinHash signatures, batch-wise in numpy
     band_hashes      LSH: one 64-bit hash per band of `rows` signature values
@@ -37,6 +40,7 @@ import hashlib
 import itertools
 import json
 import os
+import re
 import struct
 import unicodedata
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -60,7 +64,7 @@ KEEPER_CRITERIA: dict[str, str] = {
     "newest": "the copy imported last",
 }
 # Bump when normalisation, shingling or hashing changes: stored signatures are then recomputed.
-SIGNATURE_VERSION = 1
+SIGNATURE_VERSION = 2
 SCHEME = "affine32"
 EMPTY_HASH = np.uint32(0xFFFFFFFF)  # datasketch's initial (and empty-set) hash value
 
@@ -85,7 +89,17 @@ class DedupConfig:
         },
     )
     num_perm: int = field(default=128, metadata={"help": "MinHash permutations (signature length)"})
-    ngram: int = field(default=5, metadata={"help": "words per shingle"})
+    ngram: int = field(
+        default=5,
+        metadata={"help": "words per shingle (characters, for a row in a script without word boundaries)"},
+    )
+    char_scripts: bool = field(
+        default=True,
+        metadata={
+            "help": "shingle a row by characters when most of it is Chinese, Japanese, Thai, Lao, Khmer or "
+            "Myanmar script (no spaces between words: word shingles would make it one shingle)"
+        },
+    )
     view: str = field(
         default="full", metadata={"help": "what is compared: 'full' (every turn) or 'user' (user turns only)"}
     )
@@ -153,6 +167,7 @@ class DedupConfig:
             "rows": r,
             "ngram": self.ngram,
             "view": self.view,
+            "char_scripts": self.char_scripts,
         }
 
     def to_dict(self) -> dict[str, Any]:
@@ -169,6 +184,7 @@ class DedupConfig:
                     "view": self.view,
                     "include_system": self.include_system,
                     "ngram": self.ngram,
+                    "char_scripts": self.char_scripts,
                     "num_perm": self.num_perm,
                     "seed": self.seed,
                     "scheme": SCHEME,
@@ -254,6 +270,26 @@ def normalise_many(texts: Sequence[str]) -> list[str]:
         return [normalise(t) for t in texts]
     big = unicodedata.normalize("NFKC", "\x00".join(texts)).casefold()
     return [" ".join(t.split()) for t in big.split("\x00")]
+
+
+# Scripts written without spaces between words (CJK ideographs and kana, Thai, Lao, Myanmar, Khmer).
+_UNSPACED = re.compile(
+    "[\u0e00-\u0eff\u1000-\u109f\u1780-\u17ff\u2e80-\u2fdf\u3040-\u30ff\u3100-\u312f"
+    "\u31a0-\u31ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uff66-\uff9f\U00020000-\U0003134f]"
+)
+UNSPACED_SHARE = 0.3  # a row is shingled by characters when this share of its letters is unspaced script
+
+
+def segment(text: str) -> str:
+    """A normalised text with every character of an unspaced script standing alone, when at least
+    `UNSPACED_SHARE` of its non-space characters are such; otherwise the text unchanged. Word
+    n-grams of the result are character n-grams of the Chinese/Japanese/Thai runs."""
+    if text.isascii():
+        return text
+    n = len(_UNSPACED.findall(text))
+    if not n or n < UNSPACED_SHARE * (len(text) - text.count(" ")):
+        return text
+    return " ".join(_UNSPACED.sub(lambda m: f" {m.group()} ", text).split())
 
 
 def shingles(text: str, n: int = 5) -> list[str]:
@@ -548,7 +584,7 @@ def features(
     ]
     texts = normalise_many(views)
     answers = np.fromiter((answer_chars(c) for c in conversations), np.int64, len(conversations))
-    hv, offsets = hasher.shingle_hashes(texts)
+    hv, offsets = hasher.shingle_hashes([segment(t) for t in texts] if config.char_scripts else texts)
     return Features(
         hasher.signatures_from_hashes(hv, offsets),
         np.array([norm_hash(t) for t in texts], _U64),

@@ -13,8 +13,11 @@ import json
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from itertools import islice
 from pathlib import Path
 from typing import Any
+
+import orjson
 
 from curation.records import ContentPart, Conversation, Message, ToolCall, canonical_json
 
@@ -171,6 +174,28 @@ def _decode(data: bytes, path: Path) -> str:
     return text
 
 
+def _jsonl_row(index: int, lineno: int, chunk: bytes) -> Row:
+    """One JSONL line as a Row: its value, or the reason it cannot be read."""
+    try:
+        # orjson first (several times faster); anything it refuses (bad UTF-8, a lone
+        # surrogate escape, NaN, a huge int) takes the json module's path and its messages.
+        return Row(index, lineno, orjson.loads(chunk), chunk.decode("utf-8").rstrip("\r\n"))
+    except (orjson.JSONDecodeError, UnicodeDecodeError):
+        pass
+    try:
+        text = chunk.decode("utf-8").rstrip("\r\n")
+    except UnicodeDecodeError as e:
+        raw = chunk.decode("utf-8", errors="replace").rstrip("\r\n")
+        return Row(index, lineno, None, raw, f"invalid UTF-8 at byte {e.start}")
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as e:
+        return Row(index, lineno, None, text, f"invalid JSON: {e.msg} at column {e.colno}")
+    except RecursionError:
+        return Row(index, lineno, None, text, "invalid JSON: nested too deeply")
+    return Row(index, lineno, value, text)
+
+
 def _read_jsonl(data: bytes) -> Iterator[Row]:
     if data.startswith(b"\xef\xbb\xbf"):
         data = data[3:]
@@ -180,22 +205,29 @@ def _read_jsonl(data: bytes) -> Iterator[Row]:
     for lineno, chunk in enumerate(lines, start=1):
         if not chunk.strip():
             continue
-        try:
-            text = chunk.decode("utf-8").rstrip("\r")
-        except UnicodeDecodeError as e:
-            raw = chunk.decode("utf-8", errors="replace")
-            yield Row(index, lineno, None, raw, f"invalid UTF-8 at byte {e.start}")
-            index += 1
-            continue
-        try:
-            value = json.loads(text)
-        except json.JSONDecodeError as e:
-            yield Row(index, lineno, None, text, f"invalid JSON: {e.msg} at column {e.colno}")
-        except RecursionError:
-            yield Row(index, lineno, None, text, "invalid JSON: nested too deeply")
-        else:
-            yield Row(index, lineno, value, text)
+        yield _jsonl_row(index, lineno, chunk)
         index += 1
+
+
+def _stream_jsonl(path: Path) -> Iterator[Row]:
+    """UTF-8 JSON Lines read line by line: memory stays bounded whatever the file's size. Line
+    numbers count every kind of line end, as `_read_jsonl` does (a CR inside an LF line ends a line)."""
+    index = 0
+    lineno = 0
+    with open(path, "rb") as f:
+        for n, raw in enumerate(f):
+            if n == 0 and raw.startswith(b"\xef\xbb\xbf"):
+                raw = raw[3:]
+            body = raw[:-1] if raw.endswith(b"\n") else raw
+            parts = body.splitlines() if b"\r" in body else [body]
+            if not parts:  # a line holding only CR/LF
+                parts = [b""]
+            for chunk in parts:
+                lineno += 1
+                if not chunk.strip():
+                    continue
+                yield _jsonl_row(index, lineno, chunk)
+                index += 1
 
 
 def _read_json(text: str, path: Path) -> list[Row]:
@@ -243,7 +275,7 @@ def _read_json(text: str, path: Path) -> list[Row]:
         line += text.count("\n", last, pos)
         last = pos
         rows.append(Row(len(rows), line, value, None))
-        # An object's raw text is only kept when it may hold a lone surrogate (map_rows checks it).
+        # An object's raw text is only kept when it may hold a lone surrogate (map_row checks it).
         if not isinstance(value, dict) or _SURROGATE_ESCAPE.search(text, pos, end):
             rows[-1].raw = text[pos:end]
         pos = end
@@ -260,42 +292,90 @@ def _read_json(text: str, path: Path) -> list[Row]:
     return rows
 
 
-def _read_parquet(path: Path) -> list[Row]:
+def _stream_parquet(path: Path) -> Iterator[Row]:
+    """Parquet rows batch by batch (memory bounded by one batch)."""
     try:
         import pyarrow.parquet as pq
     except ImportError as e:  # pragma: no cover - pyarrow is a core dependency
         raise FileReadError("reading Parquet needs pyarrow: pip install pyarrow") from e
     try:
-        table = pq.read_table(path)
+        pf = pq.ParquetFile(path)
+        batches = pf.iter_batches(batch_size=8192)
+        i = 0
+        for batch in batches:
+            for v in batch.to_pylist():
+                yield Row(i, i + 1, v)
+                i += 1
+    except FileReadError:
+        raise
     except Exception as e:  # pyarrow raises several unrelated types for a bad file
         raise FileReadError(f"{path}: not a readable Parquet file ({e})") from None
-    return [Row(i, i + 1, v) for i, v in enumerate(table.to_pylist())]
+
+
+def _read_parquet(path: Path) -> list[Row]:
+    return list(_stream_parquet(path))
+
+
+def _check_path(path: Path) -> None:
+    try:
+        if path.is_dir():
+            raise FileReadError(f"{path}: is a directory, not a file")
+        if not path.exists():
+            raise FileReadError(f"{path}: no such file")
+    except OSError as e:
+        raise FileReadError(f"{path}: cannot read ({e.strerror})") from None
+    if path.suffix.lower() not in (".json", ".jsonl", ".ndjson", ".parquet"):
+        raise FileReadError(f"{path}: unsupported file type {path.suffix!r} (use .json, .jsonl or .parquet)")
+
+
+def open_rows(path: Path | str) -> tuple[Iterator[Row], str]:
+    """The rows of a file as a stream, and the encoding it is read in (`utf-8`, `utf-16-le`, ...,
+    `parquet`).
+
+    UTF-8 JSON Lines and Parquet are read incrementally (memory independent of the file's size);
+    a JSON array, and a UTF-16/UTF-32 file, are read whole.
+    """
+    path = Path(path)
+    _check_path(path)
+    suffix = path.suffix.lower()
+    if suffix == ".parquet":
+        return _stream_parquet(path), "parquet"
+    try:
+        with open(path, "rb") as f:
+            head = f.read(4)
+        encoding, _ = sniff_encoding(head)
+        if suffix in (".jsonl", ".ndjson") and encoding == "utf-8":
+            return _guard_os(_stream_jsonl(path), path), encoding
+        data = path.read_bytes()
+    except OSError as e:
+        raise FileReadError(f"{path}: cannot read ({e.strerror})") from None
+    data, encoding = _to_utf8(data, path)
+    if suffix in (".jsonl", ".ndjson"):
+        return _read_jsonl(data), encoding
+    return iter(_read_json(_decode(data, path), path)), encoding
+
+
+def _guard_os(rows: Iterator[Row], path: Path) -> Iterator[Row]:
+    try:
+        yield from rows
+    except OSError as e:
+        raise FileReadError(f"{path}: cannot read ({e.strerror})") from None
+
+
+def iter_rows(path: Path | str) -> Iterator[Row]:
+    """The rows of a file, each with its line, as a stream (see `open_rows`)."""
+    return open_rows(path)[0]
 
 
 def read_rows(path: Path | str) -> list[Row]:
     """All rows of a file, each with its line; an unreadable file raises FileReadError."""
-    return read_rows_encoding(path)[0]
+    return list(iter_rows(path))
 
 
 def read_rows_encoding(path: Path | str) -> tuple[list[Row], str]:
     """All rows of a file and the text encoding it was read in (`utf-8`, `utf-16-le`, ...)."""
-    path = Path(path)
-    try:
-        if path.suffix.lower() == ".parquet":
-            return _read_parquet(path), "parquet"
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise FileReadError(f"{path}: no such file") from None
-    except IsADirectoryError:
-        raise FileReadError(f"{path}: is a directory, not a file") from None
-    except OSError as e:
-        raise FileReadError(f"{path}: cannot read ({e.strerror})") from None
-    if path.suffix.lower() not in (".jsonl", ".ndjson", ".json"):
-        raise FileReadError(f"{path}: unsupported file type {path.suffix!r} (use .json, .jsonl or .parquet)")
-    data, encoding = _to_utf8(data, path)
-    if path.suffix.lower() in (".jsonl", ".ndjson"):
-        return list(_read_jsonl(data)), encoding
-    return _read_json(_decode(data, path), path), encoding
+    rows, encoding = open_rows(path)
+    return list(rows), encoding
 
 
 # ---------------------------------------------------------------- dialect detection
@@ -667,11 +747,11 @@ def _blank(m: Message) -> bool:
     return not m.content and not m.reasoning
 
 
-def map_rows(
-    rows: list[Row], fmt: str, path: Path | str = "", column_map: Any = None, *, alpaca_join: str = ALPACA_JOIN
-) -> ParsedFile:
-    """Map every row; `column_map` (a `curation.column_map.ColumnMap`) first renames a row's
-    columns and roles to the dialect's own."""
+def make_mapper(
+    fmt: str, column_map: Any = None, alpaca_join: str = ALPACA_JOIN
+) -> Callable[[Any], tuple[Conversation, set[str]]]:
+    """The dialect's mapper; `column_map` (a `curation.column_map.ColumnMap`) first renames a row's
+    columns and roles to the dialect's own; `alpaca_join` goes between instruction and input."""
     mapper: Callable[[Any], tuple[Conversation, set[str]]] = MAPPERS[fmt]
     if fmt == "alpaca" and alpaca_join != ALPACA_JOIN:
         mapper = lambda value: map_alpaca(value, alpaca_join)  # noqa: E731
@@ -683,33 +763,155 @@ def map_rows(
             return conv, notes | {"columns mapped"}
 
         mapper = mapped
+    return mapper
 
-    out = ParsedFile(Path(path), fmt, len(rows))
+
+def map_row(
+    row: Row, fmt: str, mapper: Callable[[Any], tuple[Conversation, set[str]]] | None = None
+) -> Mapped | Quarantined:
+    """One row mapped to a Conversation, or quarantined with its line, field and reason."""
+    if row.error is not None:
+        return Quarantined(row.index, row.line, "(line)", row.error, _raw_of(row))
+    # Only text that carries a surrogate escape can decode into one (UTF-8 input never does).
+    if row.raw is not None and _SURROGATE_ESCAPE.search(row.raw):
+        where = lone_surrogate(row.value)
+        if where is not None:
+            msg = "lone UTF-16 surrogate escape (e.g. \\ud800 without its pair): not valid Unicode text"
+            return Quarantined(row.index, row.line, where, msg, _raw_of(row))
     turns = "messages" if fmt == "openai" else "conversations"
+    try:
+        conv, notes = (mapper or MAPPERS[fmt])(row.value)
+        if not conv.messages:
+            raise RowError(turns, "no turns")
+        if all(_blank(m) for m in conv.messages):
+            raise RowError(turns, "every turn is empty (content null or '')")
+    except RowError as e:
+        return Quarantined(row.index, row.line, e.field, e.message, _raw_of(row))
+    except RecursionError:
+        return Quarantined(row.index, row.line, "(row)", "nested too deeply", _raw_of(row))
+    return Mapped(row.index, row.line, conv, tuple(sorted(notes)))
+
+
+def map_rows(
+    rows: list[Row], fmt: str, path: Path | str = "", column_map: Any = None, *, alpaca_join: str = ALPACA_JOIN
+) -> ParsedFile:
+    """Map every row (see `make_mapper` for `column_map` and `alpaca_join`)."""
+    mapper = make_mapper(fmt, column_map, alpaca_join)
+    out = ParsedFile(Path(path), fmt, len(rows))
     for row in rows:
-        if row.error is not None:
-            out.quarantined.append(Quarantined(row.index, row.line, "(line)", row.error, _raw_of(row)))
-            continue
-        # Only text that carries a surrogate escape can decode into one (UTF-8 input never does).
-        if row.raw is not None and _SURROGATE_ESCAPE.search(row.raw):
-            where = lone_surrogate(row.value)
-            if where is not None:
-                msg = "lone UTF-16 surrogate escape (e.g. \\ud800 without its pair): not valid Unicode text"
-                out.quarantined.append(Quarantined(row.index, row.line, where, msg, _raw_of(row)))
-                continue
-        try:
-            conv, notes = mapper(row.value)
-            if not conv.messages:
-                raise RowError(turns, "no turns")
-            if all(_blank(m) for m in conv.messages):
-                raise RowError(turns, "every turn is empty (content null or '')")
-        except RowError as e:
-            out.quarantined.append(Quarantined(row.index, row.line, e.field, e.message, _raw_of(row)))
-        except RecursionError:
-            out.quarantined.append(Quarantined(row.index, row.line, "(row)", "nested too deeply", _raw_of(row)))
+        r = map_row(row, fmt, mapper)
+        if isinstance(r, Mapped):
+            out.mapped.append(r)
         else:
-            out.mapped.append(Mapped(row.index, row.line, conv, tuple(sorted(notes))))
+            out.quarantined.append(r)
     return out
+
+
+@dataclass(slots=True)
+class Plain:
+    """A row that needed no mapping: its canonical content JSON and search text, ready to store.
+
+    Only rows that map to themselves take this path (OpenAI rows whose messages are exactly
+    `{role, content}` with a standard role and text content, no tools): what `map_openai` would
+    give, without building objects. Everything else goes through the mappers.
+    """
+
+    index: int
+    line: int
+    content_json: str
+    search_text: str
+    n_messages: int
+    metadata: dict[str, Any]
+
+
+_PLAIN_ROLES = frozenset(("system", "user", "assistant", "tool"))
+_ROLE_CONTENT = frozenset(("role", "content"))
+
+
+def plain_openai(row: Row) -> Plain | None:
+    """`row` as a Plain record when it needs no mapping, else None (the mapper decides)."""
+    v = row.value
+    if type(v) is not dict:
+        return None
+    msgs = v.get("messages")
+    if type(msgs) is not list or not msgs or "tools" in v or "functions" in v:
+        return None
+    texts = []
+    for m in msgs:
+        if type(m) is not dict or m.keys() != _ROLE_CONTENT:
+            return None
+        c = m["content"]
+        if type(c) is not str or m["role"] not in _PLAIN_ROLES:
+            return None
+        texts.append(c)
+    if not any(texts):  # every turn empty: the mapper quarantines it
+        return None
+    try:
+        cj = orjson.dumps({"messages": msgs, "tools": []}, option=orjson.OPT_SORT_KEYS).decode("utf-8")
+    except orjson.JSONEncodeError:  # a lone surrogate: the mapper's path decides
+        return None
+    meta = {k: x for k, x in v.items() if k != "messages"} if len(v) > 1 else {}
+    return Plain(row.index, row.line, cj, "\n".join(texts), len(msgs), meta)
+
+
+@dataclass(slots=True)
+class FileStream:
+    """A file opened for a streamed import: its dialect is known, its rows not yet read.
+
+    `rows` counts the rows handed out so far (all of them once `items()` is exhausted).
+    `mapper`: a column map / Alpaca join applied to every row (None: the dialect's own mapper).
+    """
+
+    path: Path
+    format: str
+    _head: list[Row]
+    _rest: Iterator[Row]
+    rows: int = 0
+    encoding: str = "utf-8"
+    size: int = 0  # bytes
+    mapper: Callable[[Any], tuple[Conversation, set[str]]] | None = None
+
+    def items(self, *, plain: bool = False) -> Iterator[Mapped | Quarantined | Plain]:
+        """Each row mapped (or quarantined). `plain`: rows that need no mapping come as `Plain`."""
+        fast = plain and self.format == "openai" and self.mapper is None
+        for part in (self._head, self._rest):
+            for row in part:
+                self.rows += 1
+                if fast and row.error is None:
+                    p = plain_openai(row)
+                    if p is not None:
+                        yield p
+                        continue
+                yield map_row(row, self.format, self.mapper)
+        self._head = []
+
+
+def open_file(
+    path: Path | str, fmt: str = "auto", *, column_map: Any = None, alpaca_join: str = ALPACA_JOIN
+) -> FileStream:
+    """Open a file for a streamed import. Raises FileReadError when it cannot be read at all.
+
+    Only the first 200 rows are read here (to detect the dialect); a JSON array is parsed
+    whole, so a broken array is refused before anything is written. With a `column_map` the
+    dialect is the map's.
+    """
+    path = Path(path)
+    if fmt not in ("auto", *DIALECTS):
+        raise FileReadError(f"unknown format {fmt!r} (use auto, {', '.join(DIALECTS)})")
+    rows, encoding = open_rows(path)
+    head = list(islice(rows, 200))
+    if column_map is not None:
+        fmt = column_map.dialect
+    elif fmt == "auto":
+        fmt = detect_format(head, path) if head else "openai"
+    elif head and not any(detect_row(r.value) for r in head):
+        # A forced dialect over a file that is none of them would put every line's raw text in
+        # the quarantine: whatever the file is, it is not chat data, and none of it is stored.
+        raise FileReadError(
+            f"{path}: no row looks like ShareGPT, OpenAI or Alpaca data (of the first {len(head)}); nothing imported"
+        )
+    mapper = make_mapper(fmt, column_map, alpaca_join) if column_map is not None or alpaca_join != ALPACA_JOIN else None
+    return FileStream(path, fmt, head, rows, encoding=encoding, size=path.stat().st_size, mapper=mapper)
 
 
 def parse_file(
@@ -721,28 +923,19 @@ def parse_file(
     alpaca_join: str = ALPACA_JOIN,
 ) -> ParsedFile:
     """Read and map a whole file (or its first `limit` rows: a preview). Raises FileReadError when
-    the file itself is unreadable. With a `column_map` the dialect is the map's. `alpaca_join` is
-    what goes between an Alpaca row's instruction and its input."""
-    path = Path(path)
-    if fmt not in ("auto", *DIALECTS):
-        raise FileReadError(f"unknown format {fmt!r} (use auto, {', '.join(DIALECTS)})")
-    rows, encoding = read_rows_encoding(path)
+    the file itself is unreadable."""
+    stream = open_file(path, fmt, column_map=column_map, alpaca_join=alpaca_join)
+    out = ParsedFile(stream.path, stream.format, 0, encoding=stream.encoding)
+    items: Iterator[Mapped | Quarantined | Plain] = stream.items()
     if limit is not None:
-        rows = rows[:limit]
-    if column_map is not None:
-        fmt = column_map.dialect
-    elif fmt == "auto":
-        fmt = detect_format(rows, path) if rows else "openai"
-    elif rows and not any(detect_row(r.value) for r in rows[:200]):
-        # A forced dialect over a file that is none of them would put every line's raw text in
-        # the quarantine: whatever the file is, it is not chat data, and none of it is stored.
-        raise FileReadError(
-            f"{path}: no row looks like ShareGPT, OpenAI or Alpaca data (of the first {min(len(rows), 200)}); "
-            "nothing imported"
-        )
-    pf = map_rows(rows, fmt, path, column_map, alpaca_join=alpaca_join)
-    pf.encoding = encoding
-    return pf
+        items = islice(items, limit)
+    for r in items:
+        if isinstance(r, Mapped):
+            out.mapped.append(r)
+        elif isinstance(r, Quarantined):
+            out.quarantined.append(r)
+    out.rows = stream.rows
+    return out
 
 
 # ---------------------------------------------------------------- writers

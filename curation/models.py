@@ -81,17 +81,35 @@ def resolve_model(model: str | os.PathLike[str] | None = None) -> str:
     return name
 
 
+def embedded_tokenizer_dir() -> Path:
+    """A folder holding the embedded model's tokenizer, built from the GGUF header alone when the
+    converted model folder does not exist yet (no torch, no model weights read: ~1 s)."""
+    full = cache_dir() / "models" / DEFAULT_MODEL
+    if (full / "tokenizer.json").exists():
+        return full
+    target = cache_dir() / "tokenizers" / DEFAULT_MODEL
+    if not (target / "tokenizer.json").exists():
+        from curation.gguf_tokenizer import GGUFTokenizerError, write_tokenizer_folder
+
+        try:
+            # ChatML ends a turn with <|im_end|>; pad with <|endoftext|> (as the full conversion does).
+            write_tokenizer_folder(
+                embedded_gguf(), target, overrides={"eos_token": "<|im_end|>", "pad_token": "<|endoftext|>"}
+            )
+        except GGUFTokenizerError:
+            resolve_model(DEFAULT_MODEL)
+            return full
+    return target
+
+
 def load_tokenizer(model: str | os.PathLike[str] | None = None) -> Any:
-    """The model's tokenizer, embedded default included; only the tokenizer is converted if the
-    model folder does not exist yet (no torch needed)."""
+    """The model's tokenizer, embedded default included. The embedded one is read from the GGUF
+    header into a tokenizer folder the first time (no torch; the model is not converted)."""
     from transformers import PreTrainedTokenizerFast
 
     name = str(model) if model else DEFAULT_MODEL
     if name in EMBEDDED:
-        target = cache_dir() / "models" / DEFAULT_MODEL
-        if not (target / "tokenizer_config.json").exists():
-            resolve_model(name)
-        name = str(target)
+        name = str(embedded_tokenizer_dir())
     # A local folder with tokenizer.json loads directly: AutoTokenizer would read the model config
     # and import torch first (~15 s against ~2 s on a small machine).
     if (Path(name) / "tokenizer.json").exists():

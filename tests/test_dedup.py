@@ -283,8 +283,40 @@ def test_find_duplicates_clusters_keepers_flags() -> None:
         "duplicates_flagged": 2,
         "exact_groups": 1,
         "borderline_pairs": 0,
-        "params": {"threshold": 0.8, "num_perm": 128, "bands": 14, "rows": 9, "ngram": 5, "view": "full"},
+        "params": {
+            "threshold": 0.8,
+            "num_perm": 128,
+            "bands": 14,
+            "rows": 9,
+            "ngram": 5,
+            "view": "full",
+            "char_scripts": True,
+        },
     }
+
+
+def test_unspaced_scripts_are_shingled_by_characters_per_row() -> None:
+    from curation.dedup import segment
+
+    assert segment(normalise("今天天气很好 ok")) == "今 天 天 气 很 好 ok"
+    assert segment(normalise("English with two 中文 words here")) == "english with two 中文 words here"
+    zh = (
+        "我们的集群在高峰时段出现了明显的复制延迟，请提供日志文件以便分析原因并尽快修复这个问题。"
+        "另外，备份任务在凌晨两点失败了三次，控制台没有显示任何错误信息，我们希望知道应该如何排查。"
+    )
+    ja = "データベースの複製が遅れています。ログファイルを送っていただけますか。原因を調べて修正します。"
+    convs = [
+        conv(zh, "好的"),
+        conv(zh.replace("明显", "明確"), "好的"),
+        conv(ja, "はい"),
+        conv(ja.replace("送", "見"), "はい"),
+    ]
+    convs.append(conv("Completely different text written in English words only", "ok"))
+    items = [Item(f"c{i}", age=i) for i in range(len(convs))]
+    by_char = dedup(convs, DedupConfig(), items=items)
+    assert sorted(sorted(m.id for m in c.members) for c in by_char.clusters) == [["c0", "c1"], ["c2", "c3"]]
+    by_word = dedup(convs, DedupConfig(char_scripts=False), items=items)
+    assert by_word.clusters == []  # each row was one shingle: a one-character edit is never found
 
 
 def test_decisions_override_the_estimate() -> None:

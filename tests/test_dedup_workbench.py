@@ -109,7 +109,15 @@ def test_rerun_reuses_signatures_and_results_carry_params(sample_wb, tmp_path: P
     assert wb.dedup_status()["stale"] == 0
     # other parameters are other signatures
     r = wb.dedup(ngram=3, view="user", actor="ana")
-    assert r["params"] == {"threshold": 0.8, "num_perm": 128, "bands": 14, "rows": 9, "ngram": 3, "view": "user"}
+    assert r["params"] == {
+        "threshold": 0.8,
+        "num_perm": 128,
+        "bands": 14,
+        "rows": 9,
+        "ngram": 3,
+        "view": "user",
+        "char_scripts": True,
+    }
     assert wb.store.dedup_latest_run()["stats"]["signatures_computed"] == n + 1
 
 
@@ -195,7 +203,7 @@ def test_cli_dedup_keep_clusters_borderline(sample_wb, store_path: Path, capsys)
     )
     out = json.loads(r.stdout)
     assert set(out) == {"conversations", "clusters", "duplicates_flagged", "exact_groups", "borderline_pairs", "params"}
-    assert set(out["params"]) == {"threshold", "num_perm", "bands", "rows", "ngram", "view"}
+    assert set(out["params"]) == {"threshold", "num_perm", "bands", "rows", "ngram", "view", "char_scripts"}
     assert out["clusters"] == 9
 
     def sift(*args: str) -> tuple[int, str, str]:

@@ -320,9 +320,3 @@ def test_all_null_conversation_is_quarantined(tmp_path: Path) -> None:
 def test_no_readable_row_says_why(tmp_path: Path) -> None:
     with pytest.raises(FileReadError, match=r"g\.jsonl: no row could be read \(line 1: invalid JSON"):
         parse_file(write(tmp_path / "g.jsonl", "not json\nnor this\n"))
-
-
-def test_forced_format_over_a_file_of_no_dialect_stores_nothing(tmp_path: Path) -> None:
-    secret = write(tmp_path / "config.jsonl", '{"db_password": "hunter2"}\n{"token": "t"}\n')
-    with pytest.raises(FileReadError, match=r"config\.jsonl: no row looks like ShareGPT, OpenAI or Alpaca"):
-        parse_file(secret, "openai")

@@ -217,14 +217,14 @@ def test_multi_file_import_names_committed_files_when_a_later_one_fails(
     a, b = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
     a.write_text(row % "one")
     b.write_text(row % "two")
-    real = wb.store.import_parsed
+    real = wb.store.import_stream
 
-    def fail_second(pf, **kw):  # a disk-full/IO fault on the second file cannot be caused portably
-        if pf.path.name == "b.jsonl":
+    def fail_second(st, **kw):  # a disk-full/IO fault on the second file cannot be caused portably
+        if st.path.name == "b.jsonl":
             raise OSError("No space left on device")
-        return real(pf, **kw)
+        return real(st, **kw)
 
-    monkeypatch.setattr(wb.store, "import_parsed", fail_second)
+    monkeypatch.setattr(wb.store, "import_stream", fail_second)
     with pytest.raises(ImportIncomplete) as e:
         wb.import_files([a, b])
     msg = str(e.value)

@@ -71,23 +71,81 @@ def test_unreadable_file_among_several_changes_nothing(wb, tmp_path: Path) -> No
     assert wb.store.logical_dump() == before
 
 
+def test_streamed_import_in_chunks_matches_the_mapped_path(wb, tmp_path: Path, monkeypatch) -> None:
+    """Rows that need no mapping take a fast path; ids, content and provenance must be what the
+    mappers give, across chunk boundaries, repeats and quarantined lines."""
+    from curation.formats import parse_file
+    from workbench.store import core
+
+    plain = {"messages": [{"role": "user", "content": "héllo\u2028 \x01 日本"}, {"role": "assistant", "content": "hi"}]}
+    rows = [
+        json.dumps(plain, ensure_ascii=False),
+        json.dumps({"messages": [{"content": "x", "role": "tool"}], "topic": {"b": 1, "a": [1.5e-07]}}),
+        json.dumps({"messages": [{"role": "developer", "content": "be brief"}, {"role": "user", "content": None}]}),
+        '{"messages": [',
+        json.dumps({"messages": [{"role": "user", "content": "q"}], "tools": [{"name": "f", "parameters": {}}]}),
+        json.dumps(plain),  # the first row again, in another chunk
+        json.dumps({"messages": [{"role": "wizard", "content": "x"}]}),
+    ]
+    f = write(tmp_path / "mixed.jsonl", "\n".join(rows) + "\n")
+    monkeypatch.setattr(core, "IMPORT_CHUNK_ROWS", 2)
+    monkeypatch.setattr(core, "IMPORT_PREREAD_BYTES", 0)
+    t = wb.import_files([f])["totals"]
+    assert (t["rows"], t["imported"], t["already_present"], t["quarantined"]) == (7, 4, 1, 2)
+    for m in parse_file(f).mapped:
+        conv = m.conversation
+        got = wb.show(conv.id)
+        assert got["messages"] == conv.content_dict()["messages"]
+        assert got["metadata"] == conv.metadata
+        lines = sorted(p["line"] for p in got["provenance"])
+        assert m.line in lines and all(p["format"] == "openai" for p in got["provenance"])
+        notes = next(p.get("mapping", []) for p in got["provenance"] if p["line"] == m.line)
+        assert notes == list(m.mapping)
+    with wb.store.db.connect() as con:
+        stored = dict(con.execute("SELECT conversation_id, content FROM revisions").fetchall())
+    assert stored == {m.conversation.id: m.conversation.content_json() for m in parse_file(f).mapped}
+    assert sorted(p["line"] for p in wb.show(parse_file(f).mapped[0].conversation.id)["provenance"]) == [1, 6]
+    q = wb.quarantine()["rows"]
+    assert [(r["line"], r["field"]) for r in q] == [(4, "(line)"), (7, "messages[0].role")]
+
+
+def test_keyset_pages_and_bounded_counts(wb, tmp_path: Path) -> None:
+    rows = [{"instruction": f"question {i:02d}", "output": "yes" if i % 3 else "needle"} for i in range(30)]
+    wb.import_files([write(tmp_path / "a.jsonl", "\n".join(json.dumps(r) for r in rows))])
+    everything = [c["id"] for c in wb.list(limit=100)["conversations"]]
+    seen, after = [], None
+    while True:
+        page = wb.list(limit=7, after=after, count_limit=10)
+        assert (page["total"], page["total_capped"]) == (10, True)  # "10+": counting stopped at 10
+        seen += [c["id"] for c in page["conversations"]]
+        after = page["next_after"]
+        if after is None:
+            break
+    assert seen == everything  # keyset pages cover every row once, in the offset order
+    hits = wb.list(text="NEEDLE", limit=100, count_limit=50)
+    assert (hits["total"], hits["total_capped"], len(hits["conversations"])) == (10, False, 10)
+    assert wb.count(text="needle", limit=4) == 5 and wb.count(text="needle") == 10
+
+
 def test_import_is_all_or_nothing(wb, tmp_path: Path, monkeypatch) -> None:
     f = write(tmp_path / "a.json", json.dumps([{"instruction": f"i{i}", "output": "o"} for i in range(50)]))
     wb.import_files([write(tmp_path / "seed.json", json.dumps([{"instruction": "s", "output": "o"}]))])
     before = wb.store.logical_dump()
     from workbench.store import core
 
-    real = core.Provenance
+    real = core._metadata_json
 
     calls = []
 
-    def explode(*a, **k):  # a failure after conversations and revisions were written
+    def explode(*a, **k):  # a failure in the 4th chunk, after three chunks were written
         calls.append(1)
         if len(calls) == 40:
             raise RuntimeError("disk gone")
         return real(*a, **k)
 
-    monkeypatch.setattr(core, "Provenance", explode)
+    monkeypatch.setattr(core, "IMPORT_CHUNK_ROWS", 10)
+    monkeypatch.setattr(core, "IMPORT_PREREAD_BYTES", 0)  # stream inside the transaction
+    monkeypatch.setattr(core, "_metadata_json", explode)
     with pytest.raises(RuntimeError):
         wb.import_files([f])
     assert wb.store.logical_dump() == before

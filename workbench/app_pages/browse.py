@@ -8,6 +8,7 @@ from workbench.app_pages.common import get_wb, md_escape, render_conversation, r
 from workbench.store import STATUSES
 
 PAGE_SIZE = 25
+COUNT_LIMIT = 1000  # count at most this many matches per page view ("1,000+")
 
 wb = get_wb()
 st.title("Browse")
@@ -27,11 +28,15 @@ key = repr(filters)
 if st.session_state.get("browse_key") != key:
     st.session_state["browse_key"] = key
     st.session_state["browse_page"] = 0
+    st.session_state["browse_cursors"] = [None]  # keyset cursor of each page seen so far
 page = st.session_state.get("browse_page", 0)
-res = wb.list(**filters, limit=PAGE_SIZE, offset=page * PAGE_SIZE)
+cursors = st.session_state.setdefault("browse_cursors", [None])
+res = wb.list(**filters, limit=PAGE_SIZE, after=cursors[page], count_limit=COUNT_LIMIT)
 total = res["total"]
-pages = max(1, (total + PAGE_SIZE - 1) // PAGE_SIZE)
-st.caption(f"{total} conversations · page {page + 1} of {pages}")
+if res["total_capped"]:
+    st.caption(f"{total:,}+ conversations · page {page + 1}")
+else:
+    st.caption(f"{total:,} conversations · page {page + 1} of {max(1, (total + PAGE_SIZE - 1) // PAGE_SIZE)}")
 rows = [
     {
         "id": c["id"],
@@ -47,7 +52,9 @@ b1, b2, _ = st.columns([1, 1, 6])
 if b1.button("◀ Previous", disabled=page == 0):
     st.session_state["browse_page"] = page - 1
     st.rerun()
-if b2.button("Next ▶", disabled=page + 1 >= pages):
+if b2.button("Next ▶", disabled=res["next_after"] is None):
+    del cursors[page + 1 :]
+    cursors.append(res["next_after"])
     st.session_state["browse_page"] = page + 1
     st.rerun()
 

@@ -245,7 +245,9 @@ if ss.get("rv_filters") != fkey:
     ss["rv_filters"] = fkey
     if not keep_opened:
         ss.update(rv_id=None, rv_cursor=None, rv_end=False, rv_ahead=[])
-total = wb.count(**filters)
+COUNT_LIMIT = 1000  # a bounded count: "1,000+" rather than an exact count of a million on each rerun
+total = wb.count(**filters, limit=COUNT_LIMIT)
+total_text = f"{COUNT_LIMIT:,}+" if total > COUNT_LIMIT else f"{total:,}"
 if ss.get("rv_id") is None and not ss.get("rv_end"):
     advance(filters)
 
@@ -275,7 +277,7 @@ with main:
         if total == 0:
             st.info(md_escape(f"No conversation matches this filter ({describe_filters(filters)})."))
         else:
-            st.success(f"🎉 You reached the end of the queue ({total:,} still match this filter).")
+            st.success(f"🎉 You reached the end of the queue ({total_text} still match this filter).")
             st.button("Start again from the top", on_click=on_restart, args=(filters,))
     elif d is None:
         st.button("Go to the next conversation", on_click=on_skip, args=(filters,))
@@ -285,7 +287,7 @@ with main:
         st.subheader(f"Conversation {d['id']}")
         st.caption(
             f"{ss['rv_status']} · revision {rev} · {len(d['messages'])} turns · {len(d['flags'])} flags · "
-            f"{total:,} match this filter · [lineage](lineage?id={d['id']})"
+            f"{total_text} match this filter · [lineage](lineage?id={d['id']})"
         )
         if stale:
             st.warning(
@@ -424,7 +426,7 @@ st.divider()
 bulk_box = st.expander("Bulk actions on every conversation this filter matches", key="rv_bulk_open", on_change="rerun")
 with bulk_box:
     if bulk_box.open:
-        st.caption(md_escape(f"{total:,} conversations match: {describe_filters(filters)}"))
+        st.caption(md_escape(f"{total_text} conversations match: {describe_filters(filters)}"))
         action = st.radio(
             "Action", ["Accept", "Reject", "Add tags", "Remove tags"], horizontal=True, key="rv_bulk_action"
         )

@@ -9,7 +9,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from curation.formats import ALPACA_JOIN, FileReadError, ParsedFile, parse_file
+from curation.formats import ALPACA_JOIN, FileReadError, FileStream, open_file, parse_file
 from curation.records import Conversation, Message, Provenance
 from workbench.store import Store, StoreError
 
@@ -66,11 +66,13 @@ class CoreService:
         """Import files, each in its own transaction. `alpaca_join` goes between an Alpaca row's
         instruction and input (a blank line by default; LLaMA-Factory uses one newline).
 
-        Every file is read and mapped before anything is written, so an unreadable file stops
-        the whole command with nothing changed — unless `each`: then every file is reported on
-        its own and an unreadable one (`{"path", "error"}` in `files`) does not stop the others.
-        When writing a later file fails (disk full, a busy store), the files committed before it
-        stay and the error names each of them.
+        Every file is opened before anything is written, so a missing, unreadable or
+        undetectable file stops the whole command with nothing changed — unless `each`: then every
+        file is reported on its own and an unreadable one (`{"path", "error"}` in `files`) does not
+        stop the others. JSONL and Parquet rows then stream in bounded chunks (memory independent
+        of the file's size). When writing a later file fails (disk full, a busy store, a Parquet
+        file broken past its first rows), the files committed before it stay and the error names
+        each of them.
         `names`: the names the user knows the files by (uploads), recorded instead of the paths.
         `column_map`: a `curation.column_map.ColumnMap`, or a callable giving one per file name
         (e.g. a dataset_info.json), renaming columns and roles before the dialect's mapper.
@@ -79,13 +81,15 @@ class CoreService:
 
         actor = actor or default_actor()
         shown = list(names) if names is not None else [None] * len(paths)
-        parsed: list[tuple[ParsedFile, str, str | None] | dict[str, Any]] = []
+        # Every file is opened (its dialect detected, a JSON array parsed) before anything is
+        # written; rows then stream into the store chunk by chunk, one transaction per file.
+        parsed: list[tuple[FileStream, str, str | None] | dict[str, Any]] = []
         for p, name in zip(paths, shown, strict=True):
             path = Path(p)
             try:
                 cmap = column_map(name or path.name) if callable(column_map) else column_map
-                pf = parse_file(path, format, column_map=cmap, alpaca_join=alpaca_join)
-                pf.path = storable_path(path)
+                pf = open_file(path, format, column_map=cmap, alpaca_join=alpaca_join)
+                pf.path = storable_path(path)  # reading goes on from the real path
                 parsed.append((pf, file_sha256(path), name))
             except FileReadError as e:
                 if not each:
@@ -99,7 +103,7 @@ class CoreService:
                 continue
             pf, sha, shown_name = x
             try:
-                f = self.store.import_parsed(pf, sha256=sha, actor=actor, licence=licence, display_name=shown_name)
+                f = self.store.import_stream(pf, sha256=sha, actor=actor, licence=licence, display_name=shown_name)
             except Exception as e:
                 committed = [f for f in files if "error" not in f]
                 if not committed:

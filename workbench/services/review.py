@@ -87,8 +87,9 @@ class ReviewService:
 
     # ------------------------------------------------------------ queue and decisions
 
-    def count(self, **filters: Any) -> int:
-        return self.store.count_matching(clean_filters(filters))
+    def count(self, *, limit: int | None = None, **filters: Any) -> int:
+        """Conversations matching `filters`; with `limit`, at most `limit + 1` (meaning "more")."""
+        return self.store.count_matching(clean_filters(filters), limit=limit)
 
     def queue_next(self, filters: dict[str, Any], *, after: Cursor | None = None) -> tuple[str, Cursor] | None:
         """The next conversation to review under `filters`, after the cursor of the last one:

@@ -228,13 +228,16 @@ class Database:
                 self._last_used = time.monotonic()
 
     @contextlib.contextmanager
-    def transaction(self, within: duckdb.DuckDBPyConnection | None = None) -> Iterator[duckdb.DuckDBPyConnection]:
+    def transaction(
+        self, within: duckdb.DuckDBPyConnection | None = None, *, settings: dict[str, str] | None = None
+    ) -> Iterator[duckdb.DuckDBPyConnection]:
         """All statements inside land together or not at all. `within`: a transaction the caller
-        already opened; the statements join it, so several store methods can land as one."""
+        already opened; the statements join it, so several store methods can land as one.
+        `settings`: DuckDB settings for this transaction, its COMMIT included, restored after."""
         if within is not None:
             yield within
             return
-        with self.connect() as con:
+        with self.connect() as con, _settings(con, settings or {}):
             con.execute("BEGIN TRANSACTION")
             try:
                 yield con
@@ -273,6 +276,18 @@ class Database:
                 con.execute("ROLLBACK")
                 raise
         self._migrated = True
+
+
+@contextlib.contextmanager
+def _settings(con: duckdb.DuckDBPyConnection, settings: dict[str, str]) -> Iterator[None]:
+    before = {k: con.execute("SELECT current_setting(?)", [k]).fetchall()[0][0] for k in settings}
+    for k, v in settings.items():
+        con.execute(f"SET {k} = '{v}'")
+    try:
+        yield
+    finally:
+        for k, v in before.items():
+            con.execute(f"SET {k} = '{v}'")
 
 
 def _split_sql(sql: str) -> list[str]:

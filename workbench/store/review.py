@@ -100,10 +100,17 @@ class ReviewStore:
 
     # ------------------------------------------------------------ the queue
 
-    def count_matching(self, filters: dict[str, Any]) -> int:
+    def count_matching(self, filters: dict[str, Any], *, limit: int | None = None) -> int:
+        """How many conversations match; with `limit`, counting stops past it (the result is then
+        `limit + 1`, shown as "limit+"), so a page never pays for an exact count of a million."""
         base, args = filtered_from(**filters)
+        sql = (
+            f"SELECT count(*) {base}"
+            if limit is None
+            else f"SELECT count(*) FROM (SELECT 1 {base} LIMIT {int(limit) + 1})"
+        )
         with self.db.connect() as con:
-            return int(con.execute(f"SELECT count(*) {base}", args).fetchall()[0][0])  # type: ignore[index]
+            return int(con.execute(sql, args).fetchall()[0][0])  # type: ignore[index]
 
     def queue_next(
         self, filters: dict[str, Any], *, after: Cursor | None = None, limit: int = 1
