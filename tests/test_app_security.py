@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -26,7 +27,12 @@ from tests.reliability_figures import record
 from workbench.llm_endpoints import configured_endpoints
 from workbench.reviewers import add_reviewer
 
-PAGES = sorted(p for p in (ROOT / "workbench" / "app_pages").glob("*.py") if p.stem not in ("__init__", "common"))
+# The pages the router serves (app_pages/ also holds helper modules such as common.py).
+PAGES = sorted(
+    ROOT / "workbench" / "app_pages" / f"{m}.py"
+    for m in re.findall(r'page\("(\w+)"', (ROOT / "streamlit_app.py").read_text())
+)
+assert len(PAGES) >= 13, "the router's page list was not found"
 SECRET = "sk-visitor-must-never-see-this"
 
 
