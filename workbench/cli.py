@@ -24,6 +24,7 @@ COMMAND_MODULES = [
     "workbench.commands.augment",
     "workbench.commands.pii",
     "workbench.commands.labels",
+    "workbench.commands.ablate",
 ]
 
 
