@@ -1606,8 +1606,8 @@ def add_realistic_noise(
 
     - ``templated_answer``: the assistant turn becomes ``TEMPLATED_REPLY`` plus the macro's label
       line, on ``round(templated_rate * n)`` rows drawn from ``templated_category`` tickets first;
-    - ``label_confusion``: ``confusion[0]`` → ``confusion[1]`` on ``confusion_rate`` of the first
-      category's untouched rows, whole product areas at a time (seeded order; the last one in part);
+    - ``label_confusion``: ``confusion[0]`` → ``confusion[1]`` on ``confusion_rate`` of the rows
+      labelled with the first category, whole product areas at a time (seeded order; the last in part);
     - ``biased_annotator``: every row gets ``metadata.annotator`` ``a1``..``aN``; the biased one
       (``aN``) takes ``biased_queue_share`` of ``biased_queue`` tickets plus its share of the rest,
       and shifts ``biased_field`` one level up on each of its untouched rows where it can.
@@ -1649,7 +1649,12 @@ def add_realistic_noise(
 
     a, b = cfg["confusion"]
     pair = [i for i in free if i not in taken and truth[i]["category"] == a]
-    want = round(float(cfg["confusion_rate"]) * len(pair))
+    # The rate is of every row labelled `a` in the pool (other problems and copies included).
+    labelled_a = 0
+    for row in rows:
+        given = parse_labels(next((t["content"] for t in row["messages"] if t["role"] == "assistant"), ""))
+        labelled_a += bool(given and given["category"] == a)
+    want = min(len(pair), round(float(cfg["confusion_rate"]) * labelled_a))
     areas = list(PRODUCT_AREAS)
     rng.shuffle(areas)
     ordered = [i for area in areas for i in pair if truth[i]["product_area"] == area]

@@ -430,6 +430,11 @@ def make_parser() -> argparse.ArgumentParser:
         type=Path,
         help="import the run folders under this folder (trained from --bundle) into the demo store, then report",
     )
+    p.add_argument(
+        "--run-bundle",
+        type=Path,
+        help="train every job of this bundle here, one at a time (no GPU needed), then collect them into --out",
+    )
     p.add_argument("--screenshot", type=Path, help="after training, save a PNG of the Compare page here")
     return p
 
@@ -619,6 +624,30 @@ def write_bundle(
     return {"path": str(bundle), "jobs": jobs}
 
 
+def run_bundle(bundle: Path, threads: int, log: Any = print) -> Path:
+    """Train every job of a bundle here, one after another, as the GPU machine does (`python -m trainer`
+    in the bundle folder): the whole bundle → import-run path on a machine without a GPU."""
+    import subprocess
+
+    bundle = bundle.resolve()
+    jobs = json.loads((bundle / "jobs.json").read_text(encoding="utf-8"))
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    if threads:
+        env["OMP_NUM_THREADS"] = env["MKL_NUM_THREADS"] = str(threads)
+    for job in jobs:
+        done = bundle / job["out"] / "status.json"
+        if done.exists() and '"succeeded"' in done.read_text(encoding="utf-8"):
+            continue
+        t0 = time.monotonic()
+        cmd = [sys.executable, "-m", "trainer", "--manifest", job["manifest"], "--config", job["config"],
+               "--out", job["out"]]  # fmt: skip
+        (bundle / job["out"]).parent.mkdir(parents=True, exist_ok=True)
+        with open(bundle / f"{job['out']}.log", "wb") as logf:
+            rc = subprocess.call(cmd, cwd=bundle, env=env, stdout=logf, stderr=subprocess.STDOUT)
+        log(f"{job['name']}: rc {rc} ({time.monotonic() - t0:.0f} s)")
+    return bundle / "runs"
+
+
 def collect(args: argparse.Namespace, log: Any = print) -> dict[str, Any]:
     """Import the run folders of a bundle's jobs (trained elsewhere) into the demo store; report."""
     out: Path = args.out.resolve()
@@ -719,6 +748,11 @@ def screenshot(store: Path, path: Path) -> None:
             page.wait_for_timeout(1500)
             path.parent.mkdir(parents=True, exist_ok=True)
             page.screenshot(path=str(path), full_page=False)
+            heading = main.get_by_role("heading", name="What each curation step bought")
+            if heading.count():  # the attribution table, in a second picture beside the first
+                heading.first.scroll_into_view_if_needed()
+                page.wait_for_timeout(500)
+                page.screenshot(path=str(path.with_name(f"{path.stem}-attribution{path.suffix}")), full_page=False)
             browser.close()
     finally:
         proc.terminate()
@@ -755,7 +789,10 @@ class _Timer:
 def main(argv: list[str] | None = None) -> int:
     args = resolve(make_parser().parse_args(argv))
     try:
-        if args.collect:
+        if args.run_bundle:
+            args.collect = run_bundle(args.run_bundle, args.threads)
+            collect(args)
+        elif args.collect:
             collect(args)
         else:
             run(args)

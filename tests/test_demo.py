@@ -69,8 +69,62 @@ def test_versions_record_how_they_were_made(demo: dict) -> None:
     gold = json.loads((out / "exports" / "gold" / "manifest.json").read_text())
     assert gold["version"]["counts"]["eval"] == 16
     review = demo["result"]["curation"]["review"]
-    assert review["rejected"]["eval_leakage: near-copy of a gold eval item"] > 0
+    assert review["rejected"]["leakage: near-copy of a gold eval item"] > 0
     assert "| planted PII strings in the export | 14 of 14 | 0 of 14 |" in demo["result"]["table"]
+
+
+def test_ablations_put_back_what_one_step_kept_out_and_nothing_else(demo: dict) -> None:
+    """`sift ablate curated`: one version per step, parent curated; each holds every curated row (same
+    split) plus the rows that step alone kept out (in train); the ground truth shows what came back."""
+    import workbench
+
+    out: Path = demo["out"]
+    result = demo["result"]
+    wb = workbench.open(out / "sift.duckdb")
+    versions = {v["name"]: v for v in wb.versions()["versions"]}
+    audit = result["audit"]
+    assert set(result["ablations"]) == {
+        f"curated-without-{s}" for s in ("label_audit", "dedup", "redaction", "validation", "leakage_guard")
+    }
+
+    def rows(name: str) -> dict[str, tuple[str, int]]:
+        return {cid: (split, rev) for split, cid, rev, _f, _s in wb.store.version_rows(name)}
+
+    cur = rows("curated")
+    for name in result["ablations"]:
+        assert versions[name]["parent"] == "curated"
+        assert wb.verify_version(name, out / "exports" / name)["ok"]
+        block = wb.version_manifest(name)["version"]["ablation"]
+        mine = rows(name)
+        assert block["of"] == "curated" and block["held_out"] == "gold"
+        assert set(cur) <= set(mine)
+        back = set(mine) - set(cur)
+        assert len(back) == sum(block["added"].values())
+        assert all(mine[c][0] == "train" for c in back)
+        changed = [c for c in cur if mine[c] != cur[c]]
+        assert len(changed) == block["reverted"]
+        assert all(mine[c][0] == cur[c][0] and mine[c][1] < cur[c][1] for c in changed)  # an earlier revision
+        if block["without"] != "redaction":
+            assert block["reverted"] == 0
+    lk = wb.version_manifest("curated-without-leakage_guard")["version"]["ablation"]
+    assert lk["data"]["held_out_near_copies"]["train"] > lk["full"]["held_out_near_copies"]["train"] == 0
+    assert audit["curated-without-leakage_guard"]["gold_near_copies"]["train"] > 0
+    red = wb.version_manifest("curated-without-redaction")["version"]["ablation"]
+    assert red["reverted"] > 0 and red["data"]["pii_findings"] > red["full"]["pii_findings"]
+    assert audit["curated-without-redaction"]["pii_strings"] > audit["curated"]["pii_strings"] == 0
+    assert audit["curated-without-validation"]["planted_problems"]["train"].get("broken_structure", 0) > 0
+    noisy = ("wrong_label", "label_confusion", "biased_annotator", "templated_answer")
+    train = {v: audit[v]["planted_problems"]["train"] for v in ("curated", "curated-without-label_audit")}
+    assert sum(train["curated-without-label_audit"].get(k, 0) for k in noisy) > sum(
+        train["curated"].get(k, 0) for k in noisy
+    )
+    # An ablation of an ablation is refused; an unknown step is named.
+    from curation.split import SplitError
+
+    with pytest.raises(SplitError, match="is itself an ablation"):
+        wb.ablate("curated-without-dedup", dry_run=True)
+    with pytest.raises(SplitError, match="unknown step"):
+        wb.ablate("curated", steps=["typos"], dry_run=True)
 
 
 def test_demo_refuses_to_replace_a_folder_it_did_not_make(tmp_path: Path) -> None:

@@ -124,7 +124,7 @@ class AblationService:
 
         held = self._held_out(held_out) if held_out is not None else None
         full_rows = dict(pinned)
-        base_data = self._data(full_rows, findings, held)
+        base_data = self._data(full_rows, findings, held, before)
         parent = manifest.get("parent")
         parent_data = None
         if parent:
@@ -163,7 +163,7 @@ class AblationService:
                 entry["skipped"] = f"nothing in {version!r} was left out or changed by {STEPS[step][1]} alone"
                 out["ablations"].append(entry)
                 continue
-            data = self._data(rows, findings, held)
+            data = self._data(rows, findings, held, before)
             entry["data"] = data
             if not dry_run:
                 entry["manifest_sha256"] = self._freeze_ablation(
@@ -201,6 +201,7 @@ class AblationService:
         rows: dict[str, tuple[str, int, Conversation, str]],
         findings: dict[tuple[str, int], int],
         held: dict[str, Any] | None,
+        before: dict[str, tuple[Any, ...]] | None = None,
     ) -> dict[str, Any]:
         data: dict[str, Any] = {
             "train": sum(1 for r in rows.values() if r[0] == "train"),
@@ -210,8 +211,14 @@ class AblationService:
         if held is not None:
             from curation.dedup import contamination
 
-            pairs = contamination({cid: r[2] for cid, r in rows.items()}, held["eval"])
-            near = {p.train_id for p in pairs}
+            # A redaction placeholder must not hide a copy of a test item: check the text before it too.
+            convs = {cid: r[2] for cid, r in rows.items()}
+            for cid, r in rows.items():
+                b = (before or {}).get(cid)
+                if b is not None and b[1] == r[1]:
+                    convs[f"{cid}\x00before"] = Conversation.from_json(b[3])
+            pairs = contamination(convs, held["eval"])
+            near = {p.train_id.split("\x00")[0] for p in pairs}
             data["held_out_near_copies"] = {s: sum(1 for cid in near if rows[cid][0] == s) for s in SPLITS}
         return data
 
