@@ -203,13 +203,15 @@ def test_bundle_holds_what_the_trainer_needs_elsewhere(demo: dict, tmp_path: Pat
     mod, out = demo["mod"], demo["out"]
     args = mod.resolve(mod.make_parser().parse_args(["--out", str(out), "--full", "--train-seeds", "1,2"]))
     bundle = tmp_path / "bundle"
-    info = mod.write_bundle(args, out, out / "exports", bundle)
+    ablations = demo["result"]["ablations"]
+    info = mod.write_bundle(args, out, out / "exports", bundle, ablations)
     jobs = json.loads((bundle / "jobs.json").read_text())
     assert jobs == info["jobs"] and [j["name"] for j in jobs] == [
         "raw-seed1",
         "curated-seed1",
         "raw-seed2",
         "curated-seed2",
+        *(f"{v}-seed{s}" for s in (1, 2) for v in ablations),  # --full: two seeds per ablation
     ]
     for j in jobs:
         export = load_export(bundle / j["manifest"])  # files match their manifest
@@ -222,3 +224,113 @@ def test_bundle_holds_what_the_trainer_needs_elsewhere(demo: dict, tmp_path: Pat
     args.collect = tmp_path / "nothing-here"
     with pytest.raises(mod.DemoError, match="no finished runs"):
         mod.collect(args, log=lambda *_: None)
+
+
+# Finished runs of the tiny CPU demo (scripts/demo.py ... --run-bundle): `sift runs` of each, trimmed to
+# version, training seed and metrics. Real trainer outputs, so the table is checked on what runs give.
+REAL_RUNS = ROOT / "tests" / "data" / "attribution_runs.json"
+
+
+def _real_runs() -> list[dict]:
+    return json.loads(REAL_RUNS.read_text())["runs"]
+
+
+def test_attribution_pairs_real_runs_by_training_seed() -> None:
+    import statistics
+
+    from workbench.services.ablate import STEPS, attribution_table
+
+    runs = _real_runs()
+    names = sorted({r["version"] for r in runs if r["version"].startswith("curated-without-")})
+    assert names, "the fixture holds runs of ablations"
+    blocks = [
+        (n, {"of": "curated", "without": n.rsplit("-", 1)[1], "added": {"rejected": 2}, "reverted": 0}) for n in names
+    ]
+
+    def gold(r: dict) -> float:
+        return r["metrics"]["extra_eval"]["tuned"]["json_field_accuracy"]
+
+    def per_seed(version: str, rs: list[dict]) -> dict[int, float]:
+        out: dict[int, list[float]] = {}
+        for r in rs:
+            if r["version"] == version:
+                out.setdefault(r["config"]["seed"], []).append(gold(r))
+        return {s: statistics.fmean(v) for s, v in out.items()}
+
+    for subset in (runs, [r for r in runs if not (r["version"] == "curated" and r["config"]["seed"] == 2)]):
+        att = attribution_table("curated", "raw", blocks, subset)
+        assert att["scored_on"] == ["gold"] and att["metric"] == "json_field_accuracy"
+        mine = per_seed("curated", subset)
+        assert att["full"]["mean"] == pytest.approx(statistics.fmean(mine.values()), abs=1e-4)
+        assert [r["version"] for r in att["steps"]] == [
+            *sorted(names, key=lambda n: list(STEPS).index(n.rsplit("-", 1)[1])),
+            "raw",
+        ]
+        assert att["steps"][-1]["step"] == "all"
+        for row in att["steps"]:
+            theirs = per_seed(row["version"], subset)
+            shared = sorted(set(mine) & set(theirs))
+            assert row["paired_seeds"] == shared
+            diffs = [mine[s] - theirs[s] for s in shared]
+            if not diffs:
+                assert row["bought"] is None
+                continue
+            assert row["bought"] == pytest.approx(statistics.fmean(diffs), abs=1e-4)
+            if len(diffs) > 1:
+                sd = statistics.stdev(diffs)
+                assert row["bought_sd"] == pytest.approx(sd, abs=1e-4)
+                assert row["clear"] == (statistics.fmean(diffs) > 2 * sd)
+            else:
+                assert row["bought_sd"] is None and row["clear"] is False
+    # Without the held-out scores, the runs' own eval split is what is compared (and said so).
+    own = [{**r, "metrics": {**r["metrics"], "extra_eval": None}} for r in runs]
+    att = attribution_table("curated", "raw", blocks, own)
+    assert att["scored_on"] == ["own eval split"]
+    assert att["full"]["mean"] == pytest.approx(
+        statistics.fmean(
+            statistics.fmean(
+                r["metrics"]["tuned"]["json_field_accuracy"]
+                for r in runs
+                if r["version"] == "curated" and r["config"]["seed"] == s
+            )
+            for s in {r["config"]["seed"] for r in runs if r["version"] == "curated"}
+        ),
+        abs=1e-4,
+    )
+
+
+def test_compare_page_shows_what_each_step_bought(demo: dict, tmp_path: Path, monkeypatch) -> None:
+    """The demo store's ablations, with the real runs' results registered against them: Compare's
+    attribution section lists every step, the parent last, with the data-side counts."""
+    from streamlit.testing.v1 import AppTest
+
+    import workbench
+    from tests.test_trainer_units import _fake_run_folder
+
+    store = demo["out"] / "sift.duckdb"
+    monkeypatch.setenv("SIFT_STORE", str(store))
+    wb = workbench.open(store)
+    good = 'Hi.\n{"category":"bug","priority":"high","product_area":"storage"}'
+    for k, r in enumerate(_real_runs()):
+        out = tmp_path / f"run{k}"
+        wb.store.create_run(
+            f"run{k}", version=r["version"], manifest_sha256="x", out_dir=str(out), config=r["config"], actor="t"
+        )
+        _fake_run_folder(out, [good])
+        ev = json.loads((out / "eval.json").read_text())
+        ev.update(
+            tuned=r["metrics"]["tuned"], extra_eval=r["metrics"]["extra_eval"], eval_loss=r["metrics"]["eval_loss"]
+        )
+        (out / "eval.json").write_text(json.dumps(ev))
+    expected = wb.attribution("curated")
+    at = AppTest.from_file(str(ROOT / "workbench" / "app_pages" / "compare.py"), default_timeout=60).run()
+    assert not at.exception
+    assert any(h.value == "What each curation step bought" for h in at.subheader)
+    table = next(d.value for d in at.dataframe if "bought (paired by seed)" in d.value.columns)
+    assert list(table["version"]) == [r["version"] for r in expected["steps"]]
+    assert list(table["version"])[-1] == "raw" and len(table) == len(demo["result"]["ablations"]) + 1
+    leak = table[table["version"] == "curated-without-leakage_guard"].iloc[0]
+    assert leak["held-out near-copies in train"] > 0 and leak["rows put back"] > 0
+    first = expected["steps"][0]
+    if first["bought"] is not None:
+        assert table.iloc[0]["bought (paired by seed)"].startswith(f"{first['bought']:+.3f}")
