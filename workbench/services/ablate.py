@@ -27,7 +27,7 @@ from curation.records import Conversation
 from curation.split import SPLITS, SplitError
 from workbench.services.core import default_actor
 from workbench.store import Store
-from workbench.store._db import now
+from workbench.store._db import NotFound, now
 
 # step → (the stages whose verdicts it stands for, what it is called on Compare)
 STEPS: dict[str, tuple[tuple[str, ...], str]] = {
@@ -82,6 +82,11 @@ class AblationService:
         manifest = json.loads(self.store.get_version(version)["manifest_text"])
         if manifest["version"].get("ablation"):
             raise SplitError(f"version {version!r} is itself an ablation of {manifest['version']['ablation']['of']!r}")
+        existing = {v["name"] for v in self.store.list_versions()} & {ablation_name(version, s) for s in steps}
+        if existing and not dry_run:
+            raise SplitError(
+                f"version(s) {', '.join(sorted(existing))} exist already and are frozen: ablate other --step(s)"
+            )
         inputs = self.store.ablation_inputs(version)
         loaded = self.store.load_version(version, contents=True)
         if loaded["problems"]:
@@ -188,7 +193,10 @@ class AblationService:
             except ManifestError as e:
                 raise SplitError(f"--held-out {held_out}: {e}") from None
             return {"name": export.version, "eval": {f"held-out-{i}": c for i, c in enumerate(export.eval)}}
-        loaded = self.store.load_version(str(held_out), contents=True)
+        try:
+            loaded = self.store.load_version(str(held_out), contents=True)
+        except NotFound:
+            raise SplitError(f"--held-out {held_out}: neither an export folder nor a version of this store") from None
         return {
             "name": str(held_out),
             "eval": {
