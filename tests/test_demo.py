@@ -123,7 +123,7 @@ def test_ablations_put_back_what_one_step_kept_out_and_nothing_else(demo: dict) 
 
     with pytest.raises(SplitError, match="is itself an ablation"):
         wb.ablate("curated-without-dedup", dry_run=True)
-    with pytest.raises(SplitError, match="curated-without-dedup, .* exist already and are frozen"):
+    with pytest.raises(SplitError, match=r"curated-without-dedup, .* exist already and are frozen"):
         wb.ablate("curated")  # refused before anything is frozen
     with pytest.raises(SplitError, match="unknown step"):
         wb.ablate("curated", steps=["typos"], dry_run=True)
