@@ -8,7 +8,9 @@ Each mapped row carries a short report of what the mapping renamed, merged or de
 
 from __future__ import annotations
 
+import codecs
 import json
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -88,6 +90,7 @@ class ParsedFile:
     path: Path
     format: str
     rows: int
+    encoding: str = "utf-8"
     mapped: list[Mapped] = field(default_factory=list)
     quarantined: list[Quarantined] = field(default_factory=list)
 
@@ -108,18 +111,73 @@ def _type_name(v: Any) -> str:
     }.get(type(v), type(v).__name__)
 
 
+# JSON text starts with an ASCII character, so the zero bytes around the first one tell the
+# encoding of a file without a byte-order mark (RFC 4627 section 3). BOMs are checked longest first:
+# the UTF-32-LE mark begins with the UTF-16-LE one.
+_BOMS = (
+    (codecs.BOM_UTF32_LE, "utf-32-le"),
+    (codecs.BOM_UTF32_BE, "utf-32-be"),
+    (codecs.BOM_UTF8, "utf-8"),
+    (codecs.BOM_UTF16_LE, "utf-16-le"),
+    (codecs.BOM_UTF16_BE, "utf-16-be"),
+)
+
+
+def sniff_encoding(data: bytes) -> tuple[str, int]:
+    """The file's text encoding and the length of its byte-order mark (0 when it has none)."""
+    for bom, name in _BOMS:
+        if data.startswith(bom):
+            return name, len(bom)
+    head = data[:4]
+    if len(head) == 4:
+        if head[:3] == b"\0\0\0" and head[3]:
+            return "utf-32-be", 0
+        if head[0] and head[1:] == b"\0\0\0":
+            return "utf-32-le", 0
+        if head[0] == 0 and head[1] and head[2] == 0 and head[3]:
+            return "utf-16-be", 0
+        if head[0] and head[1] == 0 and head[2] and head[3] == 0:
+            return "utf-16-le", 0
+    return "utf-8", 0
+
+
+def _to_utf8(data: bytes, path: Path) -> tuple[bytes, str]:
+    """UTF-16/UTF-32 bytes (with or without a BOM) re-encoded as UTF-8; UTF-8 bytes as they are."""
+    encoding, skip = sniff_encoding(data)
+    if encoding == "utf-8":
+        return data[skip:], encoding
+    try:
+        # surrogatepass: an unpaired surrogate becomes a \\udxxx escape below, so only its row is
+        # quarantined (as for a JSON escape) rather than the whole file refused.
+        text = data[skip:].decode(encoding, errors="surrogatepass")
+    except UnicodeDecodeError as e:
+        raise FileReadError(
+            f"{path}: looks like {encoding.upper()} text but is not valid {encoding.upper()} "
+            f"(byte {e.start + skip}: {e.reason})"
+        ) from None
+    # A decoder lets lone surrogates of UTF-16 through as code points UTF-8 cannot hold.
+    return text.encode("utf-8", errors="backslashreplace"), encoding
+
+
 def _decode(data: bytes, path: Path) -> str:
     try:
-        return data.decode("utf-8-sig")
+        text = data.decode("utf-8")
     except UnicodeDecodeError as e:
-        raise FileReadError(f"{path}: not UTF-8 text (byte {e.start}: {e.reason})") from None
+        raise FileReadError(f"{path}: not UTF-8 text (byte {e.start}: {e.reason}), nor UTF-16 or UTF-32") from None
+    if "\r" in text:
+        # Valid JSON has no raw CR inside a string, so old-Mac (CR-only) and Windows line ends can be
+        # made LF without touching any value; line numbers then count every kind of line end.
+        text = text.replace("\r\n", "\n").replace("\r", "\n")
+    return text
 
 
 def _read_jsonl(data: bytes) -> Iterator[Row]:
     if data.startswith(b"\xef\xbb\xbf"):
         data = data[3:]
     index = 0
-    for lineno, chunk in enumerate(data.split(b"\n"), start=1):
+    # CR-only (old Mac) files are split on CR as well; a JSON line never holds a raw CR or LF.
+    lines = data.splitlines() if b"\r" in data else data.split(b"\n")
+    for lineno, chunk in enumerate(lines, start=1):
         if not chunk.strip():
             continue
         try:
@@ -185,7 +243,9 @@ def _read_json(text: str, path: Path) -> list[Row]:
         line += text.count("\n", last, pos)
         last = pos
         rows.append(Row(len(rows), line, value, None))
-        rows[-1].raw = text[pos:end] if not isinstance(value, dict) else None
+        # An object's raw text is only kept when it may hold a lone surrogate (map_rows checks it).
+        if not isinstance(value, dict) or _SURROGATE_ESCAPE.search(text, pos, end):
+            rows[-1].raw = text[pos:end]
         pos = end
         while pos < n and text[pos] in " \t\r\n":
             pos += 1
@@ -214,10 +274,15 @@ def _read_parquet(path: Path) -> list[Row]:
 
 def read_rows(path: Path | str) -> list[Row]:
     """All rows of a file, each with its line; an unreadable file raises FileReadError."""
+    return read_rows_encoding(path)[0]
+
+
+def read_rows_encoding(path: Path | str) -> tuple[list[Row], str]:
+    """All rows of a file and the text encoding it was read in (`utf-8`, `utf-16-le`, ...)."""
     path = Path(path)
     try:
         if path.suffix.lower() == ".parquet":
-            return _read_parquet(path)
+            return _read_parquet(path), "parquet"
         data = path.read_bytes()
     except FileNotFoundError:
         raise FileReadError(f"{path}: no such file") from None
@@ -225,11 +290,12 @@ def read_rows(path: Path | str) -> list[Row]:
         raise FileReadError(f"{path}: is a directory, not a file") from None
     except OSError as e:
         raise FileReadError(f"{path}: cannot read ({e.strerror})") from None
+    if path.suffix.lower() not in (".jsonl", ".ndjson", ".json"):
+        raise FileReadError(f"{path}: unsupported file type {path.suffix!r} (use .json, .jsonl or .parquet)")
+    data, encoding = _to_utf8(data, path)
     if path.suffix.lower() in (".jsonl", ".ndjson"):
-        return list(_read_jsonl(data))
-    if path.suffix.lower() == ".json":
-        return _read_json(_decode(data, path), path)
-    raise FileReadError(f"{path}: unsupported file type {path.suffix!r} (use .json, .jsonl or .parquet)")
+        return list(_read_jsonl(data)), encoding
+    return _read_json(_decode(data, path), path), encoding
 
 
 # ---------------------------------------------------------------- dialect detection
@@ -259,6 +325,9 @@ def detect_format(rows: list[Row], path: Path | str = "") -> str:
         if d:
             votes[d] = votes.get(d, 0) + 1
     if not votes:
+        bad = next((r for r in rows if r.error is not None), None)
+        if bad is not None and all(r.error is not None for r in rows[:200]):
+            raise FileReadError(f"{path}: no row could be read (line {bad.line}: {bad.error}); nothing imported")
         raise FileReadError(
             f"{path}: cannot tell the format: no row has 'conversations' (ShareGPT), "
             "'messages' (OpenAI) or 'instruction' + 'output' (Alpaca); pass --format"
@@ -538,26 +607,78 @@ def map_alpaca(row: Any) -> tuple[Conversation, set[str]]:
 MAPPERS = {"sharegpt": map_sharegpt, "openai": map_openai, "alpaca": map_alpaca}
 
 
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
+
+
+def lone_surrogate(value: Any, path: str = "") -> str | None:
+    """The JSON path of the first string (or key) holding a lone UTF-16 surrogate, else None.
+
+    `json` decodes an unpaired `\\ud800` escape into a code point that is not Unicode text: no
+    UTF-8 writer (the store, an export, a tokenizer) can encode it.
+    """
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return path or "(row)"
+        return None
+    if isinstance(value, dict):
+        for k, v in value.items():
+            sub = f"{path}.{k}" if path else str(k)
+            if isinstance(k, str) and lone_surrogate(k) is not None:
+                return (path + "." if path else "") + k.encode("utf-8", "backslashreplace").decode()
+            found = lone_surrogate(v, sub)
+            if found is not None:
+                return found
+        return None
+    if isinstance(value, list):
+        for i, v in enumerate(value):
+            found = lone_surrogate(v, f"{path}[{i}]")
+            if found is not None:
+                return found
+    return None
+
+
 def _raw_of(row: Row) -> str:
     if row.raw is not None:
         return row.raw
     try:
-        return json.dumps(row.value, ensure_ascii=False, default=str)
+        text = json.dumps(row.value, ensure_ascii=False, default=str)
     except (TypeError, ValueError, RecursionError):
-        return repr(row.value)
+        text = repr(row.value)
+    # Stored text must be UTF-8: anything that is not stays visible as a \\u escape.
+    return text.encode("utf-8", errors="backslashreplace").decode("utf-8")
+
+
+def _blank(m: Message) -> bool:
+    if m.tool_calls:
+        return False
+    if isinstance(m.content, tuple):
+        return not any(p.type != "text" or p.text for p in m.content)
+    return not m.content and not m.reasoning
 
 
 def map_rows(rows: list[Row], fmt: str, path: Path | str = "") -> ParsedFile:
     mapper = MAPPERS[fmt]
     out = ParsedFile(Path(path), fmt, len(rows))
+    turns = "messages" if fmt == "openai" else "conversations"
     for row in rows:
         if row.error is not None:
             out.quarantined.append(Quarantined(row.index, row.line, "(line)", row.error, _raw_of(row)))
             continue
+        # Only text that carries a surrogate escape can decode into one (UTF-8 input never does).
+        if row.raw is not None and _SURROGATE_ESCAPE.search(row.raw):
+            where = lone_surrogate(row.value)
+            if where is not None:
+                msg = "lone UTF-16 surrogate escape (e.g. \\ud800 without its pair): not valid Unicode text"
+                out.quarantined.append(Quarantined(row.index, row.line, where, msg, _raw_of(row)))
+                continue
         try:
             conv, notes = mapper(row.value)
             if not conv.messages:
-                raise RowError("messages" if fmt == "openai" else "conversations", "no turns")
+                raise RowError(turns, "no turns")
+            if all(_blank(m) for m in conv.messages):
+                raise RowError(turns, "every turn is empty (content null or '')")
         except RowError as e:
             out.quarantined.append(Quarantined(row.index, row.line, e.field, e.message, _raw_of(row)))
         except RecursionError:
@@ -572,10 +693,12 @@ def parse_file(path: Path | str, fmt: str = "auto") -> ParsedFile:
     path = Path(path)
     if fmt not in ("auto", *DIALECTS):
         raise FileReadError(f"unknown format {fmt!r} (use auto, {', '.join(DIALECTS)})")
-    rows = read_rows(path)
+    rows, encoding = read_rows_encoding(path)
     if fmt == "auto":
         fmt = detect_format(rows, path) if rows else "openai"
-    return map_rows(rows, fmt, path)
+    pf = map_rows(rows, fmt, path)
+    pf.encoding = encoding
+    return pf
 
 
 # ---------------------------------------------------------------- writers

@@ -17,7 +17,7 @@ def test_import_stats_list_show_quarantine(store_path: Path, corpora: Path, tmp_
     r = run_sift("import", str(f), str(bad), "--json", store=store_path, check=True)
     out = json.loads(r.stdout)
     assert set(out) == {"files", "totals"}
-    assert set(out["files"][0]) == {"path", "format", "rows", "imported", "already_present", "quarantined"}
+    assert set(out["files"][0]) == {"path", "format", "rows", "imported", "already_present", "quarantined", "encoding"}
     assert out["totals"] == {"rows": 12, "imported": 6, "already_present": 5, "quarantined": 1}
     stats = json.loads(run_sift("stats", "--json", store=store_path, check=True).stdout)
     assert stats == {

@@ -215,3 +215,100 @@ def test_corpora_tool_content_parts(corpora: Path) -> None:
     weather = parse_file(corpora / "openai-cheat-sheet" / "weather_chat_fine_tuning.jsonl").mapped[0].conversation
     assert weather.messages[1].tool_calls[0].id == "call_rEJCsN62dJMJXkdnZ4eBexmo"
     assert weather.messages[2].tool_call_id == "call_rEJCsN62dJMJXkdnZ4eBexmo"
+
+
+# ---------------------------------------------------------------- encodings and odd text (issue 16)
+
+GOOD = {"messages": [{"role": "user", "content": "héllo 😀"}, {"role": "assistant", "content": "ok"}]}
+LONE = '{"messages": [{"role": "user", "content": "\\ud800 lone"}, {"role": "assistant", "content": "x"}]}'
+
+
+@pytest.mark.parametrize(
+    ("row", "field"),
+    [
+        (LONE, "messages[0].content"),
+        (
+            '{"conversations": [{"from": "human", "value": "a\\udfff"}, {"from": "gpt", "value": "b"}]}',
+            "conversations[0].value",
+        ),
+        ('{"instruction": "i", "output": "o", "meta": {"tags": ["\\udc00"]}}', "meta.tags[0]"),
+    ],
+)
+def test_lone_surrogate_quarantines_only_its_row(tmp_path: Path, row: str, field: str) -> None:
+    good = {
+        "openai": json.dumps(GOOD),
+        "sharegpt": json.dumps({"conversations": [{"from": "human", "value": "q"}, {"from": "gpt", "value": "a"}]}),
+        "alpaca": json.dumps({"instruction": "i", "output": "o"}),
+    }
+    fmt = "openai" if "messages" in row else "sharegpt" if "conversations" in row else "alpaca"
+    for suffix, text in ((".jsonl", f"{good[fmt]}\n{row}\n"), (".json", f"[{good[fmt]},\n{row}]")):
+        pf = parse_file(write(tmp_path / f"s{suffix}", text))
+        assert len(pf.mapped) == 1, suffix
+        [q] = pf.quarantined
+        assert (q.line, q.field) == (2, field)
+        assert q.message.startswith("lone UTF-16 surrogate escape")
+        q.raw.encode("utf-8")  # storable
+    # A proper surrogate pair is a character, not an error.
+    pair = parse_file(write(tmp_path / "p.jsonl", '{"messages": [{"role": "user", "content": "\\ud83d\\ude00"}]}'))
+    assert pair.mapped[0].conversation.messages[0].content == "😀" and not pair.quarantined
+
+
+@pytest.mark.parametrize("encoding", ["utf-16-le", "utf-16-be", "utf-32-le", "utf-32-be"])
+@pytest.mark.parametrize("bom", [True, False])
+@pytest.mark.parametrize("suffix", [".jsonl", ".json"])
+def test_utf16_utf32_files_import(tmp_path: Path, encoding: str, bom: bool, suffix: str) -> None:
+    rows = [GOOD, {"messages": "bad"}, GOOD | {"id": 2}]
+    text = (
+        "\n".join(json.dumps(r, ensure_ascii=False) for r in rows) if suffix == ".jsonl" else json.dumps(rows, indent=1)
+    )
+    data = text.encode(encoding)
+    if bom:
+        data = "\ufeff".encode(encoding) + data
+    pf = parse_file(write(tmp_path / f"x{suffix}", data))
+    assert pf.encoding == encoding
+    assert [m.conversation.messages[0].content for m in pf.mapped] == ["héllo 😀", "héllo 😀"]
+    assert [q.field for q in pf.quarantined] == ["messages"]
+    if suffix == ".jsonl":
+        assert pf.quarantined[0].line == 2
+
+
+def test_bad_utf16_names_the_encoding_and_utf16_lone_surrogate_is_one_row(tmp_path: Path) -> None:
+    body = json.dumps(GOOD).encode("utf-16-le")
+    with pytest.raises(FileReadError, match=r"x\.jsonl: looks like UTF-16-LE text but is not valid UTF-16-LE"):
+        parse_file(write(tmp_path / "x.jsonl", b"\xff\xfe" + body + b"x"))
+    lone = '{"messages": [{"role": "user", "content": "a'.encode("utf-16-le") + b"\x00\xd8" + b'"\x00}\x00]\x00}\x00'
+    pf = parse_file(write(tmp_path / "y.jsonl", b"\xff\xfe" + body + "\n".encode("utf-16-le") + lone))
+    assert len(pf.mapped) == 1 and [(q.line, q.field) for q in pf.quarantined] == [(2, "messages[0].content")]
+
+
+@pytest.mark.parametrize("suffix", [".jsonl", ".json"])
+def test_cr_only_line_ends(tmp_path: Path, suffix: str) -> None:
+    lines = [json.dumps(GOOD), '{"messages": 7}', json.dumps(GOOD | {"id": 3})]
+    text = "\r".join(lines) + "\r" if suffix == ".jsonl" else "[\r" + ",\r".join(lines) + "\r]\r"
+    pf = parse_file(write(tmp_path / f"cr{suffix}", text.encode()))
+    assert (pf.format, len(pf.mapped)) == ("openai", 2)
+    assert [(q.line, q.field) for q in pf.quarantined] == [(2 if suffix == ".jsonl" else 3, "messages")]
+
+
+def test_all_null_conversation_is_quarantined(tmp_path: Path) -> None:
+    rows = [
+        {"messages": [{"role": "user", "content": None}, {"role": "assistant", "content": None}]},
+        {
+            "messages": [
+                {"role": "user", "content": ""},
+                {"role": "assistant", "content": [{"type": "text", "text": ""}]},
+            ]
+        },
+        {"messages": [{"role": "user", "content": None}, {"role": "assistant", "content": "ok"}]},
+    ]
+    pf = parse_file(write(tmp_path / "n.jsonl", "\n".join(json.dumps(r) for r in rows)))
+    assert [(q.line, q.field, q.message) for q in pf.quarantined] == [
+        (1, "messages", "every turn is empty (content null or '')"),
+        (2, "messages", "every turn is empty (content null or '')"),
+    ]
+    assert len(pf.mapped) == 1
+
+
+def test_no_readable_row_says_why(tmp_path: Path) -> None:
+    with pytest.raises(FileReadError, match=r"g\.jsonl: no row could be read \(line 1: invalid JSON"):
+        parse_file(write(tmp_path / "g.jsonl", "not json\nnor this\n"))

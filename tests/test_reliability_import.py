@@ -34,7 +34,9 @@ role = (
     | st.integers()
     | st.none()
 )
-text = st.text(max_size=30) | st.just("x" * 5000) | st.just("\x00nul\x00") | st.just("ü\r\nline")
+text = (
+    st.text(max_size=30) | st.just("x" * 5000) | st.just("\x00nul\x00") | st.just("ü\r\nline") | st.just("\ud800 lone")
+)
 
 
 def openai_row() -> st.SearchStrategy:
@@ -65,7 +67,8 @@ def jsonl_file(draw, row) -> bytes:
     for _ in range(draw(st.integers(1, 6))):
         kind = draw(st.integers(0, 9))
         if kind <= 5:
-            lines.append(json.dumps(draw(row), ensure_ascii=draw(st.booleans())).encode())
+            # A lone surrogate is an escape with ensure_ascii, invalid UTF-8 (CESU bytes) without.
+            lines.append(json.dumps(draw(row), ensure_ascii=draw(st.booleans())).encode("utf-8", "surrogatepass"))
         elif kind == 6:
             lines.append(b'{"messages": [{"role": "user", "content": "\xff\xfe"}]}')
         elif kind == 7:
@@ -171,3 +174,56 @@ def test_parallel_cli_imports_all_land(tmp_path: Path) -> None:
     assert all(p.returncode == 0 for p in procs), [o[1] for o in outs]
     assert sum(json.loads(o[0])["totals"]["imported"] for o in outs) == 800
     assert json.loads(run_sift("stats", "--json", store=store, check=True).stdout)["conversations"] == 800
+
+
+def test_cli_import_of_odd_files_reports_every_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Lone surrogates, UTF-16 and CR-only files: every good row lands, no traceback (issue 16)."""
+    from workbench import cli
+
+    good = '{"messages": [{"role": "user", "content": "q%d"}, {"role": "assistant", "content": "a"}]}'
+    lone = '{"messages": [{"role": "user", "content": "\\ud800 lone"}, {"role": "assistant", "content": "x"}]}'
+    (tmp_path / "s.jsonl").write_text(f"{good % 1}\n{lone}\n{good % 2}\n")
+    (tmp_path / "u.jsonl").write_bytes(("\ufeff" + f"{good % 3}\n{good % 4}\n").encode("utf-16"))
+    (tmp_path / "c.jsonl").write_bytes(f"{good % 5}\r{good % 6}\r".encode())
+    store = str(tmp_path / "odd.duckdb")
+    files = [str(tmp_path / n) for n in ("s.jsonl", "u.jsonl", "c.jsonl")]
+    assert cli.main(["--store", store, "import", "--json", *files]) == 0
+    r = json.loads(capsys.readouterr().out)
+    assert [(f["imported"], f["quarantined"], f["encoding"]) for f in r["files"]] == [
+        (2, 1, "utf-8"),
+        (2, 0, "utf-16-le"),
+        (2, 0, "utf-8"),
+    ]
+    assert cli.main(["--store", store, "quarantine", "--json"]) == 0
+    [q] = json.loads(capsys.readouterr().out)["rows"]
+    assert (q["line"], q["field"]) == (2, "messages[0].content") and "surrogate" in q["message"]
+    assert cli.main(["--store", store, "import", str(tmp_path / "u.jsonl")]) == 0
+    assert "(openai, read as UTF-16-LE): 2 rows: 0 imported, 2 already present" in capsys.readouterr().out
+
+
+def test_multi_file_import_names_committed_files_when_a_later_one_fails(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each file is one transaction; a failure writing file 2 names file 1 as committed."""
+    from workbench.services.core import ImportIncomplete
+
+    wb = workbench.open(tmp_path / "m.duckdb")
+    row = '{"messages": [{"role": "user", "content": "%s"}, {"role": "assistant", "content": "a"}]}\n'
+    a, b = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
+    a.write_text(row % "one")
+    b.write_text(row % "two")
+    real = wb.store.import_parsed
+
+    def fail_second(pf, **kw):  # a disk-full/IO fault on the second file cannot be caused portably
+        if pf.path.name == "b.jsonl":
+            raise OSError("No space left on device")
+        return real(pf, **kw)
+
+    monkeypatch.setattr(wb.store, "import_parsed", fail_second)
+    with pytest.raises(ImportIncomplete) as e:
+        wb.import_files([a, b])
+    msg = str(e.value)
+    assert msg.startswith(f"{b}: not imported (No space left on device); nothing of it was written.")
+    assert f"{a} (1 imported, 0 quarantined)" in msg
+    assert [f["path"] for f in e.value.committed] == [str(a)]
+    assert wb.stats()["conversations"] == 1

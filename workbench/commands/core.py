@@ -16,8 +16,12 @@ def _import(args: argparse.Namespace) -> int:
     r = wb.import_files(args.files, format=args.format, actor=args.actor, licence=args.licence)
 
     def human(r: dict[str, Any]) -> str:
+        def read_as(f: dict[str, Any]) -> str:
+            enc = f.get("encoding", "utf-8")
+            return "" if enc in ("utf-8", "parquet") else f", read as {enc.upper()}"
+
         lines = [
-            f"{f['path']} ({f['format']}): {f['rows']} rows: {f['imported']} imported, "
+            f"{f['path']} ({f['format']}{read_as(f)}): {f['rows']} rows: {f['imported']} imported, "
             f"{f['already_present']} already present, {f['quarantined']} quarantined"
             for f in r["files"]
         ]

@@ -26,6 +26,18 @@ def file_sha256(path: Path) -> str:
     return h.hexdigest()
 
 
+class ImportIncomplete(StoreError):
+    """A multi-file import stopped at one file after committing the files before it."""
+
+    def __init__(self, path: Path, cause: BaseException, committed: builtins.list[dict[str, Any]]) -> None:
+        done = "; ".join(f"{f['path']} ({f['imported']} imported, {f['quarantined']} quarantined)" for f in committed)
+        super().__init__(
+            f"{path}: not imported ({cause}); nothing of it was written. "
+            f"Already committed, each in its own transaction: {done}"
+        )
+        self.committed = committed
+
+
 class CoreService:
     store: Store
 
@@ -40,7 +52,8 @@ class CoreService:
         """Import files, each in its own transaction.
 
         Every file is read and mapped before anything is written, so an unreadable file stops
-        the whole command with nothing changed.
+        the whole command with nothing changed. When writing a later file fails (disk full, a
+        busy store), the files committed before it stay and the error names each of them.
         """
         actor = actor or default_actor()
         parsed: list[tuple[ParsedFile, str]] = []
@@ -48,7 +61,15 @@ class CoreService:
             path = Path(p)
             pf = parse_file(path, format)
             parsed.append((pf, file_sha256(path)))
-        files = [self.store.import_parsed(pf, sha256=sha, actor=actor, licence=licence) for pf, sha in parsed]
+        files: builtins.list[dict[str, Any]] = []
+        for pf, sha in parsed:
+            try:
+                f = self.store.import_parsed(pf, sha256=sha, actor=actor, licence=licence)
+            except Exception as e:
+                if not files:
+                    raise
+                raise ImportIncomplete(pf.path, e, files) from e
+            files.append({**f, "encoding": pf.encoding})
         totals = {k: sum(f[k] for f in files) for k in ("rows", "imported", "already_present", "quarantined")}
         return {"files": files, "totals": totals}
 
@@ -127,4 +148,4 @@ class CoreService:
         return Conversation.from_dict(d)
 
 
-__all__ = ["CoreService", "FileReadError", "default_actor"]
+__all__ = ["CoreService", "FileReadError", "ImportIncomplete", "default_actor"]
