@@ -336,3 +336,29 @@ def test_compare_page_shows_what_each_step_bought(demo: dict, tmp_path: Path, mo
     first = expected["steps"][0]
     if first["bought"] is not None:
         assert table.iloc[0]["bought (paired by seed)"].startswith(f"{first['bought']:+.3f}")
+
+
+@pytest.mark.slow
+def test_bundle_trained_here_comes_back_through_import_run(tmp_path: Path) -> None:
+    """The whole GPU path on a CPU, tiny: data side → bundle → `python -m trainer` per job (raw,
+    curated and one ablation) → `sift import-run` → `sift attribution`, result.md with both tables."""
+    mod = load_demo()
+    out, bundle = tmp_path / "demo", tmp_path / "bundle"
+    sizes = ["--n", "150", "--gold", "16", "--steps", "2", "--batch", "2", "--eval-limit", "2"]
+    sizes += ["--max-new-tokens", "16", "--train-seeds", "1", "--ablation-seeds", "1", "--redact-processes", "1"]
+    args = mod.resolve(mod.make_parser().parse_args(["--out", str(out), *sizes, "--bundle", str(bundle)]))
+    mod.run(args, log=lambda *_: None)
+    jobs = json.loads((bundle / "jobs.json").read_text())
+    keep = [j for j in jobs if j["version"] in ("raw", "curated", "curated-without-leakage_guard")]
+    (bundle / "jobs.json").write_text(json.dumps(keep))
+    args = mod.resolve(mod.make_parser().parse_args(["--out", str(out), *sizes, "--run-bundle", str(bundle)]))
+    args.collect = mod.run_bundle(args.run_bundle, args.threads, log=lambda *_: None)
+    result = mod.collect(args, log=lambda *_: None)
+    assert set(result["run_ids"]) == {"raw", "curated", "curated-without-leakage_guard"}
+    att = result["attribution"]["json_field_accuracy"]
+    assert att["scored_on"] == ["gold"] and att["full"]["runs"] == 1
+    rows = {r["version"]: r for r in att["steps"]}
+    assert rows["curated-without-leakage_guard"]["paired_seeds"] == [1] and rows["raw"]["paired_seeds"] == [1]
+    assert rows["curated-without-dedup"]["runs"] == 0  # not trained: in the table, unscored
+    md = (out / "result.md").read_text()
+    assert "What each step bought" in md and "| leakage guard | curated-without-leakage_guard | 1 |" in md
