@@ -265,8 +265,11 @@ def test_attribution_pairs_real_runs_by_training_seed() -> None:
         (n, {"of": "curated", "without": n.rsplit("-", 1)[1], "added": {"rejected": 2}, "reverted": 0}) for n in names
     ]
 
+    # rouge_l: 4 CPU steps do not yet get the label line right (field accuracy 0), but answers differ.
+    metric = "rouge_l"
+
     def gold(r: dict) -> float:
-        return r["metrics"]["extra_eval"]["tuned"]["json_field_accuracy"]
+        return r["metrics"]["extra_eval"]["tuned"][metric]
 
     def per_seed(version: str, rs: list[dict]) -> dict[int, float]:
         out: dict[int, list[float]] = {}
@@ -276,8 +279,8 @@ def test_attribution_pairs_real_runs_by_training_seed() -> None:
         return {s: statistics.fmean(v) for s, v in out.items()}
 
     for subset in (runs, [r for r in runs if not (r["version"] == "curated" and r["config"]["seed"] == 2)]):
-        att = attribution_table("curated", "raw", blocks, subset)
-        assert att["scored_on"] == ["gold"] and att["metric"] == "json_field_accuracy"
+        att = attribution_table("curated", "raw", blocks, subset, metric)
+        assert att["scored_on"] == ["gold"] and att["metric"] == metric
         mine = per_seed("curated", subset)
         assert att["full"]["mean"] == pytest.approx(statistics.fmean(mine.values()), abs=1e-4)
         assert [r["version"] for r in att["steps"]] == [
@@ -300,16 +303,16 @@ def test_attribution_pairs_real_runs_by_training_seed() -> None:
                 assert row["clear"] == (statistics.fmean(diffs) > 2 * sd)
             else:
                 assert row["bought_sd"] is None and row["clear"] is False
+    scored = attribution_table("curated", "raw", blocks, runs, metric)["steps"]
+    assert sum(r["bought"] is not None for r in scored) >= 2  # an ablation and the parent paired with curated
     # Without the held-out scores, the runs' own eval split is what is compared (and said so).
     own = [{**r, "metrics": {**r["metrics"], "extra_eval": None}} for r in runs]
-    att = attribution_table("curated", "raw", blocks, own)
+    att = attribution_table("curated", "raw", blocks, own, metric)
     assert att["scored_on"] == ["own eval split"]
     assert att["full"]["mean"] == pytest.approx(
         statistics.fmean(
             statistics.fmean(
-                r["metrics"]["tuned"]["json_field_accuracy"]
-                for r in runs
-                if r["version"] == "curated" and r["config"]["seed"] == s
+                r["metrics"]["tuned"][metric] for r in runs if r["version"] == "curated" and r["config"]["seed"] == s
             )
             for s in {r["config"]["seed"] for r in runs if r["version"] == "curated"}
         ),
