@@ -39,6 +39,7 @@ import io
 import json
 import os
 import platform
+import re
 import shutil
 import statistics
 import sys
@@ -667,7 +668,13 @@ def collect(args: argparse.Namespace, log: Any = print) -> dict[str, Any]:
         if not (folder / "status.json").exists():
             missing.append(job["name"])
             continue
-        r = sift(store, "import-run", str(folder))["runs"][0]
+        try:
+            r = sift(store, "import-run", str(folder))["runs"][0]
+        except DemoError as e:  # a second --collect: the runs imported the first time are reused
+            m = re.search(r"already imported as run (\S+)", str(e))
+            if m is None:
+                raise
+            r = {"run_id": m.group(1), "state": "succeeded"}
         if r["state"] != "succeeded":
             log(f"{job['name']} ended {r['state']} (left out of the table); see {folder}/train.log")
             continue
@@ -689,9 +696,9 @@ def collect(args: argparse.Namespace, log: Any = print) -> dict[str, Any]:
     finish(result, store)
     first_job = next(j for j in jobs if (runs_dir / j["name"] / "config.json").exists())
     result["trained_on"] = _trained_on(runs_dir / first_job["name"])
+    report(result, out, log)
     if args.screenshot:
         screenshot(store, args.screenshot)
-    report(result, out, log)
     log(f"trained on {result['trained_on']}")
     return result
 
@@ -741,7 +748,7 @@ def screenshot(store: Path, path: Path) -> None:
                 executable_path="/usr/bin/chromium", args=["--headless", "--no-sandbox", "--disable-gpu"]
             )
             page = browser.new_page(viewport={"width": 1400, "height": 900})
-            page.set_default_timeout(60_000)
+            page.set_default_timeout(180_000)  # a busy machine renders slowly
             page.goto(url + "/compare")
             main = page.locator('[data-testid="stMain"]')
             main.get_by_role("heading", name="Compare", exact=True).wait_for()
