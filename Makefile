@@ -5,6 +5,9 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 STORE ?= sift.duckdb
 PORT ?= 8501
+# Loopback unless you say otherwise: `make run ADDRESS=0.0.0.0` needs a reviewer list or OIDC
+# (or SIFT_ALLOW_OPEN=1 on a trusted network); see README "Exposing the app".
+ADDRESS ?= 127.0.0.1
 
 .PHONY: setup run test test-all check lint bench demo samples clean
 
@@ -23,8 +26,9 @@ $(STAMP): pyproject.toml requirements.lock scripts/setup_system.sh
 	touch $(STAMP)
 
 run: $(STAMP)
+	SIFT_STORE=$(STORE) $(PY) -m workbench.exposure --address "$(ADDRESS)" --store $(STORE)
 	$(PY) scripts/load_sample.py --store $(STORE)
-	SIFT_STORE=$(STORE) $(PY) -m streamlit run streamlit_app.py --server.port $(PORT) --server.headless true --browser.gatherUsageStats false
+	SIFT_STORE=$(STORE) $(PY) -m streamlit run streamlit_app.py --server.address "$(ADDRESS)" --server.port $(PORT) --server.headless true --browser.gatherUsageStats false
 
 test: $(STAMP)
 	$(PY) -m pytest -q -x --durations=15

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import streamlit as st
 
-from workbench.app_pages.common import sidebar
+from workbench.app_pages.common import sidebar, store_path
+from workbench.exposure import exposure_problem
 
 PAGES = [
     st.Page("workbench/app_pages/import_page.py", title="Import", icon="📥", url_path="import"),
@@ -23,5 +24,10 @@ PAGES = [
 ]
 
 st.set_page_config(page_title="Sift", page_icon="🧪", layout="wide")
+# Started by hand on an open address with nobody to sign in: serve nothing (workbench/exposure.py).
+problem = exposure_problem(str(st.get_option("server.address") or ""), store_path())
+if problem:
+    st.error(problem)
+    st.stop()
 sidebar()
 st.navigation(PAGES).run()

@@ -30,6 +30,40 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 CORPORA = ROOT.parent / "shared" / "corpora" / "presidio-research"
+GOLD = ROOT / "bench" / "pii_gold"
+# Sift's own sets (presidio-research JSON format; see bench/pii_gold/README.md), then presidio-research's.
+GOLD_SETS = (
+    GOLD / "planted.json",
+    GOLD / "multilingual.json",
+    GOLD / "clean_technical.json",
+    GOLD / "no_names.json",
+    CORPORA / "synth_dataset_v2.json",
+    CORPORA / "generated_small.json",
+)
+
+
+def gold_sets(analyzer: Any, vanilla: Any, config: Any) -> dict[str, Any]:
+    """Precision / recall / F2 per entity and the clean-text finding rate on every gold set, Sift's
+    default configuration against vanilla Presidio in the same run."""
+    from curation import pii
+
+    out: dict[str, Any] = {}
+    for path in GOLD_SETS:
+        if not path.exists():
+            continue
+        texts, gold = pii.load_presidio_research(path)
+        row: dict[str, Any] = {"texts": len(texts), "spans": sum(len(g) for g in gold)}
+        t = time.perf_counter()
+        row["sift"] = pii.score_spans(gold, pii.analyze_texts(analyzer, texts, config), config.entities)
+        row["sift"]["docs_per_second"] = round(len(texts) / (time.perf_counter() - t), 1)
+        if vanilla is not None:
+            t = time.perf_counter()
+            row["vanilla"] = pii.score_spans(
+                gold, pii.predict_vanilla(vanilla, texts, config.entities), config.entities
+            )
+            row["vanilla"]["docs_per_second"] = round(len(texts) / (time.perf_counter() - t), 1)
+        out[path.name] = row
+    return out
 
 
 def quality(analyzer: Any, config: Any) -> dict[str, Any]:
@@ -70,7 +104,7 @@ def speed(analyzer: Any, config: Any, n_conversations: int, processes: int) -> d
     # warm-up: lazy recognizer loading and regex compilation happen on first use
     pii.analyze_texts(analyzer, texts[:50], config)
     t = time.perf_counter()
-    base = [pii.analyze_one(analyzer, x, config) for x in texts]
+    base = [pii.analyze_one(analyzer, x, replace(config, recurring_person_texts=0)) for x in texts]
     t_base = time.perf_counter() - t
     results: dict[str, Any] = {
         "messages": len(texts),
@@ -80,7 +114,8 @@ def speed(analyzer: Any, config: Any, n_conversations: int, processes: int) -> d
         "runs": [],
     }
     for n in sorted({1, processes}):
-        cfg = replace(config, n_process=n)
+        # corpus-level evidence needs the whole batch, which the one-text baseline never sees: off here
+        cfg = replace(config, n_process=n, recurring_person_texts=0)
         t = time.perf_counter()
         fast = pii.analyze_texts(analyzer, texts, cfg)
         dt = time.perf_counter() - t
@@ -98,8 +133,46 @@ def speed(analyzer: Any, config: Any, n_conversations: int, processes: int) -> d
     return results
 
 
-def markdown(q: dict[str, Any], s: dict[str, Any], machine: str) -> str:
+def gold_markdown(g: dict[str, Any]) -> list[str]:
+    lines = [
+        "| set | texts | gold spans | tool | P | R | F2 | clean texts with a finding | PERSON findings on clean texts | docs/s |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for name, row in g.items():
+        for who in ("sift", "vanilla"):
+            if who not in row:
+                continue
+            x = row[who]
+            o = x["overall"]
+            clean = f"{x['clean_texts_with_findings']} of {x['clean_texts']}" if x["clean_texts"] else "—"
+            lines.append(
+                f"| {name} | {row['texts']} | {row['spans']} | {who} | {o['precision']:.3f} | {o['recall']:.3f} | "
+                f"{o['f2']:.3f} | {clean} | {x['clean_person_findings']} | {x['docs_per_second']} |"
+            )
+    for name, row in g.items():
+        if not row["spans"]:
+            continue
+        lines += [
+            "",
+            f"Per entity, {name} (Sift / vanilla Presidio):",
+            "",
+            "| entity | support | P | R | F2 | vanilla P | vanilla R | vanilla F2 |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
+        van = row.get("vanilla", {}).get("entities", {})
+        for e, v in row["sift"]["entities"].items():
+            w = van.get(e)
+            tail = f"{w['precision']:.3f} | {w['recall']:.3f} | {w['f2']:.3f}" if w else "— | — | —"
+            lines.append(
+                f"| {e} | {v['support']} | {v['precision']:.3f} | {v['recall']:.3f} | {v['f2']:.3f} | {tail} |"
+            )
+    return lines
+
+
+def markdown(q: dict[str, Any], s: dict[str, Any], machine: str, g: dict[str, Any] | None = None) -> str:
     lines = [f"Machine: {machine}", ""]
+    if g:
+        lines += [*gold_markdown(g), ""]
     if q:
         lines += [
             "| set | texts | binary P | binary R | binary F2 | strict P | ignored preds | docs/s |",
@@ -138,6 +211,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--processes", type=int, default=min(os.cpu_count() or 1, 8))
     ap.add_argument("--skip-quality", action="store_true")
     ap.add_argument("--skip-speed", action="store_true")
+    ap.add_argument("--skip-gold", action="store_true", help="skip the gold sets against vanilla Presidio")
     args = ap.parse_args(argv if argv is not None else [])
     from curation import pii
 
@@ -145,11 +219,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     analyzer = pii.build_analyzer()
     build_s = time.perf_counter() - t
     config = pii.PiiConfig()
+    g = {} if args.skip_gold else gold_sets(analyzer, pii.build_vanilla_analyzer(), config)
     q = {} if args.skip_quality else quality(analyzer, config)
     s = {} if args.skip_speed else speed(analyzer, config, args.conversations, args.processes)
     machine = f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}; analyzer built in {build_s:.1f} s"
-    print(markdown(q, s, machine), flush=True)
-    return {"quality": q, "speed": s, "machine": machine}
+    print(markdown(q, s, machine, g), flush=True)
+    return {"gold": g, "quality": q, "speed": s, "machine": machine}
 
 
 if __name__ == "__main__":

@@ -13,11 +13,13 @@ BENCHES = [
     "bench.bench_validate",
     "bench.bench_ui",
     "bench.bench_pii",
+    "bench.bench_pii_sample",
     "bench.bench_augment",
     "bench.bench_train",
     "bench.bench_train_multi",
     "bench.bench_dedup",
     "bench.bench_labels",
+    "bench.bench_masks",
 ]
 
 

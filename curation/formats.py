@@ -558,7 +558,12 @@ def map_openai(row: Any) -> tuple[Conversation, set[str]]:
     return Conversation(tuple(messages), tools, meta), notes
 
 
-def map_alpaca(row: Any) -> tuple[Conversation, set[str]]:
+# How Alpaca's instruction and input become one user turn: a blank line between them (what
+# Stanford Alpaca's prompt shows the two as separate paragraphs); LLaMA-Factory joins with "\n".
+ALPACA_JOIN = "\n\n"
+
+
+def map_alpaca(row: Any, join: str = ALPACA_JOIN) -> tuple[Conversation, set[str]]:
     if not isinstance(row, dict):
         raise RowError("(row)", f"expected an object, got {_type_name(row)}")
     notes: set[str] = set()
@@ -583,8 +588,12 @@ def map_alpaca(row: Any) -> tuple[Conversation, set[str]]:
     inp = _want_str(inp, "input", optional=True)
     user = instruction
     if inp:
-        user = f"{instruction}\n\n{inp}"
-        notes.add("input joined to instruction with a blank line")
+        user = f"{instruction}{join}{inp}"
+        notes.add(
+            "input joined to instruction with a blank line"
+            if join == ALPACA_JOIN
+            else f"input joined to instruction with {json.dumps(join)}"
+        )
     messages: list[Message] = []
     system = _want_str(row.get("system"), "system", optional=True)
     if system:
@@ -658,8 +667,10 @@ def _blank(m: Message) -> bool:
     return not m.content and not m.reasoning
 
 
-def map_rows(rows: list[Row], fmt: str, path: Path | str = "") -> ParsedFile:
-    mapper = MAPPERS[fmt]
+def map_rows(rows: list[Row], fmt: str, path: Path | str = "", *, alpaca_join: str = ALPACA_JOIN) -> ParsedFile:
+    mapper: Any = MAPPERS[fmt]
+    if fmt == "alpaca" and alpaca_join != ALPACA_JOIN:
+        mapper = lambda value: map_alpaca(value, alpaca_join)  # noqa: E731
     out = ParsedFile(Path(path), fmt, len(rows))
     turns = "messages" if fmt == "openai" else "conversations"
     for row in rows:
@@ -688,15 +699,23 @@ def map_rows(rows: list[Row], fmt: str, path: Path | str = "") -> ParsedFile:
     return out
 
 
-def parse_file(path: Path | str, fmt: str = "auto") -> ParsedFile:
-    """Read and map a whole file. Raises FileReadError when the file itself is unreadable."""
+def parse_file(path: Path | str, fmt: str = "auto", *, alpaca_join: str = ALPACA_JOIN) -> ParsedFile:
+    """Read and map a whole file. Raises FileReadError when the file itself is unreadable.
+    `alpaca_join` is what goes between an Alpaca row's instruction and its input."""
     path = Path(path)
     if fmt not in ("auto", *DIALECTS):
         raise FileReadError(f"unknown format {fmt!r} (use auto, {', '.join(DIALECTS)})")
     rows, encoding = read_rows_encoding(path)
     if fmt == "auto":
         fmt = detect_format(rows, path) if rows else "openai"
-    pf = map_rows(rows, fmt, path)
+    elif rows and not any(detect_row(r.value) for r in rows[:200]):
+        # A forced dialect over a file that is none of them would put every line's raw text in
+        # the quarantine: whatever the file is, it is not chat data, and none of it is stored.
+        raise FileReadError(
+            f"{path}: no row looks like ShareGPT, OpenAI or Alpaca data (of the first {min(len(rows), 200)}); "
+            "nothing imported"
+        )
+    pf = map_rows(rows, fmt, path, alpaca_join=alpaca_join)
     pf.encoding = encoding
     return pf
 

@@ -11,35 +11,44 @@ splits in two:
 - `judge(measurement, config)` turns a measurement into flags under a config (severities,
   `max_seq_len`); it is cheap, so changing the limit or a severity needs no re-rendering.
 
-Speed: conversations are rendered with the compiled template (no per-call overhead of
-`apply_chat_template`) and tokenized in one `encode_batch` call per batch. The rendered text is cut
-at the tokenizer's added tokens, exactly where the tokenizer itself cuts it before anything else
-runs, and each distinct piece is encoded once (system prompts and role headers repeat in every
-row). That shortcut is taken only when the tokenizer's configuration makes it exact, and it is
-checked against whole-text encoding on the first batch.
-
-The loss mask comes from the template's `{% generation %}` blocks when it has them (what
-`return_assistant_tokens_mask=True` uses), otherwise from rendering prefixes: an assistant turn
-starts where `messages[:i]` rendered with the generation prompt ends, and ends where
-`messages[:i+1]` ends.
+Rendering, tokenizing and the loss mask live in `curation.render` (the trainer uses the same
+module); this module adds the structure checks, the judging and the summaries.
 """
 
 from __future__ import annotations
 
-import bisect
 import json
-import re
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
-from curation.errors import StageError
 from curation.models import DEFAULT_MODEL
-from curation.records import ROLES, Conversation, Message, canonical_json, sha256_hex
+from curation.records import ROLES, Conversation, canonical_json
+from curation.render import (
+    CHECKS_VERSION,
+    SYSTEM_POLICIES,
+    ChatRenderer,
+    Finding,
+    Identity,
+    ValidateError,
+    _tool_schemas,
+    _turn,
+    load_renderer,
+    render_conversation,
+    to_template_messages,
+)
 
-# Bump when a check changes: cached measurements of older versions are then recomputed.
-CHECKS_VERSION = 1
+__all__ = [
+    "CHECKS_VERSION",
+    "SYSTEM_POLICIES",
+    "ChatRenderer",
+    "Finding",
+    "Identity",
+    "ValidateError",
+    "load_renderer",
+    "to_template_messages",
+]
 
 ERROR = "error"
 WARNING = "warning"
@@ -61,19 +70,25 @@ REASONS: dict[str, str] = {
     "template_error": "the chat template refuses to render the conversation",
     "template_drops_content": "the rendered text lacks a turn's text or a tool call",
     "template_drops_tools": "the declared tools do not appear in the rendered text",
+    "template_escapes_content": "the template shows a turn's text escaped as a JSON string (Llama 3.1's tool results): "
+    "the content is there, as the model will see it",
+    "template_adds_system_prompt": "the template adds a default system prompt the conversation does not have",
     "loss_mask_empty": "no token carries loss",
     "loss_mask_wrong": "the loss mask misses assistant text or covers another turn",
+    "loss_mask_no_stop": "a trained assistant turn's loss does not include its end-of-turn (stop) token, or the "
+    "template's end-of-turn marker is unknown: the model would not learn to stop there",
     "over_max_seq_len": "the conversation has more tokens than max_seq_len",
 }
 # Every check blocks freezing unless a config downgrades it; the one check the issue did not
 # ask for (tools missing from the prompt) only warns.
-DEFAULT_SEVERITY: dict[str, str] = {**dict.fromkeys(REASONS, ERROR), "template_drops_tools": WARNING}
+DEFAULT_SEVERITY: dict[str, str] = {
+    **dict.fromkeys(REASONS, ERROR),
+    "template_drops_tools": WARNING,
+    "template_escapes_content": WARNING,
+    "template_adds_system_prompt": WARNING,
+}
 
 CUTOFF_POLICIES = ("drop_row", "drop_trailing_turns", "truncate")
-
-
-class ValidateError(StageError):
-    pass
 
 
 # ---------------------------------------------------------------- config
@@ -96,10 +111,22 @@ class ValidateConfig:
         },
     )
     batch_size: int = field(default=1000, metadata={"help": "conversations rendered and tokenized per batch"})
+    system_prompt: str = field(
+        default="keep",
+        metadata={
+            "help": "what happens to a leading system prompt before rendering: 'keep' it (default), 'fold' it "
+            "into the first user turn (for templates that refuse a system turn, e.g. Gemma), or 'drop' it; "
+            "the trainer renders the same way"
+        },
+    )
 
     def __post_init__(self) -> None:
         if not isinstance(self.max_seq_len, int) or self.max_seq_len < 1:
             raise ValidateError(f"max_seq_len must be a positive number of tokens, got {self.max_seq_len!r}")
+        if self.system_prompt not in SYSTEM_POLICIES:
+            raise ValidateError(
+                f"system_prompt must be one of {', '.join(SYSTEM_POLICIES)}, got {self.system_prompt!r}"
+            )
         if self.batch_size < 1:
             raise ValidateError(f"batch_size must be positive, got {self.batch_size!r}")
         for reason, sev in self.severity.items():
@@ -122,15 +149,6 @@ class ValidateConfig:
 
 
 # ---------------------------------------------------------------- results
-
-
-@dataclass(frozen=True, slots=True)
-class Finding:
-    """A problem found in a conversation, before a config gives it a severity."""
-
-    reason: str
-    message: str
-    details: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -192,19 +210,6 @@ class Measurement:
 
 def _role_list(conv: Conversation) -> str:
     return ", ".join(m.role for m in conv.messages)
-
-
-def _turn(i: int, m: Message) -> str:
-    return f"turn {i + 1} ({m.role})"
-
-
-def _tool_schemas(conv: Conversation) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for t in conv.tools:
-        fn = t.get("function") if isinstance(t.get("function"), dict) else t
-        if isinstance(fn, dict) and isinstance(fn.get("name"), str):
-            out[fn["name"]] = fn.get("parameters")
-    return out
 
 
 _VALIDATORS: dict[str, Any] = {}
@@ -359,512 +364,9 @@ def _check_arguments(turn: int, name: str, arguments: str, schemas: dict[str, An
     return []
 
 
-# ---------------------------------------------------------------- template rendering
-
-
-def to_template_messages(conv: Conversation) -> list[dict[str, Any]]:
-    """Messages as chat templates expect them (what a trainer passes to `apply_chat_template`).
-
-    Content is kept as is (a tool-call turn's missing content stays missing); tool calls take the
-    OpenAI shape with arguments as an object when they parse (the Hugging Face convention),
-    otherwise as the text written; reasoning goes under `reasoning_content` (and `thinking`, as
-    transformers aliases it).
-    """
-    out: list[dict[str, Any]] = []
-    for m in conv.messages:
-        d: dict[str, Any] = {"role": m.role}
-        if isinstance(m.content, tuple):
-            d["content"] = [
-                {"type": "text", "text": p.text} if p.type == "text" else {"type": p.type, **(p.data or {})}
-                for p in m.content
-            ]
-        elif m.content is not None:
-            d["content"] = m.content
-        if m.tool_calls:
-            calls = []
-            for c in m.tool_calls:
-                try:
-                    args: Any = json.loads(c.arguments)
-                except (json.JSONDecodeError, TypeError):
-                    args = c.arguments
-                call: dict[str, Any] = {"type": "function", "function": {"name": c.name, "arguments": args}}
-                if c.id is not None:
-                    call["id"] = c.id
-                calls.append(call)
-            d["tool_calls"] = calls
-        if m.name is not None:
-            d["name"] = m.name
-        if m.tool_call_id is not None:
-            d["tool_call_id"] = m.tool_call_id
-        if m.reasoning is not None:
-            d = {"thinking": m.reasoning, **d, "reasoning_content": m.reasoning}
-        out.append(d)
-    return out
-
-
-@dataclass(frozen=True, slots=True)
-class Identity:
-    """Which tokenizer and template results were computed with (the cache key of a measurement)."""
-
-    tokenizer_sha256: str
-    template_sha256: str
-    key: str
-
-
-_GENERATION_RE = re.compile(r"\{%-?\s*generation\s*-?%\}")
-
-
-def _sha_of(template: str | dict[str, str]) -> str:
-    return sha256_hex(template if isinstance(template, str) else canonical_json(template))
-
-
-class _Encoded:
-    """Token count of one rendered text plus the map from character positions to tokens."""
-
-    __slots__ = ("_offsets", "_starts", "n", "pieces")
-
-    def __init__(self, n: int, pieces: list[tuple[int, int, int, Any]], offsets: dict[int, Any]) -> None:
-        self.n = n
-        # (char start, char end, first token, Encoding or None for one added token)
-        self.pieces = pieces
-        self._starts = [p[0] for p in pieces]
-        self._offsets = offsets  # shared by a batch: id(Encoding) → (Encoding, starts, ends)
-
-    def _piece(self, pos: int) -> tuple[int, int, int, Any]:
-        k = max(0, bisect.bisect_right(self._starts, pos) - 1)
-        return self.pieces[k]
-
-    def _bounds(self, enc: Any) -> tuple[list[int], list[int]]:
-        hit = self._offsets.get(id(enc))
-        if hit is None:
-            offs = enc.offsets
-            hit = self._offsets[id(enc)] = (enc, [o[0] for o in offs], [o[1] for o in offs])
-        return hit[1], hit[2]
-
-    def first_token_ending_after(self, pos: int) -> int:
-        """Index of the first token whose text ends after character `pos` (the token holding it)."""
-        if pos < 0:
-            return 0
-        cs, ce, t0, enc = self._piece(pos)
-        if pos >= ce:
-            return t0 + (1 if enc is None else len(enc))
-        if enc is None:
-            return t0
-        k = enc.char_to_token(pos - cs)
-        if k is None:  # a character no token covers: fall back to the offsets
-            k = bisect.bisect_right(self._bounds(enc)[1], pos - cs)
-        return t0 + k
-
-    def tokens_starting_before(self, pos: int) -> int:
-        """How many tokens start before character `pos`."""
-        if pos <= 0:
-            return 0
-        cs, ce, t0, enc = self._piece(pos - 1)
-        if enc is None or pos >= ce:
-            return t0 + (1 if enc is None else len(enc))
-        k = enc.char_to_token(pos - cs)
-        if k is None:
-            return t0 + bisect.bisect_left(self._bounds(enc)[0], pos - cs)
-        start = enc.token_to_chars(k)[0]
-        return t0 + k + (1 if start < pos - cs else 0)
-
-    def token_range(self, start: int, end: int) -> tuple[int, int]:
-        """Tokens covering characters [start, end), the way `return_assistant_tokens_mask` maps them."""
-        if end <= start:
-            return (0, 0)
-        a = self.first_token_ending_after(start)
-        b = self.first_token_ending_after(end - 1) + 1
-        return (a, max(a, min(b, self.n)))
-
-
-class ChatRenderer:
-    """A tokenizer and its chat template, compiled once, rendering and tokenizing batches.
-
-    Build it with `ChatRenderer(tokenizer)` from any transformers tokenizer with a fast backend
-    (`curation.models.load_tokenizer()` for the embedded model).
-    """
-
-    def __init__(self, tokenizer: Any, name: str | None = None) -> None:
-        self.tokenizer = tokenizer
-        self.name = name or getattr(tokenizer, "name_or_path", "") or "tokenizer"
-        template = getattr(tokenizer, "chat_template", None)
-        if not template:
-            raise ValidateError(
-                f"{self.name}: the tokenizer has no chat template, so conversations cannot be rendered "
-                "as the model will see them; pick a chat (instruct) model"
-            )
-        self.template: str | dict[str, str] = template
-        backend = getattr(tokenizer, "backend_tokenizer", None) or getattr(tokenizer, "_tokenizer", None)
-        if backend is None or not hasattr(backend, "encode_batch"):
-            raise ValidateError(f"{self.name}: validation needs a fast tokenizer (a tokenizer.json)")
-        self._tk = backend
-        self.kwargs = dict(tokenizer.special_tokens_map)
-        tok_sha = sha256_hex(backend.to_str())
-        tmpl_sha = _sha_of(template)
-        self.identity = Identity(
-            tok_sha,
-            tmpl_sha,
-            sha256_hex(canonical_json([tok_sha, tmpl_sha, self.kwargs, CHECKS_VERSION]))[:32],
-        )
-        self._compiled: dict[str, Any] = {}
-        self._generation: dict[str, bool] = {}
-        self._split_re = self._piece_splitter()
-        self._piece_cache: dict[str, Any] = {}
-        self._verified = False
-
-    # -- templates
-
-    def _plain(self) -> Any:
-        """The fast backend with no padding or truncation switched on. It is the tokenizer object's own
-        backend, and a padded `tokenizer(texts, padding=True)` call elsewhere (the trainer's
-        generation batches) leaves padding on in it: every count would then include pad tokens."""
-        if getattr(self._tk, "padding", None):
-            self._tk.no_padding()
-        if getattr(self._tk, "truncation", None):
-            self._tk.no_truncation()
-        return self._tk
-
-    def template_for(self, tools: Sequence[dict[str, Any]] | None) -> str:
-        """The template `apply_chat_template` would pick (a tool-use template when tools are given)."""
-        return self.tokenizer.get_chat_template(None, list(tools) if tools else None)
-
-    def _compile(self, template: str) -> Any:
-        compiled = self._compiled.get(template)
-        if compiled is None:
-            try:
-                from transformers.utils.chat_template_utils import _compile_jinja_template
-            except ImportError as e:  # pragma: no cover - transformers moved its template compiler
-                raise ValidateError(f"this transformers version has no chat-template compiler we know ({e})") from e
-            try:
-                compiled = _compile_jinja_template(template)
-            except Exception as e:
-                raise ValidateError(f"{self.name}: the chat template does not compile: {e}") from None
-            self._compiled[template] = compiled
-        return compiled
-
-    def has_generation_blocks(self, template: str) -> bool:
-        hit = self._generation.get(template)
-        if hit is None:
-            hit = self._generation[template] = bool(_GENERATION_RE.search(template))
-        return hit
-
-    def render(
-        self,
-        messages: list[dict[str, Any]],
-        tools: list[dict[str, Any]] | None,
-        *,
-        add_generation_prompt: bool = False,
-        template: str | None = None,
-    ) -> str:
-        """What `apply_chat_template(messages, tools=tools, tokenize=False)` returns."""
-        compiled = self._compile(template or self.template_for(tools))
-        return compiled.render(
-            messages=messages, tools=tools, documents=None, add_generation_prompt=add_generation_prompt, **self.kwargs
-        )
-
-    def render_with_generation(
-        self, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None, *, template: str | None = None
-    ) -> tuple[str, list[tuple[int, int]]]:
-        """Rendered text plus the character spans of `{% generation %}` blocks."""
-        compiled = self._compile(template or self.template_for(tools))
-        blocks: list[str] = []
-        spans: list[tuple[int, int]] = []
-        with compiled.environment.activate_tracker(blocks, spans):
-            for block in compiled.generate(
-                messages=messages, tools=tools, documents=None, add_generation_prompt=False, **self.kwargs
-            ):
-                blocks.append(block)
-            text = "".join(blocks)
-        return text, [(int(a), int(b)) for a, b in spans]
-
-    # -- tokenization
-
-    def _piece_splitter(self) -> re.Pattern[str] | None:
-        """A regex cutting text at added tokens, when encoding the pieces alone is exactly
-        what encoding the whole text does; None otherwise."""
-        try:
-            added = list(self._tk.get_added_tokens_decoder().values())
-            cfg = json.loads(self._tk.to_str())
-        except Exception:
-            return None
-        if any(t.lstrip or t.rstrip or t.single_word for t in added):
-            return None
-        if cfg.get("normalizer") is not None and any(t.normalized for t in added):
-            return None
-        # SentencePiece-style pre-tokenizers add a prefix to the first piece of a text only.
-        if "Metaspace" in json.dumps(cfg.get("pre_tokenizer")) or "Prepend" in json.dumps(cfg.get("normalizer")):
-            return None
-        contents = sorted({t.content for t in added if t.content}, key=len, reverse=True)
-        if not contents:
-            return None
-        return re.compile("(" + "|".join(map(re.escape, contents)) + ")")
-
-    def _encode_whole(self, texts: list[str]) -> list[_Encoded]:
-        encs = self._plain().encode_batch(texts, add_special_tokens=False) if texts else []
-        offsets: dict[int, Any] = {}
-        return [_Encoded(len(e), [(0, len(t), 0, e)], offsets) for t, e in zip(texts, encs, strict=True)]
-
-    def encode(self, texts: list[str]) -> list[_Encoded]:
-        """Tokenize rendered texts (no special tokens added: the template wrote them)."""
-        if self._split_re is None:
-            return self._encode_whole(texts)
-        split = [self._split_re.split(t) for t in texts]
-        cache = self._piece_cache
-        seen: Counter[str] = Counter()
-        for parts in split:
-            for k in range(0, len(parts), 2):
-                p = parts[k]
-                if p and p not in cache:
-                    seen[p] += 1
-        if seen:
-            todo = list(seen)
-            for p, e in zip(todo, self._plain().encode_batch(todo, add_special_tokens=False), strict=True):
-                cache[p] = e
-        out: list[_Encoded] = []
-        offsets: dict[int, Any] = {}
-        for parts in split:
-            pieces: list[tuple[int, int, int, Any]] = []
-            pos = tok = 0
-            for k, p in enumerate(parts):
-                if not p:
-                    continue
-                if k % 2:
-                    pieces.append((pos, pos + len(p), tok, None))
-                    tok += 1
-                else:
-                    e = cache[p]
-                    pieces.append((pos, pos + len(p), tok, e))
-                    tok += len(e)
-                pos += len(p)
-            out.append(_Encoded(tok, pieces, offsets))
-        # Keep only pieces that repeat (system prompts, headers); the rest were this batch's.
-        for p, n in seen.items():
-            if n < 2:
-                cache.pop(p, None)
-        if len(cache) > 20_000:
-            cache.clear()
-        if not self._verified:
-            self._verify(texts, out)
-        return out
-
-    def _verify(self, texts: list[str], got: list[_Encoded]) -> None:
-        """Check the piece-wise counts against whole-text encoding on a sample, once."""
-        self._verified = True
-        sample = sorted(range(len(texts)), key=lambda i: -len(got[i].pieces))[:32]
-        whole = self._plain().encode_batch([texts[i] for i in sample], add_special_tokens=False)
-        if any(len(w) != got[i].n for i, w in zip(sample, whole, strict=True)):
-            self._split_re = None
-            fixed = self._encode_whole(texts)
-            got[:] = fixed
-
-    def tokens(self, text: str) -> list[tuple[int, str, int, int]]:
-        """(id, token text, char start, char end) of every token of one rendered text."""
-        enc = self._plain().encode(text, add_special_tokens=False)
-        return [(i, tok, s, e) for i, tok, (s, e) in zip(enc.ids, enc.tokens, enc.offsets, strict=True)]
-
-
-# ---------------------------------------------------------------- measuring
-
-
-@dataclass(slots=True)
-class _Rendered:
-    text: str | None = None
-    char_spans: list[tuple[int, int, int]] = field(default_factory=list)  # (turn or -1, start, end)
-    content_end: list[int | None] = field(default_factory=list)
-    findings: list[Finding] = field(default_factory=list)
-    mask_source: str = ""
-
-
-def _tools_arg(conv: Conversation) -> list[dict[str, Any]] | None:
-    return [dict(t) for t in conv.tools] if conv.tools else None
-
-
-def _template_error(e: Exception, template: str, conv: Conversation) -> Finding:
-    msg = str(e) or type(e).__name__
-    hint = ""
-    if any(m.tool_calls for m in conv.messages) and "tool_calls" not in template:
-        hint = " (this template does not know tool calls)"
-    elif any(isinstance(m.content, tuple) for m in conv.messages):
-        hint = " (a turn has non-text parts)"
-    return Finding("template_error", f"the chat template refuses this conversation: {msg}{hint}")
-
-
-def _render_one(renderer: ChatRenderer, conv: Conversation) -> _Rendered:
-    r = _Rendered()
-    messages = to_template_messages(conv)
-    tools = _tools_arg(conv)
-    template = renderer.template_for(tools)
-    if not messages:
-        r.findings.append(Finding("template_error", "the conversation has no turns to render"))
-        return r
-    use_generation = renderer.has_generation_blocks(template)
-    try:
-        if use_generation:
-            text, gspans = renderer.render_with_generation(messages, tools, template=template)
-        else:
-            text = renderer.render(messages, tools, template=template)
-    except ValidateError:
-        raise
-    except Exception as e:  # the template's own error (raise_exception), or a type error inside it
-        r.findings.append(_template_error(e, template, conv))
-        return r
-    r.text = text
-
-    # Where each turn's text sits in the render (in order; a template may move the system prompt).
-    located: list[tuple[int, int] | None] = []
-    cursor = 0
-    for i, m in enumerate(conv.messages):
-        t = m.text.strip()
-        pos = -1
-        if t:
-            pos = text.find(t, cursor)
-            if pos < 0:
-                pos = text.find(t)
-            if pos < 0:
-                r.findings.append(
-                    Finding(
-                        "template_drops_content",
-                        f"{_turn(i, m)}: its text does not appear in the rendered template",
-                        {"message_index": i},
-                    )
-                )
-        if pos >= 0:
-            located.append((pos, pos + len(t)))
-            cursor = pos + len(t)
-        else:
-            located.append(None)
-    # A tool call must be rendered between the turn's own text and the next turn's text
-    # (declared tools and tool results mention the same names elsewhere).
-    calls: list[tuple[int, str, int]] = []  # (turn, tool name, where the call is rendered)
-    for i, m in enumerate(conv.messages):
-        if not m.tool_calls:
-            continue
-        lo = max((loc[1] for loc in located[: i + 1] if loc), default=0)
-        hi = min((loc[0] for loc in located[i + 1 :] if loc and loc[0] >= lo), default=len(text))
-        for name in dict.fromkeys(c.name for c in m.tool_calls):
-            at = text.find(name, lo, hi)
-            if at < 0:
-                r.findings.append(
-                    Finding(
-                        "template_drops_content",
-                        f"{_turn(i, m)}: the template does not render the call to {name}",
-                        {"message_index": i, "tool": name},
-                    )
-                )
-            else:
-                calls.append((i, name, at))
-    if tools:
-        # A template that ignores the declared tools renders the same text without them.
-        try:
-            bare = renderer.render(messages, None, template=renderer.template_for(None))
-        except Exception:
-            bare = None
-        if bare == text:
-            names = list(_tool_schemas(conv))
-            r.findings.append(
-                Finding(
-                    "template_drops_tools",
-                    f"the template does not show the model the declared tools ({', '.join(names)})",
-                    {"tools": names},
-                )
-            )
-
-    if use_generation:
-        r.mask_source = "generation"
-        r.char_spans = [(-1, a, b) for a, b in gspans if b > a]
-    else:
-        r.mask_source = "prefix"
-        r.char_spans = _prefix_spans(renderer, template, conv, messages, tools, text, located)
-    r.content_end = [loc[1] if loc else None for loc in located]
-    for turn, _a, b in r.char_spans:
-        if turn >= 0:
-            r.content_end[turn] = max(b, r.content_end[turn] or 0)
-    _check_mask_chars(conv, r, located, calls)
-    return r
-
-
-def _prefix_spans(
-    renderer: ChatRenderer,
-    template: str,
-    conv: Conversation,
-    messages: list[dict[str, Any]],
-    tools: list[dict[str, Any]] | None,
-    text: str,
-    located: list[tuple[int, int] | None],
-) -> list[tuple[int, int, int]]:
-    """Assistant spans from prefix renders: [end of messages[:i] + generation prompt, end of messages[:i+1])."""
-    spans: list[tuple[int, int, int]] = []
-    n = len(messages)
-    prev_end = 0
-    for i, m in enumerate(conv.messages):
-        if m.role != "assistant":
-            continue
-        span = None
-        head: str | None
-        upto: str | None
-        try:
-            head = renderer.render(messages[:i], tools, add_generation_prompt=True, template=template)
-            upto = text if i + 1 == n else renderer.render(messages[: i + 1], tools, template=template)
-        except Exception:
-            head = upto = None
-        if (
-            head is not None
-            and upto is not None
-            and prev_end <= len(head) <= len(upto)
-            and text.startswith(head)
-            and text.startswith(upto)
-        ):
-            span = (i, len(head), len(upto))
-        elif located[i] is not None:
-            # The template renders this turn differently once later turns follow (it strips
-            # reasoning, say), or refuses a prefix: fall back to the turn's text itself.
-            a, b = located[i]  # type: ignore[misc]
-            span = (i, a, b)
-        if span is not None and span[2] > span[1]:
-            spans.append(span)
-            prev_end = span[2]
-    return spans
-
-
-def _check_mask_chars(
-    conv: Conversation, r: _Rendered, located: list[tuple[int, int] | None], calls: list[tuple[int, str, int]]
-) -> None:
-    """The mask covers every assistant text and tool call, and no other turn's text."""
-    spans = r.char_spans
-
-    def inside(a: int, b: int) -> bool:
-        return any(sa <= a and b <= sb for _t, sa, sb in spans)
-
-    def overlaps(a: int, b: int) -> bool:
-        return any(a < sb and sa < b for _t, sa, sb in spans)
-
-    for i, m in enumerate(conv.messages):
-        loc = located[i]
-        if m.role == "assistant":
-            if loc is not None and not inside(*loc):
-                r.findings.append(
-                    Finding("loss_mask_wrong", f"{_turn(i, m)}: its text carries no loss", {"message_index": i})
-                )
-        elif loc is not None and overlaps(*loc):
-            r.findings.append(
-                Finding(
-                    "loss_mask_wrong", f"{_turn(i, m)}: the loss mask covers this {m.role} turn", {"message_index": i}
-                )
-            )
-    for i, name, at in calls:
-        if not inside(at, at + len(name)):
-            r.findings.append(
-                Finding(
-                    "loss_mask_wrong",
-                    f"{_turn(i, conv.messages[i])}: the call to {name} carries no loss",
-                    {"message_index": i, "tool": name},
-                )
-            )
-
-
 def measure(conversations: Sequence[Conversation], renderer: ChatRenderer) -> list[Measurement]:
     """Validate a batch under one tokenizer and template; results carry no severities."""
-    rendered = [_render_one(renderer, c) for c in conversations]
+    rendered = [render_conversation(renderer, c) for c in conversations]
     ok = [i for i, r in enumerate(rendered) if r.text is not None]
     encoded = renderer.encode([rendered[i].text for i in ok])  # type: ignore[misc]
     out: list[Measurement] = []
@@ -1083,7 +585,7 @@ def inspect(conv: Conversation, renderer: ChatRenderer, config: ValidateConfig |
     }
     if m.tokens is None:
         return out
-    r = _render_one(renderer, conv)
+    r = render_conversation(renderer, conv)
     text = r.text or ""
     toks = renderer.tokens(text)
     loss = [False] * len(toks)

@@ -53,3 +53,10 @@ def write(path: Path, text: str | bytes) -> Path:
     else:
         path.write_text(text, encoding="utf-8")
     return path
+
+
+def shown(markdown: str) -> str:
+    """What a reader sees of an md_escape'd string: the backslashes before punctuation removed."""
+    import re
+
+    return re.sub(r"\\([!-/:-@\[-`{-~])", r"\1", markdown)

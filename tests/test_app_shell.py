@@ -10,6 +10,7 @@ from streamlit.testing.v1 import AppTest
 
 import workbench
 from tests.conftest import ROOT, write
+from workbench.app_pages.common import md_escape
 
 PAGES = ROOT / "workbench" / "app_pages"
 
@@ -27,15 +28,17 @@ def test_router_renders(app_store: Path) -> None:
     assert at.sidebar.text_input(key="reviewer") is not None
 
 
-def test_import_page_imports_and_shows_quarantine(app_store: Path, tmp_path: Path) -> None:
+def test_import_page_imports_and_shows_quarantine(app_store: Path, tmp_path: Path, monkeypatch) -> None:
     good = '{"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}]}'
     f = write(tmp_path / "in.jsonl", good + "\n{broken\n")
     at = AppTest.from_file(str(PAGES / "import_page.py"), default_timeout=60).run()
-    at.text_input[1].input(str(f))
-    at.button[0].click().run()  # no reviewer yet: refused
-    assert any("reviewer name" in w.value for w in at.warning)
-    assert workbench.open(app_store).stats()["conversations"] == 0
+    assert [t.label for t in at.tabs] == ["Upload"]  # server paths are off by default
+    monkeypatch.setenv("SIFT_IMPORT_ROOTS", str(tmp_path))
+    at.run()
+    assert [t.label for t in at.tabs] == ["Upload"]  # and never shown before anyone identifies
     at.session_state["reviewer"] = "ana"
+    at.run()
+    assert [t.label for t in at.tabs] == ["Upload", "Path on the server"]
     at.text_input[1].input(str(f))
     at.button[0].click().run()
     assert not at.exception
@@ -45,12 +48,22 @@ def test_import_page_imports_and_shows_quarantine(app_store: Path, tmp_path: Pat
     assert list(q["line"]) == [2] and "invalid JSON" in q["message"][0]
 
 
-def test_import_page_bad_path_is_an_error(app_store: Path) -> None:
-    at = AppTest.from_file(str(PAGES / "import_page.py"), default_timeout=60).run()
+def test_import_page_server_paths_stay_inside_the_allowed_folders(app_store: Path, tmp_path: Path, monkeypatch) -> None:
+    allowed = tmp_path / "allowed"
+    allowed.mkdir()
+    outside = write(tmp_path / "secret.jsonl", '{"messages": [{"role": "user", "content": "s"}]}')
+    (allowed / "link.jsonl").symlink_to(outside)  # a symlink out of the folder is outside too
+    monkeypatch.setenv("SIFT_IMPORT_ROOTS", str(allowed))
+    at = AppTest.from_file(str(PAGES / "import_page.py"), default_timeout=60)
     at.session_state["reviewer"] = "ana"
-    at.text_input[1].input("/nonexistent/file.jsonl")
-    at.button[0].click().run()
-    assert any("no such file" in e.value for e in at.error)
+    at.run()
+    for typed in ("/nonexistent/file.jsonl", str(outside), str(allowed / "link.jsonl"), f"{allowed}/../secret.jsonl"):
+        at.text_input[1].input(typed)
+        at.button[0].click().run()
+        assert [e.value for e in at.error] == [
+            md_escape(f"Refused: {typed!r} is not a file inside an allowed import folder; nothing imported")
+        ]
+    assert workbench.open(app_store).stats()["sources"] == 0
 
 
 def test_browse_filters_and_shows_text_not_html(app_store: Path, tmp_path: Path) -> None:

@@ -7,6 +7,7 @@ Skipped, saying why, when /usr/bin/chromium is absent (`scripts/setup_system.sh`
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import socket
@@ -57,6 +58,7 @@ def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
         "SIFT_STORE": str(store),
         "SIFT_REVIEWERS": str(tmp / "no-reviewer-list.toml"),
         "SIFT_APP_KEEP_OPEN_S": "0.3",
+        "SIFT_IMPORT_ROOTS": str(SAMPLE),  # the server-path tab is off unless folders are allowed
         "STREAMLIT_BROWSER_GATHER_USAGE_STATS": "false",
     }
     cmd = [sys.executable, "-m", "streamlit", "run", "streamlit_app.py", "--server.port", str(port),
@@ -268,3 +270,96 @@ def test_a_reviewer_session_in_chromium(app: tuple[str, Path]) -> None:
     assert wb.stats()["by_status"] == {"pending": 0, "accepted": 144, "rejected": 1}
     for n in notes:
         print(n)
+
+
+EVIL = "evil.example"
+PAYLOAD = (
+    f'<img src="http://{EVIL}/h.png"> ![i](http://{EVIL}/i.png) [l](http://{EVIL}/l) <http://{EVIL}/a> '
+    f'http://{EVIL}/bare <iframe src="http://{EVIL}/f"></iframe> <script src="http://{EVIL}/s.js"></script>'
+)
+ONE_LINE = f"x![n](http://{EVIL}/n.png)<img src=http://{EVIL}/m.png>"
+
+
+def test_hostile_store_loads_nothing_off_the_apps_origin(app: tuple[str, Path], tmp_path: Path) -> None:
+    """Every field of the data carries markdown images, links and HTML (issue 16): visiting every
+    page in Chromium, the browser requests nothing from any host but the app's."""
+    from urllib.parse import urlsplit
+
+    from playwright.sync_api import expect, sync_playwright
+
+    import workbench
+
+    url, store = app
+    wb = workbench.open(store)
+    row = {
+        "messages": [
+            {"role": "system", "content": f"sys {PAYLOAD}"},
+            {"role": "user", "content": f"user {PAYLOAD}", "name": ONE_LINE},
+            {"role": "assistant", "content": None, "reasoning_content": PAYLOAD, "tool_calls": [
+                {"id": f"c{ONE_LINE}", "type": "function", "function": {"name": f"f{ONE_LINE}", "arguments": "{}"}}]},
+            {"role": "tool", "tool_call_id": f"c{ONE_LINE}", "content": f"tool {PAYLOAD}"},
+            {"role": "assistant", "content": f"answer {PAYLOAD}"},
+        ],
+        "tools": [{"type": "function", "function": {"name": f"f{ONE_LINE}", "description": PAYLOAD}}],
+        "meta": PAYLOAD,
+    }  # fmt: skip
+    name = f"h![a](http:__{EVIL}_x.png).jsonl"
+    (tmp_path / name).write_text(json.dumps(row) + f"\n{{broken {PAYLOAD}\n")
+    wb.import_files([tmp_path / name], licence=ONE_LINE, actor=f"loader{ONE_LINE}")
+    cid = next(c["id"] for c in wb.list(text="answer <img", limit=1)["conversations"])
+    who = f"ana{ONE_LINE}"
+    wb.tag([cid], [f"t{ONE_LINE}"], actor=who)
+    wb.comment(cid, f"comment {PAYLOAD}", actor=who)
+
+    origin = urlsplit(url).netloc
+    off: list[str] = []
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=ARGS, headless=True)
+        page = browser.new_page(viewport={"width": 1400, "height": 1600})
+        page.set_default_timeout(TIMEOUT_MS)
+
+        def record(u: str) -> None:
+            parts = urlsplit(u)
+            if parts.scheme not in ("data", "blob", "about") and parts.netloc != origin:
+                off.append(u)
+
+        seen: list[str] = []
+        page.on("request", lambda r: (seen.append(r.url), record(r.url)))
+        main = page.locator('[data-testid="stMain"]')
+
+        def settle() -> None:
+            page.wait_for_timeout(200)
+            page.locator('[data-testid="stStatusWidget"]').wait_for(state="detached", timeout=TIMEOUT_MS)
+
+        page.goto(url + "/review")
+        box = page.locator('[data-testid="stSidebar"]').get_by_label("Reviewer name", exact=True)
+        box.fill(who)
+        box.press("Enter")
+        settle()
+        expect(main.get_by_text(re.compile(r"comment <img src="))).to_be_visible()  # the data, as text
+        nav = page.locator('[data-testid="stSidebarNav"]')
+        titles = [t.strip().split("\n")[-1].strip() for t in nav.get_by_role("link").all_inner_texts()]
+        for title in titles:
+            nav.get_by_role("link", name=title).click()
+            expect(main.get_by_role("heading", name=title, exact=True).first).to_be_visible()
+            settle()
+            if title in ("Browse", "Lineage"):
+                ids = main.get_by_label("Conversation id", exact=True)
+                ids.fill(cid)
+                ids.press("Enter")
+                settle()
+                if title == "Lineage":
+                    main.get_by_text("Turns of revision 1").click()
+                    settle()
+                expect(main.get_by_text(re.compile(r"answer <img src=")).first).to_be_visible()
+        assert page.locator(f"img[src*='{EVIL}'], iframe, script[src*='{EVIL}']").count() == 0
+        browser.close()
+    assert off == [], off
+    from tests.reliability_figures import record as figure
+
+    figure(
+        "Hostile store in Chromium: no request off the app's origin",
+        pages=len(titles),
+        requests=len(seen),
+        off_origin=0,
+    )

@@ -77,6 +77,14 @@ def test_alpaca_input_history_system(tmp_path: Path) -> None:
     ]
 
 
+def test_alpaca_join_is_configurable(tmp_path: Path) -> None:
+    path = write(tmp_path / "a.json", json.dumps([{"instruction": "Sum", "input": "1 2", "output": "3"}]))
+    pf = parse_file(path, alpaca_join="\n")  # LLaMA-Factory's join
+    assert pf.mapped[0].conversation.messages[0].content == "Sum\n1 2"
+    assert 'input joined to instruction with "\\n"' in pf.mapped[0].mapping
+    assert parse_file(path).mapped[0].mapping == ("input joined to instruction with a blank line",)
+
+
 def test_single_object_file(corpora: Path) -> None:
     pf = parse_file(corpora / "axolotl" / "conversation.json")
     assert (pf.format, pf.rows, len(pf.mapped)) == ("sharegpt", 1, 1)
@@ -312,3 +320,9 @@ def test_all_null_conversation_is_quarantined(tmp_path: Path) -> None:
 def test_no_readable_row_says_why(tmp_path: Path) -> None:
     with pytest.raises(FileReadError, match=r"g\.jsonl: no row could be read \(line 1: invalid JSON"):
         parse_file(write(tmp_path / "g.jsonl", "not json\nnor this\n"))
+
+
+def test_forced_format_over_a_file_of_no_dialect_stores_nothing(tmp_path: Path) -> None:
+    secret = write(tmp_path / "config.jsonl", '{"db_password": "hunter2"}\n{"token": "t"}\n')
+    with pytest.raises(FileReadError, match=r"config\.jsonl: no row looks like ShareGPT, OpenAI or Alpaca"):
+        parse_file(secret, "openai")

@@ -10,7 +10,7 @@ from streamlit.testing.v1 import AppTest
 
 import workbench
 from curation.records import Conversation, Message, Provenance
-from tests.conftest import ROOT, write
+from tests.conftest import ROOT, shown, write
 
 PAGES = ROOT / "workbench" / "app_pages"
 
@@ -87,4 +87,4 @@ def test_lineage_page(store) -> None:
     parents = [df.value for df in at.dataframe if "made_by" in df.value.columns]
     assert list(parents[0]["id"]) == [cid]
     at.text_input[0].input("nope").run()
-    assert [e.value for e in at.error] == ["no conversation 'nope'"]
+    assert [shown(e.value) for e in at.error] == ["no conversation 'nope'"]

@@ -199,6 +199,11 @@ def test_cli_import_of_odd_files_reports_every_file(tmp_path: Path, capsys: pyte
     assert (q["line"], q["field"]) == (2, "messages[0].content") and "surrogate" in q["message"]
     assert cli.main(["--store", store, "import", str(tmp_path / "u.jsonl")]) == 0
     assert "(openai, read as UTF-16-LE): 2 rows: 0 imported, 2 already present" in capsys.readouterr().out
+    # A file name that is not UTF-8 (Linux allows any bytes) is recorded with escapes.
+    odd = os.fsdecode(bytes(tmp_path) + b"/odd\xff.jsonl")
+    Path(odd).write_text(good % 7)
+    assert cli.main(["--store", store, "import", odd]) == 0
+    assert "odd\\xff.jsonl (openai): 1 rows: 1 imported" in capsys.readouterr().out
 
 
 def test_multi_file_import_names_committed_files_when_a_later_one_fails(

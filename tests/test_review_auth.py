@@ -54,9 +54,9 @@ def test_unverified_name_cannot_act_when_a_list_exists(store, tmp_path: Path) ->
     at = AppTest.from_file(str(ROOT / "workbench" / "app_pages" / "review.py"), default_timeout=60)
     at.session_state["reviewer"] = "mallory"  # typed somewhere, never signed in
     at.run()
-    assert any("Identify yourself" in i.value for i in at.info)
-    assert next(b for b in at.button if "Accept" in b.label).disabled
-    assert not [t for t in at.toggle if t.label == "Edit the guide and lists"]
+    # The one sign-in rule: an unverified visitor sees no data and no button at all.
+    assert [i.value for i in at.info] == ["Sign in in the sidebar to use Sift."]
+    assert not at.button and not at.toggle and not at.markdown
     at.session_state["reviewer_verified"] = "mallory"  # what signing in sets
     at.run()
     assert not next(b for b in at.button if "Accept" in b.label).disabled

@@ -12,7 +12,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 import workbench
-from tests.conftest import ROOT, write
+from tests.conftest import ROOT, shown, write
 
 PAGE = str(ROOT / "workbench" / "app_pages" / "review.py")
 
@@ -60,10 +60,10 @@ def test_review_queue_actions(store) -> None:
     at.session_state["reviewer"] = "ana"
     at.run()
     button(at, "Accept").click().run()
-    assert next(s.value for s in at.success) == f"Accepted {order[0]}."
+    assert next(shown(s.value) for s in at.success) == f"Accepted {order[0]}."
     assert at.subheader[0].value == f"Conversation {order[1]}"
     button(at, "Reject").click().run()  # no reason yet
-    assert any("Give a reason for rejecting" in e.value for e in at.error)
+    assert any("Give a reason for rejecting" in shown(e.value) for e in at.error)
     at.text_input(key=f"rv_reason_{order[1]}").input("answer is wrong").run()
     button(at, "Reject").click().run()
     assert at.subheader[0].value == f"Conversation {order[2]}"
@@ -71,7 +71,7 @@ def test_review_queue_actions(store) -> None:
     assert at.subheader[0].value == f"Conversation {order[3]}"
     at.text_area[0].input("is this a duplicate?")
     button(at, "Add comment").click().run()
-    assert "Comment added." in [s.value for s in at.success]
+    assert "Comment added." in [shown(s.value) for s in at.success]
     at.multiselect(key=f"rv_tags_{order[3]}_1").set_value(["billing"]).run()
     button(at, "Save tags").click().run()
     assert not at.exception
@@ -101,7 +101,7 @@ def test_edit_and_delete_a_turn_makes_a_revision_with_a_diff(store) -> None:
     at.text_area(key=f"rv_t_{cid}_1_1").input("answer 0, with the missing step")
     at.checkbox(key=f"rv_del_{cid}_1_2").check()
     button(at, "Save as revision 2").click().run()
-    assert not at.exception and "Saved revision 2." in [s.value for s in at.success]
+    assert not at.exception and "Saved revision 2." in [shown(s.value) for s in at.success]
     d = wb.show(cid)
     assert d["current_revision"] == 2 and [m["content"] for m in d["messages"]] == [
         "question 0",
@@ -115,7 +115,7 @@ def test_edit_and_delete_a_turn_makes_a_revision_with_a_diff(store) -> None:
     # Nothing changed: nothing saved.
     at.toggle(key=f"rv_editing_{cid}_2").set_value(True).run()
     button(at, "Save as revision 3").click().run()
-    assert any("Nothing changed" in i.value for i in at.info) and wb.show(cid)["current_revision"] == 2
+    assert any("Nothing changed" in shown(i.value) for i in at.info) and wb.show(cid)["current_revision"] == 2
 
 
 def test_conflicts_are_refused_with_an_error(store) -> None:
@@ -128,14 +128,16 @@ def test_conflicts_are_refused_with_an_error(store) -> None:
     wb.edit(cid, [msgs[0], {**msgs[1], "content": "bob's answer"}], base_revision=1, actor="bob")
     at.text_area(key=f"rv_t_{cid}_1_1").input("ana's answer")
     button(at, "Save as revision 2").click().run()
-    assert any("changed since you opened it (you saw revision 1, it is now at revision 2)" in e.value for e in at.error)
+    assert any(
+        "changed since you opened it (you saw revision 1, it is now at revision 2)" in shown(e.value) for e in at.error
+    )
     d = wb.show(cid)
     assert d["current_revision"] == 2 and d["messages"][1]["content"] == "bob's answer"
     assert any("Someone changed this conversation" in w.value for w in at.warning)
     # Accepting the stale view is refused too; loading the latest lets the review go on.
     at.toggle(key=f"rv_editing_{cid}_1").set_value(False).run()
     button(at, "Accept").click().run()
-    assert any("nothing was overwritten" in e.value for e in at.error) and wb.show(cid)["status"] == "pending"
+    assert any("nothing was overwritten" in shown(e.value) for e in at.error) and wb.show(cid)["status"] == "pending"
     button(at, "Load the latest").click().run()
     assert not at.warning and "revision 2" in at.caption[0].value
     button(at, "Accept").click().run()
@@ -216,10 +218,10 @@ def test_bulk_actions_state_the_count_and_need_confirmation(store) -> None:
     one = wb.list(limit=1)["conversations"][0]["id"]
     wb.decide(one, "accepted", expected_revision=1, expected_status="pending", actor="bob")
     button(at, "Confirm: mark accepted 5 conversations").click().run()
-    assert any("not the 5 you confirmed" in e.value for e in at.error) and wb.count(status="accepted") == 1
+    assert any("not the 5 you confirmed" in shown(e.value) for e in at.error) and wb.count(status="accepted") == 1
     button(at, "Count and ask me to confirm").click().run()
     button(at, "Confirm: mark accepted 4 conversations").click().run()
-    assert "Done: mark accepted 4 conversations." in [s.value for s in at.success]
+    assert "Done: mark accepted 4 conversations." in [shown(s.value) for s in at.success]
     assert wb.count(status="accepted") == 5
     at.selectbox(key="rvf_status").set_value("any").run()
     at.radio(key="rv_bulk_action").set_value("Add tags").run()

@@ -24,10 +24,12 @@ def test_validate_json_contract_and_list_by_flag(store_path: Path, corpora: Path
         "warnings",
         "tokens",
         "over_max_seq_len",
+        "system_prompt",
     ]
     assert out["model"] == "smollm2-135m-instruct" and len(out["template_sha256"]) == 64
     assert (out["checked"], out["passed"], out["over_max_seq_len"]) == (5, 3, 1)
-    assert out["flagged"] == {"first_turn_not_user": 1, "over_max_seq_len": 1} and out["warnings"] == {}
+    assert out["flagged"] == {"first_turn_not_user": 1, "over_max_seq_len": 1}
+    assert out["warnings"] == {"template_adds_system_prompt": 1}  # SmolLM2 adds its own to the row without one
     assert list(out["tokens"]) == ["total", "p50", "p90", "p99", "max"] and out["tokens"]["max"] > 2048
     listed = json.loads(run_sift("list", "--flag", "over_max_seq_len", "--json", store=store_path, check=True).stdout)
     assert listed["total"] == 1

@@ -51,8 +51,10 @@ def test_results_are_cached_per_revision_and_identity(wb: Any, corpora: Path, tm
     # A new limit or severity needs no rendering.
     roomy = wb.validate(max_seq_len=16384, severity={"empty_content": "warning"}, actor="ana")
     assert roomy["rechecked"] == 0 and roomy["over_max_seq_len"] == 0
-    assert roomy["flagged"] == {} and roomy["warnings"] == {"empty_content": 1} and roomy["passed"] == 6
-    [shown] = [f for f in wb.show(wb.list(flag="empty_content")["conversations"][0]["id"])["flags"]]
+    assert roomy["flagged"] == {} and roomy["passed"] == 6
+    assert roomy["warnings"] == {"empty_content": 1, "template_adds_system_prompt": 2}
+    flags = wb.show(wb.list(flag="empty_content")["conversations"][0]["id"])["flags"]
+    [shown] = [f for f in flags if f["reason"] == "empty_content"]
     assert (shown["stage"], shown["severity"], shown["details"]) == ("validate", "warning", {"message_index": 1})
 
     # Another template (a real tokenizer folder whose template refuses system turns): all re-rendered.
@@ -67,7 +69,11 @@ def test_results_are_cached_per_revision_and_identity(wb: Any, corpora: Path, tm
     assert other["flagged"]["template_error"] == 4  # every row with a system prompt
     refused = wb.list(flag="template_error", limit=1)["conversations"][0]["id"]
     [flag] = [f for f in wb.show(refused)["flags"] if f["reason"] == "template_error"]
-    assert flag["message"] == "the chat template refuses this conversation: System role not supported"
+    assert flag["message"].startswith("the chat template refuses this conversation: System role not supported")
+    # Folding the system prompt into the first user turn: those rows render (stored with the run).
+    folded = wb.validate(model=str(folder), system_prompt="fold", actor="ana")
+    assert "template_error" not in folded["flagged"] and folded["system_prompt"] == "fold"
+    assert wb.validation_summary()["config"]["system_prompt"] == "fold"
 
     # Back to the embedded model: its cached results are reused.
     back = wb.validate(actor="ana")
@@ -75,7 +81,7 @@ def test_results_are_cached_per_revision_and_identity(wb: Any, corpora: Path, tm
     counts = wb.store.token_counts([(r["id"], r["revision"]) for r in wb.list(limit=100)["conversations"]])
     assert len(counts) == 6 and max(counts.values()) == first["tokens"]["max"]
     runs = wb.store.stage_runs("validate")
-    assert len(runs) == 6 and runs[-1]["config"]["identity"] and runs[-1]["config"]["max_seq_len"] == 2048
+    assert len(runs) == 7 and runs[-1]["config"]["identity"] and runs[-1]["config"]["max_seq_len"] == 2048
 
 
 def test_unknown_model_and_bad_config_are_domain_errors(wb: Any) -> None:
@@ -94,8 +100,17 @@ def test_inspect_shows_the_rendered_text_and_the_loss_tokens(wb: Any, tmp_path: 
     wb.import_files([f], actor="ana")
     cid = wb.list()["conversations"][0]["id"]
     d = wb.inspect_validation(cid)
-    assert d["id"] == cid and d["revision"] == 1 and d["flags"] == []
+    assert d["id"] == cid and d["revision"] == 1
+    assert [f["reason"] for f in d["flags"]] == ["template_adds_system_prompt"]  # SmolLM2's own system prompt
     assert [s["text"] for s in d["segments"] if s["loss"]] == ["**not bold** <b>x</b><|im_end|>\n"]
+    # Before validation `show` has no token counts; after it, the revision carries them per turn.
+    assert "tokens" not in wb.show(cid)
+    wb.validate(actor="ana")
+    shown = wb.show(cid)
+    assert shown["tokens"] == d["tokens"] and shown["trained_tokens"] == d["loss_tokens"]
+    assert [t["tokens"] for t in shown["turns"]] == d["turn_tokens"] and shown["turns"][0]["trained_tokens"] == 0
+    assert shown["turns"][1]["trained_tokens"] == d["loss_tokens"]
+    assert shown["history"][0]["tokens"] == d["tokens"]
 
 
 @pytest.fixture
@@ -126,7 +141,8 @@ def test_validate_page_runs_shows_counts_histogram_and_drill_down(app_store: Pat
     assert any("2 conversations checked, 1 passed" in s.value for s in at.success)
     assert [m.value for m in at.metric][:4] == ["2", "1", "1", "0"]
     problems = at.dataframe[0].value
-    assert list(problems["reason"]) == ["first_turn_not_user"] and list(problems["conversations"]) == [1]
+    assert list(problems["reason"]) == ["first_turn_not_user", "template_adds_system_prompt"]
+    assert list(problems["conversations"]) == [1, 1]
     [chart] = at.get("vega_lite_chart")  # the token-length histogram with the limit line
     assert '"rule"' in chart.proto.spec and '"bar"' in chart.proto.spec
     # Drill-down on the clean row: its rendered template, with the loss tokens highlighted.

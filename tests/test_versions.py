@@ -289,6 +289,23 @@ def test_a_frozen_version_never_changes(wb, store_path: Path, tmp_path: Path) ->
     con.close()
     problems = wb.verify_version("v1")["problems"]
     assert problems[0] == f"store: 1 row(s) of the version differ from its manifest ({ids[1]})"
+    # A row of another table the version depends on, deleted behind the store's back (issue 16).
+    con = duckdb.connect(str(store_path))
+    con.execute("DELETE FROM conversations WHERE id = ?", [ids[2]])
+    con.close()
+    problems = wb.verify_version("v1")["problems"]
+    assert f"store: 1 conversation row(s) the version pins are missing from conversations ({ids[2]})" in problems
+
+
+def test_verify_names_a_missing_parent_version(wb, store_path: Path, tmp_path: Path) -> None:
+    load_tickets(wb, tmp_path, 8)
+    wb.freeze("v1", eval_fraction=0.25)
+    wb.freeze("v2", eval_fraction=0.25, parent="v1")
+    assert wb.verify_version("v2")["ok"]
+    con = duckdb.connect(str(store_path))
+    con.execute("DELETE FROM versions WHERE name = 'v1'")
+    con.close()
+    assert wb.verify_version("v2")["problems"] == ["store: parent version 'v1' is missing from versions"]
 
 
 def test_verify_names_the_tampered_export_file(wb, tmp_path: Path) -> None:
@@ -319,6 +336,14 @@ def test_verify_names_the_tampered_export_file(wb, tmp_path: Path) -> None:
     assert wb.verify_version("v1", out)["problems"] == ["train.jsonl: does not match version v1 in the store"]
     (out / "README.md").unlink()
     assert "README.md: missing" in wb.verify_version("v1", out)["problems"]
+    # Files that are not part of the export are named too (issue 16).
+    (out / "notes.txt").write_text("added later")
+    (out / "extra").mkdir()
+    problems = wb.verify_version("v1", out)["problems"]
+    assert problems[-2:] == [
+        "extra: extra folder, not part of the export",
+        "notes.txt: extra file, not part of the export",
+    ]
     r = wb.verify_version("v1", tmp_path / "nowhere")
     assert r["ok"] is False and r["problems"] == [f"manifest.json: missing from {tmp_path / 'nowhere'}"]
 

@@ -10,7 +10,7 @@ from streamlit.testing.v1 import AppTest
 
 import workbench
 from curation.tickets import generate_clean, to_dialect
-from tests.conftest import ROOT, run_sift, write
+from tests.conftest import ROOT, run_sift, shown, write
 
 
 def seed_store(store: Path, tmp_path: Path, n: int = 20) -> list[str]:
@@ -117,7 +117,7 @@ def test_versions_page_previews_freezes_diffs_and_zips(store_path: Path, tmp_pat
     assert any("reviewer name" in w.value for w in at.warning)
     at.session_state["reviewer"] = "ana"
     at.button[1].click().run()
-    assert not at.exception and any("Froze v1: 18 train, 2 eval." in s.value for s in at.success)
+    assert not at.exception and any("Froze v1: 18 train, 2 eval." in shown(s.value) for s in at.success)
     wb = workbench.open(store_path)
     assert [v["actor"] for v in wb.versions()["versions"]] == ["ana"]
 

@@ -111,6 +111,12 @@ class TrainConfig:
     assistant_only_loss: bool = _f(
         True, "Train on assistant tokens only (the prompt and tool results are context).", group="data"
     )
+    system_prompt: str = _f(
+        "",
+        "What happens to a leading system prompt before rendering: keep | fold (into the first user turn) | "
+        "drop. Empty (default): the policy the version was validated with (manifest tokenizer record), else keep.",
+        group="data",
+    )
     packing: bool = _f(
         False, "Pack several conversations into one row (best-fit; sample boundaries kept).", group="data"
     )
@@ -189,6 +195,10 @@ class TrainConfig:
     def validate(self) -> None:
         if self.backend not in BACKENDS:
             raise ConfigError(f"config field 'backend' must be one of {', '.join(BACKENDS)}, got {self.backend!r}")
+        if self.system_prompt not in ("", "keep", "fold", "drop"):
+            raise ConfigError(
+                f"config field 'system_prompt' must be keep, fold or drop (or empty), got {self.system_prompt!r}"
+            )
         if self.device not in DEVICES:
             raise ConfigError(f"config field 'device' must be one of {', '.join(DEVICES)}, got {self.device!r}")
         if self.strategy not in STRATEGIES:

@@ -229,3 +229,28 @@ def perplexity(loss: float | None) -> float | None:
 
 def dumps_line(row: dict[str, Any]) -> str:
     return json.dumps(row, ensure_ascii=False) + "\n"
+
+
+def summarize_tool_calls(
+    prompts: list[Prompt], base: list[str] | None, tuned: list[str]
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Tool-call metrics (function name exact, arguments JSON-equal, per-argument accuracy) for
+    base and tuned over the tool-call eval items, and their per-item rows."""
+    from trainer.metrics import tool_call_scores
+
+    rows: list[dict[str, Any]] = []
+    sides: dict[str, list[dict[str, float]]] = {"tuned": [], "base": []}
+    for i, p in enumerate(prompts):
+        ref = list(p.calls)
+        row: dict[str, Any] = {"index": i, "prompt": p.messages, "reference_calls": ref, "tuned": tuned[i]}
+        row["tuned_scores"] = tool_call_scores(tuned[i], ref)
+        sides["tuned"].append(row["tuned_scores"])
+        if base is not None:
+            row["base"] = base[i]
+            row["base_scores"] = tool_call_scores(base[i], ref)
+            sides["base"].append(row["base_scores"])
+        rows.append(row)
+    out: dict[str, Any] = {"n": len(prompts), "tuned": aggregate(sides["tuned"])}
+    if base is not None:
+        out["base"] = aggregate(sides["base"])
+    return out, rows

@@ -46,7 +46,7 @@ def evaluate(
     tuned_loss = ev.eval_loss(model, examples, pad, batch_size=cfg.eval_batch_size, should_stop=stop)
     with model.disable_adapter():
         base_loss = ev.eval_loss(model, examples, pad, batch_size=cfg.eval_batch_size, should_stop=stop)
-    prompts = eval_prompts(export.eval)
+    prompts = eval_prompts(export.eval, renderer.system_prompt)
     if cfg.eval_limit:
         prompts = prompts[: cfg.eval_limit]
     tuned = ev.generate(model, tok, prompts, **gen_kw)

@@ -125,7 +125,7 @@ def run_training(cfg: TrainConfig, manifest: Path, run: RunDir, ranks: Ranks | N
 
     from curation.models import resolve_model
     from trainer import backends, distributed
-    from trainer.data import eval_prompts, render_all, renderer_for
+    from trainer.data import eval_prompts, render_all, renderer_for, system_policy, tool_call_prompts
 
     if ranks.distributed:
         state = distributed.init(cpu=cfg.device == "cpu" or not torch.cuda.is_available())
@@ -151,7 +151,8 @@ def run_training(cfg: TrainConfig, manifest: Path, run: RunDir, ranks: Ranks | N
     model, tok = loaded.model, loaded.tokenizer
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     log.info("device %s, %s, %d trainable parameters", loaded.device, loaded.dtype, trainable)
-    renderer = renderer_for(tok)
+    renderer = renderer_for(tok, system_policy(cfg.system_prompt, export.manifest))
+    log.info("system-prompt policy: %s", renderer.system_prompt)
     train_ex, train_stats = render_all(
         tok, export.train, cfg.max_seq_len, assistant_only=cfg.assistant_only_loss, renderer=renderer
     )
@@ -200,9 +201,12 @@ def run_training(cfg: TrainConfig, manifest: Path, run: RunDir, ranks: Ranks | N
         model, tok = loaded.model, loaded.tokenizer
     backends.for_inference(loaded)
     stop = lambda: run.stop_requested  # noqa: E731
-    prompts = eval_prompts(export.eval)
+    prompts = eval_prompts(export.eval, renderer.system_prompt)
+    call_prompts = tool_call_prompts(export.eval, renderer.system_prompt)
     if cfg.eval_limit:
         prompts = prompts[: cfg.eval_limit]
+        call_prompts = call_prompts[: cfg.eval_limit]
+    tool_calls: tuple[list[str], list[str] | None] | None = None
     result: dict[str, Any] = {"version": export.version, "manifest_sha256": export.manifest_sha256, "train": summary}
     try:
         tuned_loss = ev.eval_loss(model, eval_ex, tok.pad_token_id, batch_size=cfg.eval_batch_size, should_stop=stop)
@@ -222,6 +226,14 @@ def run_training(cfg: TrainConfig, manifest: Path, run: RunDir, ranks: Ranks | N
             with model.disable_adapter():
                 base = ev.generate(model, tok, prompts, **gen_kw)
         log.info("generated %d answers (x%d) in %.1f s", len(prompts), 2 if base else 1, time.monotonic() - t0)
+        if call_prompts:  # turns that call tools: scored on the calls themselves
+            run.status(message=f"evaluating {len(call_prompts)} tool calls")
+            tuned_calls = ev.generate(model, tok, call_prompts, **gen_kw)
+            base_calls = None
+            if cfg.generate_base:
+                with model.disable_adapter():
+                    base_calls = ev.generate(model, tok, call_prompts, **gen_kw)
+            tool_calls = (tuned_calls, base_calls)
         if extra is not None:
             run.status(message=f"evaluating on {extra.version or 'the extra eval version'}")
             result["extra_eval"] = extra_eval.evaluate(cfg, extra, model, tok, run, renderer=renderer, gen_kw=gen_kw)
@@ -236,6 +248,11 @@ def run_training(cfg: TrainConfig, manifest: Path, run: RunDir, ranks: Ranks | N
         metrics["base"]["perplexity"] = ev.perplexity(base_loss)
     result.update(metrics)
     result["n_generated"] = len(prompts)
+    if tool_calls is not None:
+        result["tool_calls"], call_rows = ev.summarize_tool_calls(call_prompts, tool_calls[1], tool_calls[0])
+        with open(run.path / "tool_call_samples.jsonl", "w", encoding="utf-8") as f:
+            for r in call_rows:
+                f.write(ev.dumps_line(r))
     if cfg.judge_base_url and base is not None:
         run.status(message="judging")
         result["judge"] = ev.judge_pairwise(

@@ -123,3 +123,62 @@ def aggregate(rows: list[dict[str, float]]) -> dict[str, float]:
     if "json_valid" in counts:
         out["n_json"] = counts["json_valid"]
     return out
+
+
+# ---------------------------------------------------------------- tool calls
+
+
+def parse_tool_calls(text: str) -> list[dict[str, Any]]:
+    """The function calls written in a generated answer, in order: every JSON object in the text
+    that names a function (`{"name", "arguments"}` as Qwen's `<tool_call>` blocks and Hermes write
+    them, `{"name", "parameters"}` as Llama 3.1 does, or `{"function": {...}}`), arguments as an
+    object (a JSON string of one is decoded)."""
+    out: list[dict[str, Any]] = []
+    decoder = json.JSONDecoder()
+    t = text or ""
+    k = t.find("{")
+    while k >= 0:
+        try:
+            obj, end = decoder.raw_decode(t, k)
+        except json.JSONDecodeError:
+            k = t.find("{", k + 1)
+            continue
+        if isinstance(obj, dict) and isinstance(obj.get("function"), dict):
+            obj = obj["function"]
+        if isinstance(obj, dict) and isinstance(obj.get("name"), str):
+            args = obj.get("arguments", obj.get("parameters", {}))
+            if isinstance(args, str):
+                try:
+                    args = json.loads(args)
+                except json.JSONDecodeError:
+                    pass
+            out.append({"name": obj["name"], "arguments": args})
+        k = t.find("{", end)
+    return out
+
+
+def tool_call_scores(pred: str, reference: list[dict[str, Any]]) -> dict[str, float]:
+    """How well a generated answer reproduces the reference calls, position by position:
+    `tool_call_valid` (it holds at least one parseable call), `tool_name_accuracy` (function name
+    exact), `tool_args_exact` (name right and arguments JSON-equal), `tool_arg_accuracy` (share of
+    the reference's arguments with an equal value in the call at the same position)."""
+    got = parse_tool_calls(pred)
+    n = len(reference) or 1
+    names = args_exact = arg_total = arg_right = 0
+    for i, ref in enumerate(reference):
+        call = got[i] if i < len(got) else None
+        ref_args = ref.get("arguments")
+        want: dict[str, Any] = ref_args if isinstance(ref_args, dict) else {}
+        arg_total += len(want)
+        if call is None:
+            continue
+        names += int(call["name"] == ref["name"])
+        have = call["arguments"] if isinstance(call["arguments"], dict) else {}
+        args_exact += int(call["name"] == ref["name"] and have == ref_args)
+        arg_right += sum(1 for key, v in want.items() if key in have and have[key] == v)
+    return {
+        "tool_call_valid": float(bool(got)),
+        "tool_name_accuracy": names / n,
+        "tool_args_exact": args_exact / n,
+        "tool_arg_accuracy": arg_right / arg_total if arg_total else float(args_exact == len(reference)),
+    }

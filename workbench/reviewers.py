@@ -132,3 +132,58 @@ def add_reviewer(path: Path, name: str, password: str, *, admin: bool = False) -
     os.chmod(tmp, 0o600)
     tmp.replace(path)
     return reviewers[name]
+
+
+class SignInThrottle:
+    """Failed sign-ins counted per reviewer name and per client address for the whole server
+    process, not per browser session (a new session must not start again at the shortest wait).
+
+    The first FREE failures of a key cost nothing (typos); after them each failure locks that key
+    for twice as long as the last, up to `cap_s`. While any key of an attempt is locked the
+    password is not even checked. A key is forgotten `forget_s` after its last failure, and a
+    successful sign-in clears the name's count (not the address's: one known password must not
+    reset the guessing of others from that address).
+    """
+
+    FREE = 3
+
+    def __init__(self, *, cap_s: float = 300.0, forget_s: float = 3600.0, max_keys: int = 100_000) -> None:
+        import threading
+        import time
+
+        self.cap_s, self.forget_s, self.max_keys = cap_s, forget_s, max_keys
+        self.clock = time.monotonic
+        self._lock = threading.Lock()
+        self._state: dict[str, tuple[int, float, float]] = {}  # key -> (failures, last failure, locked until)
+
+    @staticmethod
+    def keys(name: str, address: str | None) -> list[str]:
+        return [f"name:{name.strip().lower()}", f"address:{address or 'unknown'}"]
+
+    def wait_s(self, keys: list[str]) -> float:
+        """Seconds until an attempt with these keys is allowed again (0: now)."""
+        now = self.clock()
+        with self._lock:
+            return max((self._state[k][2] - now for k in keys if k in self._state), default=0.0) if keys else 0.0
+
+    def failed(self, keys: list[str]) -> None:
+        now = self.clock()
+        with self._lock:
+            if len(self._state) > self.max_keys:
+                self._state = {k: v for k, v in self._state.items() if now - v[1] < self.forget_s}
+            for k in keys:
+                n, last, _ = self._state.get(k, (0, now, now))
+                n = 1 if now - last >= self.forget_s else n + 1
+                lock = 0.0 if n <= self.FREE else min(2.0 ** (n - self.FREE - 1), self.cap_s)
+                self._state[k] = (n, now, now + lock)
+
+    def succeeded(self, name_key: str) -> None:
+        with self._lock:
+            self._state.pop(name_key, None)
+
+    def reset(self) -> None:
+        with self._lock:
+            self._state.clear()
+
+
+THROTTLE = SignInThrottle()

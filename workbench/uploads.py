@@ -92,3 +92,36 @@ def saved(uploads: Sequence[Upload]) -> Iterator[list[Path]]:
         yield paths
     finally:
         shutil.rmtree(folder, ignore_errors=True)
+
+
+# ---------------------------------------------------------------- files already on the server
+
+
+def import_roots() -> list[Path]:
+    """The folders the app may import from by path: `$SIFT_IMPORT_ROOTS` (os.pathsep-separated),
+    resolved. Empty (the default) means importing by server path is off."""
+    raw = os.environ.get("SIFT_IMPORT_ROOTS", "")
+    return [Path(p).expanduser().resolve() for p in raw.split(os.pathsep) if p.strip()]
+
+
+def server_paths(lines: Sequence[str], roots: Sequence[Path]) -> list[Path]:
+    """Typed server paths, each resolved (symlinks and `..` too) and required to be a file inside
+    one of `roots`. The message is the same whether a refused path exists or not, so the page
+    cannot be used to probe the server's files."""
+    if not roots:
+        raise UploadRefused("Importing by server path is off (an administrator sets SIFT_IMPORT_ROOTS)")
+    out: list[Path] = []
+    for line in lines:
+        if not line.strip():
+            continue
+        p = Path(line.strip()).expanduser()
+        try:
+            real = p.resolve()
+        except (OSError, RuntimeError):  # a symlink loop
+            real = None
+        if real is None or not any(real.is_relative_to(r) for r in roots) or not real.is_file():
+            raise UploadRefused(
+                f"Refused: {line.strip()!r} is not a file inside an allowed import folder; nothing imported"
+            )
+        out.append(real)
+    return out

@@ -1,15 +1,15 @@
 """Augment: paraphrase user turns through an OpenAI-compatible endpoint (dry run, preview on a few
 rows, run with progress), then review each paraphrase beside its parent and accept or reject it.
-The API key is read from an environment variable on the server; the page never asks for it."""
+The endpoints and their API keys come from the server's configuration (workbench/llm_endpoints.py);
+the page picks one by name and never sees a key, its variable or whether it is set."""
 
 from __future__ import annotations
 
-import os
-
 import streamlit as st
 
-from curation.llm import DEFAULT_ENDPOINT, DEFAULT_KEY_ENV
-from workbench.app_pages.common import get_wb, render_message, require_actor, run
+from curation.llm import LLMError
+from workbench.app_pages.common import get_wb, md_escape, render_message, require_actor, run, secrets_mapping
+from workbench.llm_endpoints import configured_endpoints, stored_endpoints
 
 wb = get_wb()
 st.title("Augment")
@@ -19,20 +19,28 @@ st.caption(
 )
 
 st.subheader("Endpoint")
-c1, c2, c3 = st.columns([3, 2, 2])
-endpoint = c1.text_input("Base URL", value=os.environ.get("SIFT_LLM_ENDPOINT", DEFAULT_ENDPOINT), key="aug_endpoint")
-model = c2.text_input(
-    "Model", value=os.environ.get("SIFT_LLM_MODEL", ""), key="aug_model", placeholder="first the endpoint lists"
+try:
+    endpoints = configured_endpoints(secrets_mapping(), stored=stored_endpoints(wb.store))
+except LLMError as e:
+    st.error(md_escape(str(e)))
+    st.stop()
+c1, c2 = st.columns([3, 2])
+by_name = {e.name: e for e in endpoints}
+chosen = c1.selectbox(
+    "Endpoint",
+    list(by_name),
+    format_func=lambda name: by_name[name].label,
+    key="aug_endpoint_name",
+    help="Set on the server: $SIFT_LLM_ENDPOINT, [llm.endpoints.NAME] in .streamlit/secrets.toml, `sift llm-endpoint add`.",
 )
-key_env = c3.text_input("API key variable", value=DEFAULT_KEY_ENV, key="aug_key_env").strip() or DEFAULT_KEY_ENV
-st.caption(
-    f"API key: {'set' if os.environ.get(key_env) else 'not set'} in ${key_env} (read from the environment of the "
-    "app's process; never stored)."
-)
+endpoint = by_name.get(chosen or "", endpoints[0])
+model = c2.text_input("Model", value=endpoint.model or "", key="aug_model", placeholder="first the endpoint lists")
+st.caption("The API key, if any, is read on the server from its configuration; it is never shown or stored.")
 if st.button("Check endpoint"):
-    names = run(wb.llm_models, endpoint=endpoint, model=model or None, api_key_env=key_env, max_retries=0)
+    require_actor()  # calls out: nobody unidentified may make the app send a request
+    names = run(wb.llm_models, model=model or None, max_retries=0, **endpoint.options())
     if names is not None:
-        st.success(f"Reachable; serves: {', '.join(names) or '(no models)'}")
+        st.success(md_escape(f"Reachable; serves: {', '.join(names) or '(no models)'}"))  # the endpoint's words
 
 st.subheader("Paraphrase")
 p1, p2, p3, p4, p5 = st.columns(5)
@@ -43,12 +51,13 @@ temperature = float(p4.number_input("Temperature", min_value=0.0, max_value=2.0,
 max_tokens = int(p5.number_input("Max tokens", min_value=8, value=256, step=8, key="aug_max_tokens"))
 check_pii = st.checkbox("Reject variations that add PII (Presidio; slower)", value=True, key="aug_pii")
 options = {
-    "endpoint": endpoint, "model": model or None, "api_key_env": key_env, "n": n, "turns": turns,
+    **endpoint.options(), "model": model or None, "n": n, "turns": turns,
     "temperature": temperature, "max_tokens": max_tokens, "check_pii": check_pii,
 }  # fmt: skip
 
 b1, b2, b3, _ = st.columns([1, 1, 1, 4])
 if b1.button("Dry run"):
+    require_actor()
     est = run(wb.augment, limit=limit, dry_run=True, **options)
     if est is not None:
         t = est["estimated_tokens"]
@@ -58,6 +67,7 @@ if b1.button("Dry run"):
             f"{t['completion_max']} completion tokens."
         )
 if b2.button("Preview 3 rows"):
+    require_actor()  # calls out and caches the answers in the store
     st.session_state["aug_preview"] = run(wb.augment_preview, limit=min(3, limit), **options)
 if b3.button("Run", type="primary"):
     actor = require_actor()
@@ -80,7 +90,7 @@ if preview:
     st.markdown("#### Preview (nothing saved)")
     for p in preview:
         with st.container(border=True):
-            st.caption(f"parent {p['parent_id']}")
+            st.caption(md_escape(f"parent {p['parent_id']}"))
             for t in p["turns"]:
                 st.text(t)
             rows = [{"variation": k["variation"], "outcome": "kept", "text": " / ".join(k["turns"])} for k in p["kept"]]
@@ -101,7 +111,7 @@ for fam in fams["parents"]:
     with st.container(border=True):
         left, right = st.columns(2)
         with left:
-            st.markdown(f"**Parent** `{fam['id']}` · {fam['status']}")
+            st.markdown(f"**Parent** {md_escape(fam['id'])} · {md_escape(fam['status'])}")
             for m in parent["messages"]:
                 if m["role"] == "user":
                     render_message(m)
@@ -109,7 +119,9 @@ for fam in fams["parents"]:
             children = [c for c in fam["children"] if show == "any" or c["status"] == show]
             for child in children:
                 cid = child["id"]
-                st.markdown(f"**Paraphrase** `{cid}` · {child['status']} · variation {child['variation']}")
+                st.markdown(
+                    f"**Paraphrase** {md_escape(cid)} · {md_escape(child['status'])} · variation {child['variation']}"
+                )
                 for m in child["messages"]:
                     if m["role"] == "user":
                         render_message(m)

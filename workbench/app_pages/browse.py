@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from workbench.app_pages.common import get_wb, render_conversation, run
+from workbench.app_pages.common import get_wb, md_escape, render_conversation, run
 from workbench.store import STATUSES
 
 PAGE_SIZE = 25
@@ -60,5 +60,5 @@ if selected:
     st.session_state["browse_selected"] = selected
     d = run(wb.show, selected)
     if d:
-        st.subheader(f"Conversation {d['id']} · {d['status']} · revision {d['revision']}")
+        st.subheader(md_escape(f"Conversation {d['id']} · {d['status']} · revision {d['revision']}"))
         render_conversation(d)

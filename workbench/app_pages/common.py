@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 import os
 import string
-import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,8 +35,24 @@ def _wb(path: str) -> Workbench:
 
 
 def get_wb() -> Workbench:
-    """The workbench over $SIFT_STORE; it holds no connection, so the CLI can use the file too."""
+    """The workbench over $SIFT_STORE; it holds no connection, so the CLI can use the file too.
+
+    Every page starts with this call, so it carries the one sign-in rule: with a reviewer list or
+    OIDC, a visitor who has not signed in gets no further (no store read, no server file, no
+    outbound call). With names only, the store may be read before a name is typed; anything that
+    writes, reads another server file or calls out goes through `require_actor()` first."""
+    if auth_mode() != "name" and current_actor() is None:
+        st.info("Sign in in the sidebar to use Sift.")
+        st.stop()
     return _wb(store_path())
+
+
+def secrets_mapping() -> Mapping[str, Any] | None:
+    """`.streamlit/secrets.toml` as a mapping, or None when there is none."""
+    try:
+        return st.secrets.to_dict() if len(st.secrets) else None
+    except Exception:  # no secrets file at all
+        return None
 
 
 def current_actor() -> str | None:
@@ -78,7 +94,7 @@ def run(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T | None:
     try:
         return fn(*args, **kwargs)
     except domain_errors() as e:
-        st.error(str(e))
+        st.error(md_escape(str(e)))  # messages quote names, paths and ids: data
         return None
 
 
@@ -87,7 +103,7 @@ def attempt(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> bool:
     try:
         fn(*args, **kwargs)
     except domain_errors() as e:
-        st.error(str(e))
+        st.error(md_escape(str(e)))
         return False
     return True
 
@@ -163,7 +179,8 @@ def sidebar() -> None:
         st.sidebar.text_input(
             "Reviewer name", key="reviewer", help="Recorded on every change you make (accept, edit, comment…)."
         )
-    st.sidebar.caption(f"Store: `{store_path()}`")
+    if current_actor() is not None:  # a server path: not for visitors
+        st.sidebar.caption(f"Store: {md_escape(store_path())}")
 
 
 # ---------------------------------------------------------------- who is reviewing
@@ -206,7 +223,7 @@ def _oidc_sidebar() -> None:
     name = oidc_user()
     if name:
         st.session_state["reviewer"] = name
-        st.sidebar.success(f"Signed in as {name}", icon="👤")
+        st.sidebar.success(md_escape(f"Signed in as {name}"), icon="👤")
         if st.sidebar.button("Log out"):
             st.logout()
         return
@@ -217,11 +234,11 @@ def _oidc_sidebar() -> None:
 
 
 def _password_sidebar() -> None:
-    from workbench.reviewers import ReviewerConfigError, authenticate
+    from workbench.reviewers import THROTTLE, ReviewerConfigError, authenticate
 
     name = st.session_state.get("reviewer")
     if name and st.session_state.get("reviewer_verified") == name:
-        st.sidebar.success(f"Signed in as {name}", icon="👤")
+        st.sidebar.success(md_escape(f"Signed in as {name}"), icon="👤")
         if st.sidebar.button("Sign out"):
             for k in ("reviewer", "reviewer_verified", "reviewer_admin"):
                 st.session_state.pop(k, None)
@@ -232,22 +249,37 @@ def _password_sidebar() -> None:
         password = st.text_input("Password", type="password")
         submitted = st.form_submit_button("Sign in", type="primary")
     if submitted:
+        # Failures are counted per name and per client address for the whole server (not this
+        # session): after a few, both are locked for longer and longer, and nothing is checked.
+        keys = THROTTLE.keys(who, client_address())
+        wait = THROTTLE.wait_s(keys)
+        if wait > 0:
+            st.sidebar.error(f"Too many failed sign-ins: try again in {math.ceil(wait)} s.")
+            return
         try:
             reviewer = authenticate(reviewer_list_path(), who.strip(), password)
         except ReviewerConfigError as e:
-            st.sidebar.error(str(e))
+            st.sidebar.error(md_escape(str(e)))
             return
         if reviewer is None:
-            # Each failure in a session waits longer, which makes guessing slow.
-            fails = st.session_state.get("sign_in_failures", 0) + 1
-            st.session_state["sign_in_failures"] = fails
-            time.sleep(min(0.25 * 2 ** (fails - 1), 4.0))
+            THROTTLE.failed(keys)
+            st.session_state["sign_in_failures"] = st.session_state.get("sign_in_failures", 0) + 1
             st.sidebar.error("Unknown reviewer or wrong password.")
             return
+        THROTTLE.succeeded(keys[0])
         st.session_state.update(
             reviewer=reviewer.name, reviewer_verified=reviewer.name, reviewer_admin=reviewer.admin, sign_in_failures=0
         )
         st.rerun()
+
+
+def client_address() -> str | None:
+    """The browser's address as the server sees it (None in tests without a server)."""
+    try:
+        ip = st.context.ip_address
+    except Exception:  # an older Streamlit or no request context
+        return None
+    return ip if isinstance(ip, str) and ip else None
 
 
 def may_configure() -> bool:

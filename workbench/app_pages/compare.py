@@ -6,7 +6,7 @@ from __future__ import annotations
 import streamlit as st
 
 from workbench.app_pages.attribution_section import render as render_attribution
-from workbench.app_pages.common import get_wb, run
+from workbench.app_pages.common import get_wb, md_escape, run
 
 wb = get_wb()
 st.title("Compare")
@@ -104,7 +104,27 @@ if picked:
             cols[1].markdown("**base**")
             cols[1].text(ex["base"] or "")
             for c, rid in zip(cols[2:], picked, strict=False):
-                c.markdown(f"**{rid}**" + (" · regression" if rid in ex["regressed_in"] else ""))
+                c.markdown(f"**{md_escape(rid)}**" + (" · regression" if rid in ex["regressed_in"] else ""))
                 c.text(ex["tuned"].get(rid, ""))
                 scores = (ex["scores"].get(rid) or {}).get("tuned") or {}
-                c.caption(", ".join(f"{k} {v:.2f}" for k, v in scores.items()))
+                c.caption(md_escape(", ".join(f"{k} {v:.2f}" for k, v in scores.items())))
+
+# Function calling: the eval split's tool-call turns, scored on the calls themselves.
+with_calls = [r for r in listed if (r["metrics"] or {}).get("tool_calls")]
+if with_calls:
+    st.subheader("Tool calls")
+    st.caption(
+        "Each assistant turn of the eval split that calls a tool, generated from its history: function name "
+        "exact, arguments JSON-equal, and the share of reference arguments with an equal value."
+    )
+    tool_rows = []
+    for r in sorted(with_calls, key=lambda x: (x["version"], x["run_id"])):
+        tc = r["metrics"]["tool_calls"]
+        row = {"version": r["version"], "run": r["run_id"], "tool-call turns": tc.get("n")}
+        for side in ("base", "tuned"):
+            s = tc.get(side) or {}
+            row[f"{side} name"] = s.get("tool_name_accuracy")
+            row[f"{side} arguments exact"] = s.get("tool_args_exact")
+            row[f"{side} per argument"] = s.get("tool_arg_accuracy")
+        tool_rows.append(row)
+    st.dataframe(tool_rows, hide_index=True, use_container_width=True)

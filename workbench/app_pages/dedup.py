@@ -24,7 +24,7 @@ def side_by_side(a: str, b: str) -> None:
     cmp = run(wb.dedup_compare, a, b)
     if not cmp:
         return
-    st.caption(f"estimated Jaccard {cmp['jaccard']:.2f} · view: {cmp['view']}")
+    st.caption(md_escape(f"estimated Jaccard {cmp['jaccard']:.2f} · view: {cmp['view']}"))
     left, right = st.columns(2)
     left.markdown(f"**{md_escape(a)}**")
     left.markdown(diff_markdown(cmp["a"]["runs"], "red"))

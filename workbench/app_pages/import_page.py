@@ -7,7 +7,7 @@ from pathlib import Path
 import streamlit as st
 
 from workbench import uploads
-from workbench.app_pages.common import get_wb, md_escape, require_actor, run
+from workbench.app_pages.common import get_wb, may_configure, md_escape, require_actor, run
 
 wb = get_wb()
 st.title("Import")
@@ -15,9 +15,12 @@ st.caption("ShareGPT, OpenAI messages or Alpaca — .json, .jsonl or .parquet. B
 
 fmt = st.selectbox("Format", ["auto", "sharegpt", "openai", "alpaca"], help="auto detects the dialect per file")
 licence = st.text_input("Licence of the data (optional)", help="Recorded with the source; shown in dataset cards")
-tab_upload, tab_path = st.tabs(["Upload", "Path on the server"])
+# Importing a file already on the server is off unless an administrator names folders for it.
+roots = uploads.import_roots()
+by_path = bool(roots) and may_configure()
+tabs = st.tabs(["Upload", "Path on the server"] if by_path else ["Upload"])
 paths: list[Path] = []
-with tab_upload:
+with tabs[0]:
     files = st.file_uploader("Files", type=["json", "jsonl", "parquet"], accept_multiple_files=True)
     if files and st.button("Import uploaded files", type="primary"):
         actor = require_actor()
@@ -28,14 +31,23 @@ with tab_upload:
             st.session_state["import_report"] = report
         except uploads.UploadRefused as e:
             st.error(md_escape(str(e)))  # file names are data: shown as text
-with tab_path:
-    path_text = st.text_input("File paths (one per line)")
-    if st.button("Import from paths") and path_text.strip():
-        actor = require_actor()
-        paths = [Path(p.strip()) for p in path_text.splitlines() if p.strip()]
-        st.session_state["import_report"] = run(
-            wb.import_files, paths, format=fmt, actor=actor, licence=licence or None
-        )
+if by_path:
+    with tabs[1]:
+        st.caption(md_escape(f"Files inside: {', '.join(str(r) for r in roots)} (SIFT_IMPORT_ROOTS)"))
+        path_text = st.text_input("File paths (one per line)")
+        if st.button("Import from paths") and path_text.strip():
+            actor = require_actor()
+            if not may_configure():  # re-checked on the click: admins only
+                st.error("Only an administrator may import files from the server.")
+                st.stop()
+            try:
+                paths = uploads.server_paths(path_text.splitlines(), uploads.import_roots())
+            except uploads.UploadRefused as e:
+                st.error(md_escape(str(e)))
+            else:
+                st.session_state["import_report"] = run(
+                    wb.import_files, paths, format=fmt, actor=actor, licence=licence or None
+                )
 
 report = st.session_state.get("import_report")
 if report:

@@ -8,7 +8,7 @@ import json
 
 import streamlit as st
 
-from workbench.app_pages.common import get_wb, render_diff, render_message, run
+from workbench.app_pages.common import get_wb, md_escape, render_diff, render_message, run
 
 wb = get_wb()
 st.title("Lineage")
@@ -23,7 +23,7 @@ lin = run(wb.lineage, cid)
 if lin is None:
     st.stop()
 cid = lin["id"]
-st.subheader(f"Conversation {cid}")
+st.subheader(md_escape(f"Conversation {cid}"))
 st.caption(
     f"{lin['status']} · revision {lin['revision']} · family {lin['family_id']} "
     f"({lin['family_size']} conversation{'s' if lin['family_size'] != 1 else ''}) · [review it](review?id={cid})"

@@ -192,9 +192,9 @@ st.title("Review")
 if actor is None:
     st.info("👈 Identify yourself in the sidebar to accept, reject, edit or comment. You can look around meanwhile.")
 if flash := ss.pop("rv_flash", None):
-    st.success(flash)
+    st.success(md_escape(flash))  # holds ids and typed reasons
 if note := ss.pop("rv_info", None):
-    st.info(note)
+    st.info(md_escape(note))
 cfg = wb.review_config()
 
 with st.expander("Queue filter", expanded=True, key="rv_filter_open"):
@@ -240,10 +240,10 @@ with main:
     cid = ss.get("rv_id")
     d = run(wb.show, cid, ss["rv_rev"]) if cid else None
     if err := ss.pop("rv_error", None):
-        st.error(err)
+        st.error(md_escape(err))  # service messages quote names and ids
     if cid is None:
         if total == 0:
-            st.info(f"No conversation matches this filter ({describe_filters(filters)}).")
+            st.info(md_escape(f"No conversation matches this filter ({describe_filters(filters)})."))
         else:
             st.success(f"🎉 You reached the end of the queue ({total:,} still match this filter).")
             st.button("Start again from the top", on_click=on_restart, args=(filters,))
@@ -336,7 +336,7 @@ with main:
             with st.form(f"rv_comment_form_{d['id']}", clear_on_submit=True):
                 st.markdown(f"**Comments ({len(comments)})**")
                 for h in comments:
-                    st.caption(f"{h['actor']} · {h['at'][:16].replace('T', ' ')}")
+                    st.caption(md_escape(f"{h['actor']} · {h['at'][:16].replace('T', ' ')}"))  # names are data
                     st.text(h["text"])
                 st.text_area(
                     "Add a comment",
@@ -371,7 +371,7 @@ st.divider()
 bulk_box = st.expander("Bulk actions on every conversation this filter matches", key="rv_bulk_open", on_change="rerun")
 with bulk_box:
     if bulk_box.open:
-        st.caption(f"{total:,} conversations match: {describe_filters(filters)}")
+        st.caption(md_escape(f"{total:,} conversations match: {describe_filters(filters)}"))
         action = st.radio(
             "Action", ["Accept", "Reject", "Add tags", "Remove tags"], horizontal=True, key="rv_bulk_action"
         )

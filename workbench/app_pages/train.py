@@ -6,7 +6,7 @@ import json
 
 import streamlit as st
 
-from workbench.app_pages.common import get_wb, require_actor, run
+from workbench.app_pages.common import get_wb, md_escape, require_actor, run
 
 wb = get_wb()
 st.title("Train")
@@ -28,7 +28,7 @@ for f in fields:
     groups.setdefault(str(f["group"]), []).append(f)
 with st.expander("Trainer config", expanded=False):
     for group, items in groups.items():
-        st.markdown(f"**{group}**")
+        st.markdown(f"**{md_escape(group)}**")
         cols = st.columns(3)
         for i, f in enumerate(items):
             name, default, help_ = str(f["name"]), f["default"], str(f["help"])
@@ -65,7 +65,7 @@ if st.button("Launch training", type="primary", disabled=not source):
     started = run(wb.train, source, config=changed, actor=actor)
     if started:
         st.session_state["train_run"] = started["run_id"]
-        st.success(f"Started run {started['run_id']} ({started['state']}).")
+        st.success(md_escape(f"Started run {started['run_id']} ({started['state']})."))
 
 # ---------------------------------------------------------------- runs
 st.subheader("Runs")

@@ -15,6 +15,7 @@ from workbench.app_pages.common import (
     flag_notice,
     get_wb,
     highlight_markdown,
+    md_escape,
     render_conversation,
     require_actor,
     run,
@@ -36,6 +37,15 @@ model = c1.text_input(
     help="A Hugging Face id or a local folder; default the embedded SmolLM2",
 )
 max_seq_len = int(c2.number_input("max_seq_len", min_value=1, value=int(cfg.get("max_seq_len") or 2048), step=256))
+policies = ["keep", "fold", "drop"]
+system_prompt = st.radio(
+    "System prompt",
+    policies,
+    index=policies.index(cfg.get("system_prompt") or "keep") if (cfg.get("system_prompt") or "keep") in policies else 0,
+    horizontal=True,
+    help="keep it; fold it into the first user turn (for templates that refuse a system turn, e.g. Gemma); "
+    "or drop it. Stored with the run and every version frozen on it; the trainer renders the same way.",
+)
 warn_default = [
     r
     for r, s in (cfg.get("severity") or {}).items()
@@ -60,6 +70,7 @@ if st.button("Run validation", type="primary"):
         model=model.strip() or None,
         max_seq_len=max_seq_len,
         severity={r: WARNING for r in warn},
+        system_prompt=system_prompt,
         actor=actor,
         progress=progress,
     )
@@ -83,8 +94,10 @@ m2.metric("Passed", last["passed"])
 m3.metric("Blocked", last["checked"] - last["passed"])
 m4.metric(f"Over {limit} tokens", last["over_max_seq_len"])
 st.caption(
-    f"Model {cfg['model']} · template sha256 {cfg['template_sha256'][:16]}… · run by {last['actor']} "
-    f"at {last['finished_at'][:19]}"
+    md_escape(  # the model path and the reviewer's name are data
+        f"Model {cfg['model']} · template sha256 {cfg['template_sha256'][:16]}… · run by {last['actor']} "
+        f"at {last['finished_at'][:19]}"
+    )
 )
 
 st.subheader("Token lengths")

@@ -6,7 +6,7 @@ import streamlit as st
 
 from curation.manifest import EXPORT_FORMATS
 from curation.split import INCLUDE
-from workbench.app_pages.common import get_wb, require_actor, run
+from workbench.app_pages.common import get_wb, md_escape, require_actor, run
 
 wb = get_wb()
 st.title("Versions")
@@ -78,7 +78,7 @@ if preview:
             st.rerun()
 done = st.session_state.pop("freeze_done", None)
 if done:
-    st.success(f"Froze {done['version']}: {done['train']} train, {done['eval']} eval.")
+    st.success(md_escape(f"Froze {done['version']}: {done['train']} train, {done['eval']} eval."))
     st.text(f"manifest sha256 {done['manifest_sha256']}")
 
 st.subheader("Versions")
@@ -99,9 +99,9 @@ b1, b2, _ = st.columns([1, 1, 4])
 if b1.button("Verify"):
     report = run(wb.verify_version, chosen)
     if report and report["ok"]:
-        st.success(f"{chosen}: every hash recomputes from the store.")
+        st.success(md_escape(f"{chosen}: every hash recomputes from the store."))
     elif report:
-        st.error(f"{chosen}: verification failed.")
+        st.error(md_escape(f"{chosen}: verification failed."))
         for p in report["problems"]:
             st.text(p)
 if b2.button("Prepare zip"):
@@ -111,7 +111,10 @@ if b2.button("Prepare zip"):
 ready = st.session_state.get("export_zip")
 if ready and ready[:2] == (chosen, fmt):
     st.download_button(
-        f"Download {chosen} ({fmt}) as zip", ready[2], file_name=f"{chosen}-{fmt}.zip", mime="application/zip"
+        md_escape(f"Download {chosen} ({fmt}) as zip"),
+        ready[2],
+        file_name=f"{chosen}-{fmt}.zip",
+        mime="application/zip",
     )
 
 st.subheader("Diff")

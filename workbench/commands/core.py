@@ -13,7 +13,8 @@ from workbench.store import STATUSES
 
 def _import(args: argparse.Namespace) -> int:
     wb = open_wb(args)
-    r = wb.import_files(args.files, format=args.format, actor=args.actor, licence=args.licence)
+    join = args.alpaca_join.replace("\\n", "\n").replace("\\t", "\t")
+    r = wb.import_files(args.files, format=args.format, actor=args.actor, licence=args.licence, alpaca_join=join)
 
     def human(r: dict[str, Any]) -> str:
         def read_as(f: dict[str, Any]) -> str:
@@ -65,6 +66,9 @@ def _show(args: argparse.Namespace) -> int:
                 out.append(f"    → {c['name']}({c['arguments']})")
         for f in r["flags"]:
             out.append(f"! {f['severity']} {f['reason']}: {f['message']}")
+        if r.get("tokens") is not None:
+            per_turn = ", ".join(f"{t['tokens']}/{t['trained_tokens']}" for t in r.get("turns", []))
+            out.append(f"tokens {r['tokens']}, trained {r['trained_tokens']} (per turn, tokens/trained: {per_turn})")
         out.append("history:")
         out += [
             f"  {h['at']} {h['actor']}: {h['kind']} {h.get('status') or h.get('text') or ''}".rstrip()
@@ -143,6 +147,13 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     p = sub.add_parser("import", parents=[common], help="import ShareGPT / OpenAI / Alpaca files")
     p.add_argument("files", nargs="+", help=".json, .jsonl or .parquet files")
     p.add_argument("--format", default="auto", choices=["auto", "sharegpt", "openai", "alpaca"])
+    p.add_argument(
+        "--alpaca-join",
+        default="\\n\\n",
+        metavar="TEXT",
+        help="what joins an Alpaca row's instruction and input into one user turn (\\n escapes allowed); "
+        "default a blank line '\\n\\n', LLaMA-Factory uses '\\n'",
+    )
     p.add_argument("--licence", help="licence of the data, recorded with the source")
     p.set_defaults(func=_import)
 

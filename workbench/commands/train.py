@@ -78,6 +78,21 @@ def _compare(args: argparse.Namespace) -> int:
             tuned = m.get("tuned") or {}
             vals = [m.get("eval_loss"), m.get("perplexity"), *[tuned.get(k) for k in keys[2:]]]
             lines.append(x["run_id"].ljust(28) + str(x["version"]).ljust(14) + "".join(_fmt(v).ljust(13) for v in vals))
+        for x in r["runs"]:  # tool-call turns of the eval split, scored on the calls
+            tc = (x["metrics"] or {}).get("tool_calls")
+            if tc:
+                b, t = tc.get("base") or {}, tc.get("tuned") or {}
+                lines.append(
+                    f"{x['run_id']} tool calls ({tc.get('n')}), base → tuned: "
+                    + ", ".join(
+                        f"{label} {_fmt(b.get(k))} → {_fmt(t.get(k))}"
+                        for k, label in (
+                            ("tool_name_accuracy", "name"),
+                            ("tool_args_exact", "arguments exact"),
+                            ("tool_arg_accuracy", "per argument"),
+                        )
+                    )
+                )
         n_reg = sum(1 for e in r["examples"] if e["regressed_in"])
         lines.append(f"{len(r['examples'])} eval examples, {n_reg} with a regression against the base model")
         return "\n".join(lines)

@@ -19,7 +19,7 @@ def _human(r: dict[str, Any]) -> str:
     t = r["tokens"]
     lines = [
         f"{r['checked']} conversations validated with {r['model']} (template {r['template_sha256'][:12]}, "
-        f"max_seq_len {r['max_seq_len']}): {r['passed']} passed; {r['rechecked']} rendered now, "
+        f"max_seq_len {r['max_seq_len']}, system prompt: {r.get('system_prompt', 'keep')}): {r['passed']} passed; {r['rechecked']} rendered now, "
         f"{r['checked'] - r['rechecked']} from earlier runs",
     ]
     if r["flagged"]:
@@ -57,6 +57,7 @@ def _validate(args: argparse.Namespace) -> int:
         severity=severity,
         actor=args.actor,
         progress=None if args.json else _progress,
+        system_prompt=args.system_prompt,
     )
     if args.json:
         from workbench.services.validate import SUMMARY_KEYS
@@ -80,5 +81,13 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
         action="append",
         metavar="REASON",
         help="downgrade a check to a warning that does not block freezing (repeatable), e.g. over_max_seq_len",
+    )
+    p.add_argument(
+        "--system-prompt",
+        choices=("keep", "fold", "drop"),
+        default="keep",
+        help="a leading system prompt: keep it (default), fold it into the first user turn (templates that "
+        "refuse a system turn, e.g. Gemma), or drop it; stored with the run and every version frozen on it, "
+        "and the trainer renders the same way",
     )
     p.set_defaults(func=_validate)

@@ -9,7 +9,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from curation.formats import FileReadError, ParsedFile, parse_file
+from curation.formats import ALPACA_JOIN, FileReadError, ParsedFile, parse_file
 from curation.records import Conversation, Message, Provenance
 from workbench.store import Store, StoreError
 
@@ -24,6 +24,16 @@ def file_sha256(path: Path) -> str:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
+
+
+def storable_path(path: Path) -> Path:
+    """The path as the store records it: a file name that is not UTF-8 (bytes Python keeps as
+    surrogates) gets `\\xff` escapes instead, so recording it cannot fail."""
+    try:
+        str(path).encode("utf-8")
+    except UnicodeEncodeError:
+        return Path(os.fsencode(path.resolve()).decode("utf-8", "backslashreplace"))
+    return path
 
 
 class ImportIncomplete(StoreError):
@@ -48,8 +58,10 @@ class CoreService:
         format: str = "auto",
         actor: str | None = None,
         licence: str | None = None,
+        alpaca_join: str = ALPACA_JOIN,
     ) -> dict[str, Any]:
-        """Import files, each in its own transaction.
+        """Import files, each in its own transaction. `alpaca_join` goes between an Alpaca row's
+        instruction and input (a blank line by default; LLaMA-Factory uses one newline).
 
         Every file is read and mapped before anything is written, so an unreadable file stops
         the whole command with nothing changed. When writing a later file fails (disk full, a
@@ -59,7 +71,8 @@ class CoreService:
         parsed: list[tuple[ParsedFile, str]] = []
         for p in paths:
             path = Path(p)
-            pf = parse_file(path, format)
+            pf = parse_file(path, format, alpaca_join=alpaca_join)
+            pf.path = storable_path(path)
             parsed.append((pf, file_sha256(path)))
         files: builtins.list[dict[str, Any]] = []
         for pf, sha in parsed:
@@ -77,7 +90,21 @@ class CoreService:
         return self.store.stats()
 
     def show(self, conversation_id: str, revision: int | None = None) -> dict[str, Any]:
-        return self.store.get_conversation(conversation_id, revision)
+        """One conversation; where validation measured its revisions (under the last run's tokenizer
+        and template), the shown revision and each revision in `history` carry `tokens`,
+        `trained_tokens` and per-turn counts (`turns`: tokens and trained tokens of each message)."""
+        d = self.store.get_conversation(conversation_id, revision)
+        run = self.store.latest_validate_run()
+        identity = ((run or {}).get("config") or {}).get("identity")
+        if not identity:
+            return d
+        results = self.store.validate_results_of(conversation_id, identity)
+        if d["revision"] in results:
+            d.update(_token_counts(results[d["revision"]]))
+        for h in d["history"]:
+            if h.get("kind") == "revision" and h.get("revision") in results:
+                h.update(_token_counts(results[h["revision"]]))
+        return d
 
     def list(self, **filters: Any) -> dict[str, Any]:
         return self.store.list_conversations(**filters)
@@ -149,3 +176,21 @@ class CoreService:
 
 
 __all__ = ["CoreService", "FileReadError", "ImportIncomplete", "default_actor"]
+
+
+def _token_counts(measurement_json: str) -> dict[str, Any]:
+    """tokens, trained_tokens and per-turn counts of one stored validation measurement."""
+    import json
+
+    m = json.loads(measurement_json)
+    if m.get("tokens") is None:
+        return {"tokens": None, "trained_tokens": 0, "turns": []}
+    spans = [(int(a), int(b)) for a, b in m.get("spans") or []]
+    turns: builtins.list[dict[str, int]] = []
+    start = 0
+    for n in m.get("turn_tokens") or []:
+        end = start + int(n)
+        trained = sum(max(0, min(end, b) - max(start, a)) for a, b in spans)
+        turns.append({"tokens": int(n), "trained_tokens": trained})
+        start = end
+    return {"tokens": m["tokens"], "trained_tokens": m.get("loss_tokens", 0), "turns": turns}

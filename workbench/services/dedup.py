@@ -81,7 +81,9 @@ class DedupService:
         }
         progress("signatures", 0, len(missing))
         if missing:
-            rows = [r for batch in self.store.iter_current(missing, batch=config.batch_size) for r in batch]
+            # a redacted revision is compared by the text it was redacted from (see
+            # `Store.iter_unredacted`): placeholders must not split a family
+            rows = [r for batch in self.store.iter_unredacted(missing, batch=config.batch_size) for r in batch]
             f = dd.features_all(
                 [r[2] for r in rows], config, progress=lambda done, total: progress("signatures", done, total)
             )

@@ -30,6 +30,14 @@ def analyzer(model: str = pii.DEFAULT_MODEL) -> Any:
     return _ANALYZERS[model]
 
 
+def vanilla_analyzer(model: str = pii.DEFAULT_MODEL) -> Any:
+    """Vanilla Presidio over the same spaCy model, for comparisons (built once per process)."""
+    key = f"vanilla:{model}"
+    if key not in _ANALYZERS:
+        _ANALYZERS[key] = pii.build_vanilla_analyzer(model)
+    return _ANALYZERS[key]
+
+
 def make_config(config: pii.PiiConfig | None = None, **overrides: Any) -> pii.PiiConfig:
     """A config from a base (default: the defaults) with the non-None overrides applied."""
     base = config or pii.PiiConfig()
@@ -55,16 +63,41 @@ def _entity_counts(findings: Sequence[Any]) -> dict[str, int]:
 
 def _should_apply(f: dict[str, Any], config: pii.PiiConfig) -> bool:
     """Which findings a redaction replaces: whatever a reviewer accepted or added; a pending
-    finding only in a role whose policy is `redact`, of an entity in scope, above its threshold."""
+    finding only in a role whose policy is `redact`, of an entity in scope, scored at or above its
+    entity's auto-redact floor (names, places, addresses have none: they wait for a reviewer)."""
     if f["status"] in ("accepted", "added"):
         return True
     if f["status"] != "pending":
         return False
+    floor = config.auto_floor(f["entity"])
     return (
-        config.policy(f["role"]) == "redact"
+        floor is not None
+        and config.policy(f["role"]) == "redact"
         and f["entity"] in (*config.entities, pii.DENY_LIST_ENTITY)
-        and f["score"] >= config.threshold(f["entity"])
+        and f["score"] >= floor
     )
+
+
+def _samples(items: list[dict[str, Any]], n: int) -> list[dict[str, Any]]:
+    """Up to `n` before/after excerpts of what a redaction changes, one entity after another."""
+    pool = [s for it in items for s in it["samples"]]
+    out: list[dict[str, Any]] = []
+    seen: set[str] = set()
+    for s in pool:  # one per entity first, then the rest in order
+        if s["entity"] not in seen and len(out) < n:
+            out.append(s)
+            seen.add(s["entity"])
+    for s in pool:
+        if len(out) >= n:
+            break
+        if s not in out:
+            out.append(s)
+    return out
+
+
+def _excerpt(text: str, start: int, end: int, pad: int = 40) -> str:
+    a, b = max(0, start - pad), min(len(text), end + pad)
+    return ("…" if a else "") + text[a:b] + ("…" if b < len(text) else "")
 
 
 class PiiService:
@@ -88,6 +121,7 @@ class PiiService:
         *,
         config: pii.PiiConfig | None = None,
         ids: Sequence[str] | None = None,
+        targets: list[tuple[str, int, Conversation]] | None = None,
         actor: str | None = None,
         dry_run: bool = False,
         progress: Progress | None = None,
@@ -98,10 +132,13 @@ class PiiService:
         Returns the report, the (id, revision, conversation) scanned and their findings."""
         config = make_config(config, **overrides)
         actor = actor or default_actor()
-        targets = self._pii_targets(ids)
+        if targets is None:
+            targets = self._pii_targets(ids)
+        config = self._with_store_allow_list(config)
         convs = [c for _, _, c in targets]
         started = time.perf_counter()
-        found = pii.detect(analyzer(config.model), convs, config, progress)
+        # nothing to scan (redact reusing a stored scan): no analyzer to build
+        found = pii.detect(analyzer(config.model), convs, config, progress) if convs else []
         seconds = time.perf_counter() - started
         result = {
             "messages_scanned": sum(pii.count_scanned([c], config) for c in convs),
@@ -136,6 +173,13 @@ class PiiService:
             self.store.pii_save_scan(run_id, scanned, flat, actor=actor, stats=result, con=tx)
         return run_id
 
+    def _with_store_allow_list(self, config: pii.PiiConfig) -> pii.PiiConfig:
+        """The config with the store's allow-list (terms reviewers dismissed and remembered) added."""
+        terms = [t["term"] for t in self.store.pii_allow_list()]
+        if not terms:
+            return config
+        return make_config(config, allow_list=list(dict.fromkeys([*config.allow_list, *terms])))
+
     def pii_scan(self, **kwargs: Any) -> dict[str, Any]:
         """Detect PII in the current revision of every conversation (or `ids`) and store the
         findings for review. Returns the `sift pii-scan --json` object: {"messages_scanned",
@@ -154,24 +198,34 @@ class PiiService:
         actor: str | None = None,
         dry_run: bool = False,
         progress: Progress | None = None,
+        rescan: bool = False,
+        samples: int = 5,
         **overrides: Any,
     ) -> dict[str, Any]:
-        """Scan, then write a redacted revision of every conversation with findings to apply (see
-        `_should_apply`), all in one transaction. With `dry_run` nothing is written and the counts
-        say what would happen. Returns the `sift redact --json` object:
-        {"messages_scanned", "findings": {ENTITY: n}, "conversations_redacted"}."""
+        """Write a redacted revision of every conversation with findings to apply (see
+        `_should_apply`: reviewed findings, and pending ones at or above their entity's auto-redact
+        floor), all in one transaction. The findings of a revision scanned before are reused (the
+        scan the user just reviewed); only revisions never scanned (or all, with `rescan`) are
+        scanned now. With `dry_run` nothing is written. Returns the `sift redact --json` object:
+        {"messages_scanned", "findings": {ENTITY: n}, "conversations_redacted", "reused_scan",
+        "spans_redacted": {ENTITY: n}, "pending_left": {ENTITY: n}, "samples": [{conversation_id,
+        message_index, field, entity, before, after}] (dry run only)}."""
         config = make_config(config, **overrides)
         actor = actor or default_actor()
+        targets = self._pii_targets(ids)
+        scanned = set() if rescan else self.store.pii_scanned([(c, r) for c, r, _ in targets])
+        todo = [t for t in targets if (t[0], t[1]) not in scanned]
         # Detection (slow) runs before the store is touched; the scan, its run and the redacted
         # revisions then land in one transaction, so a crash leaves the store as it was.
-        scan, targets, found = self._pii_scan(config=config, ids=ids, actor=actor, dry_run=True, progress=progress)
+        scan, _, found = self._pii_scan(config=config, targets=todo, actor=actor, dry_run=True, progress=progress)
         from presidio_anonymizer import AnonymizerEngine
 
         engine = AnonymizerEngine()
+        pairs = [(c, r) for c, r, _ in targets]
         if not dry_run:
             with self.store.db.transaction() as con:
-                run_id = self._pii_save_scan(scan, targets, found, config, actor, con)
-                stored = self.store.pii_revision_findings([(c, r) for c, r, _ in targets], con=con)
+                run_id = self._pii_save_scan(scan, todo, found, config, actor, con)
+                stored = self.store.pii_revision_findings(pairs, con=con)
                 items = _redactions(targets, stored, config, engine)
                 if items:
                     self.store.pii_apply_redactions(
@@ -182,29 +236,38 @@ class PiiService:
                         con=con,
                     )
         else:
-            stored = {
-                (cid, rev): [{**f.to_dict(), "status": "pending", "id": None} for f in fs]
-                for (cid, rev, _), fs in zip(targets, found, strict=True)
-            }
-            reviewed = self.store.pii_revision_findings([(c, r) for c, r, _ in targets])
-            for key, fs in reviewed.items():
+            stored = self.store.pii_revision_findings(pairs)
+            for (cid, rev, _), fs in zip(todo, found, strict=True):
                 done = {
                     (f["message_index"], f["field"], f["start"], f["end"], f["entity"]): f
-                    for f in fs
+                    for f in stored[(cid, rev)]
                     if f["status"] != "pending"
                 }
-                keep = [
-                    f
-                    for f in stored[key]
-                    if (f["message_index"], f["field"], f["start"], f["end"], f["entity"]) not in done
+                fresh = [
+                    {**f.to_dict(), "status": "pending", "id": None}
+                    for f in fs
+                    if (f.message_index, f.field, f.start, f.end, f.entity) not in done
                 ]
-                stored[key] = keep + list(done.values())
+                stored[(cid, rev)] = fresh + list(done.values())
             items = _redactions(targets, stored, config, engine)
-        return {
+        applied: dict[str, int] = {}
+        for it in items:
+            for e in it["entities"]:
+                applied[e] = applied.get(e, 0) + 1
+        left = _entity_counts(
+            [f for fs in stored.values() for f in fs if f["status"] == "pending" and not _should_apply(f, config)]
+        )
+        out = {
             "messages_scanned": scan["messages_scanned"],
-            "findings": scan["findings"],
+            "findings": _entity_counts([f for fs in stored.values() for f in fs]),
             "conversations_redacted": len(items),
+            "reused_scan": len(targets) - len(todo),
+            "spans_redacted": dict(sorted(applied.items())),
+            "pending_left": left,
         }
+        if dry_run:
+            out["samples"] = _samples(items, samples)
+        return out
 
     # ------------------------------------------------------------ review
 
@@ -240,6 +303,50 @@ class PiiService:
         if entity not in (*pii.ENTITIES, pii.DENY_LIST_ENTITY):
             raise pii.PiiError(f"unknown entity {entity!r} (use {', '.join(pii.ENTITIES)})")
         return self.store.pii_bulk_accept(entity=entity, min_score=min_score, actor=actor or default_actor())
+
+    def pii_bulk_review(
+        self,
+        status: str,
+        *,
+        entity: str | None = None,
+        text: str | None = None,
+        recognizer: str | None = None,
+        min_score: float | None = None,
+        max_score: float | None = None,
+        remember: bool = False,
+        dry_run: bool = False,
+        actor: str | None = None,
+    ) -> dict[str, Any]:
+        """Accept or dismiss every pending finding of current revisions matching all the selectors:
+        entity, exact span text ("Java": matched through the stored sha256, the text is not kept),
+        recognizer, score range. `remember` (dismiss with `text`): add the text to the store's
+        allow-list, so later scans never report it. `dry_run`: count only, for a confirmation.
+        Returns {"matched", "updated", "status", "by_entity", "remembered"}."""
+        if entity is not None and entity not in (*pii.ENTITIES, pii.DENY_LIST_ENTITY):
+            raise pii.PiiError(f"unknown entity {entity!r} (use {', '.join(pii.ENTITIES)})")
+        for name, v in (("min_score", min_score), ("max_score", max_score)):
+            if v is not None and not 0.0 <= v <= 1.0:
+                raise pii.PiiError(f"{name}={v} is outside 0..1")
+        if remember and not text:
+            raise pii.PiiError("remembering a dismissal needs the exact text (--text)")
+        r = self.store.pii_bulk_review(
+            status,
+            actor=actor or default_actor(),
+            entity=entity,
+            text_sha256=sha256_hex(text) if text else None,
+            recognizer=recognizer,
+            min_score=min_score,
+            max_score=max_score,
+            remember=text if remember else None,
+            dry_run=dry_run,
+        )
+        return {**r, "remembered": text if remember and not dry_run else None}
+
+    def pii_allow_list(self) -> dict[str, Any]:
+        return {"terms": self.store.pii_allow_list()}
+
+    def pii_allow_remove(self, term: str) -> int:
+        return self.store.pii_allow_remove(term)
 
     def pii_add(
         self,
@@ -284,12 +391,25 @@ class PiiService:
 
     # ------------------------------------------------------------ evaluation
 
-    def pii_eval(self, path: str | Path, *, config: pii.PiiConfig | None = None, **overrides: Any) -> dict[str, Any]:
+    def pii_eval(
+        self, path: str | Path, *, config: pii.PiiConfig | None = None, vanilla: bool = False, **overrides: Any
+    ) -> dict[str, Any]:
         """Score detection against gold spans: a presidio-research JSON file (`full_text`, `spans`)
         or a text file with inline tags (`<name>…</name>`, one text per line). Returns
         {"overall": {precision, recall, f2}, "entities": {E: {precision, recall, f2, support}},
-        "texts", "docs_per_second"}; `overall` is binary (PII vs not)."""
-        return {k: v for k, v in self.pii_eval_details(path, config=config, **overrides).items() if k in _EVAL_KEYS}
+        "texts", "docs_per_second", "clean_texts", "clean_finding_rate", "clean_person_findings"};
+        `overall` is binary (PII vs not); the clean figures count texts with no gold span at all. With
+        `vanilla`, "vanilla" holds the same scores for vanilla Presidio over the same texts."""
+        d = self.pii_eval_details(path, config=config, **overrides)
+        out = {k: v for k, v in d.items() if k in _EVAL_KEYS}
+        if vanilla:
+            config = make_config(config, **overrides)
+            texts, gold = load_gold(path)
+            scores = pii.score_spans(
+                gold, pii.predict_vanilla(vanilla_analyzer(config.model), texts, config.entities), config.entities
+            )
+            out["vanilla"] = {k: v for k, v in scores.items() if k in _EVAL_KEYS}
+        return out
 
     def pii_eval_details(
         self, path: str | Path, *, config: pii.PiiConfig | None = None, **overrides: Any
@@ -309,7 +429,15 @@ class PiiService:
         }
 
 
-_EVAL_KEYS = ("overall", "entities", "texts", "docs_per_second")
+_EVAL_KEYS = (
+    "overall",
+    "entities",
+    "texts",
+    "docs_per_second",
+    "clean_texts",
+    "clean_finding_rate",
+    "clean_person_findings",
+)
 
 
 def load_gold(path: str | Path) -> tuple[list[str], list[list[pii.GoldSpan]]]:
@@ -336,7 +464,7 @@ def _redactions(
     engine: Any,
 ) -> list[dict[str, Any]]:
     """The redacted revision of every target with findings to apply (see `_should_apply`), with the
-    findings it applies and the dismissed ones it carries over (their spans shifted)."""
+    findings it applies and the dismissed and still-pending ones it carries over (spans shifted)."""
     items = []
     for cid, rev, conv in targets:
         fs = stored.get((cid, rev), [])
@@ -344,9 +472,26 @@ def _redactions(
         if not apply:
             continue
         red = pii.redact_conversation(conv, [_finding(f) for f in apply], config, key=cid, anonymizer=engine)
+        samples = []
+        for (mi, name), reps in sorted(red.replacements.items()):
+            old = pii.field_text(conv.messages[mi], name)
+            new_text = pii.field_text(red.conversation.messages[mi], name)
+            for r in reps[:1]:
+                samples.append(
+                    {
+                        "conversation_id": cid,
+                        "message_index": mi,
+                        "field": name,
+                        "entity": r.entity,
+                        "before": _excerpt(old, r.old_start, r.old_end),
+                        "after": _excerpt(new_text, r.new_start, r.new_end),
+                    }
+                )
         moved = []
         for f in fs:
-            if f["status"] == "dismissed" and f.get("id") is not None:
+            # dismissed findings, and pending ones below their auto-redact floor, move to the new
+            # revision: nobody reviews a dismissal twice, and no pending finding is lost
+            if f["status"] in ("dismissed", "pending") and f.get("id") is not None and f not in apply:
                 new = pii.shift(f["start"], f["end"], red.replacements.get((f["message_index"], f["field"]), []))
                 if new is not None:
                     moved.append((f["id"], *new))
@@ -358,6 +503,8 @@ def _redactions(
                 "applied": [f["id"] for f in apply if f.get("id") is not None],
                 "moved": moved,
                 "messages": pii.count_scanned([red.conversation], config),
+                "entities": [r.entity for reps in red.replacements.values() for r in reps],
+                "samples": samples,
             }
         )
     return items

@@ -56,6 +56,8 @@ def metrics_of(eval_result: dict[str, Any] | None, status: dict[str, Any]) -> di
                 out[side] = eval_result[side]
         if eval_result.get("judge"):
             out["judge_win_rate"] = eval_result["judge"].get("win_rate")
+        if eval_result.get("tool_calls"):  # name exact, arguments JSON-equal, per-argument accuracy
+            out["tool_calls"] = eval_result["tool_calls"]
         extra = eval_result.get("extra_eval")
         if extra:  # the same metrics on another version's eval split (e.g. a shared gold set)
             out["extra_eval"] = {k: extra.get(k) for k in ("version", "eval_loss", "n_generated", "base", "tuned")}

@@ -10,12 +10,12 @@ from typing import Any
 
 from curation.models import DEFAULT_MODEL
 from curation.records import Conversation
+from curation.render import load_renderer
 from curation.validate import (
     REASONS,
     ChatRenderer,
     Measurement,
     ValidateConfig,
-    ValidateError,
     cutoff_preview,
     inspect,
     judge,
@@ -26,29 +26,35 @@ from workbench.services.core import default_actor
 from workbench.store import NotFound, Store
 
 # The `sift validate --json` contract.
-SUMMARY_KEYS = ("model", "template_sha256", "checked", "passed", "flagged", "warnings", "tokens", "over_max_seq_len")
+SUMMARY_KEYS = (
+    "model",
+    "template_sha256",
+    "checked",
+    "passed",
+    "flagged",
+    "warnings",
+    "tokens",
+    "over_max_seq_len",
+    "system_prompt",
+)
 
-_RENDERERS: dict[str, ChatRenderer] = {}
+_RENDERERS: dict[tuple[str, str], ChatRenderer] = {}
 _LOCK = threading.Lock()
 
 
-def renderer_for(model: str | None) -> ChatRenderer:
+def renderer_for(model: str | None, system_prompt: str = "keep") -> ChatRenderer:
     """The tokenizer and template of `model`, loaded once per process (a load takes seconds)."""
     name = model or DEFAULT_MODEL
     with _LOCK:
-        hit = _RENDERERS.get(name)
+        hit = _RENDERERS.get((name, system_prompt))
         if hit is not None:
             return hit
-        from curation.models import load_tokenizer
-
-        try:
-            tok = load_tokenizer(name)
-        except ValidateError:
-            raise
-        except Exception as e:  # ModelError, OSError, ValueError: all mean "not loadable here"
-            raise ValidateError(f"cannot load the tokenizer of {name!r}: {e}") from None
-        renderer = ChatRenderer(tok, name=name)
-        _RENDERERS[name] = renderer
+        base = next((r for (n, _p), r in _RENDERERS.items() if n == name), None)
+        if base is None:
+            renderer = load_renderer(name, system_prompt=system_prompt)
+        else:  # the same tokenizer under another system-prompt policy
+            renderer = ChatRenderer(base.tokenizer, name=name, system_prompt=system_prompt)
+        _RENDERERS[(name, system_prompt)] = renderer
         return renderer
 
 
@@ -63,11 +69,17 @@ class ValidateService:
         severity: dict[str, str] | None = None,
         actor: str | None = None,
         progress: Callable[[int, int], None] | None = None,
+        system_prompt: str = "keep",
     ) -> dict[str, Any]:
         """Validate every current conversation; returns the summary (`SUMMARY_KEYS` plus the cutoff
         preview, how many were re-checked and the run id). Flags replace the previous run's."""
-        config = ValidateConfig(model=model or DEFAULT_MODEL, max_seq_len=max_seq_len, severity=dict(severity or {}))
-        renderer = renderer_for(config.model)
+        config = ValidateConfig(
+            model=model or DEFAULT_MODEL,
+            max_seq_len=max_seq_len,
+            severity=dict(severity or {}),
+            system_prompt=system_prompt,
+        )
+        renderer = renderer_for(config.model, config.system_prompt)
         ident = renderer.identity
         rechecked = 0
         # Loop in case an edit lands while we work: its new revision is checked too.
@@ -104,6 +116,7 @@ class ValidateService:
         out = {
             "model": config.model,
             "template_sha256": ident.template_sha256,
+            "system_prompt": config.system_prompt,
             **summary,
             "rechecked": rechecked,
             "run_id": run_id,
@@ -162,14 +175,23 @@ class ValidateService:
         max_seq_len: int = 2048,
         severity: dict[str, str] | None = None,
         revision: int | None = None,
+        system_prompt: str | None = None,
     ) -> dict[str, Any]:
         """One conversation as the target template renders it: text cut into loss / no-loss
         segments, every token with its loss bit, tokens per turn and the flags."""
         d = self.store.get_conversation(conversation_id, revision)
         if d is None:  # pragma: no cover - get_conversation raises NotFound itself
             raise NotFound(f"no conversation {conversation_id!r}")
-        config = ValidateConfig(model=model or DEFAULT_MODEL, max_seq_len=max_seq_len, severity=dict(severity or {}))
-        out = inspect(Conversation.from_dict(d), renderer_for(config.model), config)
+        if system_prompt is None:  # the last run's policy, as its flags were computed
+            run = self.store.latest_validate_run()
+            system_prompt = str(((run or {}).get("config") or {}).get("system_prompt") or "keep")
+        config = ValidateConfig(
+            model=model or DEFAULT_MODEL,
+            max_seq_len=max_seq_len,
+            severity=dict(severity or {}),
+            system_prompt=system_prompt,
+        )
+        out = inspect(Conversation.from_dict(d), renderer_for(config.model, config.system_prompt), config)
         out["id"] = d["id"]
         out["revision"] = d["revision"]
         return out

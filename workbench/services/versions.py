@@ -44,7 +44,7 @@ from workbench.store._db import now
 from workbench.store.versions import FrozenVersionError
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
-_TOKENIZER_KEYS = ("model", "identity", "tokenizer_sha256", "template_sha256", "max_seq_len")
+_TOKENIZER_KEYS = ("model", "identity", "tokenizer_sha256", "template_sha256", "max_seq_len", "system_prompt")
 
 
 def _percentile(sorted_values: list[int], q: float) -> int:
@@ -239,7 +239,19 @@ class VersionsService:
         by_split: dict[str, dict[str, Conversation]] = {s: {} for s in SPLITS}
         for cid, conv in conversations.items():
             by_split[side[cid]][cid] = conv
-        leaks, method = self._leaks(by_split["train"], by_split["eval"], runs.get("dedup"))
+        # The leakage check reads redacted revisions by the text they were redacted from: placeholders
+        # (<PERSON> in one copy, <EMAIL_ADDRESS> in the other) must not hide a near-copy.
+        unredacted = getattr(self.store, "iter_unredacted", None)
+        check = by_split
+        if unredacted is not None:
+            originals = {
+                cid: Conversation.from_json(src)
+                for batch in unredacted(list(conversations))
+                for cid, _, src in batch
+                if cid in conversations
+            }
+            check = {s: {cid: originals.get(cid, conv) for cid, conv in by_split[s].items()} for s in SPLITS}
+        leaks, method = self._leaks(check["train"], check["eval"], runs.get("dedup"))
         if method == "exact":
             warnings.append("dedup's contamination check is not available: eval was checked for exact copies only")
         if not by_split["eval"]:
@@ -421,6 +433,10 @@ class VersionsService:
                 problems.append(f"{fname}: modified (its sha256 differs from manifest.json)")
             elif fname not in expected or sha != mf.file_sha256(expected[fname]):
                 problems.append(f"{fname}: does not match version {name} in the store")
+        known = set(em["files"]) | set(expected) | {"manifest.json"}
+        for extra in sorted(p.name for p in folder.iterdir() if p.name not in known):
+            kind = "folder" if (folder / extra).is_dir() else "file"
+            problems.append(f"{extra}: extra {kind}, not part of the export")
         return problems
 
     # ------------------------------------------------------------ export

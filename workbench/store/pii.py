@@ -10,6 +10,8 @@ review status. The span's text itself is never copied here: it lives in the revi
   status and get `redacted_in` = the new revision; dismissed findings move to the new revision with
   shifted offsets, so nobody reviews them twice.
 - Every review decision is also an event on the conversation (kind `pii_review`), with actor and time.
+- `pii_allow_list` holds the terms a reviewer dismissed and chose to remember: later scans of the
+  store never report them (case-insensitive exact match).
 - Flags (stage "pii", reason `pii_found`) mark revisions with open findings, so `sift list --flag
   pii_found` and the review pages see them.
 """
@@ -44,6 +46,14 @@ MIGRATIONS = [
             conversation_id TEXT NOT NULL, revision INTEGER NOT NULL, run_id TEXT NOT NULL,
             messages INTEGER NOT NULL, ts TIMESTAMP NOT NULL);
         CREATE INDEX pii_scans_conv ON pii_scans (conversation_id, revision);
+        """,
+    ),
+    Migration(
+        "pii",
+        2,
+        """
+        CREATE TABLE pii_allow_list (
+            term TEXT PRIMARY KEY, entity TEXT, added_by TEXT NOT NULL, added_at TIMESTAMP NOT NULL);
         """,
     ),
 ]
@@ -298,6 +308,54 @@ class PiiStore:
             out[(d["conversation_id"], d["revision"])].append(d)
         return out
 
+    def pii_scanned(
+        self, pairs: Sequence[tuple[str, int]], *, con: duckdb.DuckDBPyConnection | None = None
+    ) -> set[tuple[str, int]]:
+        """The (conversation, revision) pairs among `pairs` that a scan (or a redaction) covered."""
+        if not pairs:
+            return set()
+        with self.db.connect(con) as con:
+            con.register("_p", _pairs_table(pairs))
+            rows = con.execute(
+                "SELECT DISTINCT s.conversation_id, s.revision FROM pii_scans s SEMI JOIN _p "
+                "ON _p.cid = s.conversation_id AND _p.rev = s.revision"
+            ).fetchall()
+            con.unregister("_p")
+        return {(r[0], int(r[1])) for r in rows}
+
+    def iter_unredacted(self, ids: list[str] | None = None, batch: int = 5000) -> Any:
+        """Like `iter_current` (id, current revision, content JSON), but where the current revision
+        is a PII redaction, the content of the latest revision before it that is not one. Dedup
+        and the freeze's leakage check read this, so that near-duplicate families are a property
+        of the conversation, not of how its PII happened to be replaced."""
+        with self.db.connect() as con:
+            sql = (
+                "SELECT c.id, c.revision, (SELECT r.content FROM revisions r WHERE r.conversation_id = c.id "
+                "AND r.revision <= c.revision AND r.kind <> 'redaction' ORDER BY r.revision DESC LIMIT 1) AS src, "
+                "cur.content FROM conversations c JOIN revisions cur ON cur.conversation_id = c.id "
+                "AND cur.revision = c.revision"
+            )
+            if ids is not None:
+                con.register("_ids", pa.table({"id": ids}))
+                sql += " SEMI JOIN _ids ON _ids.id = c.id"
+            cur = con.execute(sql + " ORDER BY c.created_at, c.id")
+            while True:
+                rows = cur.fetchmany(batch)
+                if not rows:
+                    break
+                yield [(r[0], r[1], r[2] if r[2] is not None else r[3]) for r in rows]
+
+    def pii_allow_list(self) -> list[dict[str, Any]]:
+        with self.db.connect() as con:
+            rows = con.execute("SELECT term, entity, added_by, added_at FROM pii_allow_list ORDER BY term").fetchall()
+        return [{"term": r[0], "entity": r[1], "added_by": r[2], "added_at": r[3].isoformat()} for r in rows]
+
+    def pii_allow_remove(self, term: str) -> int:
+        with self.db.transaction() as con:
+            n = con.execute("SELECT count(*) FROM pii_allow_list WHERE term = ?", [term]).fetchall()[0][0]
+            con.execute("DELETE FROM pii_allow_list WHERE term = ?", [term])
+        return int(n)
+
     def pii_unresolved_conversations(self) -> set[str]:
         """Conversations whose current revision still has PII findings nobody has dealt with: pending
         (not reviewed), or accepted / added by a reviewer but not redacted yet. A dismissed finding
@@ -382,27 +440,76 @@ class PiiStore:
 
     def pii_bulk_accept(self, *, entity: str, min_score: float, actor: str) -> int:
         """Accept every pending finding of `entity` scored at least `min_score` on current revisions."""
+        return self.pii_bulk_review("accepted", entity=entity, min_score=min_score, actor=actor)["updated"]
+
+    def pii_bulk_review(
+        self,
+        status: str,
+        *,
+        actor: str,
+        entity: str | None = None,
+        text_sha256: str | None = None,
+        recognizer: str | None = None,
+        min_score: float | None = None,
+        max_score: float | None = None,
+        remember: str | None = None,
+        dry_run: bool = False,
+    ) -> dict[str, Any]:
+        """Set every pending finding of current revisions that matches all the given selectors
+        (entity, exact span text by its sha256, recognizer, score range) to `status` (accepted or
+        dismissed), in one transaction, with one event per conversation naming the selection.
+        `remember` (dismiss only): a term added to the store's allow-list, so later scans skip it.
+        With `dry_run` only counts. Returns {"matched", "updated", "status", "by_entity"}."""
+        if status not in ("accepted", "dismissed"):
+            raise StoreError(f"a bulk review accepts or dismisses, not {status!r}")
+        if remember is not None and status != "dismissed":
+            raise StoreError("only a dismissal can be remembered in the allow-list")
+        where = ["f.status = 'pending'", "f.redacted_in IS NULL"]
+        args: list[Any] = []
+        selection: dict[str, Any] = {}
+        for col, value, op in (
+            ("entity", entity, "="),
+            ("text_sha256", text_sha256, "="),
+            ("recognizer", recognizer, "="),
+            ("score", min_score, ">="),
+            ("score", max_score, "<="),
+        ):
+            if value is not None:
+                where.append(f"f.{col} {op} ?")
+                args.append(value)
+                selection[{"score": "min_score" if op == ">=" else "max_score"}.get(col, col)] = value
+        if not selection:
+            raise StoreError("a bulk review needs at least one selector (entity, text, recognizer, score range)")
         at = now()
         with self.db.transaction() as con:
             rows = con.execute(
-                f"SELECT f.id, f.conversation_id, f.revision FROM pii_findings f {_CURRENT} "
-                "WHERE f.status = 'pending' AND f.entity = ? AND f.score >= ? AND f.redacted_in IS NULL ORDER BY f.id",
-                [entity, min_score],
+                f"SELECT f.id, f.conversation_id, f.revision, f.entity FROM pii_findings f {_CURRENT} "
+                f"WHERE {' AND '.join(where)} ORDER BY f.id",
+                args,
             ).fetchall()
+            by_entity: dict[str, int] = {}
+            for r in rows:
+                by_entity[r[3]] = by_entity.get(r[3], 0) + 1
+            out = {"matched": len(rows), "updated": 0, "status": status, "by_entity": dict(sorted(by_entity.items()))}
+            if dry_run:
+                return out
+            if remember is not None and remember.strip():
+                con.execute(
+                    "INSERT INTO pii_allow_list VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                    [remember.strip(), entity, actor, at],
+                )
             if not rows:
-                return 0
+                return out
             con.register("_ids", pa.table({"id": pa.array([r[0] for r in rows], pa.int64())}))
             con.execute(
-                "UPDATE pii_findings SET status = 'accepted', reviewed_by = ?, reviewed_at = ? "
-                "WHERE id IN (SELECT id FROM _ids)",
-                [actor, at],
+                "UPDATE pii_findings SET status = ?, reviewed_by = ?, reviewed_at = ? WHERE id IN (SELECT id FROM _ids)",
+                [status, actor, at],
             )
             con.unregister("_ids")
-            self._pii_events(
-                con, rows, {"status": "accepted", "bulk": {"entity": entity, "min_score": min_score}}, actor, at
-            )
+            self._pii_events(con, rows, {"status": status, "bulk": selection}, actor, at)
             self._pii_refresh_flags(con, "pii-review", sorted({(r[1], r[2]) for r in rows}), None)
-        return len(rows)
+        out["updated"] = len(rows)
+        return out
 
     def _pii_events(
         self, con: duckdb.DuckDBPyConnection, rows: Sequence[tuple[Any, ...]], data: dict[str, Any], actor: str, at: Any

@@ -107,6 +107,15 @@ class ValidateStore:
             ).fetchall()
         return rows[0][0] if rows else None
 
+    def validate_results_of(self, conversation_id: str, identity: str) -> dict[int, str]:
+        """revision → measurement JSON of one conversation's revisions measured under `identity`."""
+        with self.db.connect() as con:
+            rows = con.execute(
+                "SELECT revision, measurement FROM validate_results WHERE conversation_id = ? AND identity = ?",
+                [conversation_id, identity],
+            ).fetchall()
+        return {int(r[0]): r[1] for r in rows}
+
     def latest_validate_run(self) -> dict[str, Any] | None:
         """The last finished validation run: id, config (model, identity, ...) and stats."""
         with self.db.connect() as con:

@@ -316,6 +316,22 @@ class VersionsStore:
                 + ("is missing" if missing else "no longer has the content it had when frozen")
                 for cid, rev, missing in bad
             ]
+            # The other rows a version depends on: each conversation (its family and history hang
+            # off it) and the parent version it was frozen from.
+            gone = con.execute(
+                "SELECT v.conversation_id FROM version_rows v ANTI JOIN conversations c ON c.id = v.conversation_id "
+                "WHERE v.version = ? ORDER BY 1",
+                [name],
+            ).fetchall()
+            if gone:
+                ids = [r[0] for r in gone]
+                out["problems"].append(
+                    f"store: {len(ids)} conversation row(s) the version pins are missing from conversations "
+                    f"({', '.join(ids[:5])})"
+                )
+            parent = out["version"].get("parent")
+            if parent and not con.execute("SELECT 1 FROM versions WHERE name = ?", [parent]).fetchall():
+                out["problems"].append(f"store: parent version {parent!r} is missing from versions")
             out["contents"] = (
                 con.execute(
                     "SELECT v.split, v.conversation_id, v.revision, r.content FROM version_rows v "

@@ -1,0 +1,249 @@
+"""Detection: run the analyzer over texts in batches (distinct texts once, spaCy `nlp.pipe`, forked
+workers) and turn its results into spans and per-conversation findings."""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import Any
+
+from curation.pii.config import DENY_LIST_ENTITY, PiiConfig
+from curation.pii.fields import message_fields
+from curation.pii.recognizers import _recognizer_classes
+from curation.pii.spans import Finding, Span, resolve_overlaps
+from curation.pii.wordlists import FILE_EXTENSIONS, NATO, NOT_NAMES, PRODUCT_WORDS, TECH_TERMS
+from curation.records import Conversation, sha256_hex
+
+_IDENTIFIER_RE = re.compile(r"\d|\w[._]\w|[/=@:<>{}\[\]\\|`$#]|[a-z][A-Z]{2}")
+
+
+def looks_like_a_name(s: str) -> bool:
+    """False for what an NER model calls a person or place but is code or jargon: identifiers
+    (qdb.backup, eu-west-1), acronyms (JSON), product names with inner capitals (QuillDB)."""
+    s = s.strip()
+    if len(s) < 2 or _IDENTIFIER_RE.search(s):
+        return False
+    words = s.split()
+    if len(words) == 1 and s.isupper() and len(s) <= 4:
+        return False
+    return any(c.isalpha() for c in s)
+
+
+_WORDS_RE = re.compile(r"[\w'’\-]+")
+_LETTERS_RE = re.compile(r"[^\W\d_]+")
+_CAMEL_RE = re.compile(r"[a-z]{3}[A-Z]")
+_CODE_BEFORE = set("<[{_/\\.@#$`")
+_CODE_AFTER = set("<[{_/\\`(")
+_NOT_IPS = ("0.0.0.0", "255.255.255.255", "127.0.0.1", "::1", "::")
+
+
+def name_evidence_against(text: str, start: int, end: int) -> str | None:
+    """Why a PERSON / LOCATION span is not a name, or None: no capital letter (unfamiliar lowercase
+    vocabulary), a technology or product word (data/tech_terms.txt, data/product_words.txt), a NATO
+    spelling, a greeting or reply word, or code around it (`Arc<Mutex<`, `String.length()`)."""
+    span = text[start:end]
+    if not any(c.isupper() for c in span) and not any(ord(c) > 0x2E7F for c in span):
+        return "lowercase"
+    words = [w.casefold() for w in _WORDS_RE.findall(span)]
+    if any(w in TECH_TERMS or w in PRODUCT_WORDS for w in _LETTERS_RE.findall(span.casefold())):
+        return "product"
+    if _CAMEL_RE.search(span):
+        return "identifier"  # ValueError, ClickHouse, OpenTelemetry (but McDonald, DeShawn, MacKenzie pass)
+    if words and all(w in NATO for w in words) and (len(words) > 1 or _nato_run(text, start, end)):
+        return "spelling"
+    if len(words) == 1 and words[0] in NOT_NAMES:
+        return "common_word"
+    before = text[start - 1] if start > 0 else ""
+    after = text[end] if end < len(text) else ""
+    if before in _CODE_BEFORE or after in _CODE_AFTER or (after == "." and text[end + 1 : end + 2].isalnum()):
+        return "code"
+    return None
+
+
+def _nato_run(text: str, start: int, end: int) -> bool:
+    near = [w.casefold() for w in _WORDS_RE.findall(text[max(0, start - 30) : end + 30])]
+    return sum(w in NATO for w in near) >= 3
+
+
+def url_evidence_against(text: str, start: int, end: int) -> str | None:
+    """Why a URL span is a file or a dotted name rather than an address, or None."""
+    url = text[start:end]
+    if (end < len(text) and (text[end].isalnum() or text[end] == "_")) or (
+        start > 0 and (text[start - 1].isalnum() or text[start - 1] in "_.")
+    ):
+        return "dotted_name"  # "qdb.re" inside "qdb.replication": a dotted name cut at a TLD
+    if "://" in url or url.casefold().startswith("www."):
+        return None
+    labels = url.split("/", 1)[0].split(".")
+    if labels[-1].casefold() in FILE_EXTENSIONS or len(labels[0]) == 1:
+        return "file_name"
+    return None
+
+
+def _to_spans(results: Iterable[Any], text: str, config: PiiConfig, allow: set[str]) -> list[Span]:
+    spans = []
+    for r in results:
+        if r.score < config.threshold(r.entity_type):
+            continue
+        name = (r.recognition_metadata or {}).get("recognizer_name") or "unknown"
+        if r.entity_type in ("PERSON", "LOCATION") and (
+            not looks_like_a_name(text[r.start : r.end])
+            or (name != "NameCueRecognizer" and name_evidence_against(text, r.start, r.end))
+        ):
+            continue
+        if r.entity_type == "URL" and url_evidence_against(text, r.start, r.end):
+            continue
+        if r.entity_type == "IP_ADDRESS" and text[r.start : r.end] in _NOT_IPS:
+            continue  # "bind to 0.0.0.0", localhost: not anybody's address
+        if allow and text[r.start : r.end].strip().casefold() in allow:
+            continue
+        spans.append(Span(r.start, r.end, r.entity_type, round(float(r.score), 4), name))
+    return resolve_overlaps(spans)
+
+
+def _analyze_chunk(analyzer: Any, texts: Sequence[str], config: PiiConfig) -> list[list[Span]]:
+    entities = list(config.entities) + ([DENY_LIST_ENTITY] if config.deny_list else [])
+    ad_hoc = [_recognizer_classes()["DenyListRecognizer"](config.deny_list)] if config.deny_list else None
+    floor = min(config.threshold(e) for e in entities)
+    allow = {a.strip().casefold() for a in config.allow_list if a.strip()}
+    nlp = analyzer.nlp_engine
+    out: list[list[Span]] = []
+    for text, artifacts in nlp.process_batch(texts, language=config.language, batch_size=config.batch_size):
+        results = analyzer.analyze(
+            text=text,
+            language=config.language,
+            entities=entities,
+            nlp_artifacts=artifacts,
+            score_threshold=floor,
+            ad_hoc_recognizers=ad_hoc,
+        )
+        out.append(_to_spans(results, text, config, allow))
+    return out
+
+
+def analyze_one(analyzer: Any, text: str, config: PiiConfig) -> list[Span]:
+    """The baseline path: one `analyze()` call for one text, same filtering as `analyze_texts`."""
+    entities = list(config.entities) + ([DENY_LIST_ENTITY] if config.deny_list else [])
+    ad_hoc = [_recognizer_classes()["DenyListRecognizer"](config.deny_list)] if config.deny_list else None
+    floor = min(config.threshold(e) for e in entities)
+    allow = {a.strip().casefold() for a in config.allow_list if a.strip()}
+    results = analyzer.analyze(
+        text=text, language=config.language, entities=entities, score_threshold=floor, ad_hoc_recognizers=ad_hoc
+    )
+    return _to_spans(results, text, config, allow)
+
+
+# Worker processes inherit the parent's analyzer through fork; they only read it.
+_FORK_STATE: dict[str, Any] = {}
+
+
+def _worker(job: tuple[int, list[str]]) -> tuple[int, list[list[Span]]]:
+    i, texts = job
+    return i, _analyze_chunk(_FORK_STATE["analyzer"], texts, _FORK_STATE["config"])
+
+
+def analyze_texts(
+    analyzer: Any,
+    texts: Sequence[str],
+    config: PiiConfig,
+    progress: Callable[[int, int], None] | None = None,
+) -> list[list[Span]]:
+    """Spans per text, in input order. Identical texts are analysed once; the rest goes through
+    spaCy's `nlp.pipe` in batches and, with `n_process > 1`, through forked worker processes."""
+    index: dict[str, int] = {}
+    unique: list[str] = []
+    for t in texts:
+        if t not in index:
+            index[t] = len(unique)
+            unique.append(t)
+    todo = [i for i, t in enumerate(unique) if t.strip()]
+    results: list[list[Span]] = [[] for _ in unique]
+    chunk = max(config.batch_size * 4, 256)
+    jobs = [(k, [unique[i] for i in todo[k : k + chunk]]) for k in range(0, len(todo), chunk)]
+    done = 0
+    for k, spans in _run_jobs(analyzer, config, jobs):
+        for j, s in enumerate(spans):
+            results[todo[k + j]] = s
+        done += len(spans)
+        if progress:
+            progress(done, len(todo))
+    if config.recurring_person_texts:
+        results = drop_recurring_persons(unique, results, config.recurring_person_texts)
+    return [results[index[t]] for t in texts]
+
+
+def drop_recurring_persons(texts: Sequence[str], spans: Sequence[list[Span]], min_texts: int) -> list[list[Span]]:
+    """Corpus-level evidence: a PERSON surface form that the NER or proper-noun recognizers report
+    in `min_texts` or more distinct texts is a product, a term or a template word ("Guilty
+    Pleasures", "Salesperson", "Kafka Connect"), not a person; those findings are dropped. Names
+    after a cue ("my name is", "Thanks Alex,") are kept however often they recur."""
+    seen: dict[str, set[int]] = {}
+    for i, (t, ss) in enumerate(zip(texts, spans, strict=True)):
+        for s in ss:
+            if s.entity == "PERSON" and s.recognizer in _CORPUS_CHECKED:
+                seen.setdefault(t[s.start : s.end].casefold(), set()).add(i)
+    common = {k for k, v in seen.items() if len(v) >= min_texts}
+    if not common:
+        return list(spans)
+    return [
+        [
+            s
+            for s in ss
+            if not (
+                s.entity == "PERSON" and s.recognizer in _CORPUS_CHECKED and t[s.start : s.end].casefold() in common
+            )
+        ]
+        for t, ss in zip(texts, spans, strict=True)
+    ]
+
+
+_CORPUS_CHECKED = ("SpacyRecognizer", "ProperNounRecognizer")
+
+
+def _run_jobs(
+    analyzer: Any, config: PiiConfig, jobs: list[tuple[int, list[str]]]
+) -> Iterator[tuple[int, list[list[Span]]]]:
+    import multiprocessing as mp
+
+    if config.n_process <= 1 or len(jobs) <= 1 or "fork" not in mp.get_all_start_methods():
+        for k, texts in jobs:
+            yield k, _analyze_chunk(analyzer, texts, config)
+        return
+    _FORK_STATE.update(analyzer=analyzer, config=config)
+    try:
+        ctx = mp.get_context("fork")
+        with ctx.Pool(min(config.n_process, len(jobs), os.cpu_count() or 1)) as pool:
+            yield from pool.imap_unordered(_worker, jobs)
+    finally:
+        _FORK_STATE.clear()
+
+
+def detect(
+    analyzer: Any,
+    conversations: Sequence[Conversation],
+    config: PiiConfig,
+    progress: Callable[[int, int], None] | None = None,
+) -> list[list[Finding]]:
+    """Findings per conversation, for the messages whose role the policy scans."""
+    where: list[tuple[int, int, str, str, str]] = []
+    for ci, conv in enumerate(conversations):
+        for mi, m in enumerate(conv.messages):
+            if config.policy(m.role) == "skip":
+                continue
+            for name, text in message_fields(m):
+                where.append((ci, mi, name, text, m.role))
+    spans = analyze_texts(analyzer, [w[3] for w in where], config, progress)
+    out: list[list[Finding]] = [[] for _ in conversations]
+    for (ci, mi, name, text, role), ss in zip(where, spans, strict=True):
+        for s in ss:
+            out[ci].append(
+                Finding(
+                    mi, name, s.start, s.end, s.entity, s.score, s.recognizer, sha256_hex(text[s.start : s.end]), role
+                )
+            )
+    return out
+
+
+def count_scanned(conversations: Sequence[Conversation], config: PiiConfig) -> int:
+    return sum(1 for c in conversations for m in c.messages if config.policy(m.role) != "skip")

@@ -1,0 +1,632 @@
+"""Sift's own Presidio recognizers (secrets, street addresses, phone formats, card digits near "card",
+names after "my name is", runs of proper nouns, offline e-mail, deny list) and their rules.
+Word lists live in `data/*.txt` (see `wordlists`)."""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Sequence
+from typing import Any
+
+from curation.pii.config import DENY_LIST_ENTITY, PiiError
+from curation.pii.wordlists import (
+    CUE_STOP,
+    NAME_PARTICLES,
+    NOT_NAMES,
+    ORG_WORDS,
+    PLACE_PREPS,
+    PRODUCT_WORDS,
+    TECH_TERMS,
+    TRAVEL_VERBS,
+)
+
+
+def _recognizer_classes() -> dict[str, Any]:
+    """Sift's recognizers, defined on first use so that importing this module needs no Presidio."""
+    try:
+        import regex
+        from presidio_analyzer import AnalysisExplanation, EntityRecognizer, RecognizerResult
+        from presidio_analyzer.predefined_recognizers import EmailRecognizer
+    except ImportError as e:  # pragma: no cover - the core install has Presidio
+        raise PiiError(f"PII detection needs presidio-analyzer and spaCy (pip install -e .): {e}") from None
+
+    class _Regexes(EntityRecognizer):
+        """Base: a list of (name, compiled regex, score, group) run over the text."""
+
+        ENTITY = ""
+        RULES: Sequence[tuple[str, Any, float, str | int]] = ()
+        CONTEXT: Sequence[str] = ()
+
+        def __init__(self) -> None:
+            super().__init__(
+                supported_entities=[self.ENTITY],
+                supported_language="en",
+                name=type(self).__name__,
+                context=list(self.CONTEXT),
+            )
+
+        def load(self) -> None:
+            pass
+
+        def accept(self, name: str, text: str, start: int, end: int) -> bool:
+            return True
+
+        def enhance_using_context(
+            self, text: str, raw_recognizer_results: list[Any], *args: Any, **kw: Any
+        ) -> list[Any]:
+            return _context_boost(text, raw_recognizer_results, self.CONTEXT, RecognizerResult)
+
+        def analyze(self, text: str, entities: list[str], nlp_artifacts: Any = None) -> list[Any]:
+            out = []
+            for name, rx, score, group in self.RULES:
+                for m in rx.finditer(text):
+                    s, e = m.span(group)
+                    if e <= s or not self.accept(name, text, s, e):
+                        continue
+                    out.append(
+                        RecognizerResult(
+                            self.ENTITY,
+                            s,
+                            e,
+                            score,
+                            analysis_explanation=AnalysisExplanation(type(self).__name__, score, pattern_name=name),
+                            recognition_metadata={
+                                RecognizerResult.RECOGNIZER_NAME_KEY: type(self).__name__,
+                                RecognizerResult.RECOGNIZER_IDENTIFIER_KEY: self.id,
+                                "rule": name,
+                            },
+                        )
+                    )
+            return out
+
+    class SecretRecognizer(_Regexes):
+        ENTITY = "SECRET"
+        RULES = tuple(_secret_rules(regex))
+
+        def accept(self, name: str, text: str, start: int, end: int) -> bool:
+            if name != "assignment":
+                return True
+            value = text[start:end]
+            # "password: <redacted>", "api_key=YOUR_KEY_HERE": placeholders, not secrets.
+            if value.startswith("<") or value.isupper() or "your" in value.lower() or "xxx" in value.lower():
+                return False
+            return (_entropy(value) >= 2.5 and any(c.isdigit() for c in value)) or _entropy(value) >= 3.5
+
+    class StreetAddressRecognizer(_Regexes):
+        ENTITY = "STREET_ADDRESS"
+        RULES = tuple(_address_rules(regex))
+        CONTEXT = (
+            "address",
+            "live",
+            "lives",
+            "located",
+            "street",
+            "corner",
+            "meet",
+            "deliver",
+            "ship",
+            "send",
+            "return",
+            "moved",
+            "office",
+            "offices",
+            "visit",
+            "stop",
+        )
+
+        def analyze(self, text: str, entities: list[str], nlp_artifacts: Any = None) -> list[Any]:
+            if not any(c.isupper() for c in text):
+                # All-lowercase text (chat users type like that): match on a copy with capitalised
+                # words, which has the same length and offsets.
+                cased = regex.sub(r"\b\p{Ll}", lambda m: m.group().upper(), text)
+                if len(cased) == len(text):
+                    text = cased
+            results = super().analyze(text, entities, nlp_artifacts)
+            for r in results:
+                if r.recognition_metadata.get("rule") == "zip_code":
+                    continue
+                r.end, added = _extend_address_tail(regex, text, r.end)
+                if added >= 2 and r.score < 0.6:
+                    # street, then city / region / postal code: the shape of an address
+                    r.score = 0.6
+                    r.analysis_explanation.set_improved_score(0.6)
+            return results
+
+    class PhonePatternRecognizer(_Regexes):
+        """National formats the phonenumbers matcher skips: digit groups with separators."""
+
+        ENTITY = "PHONE_NUMBER"
+        RULES = tuple(_phone_rules(regex))
+        CONTEXT = (
+            "phone",
+            "number",
+            "telephone",
+            "tel",
+            "cell",
+            "mobile",
+            "call",
+            "fax",
+            "desk",
+            "reach",
+            "contact",
+            "whatsapp",
+            "sms",
+            "text",
+            "dial",
+            "ring",
+            "answering",
+            "messages",
+            "registered",
+            "office",
+        )
+
+        def accept(self, name: str, text: str, start: int, end: int) -> bool:
+            number = regex.split(r"(?i)x|ext", text[start:end])[0]
+            digits = sum(c.isdigit() for c in number)
+            return 7 <= digits <= 15 and not _DATE_LIKE.fullmatch(number.strip())
+
+    class CardNumberRecognizer(_Regexes):
+        """12-19 digits that fail Presidio's checksum but sit next to the word "card"."""
+
+        ENTITY = "CREDIT_CARD"
+        RULES = (("card_digits", regex.compile(r"(?<![\w\-.])\d{4}(?:[ \-]?\d){8,15}(?![\w\-]|\.\d)"), 0.2, 0),)
+        CONTEXT = ("card", "credit", "debit", "visa", "mastercard", "amex", "cc")
+
+    class NameCueRecognizer(_Regexes):
+        """The word(s) after "my name is", "call me", "last name?": a name even if the NER model does
+        not know it, and even in all-lowercase text."""
+
+        ENTITY = "PERSON"
+        RULES = tuple(_name_cue_rules(regex))
+
+        def accept(self, name: str, text: str, start: int, end: int) -> bool:
+            words = text[start:end].split()
+            if name == "lowercase" and any(c.isupper() for c in text):
+                return False
+            if not words:
+                return False
+            first = words[0].lower()
+            return not (first in NOT_NAMES or first in CUE_STOP or first in TECH_TERMS or first in PRODUCT_WORDS)
+
+    class ProperNounRecognizer(EntityRecognizer):
+        """Runs of proper nouns (spaCy's tagger) that its NER left unlabelled: mostly names and
+        places the small model does not know (Sölvi Salómonsson, KNIVSTA). A place after "in",
+        "from", "near" or a verb of travel + "to"; a person otherwise. Scored below spaCy's own
+        entities (0.85), so a PERSON/LOCATION threshold above 0.4 switches it off."""
+
+        SCORE = 0.4
+        CONTEXT = (
+            "name",
+            "call",
+            "called",
+            "said",
+            "says",
+            "told",
+            "ask",
+            "asked",
+            "mr",
+            "mrs",
+            "ms",
+            "dr",
+            "dear",
+            "hi",
+            "hello",
+            "thanks",
+            "regards",
+            "contact",
+            "colleague",
+            "manager",
+            "customer",
+            "user",
+            "account",
+            "city",
+            "town",
+            "country",
+            "live",
+            "lives",
+            "born",
+            "from",
+        )
+
+        def __init__(self) -> None:
+            super().__init__(
+                supported_entities=["PERSON", "LOCATION"],
+                supported_language="en",
+                name="ProperNounRecognizer",
+                context=list(self.CONTEXT),
+            )
+
+        def load(self) -> None:
+            pass
+
+        def enhance_using_context(
+            self, text: str, raw_recognizer_results: list[Any], *args: Any, **kw: Any
+        ) -> list[Any]:
+            return _context_boost(text, raw_recognizer_results, self.CONTEXT, RecognizerResult)
+
+        def analyze(self, text: str, entities: list[str], nlp_artifacts: Any = None) -> list[Any]:
+            doc = getattr(nlp_artifacts, "tokens", None)
+            if doc is None or not len(doc):
+                return []
+            out = []
+            i, n = 0, len(doc)
+            while i < n:
+                if not _name_token(doc[i]):
+                    i += 1
+                    continue
+                j = i + 1
+                while (
+                    j < n
+                    and (
+                        _name_token(doc[j])
+                        or (doc[j].lower_ in NAME_PARTICLES and j + 1 < n and _name_token(doc[j + 1]))
+                    )
+                    and "\n" not in doc[j - 1].whitespace_
+                    and not doc[j - 1].is_punct
+                ):
+                    j += 1
+                span = doc[i:j]
+                i = j
+                if any(t.ent_type_ for t in span):
+                    # spaCy's small model calls many foreign names organisations: keep a run it labelled
+                    # that way only if it looks like a name (two or more words, none a company word).
+                    names = [t for t in span if t.lower_ not in NAME_PARTICLES]
+                    if len(names) < 2 or any(t.lower_ in ORG_WORDS for t in span):
+                        continue
+                if len(span) == 1 and (span[0].is_sent_start or span[0].i == 0) and not span[0].text.isupper():
+                    # a lone capitalised word that starts a sentence is usually just a capitalised word,
+                    # unless a colon or comma marks it as an address (Alice: ..., Vide, can I ...) or a
+                    # verb follows (Dexter lives on ...)
+                    nxt = doc[span.end] if span.end < n else None
+                    if nxt is None or not (nxt.text in (":", ",") or nxt.pos_ in ("VERB", "AUX")):
+                        continue
+                prev = [t.lower_ for t in doc[max(0, span.start - 2) : span.start]]
+                place = bool(prev) and (
+                    prev[-1] in PLACE_PREPS or (len(prev) == 2 and prev[-1] == "to" and prev[0] in TRAVEL_VERBS)
+                )
+                entity = "LOCATION" if place else "PERSON"
+                if entity == "PERSON" and all(t.text.isupper() for t in span):
+                    continue  # EXPLAIN ANALYZE, URGENT: shouting and keywords, not names
+                if entity not in entities:
+                    continue
+                out.append(
+                    RecognizerResult(
+                        entity,
+                        span.start_char,
+                        span.end_char,
+                        self.SCORE,
+                        analysis_explanation=AnalysisExplanation(
+                            type(self).__name__, self.SCORE, pattern_name="proper_noun"
+                        ),
+                        recognition_metadata={
+                            RecognizerResult.RECOGNIZER_NAME_KEY: type(self).__name__,
+                            RecognizerResult.RECOGNIZER_IDENTIFIER_KEY: self.id,
+                        },
+                    )
+                )
+            return out
+
+    class OfflineEmailRecognizer(EmailRecognizer):
+        """Presidio's e-mail recognizer with a tldextract that never reaches for the network."""
+
+        def __init__(self) -> None:
+            import tldextract
+
+            super().__init__(name="EmailRecognizer")
+            # The bundled public-suffix snapshot only: no download, no cache directory.
+            self._tld = tldextract.TLDExtract(suffix_list_urls=(), cache_dir=None, fallback_to_snapshot=True)
+
+        def validate_result(self, pattern_text: str) -> bool:
+            return self._tld(pattern_text).fqdn != ""
+
+    class DenyListRecognizer(EntityRecognizer):
+        def __init__(self, terms: Sequence[str]) -> None:
+            super().__init__(supported_entities=[DENY_LIST_ENTITY], supported_language="en", name="DenyListRecognizer")
+            alts = "|".join(regex.escape(t) for t in sorted(set(terms), key=len, reverse=True) if t)
+            self._rx = regex.compile(rf"(?<!\w)(?:{alts})(?!\w)", regex.IGNORECASE) if alts else None
+
+        def load(self) -> None:
+            pass
+
+        def analyze(self, text: str, entities: list[str], nlp_artifacts: Any = None) -> list[Any]:
+            if self._rx is None:
+                return []
+            return [
+                RecognizerResult(
+                    DENY_LIST_ENTITY,
+                    m.start(),
+                    m.end(),
+                    1.0,
+                    analysis_explanation=AnalysisExplanation(type(self).__name__, 1.0),
+                    recognition_metadata={
+                        RecognizerResult.RECOGNIZER_NAME_KEY: type(self).__name__,
+                        RecognizerResult.RECOGNIZER_IDENTIFIER_KEY: self.id,
+                    },
+                )
+                for m in self._rx.finditer(text)
+            ]
+
+    return {
+        "SecretRecognizer": SecretRecognizer,
+        "StreetAddressRecognizer": StreetAddressRecognizer,
+        "PhonePatternRecognizer": PhonePatternRecognizer,
+        "OfflineEmailRecognizer": OfflineEmailRecognizer,
+        "CardNumberRecognizer": CardNumberRecognizer,
+        "ProperNounRecognizer": ProperNounRecognizer,
+        "NameCueRecognizer": NameCueRecognizer,
+        "DenyListRecognizer": DenyListRecognizer,
+    }
+
+
+_WEAK_ENT_TYPES = {"ORG", "PRODUCT", "WORK_OF_ART"}
+
+
+def _name_token(tok: Any) -> bool:
+    """A token that can be part of a name: tagged proper noun, capitalised (or all capitals with 4+
+    letters), letters only (initials like "R" or "J." too), not a stop word or a known non-name."""
+    t = tok.text
+    if tok.pos_ != "PROPN" and tok.tag_ not in ("NNP", "NNPS"):
+        return False
+    if tok.ent_type_ and tok.ent_type_ not in _WEAK_ENT_TYPES:
+        return False  # spaCy's NER already labelled it as a name, a place, a date...
+    core = t[:-1] if t.endswith(".") and len(t) == 2 else t
+    if not core or not core[0].isupper() or not all(c.isalpha() or c in "-'’" for c in core):
+        return False
+    if core.isupper() and len(core) > 1 and len(core) < 4:
+        return False  # SQL, AWS, NYC: acronyms
+    return core.lower() not in NOT_NAMES and not tok.is_stop
+
+
+_WORD_RE = re.compile(r"\w+")
+CONTEXT_BOOST = 0.35
+
+
+def _context_boost(text: str, results: list[Any], words: Sequence[str], result_cls: Any) -> list[Any]:
+    """Raise a result's score by CONTEXT_BOOST when one of `words` is among the six words before it
+    or the two after it ("call me on ...", "... -Fax"). Presidio's own enhancer compares lemmas
+    that are not stop words, and spaCy counts "call" and "name" as stop words."""
+    if not words:
+        return results
+    vocab = set(words)
+    for r in results:
+        before = _WORD_RE.findall(text[max(0, r.start - 80) : r.start].lower())[-6:]
+        after = _WORD_RE.findall(text[r.end : r.end + 30].lower())[:2]
+        hit = next((w for w in (*reversed(before), *after) if w in vocab), None)
+        if hit is None:
+            continue
+        r.score = min(1.0, max(r.score + CONTEXT_BOOST, 0.4))
+        r.recognition_metadata[result_cls.IS_SCORE_ENHANCED_BY_CONTEXT_KEY] = True
+        if r.analysis_explanation is not None:
+            r.analysis_explanation.set_supportive_context_word(hit)
+            r.analysis_explanation.set_improved_score(r.score)
+    return results
+
+
+def _entropy(s: str) -> float:
+    if not s:
+        return 0.0
+    n = len(s)
+    return -sum(c / n * math.log2(c / n) for c in (s.count(ch) for ch in set(s)))
+
+
+def _secret_rules(rx: Any) -> list[tuple[str, Any, float, str | int]]:
+    c = rx.compile
+    return [
+        (
+            "private_key",
+            c(
+                r"-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?-----[\s\S]*?-----END (?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?-----"
+            ),
+            1.0,
+            0,
+        ),
+        ("bearer", c(r"(?i)\bbearer\s+(?P<v>[A-Za-z0-9\-._~+/]{16,}=*)"), 0.9, "v"),
+        ("basic_auth", c(r"(?i)\bauthorization:\s*basic\s+(?P<v>[A-Za-z0-9+/]{12,}=*)"), 0.9, "v"),
+        ("jwt", c(r"\beyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}"), 0.95, 0),
+        ("aws_access_key", c(r"\b(?:AKIA|ASIA|AGPA|AIDA|AROA|ANPA|ANVA|AIPA)[0-9A-Z]{16}\b"), 0.95, 0),
+        ("github_token", c(r"\b(?:gh[pousr]_[A-Za-z0-9]{36,255}|github_pat_[A-Za-z0-9_]{60,255})\b"), 0.95, 0),
+        ("openai_key", c(r"\bsk-(?:proj-|svcacct-|admin-|ant-(?:api\d+-)?)?[A-Za-z0-9_\-]{20,}"), 0.9, 0),
+        ("slack_token", c(r"\bxox[abposr]-[A-Za-z0-9-]{10,}"), 0.95, 0),
+        ("google_api_key", c(r"\bAIza[0-9A-Za-z_\-]{35}"), 0.95, 0),
+        ("stripe_key", c(r"\b(?:sk|rk|pk)_(?:live|test)_[0-9A-Za-z]{16,}"), 0.95, 0),
+        ("hf_token", c(r"\bhf_[A-Za-z0-9]{30,}\b"), 0.9, 0),
+        ("url_password", c(r"\b[a-z][a-z0-9+.\-]*://[^\s:/@]+:(?P<v>[^\s@/]{3,})@"), 0.85, "v"),
+        (
+            "assignment",
+            c(
+                r"(?i)\b(?:api[_-]?key|apikey|secret(?:[_-]?key)?|access[_-]?(?:key|token)|auth[_-]?token|token|"
+                r"client[_-]?secret|password|passwd|pwd)\b[\"']?\s*[:=]\s*[\"']?(?P<v>[^\s\"',;]{8,})"
+            ),
+            0.7,
+            "v",
+        ),
+    ]
+
+
+_STREET_TYPES = (
+    "street|st|avenue|ave|av|road|rd|drive|dr|lane|ln|boulevard|blvd|way|court|ct|place|pl|terrace|terr|"
+    "crescent|cres|parkway|pkwy|highway|hwy|square|sq|circle|cir|trail|trl|close|grove|gardens|greens?|pass|"
+    "loop|route|rte|rt|crossroads?|crossing|radial|alley|walk|mews|pike|plaza|ridge|expressway|expy|freeway|"
+    "turnpike|tpke|extension|ext|commons|heights|junction|jct|causeway|row|quay|wharf|esplanade|promenade|"
+    "vale|view|point|park|hill|hills|center|centre|mall|station|creek|landing|manor|meadows?|oval|path|"
+    "spur|summit|trace|track|village|villas?|wynd|glen|green"
+)
+# Suffixes that make a single word a street name in European languages (Friedhofstrasse, Harjukuja).
+_STREET_SUFFIXES = (
+    "straße|strasse|str\\.|gasse|weg|allee|platz|ring|damm|ufer|steig|vej|vejen|gade|gaden|stræde|vägen|väg|"
+    "gatan|gata|gränd|veien|vegen|vei|veg|gata|katu|tie|kuja|polku|raitti|kaari|rinne|laan|straat|gracht|"
+    "plein|kade|singel|dreef|utca|út|útja|tér|körút|sor|braut|gata|stígur|vegur|ulica|ulice|aleja|náměstí|"
+    "třída|tänav|iela|gatvė|cesta|ulitsa|caddesi|sokak|sokağı"
+)
+# Words that start a street name in Romance, Slavic and Greek addresses (Via Roma 131, ul. Grochowa 80).
+_STREET_PREFIXES = (
+    "via|viale|vicolo|piazza|piazzale|corso|largo|strada|rua|avenida|av\\.|travessa|praça|largo|rue|"
+    "boulevard|bd|chemin|allée|impasse|place|quai|route|calle|carrer|avinguda|plaza|paseo|camino|ronda|"
+    "ul\\.|ulica|al\\.|aleja|os\\.|pl\\.|ulitsa|odos|leoforos|rruga|bulevar|bulevardul|strada|str\\.|"
+    "calea|piața|splaiul|šetalište|trg|obala"
+)
+
+
+def _address_rules(rx: Any) -> list[tuple[str, Any, float, str | int]]:
+    # \p{Lu}: a capital in any script, so Östbygatan and Rákóczi count as names.
+    cap = r"(?:\p{Lu}[\p{L}'’\-]*\.?)"
+    particle = r"(?:de|del|della|dei|degli|di|da|do|dos|das|du|des|la|le|les|van|von|der|den|het|y|e|i|el|al)"
+    num = r"(?:\d{1,6}[A-Za-z]?(?:[\-/]\d{1,4}[A-Za-z]?)?)"
+    name = rf"(?:{cap}(?:[ \t]+(?:{cap}|{particle}|\d{{1,3}}(?:st|nd|rd|th)?)){{0,4}})"
+    return [
+        # 24 Clarke Avenue, 13858 Rt 31 W, 66-4 Parkhurst Rd, 3784 Archwood Avenue St.
+        (
+            "number_street_type",
+            rx.compile(
+                rf"(?<![\w.\-/:]){num}(?:[ \t]+{num})?[ \t]+{name}[ \t]+(?i:(?:{_STREET_TYPES}))\.?(?!\w)"
+                rf"(?:[ \t]+\d{{1,4}}(?:[ \t]+[NSEW])?(?!\w))?"
+            ),
+            0.6,
+            0,
+        ),
+        # 13858 Rt 31 W, 250 Rt 59: numbered routes
+        (
+            "route",
+            rx.compile(
+                r"(?<![\w.\-/:])\d{1,6}[ \t]+(?i:rt|rte|route|hwy|highway|us|sr|state[ \t]+route|county[ \t]+road)\.?[ \t]+\d{1,4}(?:[ \t]+[NSEW])?(?!\w)"
+            ),
+            0.6,
+            0,
+        ),
+        # 780 Lynnway, 12 Broadway: the street type glued to the name
+        (
+            "number_glued_type",
+            rx.compile(
+                rf"(?<![\w.\-/:]){num}[ \t]+(?:{cap}[ \t]+){{0,2}}\p{{Lu}}\p{{Ll}}+(?:way|street|avenue|road)(?!\w)"
+            ),
+            0.5,
+            0,
+        ),
+        # Friedhofstrasse 33, 6750 Koskikatu 25, Brucker Bundesstrasse 31, Rákóczi út 13.
+        (
+            "suffix_street_number",
+            rx.compile(
+                rf"(?<![\w.\-/:])(?:{num}[ \t]+)?(?:{cap}[ \t]+){{0,2}}(?:\p{{L}}[\p{{L}}\-]*(?i:{_STREET_SUFFIXES})|{cap}[ \t]+(?i:{_STREET_SUFFIXES}))"
+                rf"[ \t]+{num}(?!\w)"
+            ),
+            0.6,
+            0,
+        ),
+        # Via Roma 131, Rua Diadema 1903, ul. Grochowa 80, Rue de Virton 38
+        (
+            "prefix_street_number",
+            rx.compile(
+                rf"(?<![\w.\-/:])(?:{num}[ \t]+)?(?i:{_STREET_PREFIXES})[ \t]+(?:(?:{cap}|{particle})[ \t]+){{0,4}}?{cap}[ \t]+{num}(?!\w)"
+            ),
+            0.6,
+            0,
+        ),
+        # PSC 3294, Box 9168 APO AA 61487; Unit 8524 Box 0979 DPO AA 56703; USS Lorenzen FPO AE 25990
+        (
+            "military",
+            rx.compile(
+                r"(?i)\b(?:(?:PSC|Unit|CMR)[ \t]+\d{3,5},?[ \t]+Box[ \t]+\d{3,5}|(?:USNS|USNV|USS|USCGC)[ \t]+\p{L}+(?:[ \t]+\p{L}+)?)"
+                r"(?:\s*,?\s*[ADF]PO[ \t]+A[AEP][ \t]+\d{5})?\b"
+            ),
+            0.7,
+            0,
+        ),
+        # the corner of Beiteveien 2 and Sieda Radial
+        (
+            "corner",
+            rx.compile(
+                rf"(?i:\b(?:the[ \t]+)?corner[ \t]+of)[ \t]+(?:{num}[ \t]+)?{name}(?:[ \t]+{num})?\.?[ \t]+(?i:and|&)[ \t]+(?:{num}[ \t]+)?{name}(?:[ \t]+{num})?"
+            ),
+            0.6,
+            0,
+        ),
+        # ZIP: 7412 SL, my zip code is 2371
+        (
+            "zip_code",
+            rx.compile(
+                r"(?i:\b(?:zip|postal|post)(?:[ \t]*code)?(?:[ \t]+is)?[ \t]*[:#]?)[ \t]*"
+                r"(?P<v>\d{3,6}(?:[ \-]\d{2,4})?(?:[ \t]+\p{Lu}{2})?|\p{Lu}\d\p{Lu}[ \t]?\d\p{Lu}\d|\p{Lu}{1,2}\d[\dA-Z]?[ \t]?\d\p{Lu}{2})(?!\w)"
+            ),
+            0.6,
+            "v",
+        ),
+        # Capitalised words then a house number (Pagari 18, Tungata 11): weak alone, needs context.
+        (
+            "name_number",
+            rx.compile(rf"(?<![\w.\-/:])(?:{num}[ \t]+)?{cap}(?:[ \t]+{cap}){{0,2}}[ \t]+{num}(?!\w|[.,:]\d)"),
+            0.2,
+            0,
+        ),
+    ]
+
+
+_TAIL_UNIT = r"(?:[ \t]*,?[ \t]*(?:\n[ \t>?*\-]*)?(?:(?i:apt|apartment|suite|ste|unit|fl|floor|room|rm|bldg|building)\.?|#)[ \t]*[\w\-]{1,6}\.?)"
+
+
+def _extend_address_tail(rx: Any, text: str, end: int) -> tuple[int, int]:
+    """Stretch an address over what follows it: unit, city, region code, country and postal code,
+    on the same line after commas or on the next lines (quoted with ">" too). Returns the new end
+    and how many segments were added: a street followed by a city and a postal code is an address
+    even without a word like "address" nearby."""
+    cap = r"(?:\p{Lu}[\p{L}'’\-.]*(?!\w))"
+    cap_words = rf"(?:{cap}(?:[ \t]+(?:{cap}|\(\p{{L}}+\)|(?:de|del|di|du|da|do|nad|u|am|an|im|la|le|sur|sous|on|upon)(?=[ \t]))){{0,3}})"
+    postal = r"(?:\d{3,6}(?:[ \-]\d{2,4})?(?:[ \t]+\p{Lu}{2}(?!\w))?|\p{Lu}\d\p{Lu}[ \t]?\d\p{Lu}\d|\p{Lu}{1,2}\d[\dA-Z]?[ \t]?\d\p{Lu}{2})(?!\w)"
+    region = r"(?:\p{Lu}{2,3}|nan)(?!\w)"
+    seg = rf"(?:{postal}|{region}|{cap_words})"
+    newline = r"\n[ \t>?*\-]*"
+    steps = [
+        rx.compile(_TAIL_UNIT),
+        # after a comma or a line break: any address segment
+        rx.compile(rf"[ \t]*(?:,[ \t]*(?:{newline})?|{newline}(?:,[ \t]*)?)(?:{seg})"),
+        # on the same line, only what cannot be ordinary prose: region codes and postal codes
+        rx.compile(rf"[ \t]+(?:{region}(?:[ \t]+{postal})?|{postal})"),
+    ]
+    added = 0
+    for _ in range(8):
+        for step in steps:
+            m = step.match(text, end)
+            if m and m.end() > end:
+                end = m.end()
+                added += 1
+                break
+        else:
+            break
+    return end, added
+
+
+def _name_cue_rules(rx: Any) -> list[tuple[str, Any, float, str | int]]:
+    cue = (
+        r"(?i:\b(?:(?:my|his|her|their|your|our)[ \t]+(?:(?:full|first|last|maiden|middle|given|family)[ \t]+)?"
+        r"name[ \t]*(?:is|was|:)|(?:last|first|full|sur)[ \t]*name[ \t]*[?:]|(?:call|calls|called)[ \t]+me))[ \t]+"
+    )
+    cased = r"(?P<v>\p{Lu}[\p{L}'’\-]+(?:[ \t]+\p{Lu}\.?(?!\w))?(?:[ \t]+\p{Lu}[\p{L}'’\-]+){0,2})"
+    lower = r"(?P<v>\p{Ll}[\p{L}'’\-]+(?:[ \t]+\p{Ll}[\p{L}'’\-]+)?)(?=[ \t]*(?:[.,!?;\n]|$|[ \t]+but\b))"
+    # "Thanks Oluwaseun." / "Hi Anjali," / "Dear Mr Okafor": one capitalised word after a greeting or
+    # a thank-you, closed by punctuation or the end of the line
+    greet = (
+        r"(?i:\b(?:thanks|thank[ \t]+you|thx|cheers|hi|hello|hey|dear|regards|bye))[ \t]*,?[ \t]+"
+        r"(?P<v>\p{Lu}\p{Ll}[\p{L}'’\-]+)(?=[ \t]*(?:[.,!?;:\n]|$))"
+    )
+    return [
+        ("cased", rx.compile(cue + cased), 0.6, "v"),
+        ("lowercase", rx.compile(cue + lower), 0.6, "v"),
+        ("greeting", rx.compile(greet), 0.6, "v"),
+    ]
+
+
+_DATE_LIKE = re.compile(r"\d{4}[-./]\d{1,2}[-./]\d{1,2}|\d{1,2}[-./]\d{1,2}[-./]\d{2,4}|\d{1,2}:\d{2}(?::\d{2})?")
+
+
+def _phone_rules(rx: Any) -> list[tuple[str, Any, float, str | int]]:
+    return [
+        (
+            "digit_groups",
+            rx.compile(
+                r"(?<![\w+\-.])(?:\+\d{1,3}[ \t.\-]?)?(?:\(0?\d{1,4}\)[ \t.\-]?)?\d{2,4}(?:[ \t.\-]\d{2,4}){1,4}(?:[ \t]?(?:x|ext\.?)[ \t]?\d{1,5})?(?![\w\-]|\.\d)"
+            ),
+            0.3,
+            0,
+        ),
+        ("compact", rx.compile(r"(?<![\w+\-.])\+\d{9,14}(?![\w\-]|\.\d)"), 0.5, 0),
+    ]
