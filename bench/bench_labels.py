@@ -5,6 +5,7 @@ put in the problem kind planted on it, so precision and recall are exact, not es
 
     .venv/bin/python bench/run.py bench_labels
     SIFT_BENCH_LABELS_N=20000 .venv/bin/python bench/run.py bench_labels
+    SIFT_BENCH_LABELS_REALISTIC=1 .venv/bin/python bench/run.py bench_labels   # the realistic pool (issue 21)
 """
 
 from __future__ import annotations
@@ -20,7 +21,8 @@ def main() -> None:
     from curation.tickets import generate_noisy
 
     n = int(os.environ.get("SIFT_BENCH_LABELS_N", "5000"))
-    rows, truth = generate_noisy(n, seed=0, eval_size=400)  # the demo's --full pool
+    realistic = os.environ.get("SIFT_BENCH_LABELS_REALISTIC", "") not in ("", "0")
+    rows, truth = generate_noisy(n, seed=0, eval_size=400, realistic=realistic)  # the demo's --full pool
     convs = [map_openai(r)[0] for r in rows]
     ids = [c.id for c in convs]
     items = {c.id: c for c in convs}  # exact copies collapse, as at import
@@ -51,6 +53,11 @@ def main() -> None:
     )
     fp = by_kind.get("clean", 0)
     print(f"clean rows flagged (false positives): {fp} of {clean} ({fp / max(1, clean):.2%})")
+    for k in ("label_confusion", "biased_annotator", "templated_answer"):
+        planted = {ids[p["row"]] for p in truth["problems"] if p["kind"] == k}
+        if planted:
+            hit = sum(1 for cid in planted if cid in flagged)
+            print(f"recall of planted {k}: {hit}/{len(planted)} = {hit / len(planted):.3f}")
     print("out-of-fold agreement: " + ", ".join(f"{f} {v['oof_accuracy']:.3f}" for f, v in audit.per_field.items()))
 
 

@@ -7,6 +7,8 @@
 #                                    # outlives the call), wait up to WAIT_S, then pack what ended into $OUT
 #   bash scripts/gpu_demo.sh wait    # later calls: wait up to WAIT_S more, pack into $OUT
 # $OUT gets runs.tar.xz (every run folder without its adapter weights), jobs.log and gpu.txt.
+# jobs.json (scripts/demo.py --bundle) holds raw and curated per training seed and each leave-one-step-out
+# version (`sift ablate`) per ablation seed: 16 jobs with --full, all sharing the one GPU.
 # PARALLEL jobs run at once (default: all): a 135M model leaves an H100 mostly idle per process.
 set -uo pipefail
 cd "$(dirname "$0")/.."

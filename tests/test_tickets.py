@@ -357,3 +357,60 @@ def test_sample_ground_truth_is_accurate() -> None:
         assert json.loads(call["function"]["arguments"])["cluster"] in record["messages"][1]["content"]
         assert tool_turn == {"role": "tool", "tool_call_id": call["id"], "content": tool_turn["content"]}
         assert T.parse_labels(final["content"]) is not None
+
+
+# -- realistic (systematic) noise ----------------------------------------------
+
+
+def test_realistic_noise_is_recorded_and_leaves_every_other_row_as_it_was() -> None:
+    """Beside the random noise: one category pair confused on whole product areas, one annotator who
+    raises priority in their queue, one macro answer pasted on many tickets. The same seed without
+    `realistic` gives the same pool except those rows (and the annotator field), so the recorded
+    true labels are checked against what the row would have been."""
+    plain_rows, plain = T.generate_noisy(1200, seed=5)
+    rows, truth = T.generate_noisy(1200, seed=5, realistic=True)
+    assert rows == T.generate_noisy(1200, seed=5, realistic=True)[0]
+    assert all("annotator" not in r["metadata"] for r in plain_rows)
+    cfg = truth["realistic"]
+    realistic = {p["row"]: p for p in truth["problems"] if p["kind"] in T.REALISTIC_KINDS}
+    assert {k: truth["counts"][k] for k in T.REALISTIC_KINDS} == {
+        k: len(truth["by_kind"][k]) for k in T.REALISTIC_KINDS
+    }
+    assert [p for p in truth["problems"] if p["kind"] not in T.REALISTIC_KINDS] == plain["problems"]
+    for i, (row, before) in enumerate(zip(rows, plain_rows, strict=True)):
+        if i not in realistic:
+            assert row["messages"] == before["messages"], i
+            continue
+        p = realistic[i]
+        answer = _final_answer(row["messages"])
+        assert T.parse_labels(answer) == p["given_labels"]
+        assert T.parse_labels(_final_answer(before["messages"])) == p["true_labels"]
+        assert p["fields"] == [k for k in T.LABEL_KEYS if p["given_labels"][k] != p["true_labels"][k]]
+        assert _user_text(row["messages"]) == _user_text(before["messages"])
+        if p["kind"] == "templated_answer":
+            assert answer == f"{T.TEMPLATED_REPLY}\n{T.labels_json(cfg['templated_labels'])}"
+        elif p["kind"] == "label_confusion":
+            assert (p["true_labels"]["category"], p["given_labels"]["category"]) == tuple(cfg["confusion"])
+            assert p["fields"] == ["category"]
+        else:
+            assert row["metadata"]["annotator"] == p["annotator"] == f"a{cfg['annotators']}"
+            levels = T.PRIORITIES
+            assert levels.index(p["given_labels"]["priority"]) == levels.index(p["true_labels"]["priority"]) + 1
+    # Systematic, not random: the confused share of the pair's rows is the rate, in whole product areas
+    # but the last; the biased annotator works mostly one queue; the macro goes to one category first.
+    a = cfg["confusion"][0]
+    confused = [p for p in realistic.values() if p["kind"] == "label_confusion"]
+    pair_rows = [r for r in plain_rows if (T.parse_labels(_final_answer(r["messages"])) or {}).get("category") == a]
+    assert 0.2 <= len(confused) / len(pair_rows) <= 0.3
+    areas = {p["true_labels"]["product_area"] for p in confused}
+    assert len(areas) < len(T.PRODUCT_AREAS)
+    biased = [p for p in realistic.values() if p["kind"] == "biased_annotator"]
+    in_queue = sum(p["true_labels"]["product_area"] == cfg["biased_queue"] for p in biased)
+    assert in_queue / len(biased) > 0.3  # ~0.39 expected; one area of seven (~0.14) if it were random
+    spam = [p for p in realistic.values() if p["kind"] == "templated_answer"]
+    assert len(spam) == round(cfg["templated_rate"] * len(rows))
+    assert all(p["true_labels"]["category"] == cfg["templated_category"] for p in spam)
+    with pytest.raises(ValueError, match="unknown realistic-noise setting"):
+        T.generate_noisy(100, realistic={"typo_rate": 0.1})
+    with pytest.raises(ValueError, match="confusion must be two different categories"):
+        T.generate_noisy(100, realistic={"confusion": ("bug", "bug")})

@@ -25,6 +25,7 @@ COMMAND_MODULES = [
     "workbench.commands.pii",
     "workbench.commands.labels",
     "workbench.commands.ship",
+    "workbench.commands.ablate",
     "workbench.commands.endpoints",
 ]
 

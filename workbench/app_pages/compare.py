@@ -6,6 +6,7 @@ from __future__ import annotations
 import streamlit as st
 
 from workbench.app_pages import ship_ui
+from workbench.app_pages.attribution_section import render as render_attribution
 from workbench.app_pages.common import get_wb, md_escape, run
 
 wb = get_wb()
@@ -65,6 +66,8 @@ if held_out:
         hide_index=True,
         use_container_width=True,
     )
+# Attribution: per curation step, what the version without it scores (own module: `sift ablate`).
+render_attribution(wb)
 st.subheader("Runs by version")
 st.dataframe(rows, hide_index=True, use_container_width=True)
 

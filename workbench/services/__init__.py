@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from workbench.services.ablate import AblationService
 from workbench.services.augment import AugmentService
 from workbench.services.core import CoreService, default_actor
 from workbench.services.dedup import DedupService
@@ -32,6 +33,7 @@ class Workbench(
     LabelsService,
     HomeService,
     ShipService,
+    AblationService,
 ):
     """`wb = workbench.open("sift.duckdb")`; every CLI command and app page calls these methods."""
 

@@ -229,6 +229,72 @@ class VersionsStore:
             self._version_row(con, name)
             return con.execute(self._ROWS, [name]).fetchall()
 
+    def ablation_inputs(self, name: str) -> dict[str, Any]:
+        """What a leave-one-stage-out version of `name` is built from, read on one connection.
+
+        left_out: (id, status, revision, family_id, content, content_sha256, revision kind, blocking
+        stages, last reject reason) of each conversation not in the version, where blocking stages
+        are the stages of its current revision's flags that keep it out or that a reviewer acts on
+        (severity error, `near_duplicate`, `label_suspect`; "pii" for an unresolved PII finding);
+        before_redaction: (id, pinned revision, revision before it that no redaction made, its
+        content, its sha256) for each pinned revision a redaction made (and, for left-out rows, each
+        current one); pii_findings: (id, revision, findings not dismissed) of every revision named."""
+        with self.db.connect() as con:
+            version = self._version_row(con, name)
+            out = "c.id NOT IN (SELECT conversation_id FROM version_rows WHERE version = ?)"
+            left_out = con.execute(
+                "SELECT c.id, c.status, c.revision, c.family_id, r.content, r.content_sha256, r.kind, "
+                " (SELECT list(DISTINCT f.stage ORDER BY f.stage) FROM flags f WHERE f.conversation_id = c.id "
+                "   AND f.revision = c.revision AND (f.severity = 'error' OR f.reason IN "
+                "   ('near_duplicate', 'label_suspect'))), "
+                " (SELECT json_extract_string(e.data, '$.reason') FROM events e WHERE e.conversation_id = c.id "
+                "   AND e.kind = 'status' AND json_extract_string(e.data, '$.status') = 'rejected' "
+                "   ORDER BY e.ts DESC, e.id DESC LIMIT 1) "
+                "FROM conversations c JOIN revisions r ON r.conversation_id = c.id AND r.revision = c.revision "
+                f"WHERE {out} ORDER BY c.id",
+                [name],
+            ).fetchall()
+            pinned = con.execute(
+                "SELECT v.conversation_id, v.revision FROM version_rows v WHERE v.version = ? "
+                f"UNION ALL SELECT c.id, c.revision FROM conversations c WHERE {out}",
+                [name, name],
+            ).fetchall()
+            con.register(
+                "_abl_pins",
+                pa.table({"cid": [p[0] for p in pinned], "rev": pa.array([p[1] for p in pinned], pa.int32())}),
+            )
+            before = con.execute(
+                "SELECT p.cid, p.rev, b.revision, b.content, b.content_sha256 FROM _abl_pins p "
+                "JOIN revisions r ON r.conversation_id = p.cid AND r.revision = p.rev AND r.kind = 'redaction' "
+                "JOIN revisions b ON b.conversation_id = p.cid AND b.revision = (SELECT max(x.revision) "
+                " FROM revisions x WHERE x.conversation_id = p.cid AND x.revision < p.rev AND x.kind <> 'redaction') "
+                "ORDER BY 1"
+            ).fetchall()
+            con.unregister("_abl_pins")
+        findings = self.pii_counts([*pinned, *((b[0], b[2]) for b in before)])
+        return {"version": version, "left_out": left_out, "before_redaction": before, "pii_findings": findings}
+
+    def pii_counts(self, pairs: list[tuple[str, int]]) -> list[tuple[str, int, int]]:
+        """(id, revision, PII findings not dismissed) for the (id, revision) pairs that have any."""
+        with self.db.connect() as con:
+            has_pii = first(
+                con.execute("SELECT count(*) FROM information_schema.tables WHERE table_name = 'pii_findings'")
+            )
+            if not pairs or not has_pii or not has_pii[0]:
+                return []
+            con.register(
+                "_pii_pairs",
+                pa.table({"cid": [p[0] for p in pairs], "rev": pa.array([p[1] for p in pairs], pa.int32())}),
+            )
+            try:
+                return con.execute(
+                    "SELECT f.conversation_id, f.revision, count(*) FROM pii_findings f "
+                    "JOIN (SELECT DISTINCT cid, rev FROM _pii_pairs) p ON p.cid = f.conversation_id "
+                    "AND p.rev = f.revision WHERE f.status <> 'dismissed' GROUP BY 1, 2 ORDER BY 1, 2"
+                ).fetchall()
+            finally:
+                con.unregister("_pii_pairs")
+
     def load_version(self, name: str, *, contents: bool = False) -> dict[str, Any]:
         """One read of a version: its row, its pinned rows, the integrity problems found by
         recomputing each pinned revision's content hash, and (optionally) the pinned contents as
