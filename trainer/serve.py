@@ -138,9 +138,11 @@ class LoadedModel:
         if gone is not None:
             from transformers import StoppingCriteria, StoppingCriteriaList
 
+            client_gone = gone  # bound here: the closure below must not see a later None
+
             class _Gone(StoppingCriteria):
                 def __call__(self, input_ids: Any, scores: Any, **kw: Any) -> Any:
-                    return torch.full((input_ids.shape[0],), gone.is_set(), dtype=torch.bool)
+                    return torch.full((input_ids.shape[0],), client_gone.is_set(), dtype=torch.bool)
 
             kwargs["stopping_criteria"] = StoppingCriteriaList([_Gone()])
         while not self.lock.acquire(timeout=0.2):

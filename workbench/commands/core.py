@@ -13,7 +13,7 @@ from workbench.store import STATUSES
 
 def _import(args: argparse.Namespace) -> int:
     wb = open_wb(args)
-    column_map = None
+    column_map: Any = None  # a ColumnMap, or one per file name (a dataset_info.json)
     if args.map:
         from curation.column_map import ColumnMap
 
