@@ -305,7 +305,9 @@ def test_checkpoints_gate_forgetting_and_memorisation(trained: dict) -> None:
     in `sift runs --json`, on Compare; a held run's export refused (forced or shipped otherwise)."""
     store, env, rid = trained["store"], trained["env"], trained["run"]["run_id"]
     run_dir = Path(trained["run"]["out_dir"])
-    (r,) = json.loads(run_sift("runs", "--json", store=store, env=env, check=True).stdout)["runs"]
+    # Other tests of this module add runs to the fixture's store: take the fixture's own.
+    runs = json.loads(run_sift("runs", "--json", store=store, env=env, check=True).stdout)["runs"]
+    (r,) = [x for x in runs if x["run_id"] == rid]
     # checkpoint harness: step 2 (save_steps) and the end (step 4), on the same first eval prompt
     assert [c["step"] for c in r["checkpoints"]] == [2, 4]
     assert all(c["eval_loss"] > 0 and "rouge_l" in c for c in r["checkpoints"])

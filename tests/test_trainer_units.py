@@ -318,6 +318,10 @@ def test_train_and_compare_pages_over_ingested_runs(store_path: Path, tmp_path: 
     at = AppTest.from_file(str(ROOT / "workbench" / "app_pages" / "train.py"), default_timeout=60).run()
     assert not at.exception
     assert any(m.label == "State" and m.value == "succeeded" for m in at.metric)
+    # The quick CPU preset comes first; the GPU preset adds the memory estimate.
+    assert not any("Estimated peak GPU memory" in c.value for c in at.caption)
+    at.radio(key="train_preset").set_value("QLoRA on one GPU (recommended)").run()
+    assert not at.exception
     assert any("Estimated peak GPU memory" in c.value for c in at.caption)
 
 

@@ -186,16 +186,29 @@ def drop_recurring_persons(texts: Sequence[str], spans: Sequence[list[Span]], mi
     common = {k for k, v in seen.items() if len(v) >= min_texts}
     if not common:
         return list(spans)
-    return [
-        [
-            s
-            for s in ss
-            if not (
-                s.entity == "PERSON" and s.recognizer in _CORPUS_CHECKED and t[s.start : s.end].casefold() in common
-            )
-        ]
-        for t, ss in zip(texts, spans, strict=True)
-    ]
+
+    def dropped(t: str, s: Span) -> bool:
+        if not (s.entity == "PERSON" and s.recognizer in _CORPUS_CHECKED and t[s.start : s.end].casefold() in common):
+            return False
+        # The NER's span may have won the overlap against a name cue ("I am Margaret Hollingsworth"):
+        # a name after a cue stays however often it recurs (one customer, every turn of a thread).
+        return not any(s.start <= a and b <= s.end for a, b in _cue_spans(t))
+
+    return [[s for s in ss if not dropped(t, s)] for t, ss in zip(texts, spans, strict=True)]
+
+
+def _cue_spans(text: str) -> list[tuple[int, int]]:
+    import regex
+
+    from curation.pii.recognizers import _name_cue_rules
+
+    global _CUE_RULES
+    if _CUE_RULES is None:
+        _CUE_RULES = [(rx, g) for _, rx, _, g in _name_cue_rules(regex)]
+    return [(m.start(g), m.end(g)) for rx, g in _CUE_RULES for m in rx.finditer(text)]
+
+
+_CUE_RULES: list[tuple[Any, str | int]] | None = None
 
 
 _CORPUS_CHECKED = ("SpacyRecognizer", "ProperNounRecognizer")

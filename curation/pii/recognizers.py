@@ -608,8 +608,12 @@ def _name_cue_rules(rx: Any) -> list[tuple[str, Any, float, str | int]]:
         r"(?i:\b(?:thanks|thank[ \t]+you|thx|cheers|hi|hello|hey|dear|regards|bye))[ \t]*,?[ \t]+"
         r"(?P<v>\p{Lu}\p{Ll}[\p{L}'’\-]+)(?=[ \t]*(?:[.,!?;:\n]|$))"
     )
+    # "Hi, I am Margaret Hollingsworth" / "this is Dana Ruiz": a self-introduction, capitalised only
+    # (a customer's name recurs in every turn of a thread: the corpus-level check must not drop it)
+    intro = r"(?:\b(?:I[ \t]+am|I['’]m|[Tt]his[ \t]+is)[ \t]+)"
     return [
         ("cased", rx.compile(cue + cased), 0.6, "v"),
+        ("introduction", rx.compile(intro + cased + r"(?=[ \t]*(?:[.,!?;:\n]|$|[ \t]+and\b))"), 0.6, "v"),
         ("lowercase", rx.compile(cue + lower), 0.6, "v"),
         ("greeting", rx.compile(greet), 0.6, "v"),
     ]

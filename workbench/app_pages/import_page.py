@@ -135,12 +135,13 @@ with tabs[0]:
     if files and u2.button("Import uploaded files", type="primary"):
         actor = require_actor()
         # Safe names in a private folder that is removed after the import (workbench/uploads.py);
-        # the store records each file under the name the user gave it, and each file on its own.
+        # the store records each file under the name the user gave it (made safe: no folders, no
+        # clash between two uploads), never the temporary path, and each file on its own.
         try:
             with uploads.saved([uploads.Upload(f.name, f.size, f.getvalue) for f in files]) as paths:
                 report = run(
                     wb.import_files, paths, format=fmt, actor=actor, licence=licence or None,
-                    names=[f.name for f in files], column_map=column_map, each=True,
+                    names=[p.name for p in paths], column_map=column_map, each=True,
                 )  # fmt: skip
             st.session_state["import_report"] = report
             st.session_state.pop("import_preview", None)
