@@ -208,6 +208,19 @@ class Database:
             if marker is not None:
                 marker.unlink(missing_ok=True)
 
+    def batches(self, sql: str, ids: list[str] | None, batch: int) -> Iterator[list[Any]]:
+        """Rows of `sql` (a query over conversations aliased `c`) in batches of `batch`, only the
+        conversations in `ids` when given, oldest first."""
+        import pyarrow as pa
+
+        with self.connect() as con:
+            if ids is not None:
+                con.register("_ids", pa.table({"id": ids}))
+                sql += " SEMI JOIN _ids ON _ids.id = c.id"
+            cur = con.execute(sql + " ORDER BY c.created_at, c.id")
+            while rows := cur.fetchmany(batch):
+                yield rows
+
     @contextlib.contextmanager
     def connect(self, within: duckdb.DuckDBPyConnection | None = None) -> Iterator[duckdb.DuckDBPyConnection]:
         """A connection for reads (and single statements); `within`: the caller's open transaction."""

@@ -648,20 +648,12 @@ class CoreStore:
 
     def iter_current(self, ids: list[str] | None = None, batch: int = 5000) -> Iterator[list[tuple[str, int, str]]]:
         """(id, revision, content JSON) of current revisions, in batches, for the stages."""
-        with self.db.connect() as con:
-            sql = (
-                "SELECT c.id, c.revision, r.content FROM conversations c JOIN revisions r "
-                "ON r.conversation_id = c.id AND r.revision = c.revision"
-            )
-            if ids is not None:
-                con.register("_ids", pa.table({"id": ids}))
-                sql += " SEMI JOIN _ids ON _ids.id = c.id"
-            cur = con.execute(sql + " ORDER BY c.created_at, c.id")
-            while True:
-                rows = cur.fetchmany(batch)
-                if not rows:
-                    break
-                yield rows
+        yield from self.db.batches(
+            "SELECT c.id, c.revision, r.content FROM conversations c JOIN revisions r "
+            "ON r.conversation_id = c.id AND r.revision = c.revision",
+            ids,
+            batch,
+        )
 
     # ------------------------------------------------------------ changes
 

@@ -328,22 +328,14 @@ class PiiStore:
         is a PII redaction, the content of the latest revision before it that is not one. Dedup
         and the freeze's leakage check read this, so that near-duplicate families are a property
         of the conversation, not of how its PII happened to be replaced."""
-        with self.db.connect() as con:
-            sql = (
-                "SELECT c.id, c.revision, (SELECT r.content FROM revisions r WHERE r.conversation_id = c.id "
-                "AND r.revision <= c.revision AND r.kind <> 'redaction' ORDER BY r.revision DESC LIMIT 1) AS src, "
-                "cur.content FROM conversations c JOIN revisions cur ON cur.conversation_id = c.id "
-                "AND cur.revision = c.revision"
-            )
-            if ids is not None:
-                con.register("_ids", pa.table({"id": ids}))
-                sql += " SEMI JOIN _ids ON _ids.id = c.id"
-            cur = con.execute(sql + " ORDER BY c.created_at, c.id")
-            while True:
-                rows = cur.fetchmany(batch)
-                if not rows:
-                    break
-                yield [(r[0], r[1], r[2] if r[2] is not None else r[3]) for r in rows]
+        sql = (
+            "SELECT c.id, c.revision, (SELECT r.content FROM revisions r WHERE r.conversation_id = c.id "
+            "AND r.revision <= c.revision AND r.kind <> 'redaction' ORDER BY r.revision DESC LIMIT 1) AS src, "
+            "cur.content FROM conversations c JOIN revisions cur ON cur.conversation_id = c.id "
+            "AND cur.revision = c.revision"
+        )
+        for rows in self.db.batches(sql, ids, batch):
+            yield [(r[0], r[1], r[2] if r[2] is not None else r[3]) for r in rows]
 
     def pii_allow_list(self) -> list[dict[str, Any]]:
         with self.db.connect() as con:
