@@ -66,6 +66,27 @@ def unique_names(names: Sequence[str]) -> list[str]:
     return out
 
 
+def recorded_names(names: Sequence[str]) -> list[str]:
+    """The names the store records for uploads: what the user called each file (its base name,
+    spaces and accents kept; control and format characters dropped), made distinct the same way
+    as the files on disk. Only ever shown as text; never used as a path."""
+    out: list[str] = []
+    seen: set[str] = set()
+    for name in names:
+        base = Path(name.replace("\\", "/")).name
+        base = "".join(ch for ch in base if ch.isprintable()).strip()[:MAX_NAME_BYTES] or "upload"
+        stem, dot, ext = base.rpartition(".")
+        if not dot:
+            stem, ext = base, ""
+        cand, n = base, 1
+        while cand.lower() in seen:
+            n += 1
+            cand = f"{stem}-{n}.{ext}" if ext else f"{stem}-{n}"
+        seen.add(cand.lower())
+        out.append(cand)
+    return out
+
+
 def refuse_oversized(uploads: Sequence[Upload]) -> None:
     limit = max_upload_mb()
     too_big = [u.name for u in uploads if u.size > limit * 1024 * 1024]

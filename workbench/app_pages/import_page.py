@@ -141,7 +141,7 @@ with tabs[0]:
             with uploads.saved([uploads.Upload(f.name, f.size, f.getvalue) for f in files]) as paths:
                 report = run(
                     wb.import_files, paths, format=fmt, actor=actor, licence=licence or None,
-                    names=[p.name for p in paths], column_map=column_map, each=True,
+                    names=uploads.recorded_names([f.name for f in files]), column_map=column_map, each=True,
                 )  # fmt: skip
             st.session_state["import_report"] = report
             st.session_state.pop("import_preview", None)
