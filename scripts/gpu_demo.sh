@@ -6,7 +6,7 @@
 #                                    # start every job of jobs.json (in a session of its own, so it
 #                                    # outlives the call), wait up to WAIT_S, then pack what ended into $OUT
 #   bash scripts/gpu_demo.sh wait    # later calls: wait up to WAIT_S more, pack into $OUT
-# $OUT gets runs.tar.xz (every run folder without its adapter weights), jobs.log and gpu.txt.
+# $OUT gets runs.tar.xz (every run folder without its adapter weights, refreshed every 20 s), jobs.log, gpu.txt, smi.txt.
 # jobs.json (scripts/demo.py --bundle) holds raw and curated per training seed and each leave-one-step-out
 # version (`sift ablate`) per ablation seed: 16 jobs with --full, all sharing the one GPU.
 # PARALLEL jobs run at once (default: all): a 135M model leaves an H100 mostly idle per process.
@@ -92,6 +92,8 @@ case "$MODE" in
     ;;
   start)
     bash scripts/gpu_prepare.sh unpack .gpu/demo2 2>&1 | tail -2
+    # Wheels the device image lacks that Sift's own code imports (orjson, curation/records.py).
+    for w in .gpu/demo2/*.whl; do [ -f "$w" ] && python3 -m zipfile -e "$w" "$DEST/site"; done
     rm -rf "$WORK" && mkdir -p "$WORK"
     tar -C "$WORK" -xJf .gpu/demo2/bundle.tar.xz
     mv "$WORK"/*/ "$WORK/bundle" 2>/dev/null || true
