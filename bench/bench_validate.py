@@ -30,6 +30,24 @@ def baseline(tokenizer: Any, rows: list[dict[str, Any]]) -> list[int]:
     return out
 
 
+def hf_batch(tokenizer: Any, rows: list[dict[str, Any]], chunk: int = 1000) -> list[int]:
+    """The strongest tool for the same count: HF's batch call, `apply_chat_template` over a list of
+    conversations (templates rendered, then one fast-tokenizer batch encode per chunk)."""
+    out: list[int] = []
+    for i in range(0, len(rows), chunk):
+        part = rows[i : i + chunk]
+        tools = part[0].get("tools")
+        same_tools = all(r.get("tools") == tools for r in part)
+        if not same_tools:  # the batch call takes one tools list for the whole batch
+            out.extend(baseline(tokenizer, part))
+            continue
+        ids = tokenizer.apply_chat_template(
+            [r["messages"] for r in part], tools=tools, tokenize=True, return_dict=False
+        )
+        out.extend(len(x) for x in ids)
+    return out
+
+
 def rows_for_bench(n: int, seed: int = 1) -> list[dict[str, Any]]:
     try:
         from curation.tickets import generate_conversations
@@ -100,6 +118,11 @@ def main() -> dict[str, float]:
     base_s = time.perf_counter() - t
 
     t = time.perf_counter()
+    batch_counts = hf_batch(tok, rows)
+    batch_s = time.perf_counter() - t
+    assert batch_counts == base_counts
+
+    t = time.perf_counter()
     renderer = ChatRenderer(tok)  # compiles the template, hashes the tokenizer (part of the cost)
     ms, report = validate(convs, renderer, ValidateConfig())
     sift_s = time.perf_counter() - t
@@ -116,14 +139,19 @@ def main() -> dict[str, float]:
     print("|---|---|---|---|")
     print(f"| baseline: `apply_chat_template(tokenize=True)` per row | {n:,} | {base_s:.2f} | {n / base_s:,.0f} |")
     print(
+        f"| HF batch: `apply_chat_template([...], tokenize=True)` per 1,000 rows | {n:,} | {batch_s:.2f} | "
+        f"{n / batch_s:,.0f} |"
+    )
+    print(
         f"| Sift `validate` (structure, render, loss mask, batch tokenize, cutoff preview) | {n:,} | "
         f"{sift_s:.2f} | {n / sift_s:,.0f} |"
     )
     print(
-        f"\nSift is **{ratio:.1f}×** the baseline (target ≥ 5×); token counts identical on all {n:,} rows "
+        f"\nSift takes **{sift_s / batch_s:.2f}×** the HF batch call's time (target ≤ 1.1×) and is "
+        f"{ratio:.1f}× the one-at-a-time loop; token counts identical on all {n:,} rows "
         f"({report.summary['tokens']['total']:,} tokens)."
     )
-    return {"baseline_s": base_s, "sift_s": sift_s, "ratio": ratio, "rows": n}
+    return {"baseline_s": base_s, "hf_batch_s": batch_s, "sift_s": sift_s, "ratio": ratio, "rows": n}
 
 
 if __name__ == "__main__":
