@@ -187,7 +187,7 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
-@pytest.mark.slow  # 4 CPU runs + a full fine-tune, ~100 s: `make test-all` runs it, `make test` does not
+# 4 CPU runs (a sweep of DoRA and rsLoRA) + a full fine-tune: ~40 s on the quiet 2-core VM.
 @pytest.mark.timeout(1200)
 def test_sweep_of_dora_and_rslora_and_a_full_fine_tune(tiny_model: Path, tmp_path: Path, monkeypatch) -> None:
     from tests.test_trainer_cpu import TINY, tickets
