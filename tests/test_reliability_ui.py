@@ -261,7 +261,7 @@ def test_upload_page_refuses_oversized_and_keeps_names_safe(tmp_path: Path, monk
     wb = workbench.open(store)
     assert wb.stats()["conversations"] == 2
     assert sorted(s["name"] for s in wb.sources()) == ["x-2.jsonl", "x.jsonl"]
-    # The store keeps the upload's safe name, not the temporary copy's path (gone after the import).
+    # The store keeps the upload's own base name (made distinct), not the temporary copy's path.
     assert all(s["path"] == s["name"] for s in wb.sources())
     assert not any(uploads_dir.iterdir())  # the uploaded copies are gone after the import
     assert not (tmp_path.parent / "etc").exists()

@@ -47,44 +47,35 @@ def safe_name(name: str) -> str:
     return f"{stem}.{ext}" if ext else stem
 
 
-def unique_names(names: Sequence[str]) -> list[str]:
-    """Safe names, made distinct: two uploads called `x.json` (from different folders) must not
-    overwrite each other."""
+def _distinct(names: Sequence[str]) -> list[str]:
+    """`names` made distinct, case-insensitively: a second `x.json` becomes `x-2.json`."""
     out: list[str] = []
     seen: set[str] = set()
-    for name in names:
-        cand = safe_name(name)
+    for cand in names:
         stem, dot, ext = cand.rpartition(".")
         if not dot:
             stem, ext = cand, ""
-        n = 1
-        while cand.lower() in seen:
+        name, n = cand, 1
+        while name.lower() in seen:
             n += 1
-            cand = f"{stem}-{n}.{ext}" if ext else f"{stem}-{n}"
-        seen.add(cand.lower())
-        out.append(cand)
+            name = f"{stem}-{n}.{ext}" if ext else f"{stem}-{n}"
+        seen.add(name.lower())
+        out.append(name)
     return out
+
+
+def unique_names(names: Sequence[str]) -> list[str]:
+    """Safe names, made distinct: two uploads called `x.json` (from different folders) must not
+    overwrite each other."""
+    return _distinct([safe_name(n) for n in names])
 
 
 def recorded_names(names: Sequence[str]) -> list[str]:
     """The names the store records for uploads: what the user called each file (its base name,
     spaces and accents kept; control and format characters dropped), made distinct the same way
     as the files on disk. Only ever shown as text; never used as a path."""
-    out: list[str] = []
-    seen: set[str] = set()
-    for name in names:
-        base = Path(name.replace("\\", "/")).name
-        base = "".join(ch for ch in base if ch.isprintable()).strip()[:MAX_NAME_BYTES] or "upload"
-        stem, dot, ext = base.rpartition(".")
-        if not dot:
-            stem, ext = base, ""
-        cand, n = base, 1
-        while cand.lower() in seen:
-            n += 1
-            cand = f"{stem}-{n}.{ext}" if ext else f"{stem}-{n}"
-        seen.add(cand.lower())
-        out.append(cand)
-    return out
+    bases = [Path(n.replace("\\", "/")).name for n in names]
+    return _distinct(["".join(ch for ch in b if ch.isprintable()).strip()[:MAX_NAME_BYTES] or "upload" for b in bases])
 
 
 def refuse_oversized(uploads: Sequence[Upload]) -> None:
