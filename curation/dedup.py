@@ -43,7 +43,7 @@ import os
 import re
 import struct
 import unicodedata
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from functools import lru_cache
 from typing import Any
@@ -51,6 +51,7 @@ from typing import Any
 import numpy as np
 
 from curation.errors import StageError
+from curation.progress import Progress
 from curation.records import Conversation, canonical_json, sha256_hex
 
 STAGE = "dedup"
@@ -630,7 +631,7 @@ def features_all(
     config: DedupConfig,
     *,
     workers: int | None = None,
-    progress: Callable[[int, int], None] | None = None,
+    progress: Progress | None = None,
 ) -> Features:
     """`features` over any number of conversations: batch after batch in this process, or — the
     scale path — a map over contiguous parts in forked worker processes, each with its own hasher.
@@ -1227,12 +1228,6 @@ def signatures_from_bytes(blobs: Sequence[bytes], num_perm: int) -> np.ndarray:
         return np.empty((0, num_perm), np.uint32)
     return np.frombuffer(b"".join(blobs), dtype="<u4").reshape(len(blobs), num_perm).astype(np.uint32)
 
-
-def progress_noop(stage: str, done: int, total: int) -> None:  # pragma: no cover - trivial
-    return None
-
-
-Progress = Callable[[str, int, int], None]
 
 __all__ = [
     "REASON",

@@ -19,6 +19,7 @@ from typing import Any
 
 import orjson
 
+from curation.errors import SiftError
 from curation.records import ContentPart, Conversation, Message, ToolCall, canonical_json
 
 DIALECTS = ("sharegpt", "openai", "alpaca")
@@ -47,7 +48,7 @@ OPENAI_ROLES = {
 }
 
 
-class FileReadError(Exception):
+class FileReadError(SiftError):
     """The file as a whole cannot be read; nothing from it is imported."""
 
 
@@ -941,7 +942,7 @@ def parse_file(
 # ---------------------------------------------------------------- writers
 
 
-class WriteError(ValueError):
+class WriteError(SiftError, ValueError):
     """A conversation cannot be expressed in the requested dialect."""
 
 
@@ -953,32 +954,7 @@ def _args_value(arguments: str) -> Any:
 
 
 def to_openai(conv: Conversation) -> dict[str, Any]:
-    msgs = []
-    for m in conv.messages:
-        d: dict[str, Any] = {"role": m.role}
-        if isinstance(m.content, tuple):
-            d["content"] = [
-                {"type": "text", "text": p.text} if p.type == "text" else {"type": p.type, **(p.data or {})}
-                for p in m.content
-            ]
-        else:
-            d["content"] = m.content
-        if m.tool_calls:
-            d["tool_calls"] = [
-                {
-                    **({"id": c.id} if c.id is not None else {}),
-                    "type": "function",
-                    "function": {"name": c.name, "arguments": c.arguments},
-                }
-                for c in m.tool_calls
-            ]
-        if m.name is not None:
-            d["name"] = m.name
-        if m.tool_call_id is not None:
-            d["tool_call_id"] = m.tool_call_id
-        if m.reasoning is not None:
-            d["reasoning_content"] = m.reasoning
-        msgs.append(d)
+    msgs = [m.to_openai() for m in conv.messages]
     out: dict[str, Any] = {"messages": msgs}
     if conv.tools:
         out["tools"] = list(conv.tools)

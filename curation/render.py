@@ -77,36 +77,7 @@ def to_template_messages(conv: Conversation) -> list[dict[str, Any]]:
     otherwise as the text written; reasoning goes under `reasoning_content` (and `thinking`, as
     transformers aliases it).
     """
-    out: list[dict[str, Any]] = []
-    for m in conv.messages:
-        d: dict[str, Any] = {"role": m.role}
-        if isinstance(m.content, tuple):
-            d["content"] = [
-                {"type": "text", "text": p.text} if p.type == "text" else {"type": p.type, **(p.data or {})}
-                for p in m.content
-            ]
-        elif m.content is not None:
-            d["content"] = m.content
-        if m.tool_calls:
-            calls = []
-            for c in m.tool_calls:
-                try:
-                    args: Any = json.loads(c.arguments)
-                except (json.JSONDecodeError, TypeError):
-                    args = c.arguments
-                call: dict[str, Any] = {"type": "function", "function": {"name": c.name, "arguments": args}}
-                if c.id is not None:
-                    call["id"] = c.id
-                calls.append(call)
-            d["tool_calls"] = calls
-        if m.name is not None:
-            d["name"] = m.name
-        if m.tool_call_id is not None:
-            d["tool_call_id"] = m.tool_call_id
-        if m.reasoning is not None:
-            d = {"thinking": m.reasoning, **d, "reasoning_content": m.reasoning}
-        out.append(d)
-    return out
+    return [m.to_openai(template=True) for m in conv.messages]
 
 
 @dataclass(frozen=True, slots=True)

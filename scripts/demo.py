@@ -723,9 +723,10 @@ def screenshot(store: Path, path: Path) -> None:
     """The Compare page over the demo store, in headless Chromium (as tests/test_e2e_browser.py does)."""
     import socket
     import subprocess
-    import urllib.request
 
     from playwright.sync_api import sync_playwright
+
+    from workbench.app_server import wait_until_up
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -737,17 +738,8 @@ def screenshot(store: Path, path: Path) -> None:
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
-                    if r.read() == b"ok":
-                        break
-            except OSError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise DemoError("streamlit did not start for the screenshot")
-            time.sleep(0.3)
+        if not wait_until_up(url, proc, timeout=60):
+            raise DemoError("streamlit did not start for the screenshot")
         with sync_playwright() as pw:
             browser = pw.chromium.launch(
                 executable_path="/usr/bin/chromium", args=["--headless", "--no-sandbox", "--disable-gpu"]

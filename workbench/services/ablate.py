@@ -259,7 +259,7 @@ class AblationService:
         files = {}
         for s, fname in mf.split_file_names("openai").items():
             blob, _ = mf.render_split([(r["id"], by_split[s][r["id"]]) for r in splits[s]], "openai")
-            files[fname] = mf.file_sha256(blob)
+            files[fname] = mf.bytes_sha256(blob)
         dedup_run = next((r for r in version.get("stages", []) if r.get("stage") == "dedup"), None)
         leaks, method = self._leaks(by_split["train"], by_split["eval"], dedup_run)  # type: ignore[attr-defined]
         excluded = dict(version["counts"].get("excluded") or {})

@@ -5,18 +5,16 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
 from curation import dedup as dd
+from curation.progress import StepProgress
 from curation.records import Conversation
 from workbench.services.core import default_actor
 from workbench.store import Store, StoreError
 from workbench.store._db import now
-
-Progress = Callable[[str, int, int], None]
 
 
 def _noop(stage: str, done: int, total: int) -> None:
@@ -35,7 +33,7 @@ class DedupService:
         view: str | None = None,
         config: dd.DedupConfig | None = None,
         actor: str | None = None,
-        progress: Progress | None = None,
+        progress: StepProgress | None = None,
     ) -> dict[str, Any]:
         """Find exact and near-duplicate clusters over every current conversation, choose keepers,
         flag the rest `near_duplicate`. Signatures already stored for a conversation revision and
