@@ -159,9 +159,7 @@ PAGE_SETUP: dict[str, Any] = {
 }
 
 
-@pytest.mark.parametrize(
-    "page", sorted(p.name for p in PAGES.glob("*.py") if p.name != "__init__.py")
-)
+@pytest.mark.parametrize("page", sorted(p.name for p in PAGES.glob("*.py") if p.name != "__init__.py"))
 def test_pages_render_data_as_text(hostile: dict[str, Any], page: str) -> None:
     at = AppTest.from_file(str(PAGES / page), default_timeout=90)
     at.session_state["reviewer"] = hostile["who"]
