@@ -12,7 +12,6 @@ from datasketch import MinHash, MinHashLSH
 
 from bench.bench_dedup import pair_scores, plagiarism_quality, planted_quality, read_text, sift
 from curation.dedup import (
-    Conversation,
     DedupConfig,
     DedupError,
     Features,
@@ -38,7 +37,7 @@ from curation.dedup import (
     word_diff,
 )
 from curation.formats import parse_file
-from curation.records import Message, ToolCall
+from curation.records import Conversation, Message, ToolCall
 
 
 def conv(*turns: str, system: str | None = None, **meta) -> Conversation:
