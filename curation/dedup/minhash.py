@@ -51,7 +51,7 @@ def _unique(values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return s[new], order[new], inv
 
 
-class _Vocab(dict):  # type: ignore[type-arg]
+class _Vocab(dict):
     """word (bytes) → dense id, assigned on first sight."""
 
     def __missing__(self, key: bytes) -> int:
@@ -273,7 +273,7 @@ def features(
     content JSON as the store keeps it)."""
     hasher = hasher or MinHasher(config.num_perm, config.seed, config.ngram)
     if conversations and isinstance(conversations[0], str):
-        conversations = [json.loads(c) for c in conversations]  # type: ignore[arg-type]
+        conversations = [json.loads(c) for c in conversations]
     views = [
         text_view(c, config.view, config.include_system)
         if isinstance(c, Conversation)

@@ -238,11 +238,11 @@ class CoreStore(ImportStore, StageRunStore):
             offset = 0
         with self.db.connect() as con:
             if count_limit is None:
-                total = con.execute(f"SELECT count(*) {base}", args).fetchall()[0][0]  # type: ignore[index]
+                total = con.execute(f"SELECT count(*) {base}", args).fetchall()[0][0]
             else:
                 total = con.execute(
                     f"SELECT count(*) FROM (SELECT 1 {base} LIMIT {int(count_limit) + 1})", args
-                ).fetchall()[0][0]  # type: ignore[index]
+                ).fetchall()[0][0]
             # Page the narrow conversations table first, then read only the page's revisions
             # (point reads: a join would scan every revision's text).
             page = con.execute(
@@ -286,7 +286,7 @@ class CoreStore(ImportStore, StageRunStore):
         with self.db.connect() as con:
             total = con.execute(
                 f"SELECT count(*) FROM quarantine q JOIN sources s ON s.id = q.source_id WHERE {where}", args
-            ).fetchall()[0][0]  # type: ignore[index]
+            ).fetchall()[0][0]
             rows = con.execute(
                 "SELECT q.file, q.line, q.row_index, q.field, q.message, q.raw, q.source_id "
                 f"FROM quarantine q JOIN sources s ON s.id = q.source_id WHERE {where} "

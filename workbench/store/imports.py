@@ -276,7 +276,7 @@ class ImportStore:
         shown = display_name if display_name is not None else str(path)
         full = display_name if display_name is not None else str(path.resolve())
         imported = mapped = quarantined = 0
-        source_id = con.execute("SELECT nextval('source_ids')").fetchall()[0][0]  # type: ignore[index]
+        source_id = con.execute("SELECT nextval('source_ids')").fetchall()[0][0]
         # Chunks are read by DuckDB's replacement scan of the local Arrow tables below (named
         # in the SQL): a registered table would stay referenced until COMMIT, keeping every
         # chunk in memory.

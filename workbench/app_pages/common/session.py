@@ -71,7 +71,7 @@ def require_actor() -> str:
             else "Enter your reviewer name in the sidebar before changing anything."
         )
         st.stop()
-    return name  # type: ignore[return-value]
+    return name
 
 
 def sidebar() -> None:
