@@ -281,7 +281,7 @@ class PiiService:
         for f in r["findings"]:
             key = (f["conversation_id"], f["revision"])
             if key not in convs:
-                convs[key] = Conversation.from_dict(self.store.get_conversation(*key))
+                convs[key] = self.store.conversation(*key)
             m = convs[key].messages[f["message_index"]] if f["message_index"] < len(convs[key].messages) else None
             text = None
             if m is not None:

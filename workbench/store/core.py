@@ -146,6 +146,10 @@ class CoreStore(ImportStore, StageRunStore):
             raise NotFound(f"no conversation {cid!r}")
         return row
 
+    def conversation(self, cid: str, revision: int | None = None) -> Conversation:
+        """A conversation's content (its current revision, or `revision`) as the record stages take."""
+        return Conversation.from_dict(self.get_conversation(cid, revision))
+
     def get_conversation(self, cid: str, revision: int | None = None) -> dict[str, Any]:
         """One conversation with its current (or a given) revision, provenance and history."""
         with self.db.connect() as con:
