@@ -238,6 +238,10 @@ def train_config(args: argparse.Namespace, gold_export: Path | str, seed: int) -
         cfg["eval_batch_size"] = 100
         # The base model's answers are the same for every seed: generate them in the first seed's runs.
         cfg["generate_base"] = seed == args.train_seeds[0]
+        # The forgetting guard's generic eval (base vs tuned on the set Sift ships): a few prompts.
+        cfg["generic_eval"] = "builtin:generic"
+        # The memorisation probe, conversations holding PII first: raw's must show it.
+        cfg["probe_limit"] = 32
     if args.backend:
         cfg["backend"] = args.backend
     return cfg
@@ -439,7 +443,21 @@ def make_parser() -> argparse.ArgumentParser:
         help="train every job of this bundle here, one at a time (no GPU needed), then collect them into --out",
     )
     p.add_argument("--screenshot", type=Path, help="after training, save a PNG of the Compare page here")
+    p.add_argument(
+        "--recipes",
+        action="store_true",
+        help="with --bundle: also a DoRA and a full fine-tuning (lora: false, bf16) job of curated, first seed "
+        "(issue 20's recipes beside QLoRA; imported by --collect, left out of the raw/curated table)",
+    )
     return p
+
+
+# Issue 20's recipes beside the QLoRA runs: name → config changes. Full fine-tuning moves every weight,
+# so it takes a lower rate than the adapter (1/10 of it).
+RECIPES: dict[str, dict[str, Any]] = {
+    "dora": {"use_dora": True},
+    "fullft": {"lora": False, "lr_factor": 0.1},
+}
 
 
 def resolve(args: argparse.Namespace) -> argparse.Namespace:
@@ -626,6 +644,26 @@ def write_bundle(
         name = f"{v}-seed{seed}"
         jobs.append({"name": name, "version": v, "seed": seed, "manifest": f"exports/{v}",
                      "config": f"configs/{cfg.name}", "out": f"runs/{name}"})  # fmt: skip
+    if getattr(args, "recipes", False):
+        seed = args.train_seeds[0]
+        for recipe, change in RECIPES.items():
+            c = train_config(args, "exports/gold", seed)
+            c["generate_base"] = False
+            c["learning_rate"] = c["learning_rate"] * change.get("lr_factor", 1)
+            c.update({k: v for k, v in change.items() if k != "lr_factor"})
+            cfg = bundle / "configs" / f"seed{seed}-{recipe}.json"
+            cfg.write_text(json.dumps(c, indent=2), encoding="utf-8")
+            name = f"curated-{recipe}-seed{seed}"
+            jobs.append({"name": name, "version": "curated", "seed": seed, "recipe": recipe,
+                         "manifest": "exports/curated", "config": f"configs/{cfg.name}", "out": f"runs/{name}"})  # fmt: skip
+    # What `sift train` writes into a run folder before training: the hashes of the version's PII
+    # strings, for the memorisation probe (without it the probe has nothing to look for).
+    import workbench
+
+    wb = workbench.open(out / "sift.duckdb")
+    for job in jobs:
+        (bundle / job["out"]).mkdir(parents=True, exist_ok=True)
+        wb._write_pii_strings(job["version"], bundle / job["out"])
     (bundle / "jobs.json").write_text(json.dumps(jobs, indent=1), encoding="utf-8")
     (out / "bundle.json").write_text(json.dumps({"bundle": str(bundle), "jobs": jobs}, indent=1), encoding="utf-8")
     return {"path": str(bundle), "jobs": jobs}
@@ -682,6 +720,12 @@ def collect(args: argparse.Namespace, log: Any = print) -> dict[str, Any]:
             r = {"run_id": m.group(1), "state": "succeeded"}
         if r["state"] != "succeeded":
             log(f"{job['name']} ended {r['state']} (left out of the table); see {folder}/train.log")
+            continue
+        if job.get("recipe"):  # issue 20's recipes: in the store and on Compare, not in the table
+            recipes = result.setdefault("recipes", {})
+            listed = {x["run_id"]: x for x in sift(store, "runs", "--version", job["version"])["runs"]}
+            recipes[job["name"]] = {"run_id": r["run_id"], **scores(listed[r["run_id"]]["metrics"])}
+            log(f"{job['name']} ({job['recipe']}): {recipes[job['name']]}")
             continue
         listed = {x["run_id"]: x for x in sift(store, "runs", "--version", job["version"])["runs"]}
         sc = scores(listed[r["run_id"]]["metrics"])

@@ -6,7 +6,7 @@
 #                                    # start every job of jobs.json (in a session of its own, so it
 #                                    # outlives the call), wait up to WAIT_S, then pack what ended into $OUT
 #   bash scripts/gpu_demo.sh wait    # later calls: wait up to WAIT_S more, pack into $OUT
-# $OUT gets runs.tar.xz (every run folder without its adapter weights), jobs.log and gpu.txt.
+# $OUT gets runs.tar.xz (every run folder without its adapter weights, refreshed every 20 s), jobs.log, gpu.txt, smi.txt.
 # jobs.json (scripts/demo.py --bundle) holds raw and curated per training seed and each leave-one-step-out
 # version (`sift ablate`) per ablation seed: 16 jobs with --full, all sharing the one GPU.
 # PARALLEL jobs run at once (default: all): a 135M model leaves an H100 mostly idle per process.
@@ -21,12 +21,24 @@ WORK=/tmp/sift-demo
 mkdir -p "$OUT"
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_DATASETS_OFFLINE=1 UNSLOTH_DISABLE_STATISTICS=1
 export PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false SIFT_CACHE=/tmp/sift-cache
+# Up to ~18 trainers share the machine's 16 cores: a few CPU threads each, not torch's 16.
+export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}
+
+snapshot() {
+  # What has ended so far into $OUT, each file replaced whole (write, then rename): a call stopped at
+  # its limit still brings back the last snapshot.
+  [ -d "$WORK/bundle/runs" ] || return 0
+  tar -C "$WORK/bundle" --exclude='adapter' --exclude='checkpoint-*' -cf - runs | xz -T0 -3 > "$OUT/.runs.tar.xz" \
+    && mv "$OUT/.runs.tar.xz" "$OUT/runs.tar.xz"
+  cp "$WORK/jobs.log" "$OUT/.jobs.log" 2>/dev/null && mv "$OUT/.jobs.log" "$OUT/jobs.log"
+  nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader > "$OUT/gpu.txt" 2>&1
+  nvidia-smi --query-gpu=utilization.gpu,memory.used,power.draw --format=csv,noheader >> "$OUT/smi.txt" 2>&1
+  true
+}
 
 pack_results() {
   [ -d "$WORK/bundle/runs" ] || { echo "no runs yet"; return; }
-  tar -C "$WORK/bundle" --exclude='adapter' --exclude='checkpoint-*' -cf - runs | xz -T0 -3 > "$OUT/runs.tar.xz"
-  cp "$WORK/jobs.log" "$OUT/" 2>/dev/null || true
-  nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader > "$OUT/gpu.txt" 2>&1
+  snapshot
   for s in "$WORK"/bundle/runs/*/status.json; do
     python3 -c "import json,sys; d=json.load(open(sys.argv[1])); print(sys.argv[1].split('/')[-2], d.get('state'), d.get('step'), d.get('total'), d.get('message'))" "$s"
   done
@@ -34,7 +46,11 @@ pack_results() {
 
 wait_jobs() {
   local t0=$SECONDS
-  while [ ! -f "$WORK/DONE" ] && (( SECONDS - t0 < WAIT_S )); do sleep 5; done
+  local last=$SECONDS
+  while [ ! -f "$WORK/DONE" ] && (( SECONDS - t0 < WAIT_S )); do
+    sleep 5
+    if (( SECONDS - last >= ${SNAPSHOT_S:-20} )); then snapshot; last=$SECONDS; fi
+  done
   [ -f "$WORK/DONE" ] && echo "all jobs ended" || echo "still running after ${WAIT_S} s"
   tail -5 "$WORK/jobs.log" 2>/dev/null
   pack_results
@@ -76,6 +92,8 @@ case "$MODE" in
     ;;
   start)
     bash scripts/gpu_prepare.sh unpack .gpu/demo2 2>&1 | tail -2
+    # Wheels the device image lacks that Sift's own code imports (orjson, curation/records.py).
+    for w in .gpu/demo2/*.whl; do [ -f "$w" ] && python3 -m zipfile -e "$w" "$DEST/site"; done
     rm -rf "$WORK" && mkdir -p "$WORK"
     tar -C "$WORK" -xJf .gpu/demo2/bundle.tar.xz
     mv "$WORK"/*/ "$WORK/bundle" 2>/dev/null || true

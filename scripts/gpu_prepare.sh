@@ -23,6 +23,8 @@ WHEELS=(
   shtab==1.13.0 msgspec==0.22.0 hf_transfer==0.1.9 dill==0.4.1 multiprocess==0.70.19 gguf==0.19.0
   pydantic==2.14.3 pydantic_core==2.50.4 annotated_types==0.8.0 typing_inspection==0.4.5
   json5==0.17.3 nest_asyncio==1.6.0 structlog==26.1.0 liger_kernel==0.8.5
+  # Not on the device image, imported at module level by curation/records.py and formats.py:
+  orjson==3.13.0
 )
 PART_MB=${SIFT_GPU_PART_MB:-50}
 

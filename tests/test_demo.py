@@ -203,7 +203,7 @@ def test_bundle_holds_what_the_trainer_needs_elsewhere(demo: dict, tmp_path: Pat
     from trainer.manifest import load_export
 
     mod, out = demo["mod"], demo["out"]
-    args = mod.resolve(mod.make_parser().parse_args(["--out", str(out), "--full", "--train-seeds", "1,2"]))
+    args = mod.resolve(mod.make_parser().parse_args(["--out", str(out), "--full", "--train-seeds", "1,2", "--recipes"]))
     bundle = tmp_path / "bundle"
     ablations = demo["result"]["ablations"]
     info = mod.write_bundle(args, out, out / "exports", bundle, ablations)
@@ -214,12 +214,24 @@ def test_bundle_holds_what_the_trainer_needs_elsewhere(demo: dict, tmp_path: Pat
         "raw-seed2",
         "curated-seed2",
         *(f"{v}-seed{s}" for s in (1, 2) for v in ablations),  # --full: two seeds per ablation
+        "curated-dora-seed1",  # --recipes: issue 20's recipes beside QLoRA, first seed
+        "curated-fullft-seed1",
     ]
+    pii = {}
     for j in jobs:
         export = load_export(bundle / j["manifest"])  # files match their manifest
         assert export.version == j["version"] and export.train
         cfg = load_config(bundle / j["config"])
         assert cfg.seed == j["seed"] and cfg.extra_eval == "exports/gold" and cfg.max_steps == args.steps
+        assert cfg.generic_eval == "builtin:generic" and cfg.probe_limit == 32
+        assert (cfg.use_dora, cfg.lora) == {"dora": (True, True), "fullft": (False, False)}.get(
+            j.get("recipe"), (False, True)
+        )
+        # What `sift train` writes before training: the version's PII string hashes, for the probe.
+        pii[j["version"]] = json.loads((bundle / j["out"] / "pii_strings.json").read_text())
+    assert pii["raw"]["sha256"], "the raw pool's planted PII reaches the memorisation probe"
+    full = load_config(bundle / jobs[-1]["config"])
+    assert full.learning_rate == pytest.approx(args.lr * 0.1)
     gold = load_export(bundle / "exports" / "gold", require_train=False)
     assert gold.eval
     # Collecting before any run came back is a clear error, not a half-written report.
