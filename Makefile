@@ -36,11 +36,11 @@ run: $(STAMP)
 	SIFT_STORE=$(STORE) $(PY) -m streamlit run streamlit_app.py --server.address "$(ADDRESS)" --server.port $(PORT) --server.headless true --browser.gatherUsageStats false
 
 test: $(TEST_STAMP)
-	$(PY) -m pytest -q -x --durations=15
+	$(PY) -m pytest -q -x -n 2 --dist loadscope --durations=15
 
 # Also the slow tests (multi-process FSDP, cancelling a multi-process run).
 test-all: $(TEST_STAMP)
-	$(PY) -m pytest -q -x -m 'not gpu' --durations=15
+	$(PY) -m pytest -q -x -n 2 --dist loadscope -m 'not gpu' --durations=15
 
 lint: $(STAMP)
 	$(PY) -m ruff check .

@@ -17,6 +17,11 @@ sys.path.append(str(ROOT / "datasets"))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+# The suite runs on two pytest workers (Makefile: -n 2) on a 2-core machine: one math thread per
+# process (and every trainer or server subprocess it starts), so two CPU-bound tests never fight
+# over the cores with spinning OpenMP threads (that once made a 40 s training test take 10 min).
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("MKL_NUM_THREADS", "1")
 
 
 @pytest.fixture

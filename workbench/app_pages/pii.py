@@ -193,6 +193,10 @@ if q is not None:
         if n is not None:
             st.success(f"Accepted {n} finding(s).")
             st.rerun()
+    # Keyboard: A accepts and D dismisses the first finding on the page; the queue then moves up.
+    first = next((f["id"] for f in q["findings"] if f["status"] == status), None)
+    if first is not None:
+        st.caption("Keys: A accepts, D dismisses the first finding below.")
     for f in q["findings"]:
         with st.container(border=True):
             st.caption(
@@ -210,8 +214,13 @@ if q is not None:
                     )
                 )
             a, d, _ = st.columns([1, 1, 4])
-            accept = a.button("Accept", key=f"pii_acc_{f['id']}", disabled=f["status"] == "accepted")
-            dismiss = d.button("Dismiss", key=f"pii_dis_{f['id']}", disabled=f["status"] == "dismissed")
+            keys = f["id"] == first
+            accept = a.button(
+                "Accept", key=f"pii_acc_{f['id']}", disabled=f["status"] == "accepted", shortcut="A" if keys else None
+            )
+            dismiss = d.button(
+                "Dismiss", key=f"pii_dis_{f['id']}", disabled=f["status"] == "dismissed", shortcut="D" if keys else None
+            )
             if (accept or dismiss) and attempt(
                 wb.pii_review, [f["id"]], "accepted" if accept else "dismissed", actor=require_actor()
             ):
