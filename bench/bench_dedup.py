@@ -12,7 +12,7 @@ view, normalisation and shingles for all three; clusters are checked equal):
       per conversation, `jaccard` on each candidate;
   (c) Sift: `curation.dedup.features` in batches + `find_duplicates` (bands, group-by buckets,
       verification, union-find, keepers).
-Corpora: "tickets" = `curation.tickets.generate_noisy` (templated support tickets with 5% exact
+Corpora: "tickets" = `tickets.generate_noisy` (templated support tickets with 5% exact
 and 5% planted near-duplicates; n-grams repeat a lot, as in real chat data with shared prompts),
 "diverse" = random Zipf-distributed words (almost every 5-gram is unique: the worst case for
 Sift's n-gram hash cache).
@@ -39,6 +39,7 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.append(str(Path(__file__).resolve().parent.parent / "datasets"))  # the sample generator, `tickets`
 
 from curation.dedup import (
     DedupConfig,
@@ -63,7 +64,7 @@ CORPORA = Path(__file__).resolve().parent.parent.parent / "shared" / "corpora"
 
 
 def tickets(n: int, seed: int = 5) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    from curation.tickets import generate_noisy
+    from tickets import generate_noisy
 
     return generate_noisy(n, seed=seed)
 

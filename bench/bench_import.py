@@ -24,6 +24,7 @@ from pathlib import Path
 import duckdb
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.append(str(ROOT / "datasets"))  # the sample generator, imported as `tickets`
 
 SQL_ANCHOR = r"""
 import sys, time, duckdb, workbench
@@ -68,7 +69,7 @@ print(dt, ru.ru_utime + ru.ru_stime, ru.ru_maxrss / 1024)
 def data_file(n: int, folder: Path) -> Path:
     path = folder / f"tickets_{n}.jsonl"
     if not path.exists():
-        from curation.tickets import generate_conversations
+        from tickets import generate_conversations
 
         with open(path, "w", encoding="utf-8") as f:
             for row in generate_conversations(n, seed=1):

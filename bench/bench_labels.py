@@ -11,14 +11,19 @@ put in the problem kind planted on it, so precision and recall are exact, not es
 from __future__ import annotations
 
 import os
+import sys
 import time
 from collections import Counter
+from pathlib import Path
+
+sys.path.append(str(Path(__file__).resolve().parent.parent / "datasets"))  # the sample generator, `tickets`
 
 
 def main() -> None:
+    from tickets import generate_noisy
+
     from curation.formats import map_openai
     from curation.labels import audit_labels
-    from curation.tickets import generate_noisy
 
     n = int(os.environ.get("SIFT_BENCH_LABELS_N", "5000"))
     realistic = os.environ.get("SIFT_BENCH_LABELS_REALISTIC", "") not in ("", "0")

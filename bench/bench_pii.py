@@ -7,7 +7,7 @@ in an older label set, never used for tuning) from presidio-research, default co
 ORGANIZATION, TITLE, AGE, NRP, US_DRIVER_LICENSE, and DATE_TIME (off by default). "strict
 precision" counts predictions that fall on those out-of-scope spans as false positives too.
 
-Speed: >= 10k chat messages (QuillDB ticket conversations from `curation.tickets.generate_noisy`:
+Speed: >= 10k chat messages (QuillDB ticket conversations from `tickets.generate_noisy`:
 system prompt, ticket, answer; planted PII included). Baseline: one `AnalyzerEngine.analyze()` call
 per message, the same engine and filters (`curation.pii.analyze_one`). Sift: `analyze_texts`
 (identical texts once, spaCy `nlp.pipe` batches, N forked worker processes). Both must return the
@@ -28,6 +28,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.append(str(ROOT / "datasets"))  # the sample generator, imported as `tickets`
 
 CORPORA = ROOT.parent / "shared" / "corpora" / "presidio-research"
 GOLD = ROOT / "bench" / "pii_gold"
@@ -93,9 +94,10 @@ def quality(analyzer: Any, config: Any) -> dict[str, Any]:
 def speed(analyzer: Any, config: Any, n_conversations: int, processes: int) -> dict[str, Any]:
     from dataclasses import replace
 
+    from tickets import generate_noisy
+
     from curation import pii
     from curation.records import Conversation
-    from curation.tickets import generate_noisy
 
     rows, _ = generate_noisy(n_conversations, seed=11)
     convs = [Conversation.from_dict({"messages": r["messages"]}) for r in rows]

@@ -1,5 +1,5 @@
 """PII: the default redaction on the bundled sample (datasets/sample, written by
-`curation.tickets.write_sample_set`, whose ground_truth.json lists every planted PII string).
+`tickets.write_sample_set`, whose ground_truth.json lists every planted PII string).
 
 Imports every sample file into a fresh store, scans, and runs `redact` with its defaults. Counts the
 spans it rewrote that are not planted (false redactions, target 0), the planted e-mails and phone

@@ -38,6 +38,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.append(str(ROOT / "datasets"))  # the sample generator, imported as `tickets`
 
 # The architectures' public config.json values that set the cost (sizes, heads, vocabulary).
 SHAPES: dict[str, dict[str, Any]] = {
@@ -164,8 +165,9 @@ print(2 * n**3 / times[len(times) // 2] / 1e12)
 
 
 def bench_export(out: Path, n: int = 2000, seed: int = 7) -> Path:
+    from tickets import generate_noisy
+
     from curation.formats import map_openai
-    from curation.tickets import generate_noisy
     from trainer.manifest import write_export
 
     rows, _ = generate_noisy(n, seed=seed)

@@ -26,6 +26,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.append(str(ROOT / "datasets"))  # the sample generator, imported as `tickets`
 
 CPU: dict[str, Any] = {
     "global_batch": 4,
@@ -53,9 +54,10 @@ CUDA: dict[str, Any] = {
 def bench_export(out: Path, n: int) -> Path:
     """manifest.json of the n shortest of a pool of ticket conversations, with a short system prompt
     (as the CPU tests)."""
+    from tickets import generate_conversations
+
     from curation.formats import map_openai
     from curation.records import Message
-    from curation.tickets import generate_conversations
     from trainer.manifest import write_export
 
     convs = [map_openai(r)[0] for r in generate_conversations(max(80, 2 * n), seed=11)]

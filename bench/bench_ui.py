@@ -6,7 +6,7 @@ run: the naive page — read the whole table, then slice a page in Python.
     SIFT_BENCH_UI_N=100000 .venv/bin/python bench/run.py bench_ui        # smaller
     SIFT_BENCH_UI_STORE=/tmp/ui1m.duckdb .venv/bin/python bench/run.py bench_ui   # keep/reuse the store
 
-How the store is generated (fast): `curation.tickets.generate_conversations` yields distinct
+How the store is generated (fast): `tickets.generate_conversations` yields distinct
 synthetic support-ticket chats; each 100k chunk is mapped with the importer's own mapper
 (`curation.formats.map_rows`) and landed by the store's bulk import (`Store.import_parsed`, Arrow
 tables into DuckDB in one transaction) — the same path as `sift import`, minus writing and
@@ -19,6 +19,7 @@ from __future__ import annotations
 import os
 import platform
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -28,9 +29,12 @@ import duckdb
 
 import workbench
 from curation.formats import Row, map_rows
-from curation.tickets import generate_conversations
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.append(str(ROOT / "datasets"))  # the sample generator, imported as `tickets`
+
+from tickets import generate_conversations  # noqa: E402
+
 PAGES = ROOT / "workbench" / "app_pages"
 CHUNK = 100_000
 

@@ -13,12 +13,16 @@ from __future__ import annotations
 
 import os
 import platform
+import sys
 import time
+from pathlib import Path
 from typing import Any
 
 from curation.formats import map_openai
 from curation.models import load_tokenizer
 from curation.validate import ChatRenderer, ValidateConfig, validate
+
+sys.path.append(str(Path(__file__).resolve().parent.parent / "datasets"))  # the sample generator, `tickets`
 
 
 def baseline(tokenizer: Any, rows: list[dict[str, Any]]) -> list[int]:
@@ -49,19 +53,8 @@ def hf_batch(tokenizer: Any, rows: list[dict[str, Any]], chunk: int = 1000) -> l
 
 
 def rows_for_bench(n: int, seed: int = 1) -> list[dict[str, Any]]:
-    try:
-        from curation.tickets import generate_conversations
-    except ImportError:  # the generator is a colleague's module; fall back to simple rows
-        return [
-            {
-                "messages": [
-                    {"role": "system", "content": "You answer support tickets briefly."},
-                    {"role": "user", "content": f"Ticket {i}: the export job fails with error {i * 7919 % 1000}."},
-                    {"role": "assistant", "content": f"Thanks for ticket {i}. Please retry the export with --verbose."},
-                ]
-            }
-            for i in range(n)
-        ]
+    from tickets import generate_conversations
+
     return list(generate_conversations(n, seed=seed))
 
 

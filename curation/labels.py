@@ -111,12 +111,12 @@ def with_label(conv: Conversation, field_name: str, value: str) -> Conversation:
         text = m.content if isinstance(m.content, str) else ""
         match = _TRAILING_JSON.search(text or "")
         obj = json.loads(match.group(1)) if match else None
-        if not isinstance(obj, dict) or field_name not in obj:
+        if match is None or not isinstance(obj, dict) or field_name not in obj:
             raise ValueError(f"the last answer's labels carry no {field_name!r}")
         obj[field_name] = value
-        compact = '":"' in match.group(1) or '","' in match.group(1)  # type: ignore[union-attr]
+        compact = '":"' in match.group(1) or '","' in match.group(1)
         dumped = json.dumps(obj, ensure_ascii=False, separators=(",", ":") if compact else None)
-        start, end = match.span(1)  # type: ignore[union-attr]
+        start, end = match.span(1)
         msgs[k] = dataclasses.replace(m, content=text[:start] + dumped + text[end:])
         return conv.replace_messages(msgs)
     raise ValueError("the conversation has no assistant answer")

@@ -293,8 +293,8 @@ class LLMClient:
 
 def _root_cause(e: BaseException) -> str:
     seen = e
-    while seen.__cause__ is not None or seen.__context__ is not None:
-        seen = seen.__cause__ or seen.__context__  # type: ignore[assignment]
+    while (deeper := seen.__cause__ or seen.__context__) is not None:
+        seen = deeper
     text = str(seen) or type(seen).__name__
     if "refused" in text.lower():
         return "connection refused"

@@ -76,7 +76,7 @@ def manifest_text(manifest: Mapping[str, Any]) -> str:
     return json.dumps(manifest, indent=1, sort_keys=True, ensure_ascii=False) + "\n"
 
 
-def file_sha256(data: bytes) -> str:
+def bytes_sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
@@ -252,7 +252,7 @@ def export_files(
             skipped[split] = sk
     files["README.md"] = dataset_card(manifest, fmt, skipped).encode("utf-8")
     m = dict(manifest)
-    m["files"] = {name: file_sha256(data) for name, data in files.items()}
+    m["files"] = {name: bytes_sha256(data) for name, data in files.items()}
     m["export"] = {"format": fmt, "skipped": skipped}
     files["manifest.json"] = manifest_text(m).encode("utf-8")
     return files, m

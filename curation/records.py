@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import orjson
+
+from curation.errors import SiftError
 
 ROLES = ("system", "user", "assistant", "tool")
 Role = Literal["system", "user", "assistant", "tool"]
@@ -41,6 +44,15 @@ def sha256_hex(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
+def file_sha256(path: str | os.PathLike[str]) -> str:
+    """The sha256 of a file's bytes, read in 1 MiB chunks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
 @dataclass(frozen=True, slots=True)
 class ToolCall:
     """An assistant's request to call a tool. `arguments` is the JSON text as the model wrote it."""
@@ -54,6 +66,20 @@ class ToolCall:
         if self.id is not None:
             d["id"] = self.id
         return d
+
+    def to_openai(self, *, template: bool = False) -> dict[str, Any]:
+        """The call in OpenAI's shape; see `Message.to_openai` for `template`."""
+        if not template:
+            head = {"id": self.id} if self.id is not None else {}
+            return {**head, "type": "function", "function": {"name": self.name, "arguments": self.arguments}}
+        try:
+            args: Any = json.loads(self.arguments)
+        except (json.JSONDecodeError, TypeError):
+            args = self.arguments
+        call: dict[str, Any] = {"type": "function", "function": {"name": self.name, "arguments": args}}
+        if self.id is not None:
+            call["id"] = self.id
+        return call
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> ToolCall:
@@ -114,6 +140,34 @@ class Message:
             d["tool_call_id"] = self.tool_call_id
         if self.reasoning is not None:
             d["reasoning"] = self.reasoning
+        return d
+
+    def to_openai(self, *, template: bool = False) -> dict[str, Any]:
+        """This turn as an OpenAI chat message (what `formats.to_openai` writes into files).
+
+        `template=True`: as chat templates take it (`render.to_template_messages`): missing content
+        stays missing; tool-call arguments are an object when they parse (the Hugging Face
+        convention), else the text written, with a call's id after its function; reasoning also
+        goes under `thinking` (transformers' alias), ahead of the other keys.
+        """
+        d: dict[str, Any] = {"role": self.role}
+        if isinstance(self.content, tuple):
+            d["content"] = [
+                {"type": "text", "text": p.text} if p.type == "text" else {"type": p.type, **(p.data or {})}
+                for p in self.content
+            ]
+        elif self.content is not None or not template:
+            d["content"] = self.content
+        if self.tool_calls:
+            d["tool_calls"] = [c.to_openai(template=template) for c in self.tool_calls]
+        if self.name is not None:
+            d["name"] = self.name
+        if self.tool_call_id is not None:
+            d["tool_call_id"] = self.tool_call_id
+        if self.reasoning is not None:
+            if template:
+                return {"thinking": self.reasoning, **d, "reasoning_content": self.reasoning}
+            d["reasoning_content"] = self.reasoning
         return d
 
     @classmethod
@@ -185,7 +239,7 @@ def content_id(content_json: str) -> str:
     return sha256_hex(content_json)[:16]
 
 
-class ProvenanceError(ValueError):
+class ProvenanceError(SiftError, ValueError):
     pass
 
 

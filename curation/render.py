@@ -77,36 +77,7 @@ def to_template_messages(conv: Conversation) -> list[dict[str, Any]]:
     otherwise as the text written; reasoning goes under `reasoning_content` (and `thinking`, as
     transformers aliases it).
     """
-    out: list[dict[str, Any]] = []
-    for m in conv.messages:
-        d: dict[str, Any] = {"role": m.role}
-        if isinstance(m.content, tuple):
-            d["content"] = [
-                {"type": "text", "text": p.text} if p.type == "text" else {"type": p.type, **(p.data or {})}
-                for p in m.content
-            ]
-        elif m.content is not None:
-            d["content"] = m.content
-        if m.tool_calls:
-            calls = []
-            for c in m.tool_calls:
-                try:
-                    args: Any = json.loads(c.arguments)
-                except (json.JSONDecodeError, TypeError):
-                    args = c.arguments
-                call: dict[str, Any] = {"type": "function", "function": {"name": c.name, "arguments": args}}
-                if c.id is not None:
-                    call["id"] = c.id
-                calls.append(call)
-            d["tool_calls"] = calls
-        if m.name is not None:
-            d["name"] = m.name
-        if m.tool_call_id is not None:
-            d["tool_call_id"] = m.tool_call_id
-        if m.reasoning is not None:
-            d = {"thinking": m.reasoning, **d, "reasoning_content": m.reasoning}
-        out.append(d)
-    return out
+    return [m.to_openai(template=True) for m in conv.messages]
 
 
 @dataclass(frozen=True, slots=True)
@@ -644,8 +615,9 @@ def _common_prefix_len(a: str, b: str) -> int:
 def _turn_end(i: int, located: list[tuple[int, int] | None], calls: list[tuple[int, str, int]]) -> int | None:
     """Where turn i's own text or its last rendered tool call ends (None when neither is rendered)."""
     ends = [at + len(name) for t, name, at in calls if t == i]
-    if located[i] is not None:
-        ends.append(located[i][1])  # type: ignore[index]
+    loc = located[i]
+    if loc is not None:
+        ends.append(loc[1])
     return max(ends) if ends else None
 
 
@@ -686,14 +658,15 @@ def _prefix_spans(
         except Exception:
             upto = None
         head_ok = head is not None and prev_end <= len(head) and text.startswith(head)
-        if head_ok and upto is not None and len(head) <= len(upto) and text.startswith(upto):  # type: ignore[arg-type]
-            span = (i, len(head), len(upto))  # type: ignore[arg-type]
+        if head_ok and head is not None and upto is not None and len(head) <= len(upto) and text.startswith(upto):
+            span = (i, len(head), len(upto))
         else:
             own_end = _turn_end(i, located, calls)
-            firsts = [at for t, _n, at in calls if t == i] + ([located[i][0]] if located[i] else [])  # type: ignore[index]
+            loc = located[i]
+            firsts = [at for t, _n, at in calls if t == i] + ([loc[0]] if loc else [])
             start: int | None = min(firsts) if firsts else None
-            if head_ok:
-                start = len(head)  # type: ignore[arg-type]
+            if head_ok and head is not None:
+                start = len(head)
             elif head is not None:
                 # The generation prompt itself differs from the history form (an empty reasoning
                 # block, Qwen3.5): the turn starts where the two part.

@@ -19,11 +19,12 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from curation.models import DEFAULT_MODEL
+from curation.progress import Progress
 from curation.records import ROLES, Conversation, canonical_json
 from curation.render import (
     CHECKS_VERSION,
@@ -477,10 +478,11 @@ def judge(m: Measurement, config: ValidateConfig) -> list[Flag]:
     return flags
 
 
-def _percentile(sorted_values: list[int], q: float) -> int:
+def percentile(sorted_values: list[int], q: float) -> int:
+    """The value at fraction `q` (0..1) of sorted values, nearest rank; 0 when there are none."""
     if not sorted_values:
         return 0
-    k = max(0, min(len(sorted_values) - 1, round(q / 100 * (len(sorted_values) - 1))))
+    k = max(0, min(len(sorted_values) - 1, round(q * (len(sorted_values) - 1))))
     return sorted_values[k]
 
 
@@ -488,9 +490,9 @@ def token_stats(measurements: Iterable[Measurement]) -> dict[str, int]:
     values = sorted(m.tokens for m in measurements if m.tokens is not None)
     return {
         "total": sum(values),
-        "p50": _percentile(values, 50),
-        "p90": _percentile(values, 90),
-        "p99": _percentile(values, 99),
+        "p50": percentile(values, 0.5),
+        "p90": percentile(values, 0.9),
+        "p99": percentile(values, 0.99),
         "max": values[-1] if values else 0,
     }
 
@@ -551,7 +553,7 @@ def validate(
     renderer: ChatRenderer,
     config: ValidateConfig | None = None,
     *,
-    progress: Callable[[int, int], None] | None = None,
+    progress: Progress | None = None,
 ) -> tuple[list[Measurement], ValidationReport]:
     """Measure and judge a whole set in batches (no cache: the workbench adds one)."""
     config = config or ValidateConfig()

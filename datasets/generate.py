@@ -14,11 +14,12 @@ import sys
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-# Run as a script, only datasets/ is on sys.path; the repo root holds `curation`.
+# Run as a script, datasets/ (which holds the `tickets` generator) is on sys.path; the repo root
+# holds `curation`.
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
-from curation.tickets import write_sample_set  # noqa: E402
+from tickets import write_sample_set  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:

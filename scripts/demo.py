@@ -16,7 +16,7 @@ Training on another machine (a GPU box without Sift's store, as the H100 run in 
 The sequence is the documented CLI one, called in-process (`workbench.cli.main`) on a fresh demo
 store (default ./demo/, which is replaced on every run):
 
- 1. generate the noisy pool and the gold-eval set (seeded; `curation.tickets.generate_noisy`)
+ 1. generate the noisy pool and the gold-eval set (seeded; `tickets.generate_noisy`)
  2. `sift import pool.jsonl`, then `sift freeze raw --include not-rejected --allow-leakage`
     (no curation: a random split, leakage and all, recorded in the manifest)
  3. `sift validate`, `sift dedup`, `sift redact` (then validate and dedup again: a redaction is a new
@@ -50,6 +50,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
+sys.path.append(str(ROOT / "datasets"))  # the sample generator, `tickets`
 
 MARKER = ".sift-demo"  # only a folder holding this file is ever deleted by --out reuse
 
@@ -118,10 +119,10 @@ def write_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
 
 
 def generate(data: Path, n: int, gold_size: int, seed: int, realistic: bool = True) -> dict[str, Any]:
-    from curation.tickets import generate_noisy, to_dialect
+    from tickets import generate_noisy, ticket_row
 
     rows, truth = generate_noisy(n, seed=seed, eval_size=gold_size, realistic=realistic)
-    gold = [to_dialect(g, "openai") for g in truth["gold_eval"]]
+    gold = [ticket_row(g, "openai") for g in truth["gold_eval"]]
     write_jsonl(data / "pool.jsonl", rows)
     write_jsonl(data / "gold.jsonl", gold)
     (data / "ground_truth.json").write_text(json.dumps(truth, indent=1, ensure_ascii=False), encoding="utf-8")
@@ -766,9 +767,10 @@ def screenshot(store: Path, path: Path) -> None:
     """The Compare page over the demo store, in headless Chromium (as tests/test_e2e_browser.py does)."""
     import socket
     import subprocess
-    import urllib.request
 
     from playwright.sync_api import sync_playwright
+
+    from workbench.app_server import wait_until_up
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -780,17 +782,8 @@ def screenshot(store: Path, path: Path) -> None:
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
-                    if r.read() == b"ok":
-                        break
-            except OSError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise DemoError("streamlit did not start for the screenshot")
-            time.sleep(0.3)
+        if not wait_until_up(url, proc, timeout=60):
+            raise DemoError("streamlit did not start for the screenshot")
         with sync_playwright() as pw:
             browser = pw.chromium.launch(
                 executable_path="/usr/bin/chromium", args=["--headless", "--no-sandbox", "--disable-gpu"]

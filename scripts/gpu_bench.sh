@@ -87,7 +87,7 @@ case "$MODE" in
     rm -rf "$W/code" && tar -C "$W" -xJf "$CARRY/code.tar.xz"
     [ -d "$W/site/trl" ] || tar -C "$W/site" -xJf "$CARRY/site.tar.xz"
     cd "$W/code"
-    export PYTHONPATH="$W/site:$W/code" HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 UNSLOTH_DISABLE_STATISTICS=1
+    export PYTHONPATH="$W/site:$W/code:$W/code/datasets" HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 UNSLOTH_DISABLE_STATISTICS=1
     export PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false SIFT_CACHE=/tmp/sift-cache
     python3 - "$CARRY/tok" <<'PY'
 import json, shutil, subprocess, sys, time
@@ -95,7 +95,7 @@ from pathlib import Path
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 from curation.formats import map_openai
-from curation.tickets import generate_conversations
+from tickets import generate_conversations
 from trainer.manifest import write_export
 tok_dir = Path(sys.argv[1]); model = Path("/tmp/smoke/model"); model.mkdir(parents=True, exist_ok=True)
 tok = PreTrainedTokenizerFast.from_pretrained(str(tok_dir))

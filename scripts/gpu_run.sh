@@ -18,7 +18,7 @@ if [ "$MODE" = smoke ]; then bash scripts/gpu_prepare.sh unpack .gpu/call1 2>&1 
 if [ "$MODE" = full ]; then bash scripts/gpu_prepare.sh unpack .gpu/call2 2>&1 | tail -3; fi
 SITE="$DEST/site"
 [ -d "$SITE" ] || SITE="$DEST/site-early"
-export PYTHONPATH="$SITE:$PWD"
+export PYTHONPATH="$SITE:$PWD:$PWD/datasets"
 
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
 $PY - <<'EOF'
@@ -32,7 +32,7 @@ smoke() {
 import json, os, subprocess, sys, time
 from pathlib import Path
 from curation.formats import map_openai
-from curation.tickets import generate_conversations
+from tickets import generate_conversations
 from trainer.manifest import write_export
 convs = [map_openai(r)[0] for r in generate_conversations(40, seed=1)]
 export = write_export("/tmp/smoke/export", convs[:32], convs[32:], version="smoke").parent

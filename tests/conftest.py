@@ -10,6 +10,9 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 CORPORA = ROOT.parent / "shared" / "corpora"
 SAMPLE = ROOT / "datasets" / "sample"
+# The sample/demo generator lives beside the sample set (datasets/tickets/), outside the product
+# packages; datasets/ has no __init__.py, so tests import it as `tickets`.
+sys.path.append(str(ROOT / "datasets"))
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tests.conftest import ROOT
+from workbench.app_server import healthy, wait_until_up
 
 PAGES = ("", "import", "review", "progress", "lineage", "versions", "dedup", "validate", "pii", "train", "compare")
 
@@ -42,10 +43,7 @@ class App:
             return r.status, r.read()
 
     def healthy(self) -> bool:
-        try:
-            return self.get("/_stcore/health", timeout=5) == (200, b"ok")
-        except OSError:
-            return False
+        return healthy(self.url, timeout=5)
 
     def load(self, page: str = "", timeout: float = 60) -> dict[str, object]:
         """Open a session on `page`, run its script to the end; what it rendered and any exception."""
@@ -68,12 +66,9 @@ def serve(store: Path, tmp: Path, env: dict[str, str] | None = None) -> Iterator
     with open(log, "wb") as out:
         proc = subprocess.Popen(cmd, cwd=ROOT, env=e, stdout=out, stderr=subprocess.STDOUT)
     app = App(f"http://127.0.0.1:{port}", port, store, log, proc)
-    deadline = time.monotonic() + 90
-    while not app.healthy():
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            raise AssertionError(f"streamlit did not start: {log.read_text(errors='replace')[-2000:]}")
-        time.sleep(0.3)
+    if not wait_until_up(app.url, proc, timeout=90, probe_timeout=5):
+        proc.kill()
+        raise AssertionError(f"streamlit did not start: {log.read_text(errors='replace')[-2000:]}")
     try:
         yield app
     finally:

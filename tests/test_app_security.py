@@ -27,7 +27,7 @@ from tests.reliability_figures import record
 from workbench.llm_endpoints import configured_endpoints
 from workbench.reviewers import add_reviewer
 
-# The pages the router serves (app_pages/ also holds helper modules such as common.py).
+# The pages the router serves (app_pages/ also holds helper modules and the common/ package).
 PAGES = sorted(
     ROOT / "workbench" / "app_pages" / f"{m}.py"
     for m in re.findall(r'page\("(\w+)"', (ROOT / "streamlit_app.py").read_text())

@@ -12,7 +12,6 @@ from datasketch import MinHash, MinHashLSH
 
 from bench.bench_dedup import pair_scores, plagiarism_quality, planted_quality, read_text, sift
 from curation.dedup import (
-    Conversation,
     DedupConfig,
     DedupError,
     Features,
@@ -38,7 +37,7 @@ from curation.dedup import (
     word_diff,
 )
 from curation.formats import parse_file
-from curation.records import Message, ToolCall
+from curation.records import Conversation, Message, ToolCall
 
 
 def conv(*turns: str, system: str | None = None, **meta) -> Conversation:
@@ -379,11 +378,11 @@ def test_contamination_near_and_exact_by_store_id() -> None:
 
 
 def test_contamination_finds_planted_eval_leaks() -> None:
-    from curation.tickets import generate_noisy, to_dialect
+    from tickets import generate_noisy, ticket_row
 
     rows, gt = generate_noisy(1500, seed=2)
     train = [Conversation.from_dict({"messages": r["messages"]}) for r in rows]
-    gold = [Conversation.from_dict(to_dialect(g, "openai")) for g in gt["gold_eval"]]
+    gold = [Conversation.from_dict(ticket_row(g, "openai")) for g in gt["gold_eval"]]
     hits = contamination(train, gold, DedupConfig())
     leaked = {p["gold_index"] for p in gt["problems"] if p["kind"] == "eval_leakage"}
     found = {int(i) for i in {gold.index(next(g for g in gold if g.id == h.eval_id)) for h in hits}}

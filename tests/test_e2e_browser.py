@@ -13,8 +13,6 @@ import re
 import socket
 import subprocess
 import sys
-import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -22,6 +20,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import ROOT, SAMPLE
+from workbench.app_server import wait_until_up
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARGS = [
@@ -66,19 +65,10 @@ def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
     log = open(tmp / "streamlit.log", "w+b")  # noqa: SIM115 - closed below
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
-                if r.read() == b"ok":
-                    break
-        except OSError:
-            pass
-        if proc.poll() is not None or time.monotonic() > deadline:
-            log.seek(0)
-            proc.kill()
-            pytest.fail(f"streamlit did not start: {log.read().decode(errors='replace')[-2000:]}")
-        time.sleep(0.3)
+    if not wait_until_up(url, proc, timeout=60):
+        log.seek(0)
+        proc.kill()
+        pytest.fail(f"streamlit did not start: {log.read().decode(errors='replace')[-2000:]}")
     try:
         yield url, store
     finally:

@@ -8,11 +8,11 @@ import json
 from pathlib import Path
 
 import pytest
+from tickets import generate_noisy
 
 from curation.formats import map_openai
 from curation.labels import LabelAuditConfig, answer_labels, audit_labels
 from curation.records import Conversation, Message
-from curation.tickets import generate_noisy
 from tests.conftest import run_sift
 
 

@@ -306,7 +306,7 @@ def test_review_flow_and_unresolved(wb, tmp_path: Path, analyzer) -> None:
 def sample_dir(tmp_path_factory) -> Path:
     if (SAMPLE / "ground_truth.json").exists():
         return SAMPLE
-    from curation.tickets import write_sample_set
+    from tickets import write_sample_set
 
     out = tmp_path_factory.mktemp("sample")
     write_sample_set(out)

@@ -20,9 +20,9 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+from tickets import generate_clean, ticket_row
 
 import workbench
-from curation.tickets import generate_clean, to_dialect
 from tests.conftest import ROOT, SAMPLE, run_sift, write
 from tests.reliability_app import Load, serve
 from tests.reliability_figures import record
@@ -219,7 +219,7 @@ def test_cli_works_while_the_app_serves_and_is_loaded(tmp_path: Path) -> None:
     wb = workbench.open(store)
     wb.import_files([SAMPLE / "tickets_openai.jsonl"], actor="loader")
     extra = write(
-        tmp_path / "more.jsonl", "".join(json.dumps(to_dialect(i, "openai")) + "\n" for i in generate_clean(40, 77))
+        tmp_path / "more.jsonl", "".join(json.dumps(ticket_row(i, "openai")) + "\n" for i in generate_clean(40, 77))
     )
     with serve(store, tmp_path) as app, Load(app, users=2) as load:
         while len(load.sessions) < 2 and not load.errors:

@@ -126,7 +126,7 @@ print("done", flush=True)
 
 
 def test_sigkill_mid_import_leaves_store_as_before(tmp_path: Path) -> None:
-    from curation.tickets import generate_conversations
+    from tickets import generate_conversations
 
     store = tmp_path / "s.duckdb"
     seed = tmp_path / "seed.jsonl"

@@ -27,9 +27,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from tickets import generate_clean, generate_noisy, ticket_row
 
 import workbench
-from curation.tickets import generate_clean, generate_noisy, to_dialect
 from tests.conftest import ROOT, write
 from tests.reliability_figures import record
 from workbench.store import Store
@@ -207,7 +207,7 @@ def test_sigkill_mid_dedup(tmp_path: Path, harness: list[Harness]) -> None:
 def test_sigkill_mid_freeze(tmp_path: Path, harness: list[Harness]) -> None:
     store = tmp_path / "freeze.duckdb"
     wb = workbench.open(store)
-    import_rows(wb, tmp_path, [to_dialect(item, "openai") for item in generate_clean(120, 5)])
+    import_rows(wb, tmp_path, [ticket_row(item, "openai") for item in generate_clean(120, 5)])
     wb.accept([c["id"] for c in wb.list(limit=1000)["conversations"]][:100], actor="ana")
     wb.freeze("v-before", eval_fraction=0.1, actor="ana")
     fig = check_kills("freeze", store, tmp_path, harness, same=lambda r: (r["train"], r["eval"], r["excluded"]))

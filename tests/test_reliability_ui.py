@@ -159,9 +159,7 @@ PAGE_SETUP: dict[str, Any] = {
 }
 
 
-@pytest.mark.parametrize(
-    "page", sorted(p.name for p in PAGES.glob("*.py") if p.name not in ("__init__.py", "common.py"))
-)
+@pytest.mark.parametrize("page", sorted(p.name for p in PAGES.glob("*.py") if p.name != "__init__.py"))
 def test_pages_render_data_as_text(hostile: dict[str, Any], page: str) -> None:
     at = AppTest.from_file(str(PAGES / page), default_timeout=90)
     at.session_state["reviewer"] = hostile["who"]
@@ -181,7 +179,7 @@ def test_pages_render_data_as_text(hostile: dict[str, Any], page: str) -> None:
 
 
 def test_no_page_renders_raw_html() -> None:
-    sources = {p: p.read_text() for p in [*PAGES.glob("*.py"), ROOT / "streamlit_app.py"]}
+    sources = {p: p.read_text() for p in [*PAGES.rglob("*.py"), ROOT / "streamlit_app.py"]}  # common/ too
     banned = re.compile(r"unsafe_allow_html\s*=\s*True|st\.html\(|components\.v1|st\.components|\.html\(")
     hits = [f"{p.name}:{m.group(0)}" for p, src in sources.items() for m in banned.finditer(src)]
     assert not hits, hits

@@ -75,7 +75,7 @@ def test_streamed_import_in_chunks_matches_the_mapped_path(wb, tmp_path: Path, m
     """Rows that need no mapping take a fast path; ids, content and provenance must be what the
     mappers give, across chunk boundaries, repeats and quarantined lines."""
     from curation.formats import parse_file
-    from workbench.store import core
+    from workbench.store import imports
 
     plain = {"messages": [{"role": "user", "content": "héllo\u2028 \x01 日本"}, {"role": "assistant", "content": "hi"}]}
     rows = [
@@ -88,8 +88,8 @@ def test_streamed_import_in_chunks_matches_the_mapped_path(wb, tmp_path: Path, m
         json.dumps({"messages": [{"role": "wizard", "content": "x"}]}),
     ]
     f = write(tmp_path / "mixed.jsonl", "\n".join(rows) + "\n")
-    monkeypatch.setattr(core, "IMPORT_CHUNK_ROWS", 2)
-    monkeypatch.setattr(core, "IMPORT_PREREAD_BYTES", 0)
+    monkeypatch.setattr(imports, "IMPORT_CHUNK_ROWS", 2)
+    monkeypatch.setattr(imports, "IMPORT_PREREAD_BYTES", 0)
     t = wb.import_files([f])["totals"]
     assert (t["rows"], t["imported"], t["already_present"], t["quarantined"]) == (7, 4, 1, 2)
     for m in parse_file(f).mapped:
@@ -131,9 +131,9 @@ def test_import_is_all_or_nothing(wb, tmp_path: Path, monkeypatch) -> None:
     f = write(tmp_path / "a.json", json.dumps([{"instruction": f"i{i}", "output": "o"} for i in range(50)]))
     wb.import_files([write(tmp_path / "seed.json", json.dumps([{"instruction": "s", "output": "o"}]))])
     before = wb.store.logical_dump()
-    from workbench.store import core
+    from workbench.store import imports
 
-    real = core._metadata_json
+    real = imports._metadata_json
 
     calls = []
 
@@ -143,9 +143,9 @@ def test_import_is_all_or_nothing(wb, tmp_path: Path, monkeypatch) -> None:
             raise RuntimeError("disk gone")
         return real(*a, **k)
 
-    monkeypatch.setattr(core, "IMPORT_CHUNK_ROWS", 10)
-    monkeypatch.setattr(core, "IMPORT_PREREAD_BYTES", 0)  # stream inside the transaction
-    monkeypatch.setattr(core, "_metadata_json", explode)
+    monkeypatch.setattr(imports, "IMPORT_CHUNK_ROWS", 10)
+    monkeypatch.setattr(imports, "IMPORT_PREREAD_BYTES", 0)  # stream inside the transaction
+    monkeypatch.setattr(imports, "_metadata_json", explode)
     with pytest.raises(RuntimeError):
         wb.import_files([f])
     assert wb.store.logical_dump() == before

@@ -1,4 +1,4 @@
-"""Tests for the synthetic QuillDB ticket-triage generator (curation.tickets)."""
+"""Tests for the synthetic QuillDB ticket-triage generator (datasets/tickets, imported as `tickets`)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-from curation import tickets as T
+import tickets as T
+from tickets import clean, vocab
 
 SAMPLE_DIR = Path(__file__).resolve().parents[1] / "datasets" / "sample"
 SAMPLE_FILES = (
@@ -75,9 +75,12 @@ def test_same_ticket_text_never_gets_different_labels() -> None:
 
 
 def test_labels_follow_from_ticket_content() -> None:
-    cues = [(p, _template_regex(c)) for p, cs in T._CUES.items() for c in cs]
+    cues = [(p, _template_regex(c)) for p, cs in vocab._CUES.items() for c in cs]
     cores = [
-        ((area, cat), _template_regex(c)) for area, by_cat in T._CORES.items() for cat, cs in by_cat.items() for c in cs
+        ((area, cat), _template_regex(c))
+        for area, by_cat in vocab._CORES.items()
+        for cat, cs in by_cat.items()
+        for c in cs
     ]
     exact_core_hits = 0
     items = T.generate_clean(1500, seed=3)
@@ -111,40 +114,40 @@ def test_dialect_shapes(system: bool) -> None:
     item = T.generate_clean(1, seed=9)[0]
     answer = T.assistant_text(item)
 
-    openai = T.to_dialect(item, "openai", system=system)
+    openai = T.ticket_row(item, "openai", system=system)
     roles = [m["role"] for m in openai["messages"]]
     assert roles == (["system"] if system else []) + ["user", "assistant"]
     assert openai["messages"][-2]["content"] == item["ticket"]
     assert openai["messages"][-1]["content"] == answer
 
-    sharegpt = T.to_dialect(item, "sharegpt", system=system)
+    sharegpt = T.ticket_row(item, "sharegpt", system=system)
     turns = sharegpt["conversations"]
     assert [t["from"] for t in turns] == (["system"] if system else []) + ["human", "gpt"]
     assert turns[-1]["value"] == answer
 
-    alpaca = T.to_dialect(item, "alpaca", system=system)
+    alpaca = T.ticket_row(item, "alpaca", system=system)
     assert set(alpaca) == {"instruction", "input", "output"} | ({"system"} if system else set())
     assert alpaca["instruction"] == T.ALPACA_INSTRUCTION
     assert T.SYSTEM_PROMPT not in alpaca["instruction"]
     assert (alpaca["input"], alpaca["output"]) == (item["ticket"], answer)
 
     with pytest.raises(ValueError):
-        T.to_dialect(item, "chatml")
+        T.ticket_row(item, "chatml")
 
 
 @pytest.mark.parametrize("dialect", T.DIALECTS)
 @pytest.mark.parametrize("system", [True, False])
 def test_fast_path_matches_generic_renderer(dialect: str, system: bool) -> None:
-    # The sample set renders through _render; benchmarks use to_dialect's fast path.
+    # The sample set renders through _render; benchmarks use ticket_row's fast path.
     for item in T.generate_clean(20, seed=8):
-        turns = T._turns(item["ticket"], T.assistant_text(item), system)
-        assert T._render(turns, dialect) == T.to_dialect(item, dialect, system=system)
+        turns = clean._turns(item["ticket"], T.assistant_text(item), system)
+        assert clean._render(turns, dialect) == T.ticket_row(item, dialect, system=system)
 
 
 @pytest.mark.parametrize("dialect", T.DIALECTS)
 def test_generate_conversations_matches_clean(dialect: str) -> None:
     rows = list(T.generate_conversations(200, seed=4, dialect=dialect))
-    assert rows == [T.to_dialect(it, dialect) for it in T.generate_clean(200, seed=4)]
+    assert rows == [T.ticket_row(it, dialect) for it in T.generate_clean(200, seed=4)]
 
 
 # -- noisy pool ------------------------------------------------------------------

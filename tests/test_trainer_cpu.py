@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 from streamlit.testing.v1 import AppTest
+from tickets import generate_conversations
 
 from curation.formats import map_openai
 from curation.records import Conversation, Message
-from curation.tickets import generate_conversations
 from tests.conftest import ROOT, run_sift
 from trainer.manifest import write_export
 from workbench import jobs

@@ -15,9 +15,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from tickets import generate_conversations
 
 from curation.formats import map_openai
-from curation.tickets import generate_conversations
 from tests.conftest import ROOT
 from trainer.manifest import write_export
 

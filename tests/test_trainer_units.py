@@ -9,11 +9,11 @@ import sys
 from pathlib import Path
 
 import pytest
+from tickets import generate_conversations
 
 import workbench
 from curation.formats import map_openai
 from curation.records import Conversation, Message, ToolCall
-from curation.tickets import generate_conversations
 from tests.conftest import ROOT, run_sift, write
 from trainer import metrics
 from trainer.config import ConfigError, TrainConfig, estimate_vram_gib, load_config

@@ -9,18 +9,18 @@ from pathlib import Path
 
 import duckdb
 import pytest
+from tickets import generate_clean, generate_noisy, ticket_row
 
 from curation.formats import map_openai, parse_file
 from curation.manifest import manifest_hash
 from curation.records import Conversation, Message, Provenance, canonical_json
 from curation.split import LeakageError, Member, SplitError, assign, families, stratum
-from curation.tickets import generate_clean, generate_noisy, to_dialect
 from tests.conftest import write
 from workbench.store import FrozenVersionError, NotFound, Store
 
 
 def load_tickets(wb, tmp_path: Path, n: int, *, seed: int = 1, accept: bool = True) -> list[str]:
-    rows = [to_dialect(item, "openai") for item in generate_clean(n, seed)]
+    rows = [ticket_row(item, "openai") for item in generate_clean(n, seed)]
     f = write(tmp_path / f"tickets{seed}.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
     wb.import_files([f], licence="CC-BY-4.0", actor="loader")
     ids = [Conversation.from_dict(map_openai(r)[0].to_dict()).id for r in rows]
@@ -213,7 +213,7 @@ def test_planted_eval_leakage_is_caught(wb, tmp_path: Path) -> None:
         ("exact_duplicate", "near_duplicate", "wrong_label", "pii", "broken_structure", "overlong"), 0.0
     )
     pool, truth = generate_noisy(160, seed=3, rates={**quiet, "eval_leakage": 0.1}, eval_size=24)
-    gold = [to_dialect(item, "openai", system=False) for item in truth["gold_eval"]]
+    gold = [ticket_row(item, "openai", system=False) for item in truth["gold_eval"]]
     f_pool = write(tmp_path / "pool.jsonl", "".join(json.dumps(r) + "\n" for r in pool))
     f_gold = write(tmp_path / "gold.jsonl", "".join(json.dumps(r) + "\n" for r in gold))
     wb.import_files([f_pool, f_gold])

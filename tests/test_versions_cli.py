@@ -7,14 +7,14 @@ import re
 from pathlib import Path
 
 from streamlit.testing.v1 import AppTest
+from tickets import generate_clean, ticket_row
 
 import workbench
-from curation.tickets import generate_clean, to_dialect
 from tests.conftest import ROOT, run_sift, shown, write
 
 
 def seed_store(store: Path, tmp_path: Path, n: int = 20) -> list[str]:
-    rows = [to_dialect(item, "openai") for item in generate_clean(n, 11)]
+    rows = [ticket_row(item, "openai") for item in generate_clean(n, 11)]
     wb = workbench.open(store)
     wb.import_files([write(tmp_path / "t.jsonl", "".join(json.dumps(r) + "\n" for r in rows))], licence="MIT")
     ids = [c["id"] for c in wb.list(limit=100)["conversations"]]

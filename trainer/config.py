@@ -246,7 +246,7 @@ class TrainConfig:
         return [
             {
                 "name": f.name,
-                "default": f.default if f.default is not dataclasses.MISSING else f.default_factory(),  # type: ignore[misc,operator]
+                "default": f.default if f.default is not dataclasses.MISSING else f.default_factory(),  # type: ignore[operator]
                 "type": f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type)),
                 "group": f.metadata.get("group", ""),
                 "help": f.metadata["help"],

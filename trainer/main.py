@@ -356,91 +356,18 @@ def train(
     Every `save_steps` (one process): the adapter is also kept under checkpoints/step-N and scored by
     the checkpoint harness (trainer/harness.py); its rows are appended to `checkpoints`."""
     import torch
-    from transformers import TrainerCallback
-    from trl import SFTConfig, SFTTrainer
+    from trl import SFTTrainer
 
-    from datasets import Dataset  # type: ignore[attr-defined]  # (mypy sees ./datasets)
-    from trainer import distributed
+    from trainer.callback import RunCallback, TokenCounter
 
     rk: Ranks = ranks or Ranks()
-    model, tok = loaded.model, loaded.tokenizer
     cuda = loaded.device == "cuda"
-    multi = rk.distributed
-    bf16 = cuda and torch.cuda.is_bf16_supported()
-    ds = Dataset.from_dict({"input_ids": [e.input_ids for e in train_ex], "labels": [e.labels for e in train_ex]})
-    eval_ds = None
-    if cfg.eval_steps and eval_ex:
-        eval_ds = Dataset.from_dict(
-            {"input_ids": [e.input_ids for e in eval_ex], "labels": [e.labels for e in eval_ex]}
-        )
-    padding_free = cfg.padding_free or cfg.packing
-    # transformers 5 folded warmup_ratio into warmup_steps (a float < 1 is a ratio); older ones have both.
-    fields = getattr(SFTConfig, "__dataclass_fields__", {})
-    warmup: dict[str, Any] = (
-        {"warmup_ratio": cfg.warmup_ratio} if "warmup_ratio" in fields else {"warmup_steps": cfg.warmup_ratio}
-    )
-    args = SFTConfig(
-        output_dir=str(run.path / "checkpoints"),
-        per_device_train_batch_size=cfg.per_device_train_batch_size,
-        per_device_eval_batch_size=cfg.eval_batch_size,
-        gradient_accumulation_steps=cfg.gradient_accumulation_steps,
-        learning_rate=cfg.learning_rate,
-        lr_scheduler_type=cfg.lr_scheduler_type,
-        **warmup,
-        weight_decay=cfg.weight_decay,
-        max_grad_norm=cfg.max_grad_norm,
-        optim=cfg.optim,
-        num_train_epochs=cfg.num_train_epochs,
-        max_steps=cfg.max_steps,
-        # Rows are already cut to max_seq_len; padding-free without packing must not re-truncate.
-        max_length=cfg.max_seq_len if (cfg.packing or not padding_free) else None,
-        packing=cfg.packing,
-        padding_free=padding_free,
-        gradient_checkpointing=False,  # the backend set it up (unsloth's own, or use_reentrant=False)
-        logging_steps=cfg.logging_steps,
-        eval_strategy="steps" if eval_ds is not None else "no",
-        eval_steps=cfg.eval_steps or None,
-        save_strategy="no",
-        report_to=tracking(cfg, run),
-        seed=cfg.seed,
-        data_seed=cfg.seed,
-        bf16=bf16,
-        fp16=False,
-        use_cpu=not cuda,
-        dataloader_num_workers=0,
-        disable_tqdm=True,
-        dataset_num_proc=None,
-        remove_unused_columns=True,
-        # Every LoRA weight takes part in every step: no search for unused parameters under DDP.
-        ddp_find_unused_parameters=False if multi else None,
-        # liger-kernel's RMSNorm, SwiGLU, RoPE and fused linear cross-entropy (the loss straight from
-        # the hidden states, in chunks: no logits tensor); the Trainer patches the model with them.
-        use_liger_kernel=loaded.kernels == "liger",
-    )
+    ds = examples_dataset(train_ex)
+    eval_ds = examples_dataset(eval_ex) if cfg.eval_steps and eval_ex else None
+    args = sft_config(cfg, run, loaded, rk, evaluate=eval_ds is not None)
     started = time.monotonic()
-    track: dict[str, Any] = {"last_t": started, "last_tokens": 0, "tokens": 0, "steps": 0}
-    # Non-padding tokens seen by the model in training, counted at its forward (works for every
-    # backend and collator: padded batches carry an attention mask, padding-free ones do not).
     device = torch.device("cuda", torch.cuda.current_device()) if cuda else torch.device("cpu")
-    counted = {"tokens": torch.zeros((), dtype=torch.long, device=device)}
-    # Tokens of all ranks (a collective, so every rank calls it at the same points).
-    total_tokens = (
-        (lambda: distributed.sum_ranks(counted["tokens"])) if multi else (lambda: int(counted["tokens"].item()))
-    )
-    holder: dict[str, Any] = {}
-
-    def count_tokens(_mod: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
-        if not _mod.training:
-            return
-        mask = kwargs.get("attention_mask")
-        ids = kwargs.get("input_ids", args[0] if args else None)
-        if mask is not None:
-            counted["tokens"] += mask.sum()
-        elif ids is not None:
-            counted["tokens"] += ids.numel()
-
-    hook = model.register_forward_pre_hook(count_tokens, with_kwargs=True)
-    profiler: dict[str, Any] = {}
+    tokens = TokenCounter(loaded.model, device, multi=rk.distributed)
 
     def score_checkpoint(step: int) -> None:
         """Keep this checkpoint and score it like the end of the run (eval loss + the fixed prompt subset)."""
@@ -462,101 +389,117 @@ def train(
         run.metric({"step": step, "ts": round(time.monotonic() - started, 3), **row})
         run.log.info("checkpoint %s scored in %.1f s: eval loss %s", rel, time.monotonic() - t0, row.get("eval_loss"))
 
-    class Progress(TrainerCallback):
-        def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-            track["total"] = state.max_steps
-            track["last_t"] = time.monotonic()
-            if cuda:
-                torch.cuda.reset_peak_memory_stats()
-            run.status(step=0, total=state.max_steps)
-
-        def on_step_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-            if cfg.profile_steps and state.global_step == 5 and run.writer:
-                from torch.profiler import ProfilerActivity, profile
-
-                acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
-                profiler["p"] = profile(activities=acts)
-                profiler["p"].__enter__()
-
-        def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-            track["steps"] = state.global_step
-            if "p" in profiler and state.global_step == 5 + cfg.profile_steps:
-                p = profiler.pop("p")
-                if cuda:
-                    torch.cuda.synchronize()
-                p.__exit__(None, None, None)
-                ka = p.key_averages()
-                text = [f"profile of steps 6..{state.global_step}"]
-                for key in (["self_cuda_time_total"] if cuda else []) + ["self_cpu_time_total"]:
-                    text.append(ka.table(sort_by=key, row_limit=25))
-                (run.path / "profile.txt").write_text("\n\n".join(text), encoding="utf-8")
-            run.progress(state.global_step, state.max_steps, started)
-            if multi and distributed.any_rank(run.stop_requested):
-                run.stop_requested = True  # every rank stops after this same step
-            if run.stop_requested:
-                control.should_training_stop = True
-            if cfg.save_steps and state.global_step % cfg.save_steps == 0:
-                if multi:
-                    save_adapter(holder["trainer"], loaded, run, rk)
-                else:
-                    kwargs["model"].save_pretrained(run.adapter_path)
-                    if state.global_step < state.max_steps and not run.stop_requested and cfg.evaluate:
-                        score_checkpoint(state.global_step)
-
-        def on_log(
-            self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None, **kwargs: Any
-        ) -> None:
-            logs = logs or {}
-            now = time.monotonic()
-            row: dict[str, Any] = {"step": state.global_step, "ts": round(now - started, 3)}
-            if "loss" in logs:
-                tokens = total_tokens()
-                dt = now - track["last_t"]
-                row.update(
-                    loss=logs["loss"],
-                    lr=logs.get("learning_rate"),
-                    grad_norm=logs.get("grad_norm"),
-                    epoch=logs.get("epoch"),
-                    tokens=tokens,
-                    tokens_per_s=round((tokens - track["last_tokens"]) / dt, 1) if dt > 0 and tokens else None,
-                )
-                track["last_t"], track["last_tokens"], track["tokens"] = now, tokens, tokens
-                if cuda:
-                    row["peak_mem_gib"] = round(torch.cuda.max_memory_allocated() / 1024**3, 3)
-            if "eval_loss" in logs:
-                row["eval_loss"] = logs["eval_loss"]
-            if len(row) > 2:
-                run.metric(row)
-                run.log.info(
-                    "step %d: %s", state.global_step, {k: v for k, v in row.items() if k not in ("step", "ts")}
-                )
-
+    callback = RunCallback(cfg, run, loaded, rk, tokens, started, score_checkpoint, save_adapter)
     trainer = SFTTrainer(
-        model=model, args=args, train_dataset=ds, eval_dataset=eval_ds, processing_class=tok, callbacks=[Progress()]
+        model=loaded.model,
+        args=args,
+        train_dataset=ds,
+        eval_dataset=eval_ds,
+        processing_class=loaded.tokenizer,
+        callbacks=[callback],
     )
-    holder["trainer"] = trainer
+    callback.trainer = trainer
     try:
         out = trainer.train()
     finally:
-        hook.remove()
+        tokens.remove()
     elapsed = time.monotonic() - started
-    track["tokens"] = total_tokens()
+    seen = tokens.total()
     save_adapter(trainer, loaded, run, rk)
+    return run_summary(cfg, loaded, rk, callback, out, elapsed=elapsed, tokens=seen, train_examples=len(train_ex))
+
+
+def examples_dataset(examples: list[Any]) -> Any:
+    """Rendered examples as the `datasets.Dataset` of (input_ids, labels) the SFTTrainer takes."""
+    from datasets import Dataset  # type: ignore[attr-defined]  # (mypy sees ./datasets)
+
+    return Dataset.from_dict({"input_ids": [e.input_ids for e in examples], "labels": [e.labels for e in examples]})
+
+
+def sft_config(cfg: TrainConfig, run: RunDir, loaded: Any, rk: Ranks, *, evaluate: bool) -> Any:
+    """trl's SFTConfig for this run: the TrainConfig's hyperparameters, no saving by the Trainer (the
+    callback saves), bf16 where the GPU has it, tracking inside the run folder."""
+    import torch
+    from trl import SFTConfig
+
+    cuda = loaded.device == "cuda"
+    padding_free = cfg.padding_free or cfg.packing
+    # transformers 5 folded warmup_ratio into warmup_steps (a float < 1 is a ratio); older ones have both.
+    fields = getattr(SFTConfig, "__dataclass_fields__", {})
+    warmup: dict[str, Any] = (
+        {"warmup_ratio": cfg.warmup_ratio} if "warmup_ratio" in fields else {"warmup_steps": cfg.warmup_ratio}
+    )
+    return SFTConfig(
+        output_dir=str(run.path / "checkpoints"),
+        per_device_train_batch_size=cfg.per_device_train_batch_size,
+        per_device_eval_batch_size=cfg.eval_batch_size,
+        gradient_accumulation_steps=cfg.gradient_accumulation_steps,
+        learning_rate=cfg.learning_rate,
+        lr_scheduler_type=cfg.lr_scheduler_type,
+        **warmup,
+        weight_decay=cfg.weight_decay,
+        max_grad_norm=cfg.max_grad_norm,
+        optim=cfg.optim,
+        num_train_epochs=cfg.num_train_epochs,
+        max_steps=cfg.max_steps,
+        # Rows are already cut to max_seq_len; padding-free without packing must not re-truncate.
+        max_length=cfg.max_seq_len if (cfg.packing or not padding_free) else None,
+        packing=cfg.packing,
+        padding_free=padding_free,
+        gradient_checkpointing=False,  # the backend set it up (unsloth's own, or use_reentrant=False)
+        logging_steps=cfg.logging_steps,
+        eval_strategy="steps" if evaluate else "no",
+        eval_steps=cfg.eval_steps or None,
+        save_strategy="no",
+        report_to=tracking(cfg, run),
+        seed=cfg.seed,
+        data_seed=cfg.seed,
+        bf16=cuda and torch.cuda.is_bf16_supported(),
+        fp16=False,
+        use_cpu=not cuda,
+        dataloader_num_workers=0,
+        disable_tqdm=True,
+        dataset_num_proc=None,
+        remove_unused_columns=True,
+        # Every LoRA weight takes part in every step: no search for unused parameters under DDP.
+        ddp_find_unused_parameters=False if rk.distributed else None,
+        # liger-kernel's RMSNorm, SwiGLU, RoPE and fused linear cross-entropy (the loss straight from
+        # the hidden states, in chunks: no logits tensor); the Trainer patches the model with them.
+        use_liger_kernel=loaded.kernels == "liger",
+    )
+
+
+def run_summary(
+    cfg: TrainConfig,
+    loaded: Any,
+    rk: Ranks,
+    callback: Any,
+    out: Any,
+    *,
+    elapsed: float,
+    tokens: int,
+    train_examples: int,
+) -> dict[str, Any]:
+    """What the training part of a run did (status.json's summary): steps, loss, time, tokens and how
+    it ran (backend, device, processes, kernels, attention, packing, checkpointing, peak memory)."""
+    import torch
+
+    model = loaded.model
     summary: dict[str, Any] = {
-        "steps": track["steps"],
-        "total_steps": track.get("total"),
+        "steps": callback.steps,
+        "total_steps": callback.total_steps,
         "train_loss": round(float(out.training_loss), 5) if out.training_loss is not None else None,
         "runtime_s": round(elapsed, 2),
-        "tokens": track["tokens"],
-        "tokens_per_s": round(track["tokens"] / elapsed, 1) if track["tokens"] else None,
-        "train_examples": len(train_ex),
+        "tokens": tokens,
+        "tokens_per_s": round(tokens / elapsed, 1) if tokens else None,
+        "train_examples": train_examples,
         "trainable_parameters": sum(p.numel() for p in model.parameters() if p.requires_grad),
         "parameters": sum(p.numel() for p in model.parameters()),
         "backend": loaded.backend,
         "device": loaded.device,
         "dtype": loaded.dtype,
         "processes": rk.world_size,
-        "strategy": rk.strategy if multi else None,
+        "strategy": rk.strategy if rk.distributed else None,
         # What the run used: fused kernels, attention (over packed rows: per conversation), checkpointing.
         "kernels": loaded.kernels,
         "attention": loaded.attention,
@@ -565,7 +508,7 @@ def train(
             ("unsloth" if loaded.backend == "unsloth" else "torch") if cfg.gradient_checkpointing else "off"
         ),
     }
-    if cuda:
+    if loaded.device == "cuda":
         summary["peak_mem_gib"] = round(torch.cuda.max_memory_allocated() / 1024**3, 3)
     return summary
 

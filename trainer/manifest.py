@@ -13,7 +13,6 @@ exact bytes it learnt from.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +20,7 @@ from typing import Any
 
 from curation.errors import StageError
 from curation.formats import map_openai
-from curation.records import Conversation, canonical_json, sha256_hex
+from curation.records import Conversation, canonical_json, file_sha256, sha256_hex
 
 
 class ManifestError(StageError):
@@ -44,14 +43,6 @@ class Export:
     @property
     def manifest_sha256(self) -> str:
         return str(self.manifest.get("manifest_sha256", ""))
-
-
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def read_conversations(path: Path) -> list[Conversation]:

@@ -225,7 +225,7 @@ def load(
             from peft import PeftModel
         except ImportError:
             raise ServeError("serving an adapter needs peft (pip install -e '.[train]')") from None
-        lm = PeftModel.from_pretrained(lm, str(adir))  # type: ignore[arg-type, assignment]
+        lm = PeftModel.from_pretrained(lm, str(adir))  # type: ignore[assignment]
         name = adapter_name or (adir.resolve().parent.name if adir.name == "adapter" else adir.name)
         adapter_id = f"{base_id}+{name}"
     lm.eval()

@@ -10,10 +10,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from workbench._version import __version__
 from workbench.services import Workbench
 
-__version__ = "0.1.0"
-__all__ = ["Workbench", "default_store_path", "open"]
+__all__ = ["Workbench", "__version__", "default_store_path", "open"]
 
 
 def default_store_path() -> Path:

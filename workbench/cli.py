@@ -13,6 +13,8 @@ import sys
 from collections.abc import Callable
 from typing import Any, NoReturn
 
+from curation.errors import SiftError
+
 # Modules that add commands: each has `register(subparsers, common)`. Stages add theirs here.
 COMMAND_MODULES = [
     "workbench.commands.core",
@@ -30,8 +32,8 @@ COMMAND_MODULES = [
 ]
 
 
-class UsageError(Exception):
-    pass
+class UsageError(SiftError):
+    """A command line that does not parse or does not make sense (exit 2)."""
 
 
 class Parser(argparse.ArgumentParser):
@@ -66,20 +68,6 @@ def emit(args: argparse.Namespace, result: Any, human: Callable[[Any], str] | No
         print(json.dumps(result, ensure_ascii=False, indent=2, default=str))
 
 
-def _domain_errors() -> tuple[type[BaseException], ...]:
-    from curation.formats import FileReadError, WriteError
-    from curation.records import ProvenanceError
-    from workbench.store import StoreError
-
-    extra: list[type[BaseException]] = []
-    for mod, name in (("curation.errors", "StageError"),):
-        try:
-            extra.append(getattr(importlib.import_module(mod), name))
-        except (ImportError, AttributeError):
-            pass
-    return (StoreError, FileReadError, WriteError, ProvenanceError, UsageError, *extra)
-
-
 def main(argv: list[str] | None = None) -> int:
     try:
         parser = build_parser()
@@ -97,11 +85,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
         return 130
-    except Exception as e:
-        if isinstance(e, _domain_errors()):
-            print(f"error: {e}", file=sys.stderr)
-            return 1
-        raise
+    except SiftError as e:  # the one place the CLI translates domain errors
+        print(f"error: {e}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 from curation.pii.config import DENY_LIST_ENTITY, PiiConfig
@@ -13,6 +13,7 @@ from curation.pii.fields import message_fields
 from curation.pii.recognizers import _recognizer_classes
 from curation.pii.spans import Finding, Span, resolve_overlaps
 from curation.pii.wordlists import FILE_EXTENSIONS, NATO, NOT_NAMES, PRODUCT_WORDS, TECH_TERMS
+from curation.progress import Progress
 from curation.records import Conversation, sha256_hex
 
 _IDENTIFIER_RE = re.compile(r"\d|\w[._]\w|[/=@:<>{}\[\]\\|`$#]|[a-z][A-Z]{2}")
@@ -147,7 +148,7 @@ def analyze_texts(
     analyzer: Any,
     texts: Sequence[str],
     config: PiiConfig,
-    progress: Callable[[int, int], None] | None = None,
+    progress: Progress | None = None,
 ) -> list[list[Span]]:
     """Spans per text, in input order. Identical texts are analysed once; the rest goes through
     spaCy's `nlp.pipe` in batches and, with `n_process > 1`, through forked worker processes."""
@@ -236,7 +237,7 @@ def detect(
     analyzer: Any,
     conversations: Sequence[Conversation],
     config: PiiConfig,
-    progress: Callable[[int, int], None] | None = None,
+    progress: Progress | None = None,
 ) -> list[list[Finding]]:
     """Findings per conversation, for the messages whose role the policy scans."""
     where: list[tuple[int, int, str, str, str]] = []

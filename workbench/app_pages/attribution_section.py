@@ -65,4 +65,4 @@ def render(wb: Any) -> None:
         "standard deviation of those paired differences; clear means the gain is over twice that spread "
         "(needs at least 2 seeds). The last row is the parent version: no curation at all."
     )
-    st.dataframe(rows_of(att), hide_index=True, use_container_width=True)
+    st.dataframe(rows_of(att), hide_index=True, width="stretch")

@@ -9,9 +9,9 @@ from typing import Any
 
 import streamlit as st
 
+from curation.errors import SiftError
 from curation.llm import LLMError
 from workbench.app_pages.common import (
-    domain_errors,
     get_wb,
     md_escape,
     render_message,
@@ -113,7 +113,7 @@ if b2.button(f"Preview {preview_rows} row{'s' if preview_rows > 1 else ''}", key
     with st.spinner(f"Asking the endpoint (up to {timeout_s:g} s per answer)…"):
         try:
             st.session_state["aug_preview"] = wb.augment_preview(limit=min(preview_rows, limit), **options)
-        except domain_errors() as e:
+        except SiftError as e:
             llm_error(e)
 if st.session_state.pop("aug_running", None):
     st.warning(
@@ -132,7 +132,7 @@ if b3.button("Run", type="primary"):
 
     try:
         result: dict[str, Any] | None = wb.augment(limit=limit, actor=actor, progress=progress, **options)
-    except domain_errors() as e:
+    except SiftError as e:
         llm_error(e)
         result = None
     st.session_state.pop("aug_running", None)

@@ -47,7 +47,7 @@ rows = [
     }
     for c in res["conversations"]
 ]
-event = st.dataframe(rows, hide_index=True, use_container_width=True, on_select="rerun", selection_mode="single-row")
+event = st.dataframe(rows, hide_index=True, width="stretch", on_select="rerun", selection_mode="single-row")
 b1, b2, _ = st.columns([1, 1, 6])
 if b1.button("◀ Previous", disabled=page == 0):
     st.session_state["browse_page"] = page - 1

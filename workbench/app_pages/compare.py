@@ -64,12 +64,12 @@ if held_out:
             for r in held_out
         ],
         hide_index=True,
-        use_container_width=True,
+        width="stretch",
     )
 # Attribution: per curation step, what the version without it scores (own module: `sift ablate`).
 render_attribution(wb)
 st.subheader("Runs by version")
-st.dataframe(rows, hide_index=True, use_container_width=True)
+st.dataframe(rows, hide_index=True, width="stretch")
 
 # Issue 20: gate verdicts, forgetting, memorisation, checkpoint curves and sweeps.
 ship_ui.compare_sections(listed)
@@ -131,4 +131,4 @@ if with_calls:
             row[f"{side} arguments exact"] = s.get("tool_args_exact")
             row[f"{side} per argument"] = s.get("tool_arg_accuracy")
         tool_rows.append(row)
-    st.dataframe(tool_rows, hide_index=True, use_container_width=True)
+    st.dataframe(tool_rows, hide_index=True, width="stretch")

@@ -6,10 +6,10 @@ from typing import Any
 
 import streamlit as st
 
+from curation.errors import SiftError
 from workbench.app_pages.common import (
     current_actor,
     diff_markdown,
-    domain_errors,
     get_wb,
     md_escape,
     require_actor,
@@ -114,7 +114,7 @@ else:
             for c in clusters
         ],
         hide_index=True,
-        use_container_width=True,
+        width="stretch",
     )
     pages = max(1, (listed["total"] + PAGE_SIZE - 1) // PAGE_SIZE)
     if pages > 1:
@@ -141,7 +141,7 @@ else:
             for x in cluster["members"]
         ],
         hide_index=True,
-        use_container_width=True,
+        width="stretch",
     )
     below = [
         x for x in cluster["members"] if not x["keeper"] and x["jaccard"] is not None and x["jaccard"] < p["threshold"]
@@ -177,7 +177,7 @@ def on_decide(a: str, b: str, decision: str) -> None:
         return
     try:
         wb.decide_pair(a, b, decision, actor=who)
-    except domain_errors() as e:
+    except SiftError as e:
         ss["dedup_error"] = str(e)
         return
     ss["dedup_notice"] = f"{a} ~ {b}: {decision}."
@@ -198,7 +198,7 @@ def on_range_confirm() -> None:
         return
     try:
         r = wb.decide_range(b["low"], b["high"], b["decision"], expected=b["n"], actor=who)
-    except domain_errors() as e:
+    except SiftError as e:
         ss["dedup_error"] = str(e)
         return
     ss["dedup_notice"] = f"Decided {r['decided']:,} pairs in {b['low']:.2f}–{b['high']:.2f}: {b['decision']}."
@@ -252,7 +252,7 @@ else:
             for x in pairs
         ],
         hide_index=True,
-        use_container_width=True,
+        width="stretch",
         height=220,
     )
     i = min(int(ss.get("dedup_pair_i", 0)), len(pairs) - 1)

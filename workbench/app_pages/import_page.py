@@ -8,8 +8,9 @@ from typing import Any
 
 import streamlit as st
 
+from curation.errors import SiftError
 from workbench import uploads
-from workbench.app_pages.common import domain_errors, get_wb, may_configure, md_escape, require_actor, run
+from workbench.app_pages.common import get_wb, may_configure, md_escape, require_actor, run
 
 wb = get_wb()
 
@@ -86,7 +87,7 @@ def preview_uploads(files: list[Any], fmt: str, column_map: Any) -> list[dict[st
             for f, path in zip(files, paths, strict=True):
                 try:
                     out.append({"file": f.name, **wb.import_preview(path, format=fmt, column_map=column_map)})
-                except domain_errors() as e:
+                except SiftError as e:
                     out.append({"file": f.name, "error": str(e).replace(str(path), f.name)})
     except uploads.UploadRefused as e:
         st.error(md_escape(str(e)))
@@ -109,10 +110,10 @@ def show_preview(preview: list[dict[str, Any]] | None) -> None:
                 for c in p["conversations"]
             ],
             hide_index=True,
-            use_container_width=True,
+            width="stretch",
         )
         if p["quarantined"]:
-            st.dataframe(p["quarantined"], hide_index=True, use_container_width=True)
+            st.dataframe(p["quarantined"], hide_index=True, width="stretch")
 
 
 st.title("Import")
@@ -184,7 +185,7 @@ if report:
             for f in report["files"]
         ],
         hide_index=True,
-        use_container_width=True,
+        width="stretch",
     )  # fmt: skip
 
 st.subheader("Quarantine")
@@ -195,7 +196,7 @@ if q["rows"]:
     st.dataframe(
         [{k: r[k] for k in ("file", "line", "field", "message")} for r in q["rows"]],
         hide_index=True,
-        use_container_width=True,
+        width="stretch",
     )
     pick = st.selectbox(
         "Raw text of row",
@@ -226,5 +227,5 @@ if src:
             for s in src
         ],
         hide_index=True,
-        use_container_width=True,
+        width="stretch",
     )

@@ -12,10 +12,10 @@ from typing import Any
 
 import streamlit as st
 
+from curation.errors import SiftError
 from curation.revision_diff import turn_text
 from workbench.app_pages.common import (
     current_actor,
-    domain_errors,
     filter_bar,
     get_wb,
     may_configure,
@@ -76,7 +76,7 @@ def attempt(fn: Any, *args: Any, **kwargs: Any) -> Any:
         return None
     try:
         result = fn(*args, **kwargs, actor=who)
-    except domain_errors() as e:
+    except SiftError as e:
         ss["rv_error"] = str(e)
         return None
     return True if result is None else result
@@ -194,7 +194,7 @@ def on_bulk_count(params: dict[str, Any]) -> None:
     count_args = {k: v for k, v in params.items() if k in ("status", "tags")}
     try:
         n = wb.bulk_count(params["filters"], params["action"], **count_args)
-    except domain_errors() as e:
+    except SiftError as e:
         ss["rv_error"] = str(e)
         return
     ss["rv_bulk"] = {**params, "n": n}

@@ -48,7 +48,7 @@ def ship_table(listed: list[dict[str, Any]]) -> None:
         "--force. Forgetting: tuned minus base on the generic eval version. Memorisation: training answers the "
         "model continues exactly / nearly from their first tokens, and PII strings it wrote."
     )
-    st.dataframe(rows, hide_index=True, use_container_width=True)
+    st.dataframe(rows, hide_index=True, width="stretch")
 
 
 def checkpoint_chart(listed: list[dict[str, Any]]) -> None:
@@ -89,7 +89,7 @@ def sweeps(listed: list[dict[str, Any]]) -> None:
             row["tuned rouge_l"] = (m.get("tuned") or {}).get("rouge_l")
             row["verdict"] = (r.get("gate") or {}).get("verdict")
             table.append(row)
-        st.dataframe(table, hide_index=True, use_container_width=True)
+        st.dataframe(table, hide_index=True, width="stretch")
 
 
 def compare_sections(listed: list[dict[str, Any]]) -> None:

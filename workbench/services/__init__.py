@@ -21,10 +21,12 @@ from workbench.store import Store
 __all__ = ["Workbench", "default_actor"]
 
 
+# A mixin that builds on another derives from it (ShipService from TrainService, AblationService
+# from VersionsService), so it comes before it here; no two mixins define the same name.
 class Workbench(
     CoreService,
-    VersionsService,
     ReviewService,
+    ShipService,
     TrainService,
     DedupService,
     ValidateService,
@@ -32,8 +34,8 @@ class Workbench(
     AugmentService,
     LabelsService,
     HomeService,
-    ShipService,
     AblationService,
+    VersionsService,
 ):
     """`wb = workbench.open("sift.duckdb")`; every CLI command and app page calls these methods."""
 

@@ -26,6 +26,7 @@ from curation import manifest as mf
 from curation.records import Conversation
 from curation.split import SPLITS, SplitError
 from workbench.services.core import default_actor
+from workbench.services.versions import VersionsService
 from workbench.store import Store
 from workbench.store._db import NotFound, now
 
@@ -59,7 +60,7 @@ def _reason_stage(reason: str | None) -> str | None:
     return _REASON_STAGES.get(reason.split(":", 1)[0].strip().lower())
 
 
-class AblationService:
+class AblationService(VersionsService):
     store: Store
 
     def ablate(
@@ -259,9 +260,9 @@ class AblationService:
         files = {}
         for s, fname in mf.split_file_names("openai").items():
             blob, _ = mf.render_split([(r["id"], by_split[s][r["id"]]) for r in splits[s]], "openai")
-            files[fname] = mf.file_sha256(blob)
+            files[fname] = mf.bytes_sha256(blob)
         dedup_run = next((r for r in version.get("stages", []) if r.get("stage") == "dedup"), None)
-        leaks, method = self._leaks(by_split["train"], by_split["eval"], dedup_run)  # type: ignore[attr-defined]
+        leaks, method = self._leaks(by_split["train"], by_split["eval"], dedup_run)
         excluded = dict(version["counts"].get("excluded") or {})
         for reason, n in added.items():
             if reason in excluded:

@@ -15,16 +15,16 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from curation import augment as ag
 from curation.llm import Completion, LLMClient, LLMConfig, LLMError, endpoint_host
+from curation.progress import Progress
 from curation.records import Conversation
 from workbench.services.core import default_actor
 from workbench.store import Store
 
-Progress = Callable[[int, int], None]
 RESULT_KEYS = ("parents", "requested", "generated", "kept", "rejected", "calls", "cached_calls")
 
 

@@ -4,26 +4,17 @@ from __future__ import annotations
 
 import builtins
 import getpass
-import hashlib
 import os
 from pathlib import Path
 from typing import Any
 
 from curation.formats import ALPACA_JOIN, FileReadError, FileStream, open_file, parse_file
-from curation.records import Conversation, Message, Provenance
+from curation.records import Conversation, Message, Provenance, file_sha256
 from workbench.store import Store, StoreError
 
 
 def default_actor() -> str:
     return os.environ.get("SIFT_ACTOR") or getpass.getuser() or "unknown"
-
-
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def storable_path(path: Path) -> Path:

@@ -5,18 +5,15 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
 from curation import dedup as dd
-from curation.records import Conversation
+from curation.progress import StepProgress
 from workbench.services.core import default_actor
 from workbench.store import Store, StoreError
 from workbench.store._db import now
-
-Progress = Callable[[str, int, int], None]
 
 
 def _noop(stage: str, done: int, total: int) -> None:
@@ -35,7 +32,7 @@ class DedupService:
         view: str | None = None,
         config: dd.DedupConfig | None = None,
         actor: str | None = None,
-        progress: Progress | None = None,
+        progress: StepProgress | None = None,
     ) -> dict[str, Any]:
         """Find exact and near-duplicate clusters over every current conversation, choose keepers,
         flag the rest `near_duplicate`. Signatures already stored for a conversation revision and
@@ -158,7 +155,7 @@ class DedupService:
         differ, and their estimated Jaccard."""
         run = self.store.dedup_latest_run()
         config = dd.DedupConfig(**run["config"]) if run else dd.DedupConfig()
-        convs = [Conversation.from_dict(self.store.get_conversation(x)) for x in (a, b)]
+        convs = [self.store.conversation(x) for x in (a, b)]
         texts = [dd.text_view(c, config.view, config.include_system) for c in convs]
         runs_a, runs_b = dd.word_diff(texts[0], texts[1])
         sig = dd.MinHasher(config.num_perm, config.seed, config.ngram).signatures([dd.normalise(t) for t in texts])
@@ -293,7 +290,7 @@ class DedupService:
         if config is None:
             run = self.store.dedup_latest_run()
             config = dd.DedupConfig(**run["config"]) if run else dd.DedupConfig()
-        load = lambda ids: {c: Conversation.from_dict(self.store.get_conversation(c)) for c in ids}  # noqa: E731
+        load = lambda ids: {c: self.store.conversation(c) for c in ids}  # noqa: E731
         return dd.contamination(load(train_ids), load(eval_ids), config)
 
 

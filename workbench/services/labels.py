@@ -131,7 +131,7 @@ class LabelsService:
         skipped = {cid: "no label_suspect flag on its current revision" for cid in (wanted or set()) - set(by_id)}
         edits: list[tuple[str, int, Conversation, list[str]]] = []
         for cid, flags in sorted(by_id.items()):
-            conv = Conversation.from_dict(self.store.get_conversation(cid, flags[0]["revision"]))
+            conv = self.store.conversation(cid, flags[0]["revision"])
             changes = []
             for f in flags:
                 d = f["details"] or {}

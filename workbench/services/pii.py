@@ -9,16 +9,15 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from curation import pii
+from curation.progress import Progress
 from curation.records import Conversation, sha256_hex
 from workbench.services.core import default_actor
 from workbench.store import Store, StoreError
-
-Progress = Callable[[int, int], None]
 
 # model name -> AnalyzerEngine; one per process (the app, the CLI and a test session each build it once)
 _ANALYZERS: dict[str, Any] = {}
@@ -282,7 +281,7 @@ class PiiService:
         for f in r["findings"]:
             key = (f["conversation_id"], f["revision"])
             if key not in convs:
-                convs[key] = Conversation.from_dict(self.store.get_conversation(*key))
+                convs[key] = self.store.conversation(*key)
             m = convs[key].messages[f["message_index"]] if f["message_index"] < len(convs[key].messages) else None
             text = None
             if m is not None:

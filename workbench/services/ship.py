@@ -21,6 +21,7 @@ from typing import Any
 from curation.errors import StageError
 from trainer.config import TrainConfig
 from trainer.gate import DEFAULT_THRESHOLD, against_base, against_run
+from workbench.services.train import TrainService
 from workbench.store import Store, StoreError
 
 LOWER_IS_BETTER = ("eval_loss", "perplexity")
@@ -68,7 +69,7 @@ def grid_points(grid: dict[str, list[Any]]) -> list[dict[str, Any]]:
     return [dict(zip(keys, vals, strict=True)) for vals in itertools.product(*(grid[k] for k in keys))]
 
 
-class ShipService:
+class ShipService(TrainService):
     store: Store
     path: Path
 
@@ -130,7 +131,7 @@ class ShipService:
         sweep_id = datetime.now(UTC).strftime("sweep-%Y%m%d-%H%M%S-") + secrets.token_hex(2)
         runs = []
         for i, p in enumerate(points):
-            r = self.train(  # type: ignore[attr-defined]
+            r = self.train(
                 version,
                 config_file=config_file,
                 config={**(config or {}), **p},
@@ -144,7 +145,7 @@ class ShipService:
         dirs = [Path(r["out_dir"]) for r in runs]
         if wait:
             run_sweep(dirs, env=env)
-            self.refresh_runs()  # type: ignore[attr-defined]
+            self.refresh_runs()
         else:
             launch_sweep(dirs, env=env)
         return {"sweep_id": sweep_id, "version": version, "grid": g, "runs": runs}
@@ -179,7 +180,7 @@ class ShipService:
         from trainer.probe import PII_FILE
 
         try:
-            rows = self.store.version_rows(version)  # type: ignore[attr-defined]
+            rows = self.store.version_rows(version)
         except (AttributeError, StoreError):
             return
         data = self.store.pii_strings([r[1] for r in rows])

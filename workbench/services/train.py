@@ -197,7 +197,7 @@ class TrainService:
                 f"cannot export version {version!r}: this Sift has no versions step (sift freeze/export); "
                 "pass the path of an exported version's folder instead"
             )
-        r = self.export_version(version, "openai", export_dir)  # type: ignore[attr-defined]
+        r = self.export_version(version, "openai", export_dir)
         return export_dir / "manifest.json", version, r.get("manifest_sha256")
 
     # ------------------------------------------------------------------ follow
@@ -351,7 +351,7 @@ class TrainService:
             )
         version, sha = str(manifest["version"]), str(manifest["manifest_sha256"])
         try:
-            known = self.store.get_version(version)  # type: ignore[attr-defined]
+            known = self.store.get_version(version)
         except (AttributeError, StoreError):
             raise StageError(
                 f"{src}: trained on version {version!r}, which is not frozen in this store: freeze or import it first"

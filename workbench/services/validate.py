@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import threading
 import uuid
-from collections.abc import Callable
 from typing import Any
 
 from curation.models import DEFAULT_MODEL
+from curation.progress import Progress
 from curation.records import Conversation
 from curation.render import load_renderer
 from curation.validate import (
@@ -68,7 +68,7 @@ class ValidateService:
         max_seq_len: int = 2048,
         severity: dict[str, str] | None = None,
         actor: str | None = None,
-        progress: Callable[[int, int], None] | None = None,
+        progress: Progress | None = None,
         system_prompt: str = "keep",
     ) -> dict[str, Any]:
         """Validate every current conversation; returns the summary (`SUMMARY_KEYS` plus the cutoff

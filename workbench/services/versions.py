@@ -21,7 +21,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import workbench
 from curation import manifest as mf
 from curation.records import Conversation
 from curation.split import (
@@ -38,6 +37,8 @@ from curation.split import (
     family_strata,
     near_overlap,
 )
+from curation.validate import percentile
+from workbench._version import __version__
 from workbench.services.core import default_actor
 from workbench.store import Store
 from workbench.store._db import now
@@ -47,20 +48,15 @@ _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 _TOKENIZER_KEYS = ("model", "identity", "tokenizer_sha256", "template_sha256", "max_seq_len", "system_prompt")
 
 
-def _percentile(sorted_values: list[int], q: float) -> int:
-    i = min(len(sorted_values) - 1, max(0, round(q * (len(sorted_values) - 1))))
-    return sorted_values[i]
-
-
 def token_stats(counts: list[int]) -> dict[str, Any]:
     v = sorted(counts)
     return {
         "counted": len(v),
         "total": sum(v),
         "mean": round(statistics.fmean(v), 2),
-        "p50": _percentile(v, 0.5),
-        "p90": _percentile(v, 0.9),
-        "p99": _percentile(v, 0.99),
+        "p50": percentile(v, 0.5),
+        "p90": percentile(v, 0.9),
+        "p99": percentile(v, 0.99),
         "max": v[-1],
     }
 
@@ -265,7 +261,7 @@ class VersionsService:
         files = {}
         for s, fname in mf.split_file_names("openai").items():
             data, _ = mf.render_split([(r["id"], by_split[s][r["id"]]) for r in splits[s]], "openai")
-            files[fname] = mf.file_sha256(data)
+            files[fname] = mf.bytes_sha256(data)
 
         version = {
             "config": config.to_dict(),
@@ -283,7 +279,7 @@ class VersionsService:
             ],
             "provenance": self._provenance(included, inputs["sources"]),
             "leakage_check": {"method": method, "pairs": len(leaks)},
-            "sift_version": workbench.__version__,
+            "sift_version": __version__,
         }
         return {
             "version": version,
@@ -426,12 +422,12 @@ class VersionsService:
             if not f.is_file():
                 problems.append(f"{fname}: missing")
                 continue
-            sha = mf.file_sha256(f.read_bytes())
+            sha = mf.bytes_sha256(f.read_bytes())
             if fname not in em["files"]:
                 problems.append(f"{fname}: not listed in manifest.json")
             elif sha != em["files"][fname]:
                 problems.append(f"{fname}: modified (its sha256 differs from manifest.json)")
-            elif fname not in expected or sha != mf.file_sha256(expected[fname]):
+            elif fname not in expected or sha != mf.bytes_sha256(expected[fname]):
                 problems.append(f"{fname}: does not match version {name} in the store")
         known = set(em["files"]) | set(expected) | {"manifest.json"}
         for extra in sorted(p.name for p in folder.iterdir() if p.name not in known):

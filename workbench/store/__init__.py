@@ -33,7 +33,9 @@ MIGRATIONS: list[Migration] = [
 ]
 
 
-class Store(CoreStore, VersionsStore, ReviewStore, RunsStore, DedupStore, ValidateStore, PiiStore, AugmentStore):
+# A mixin that builds on another derives from it (PiiStore from CoreStore, DedupStore from StageRunStore),
+# so it comes before it here; no two mixins define the same name.
+class Store(VersionsStore, ReviewStore, RunsStore, DedupStore, ValidateStore, PiiStore, AugmentStore, CoreStore):
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         self.db = Database(self.path, MIGRATIONS)

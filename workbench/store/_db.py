@@ -24,13 +24,15 @@ from typing import Any
 
 import duckdb
 
+from curation.errors import SiftError
+
 LOCK_TIMEOUT_S = float(os.environ.get("SIFT_LOCK_TIMEOUT", "60"))
 # How long a process holds back its own new connections while another process waits for the file.
 GIVE_WAY_S = float(os.environ.get("SIFT_LOCK_GIVE_WAY", "3"))
 WAITING_FRESH_S = 2.0  # a waiter refreshes its marker at least this often
 
 
-class StoreError(Exception):
+class StoreError(SiftError):
     """A domain error from the store: its message is meant for the user."""
 
 

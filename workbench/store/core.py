@@ -1,24 +1,20 @@
-"""Conversations, revisions, provenance, events, sources, quarantine and stage flags."""
+"""Conversations, revisions, provenance, events, sources, quarantine and stage flags (the core tables and
+their migrations); the import pipeline lives in `imports.py`, stage runs and flags in `stage_runs.py`."""
 
 from __future__ import annotations
 
 import json
-import queue
-import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import datetime
-from itertools import islice
-from pathlib import Path
 from typing import Any
 
 import duckdb
-import orjson
 import pyarrow as pa
-import pyarrow.compute as pc
 
-from curation.formats import FileStream, Mapped, ParsedFile, Plain, Quarantined
-from curation.records import Conversation, Provenance, content_id, sha256_hex
+from curation.records import Conversation, Provenance, content_id
 from workbench.store._db import ConflictError, Database, Migration, NotFound, StoreError, dumps, first, now
+from workbench.store.imports import ImportStore, search_text
+from workbench.store.stage_runs import StageRunStore
 
 STATUSES = ("pending", "accepted", "rejected")
 
@@ -68,10 +64,6 @@ MIGRATIONS = [
 ]
 
 
-def search_text(conv: Conversation) -> str:
-    return "\n".join(m.text for m in conv.messages)
-
-
 def filtered_from(
     *,
     status: str | None = None,
@@ -117,334 +109,11 @@ def filtered_from(
     return f"FROM conversations c{join} WHERE {' AND '.join(where)}", args
 
 
-# ------------------------------------------------------------ streamed import helpers
+class CoreStore(ImportStore, StageRunStore):
+    """Conversations, revisions, events, sources and quarantine; the import pipeline (`ImportStore`)
+    and stage runs and flags (`StageRunStore`) are mixed in from their own modules."""
 
-IMPORT_CHUNK_ROWS = 5_000
-# A file up to this size is read and mapped before the store is locked (another process waits
-# only for the writes); a larger one streams inside its transaction, in bounded memory.
-IMPORT_PREREAD_BYTES = 32 << 20
-# DuckDB's buffer memory while a file lands (it spills to its temp folder past this), so an
-# import's memory does not grow with the file. Restored afterwards.
-IMPORT_MEMORY_LIMIT = "512MB"
-
-
-class _Chunk:
-    """One bounded slice of a file, ready to land: mapped rows and quarantined rows as Arrow."""
-
-    __slots__ = ("mapped", "quarantined")
-
-    def __init__(self, mapped: pa.Table | None, quarantined: pa.Table | None) -> None:
-        self.mapped = mapped
-        self.quarantined = quarantined
-
-
-def _metadata_json(meta: dict[str, Any]) -> str:
-    if not meta:
-        return "{}"
-    try:
-        return orjson.dumps(meta, option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS).decode("utf-8")
-    except (TypeError, orjson.JSONEncodeError):
-        return dumps(meta)
-
-
-def _build_chunk(items: list[Mapped | Quarantined | Plain]) -> _Chunk:
-    ids: list[str] = []
-    hashes: list[str | None] = []
-    lines: list[int] = []
-    mappings: list[list[str]] = []
-    first: list[bool] = []
-    contents: list[str | None] = []
-    texts: list[str | None] = []
-    n_msgs: list[int | None] = []
-    metas: list[str | None] = []
-    seen: set[str] = set()
-    q: list[Quarantined] = []
-    for it in items:
-        if isinstance(it, Quarantined):
-            q.append(it)
-            continue
-        if isinstance(it, Plain):
-            cj, mapping = it.content_json, []
-        else:
-            cj, mapping = it.conversation.content_json(), list(it.mapping)
-        h = sha256_hex(cj)
-        cid = h[:16]  # content_id(cj)
-        ids.append(cid)
-        lines.append(it.line)
-        mappings.append(mapping)
-        if cid in seen:
-            # A repeat inside the chunk: only its provenance is kept.
-            first.append(False)
-            hashes.append(None)
-            contents.append(None)
-            texts.append(None)
-            n_msgs.append(None)
-            metas.append(None)
-            continue
-        seen.add(cid)
-        first.append(True)
-        hashes.append(h)
-        contents.append(cj)
-        if isinstance(it, Plain):
-            texts.append(it.search_text)
-            n_msgs.append(it.n_messages)
-            metas.append(_metadata_json(it.metadata))
-        else:
-            conv = it.conversation
-            texts.append(search_text(conv))
-            n_msgs.append(len(conv.messages))
-            metas.append(_metadata_json(conv.metadata))
-    mapped = None
-    if ids:
-        mapped = pa.table(
-            {
-                "id": ids,
-                "line": pa.array(lines, pa.int32()),
-                "mapping": pa.array(mappings, pa.list_(pa.string())),
-                "first": first,
-                "sha256": hashes,
-                "content": contents,
-                "search_text": texts,
-                "n_messages": pa.array(n_msgs, pa.int32()),
-                "metadata": metas,
-            }
-        )
-    quarantined = None
-    if q:
-        quarantined = pa.table(
-            {
-                "line": pa.array([x.line for x in q], pa.int32()),
-                "row_index": pa.array([x.index for x in q], pa.int32()),
-                "field": [x.field for x in q],
-                "message": [x.message for x in q],
-                "raw": [x.raw for x in q],
-            }
-        )
-    return _Chunk(mapped, quarantined)
-
-
-def _chunks(items: Iterator[Mapped | Quarantined | Plain], size: int) -> Iterator[_Chunk]:
-    while True:
-        part = list(islice(items, size))
-        if not part:
-            return
-        yield _build_chunk(part)
-
-
-def _prefetch(gen: Iterator[_Chunk], depth: int = 2) -> Iterator[_Chunk]:
-    """Run `gen` in a thread, `depth` chunks ahead: reading and mapping the next chunk overlaps
-    DuckDB writing this one (DuckDB releases the GIL). Memory stays bounded by `depth` chunks."""
-    q: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=depth)
-    stop = threading.Event()
-
-    def work() -> None:
-        try:
-            for c in gen:
-                while not stop.is_set():
-                    try:
-                        q.put(("chunk", c), timeout=0.1)
-                        break
-                    except queue.Full:
-                        continue
-                if stop.is_set():
-                    return
-            q.put(("end", None))
-        except BaseException as e:  # handed to the consumer, which raises it in its own thread
-            while not stop.is_set():
-                try:
-                    q.put(("error", e), timeout=0.1)
-                    return
-                except queue.Full:
-                    continue
-
-    t = threading.Thread(target=work, name="sift-import-read", daemon=True)
-    t.start()
-    try:
-        while True:
-            kind, val = q.get()
-            if kind == "end":
-                return
-            if kind == "error":
-                raise val
-            yield val
-    finally:
-        stop.set()
-        t.join()
-
-
-class CoreStore:
     db: Database
-
-    # ------------------------------------------------------------ import
-
-    def import_parsed(
-        self,
-        parsed: ParsedFile,
-        *,
-        sha256: str,
-        actor: str,
-        licence: str | None = None,
-        display_name: str | None = None,
-    ) -> dict[str, Any]:
-        """Land one already parsed file in one transaction. Returns the file's counts.
-        `display_name`: the name the user knows the file by (an upload's own name), recorded
-        instead of its path."""
-        items: list[Mapped | Quarantined | Plain] = [*parsed.mapped, *parsed.quarantined]
-        items.sort(key=lambda x: x.index)
-        return self._import_items(
-            parsed.path,
-            parsed.format,
-            iter(items),
-            lambda: parsed.rows,
-            sha256=sha256,
-            actor=actor,
-            licence=licence,
-            display_name=display_name,
-        )
-
-    def import_stream(
-        self,
-        stream: FileStream,
-        *,
-        sha256: str,
-        actor: str,
-        licence: str | None = None,
-        chunk_rows: int | None = None,
-        display_name: str | None = None,
-    ) -> dict[str, Any]:
-        """Land one file in one transaction, read and written in chunks of `chunk_rows` rows:
-        memory is bounded by a few chunks whatever the file's size. Returns the file's counts."""
-        items: Iterator[Mapped | Quarantined | Plain] = stream.items(plain=True)
-        preread = stream.size <= IMPORT_PREREAD_BYTES
-        return self._import_items(
-            stream.path,
-            stream.format,
-            items,
-            lambda: stream.rows,
-            sha256=sha256,
-            actor=actor,
-            licence=licence,
-            chunk_rows=chunk_rows or IMPORT_CHUNK_ROWS,
-            preread=preread,
-            display_name=display_name,
-        )
-
-    def _import_items(
-        self,
-        path: Path,
-        fmt: str,
-        items: Iterator[Mapped | Quarantined | Plain],
-        rows: Callable[[], int],
-        *,
-        sha256: str,
-        actor: str,
-        licence: str | None,
-        chunk_rows: int | None = None,
-        preread: bool = True,
-        display_name: str | None = None,
-    ) -> dict[str, Any]:
-        """`preread`: read, map and build every chunk before the store is locked (a small file:
-        another process waits only for the writes); else stream them inside the transaction."""
-        chunk_rows = chunk_rows or IMPORT_CHUNK_ROWS
-        chunks: Iterator[_Chunk] = _chunks(items, chunk_rows)
-        if preread:
-            chunks = iter(list(chunks))
-        with self.db.transaction(settings={"memory_limit": IMPORT_MEMORY_LIMIT}) as con:
-            return self._land(con, path, fmt, chunks, rows, sha256, actor, licence, now(), display_name)
-
-    def _land(
-        self,
-        con: duckdb.DuckDBPyConnection,
-        path: Path,
-        fmt: str,
-        chunks: Iterator[_Chunk],
-        rows: Callable[[], int],
-        sha256: str,
-        actor: str,
-        licence: str | None,
-        at: datetime,
-        display_name: str | None = None,
-    ) -> dict[str, Any]:
-        # An upload is recorded under the name the user knows it by, not its temporary path.
-        name = display_name if display_name is not None else path.name
-        shown = display_name if display_name is not None else str(path)
-        full = display_name if display_name is not None else str(path.resolve())
-        imported = mapped = quarantined = 0
-        source_id = con.execute("SELECT nextval('source_ids')").fetchall()[0][0]  # type: ignore[index]
-        # Chunks are read by DuckDB's replacement scan of the local Arrow tables below (named
-        # in the SQL): a registered table would stay referenced until COMMIT, keeping every
-        # chunk in memory.
-        for chunk in _prefetch(chunks):
-            if chunk.mapped is not None:
-                chunk_ids = chunk.mapped.select(["id"])
-                mapped += chunk_ids.num_rows
-                present = [
-                    r[0] for r in con.execute("SELECT id FROM chunk_ids SEMI JOIN conversations USING (id)").fetchall()
-                ]
-                chunk_new = chunk.mapped
-                keep = chunk.mapped.column("first")
-                if present:
-                    keep = pc.and_(keep, pc.invert(pc.is_in(chunk_ids.column(0), value_set=pa.array(present))))
-                if present or not pc.all(keep).as_py():
-                    chunk_new = chunk_new.filter(keep)
-                if chunk_new.num_rows:
-                    imported += chunk_new.num_rows
-                    con.execute(
-                        "INSERT INTO conversations SELECT id, 'pending', 1, id, metadata, [], ?, ? FROM chunk_new",
-                        [at, at],
-                    )
-                    con.execute(
-                        "INSERT INTO revisions SELECT id, 1, content, sha256, search_text, n_messages, "
-                        "'import', ?, NULL, NULL, ? FROM chunk_new",
-                        [actor, at],
-                    )
-                # Provenance (one per source row) is built here, in SQL, from typed columns.
-                chunk_prov = chunk.mapped.select(["id", "line", "mapping"])
-                con.execute(
-                    "INSERT INTO provenance SELECT id, ?, CASE WHEN len(mapping) = 0 "
-                    "THEN json_object('format', ?, 'kind', 'import', 'line', line, 'source', ?) "
-                    "ELSE json_object('format', ?, 'kind', 'import', 'line', line, 'mapping', mapping, "
-                    "'source', ?) END, ? FROM chunk_prov",
-                    [source_id, fmt, name, fmt, name, at],
-                )
-                del chunk_prov  # read by name in the SQL above
-            if chunk.quarantined is not None:
-                chunk_q = chunk.quarantined
-                quarantined += chunk_q.num_rows
-                con.execute(
-                    "INSERT INTO quarantine SELECT ?, ?, line, row_index, field, message, raw, ? FROM chunk_q",
-                    [source_id, shown, at],
-                )
-        already = mapped - imported
-        con.execute(
-            "INSERT INTO sources VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
-            [
-                source_id,
-                full,
-                name,
-                sha256,
-                fmt,
-                rows(),
-                imported,
-                already,
-                quarantined,
-                licence,
-                actor,
-                at,
-            ],
-        )
-        con.execute(
-            "INSERT INTO events VALUES (nextval('event_ids'), NULL, 'import', ?, ?, ?)",
-            [dumps({"source_id": source_id, "file": name}), actor, at],
-        )
-        return {
-            "path": shown,
-            "format": fmt,
-            "rows": rows(),
-            "imported": imported,
-            "already_present": already,
-            "quarantined": quarantined,
-        }
 
     # ------------------------------------------------------------ reads
 
@@ -476,6 +145,10 @@ class CoreStore:
                 return self._conv_row(con, matches[0][0])
             raise NotFound(f"no conversation {cid!r}")
         return row
+
+    def conversation(self, cid: str, revision: int | None = None) -> Conversation:
+        """A conversation's content (its current revision, or `revision`) as the record stages take."""
+        return Conversation.from_dict(self.get_conversation(cid, revision))
 
     def get_conversation(self, cid: str, revision: int | None = None) -> dict[str, Any]:
         """One conversation with its current (or a given) revision, provenance and history."""
@@ -569,11 +242,11 @@ class CoreStore:
             offset = 0
         with self.db.connect() as con:
             if count_limit is None:
-                total = con.execute(f"SELECT count(*) {base}", args).fetchall()[0][0]  # type: ignore[index]
+                total = con.execute(f"SELECT count(*) {base}", args).fetchall()[0][0]
             else:
                 total = con.execute(
                     f"SELECT count(*) FROM (SELECT 1 {base} LIMIT {int(count_limit) + 1})", args
-                ).fetchall()[0][0]  # type: ignore[index]
+                ).fetchall()[0][0]
             # Page the narrow conversations table first, then read only the page's revisions
             # (point reads: a join would scan every revision's text).
             page = con.execute(
@@ -617,7 +290,7 @@ class CoreStore:
         with self.db.connect() as con:
             total = con.execute(
                 f"SELECT count(*) FROM quarantine q JOIN sources s ON s.id = q.source_id WHERE {where}", args
-            ).fetchall()[0][0]  # type: ignore[index]
+            ).fetchall()[0][0]
             rows = con.execute(
                 "SELECT q.file, q.line, q.row_index, q.field, q.message, q.raw, q.source_id "
                 f"FROM quarantine q JOIN sources s ON s.id = q.source_id WHERE {where} "
@@ -804,154 +477,6 @@ class CoreStore:
             )
         con.execute("INSERT INTO provenance VALUES (?, NULL, ?, ?)", [cid, dumps(provenance.to_dict()), at])
         return cid, not exists
-
-    # ------------------------------------------------------------ stage results
-
-    def start_stage_run(
-        self,
-        run_id: str,
-        stage: str,
-        config: dict[str, Any],
-        *,
-        actor: str,
-        started_at: datetime | None = None,
-        con: duckdb.DuckDBPyConnection | None = None,
-    ) -> None:
-        """Record a stage run. A stage that writes its results in one transaction records its run
-        in that transaction too (`con`), so a crash before the results land leaves no trace."""
-        if con is None:
-            with self.db.transaction() as tx:
-                return self.start_stage_run(run_id, stage, config, actor=actor, started_at=started_at, con=tx)
-        con.execute(
-            "INSERT INTO stage_runs VALUES (?, ?, ?, NULL, ?, ?, NULL)",
-            [run_id, stage, dumps(config), actor, started_at or now()],
-        )
-        return None
-
-    def replace_flags(
-        self,
-        stage: str,
-        run_id: str,
-        flags: list[dict[str, Any]],
-        *,
-        scope: list[tuple[str, int]] | None = None,
-        stats: dict[str, Any] | None = None,
-        con: duckdb.DuckDBPyConnection | None = None,
-    ) -> None:
-        """Replace a stage's flags for the (conversation, revision) pairs in scope (None = all).
-
-        Each flag: conversation_id, revision, reason, severity, message, details (optional).
-        The stage run's stats land in the same transaction.
-        """
-        if con is None:
-            with self.db.transaction() as tx:
-                return self.replace_flags(stage, run_id, flags, scope=scope, stats=stats, con=tx)
-        at = now()
-        if scope is None:
-            con.execute("DELETE FROM flags WHERE stage = ?", [stage])
-        elif scope:
-            con.register(
-                "_scope",
-                pa.table({"cid": [s[0] for s in scope], "rev": pa.array([s[1] for s in scope], pa.int32())}),
-            )
-            con.execute(
-                "DELETE FROM flags WHERE stage = ? AND (conversation_id, revision) IN (SELECT (cid, rev) FROM _scope)",
-                [stage],
-            )
-            con.unregister("_scope")
-        if flags:
-            con.register(
-                "_flags",
-                pa.table(
-                    {
-                        "conversation_id": [f["conversation_id"] for f in flags],
-                        "revision": pa.array([f["revision"] for f in flags], pa.int32()),
-                        "reason": [f["reason"] for f in flags],
-                        "severity": [f["severity"] for f in flags],
-                        "message": [f["message"] for f in flags],
-                        "details": [dumps(f["details"]) if f.get("details") is not None else None for f in flags],
-                    }
-                ),
-            )
-            con.execute(
-                "INSERT INTO flags SELECT conversation_id, revision, ?, reason, severity, message, details, ?, ? "
-                "FROM _flags",
-                [stage, run_id, at],
-            )
-            con.unregister("_flags")
-        con.execute("UPDATE stage_runs SET stats = ?, finished_at = ? WHERE id = ?", [dumps(stats or {}), at, run_id])
-        return None
-
-    def flag_counts(self, stage: str | None = None) -> dict[str, dict[str, int]]:
-        """Counts of current flags per reason, split by severity."""
-        sql = (
-            "SELECT f.severity, f.reason, count(DISTINCT f.conversation_id) FROM flags f "
-            "JOIN conversations c ON c.id = f.conversation_id AND c.revision = f.revision"
-        )
-        args: list[Any] = []
-        if stage:
-            sql += " WHERE f.stage = ?"
-            args.append(stage)
-        out: dict[str, dict[str, int]] = {}
-        with self.db.connect() as con:
-            for sev, reason, n in con.execute(sql + " GROUP BY 1, 2 ORDER BY 1, 2", args).fetchall():
-                out.setdefault(sev, {})[reason] = n
-        return out
-
-    def origin_counts(self) -> dict[str, int]:
-        """Conversations per origin (the kind of their first revision: import, paraphrase…)."""
-        with self.db.connect() as con:
-            rows = con.execute(
-                "SELECT r.kind, count(*) FROM conversations c JOIN revisions r ON r.conversation_id = c.id "
-                "AND r.revision = 1 GROUP BY 1 ORDER BY 1"
-            ).fetchall()
-        return {str(k): int(n) for k, n in rows}
-
-    def current_flags(self, stage: str, reason: str | None = None, *, limit: int = 1000) -> list[dict[str, Any]]:
-        """A stage's flags on current revisions, with each conversation's review status (newest first)."""
-        sql = (
-            "SELECT f.conversation_id, f.revision, f.reason, f.severity, f.message, f.details, c.status "
-            "FROM flags f JOIN conversations c ON c.id = f.conversation_id AND c.revision = f.revision "
-            "WHERE f.stage = ?"
-        )
-        args: list[Any] = [stage]
-        if reason:
-            sql += " AND f.reason = ?"
-            args.append(reason)
-        with self.db.connect() as con:
-            rows = con.execute(sql + " ORDER BY f.conversation_id, f.reason LIMIT ?", [*args, limit]).fetchall()
-        return [
-            {
-                "conversation_id": r[0],
-                "revision": r[1],
-                "reason": r[2],
-                "severity": r[3],
-                "message": r[4],
-                "details": json.loads(r[5]) if r[5] else None,
-                "status": r[6],
-            }
-            for r in rows
-        ]
-
-    def stage_runs(self, stage: str | None = None) -> list[dict[str, Any]]:
-        sql = "SELECT id, stage, config, stats, actor, started_at, finished_at FROM stage_runs"
-        args: list[Any] = []
-        if stage:
-            sql += " WHERE stage = ?"
-            args.append(stage)
-        with self.db.connect() as con:
-            return [
-                {
-                    "id": r[0],
-                    "stage": r[1],
-                    "config": json.loads(r[2]),
-                    "stats": json.loads(r[3]) if r[3] else None,
-                    "actor": r[4],
-                    "started_at": r[5].isoformat(),
-                    "finished_at": r[6].isoformat() if r[6] else None,
-                }
-                for r in con.execute(sql + " ORDER BY started_at", args).fetchall()
-            ]
 
     def logical_dump(self) -> dict[str, list[tuple[Any, ...]]]:
         """Every table's rows in a stable order: equal dumps mean equal stores."""

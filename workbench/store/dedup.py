@@ -19,6 +19,7 @@ import numpy as np
 import pyarrow as pa
 
 from workbench.store._db import Database, Migration, NotFound, StoreError, dumps, first, now
+from workbench.store.stage_runs import StageRunStore
 
 MIGRATIONS = [
     Migration(
@@ -63,7 +64,9 @@ def _preview(content: str | None, limit: int = 160) -> str:
     return " ".join(text.split())[:limit]
 
 
-class DedupStore:
+class DedupStore(StageRunStore):
+    """Signatures and clusters; a run's flags go through `StageRunStore`."""
+
     db: Database
 
     # ------------------------------------------------------------ inputs
@@ -131,7 +134,7 @@ class DedupStore:
         at = now()
         with self.db.transaction() as con:
             if run is not None:
-                record = self.start_stage_run  # type: ignore[attr-defined]
+                record = self.start_stage_run
                 record(run_id, "dedup", run["config"], actor=run["actor"], started_at=run.get("started_at"), con=con)
             if new_signatures and new_signatures["ids"]:
                 s = new_signatures
@@ -176,7 +179,7 @@ class DedupStore:
                     [run_id],
                 )
                 con.unregister("_p")
-            self.replace_flags("dedup", run_id, flags, scope=None, stats=stats, con=con)  # type: ignore[attr-defined]
+            self.replace_flags("dedup", run_id, flags, scope=None, stats=stats, con=con)
 
     def dedup_latest_run(self) -> dict[str, Any] | None:
         """The last finished dedup run: id, config, stats, actor, times."""
@@ -221,7 +224,7 @@ class DedupStore:
                 "LEFT JOIN dedup_members m ON m.conversation_id = c.id AND m.run_id = ?",
                 [run_id],
             ).fetchall()
-        return dict(rows)  # type: ignore[arg-type]
+        return dict(rows)
 
     def dedup_cluster_list(self, *, limit: int = 50, offset: int = 0) -> dict[str, Any]:
         """Clusters of the latest run, largest first, with members and a preview of each."""

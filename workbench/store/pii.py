@@ -27,6 +27,7 @@ import pyarrow as pa
 
 from curation.records import Conversation, Provenance
 from workbench.store._db import ConflictError, Database, Migration, NotFound, StoreError, dumps, first, now
+from workbench.store.core import CoreStore
 
 MIGRATIONS = [
     Migration(
@@ -127,7 +128,9 @@ def _findings_table(rows: Sequence[dict[str, Any]]) -> pa.Table:
     )
 
 
-class PiiStore:
+class PiiStore(CoreStore):
+    """Findings, decisions and redactions; a redaction is a new revision (`CoreStore.add_revision`)."""
+
     db: Database
 
     # ------------------------------------------------------------ scans
@@ -235,7 +238,7 @@ class PiiStore:
                         "details": {"findings": fs},
                     }
                 )
-        self.replace_flags(STAGE, run_id, flags, scope=list(pairs), stats=stats, con=con)  # type: ignore[attr-defined]
+        self.replace_flags(STAGE, run_id, flags, scope=list(pairs), stats=stats, con=con)
 
     # ------------------------------------------------------------ reads
 
@@ -595,7 +598,7 @@ class PiiStore:
                     parent_revision=rev,
                     parameters={**parameters, "run_id": run_id, "findings": sorted(it["applied"])},
                 )
-                new = self.add_revision(  # type: ignore[attr-defined]
+                new = self.add_revision(
                     cid,
                     conv,
                     actor=actor,

@@ -110,7 +110,7 @@ class ReviewStore:
             else f"SELECT count(*) FROM (SELECT 1 {base} LIMIT {int(limit) + 1})"
         )
         with self.db.connect() as con:
-            return int(con.execute(sql, args).fetchall()[0][0])  # type: ignore[index]
+            return int(con.execute(sql, args).fetchall()[0][0])
 
     def queue_next(
         self, filters: dict[str, Any], *, after: Cursor | None = None, limit: int = 1
@@ -184,7 +184,7 @@ class ReviewStore:
         base, args = filtered_from(**filters)
         extra, extra_args = _bulk_target(action, status, tags)
         with self.db.connect() as con:
-            return int(con.execute(f"SELECT count(*) {base} AND {extra}", [*args, *extra_args]).fetchall()[0][0])  # type: ignore[index]
+            return int(con.execute(f"SELECT count(*) {base} AND {extra}", [*args, *extra_args]).fetchall()[0][0])
 
     def bulk_apply(
         self,
@@ -209,7 +209,7 @@ class ReviewStore:
             # Fixed first: a status update changes what a status filter matches.
             con.execute(f"CREATE TEMP TABLE _bulk AS SELECT c.id {base} AND {extra}", [*args, *extra_args])
             try:
-                n = int(con.execute("SELECT count(*) FROM _bulk").fetchall()[0][0])  # type: ignore[index]
+                n = int(con.execute("SELECT count(*) FROM _bulk").fetchall()[0][0])
                 if n != expected:
                     raise ConflictError(
                         f"the filter now matches {n} conversations to change, not the {expected} you confirmed "
@@ -375,7 +375,7 @@ class ReviewStore:
                 " UNION ALL SELECT conversation_id, json_extract_string(provenance, '$.parent_id') FROM revisions"
                 "  WHERE provenance IS NOT NULL) WHERE parent = ? AND conversation_id <> ?"
             )
-            n_children = int(con.execute(f"SELECT count(*) FROM ({children_sql})", [cid, cid]).fetchall()[0][0])  # type: ignore[index]
+            n_children = int(con.execute(f"SELECT count(*) FROM ({children_sql})", [cid, cid]).fetchall()[0][0])
             child_ids = [
                 r[0] for r in con.execute(f"{children_sql} ORDER BY 1 LIMIT ?", [cid, cid, children_limit]).fetchall()
             ]
@@ -403,7 +403,7 @@ class ReviewStore:
                 return out + [{"id": i, "status": "not in this store"} for i in ids if i not in found]
 
             family_size = int(
-                con.execute("SELECT count(*) FROM conversations WHERE family_id = ?", [family_id]).fetchall()[0][0]  # type: ignore[index]
+                con.execute("SELECT count(*) FROM conversations WHERE family_id = ?", [family_id]).fetchall()[0][0]
             )
             versions = self._versions_of(con, cid)
             parents = described(parent_ids)

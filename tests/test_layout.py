@@ -1,0 +1,77 @@
+"""The layering docs/ARCHITECTURE.md draws ("Layers"), checked on the source: what imports what,
+the sample generator outside the product, and no module a newcomer cannot read in one sitting."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT
+
+PRODUCT = ("curation", "workbench", "trainer")
+MAX_LINES = 800
+
+
+def modules(package: str) -> list[Path]:
+    return sorted((ROOT / package).rglob("*.py"))
+
+
+def imported(path: Path) -> set[str]:
+    """Every module name `path` imports (absolute names; relative imports resolved in its package)."""
+    names: set[str] = set()
+    package = ".".join(path.relative_to(ROOT).with_suffix("").parts[:-1])
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            names.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                parts = package.split(".")[: len(package.split(".")) - node.level + 1]
+                base = ".".join([*parts, base] if base else parts)
+            names.add(base)
+            names.update(f"{base}.{a.name}" for a in node.names)
+    return names
+
+
+def test_no_product_module_is_over_800_lines() -> None:
+    long = {
+        str(p.relative_to(ROOT)): n
+        for pkg in PRODUCT
+        for p in modules(pkg)
+        if (n := len(p.read_text(encoding="utf-8").splitlines())) > MAX_LINES
+    }
+    assert not long, long
+
+
+def test_the_sample_generator_lives_outside_the_product() -> None:
+    assert (ROOT / "datasets" / "tickets" / "__init__.py").exists()
+    assert not (ROOT / "datasets" / "__init__.py").exists()  # it must never shadow the datasets library
+    users = [
+        f"{p.relative_to(ROOT)}: {n}"
+        for pkg in PRODUCT
+        for p in modules(pkg)
+        for n in sorted(imported(p))
+        if n.split(".")[0] == "tickets" or n.startswith("curation.tickets")
+    ]
+    assert not users, users
+
+
+@pytest.mark.parametrize(
+    ("package", "forbidden"),
+    [
+        ("curation", ("workbench", "trainer", "streamlit", "duckdb")),
+        ("trainer", ("workbench", "streamlit", "duckdb")),
+        ("workbench/store", ("workbench.services", "workbench.app_pages", "workbench.commands", "workbench.cli")),
+        ("workbench/services", ("workbench.app_pages", "workbench.commands", "workbench.cli", "streamlit")),
+    ],
+)
+def test_nothing_imports_upwards(package: str, forbidden: tuple[str, ...]) -> None:
+    hits = [
+        f"{p.relative_to(ROOT)}: {name}"
+        for p in modules(package)
+        for name in sorted(imported(p))
+        if any(name == f or name.startswith(f + ".") for f in forbidden)
+    ]
+    assert not hits, hits

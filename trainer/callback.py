@@ -1,0 +1,147 @@
+"""What the trainer watches while trl's SFTTrainer runs: the tokens the model sees and a callback that
+writes progress, metrics, checkpoints and an optional profile into the run folder.
+
+Imports torch and transformers at module level: `trainer.main.train` imports this module when it
+starts training, never before.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from transformers import TrainerCallback
+
+from trainer import distributed
+from trainer.config import TrainConfig
+from trainer.distributed import Ranks
+from trainer.rundir import RunDir
+
+PROFILE_FROM_STEP = 5  # the profiler skips the first steps (warm-up, compilation)
+
+
+class TokenCounter:
+    """Non-padding tokens seen by the model in training, counted at its forward (works for every
+    backend and collator: padded batches carry an attention mask, padding-free ones do not)."""
+
+    def __init__(self, model: Any, device: torch.device, multi: bool) -> None:
+        self.multi = multi
+        self.count = torch.zeros((), dtype=torch.long, device=device)
+        self._hook = model.register_forward_pre_hook(self._seen, with_kwargs=True)
+
+    def _seen(self, module: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        if not module.training:
+            return
+        mask = kwargs.get("attention_mask")
+        ids = kwargs.get("input_ids", args[0] if args else None)
+        if mask is not None:
+            self.count += mask.sum()
+        elif ids is not None:
+            self.count += ids.numel()
+
+    def total(self) -> int:
+        """Tokens of all ranks (a collective with several ranks, so every rank calls it at the same points)."""
+        return distributed.sum_ranks(self.count) if self.multi else int(self.count.item())
+
+    def remove(self) -> None:
+        self._hook.remove()
+
+
+class RunCallback(TrainerCallback):
+    """Step progress and the stop request, loss/lr/throughput/memory metrics at each log, the adapter
+    every `save_steps` (scored as a checkpoint by `score_checkpoint` in a one-process run), and a
+    profile of `profile_steps` steps after step 5."""
+
+    def __init__(
+        self,
+        cfg: TrainConfig,
+        run: RunDir,
+        loaded: Any,
+        ranks: Ranks,
+        tokens: TokenCounter,
+        started: float,
+        score_checkpoint: Callable[[int], None],
+        save_adapter: Callable[[Any, Any, RunDir, Ranks], None],
+    ) -> None:
+        self.cfg, self.run, self.loaded, self.ranks = cfg, run, loaded, ranks
+        self.tokens, self.started = tokens, started
+        self.score_checkpoint, self.save_adapter = score_checkpoint, save_adapter
+        self.cuda = loaded.device == "cuda"
+        self.trainer: Any = None  # set once the SFTTrainer exists (a multi-rank save goes through it)
+        self.steps = 0
+        self.total_steps: int | None = None
+        self.last_t = started
+        self.last_tokens = 0
+        self._profile: Any = None
+
+    def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        self.total_steps = state.max_steps
+        self.last_t = time.monotonic()
+        if self.cuda:
+            torch.cuda.reset_peak_memory_stats()
+        self.run.status(step=0, total=state.max_steps)
+
+    def on_step_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        if self.cfg.profile_steps and state.global_step == PROFILE_FROM_STEP and self.run.writer:
+            from torch.profiler import ProfilerActivity, profile
+
+            acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if self.cuda else [])
+            self._profile = profile(activities=acts)
+            self._profile.__enter__()
+
+    def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        cfg, run = self.cfg, self.run
+        self.steps = state.global_step
+        if self._profile is not None and state.global_step == PROFILE_FROM_STEP + cfg.profile_steps:
+            self._write_profile(state.global_step)
+        run.progress(state.global_step, state.max_steps, self.started)
+        if self.ranks.distributed and distributed.any_rank(run.stop_requested):
+            run.stop_requested = True  # every rank stops after this same step
+        if run.stop_requested:
+            control.should_training_stop = True
+        if cfg.save_steps and state.global_step % cfg.save_steps == 0:
+            if self.ranks.distributed:
+                self.save_adapter(self.trainer, self.loaded, run, self.ranks)
+            else:
+                kwargs["model"].save_pretrained(run.adapter_path)
+                if state.global_step < state.max_steps and not run.stop_requested and cfg.evaluate:
+                    self.score_checkpoint(state.global_step)
+
+    def _write_profile(self, step: int) -> None:
+        p, self._profile = self._profile, None
+        if self.cuda:
+            torch.cuda.synchronize()
+        p.__exit__(None, None, None)
+        ka = p.key_averages()
+        text = [f"profile of steps {PROFILE_FROM_STEP + 1}..{step}"]
+        for key in (["self_cuda_time_total"] if self.cuda else []) + ["self_cpu_time_total"]:
+            text.append(ka.table(sort_by=key, row_limit=25))
+        (self.run.path / "profile.txt").write_text("\n\n".join(text), encoding="utf-8")
+
+    def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None, **kwargs: Any) -> None:
+        logs = logs or {}
+        now = time.monotonic()
+        row: dict[str, Any] = {"step": state.global_step, "ts": round(now - self.started, 3)}
+        if "loss" in logs:
+            tokens = self.tokens.total()
+            dt = now - self.last_t
+            row.update(
+                loss=logs["loss"],
+                lr=logs.get("learning_rate"),
+                grad_norm=logs.get("grad_norm"),
+                epoch=logs.get("epoch"),
+                tokens=tokens,
+                tokens_per_s=round((tokens - self.last_tokens) / dt, 1) if dt > 0 and tokens else None,
+            )
+            self.last_t, self.last_tokens = now, tokens
+            if self.cuda:
+                row["peak_mem_gib"] = round(torch.cuda.max_memory_allocated() / 1024**3, 3)
+        if "eval_loss" in logs:
+            row["eval_loss"] = logs["eval_loss"]
+        if len(row) > 2:
+            self.run.metric(row)
+            self.run.log.info(
+                "step %d: %s", state.global_step, {k: v for k, v in row.items() if k not in ("step", "ts")}
+            )
