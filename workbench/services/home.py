@@ -47,7 +47,8 @@ class HomeService:
         add(
             "import",
             total > 0,
-            f"{total:,} conversations from {st['sources']} file(s); {st['quarantined']:,} rows quarantined",
+            f"{total:,} conversations from {st['sources']} file(s); {st['quarantined']:,} "
+            f"{'row' if st['quarantined'] == 1 else 'rows'} quarantined",
             "import a file of chat data",
             conversations=total,
             quarantined=st["quarantined"],
