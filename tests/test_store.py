@@ -127,6 +127,21 @@ def test_keyset_pages_and_bounded_counts(wb, tmp_path: Path) -> None:
     assert wb.count(text="needle", limit=4) == 5 and wb.count(text="needle") == 10
 
 
+def test_text_filter_is_a_literal_substring(wb, tmp_path: Path) -> None:
+    """`_`, `%` and `\\` in a search are the characters themselves, not LIKE wildcards."""
+    texts = ["set max_retries to 3", "set maxXretries to 3", "50% off today", "500 off today",
+             "open C:\\logs\\app.txt", "open C:/logs/app.txt"]  # fmt: skip
+    rows = [{"instruction": t, "output": "ok"} for t in texts]
+    wb.import_files([write(tmp_path / "t.jsonl", "\n".join(json.dumps(r) for r in rows))])
+
+    def found(q: str) -> list[str]:
+        return [wb.show(c["id"])["messages"][0]["content"] for c in wb.list(text=q, limit=10)["conversations"]]
+
+    assert found("MAX_RETRIES") == ["set max_retries to 3"]
+    assert found("50%") == ["50% off today"]
+    assert found("c:\\logs") == ["open C:\\logs\\app.txt"]
+
+
 def test_import_is_all_or_nothing(wb, tmp_path: Path, monkeypatch) -> None:
     f = write(tmp_path / "a.json", json.dumps([{"instruction": f"i{i}", "output": "o"} for i in range(50)]))
     wb.import_files([write(tmp_path / "seed.json", json.dumps([{"instruction": "s", "output": "o"}]))])

@@ -97,7 +97,8 @@ def filtered_from(
         )
         args.append(flag)
     if text:
-        where.append("r.search_text ILIKE ?")
+        # A literal substring: % _ and \ in the text are escaped (DuckDB needs the ESCAPE clause for that).
+        where.append("r.search_text ILIKE ? ESCAPE '\\'")
         args.append("%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%")
     if tag:
         where.append("list_contains(c.tags, ?)")
