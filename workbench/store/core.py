@@ -97,9 +97,11 @@ def filtered_from(
         )
         args.append(flag)
     if text:
-        # A literal substring: % _ and \ in the text are escaped (DuckDB needs the ESCAPE clause for that).
-        where.append("r.search_text ILIKE ? ESCAPE '\\'")
-        args.append("%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%")
+        # A literal, case-insensitive substring (% _ and \ are themselves). `ILIKE ? ESCAPE` would
+        # do the same but took 1.7x as long at 1M rows (bench_ui); contains(lower()) costs what the
+        # old unescaped ILIKE did.
+        where.append("contains(lower(r.search_text), lower(?))")
+        args.append(text)
     if tag:
         where.append("list_contains(c.tags, ?)")
         args.append(tag)
