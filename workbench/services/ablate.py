@@ -28,7 +28,7 @@ from curation.split import SPLITS, SplitError
 from workbench.services.core import default_actor
 from workbench.services.versions import VersionsService
 from workbench.store import Store
-from workbench.store._db import NotFound, now
+from workbench.store._db import NotFound
 
 # step → (the stages whose verdicts it stands for, what it is called on Compare)
 STEPS: dict[str, tuple[tuple[str, ...], str]] = {
@@ -298,15 +298,7 @@ class AblationService(VersionsService):
             "families": {s: len({r["family"] for r in splits[s]}) for s in SPLITS},
             "excluded": excluded,
         }
-        ts = now()
-        built = mf.build_manifest(
-            name=name,
-            created_at=ts.isoformat(timespec="seconds") + "Z",
-            actor=actor,
-            parent=of,
-            version=version,
-            files=files,
-        )
+        ts, built = self._manifest(name, parent=of, version=version, files=files, actor=actor)
         self.store.create_version(
             name,
             manifest_text=mf.manifest_text(built),

@@ -66,6 +66,23 @@ class VersionsService:
 
     # ------------------------------------------------------------ freeze
 
+    @staticmethod
+    def _manifest(
+        name: str, *, parent: str | None, version: dict[str, Any], files: Any, actor: str
+    ) -> tuple[Any, dict[str, Any]]:
+        """The manifest of a version about to be frozen (freeze, ablate), stamped now; returns the
+        time it was stamped with (the store records the same) and the manifest."""
+        ts = now()
+        built = mf.build_manifest(
+            name=name,
+            created_at=ts.isoformat(timespec="seconds") + "Z",
+            actor=actor,
+            parent=parent,
+            version=version,
+            files=files,
+        )
+        return ts, built
+
     def freeze(
         self,
         name: str,
@@ -112,15 +129,7 @@ class VersionsService:
             )
         if allow_leakage:
             plan["version"]["leakage_check"].update(allowed=True, leaks=[x.to_dict() for x in plan["leaks"]])
-        ts = now()
-        manifest = mf.build_manifest(
-            name=name,
-            created_at=ts.isoformat(timespec="seconds") + "Z",
-            actor=actor,
-            parent=parent,
-            version=plan["version"],
-            files=plan["files"],
-        )
+        ts, manifest = self._manifest(name, parent=parent, version=plan["version"], files=plan["files"], actor=actor)
         result = {
             "version": name,
             "train": plan["version"]["counts"]["train"],
