@@ -799,7 +799,7 @@ def screenshot(store: Path, path: Path) -> None:
             page.screenshot(path=str(path), full_page=False)
             heading = main.get_by_role("heading", name="What each curation step bought")
             if heading.count():  # the attribution table, in a second picture beside the first
-                heading.first.scroll_into_view_if_needed()
+                heading.first.evaluate("e => e.scrollIntoView({block: 'start'})")
                 page.wait_for_timeout(500)
                 page.screenshot(path=str(path.with_name(f"{path.stem}-attribution{path.suffix}")), full_page=False)
             browser.close()

@@ -265,6 +265,39 @@ def test_attribution_of_the_h100_runs_is_the_published_paired_gain() -> None:
     assert exact["bought"] == pytest.approx((-0.023 + 0.149 + 0.056) / 3, abs=5e-4) and exact["clear"] is False
 
 
+def test_attribution_compares_one_recipe_and_leaves_dora_and_full_fine_tuning_apart() -> None:
+    """The realistic-noise H100 runs: curated has three QLoRA seeds plus a DoRA and a full fine-tuning run
+    of seed 1. Those two are other experiments: counted apart, never averaged into curated's seed 1."""
+    import statistics
+
+    from workbench.services.ablate import attribution_table
+
+    runs = _real_runs("h100_realistic")
+    assert sum(r["version"] == "curated" for r in runs) == 5
+
+    def gold(version: str) -> dict[int, float]:
+        return {
+            r["config"]["seed"]: r["metrics"]["extra_eval"]["tuned"]["json_field_accuracy"]
+            for r in runs
+            if r["version"] == version and not r["config"].get("use_dora") and r["config"].get("lora", True)
+        }
+
+    att = attribution_table("curated", "raw", [], runs)
+    assert att["other_recipe_runs"] == 2 and att["recipe"]["learning_rate"] == pytest.approx(4e-4)
+    mine, raw = gold("curated"), gold("raw")
+    assert att["full"]["runs"] == 3 and att["full"]["mean"] == pytest.approx(statistics.fmean(mine.values()), abs=1e-4)
+    (row,) = att["steps"]
+    diffs = [mine[s] - raw[s] for s in (1, 2, 3)]
+    assert row["bought"] == pytest.approx(statistics.fmean(diffs), abs=1e-4)
+    assert row["bought_sd"] == pytest.approx(statistics.stdev(diffs), abs=1e-4)
+    # Mixing the recipes in (the bug this guards against) would move curated's mean by more than 0.04.
+    mixed = statistics.fmean(
+        [statistics.fmean([r["metrics"]["extra_eval"]["tuned"]["json_field_accuracy"] for r in runs
+                           if r["version"] == "curated" and r["config"]["seed"] == s]) for s in (1, 2, 3)]
+    )  # fmt: skip
+    assert abs(mixed - att["full"]["mean"]) > 0.04
+
+
 def test_attribution_pairs_real_runs_by_training_seed() -> None:
     import statistics
 

@@ -64,5 +64,11 @@ def render(wb: Any) -> None:
         "and seeds: 'bought' is the mean over shared seeds of (full curation − without the step), ± the "
         "standard deviation of those paired differences; clear means the gain is over twice that spread "
         "(needs at least 2 seeds). The last row is the parent version: no curation at all."
+        + (
+            f" {att['other_recipe_runs']} run(s) of another recipe (DoRA, full fine-tuning, other learning rate …) "
+            "are left out: only runs trained like most of this version's runs are compared."
+            if att.get("other_recipe_runs")
+            else ""
+        )
     )
     st.dataframe(rows_of(att), hide_index=True, width="stretch")

@@ -24,6 +24,7 @@ def flat(r: dict) -> dict:
     row = {
         "version": r["version"],
         "run": r["run_id"],
+        "recipe": r.get("recipe"),
         "state": r["state"],
         "base model": r["base_model"],
         "eval loss": m.get("eval_loss"),
@@ -54,6 +55,7 @@ if held_out:
             {
                 "version": r["version"],
                 "run": r["run"],
+                "recipe": r["recipe"],
                 "held-out version": r["extra eval"],
                 "held-out field accuracy": r[shared],
                 "own eval field accuracy": r[own],

@@ -42,6 +42,8 @@ def _attribution(args: argparse.Namespace) -> int:
     def human(r: dict[str, Any]) -> str:
         f = r["full"]
         lines = [f"{r['version']}: {r['metric']} {f['mean']} ± {f['sd']} over seeds {f['seeds']} (on {r['scored_on']})"]
+        if r.get("other_recipe_runs"):
+            lines.append(f"  ({r['other_recipe_runs']} run(s) of another training recipe left out)")
         for s in r["steps"]:
             lines.append(
                 f"  {s['label']}: bought {s['bought']} ± {s['bought_sd']} (paired seeds {s['paired_seeds']})"

@@ -353,6 +353,22 @@ def _score(run: dict[str, Any], metric: str) -> tuple[float | None, str | None]:
     return (float(value) if value is not None else None), None
 
 
+# What makes two runs the same experiment but for their seed: the training arithmetic and data, not
+# how they were evaluated or where they ran.
+RECIPE_KEYS = (
+    "base_model", "backend", "lora", "use_dora", "use_rslora", "lora_r", "lora_alpha", "lora_dropout",
+    "lora_target_modules", "load_in_4bit", "learning_rate", "lr_scheduler_type", "warmup_ratio",
+    "weight_decay", "optim", "max_steps", "num_train_epochs", "per_device_train_batch_size",
+    "gradient_accumulation_steps", "max_seq_len", "packing", "assistant_only_loss", "system_prompt",
+    "mix_version", "mix_fraction",
+)  # fmt: skip
+
+
+def _recipe(run: dict[str, Any]) -> tuple[tuple[str, str], ...]:
+    config = run.get("config") or {}
+    return tuple((k, json.dumps(config[k], sort_keys=True)) for k in RECIPE_KEYS if k in config)
+
+
 def _spread(values: list[float]) -> tuple[float | None, float | None]:
     if not values:
         return None, None
@@ -370,7 +386,16 @@ def attribution_table(
     "metrics"}` each, as `Store.list_runs` gives them); pure, so it is tested on real runs' results."""
     per: dict[str, dict[int | None, list[float]]] = {}
     scored_on: set[str | None] = set()
+    # Only runs of one training recipe are compared: a DoRA or full fine-tuning run of `version` beside
+    # its QLoRA seeds is another experiment, not another seed. The recipe is the one most of
+    # `version`'s runs share (the first such run's on a tie); runs of other recipes are counted apart.
+    recipes = [_recipe(r) for r in runs if r["version"] == version and _score(r, metric)[0] is not None]
+    recipe = max(recipes, key=recipes.count) if recipes else None
+    left_out = 0
     for r in runs:
+        if recipe is not None and _recipe(r) != recipe:
+            left_out += _score(r, metric)[0] is not None
+            continue
         value, on = _score(r, metric)
         if value is None:
             continue
@@ -426,6 +451,8 @@ def attribution_table(
         "scored_on": sorted((s or "own eval split") for s in scored_on) or None,
         "full": {**full, "data": full_data},
         "steps": rows,
+        "recipe": {k: json.loads(v) for k, v in recipe} if recipe else None,
+        "other_recipe_runs": left_out,
     }
 
 

@@ -271,6 +271,7 @@ class TrainService:
                     "checkpoints": m.get("checkpoints"),
                     "best_checkpoint": m.get("best_checkpoint"),
                     "sweep": r.get("sweep"),
+                    "recipe": recipe_label(r.get("config") or {}),
                     "run_id": r["run_id"],
                     "version": r["version"],
                     "state": r["state"],
@@ -520,6 +521,29 @@ def ship_gate(metrics: dict[str, Any]) -> dict[str, Any] | None:
     out = {k: g.get(k) for k in ("verdict", "regressed", "cases", "threshold", "against")}
     out["regressed_cases"] = g.get("regressed_cases") or []
     return out
+
+
+def recipe_label(config: dict[str, Any]) -> str | None:
+    """How a run trained, in a few words ("QLoRA r16, lr 0.0004, 150 steps"), so that a DoRA or full
+    fine-tuning run of a version is never read as one more seed of its QLoRA runs."""
+    if not config:
+        return None
+    if config.get("lora") is False:
+        kind = "full fine-tuning (bf16)"
+    else:
+        adapter = "DoRA" if config.get("use_dora") else "rsLoRA" if config.get("use_rslora") else "LoRA"
+        quant = "Q" if config.get("load_in_4bit", True) and adapter == "LoRA" else ""
+        kind = f"{quant}{adapter}" + (" (4-bit)" if adapter != "LoRA" and config.get("load_in_4bit", True) else "")
+        if config.get("lora_r"):
+            kind += f" r{config['lora_r']}"
+    parts = [kind]
+    if config.get("learning_rate") is not None:
+        parts.append(f"lr {config['learning_rate']:g}")
+    if config.get("max_steps"):
+        parts.append(f"{config['max_steps']} steps")
+    elif config.get("num_train_epochs"):
+        parts.append(f"{config['num_train_epochs']:g} epochs")
+    return ", ".join(parts)
 
 
 def _memorization(metrics: dict[str, Any]) -> dict[str, Any] | None:
