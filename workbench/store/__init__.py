@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from workbench.store import augment, core, dedup, pii, review, runs, validate, versions
+from workbench.store import augment, core, dedup, pii, review, runs, search, validate, versions
 from workbench.store._db import ConflictError, Database, Migration, NotFound, StoreBusy, StoreError
 from workbench.store.augment import AugmentStore
 from workbench.store.core import STATUSES, CoreStore
@@ -30,6 +30,7 @@ MIGRATIONS: list[Migration] = [
     *validate.MIGRATIONS,
     *pii.MIGRATIONS,
     *augment.MIGRATIONS,
+    *search.MIGRATIONS,
 ]
 
 

@@ -14,6 +14,7 @@ import pyarrow as pa
 from curation.records import Conversation, Provenance, content_id
 from workbench.store._db import ConflictError, Database, Migration, NotFound, StoreError, dumps, first, now
 from workbench.store.imports import ImportStore, search_text
+from workbench.store.search import TextSearch, index_revisions
 from workbench.store.stage_runs import StageRunStore
 
 STATUSES = ("pending", "accepted", "rejected")
@@ -110,6 +111,13 @@ def filtered_from(
         args.append(reviewer)
     join = " JOIN revisions r ON r.conversation_id = c.id AND r.revision = c.revision" if text else ""
     return f"FROM conversations c{join} WHERE {' AND '.join(where)}", args
+
+
+def text_search(con: duckdb.DuckDBPyConnection, filters: dict[str, Any]) -> TextSearch:
+    """The text filter of `filters` answered from the token index (`store/search.py`)."""
+    base, args = filtered_from(**{**filters, "text": None})
+    scan_base, scan_args = filtered_from(**filters)
+    return TextSearch(con, filters["text"], base, args, scan_base, scan_args)
 
 
 class CoreStore(ImportStore, StageRunStore):
@@ -237,26 +245,44 @@ class CoreStore(ImportStore, StageRunStore):
         does; `offset` is kept for scripts). `count_limit`: stop counting past it (`total` is then
         `count_limit` and `total_capped` true) instead of an exact count over every match.
         """
-        base, args = filtered_from(status=status, source=source, flag=flag, text=text, tag=tag, reviewer=reviewer)
+        filters = {"status": status, "source": source, "flag": flag, "text": text, "tag": tag, "reviewer": reviewer}
+        base, args = filtered_from(**filters)
         cond, cargs = "", []
         if after is not None:
             at = datetime.fromisoformat(after[0]) if isinstance(after[0], str) else after[0]
             cond, cargs = " AND (c.created_at > ? OR (c.created_at = ? AND c.id > ?))", [at, at, after[1]]
             offset = 0
         with self.db.connect() as con:
-            if count_limit is None:
-                total = con.execute(f"SELECT count(*) {base}", args).fetchall()[0][0]
+            if text and count_limit is not None and offset == 0:
+                # The token index: a page and a bounded count without reading every text.
+                search = text_search(con, filters)
+                hits = search.page((at, after[1]) if after is not None else None, limit)
+                total = search.count(count_limit)
+                page = []
+                if hits:
+                    rows = {
+                        r[0]: r
+                        for r in con.execute(
+                            "SELECT id, status, revision, tags, updated_at, created_at FROM conversations "
+                            "WHERE id = ANY(?)",
+                            [[h[0] for h in hits]],
+                        ).fetchall()
+                    }
+                    page = [rows[h[0]] for h in hits]
             else:
-                total = con.execute(
-                    f"SELECT count(*) FROM (SELECT 1 {base} LIMIT {int(count_limit) + 1})", args
-                ).fetchall()[0][0]
-            # Page the narrow conversations table first, then read only the page's revisions
-            # (point reads: a join would scan every revision's text).
-            page = con.execute(
-                f"SELECT c.id, c.status, c.revision, c.tags, c.updated_at, c.created_at {base}{cond} "
-                "ORDER BY c.created_at, c.id LIMIT ? OFFSET ?",
-                [*args, *cargs, limit, offset],
-            ).fetchall()
+                if count_limit is None:
+                    total = con.execute(f"SELECT count(*) {base}", args).fetchall()[0][0]
+                else:
+                    total = con.execute(
+                        f"SELECT count(*) FROM (SELECT 1 {base} LIMIT {int(count_limit) + 1})", args
+                    ).fetchall()[0][0]
+                # Page the narrow conversations table first, then read only the page's revisions
+                # (point reads: a join would scan every revision's text).
+                page = con.execute(
+                    f"SELECT c.id, c.status, c.revision, c.tags, c.updated_at, c.created_at {base}{cond} "
+                    "ORDER BY c.created_at, c.id LIMIT ? OFFSET ?",
+                    [*args, *cargs, limit, offset],
+                ).fetchall()
             revs = {}
             if page:
                 revs = {
@@ -423,13 +449,14 @@ class CoreStore(ImportStore, StageRunStore):
                 )
         current = self._check_revision(con, cid, expected_revision)
         cj = conversation.content_json()
+        text = search_text(conversation)
         new = current + 1
         at = now()
         try:
             con.execute(
                 "INSERT INTO revisions VALUES (?, ?, ?, sha256(?), ?, ?, ?, ?, ?, ?, ?)",
                 [
-                    cid, new, cj, cj, search_text(conversation), len(conversation.messages), kind, actor, note,
+                    cid, new, cj, cj, text, len(conversation.messages), kind, actor, note,
                     dumps(provenance.to_dict()) if provenance else None, at,
                 ],
             )  # fmt: skip
@@ -439,6 +466,9 @@ class CoreStore(ImportStore, StageRunStore):
                 f"conversation {cid} changed since you opened it (someone saved revision {new} at the same "
                 f"moment); reload it, nothing was overwritten"
             ) from None
+        index_revisions(
+            con, pa.table({"conversation_id": [cid], "revision": pa.array([new], pa.int32()), "search_text": [text]})
+        )
         con.execute("UPDATE conversations SET revision = ?, updated_at = ? WHERE id = ?", [new, at, cid])
         return new
 
@@ -460,6 +490,7 @@ class CoreStore(ImportStore, StageRunStore):
         at = now()
         exists = first(con.execute("SELECT 1 FROM conversations WHERE id = ?", [cid]))
         if not exists:
+            text = search_text(conversation)
             con.execute(
                 "INSERT INTO conversations VALUES (?, 'pending', 1, ?, ?, [], ?, ?)",
                 [cid, family_id or cid, dumps(conversation.metadata), at, at],
@@ -470,13 +501,16 @@ class CoreStore(ImportStore, StageRunStore):
                     cid,
                     cj,
                     cj,
-                    search_text(conversation),
+                    text,
                     len(conversation.messages),
                     provenance.kind,
                     actor,
                     dumps(provenance.to_dict()),
                     at,
                 ],
+            )
+            index_revisions(
+                con, pa.table({"conversation_id": [cid], "revision": pa.array([1], pa.int32()), "search_text": [text]})
             )
         con.execute("INSERT INTO provenance VALUES (?, NULL, ?, ?)", [cid, dumps(provenance.to_dict()), at])
         return cid, not exists

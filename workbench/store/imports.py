@@ -19,6 +19,7 @@ import pyarrow.compute as pc
 from curation.formats import FileStream, Mapped, ParsedFile, Plain, Quarantined
 from curation.records import Conversation, sha256_hex
 from workbench.store._db import Database, dumps, now
+from workbench.store.search import index_revisions
 
 
 def search_text(conv: Conversation) -> str:
@@ -303,6 +304,16 @@ class ImportStore:
                         "INSERT INTO revisions SELECT id, 1, content, sha256, search_text, n_messages, "
                         "'import', ?, NULL, NULL, ? FROM chunk_new",
                         [actor, at],
+                    )
+                    index_revisions(
+                        con,
+                        pa.table(
+                            {
+                                "conversation_id": chunk_new.column("id"),
+                                "revision": pa.array([1] * chunk_new.num_rows, pa.int32()),
+                                "search_text": chunk_new.column("search_text"),
+                            }
+                        ),
                     )
                 # Provenance (one per source row) is built here, in SQL, from typed columns.
                 chunk_prov = chunk.mapped.select(["id", "line", "mapping"])

@@ -15,7 +15,7 @@ from typing import Any
 import duckdb
 
 from workbench.store._db import ConflictError, Database, Migration, NotFound, StoreError, dumps, first, now
-from workbench.store.core import STATUSES, filtered_from
+from workbench.store.core import STATUSES, filtered_from, text_search
 
 # The index: review pages read one conversation's revisions at a time, and DuckDB uses a
 # single-column index for that (not the composite primary key): ~1 ms instead of a scan at 1M rows.
@@ -110,6 +110,8 @@ class ReviewStore:
             else f"SELECT count(*) FROM (SELECT 1 {base} LIMIT {int(limit) + 1})"
         )
         with self.db.connect() as con:
+            if filters.get("text") and limit is not None:
+                return text_search(con, filters).count(limit)
             return int(con.execute(sql, args).fetchall()[0][0])
 
     def queue_next(
@@ -117,6 +119,9 @@ class ReviewStore:
     ) -> list[tuple[str, Cursor]]:
         """The first `limit` conversations under `filters` after `after` (keyset order:
         created_at, id). One scan finds 25 as fast as 1, so a page may ask for a few ahead."""
+        if filters.get("text"):
+            with self.db.connect() as con:
+                return [(cid, (at, cid)) for cid, at in text_search(con, filters).page(after, limit)]
         base, args = filtered_from(**filters)
         cond = ""
         if after is not None:

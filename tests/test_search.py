@@ -1,0 +1,137 @@
+"""The text filter answered from the token index returns exactly what the plain scan
+(`contains(lower(search_text), lower(q))` over every current revision) returns: pages, keyset
+paging, bounded counts and the Review queue, for tricky text, across new revisions and for a
+store made before the index existed."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pytest
+
+import workbench
+from tests.conftest import write
+from workbench.store import search
+from workbench.store.core import text_search
+
+TEXTS = [
+    ("set max_retries to 3", "QuillDB replication lag is fine"),
+    ("set maxXretries to 3", "quilldb REPLICATION restarted"),
+    ("50% off today", "the replication, the backup"),
+    ("500 off today", "(replication) backup"),
+    ("open C:\\logs\\app.txt", "the backup failed"),
+    ("open C:/logs/app.txt", "The Backup Failed"),
+    ("数据库连接失败", "请检查数据库配置"),
+    ("连接超时", "the replication lag"),
+    ("ends with foo", "bar starts here"),
+    ("foo bar on one line", "nothing"),
+    ("tab\tseparated value", "x"),
+    ("İstanbul office", "STRASSE and straße"),
+    ("  padded   spaces  ", "the end"),
+    ("the replication lag grew", "replication lag backup"),
+]
+QUERIES = [
+    "max_retries", "MAX_RETRIES", "50%", "%", "c:\\logs", "quilldb", "QuillDB replication", "replication",
+    "replication lag", "the replication", "lag", "连接", "数据库", "foo\nbar", "foo bar", " bar", "bar ",
+    "the", "zzz-none", " ", "o", "b\ts", "istanbul", "straße", "ication, the back", "the end", "  ",
+    "retry_budget", "backup failed",
+]  # fmt: skip
+
+
+def reference(wb: workbench.Workbench, q: str, status: str | None) -> list[str]:
+    """The plain scan, written out here independently of the store's code."""
+    with wb.store.db.connect() as con:
+        return [
+            r[0]
+            for r in con.execute(
+                "SELECT c.id FROM conversations c JOIN revisions r ON r.conversation_id = c.id "
+                "AND r.revision = c.revision WHERE contains(lower(r.search_text), lower(?)) "
+                "AND (? IS NULL OR c.status = ?) ORDER BY c.created_at, c.id",
+                [q, status, status],
+            ).fetchall()
+        ]
+
+
+def listed(wb: workbench.Workbench, q: str, status: str | None, limit: int = 3, cap: int = 4) -> dict[str, Any]:
+    """Every page of the Browse listing (keyset paging, bounded count)."""
+    ids: list[str] = []
+    after, first = None, None
+    while True:
+        r = wb.list(text=q, status=status, limit=limit, after=after, count_limit=cap)
+        first = first or (r["total"], r["total_capped"])
+        ids += [c["id"] for c in r["conversations"]]
+        if r["next_after"] is None:
+            return {"ids": ids, "total": first}
+        after = r["next_after"]
+
+
+def queued(wb: workbench.Workbench, q: str, status: str | None) -> list[str]:
+    out: list[str] = []
+    after = None
+    while rows := wb.queue_ahead({"text": q, "status": status}, after=after, limit=2):
+        out += [cid for cid, _ in rows]
+        after = rows[-1][1]
+    return out
+
+
+def check_all(wb: workbench.Workbench, queries: list[str] = QUERIES) -> None:
+    wb.store.db.keep_open_s = 5.0  # one open file for the many reads below
+    for q, status in [(q, None) for q in queries] + [(q, "pending") for q in queries[::4]]:
+        want = reference(wb, q, status)
+        got = listed(wb, q, status)
+        assert got["ids"] == want, (q, status)
+        assert got["total"] == (min(len(want), 4), len(want) > 4), (q, status)
+        assert wb.count(text=q, status=status, limit=4) == min(len(want), 5), (q, status)
+        assert queued(wb, q, status) == want, (q, status)
+
+
+@pytest.mark.parametrize("tiny", [False, True], ids=["all-rare", "frequent-tokens"])
+def test_index_answers_exactly_like_the_scan(wb, tmp_path: Path, monkeypatch, tiny: bool) -> None:
+    wb.store.db.keep_open_s = 5.0
+    if tiny:  # most tokens frequent, verification two at a time, walks that give up early
+        monkeypatch.setattr(search, "FREQUENT", 2)
+        monkeypatch.setattr(search, "GROUP", 2)
+        monkeypatch.setattr(search, "WALK_LIMIT", 5)
+    rows = [{"messages": [{"role": "user", "content": u}, {"role": "assistant", "content": a}]} for u, a in TEXTS]
+    wb.import_files([write(tmp_path / "t.jsonl", "\n".join(json.dumps(r, ensure_ascii=False) for r in rows))])
+    # A second file lands later (another created_at), with a repeat of the first file's words.
+    more = [{"instruction": f"replication lag report {i}", "output": f"max_retries={i}"} for i in range(5)]
+    wb.import_files([write(tmp_path / "m.jsonl", "\n".join(json.dumps(r) for r in more))])
+    ids = [c["id"] for c in wb.list(limit=100)["conversations"]]
+    wb.accept(ids[:4])
+    assert reference(wb, "max_retries", None)
+    if not tiny:  # the index answers these itself: no piece in any text, or only rare pieces
+        with wb.store.db.connect() as con:
+            assert text_search(con, {"text": "zzz-none"}).empty
+            assert text_search(con, {"text": "MAX_RETRIES"}).usable
+    check_all(wb)
+
+    # A new revision: the old text no longer matches, the new one does (redactions, edits, labels).
+    target = reference(wb, "max_retries", None)[0]
+    first = wb.show(target)
+    msgs = [{**m, "content": m["content"].replace("max_retries", "retry_budget")} for m in first["messages"]]
+    wb.edit(target, msgs, base_revision=first["revision"])
+    assert target in reference(wb, "retry_budget", None)
+    assert target not in reference(wb, "max_retries", None)
+    check_all(wb, ["max_retries", "retry_budget", "retry", "to 3", "set max", "replication"])
+
+
+def test_index_of_a_store_made_before_it(wb, tmp_path: Path, store_path: Path) -> None:
+    rows = [{"messages": [{"role": "user", "content": u}, {"role": "assistant", "content": a}]} for u, a in TEXTS]
+    wb.import_files([write(tmp_path / "t.jsonl", "\n".join(json.dumps(r, ensure_ascii=False) for r in rows))])
+    first = wb.show(wb.list(limit=1)["conversations"][0]["id"])
+    msgs = [{**m, "content": m["content"] + " retry_budget"} for m in first["messages"]]
+    wb.edit(first["id"], msgs, base_revision=first["revision"])
+    wb.store.db.release()
+    # An older store: no index tables, no record of their migration.
+    con = duckdb.connect(str(store_path))
+    con.execute("DROP TABLE search_postings; DROP TABLE search_tokens; DROP SEQUENCE search_token_ids")
+    con.execute("DELETE FROM schema_migrations WHERE component = 'search'")
+    con.close()
+    again = workbench.open(store_path)  # the migration builds the index from the current revisions
+    with again.store.db.connect() as c:
+        assert c.execute("SELECT count(*) FROM search_tokens").fetchall()[0][0] > 0
+    check_all(again)

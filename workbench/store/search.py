@@ -1,0 +1,288 @@
+"""The text filter from a token index: a literal, case-insensitive substring search
+(`contains(lower(search_text), lower(text))`, so `_ % \\` are themselves) that reads a few
+thousand rows instead of every conversation's text.
+
+The index (built in SQL, in the same transaction as the revisions it covers):
+- `search_tokens`: every distinct token of every indexed revision's lower-cased search text, where a
+  token is a maximal run of characters other than space, newline, tab and carriage return;
+  `hits` counts its occurrences while it is rare; `frequent` once that passes `FREQUENT`.
+- `search_postings` (token_id, conversation_id, revision): which revisions hold each token that
+  is not frequent (a token's postings are deleted when it becomes frequent, so a token's postings
+  are either complete or absent).
+
+A query is cut at the same characters into pieces; a revision can match only if, for each piece, one
+of its tokens equals the piece (a piece between two separators), starts with it (a separator
+before it), ends with it (a separator after it) or contains it (a query without separators).
+So: a piece that no token matches means no conversation matches. A piece whose tokens are all
+rare gives the candidates (their postings, for the conversation's current revision); each
+candidate is then checked with the literal `contains` (a query without separators needs no
+check: a token containing it is exactly a match). Where every piece is frequent, matches are
+common: conversations are walked in page order and checked a few dozen at a time. When that
+walk finds too few, the plain scan answers. Results are always exactly the scan's.
+
+Old revisions keep their postings (revisions are append-only); a candidate counts only for its
+conversation's current revision.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+
+from workbench.store._db import Migration
+
+# A token in more than this many places is "frequent": no postings (its pieces are answered by
+# walking conversations, where they are common).
+FREQUENT = 1000
+# Ids per point read of revisions: DuckDB reads them through the revisions_conv index up to ~60
+# ids (~2 ms); past that it scans the table (~40 ms at 1M).
+GROUP = 48
+# Rows a walk over conversations checks before giving up and running the plain scan.
+WALK_LIMIT = 4096
+
+
+def tokens_sql(expr: str) -> str:
+    """The tokens of lower(`expr`), as a DuckDB list (empty strings included)."""
+    return f"string_split(replace(replace(replace(lower({expr}), chr(10), ' '), chr(9), ' '), chr(13), ' '), ' ')"
+
+
+def index_sql(source: str) -> list[str]:
+    """Statements that add the revisions in `source` (a relation with conversation_id, revision,
+    search_text) to the index. Used at import, for each new revision, by the migration that
+    builds the index of an existing store, and by bench_import's SQL anchor."""
+    tok = tokens_sql("search_text")
+    return [
+        f"CREATE OR REPLACE TEMP TABLE _search_n AS SELECT token, count(*)::BIGINT AS n "
+        f"FROM (SELECT unnest({tok}) AS token FROM {source}) WHERE token <> '' GROUP BY token",
+        "INSERT INTO search_tokens SELECT nextval('search_token_ids'), token, 0, false "
+        "FROM _search_n ANTI JOIN search_tokens USING (token)",
+        "CREATE OR REPLACE TEMP TABLE _search_hot AS SELECT v.id FROM search_tokens v JOIN _search_n s "
+        f"USING (token) WHERE NOT v.frequent AND v.hits + s.n > {FREQUENT}",
+        f"UPDATE search_tokens v SET hits = v.hits + s.n, frequent = v.hits + s.n > {FREQUENT} "
+        "FROM _search_n s WHERE v.token = s.token AND NOT v.frequent",
+        "DELETE FROM search_postings WHERE token_id IN (SELECT id FROM _search_hot)",
+        "INSERT INTO search_postings SELECT DISTINCT v.id, d.conversation_id, d.revision "
+        f"FROM (SELECT conversation_id, revision, unnest({tok}) AS token FROM {source}) d "
+        "JOIN (SELECT id, token FROM search_tokens SEMI JOIN _search_n USING (token) WHERE NOT frequent) v "
+        "USING (token)",
+        "DROP TABLE _search_n",
+        "DROP TABLE _search_hot",
+    ]
+
+
+_CURRENT = (
+    "(SELECT r.conversation_id, r.revision, r.search_text FROM revisions r "
+    "JOIN conversations c ON c.id = r.conversation_id AND c.revision = r.revision)"
+)
+
+MIGRATIONS = [
+    Migration(
+        "search",
+        1,
+        """
+        CREATE SEQUENCE search_token_ids START 1;
+        CREATE TABLE search_tokens (
+            id INTEGER NOT NULL, token TEXT NOT NULL, hits BIGINT NOT NULL, frequent BOOLEAN NOT NULL);
+        CREATE TABLE search_postings (token_id INTEGER NOT NULL, conversation_id TEXT NOT NULL, revision INTEGER NOT NULL);
+        """
+        + ";\n".join(index_sql(_CURRENT)),
+    ),
+]
+
+
+def index_revisions(con: duckdb.DuckDBPyConnection, docs: pa.Table) -> None:
+    """Add revisions (an Arrow table: conversation_id, revision, search_text) to the index, inside
+    the caller's transaction."""
+    _search_docs = docs  # read by name in the SQL (DuckDB's replacement scan)
+    for stmt in index_sql("_search_docs"):
+        con.execute(stmt)
+    del _search_docs
+
+
+# ------------------------------------------------------------ queries
+
+
+@dataclass(frozen=True)
+class Piece:
+    text: str
+    kind: str  # exact | prefix | suffix | infix
+
+
+_PRED = {
+    "exact": "token = ?",
+    "prefix": "starts_with(token, ?)",
+    "suffix": "suffix(token, ?)",
+    "infix": "contains(token, ?)",
+}
+
+Key = tuple[datetime, str]  # (created_at, id): the page order
+
+
+class TextSearch:
+    """One text filter over the conversations that `base` (a `FROM conversations c ... WHERE ...`
+    without the text condition) selects. `scan_base` is the same with the plain text condition."""
+
+    def __init__(
+        self,
+        con: duckdb.DuckDBPyConnection,
+        text: str,
+        base: str,
+        args: list[Any],
+        scan_base: str,
+        scan_args: list[Any],
+    ) -> None:
+        self.con, self.text = con, text
+        self.base, self.args = base, args
+        self.scan_base, self.scan_args = scan_base, scan_args
+        parts: list[str] = con.execute(f"SELECT {tokens_sql('?')}", [text]).fetchall()[0][0]
+        last = len(parts) - 1
+        self.pieces = [
+            Piece(p, "exact" if 0 < i < last else "prefix" if i > 0 else "suffix" if i < last else "infix")
+            for i, p in enumerate(parts)
+            if p
+        ]
+        # A query without separators is matched by exactly the revisions holding a token that contains it.
+        self.exact = len(parts) == 1
+        self.empty = False
+        self.usable: list[Piece] = []
+        if self.pieces:
+            stats = con.execute(
+                " UNION ALL ".join(
+                    f"SELECT {i}, count(*), count(*) FILTER (frequent), coalesce(sum(hits), 0) "
+                    f"FROM search_tokens WHERE {_PRED[p.kind]}"
+                    for i, p in enumerate(self.pieces)
+                ),
+                [p.text for p in self.pieces],
+            ).fetchall()
+            self.empty = any(n == 0 for _, n, _, _ in stats)
+            rare = sorted((h, i) for i, n, f, h in stats if n and not f)
+            self.usable = [self.pieces[i] for _, i in rare]
+        self._candidates: list[tuple[str, int, datetime]] | None = None
+        self._checked: dict[str, bool] = {}
+
+    # -------------------------------------------------------- pieces of the answer
+
+    def candidates(self) -> list[tuple[str, int, datetime]]:
+        """(id, current revision, created_at) of the conversations whose current revision holds a
+        token for every rare piece, in page order."""
+        if self._candidates is None:
+            exists = " ".join(
+                "AND EXISTS (SELECT 1 FROM search_postings p WHERE p.conversation_id = c.id "
+                f"AND p.revision = c.revision AND p.token_id IN (SELECT id FROM search_tokens WHERE {_PRED[p.kind]}))"
+                for p in self.usable
+            )
+            self._candidates = [
+                (r[0], int(r[1]), r[2])
+                for r in self.con.execute(
+                    f"SELECT c.id, c.revision, c.created_at {self.base} {exists} ORDER BY c.created_at, c.id",
+                    [*self.args, *(p.text for p in self.usable)],
+                ).fetchall()
+            ]
+        return self._candidates
+
+    def check(self, rows: Sequence[tuple[str, int]]) -> list[bool]:
+        """Whether each (id, revision)'s text contains the query, read a few dozen at a time."""
+        todo = [(cid, rev) for cid, rev in rows if cid not in self._checked]
+        for i in range(0, len(todo), GROUP):
+            grp = dict(todo[i : i + GROUP])
+            for cid in grp:
+                self._checked[cid] = False
+            for cid, rev, hit in self.con.execute(
+                "SELECT conversation_id, revision, contains(lower(search_text), lower(?)) FROM revisions "
+                "WHERE conversation_id = ANY(?)",
+                [self.text, list(grp)],
+            ).fetchall():
+                if grp.get(cid) == rev:
+                    self._checked[cid] = bool(hit)
+        return [self._checked[cid] for cid, _ in rows]
+
+    def _matching(self, rows: Iterable[tuple[str, int, datetime]], want: int) -> list[tuple[str, datetime]]:
+        """The first `want` of `rows` that match, checking them GROUP at a time."""
+        out: list[tuple[str, datetime]] = []
+        batch: list[tuple[str, int, datetime]] = []
+
+        def flush() -> None:
+            for (cid, _, at), ok in zip(batch, self.check([(b[0], b[1]) for b in batch]), strict=True):
+                if ok and len(out) < want:
+                    out.append((cid, at))
+            batch.clear()
+
+        for row in rows:
+            batch.append(row)
+            if len(batch) == GROUP:
+                flush()
+                if len(out) >= want:
+                    return out
+        flush()
+        return out
+
+    # -------------------------------------------------------- the answers
+
+    def page(self, after: Key | None, limit: int) -> list[tuple[str, datetime]]:
+        """(id, created_at) of the first `limit` matches after `after`, in page order."""
+        if self.empty or limit <= 0:
+            return []
+        if self.usable:
+            rows = [r for r in self.candidates() if after is None or (r[2], r[0]) > after]
+            if self.exact:
+                return [(r[0], r[2]) for r in rows[:limit]]
+            return self._matching(rows, limit)
+        # Every piece is frequent (or the query is only separators): walk conversations in page order.
+        out: list[tuple[str, datetime]] = []
+        cursor, block, walked = after, max(4 * limit, 2 * GROUP), 0
+        while walked < WALK_LIMIT:
+            cond, cargs = "", []
+            if cursor is not None:
+                cond, cargs = " AND (c.created_at > ? OR (c.created_at = ? AND c.id > ?))", [cursor[0], *cursor]
+            rows = [
+                (r[0], int(r[1]), r[2])
+                for r in self.con.execute(
+                    f"SELECT c.id, c.revision, c.created_at {self.base}{cond} ORDER BY c.created_at, c.id LIMIT ?",
+                    [*self.args, *cargs, block],
+                ).fetchall()
+            ]
+            out += self._matching(rows, limit - len(out))
+            if len(out) >= limit or len(rows) < block:
+                return out
+            walked += len(rows)
+            cursor, block = (rows[-1][2], rows[-1][0]), block * 4
+        cond, cargs = "", []
+        if after is not None:
+            cond, cargs = " AND (c.created_at > ? OR (c.created_at = ? AND c.id > ?))", [after[0], *after]
+        return [
+            (r[0], r[1])
+            for r in self.con.execute(
+                f"SELECT c.id, c.created_at {self.scan_base}{cond} ORDER BY c.created_at, c.id LIMIT ?",
+                [*self.scan_args, *cargs, limit],
+            ).fetchall()
+        ]
+
+    def count(self, cap: int) -> int:
+        """How many conversations match, counting no further than `cap + 1`."""
+        if self.empty:
+            return 0
+        if self.usable:
+            rows = self.candidates()
+            if self.exact:
+                return min(len(rows), cap + 1)
+            return len(self._matching(rows, cap + 1))
+        # Frequent pieces: check conversations in stored order until cap + 1 match.
+        rows = [
+            (r[0], int(r[1]), r[2])
+            for r in self.con.execute(
+                f"SELECT c.id, c.revision, c.created_at {self.base} LIMIT ?", [*self.args, WALK_LIMIT + 1]
+            ).fetchall()
+        ]
+        found = len(self._matching(rows[:WALK_LIMIT], cap + 1))
+        if found > cap or len(rows) <= WALK_LIMIT:
+            return found
+        return int(
+            self.con.execute(
+                f"SELECT count(*) FROM (SELECT 1 {self.scan_base} LIMIT {int(cap) + 1})", self.scan_args
+            ).fetchall()[0][0]
+        )
