@@ -93,6 +93,7 @@ def test_index_answers_exactly_like_the_scan(wb, tmp_path: Path, monkeypatch, ti
     wb.store.db.keep_open_s = 5.0
     if tiny:  # most tokens frequent, verification two at a time, walks that give up early
         monkeypatch.setattr(search, "FREQUENT", 2)
+        monkeypatch.setattr(search, "FREQUENT_SHARE", 0.0)
         monkeypatch.setattr(search, "GROUP", 2)
         monkeypatch.setattr(search, "WALK_LIMIT", 5)
     rows = [{"messages": [{"role": "user", "content": u}, {"role": "assistant", "content": a}]} for u, a in TEXTS]
@@ -128,7 +129,8 @@ def test_index_of_a_store_made_before_it(wb, tmp_path: Path, store_path: Path) -
     wb.store.db.release()
     # An older store: no index tables, no record of their migration.
     con = duckdb.connect(str(store_path))
-    con.execute("DROP TABLE search_postings; DROP TABLE search_tokens; DROP SEQUENCE search_token_ids")
+    con.execute("DROP TABLE search_postings; DROP TABLE search_tokens; DROP TABLE search_stale")
+    con.execute("DROP SEQUENCE search_token_ids")
     con.execute("DELETE FROM schema_migrations WHERE component = 'search'")
     con.close()
     again = workbench.open(store_path)  # the migration builds the index from the current revisions

@@ -117,7 +117,8 @@ def text_search(con: duckdb.DuckDBPyConnection, filters: dict[str, Any]) -> Text
     """The text filter of `filters` answered from the token index (`store/search.py`)."""
     base, args = filtered_from(**{**filters, "text": None})
     scan_base, scan_args = filtered_from(**filters)
-    return TextSearch(con, filters["text"], base, args, scan_base, scan_args)
+    filtered = any(v for k, v in filters.items() if k != "text")
+    return TextSearch(con, filters["text"], base, args, scan_base, scan_args, filtered=filtered)
 
 
 class CoreStore(ImportStore, StageRunStore):
@@ -466,9 +467,9 @@ class CoreStore(ImportStore, StageRunStore):
                 f"conversation {cid} changed since you opened it (someone saved revision {new} at the same "
                 f"moment); reload it, nothing was overwritten"
             ) from None
-        index_revisions(
-            con, pa.table({"conversation_id": [cid], "revision": pa.array([new], pa.int32()), "search_text": [text]})
-        )
+        created = con.execute("SELECT created_at FROM conversations WHERE id = ?", [cid]).fetchall()[0][0]
+        docs = {"conversation_id": [cid], "revision": pa.array([new], pa.int32()), "created_at": [created]}
+        index_revisions(con, pa.table({**docs, "search_text": [text]}), replaces=current)
         con.execute("UPDATE conversations SET revision = ?, updated_at = ? WHERE id = ?", [new, at, cid])
         return new
 
@@ -509,9 +510,8 @@ class CoreStore(ImportStore, StageRunStore):
                     at,
                 ],
             )
-            index_revisions(
-                con, pa.table({"conversation_id": [cid], "revision": pa.array([1], pa.int32()), "search_text": [text]})
-            )
+            docs = {"conversation_id": [cid], "revision": pa.array([1], pa.int32()), "created_at": [at]}
+            index_revisions(con, pa.table({**docs, "search_text": [text]}))
         con.execute("INSERT INTO provenance VALUES (?, NULL, ?, ?)", [cid, dumps(provenance.to_dict()), at])
         return cid, not exists
 

@@ -19,7 +19,7 @@ import pyarrow.compute as pc
 from curation.formats import FileStream, Mapped, ParsedFile, Plain, Quarantined
 from curation.records import Conversation, sha256_hex
 from workbench.store._db import Database, dumps, now
-from workbench.store.search import index_revisions
+from workbench.store.search import index_revisions, postings_table, store_postings
 
 
 def search_text(conv: Conversation) -> str:
@@ -278,6 +278,7 @@ class ImportStore:
         full = display_name if display_name is not None else str(path.resolve())
         imported = mapped = quarantined = 0
         source_id = con.execute("SELECT nextval('source_ids')").fetchall()[0][0]
+        con.execute(postings_table())
         # Chunks are read by DuckDB's replacement scan of the local Arrow tables below (named
         # in the SQL): a registered table would stay referenced until COMMIT, keeping every
         # chunk in memory.
@@ -311,9 +312,11 @@ class ImportStore:
                             {
                                 "conversation_id": chunk_new.column("id"),
                                 "revision": pa.array([1] * chunk_new.num_rows, pa.int32()),
+                                "created_at": pa.array([at] * chunk_new.num_rows, pa.timestamp("us")),
                                 "search_text": chunk_new.column("search_text"),
                             }
                         ),
+                        into="_search_new",
                     )
                 # Provenance (one per source row) is built here, in SQL, from typed columns.
                 chunk_prov = chunk.mapped.select(["id", "line", "mapping"])
@@ -332,6 +335,8 @@ class ImportStore:
                     "INSERT INTO quarantine SELECT ?, ?, line, row_index, field, message, raw, ? FROM chunk_q",
                     [source_id, shown, at],
                 )
+        for stmt in store_postings():  # the file's postings, sorted by token
+            con.execute(stmt)
         already = mapped - imported
         con.execute(
             "INSERT INTO sources VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",

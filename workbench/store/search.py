@@ -36,9 +36,11 @@ import pyarrow as pa
 
 from workbench.store._db import Migration
 
-# A token in more than this many places is "frequent": no postings (its pieces are answered by
-# walking conversations, where they are common).
+# A token is "frequent" (no postings) once it was seen more than this many times and in more than
+# FREQUENT_SHARE of the conversations' texts (counting occurrences): its pieces match so many
+# conversations that walking them in page order finds a page at once.
 FREQUENT = 1000
+FREQUENT_SHARE = 0.1
 # Ids per point read of revisions: DuckDB reads them through the revisions_conv index up to ~60
 # ids (~2 ms); past that it scans the table (~40 ms at 1M).
 GROUP = 48
@@ -51,23 +53,27 @@ def tokens_sql(expr: str) -> str:
     return f"string_split(replace(replace(replace(lower({expr}), chr(10), ' '), chr(9), ' '), chr(13), ' '), ' ')"
 
 
-def index_sql(source: str) -> list[str]:
+def index_sql(source: str, into: str = "search_postings") -> list[str]:
     """Statements that add the revisions in `source` (a relation with conversation_id, revision,
-    search_text) to the index. Used at import, for each new revision, by the migration that
-    builds the index of an existing store, and by bench_import's SQL anchor."""
+    created_at of the conversation, search_text) to the index. Used at import, for each new
+    revision, by the migration that builds the index of an existing store, and by bench_import's
+    SQL anchor. `into`: where the postings go (an import gathers them in a temporary table and
+    stores them sorted by token at its end, see `postings_table` and `store_postings`)."""
     tok = tokens_sql("search_text")
+    hot = f"greatest({FREQUENT}, {FREQUENT_SHARE} * (SELECT count(*) FROM conversations))"
     return [
         f"CREATE OR REPLACE TEMP TABLE _search_n AS SELECT token, count(*)::BIGINT AS n "
         f"FROM (SELECT unnest({tok}) AS token FROM {source}) WHERE token <> '' GROUP BY token",
         "INSERT INTO search_tokens SELECT nextval('search_token_ids'), token, 0, false "
         "FROM _search_n ANTI JOIN search_tokens USING (token)",
         "CREATE OR REPLACE TEMP TABLE _search_hot AS SELECT v.id FROM search_tokens v JOIN _search_n s "
-        f"USING (token) WHERE NOT v.frequent AND v.hits + s.n > {FREQUENT}",
-        f"UPDATE search_tokens v SET hits = v.hits + s.n, frequent = v.hits + s.n > {FREQUENT} "
+        f"USING (token) WHERE NOT v.frequent AND v.hits + s.n > {hot}",
+        f"UPDATE search_tokens v SET hits = v.hits + s.n, frequent = v.hits + s.n > {hot} "
         "FROM _search_n s WHERE v.token = s.token AND NOT v.frequent",
         "DELETE FROM search_postings WHERE token_id IN (SELECT id FROM _search_hot)",
-        "INSERT INTO search_postings SELECT DISTINCT v.id, d.conversation_id, d.revision "
-        f"FROM (SELECT conversation_id, revision, unnest({tok}) AS token FROM {source}) d "
+        *([f"DELETE FROM {into} WHERE token_id IN (SELECT id FROM _search_hot)"] if into != "search_postings" else []),
+        f"INSERT INTO {into} SELECT DISTINCT v.id, d.conversation_id, d.revision, d.created_at "
+        f"FROM (SELECT conversation_id, revision, created_at, unnest({tok}) AS token FROM {source}) d "
         "JOIN (SELECT id, token FROM search_tokens SEMI JOIN _search_n USING (token) WHERE NOT frequent) v "
         "USING (token)",
         "DROP TABLE _search_n",
@@ -75,8 +81,25 @@ def index_sql(source: str) -> list[str]:
     ]
 
 
+def postings_table() -> str:
+    """A temporary table gathering an import's postings (see `store_postings`)."""
+    return (
+        "CREATE OR REPLACE TEMP TABLE _search_new (token_id INTEGER, conversation_id TEXT, revision INTEGER, "
+        "created_at TIMESTAMP)"
+    )
+
+
+def store_postings() -> list[str]:
+    """Move the gathered postings into the index sorted by token: DuckDB then skips every row
+    group but a token's own (a query reads ~20 ms instead of scanning ~40M postings)."""
+    return [
+        "INSERT INTO search_postings SELECT * FROM _search_new ORDER BY token_id",
+        "DROP TABLE _search_new",
+    ]
+
+
 _CURRENT = (
-    "(SELECT r.conversation_id, r.revision, r.search_text FROM revisions r "
+    "(SELECT r.conversation_id, r.revision, c.created_at, r.search_text FROM revisions r "
     "JOIN conversations c ON c.id = r.conversation_id AND c.revision = r.revision)"
 )
 
@@ -88,20 +111,29 @@ MIGRATIONS = [
         CREATE SEQUENCE search_token_ids START 1;
         CREATE TABLE search_tokens (
             id INTEGER NOT NULL, token TEXT NOT NULL, hits BIGINT NOT NULL, frequent BOOLEAN NOT NULL);
-        CREATE TABLE search_postings (token_id INTEGER NOT NULL, conversation_id TEXT NOT NULL, revision INTEGER NOT NULL);
+        CREATE TABLE search_postings (
+            token_id INTEGER NOT NULL, conversation_id TEXT NOT NULL, revision INTEGER NOT NULL,
+            created_at TIMESTAMP NOT NULL);
+        CREATE TABLE search_stale (conversation_id TEXT NOT NULL, revision INTEGER NOT NULL);
+        INSERT INTO search_stale SELECT r.conversation_id, r.revision FROM revisions r
+            JOIN conversations c ON c.id = r.conversation_id WHERE r.revision < c.revision;
         """
-        + ";\n".join(index_sql(_CURRENT)),
+        + ";\n".join([postings_table(), *index_sql(_CURRENT, "_search_new"), *store_postings()]),
     ),
 ]
 
 
-def index_revisions(con: duckdb.DuckDBPyConnection, docs: pa.Table) -> None:
-    """Add revisions (an Arrow table: conversation_id, revision, search_text) to the index, inside
-    the caller's transaction."""
+def index_revisions(
+    con: duckdb.DuckDBPyConnection, docs: pa.Table, *, replaces: int | None = None, into: str = "search_postings"
+) -> None:
+    """Add revisions (an Arrow table: conversation_id, revision, created_at, search_text) to the
+    index, inside the caller's transaction. `replaces`: the revision a single new one supersedes."""
     _search_docs = docs  # read by name in the SQL (DuckDB's replacement scan)
-    for stmt in index_sql("_search_docs"):
+    for stmt in index_sql("_search_docs", into):
         con.execute(stmt)
     del _search_docs
+    if replaces is not None:
+        con.execute("INSERT INTO search_stale VALUES (?, ?)", [docs.column("conversation_id")[0].as_py(), replaces])
 
 
 # ------------------------------------------------------------ queries
@@ -125,7 +157,8 @@ Key = tuple[datetime, str]  # (created_at, id): the page order
 
 class TextSearch:
     """One text filter over the conversations that `base` (a `FROM conversations c ... WHERE ...`
-    without the text condition) selects. `scan_base` is the same with the plain text condition."""
+    without the text condition; `filtered`: it has conditions) selects. `scan_base` is the same
+    with the plain text condition, for the rare query the index cannot narrow."""
 
     def __init__(
         self,
@@ -135,8 +168,10 @@ class TextSearch:
         args: list[Any],
         scan_base: str,
         scan_args: list[Any],
+        *,
+        filtered: bool,
     ) -> None:
-        self.con, self.text = con, text
+        self.con, self.text, self.filtered = con, text, filtered
         self.base, self.args = base, args
         self.scan_base, self.scan_args = scan_base, scan_args
         parts: list[str] = con.execute(f"SELECT {tokens_sql('?')}", [text]).fetchall()[0][0]
@@ -167,26 +202,55 @@ class TextSearch:
 
     # -------------------------------------------------------- pieces of the answer
 
+    def _keep(self, pairs: Sequence[tuple[str, int]]) -> set[str]:
+        """The ids among (id, revision) whose revision is current and that pass the other filters."""
+        if not pairs:
+            return set()
+        if self.filtered:
+            want = dict(pairs)
+            return {
+                cid
+                for cid, rev in self.con.execute(
+                    f"SELECT c.id, c.revision {self.base} AND c.id IN (SELECT unnest(?))", [*self.args, list(want)]
+                ).fetchall()
+                if want[cid] == rev
+            }
+        stale = set(
+            self.con.execute(
+                "SELECT conversation_id, revision FROM search_stale WHERE conversation_id IN (SELECT unnest(?))",
+                [[p[0] for p in pairs]],
+            ).fetchall()
+        )
+        return {cid for cid, rev in pairs if (cid, rev) not in stale}
+
     def candidates(self) -> list[tuple[str, int, datetime]]:
-        """(id, current revision, created_at) of the conversations whose current revision holds a
-        token for every rare piece, in page order."""
+        """(id, current revision, created_at) of the conversations under the filters whose current
+        revision holds a token for every rare piece, in page order."""
         if self._candidates is None:
-            exists = " ".join(
-                "AND EXISTS (SELECT 1 FROM search_postings p WHERE p.conversation_id = c.id "
-                f"AND p.revision = c.revision AND p.token_id IN (SELECT id FROM search_tokens WHERE {_PRED[p.kind]}))"
-                for p in self.usable
+            first, *more = self.usable
+            joins = " ".join(
+                f"SEMI JOIN (SELECT conversation_id, revision FROM search_postings WHERE token_id IN "
+                f"(SELECT id FROM search_tokens WHERE {_PRED[p.kind]})) p{i} USING (conversation_id, revision)"
+                for i, p in enumerate(more)
             )
-            self._candidates = [
+            rows = [
                 (r[0], int(r[1]), r[2])
                 for r in self.con.execute(
-                    f"SELECT c.id, c.revision, c.created_at {self.base} {exists} ORDER BY c.created_at, c.id",
-                    [*self.args, *(p.text for p in self.usable)],
+                    f"SELECT DISTINCT p.conversation_id, p.revision, p.created_at FROM search_postings p {joins} "
+                    "ANTI JOIN search_stale USING (conversation_id, revision) "
+                    f"WHERE p.token_id IN (SELECT id FROM search_tokens WHERE {_PRED[first.kind]}) "
+                    "ORDER BY p.created_at, p.conversation_id",
+                    [*(p.text for p in more), first.text],
                 ).fetchall()
             ]
+            if self.filtered:
+                keep = self._keep([(r[0], r[1]) for r in rows])
+                rows = [r for r in rows if r[0] in keep]
+            self._candidates = rows
         return self._candidates
 
     def check(self, rows: Sequence[tuple[str, int]]) -> list[bool]:
-        """Whether each (id, revision)'s text contains the query, read a few dozen at a time."""
+        """Whether each (id, revision)'s text contains the query, read GROUP at a time by index."""
         todo = [(cid, rev) for cid, rev in rows if cid not in self._checked]
         for i in range(0, len(todo), GROUP):
             grp = dict(todo[i : i + GROUP])
@@ -234,7 +298,7 @@ class TextSearch:
             return self._matching(rows, limit)
         # Every piece is frequent (or the query is only separators): walk conversations in page order.
         out: list[tuple[str, datetime]] = []
-        cursor, block, walked = after, max(4 * limit, 2 * GROUP), 0
+        cursor, block, walked = after, max(2 * GROUP, int(2 * limit / max(FREQUENT_SHARE, 0.01))), 0
         while walked < WALK_LIMIT:
             cond, cargs = "", []
             if cursor is not None:
@@ -271,16 +335,19 @@ class TextSearch:
             if self.exact:
                 return min(len(rows), cap + 1)
             return len(self._matching(rows, cap + 1))
-        # Frequent pieces: check conversations in stored order until cap + 1 match.
-        rows = [
-            (r[0], int(r[1]), r[2])
+        # Frequent pieces: matches are common, so the first revisions in stored order that
+        # contain the text (a scan that stops there) hold enough current, filtered ones.
+        n = 2 * (cap + 1)
+        pairs = [
+            (r[0], int(r[1]))
             for r in self.con.execute(
-                f"SELECT c.id, c.revision, c.created_at {self.base} LIMIT ?", [*self.args, WALK_LIMIT + 1]
+                "SELECT conversation_id, revision FROM revisions WHERE contains(lower(search_text), lower(?)) LIMIT ?",
+                [self.text, n],
             ).fetchall()
         ]
-        found = len(self._matching(rows[:WALK_LIMIT], cap + 1))
-        if found > cap or len(rows) <= WALK_LIMIT:
-            return found
+        found = len(self._keep(pairs))
+        if found > cap or len(pairs) < n:
+            return min(found, cap + 1)
         return int(
             self.con.execute(
                 f"SELECT count(*) FROM (SELECT 1 {self.scan_base} LIMIT {int(cap) + 1})", self.scan_args
