@@ -2,7 +2,8 @@
 
 The anchor is the strongest tool for the same work: DuckDB's own `read_json` filling the same
 tables Sift writes (conversations, revisions with search text and sha256, one provenance row per
-source row, with the same indexes), in one transaction. Both run in their own process on the same
+source row, the text search index of store/search.py built by the same SQL in one pass, with the
+same indexes), in one transaction. Both run in their own process on the same
 file, in the same run; time, peak RSS and the load average are reported.
 
 .venv/bin/python bench/run.py bench_import                      # 10k and 100k (default)
@@ -45,6 +46,12 @@ con.execute('''CREATE TEMP TABLE _n AS SELECT DISTINCT ON (h) * FROM _s
   WHERE left(h, 16) NOT IN (SELECT id FROM conversations) ORDER BY h, line''')
 con.execute("INSERT INTO conversations SELECT left(h, 16), 'pending', 1, left(h, 16), '{}', [], now(), now() FROM _n")
 con.execute("INSERT INTO revisions SELECT left(h, 16), 1, content, h, st, n, 'import', 'bench', NULL, NULL, now() FROM _n")
+# The same text index Sift builds (store/search.py), in one pass over the new rows.
+from workbench.store.search import index_sql, postings_table, store_postings
+con.execute(postings_table())
+for stmt in index_sql("(SELECT left(h, 16) AS conversation_id, 1 AS revision, now()::TIMESTAMP AS created_at, "
+                      "st AS search_text FROM _n)", "_search_new") + store_postings():
+    con.execute(stmt)
 con.execute('''INSERT INTO provenance SELECT left(h, 16), 1,
   json_object('format', 'openai', 'kind', 'import', 'line', line, 'source', 'tickets.jsonl'), now() FROM _s''')
 con.execute("COMMIT")

@@ -145,14 +145,26 @@ def main() -> dict[str, Any]:
     res["Browse service: keyset list(after=cursor, count_limit=1000), any page"] = timed(
         lambda i: wb.list(limit=25, after=cursors[i], count_limit=1000), repeat
     )
-    common = ["replication", "backup", "billing", "latency", "dashboard"]
-    res["Browse service: text filter, common words, count_limit=1000"] = timed(
-        lambda i: wb.list(text=common[i % len(common)], limit=25, count_limit=1000), repeat
-    )
-    rare = ["zqxj", "no-such-token", "qqqq", "xylophone", "kumquat"]
-    res["Browse service: text filter, no match (full scan), count_limit=1000"] = timed(
-        lambda i: wb.list(text=rare[i % len(rare)], limit=25, count_limit=1000), repeat
-    )
+    # Text filters (the token index, store/search.py), one query set per kind of word:
+    with wb.store.db.connect() as con:  # present but rare: picked from the store's own vocabulary
+        rare_present = [
+            r[0]
+            for r in con.execute(
+                "SELECT token FROM search_tokens WHERE NOT frequent AND hits BETWEEN 2 AND 50 "
+                "AND regexp_matches(token, '^[a-z]+$') ORDER BY id LIMIT 5"
+            ).fetchall()
+        ]
+    text_sets = {
+        "common words (in every row)": ["replication", "backup", "billing", "query_engine", "priority"],
+        "words in 0.7-7% of rows": ["latency", "dashboard", "sa-east-1", "p99", "kafka"],
+        "rare words (2-50 rows)": rare_present,
+        "no match": ["zqxj", "no-such-token", "qqqq", "xylophone", "kumquat"],
+        "phrases and literal _ %": ["kafka sink connector", "max_retries", "50%", "please check", "the replication"],
+    }
+    for name, qs in text_sets.items():
+        res[f"Browse service: text filter, {name}, count_limit=1000"] = timed(
+            lambda i, qs=qs: wb.list(text=qs[i % len(qs)], limit=25, count_limit=1000), repeat
+        )
     cursor: list[Any] = [None]
 
     def review_service(i: int) -> None:
@@ -174,6 +186,34 @@ def main() -> dict[str, Any]:
             wb.show(nxt[0])
 
     res["Review service: text filter (common word): next + count(limit=1000) + show"] = timed(review_text, repeat)
+    rcursor: list[Any] = [None]
+
+    def review_rare(i: int) -> None:
+        f = {"status": "pending", "text": text_sets["words in 0.7-7% of rows"][i % 5]}
+        nxt = wb.queue_next(f, after=None if i % 5 == 0 else rcursor[0])
+        rcursor[0] = nxt[1] if nxt else None
+        wb.count(**f, limit=1000)
+        if nxt:
+            wb.show(nxt[0])
+
+    res["Review service: text filter (words in 0.7-7%): next + count(limit=1000) + show"] = timed(review_rare, repeat)
+
+    # Baseline for the text filter: the plain scan (contains(lower()) over every current revision),
+    # bounded count + first page, as the pages ran it before the index.
+    from workbench.store.core import filtered_from
+
+    scan: list[float] = []
+    scan_cpu: list[float] = []
+    for i in range(3):
+        c, t = time.process_time(), time.perf_counter()
+        base, args = filtered_from(text=text_sets["words in 0.7-7% of rows"][i])
+        with wb.store.db.connect() as con:
+            con.execute(f"SELECT count(*) FROM (SELECT 1 {base} LIMIT 1001)", args).fetchall()
+            con.execute(f"SELECT c.id {base} ORDER BY c.created_at, c.id LIMIT 25", args).fetchall()
+        scan.append(time.perf_counter() - t)
+        scan_cpu.append(time.process_time() - c)
+    res["baseline: text filter by plain scan (bounded count + page), words in 0.7-7%"] = scan
+    CPU[id(scan)] = scan_cpu
 
     browse = AppTest.from_file(str(PAGES / "browse.py"), default_timeout=120).run()
     assert not browse.exception, browse.exception

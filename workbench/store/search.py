@@ -26,9 +26,10 @@ conversation's current revision.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from itertools import islice
 from typing import Any
 
 import duckdb
@@ -41,9 +42,10 @@ from workbench.store._db import Migration
 # conversations that walking them in page order finds a page at once.
 FREQUENT = 1000
 FREQUENT_SHARE = 0.1
-# Ids per point read of revisions: DuckDB reads them through the revisions_conv index up to ~60
-# ids (~2 ms); past that it scans the table (~40 ms at 1M).
+# Ids per point read (by the conversations / revisions_conv index) at least and at most: ~2 ms for
+# 48 ids, ~10 ms for 512 at 1M, where a scan of the table takes ~40 ms.
 GROUP = 48
+GROUP_MAX = 512
 # Rows a walk over conversations checks before giving up and running the plain scan.
 WALK_LIMIT = 4096
 
@@ -155,6 +157,11 @@ _PRED = {
 Key = tuple[datetime, str]  # (created_at, id): the page order
 
 
+def _literals(ids: Iterable[str]) -> str:
+    """SQL string literals (DuckDB reads a literal IN list through an index; a list parameter it scans)."""
+    return ", ".join("'" + i.replace("'", "''") + "'" for i in ids)
+
+
 class TextSearch:
     """One text filter over the conversations that `base` (a `FROM conversations c ... WHERE ...`
     without the text condition; `filtered`: it has conditions) selects. `scan_base` is the same
@@ -172,6 +179,9 @@ class TextSearch:
         filtered: bool,
     ) -> None:
         self.con, self.text, self.filtered = con, text, filtered
+        # Let DuckDB read a few hundred ids through an index (its default scans past ~0.1% of a table).
+        con.execute("SET SESSION index_scan_percentage = 0.5")
+        con.execute("SET SESSION index_scan_max_count = 100000")
         self.base, self.args = base, args
         self.scan_base, self.scan_args = scan_base, scan_args
         parts: list[str] = con.execute(f"SELECT {tokens_sql('?')}", [text]).fetchall()[0][0]
@@ -197,93 +207,125 @@ class TextSearch:
             self.empty = any(n == 0 for _, n, _, _ in stats)
             rare = sorted((h, i) for i, n, f, h in stats if n and not f)
             self.usable = [self.pieces[i] for _, i in rare]
-        self._candidates: list[tuple[str, int, datetime]] | None = None
         self._checked: dict[str, bool] = {}
+        self._passed: dict[str, bool] = {}
 
     # -------------------------------------------------------- pieces of the answer
 
-    def _keep(self, pairs: Sequence[tuple[str, int]]) -> set[str]:
-        """The ids among (id, revision) whose revision is current and that pass the other filters."""
-        if not pairs:
-            return set()
-        if self.filtered:
-            want = dict(pairs)
-            return {
-                cid
-                for cid, rev in self.con.execute(
-                    f"SELECT c.id, c.revision {self.base} AND c.id IN (SELECT unnest(?))", [*self.args, list(want)]
-                ).fetchall()
-                if want[cid] == rev
-            }
-        stale = set(
-            self.con.execute(
-                "SELECT conversation_id, revision FROM search_stale WHERE conversation_id IN (SELECT unnest(?))",
-                [[p[0] for p in pairs]],
-            ).fetchall()
+    def _candidates_sql(self) -> tuple[str, list[Any]]:
+        """(id, revision, created_at) of the conversations whose current revision holds a token for
+        every rare piece (the other filters are not applied here)."""
+        first, *more = self.usable
+        joins = " ".join(
+            f"SEMI JOIN (SELECT conversation_id, revision FROM search_postings WHERE token_id IN "
+            f"(SELECT id FROM search_tokens WHERE {_PRED[p.kind]})) p{i} USING (conversation_id, revision)"
+            for i, p in enumerate(more)
         )
-        return {cid for cid, rev in pairs if (cid, rev) not in stale}
+        return (
+            f"SELECT DISTINCT p.conversation_id AS id, p.revision, p.created_at FROM search_postings p {joins} "
+            "ANTI JOIN search_stale USING (conversation_id, revision) "
+            f"WHERE p.token_id IN (SELECT id FROM search_tokens WHERE {_PRED[first.kind]})",
+            [*(p.text for p in more), first.text],
+        )
 
-    def candidates(self) -> list[tuple[str, int, datetime]]:
-        """(id, current revision, created_at) of the conversations under the filters whose current
-        revision holds a token for every rare piece, in page order."""
-        if self._candidates is None:
-            first, *more = self.usable
-            joins = " ".join(
-                f"SEMI JOIN (SELECT conversation_id, revision FROM search_postings WHERE token_id IN "
-                f"(SELECT id FROM search_tokens WHERE {_PRED[p.kind]})) p{i} USING (conversation_id, revision)"
-                for i, p in enumerate(more)
-            )
-            rows = [
-                (r[0], int(r[1]), r[2])
-                for r in self.con.execute(
-                    f"SELECT DISTINCT p.conversation_id, p.revision, p.created_at FROM search_postings p {joins} "
-                    "ANTI JOIN search_stale USING (conversation_id, revision) "
-                    f"WHERE p.token_id IN (SELECT id FROM search_tokens WHERE {_PRED[first.kind]}) "
-                    "ORDER BY p.created_at, p.conversation_id",
-                    [*(p.text for p in more), first.text],
-                ).fetchall()
-            ]
-            if self.filtered:
-                keep = self._keep([(r[0], r[1]) for r in rows])
-                rows = [r for r in rows if r[0] in keep]
-            self._candidates = rows
-        return self._candidates
+    def _candidates(self, after: Key | None) -> Iterator[tuple[str, int, datetime]]:
+        """The candidates after `after` in page order, read in growing batches."""
+        sql, args = self._candidates_sql()
+        cursor, n = after, 2 * GROUP
+        while True:
+            cond, cargs = "", []
+            if cursor is not None:
+                cond, cargs = " WHERE x.created_at > ? OR (x.created_at = ? AND x.id > ?)", [cursor[0], *cursor]
+            rows = self.con.execute(
+                f"SELECT x.id, x.revision, x.created_at FROM ({sql}) x{cond} ORDER BY x.created_at, x.id LIMIT ?",
+                [*args, *cargs, n],
+            ).fetchall()
+            yield from ((r[0], int(r[1]), r[2]) for r in rows)
+            if len(rows) < n:
+                return
+            cursor, n = (rows[-1][2], rows[-1][0]), n * 8
 
-    def check(self, rows: Sequence[tuple[str, int]]) -> list[bool]:
-        """Whether each (id, revision)'s text contains the query, read GROUP at a time by index."""
-        todo = [(cid, rev) for cid, rev in rows if cid not in self._checked]
-        for i in range(0, len(todo), GROUP):
-            grp = dict(todo[i : i + GROUP])
-            for cid in grp:
-                self._checked[cid] = False
-            for cid, rev, hit in self.con.execute(
-                "SELECT conversation_id, revision, contains(lower(search_text), lower(?)) FROM revisions "
-                "WHERE conversation_id = ANY(?)",
-                [self.text, list(grp)],
-            ).fetchall():
-                if grp.get(cid) == rev:
-                    self._checked[cid] = bool(hit)
-        return [self._checked[cid] for cid, _ in rows]
+    def _passing(self, rows: Sequence[tuple[str, int]]) -> None:
+        """Note which (id, revision) are current and pass the other filters (read by index)."""
+        grp = {cid: rev for cid, rev in rows if cid not in self._passed}
+        if not grp:
+            return
+        for cid in grp:
+            self._passed[cid] = False
+        # A literal list read through the id index; the LIMIT keeps DuckDB from pushing the other
+        # filters into a scan of the whole table.
+        scoped = self.base.replace(
+            "FROM conversations c",
+            f"FROM (SELECT * FROM conversations WHERE id IN ({_literals(grp)}) LIMIT 1000000000) c",
+            1,
+        )
+        for cid, rev in self.con.execute(f"SELECT c.id, c.revision {scoped}", self.args).fetchall():
+            self._passed[cid] = grp[cid] == rev
 
-    def _matching(self, rows: Iterable[tuple[str, int, datetime]], want: int) -> list[tuple[str, datetime]]:
-        """The first `want` of `rows` that match, checking them GROUP at a time."""
+    def _checking(self, rows: Sequence[tuple[str, int]]) -> None:
+        """Note whether each (id, revision)'s text contains the query (read by index)."""
+        grp = {cid: rev for cid, rev in rows if cid not in self._checked}
+        if not grp:
+            return
+        for cid in grp:
+            self._checked[cid] = False
+        for cid, rev, hit in self.con.execute(
+            "SELECT conversation_id, revision, contains(lower(search_text), lower(?)) FROM revisions "
+            f"WHERE conversation_id IN ({_literals(grp)})",
+            [self.text],
+        ).fetchall():
+            if grp.get(cid) == rev:
+                self._checked[cid] = bool(hit)
+
+    def _matching(
+        self, rows: Iterable[tuple[str, int, datetime]], want: int, *, filters: bool, text: bool, budget: int
+    ) -> tuple[list[tuple[str, datetime]], bool]:
+        """The first `want` of `rows` that pass the other filters (`filters`) and contain the text
+        (`text`), checked GROUP at a time; and whether the answer is complete (False when
+        `budget` rows were checked first)."""
         out: list[tuple[str, datetime]] = []
         batch: list[tuple[str, int, datetime]] = []
 
         def flush() -> None:
-            for (cid, _, at), ok in zip(batch, self.check([(b[0], b[1]) for b in batch]), strict=True):
-                if ok and len(out) < want:
-                    out.append((cid, at))
+            pairs = [(b[0], b[1]) for b in batch]
+            if filters:
+                self._passing(pairs)
+                pairs = [p for p in pairs if self._passed[p[0]]]
+            if text:
+                self._checking(pairs)
+            ok = {p[0] for p in pairs if not text or self._checked[p[0]]}
+            out.extend((cid, at) for cid, _, at in batch if cid in ok)
             batch.clear()
 
-        for row in rows:
+        for seen, row in enumerate(rows, 1):
             batch.append(row)
-            if len(batch) == GROUP:
+            if len(batch) >= min(GROUP_MAX, max(GROUP, want - len(out) + GROUP // 2)):
                 flush()
                 if len(out) >= want:
-                    return out
+                    return out[:want], True
+                if seen >= budget:
+                    return out, False
         flush()
-        return out
+        return out[:want], True
+
+    def _scan_page(self, after: Key | None, limit: int) -> list[tuple[str, datetime]]:
+        cond, cargs = "", []
+        if after is not None:
+            cond, cargs = " AND (c.created_at > ? OR (c.created_at = ? AND c.id > ?))", [after[0], *after]
+        return [
+            (r[0], r[1])
+            for r in self.con.execute(
+                f"SELECT c.id, c.created_at {self.scan_base}{cond} ORDER BY c.created_at, c.id LIMIT ?",
+                [*self.scan_args, *cargs, limit],
+            ).fetchall()
+        ]
+
+    def _scan_count(self, cap: int) -> int:
+        return int(
+            self.con.execute(
+                f"SELECT count(*) FROM (SELECT 1 {self.scan_base} LIMIT {int(cap) + 1})", self.scan_args
+            ).fetchall()[0][0]
+        )
 
     # -------------------------------------------------------- the answers
 
@@ -291,13 +333,15 @@ class TextSearch:
         """(id, created_at) of the first `limit` matches after `after`, in page order."""
         if self.empty or limit <= 0:
             return []
+        if self.usable and self.exact and not self.filtered:  # the candidates are the matches
+            return [(r[0], r[2]) for r in islice(self._candidates(after), limit)]
         if self.usable:
-            rows = [r for r in self.candidates() if after is None or (r[2], r[0]) > after]
-            if self.exact:
-                return [(r[0], r[2]) for r in rows[:limit]]
-            return self._matching(rows, limit)
+            out, done = self._matching(
+                self._candidates(after), limit, filters=self.filtered, text=not self.exact, budget=WALK_LIMIT
+            )
+            return out if done else self._scan_page(after, limit)
         # Every piece is frequent (or the query is only separators): walk conversations in page order.
-        out: list[tuple[str, datetime]] = []
+        out = []
         cursor, block, walked = after, max(2 * GROUP, int(2 * limit / max(FREQUENT_SHARE, 0.01))), 0
         while walked < WALK_LIMIT:
             cond, cargs = "", []
@@ -310,46 +354,48 @@ class TextSearch:
                     [*self.args, *cargs, block],
                 ).fetchall()
             ]
-            out += self._matching(rows, limit - len(out))
+            more, _ = self._matching(rows, limit - len(out), filters=False, text=True, budget=len(rows) + 1)
+            out += more
             if len(out) >= limit or len(rows) < block:
                 return out
             walked += len(rows)
             cursor, block = (rows[-1][2], rows[-1][0]), block * 4
-        cond, cargs = "", []
-        if after is not None:
-            cond, cargs = " AND (c.created_at > ? OR (c.created_at = ? AND c.id > ?))", [after[0], *after]
-        return [
-            (r[0], r[1])
-            for r in self.con.execute(
-                f"SELECT c.id, c.created_at {self.scan_base}{cond} ORDER BY c.created_at, c.id LIMIT ?",
-                [*self.scan_args, *cargs, limit],
-            ).fetchall()
-        ]
+        return self._scan_page(after, limit)
 
     def count(self, cap: int) -> int:
         """How many conversations match, counting no further than `cap + 1`."""
         if self.empty:
             return 0
-        if self.usable:
-            rows = self.candidates()
-            if self.exact:
-                return min(len(rows), cap + 1)
-            return len(self._matching(rows, cap + 1))
-        # Frequent pieces: matches are common, so the first revisions in stored order that
-        # contain the text (a scan that stops there) hold enough current, filtered ones.
-        n = 2 * (cap + 1)
-        pairs = [
-            (r[0], int(r[1]))
-            for r in self.con.execute(
-                "SELECT conversation_id, revision FROM revisions WHERE contains(lower(search_text), lower(?)) LIMIT ?",
-                [self.text, n],
-            ).fetchall()
-        ]
-        found = len(self._keep(pairs))
-        if found > cap or len(pairs) < n:
+        budget = 4 * (cap + 1)
+        if self.usable and self.exact and not self.filtered:
+            sql, args = self._candidates_sql()
+            return int(
+                self.con.execute(f"SELECT count(*) FROM (SELECT 1 FROM ({sql}) LIMIT ?)", [*args, cap + 1]).fetchall()[
+                    0
+                ][0]
+            )
+        if self.usable:  # in any order: the first `budget` candidates
+            sql, args = self._candidates_sql()
+            rows = self.con.execute(f"SELECT * FROM ({sql}) LIMIT ?", [*args, budget + 1]).fetchall()
+            out, done = self._matching(rows, cap + 1, filters=self.filtered, text=not self.exact, budget=budget)
+            return len(out) if done and (len(out) > cap or len(rows) <= budget) else self._scan_count(cap)
+        # Frequent pieces: matches are common, so the first revisions in stored order that contain
+        # the text (a scan that stops there) hold enough current ones under the filters.
+        rows = self.con.execute(
+            "SELECT conversation_id, revision, NULL FROM revisions WHERE contains(lower(search_text), lower(?)) LIMIT ?",
+            [self.text, budget],
+        ).fetchall()
+        if self.filtered:
+            out, done = self._matching(rows, cap + 1, filters=True, text=False, budget=budget)
+            found = len(out)
+        else:
+            stale = set(
+                self.con.execute(
+                    "SELECT conversation_id, revision FROM search_stale WHERE conversation_id IN (SELECT unnest(?))",
+                    [[r[0] for r in rows]],
+                ).fetchall()
+            )
+            found = sum((r[0], r[1]) not in stale for r in rows)
+        if found > cap or len(rows) < budget:
             return min(found, cap + 1)
-        return int(
-            self.con.execute(
-                f"SELECT count(*) FROM (SELECT 1 {self.scan_base} LIMIT {int(cap) + 1})", self.scan_args
-            ).fetchall()[0][0]
-        )
+        return self._scan_count(cap)
