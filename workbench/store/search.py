@@ -380,22 +380,26 @@ class TextSearch:
             out, done = self._matching(rows, cap + 1, filters=self.filtered, text=not self.exact, budget=budget)
             return len(out) if done and (len(out) > cap or len(rows) <= budget) else self._scan_count(cap)
         # Frequent pieces: matches are common, so the first revisions in stored order that contain
-        # the text (a scan that stops there) hold enough current ones under the filters.
-        rows = self.con.execute(
-            "SELECT conversation_id, revision, NULL FROM revisions WHERE contains(lower(search_text), lower(?)) LIMIT ?",
-            [self.text, budget],
-        ).fetchall()
-        if self.filtered:
-            out, done = self._matching(rows, cap + 1, filters=True, text=False, budget=budget)
-            found = len(out)
-        else:
-            stale = set(
-                self.con.execute(
-                    "SELECT conversation_id, revision FROM search_stale WHERE conversation_id IN (SELECT unnest(?))",
-                    [[r[0] for r in rows]],
-                ).fetchall()
-            )
-            found = sum((r[0], r[1]) not in stale for r in rows)
-        if found > cap or len(rows) < budget:
-            return min(found, cap + 1)
+        # the text (a scan that stops there) hold enough current ones under the filters; where
+        # old revisions or the filters take too many, look further once, then scan.
+        for n in (cap + 1 + cap // 4, budget):
+            rows = self.con.execute(
+                "SELECT conversation_id, revision, NULL FROM revisions "
+                "WHERE contains(lower(search_text), lower(?)) LIMIT ?",
+                [self.text, n],
+            ).fetchall()
+            if self.filtered:
+                out, _ = self._matching(rows, cap + 1, filters=True, text=False, budget=n + 1)
+                found = len(out)
+            else:
+                stale = set(
+                    self.con.execute(
+                        "SELECT conversation_id, revision FROM search_stale "
+                        "WHERE conversation_id IN (SELECT unnest(?))",
+                        [[r[0] for r in rows]],
+                    ).fetchall()
+                )
+                found = sum((r[0], r[1]) not in stale for r in rows)
+            if found > cap or len(rows) < n:
+                return min(found, cap + 1)
         return self._scan_count(cap)
