@@ -41,7 +41,7 @@ from workbench.store._db import Migration
 # FREQUENT_SHARE of the conversations' texts (counting occurrences): its pieces match so many
 # conversations that walking them in page order finds a page at once.
 FREQUENT = 1000
-FREQUENT_SHARE = 0.05
+FREQUENT_SHARE = 0.1
 # Ids per point read (by the conversations / revisions_conv index) at least and at most: ~2 ms for
 # 48 ids, ~10 ms for 512 at 1M, where a scan of the table takes ~40 ms.
 GROUP = 48
