@@ -278,11 +278,19 @@ class TextSearch:
                 self._checked[cid] = bool(hit)
 
     def _matching(
-        self, rows: Iterable[tuple[str, int, datetime]], want: int, *, filters: bool, text: bool, budget: int
+        self,
+        rows: Iterable[tuple[str, int, datetime]],
+        want: int,
+        *,
+        filters: bool,
+        text: bool,
+        budget: int,
+        min_rate: float = 0.0,
     ) -> tuple[list[tuple[str, datetime]], bool]:
         """The first `want` of `rows` that pass the other filters (`filters`) and contain the text
         (`text`), checked GROUP at a time; and whether the answer is complete (False when
-        `budget` rows were checked first)."""
+        `budget` rows were checked first, or when past GROUP_MAX rows fewer than `min_rate` of
+        them matched: the budget would not be enough)."""
         out: list[tuple[str, datetime]] = []
         batch: list[tuple[str, int, datetime]] = []
 
@@ -303,7 +311,7 @@ class TextSearch:
                 flush()
                 if len(out) >= want:
                     return out[:want], True
-                if seen >= budget:
+                if seen >= budget or (seen >= GROUP_MAX and len(out) < min_rate * seen):
                     return out, False
         flush()
         return out[:want], True
@@ -339,9 +347,15 @@ class TextSearch:
             out, done = self._matching(
                 self._candidates(after), limit, filters=self.filtered, text=not self.exact, budget=WALK_LIMIT
             )
-            return out if done else self._scan_page(after, limit)
-        # Every piece is frequent (or the query is only separators): walk conversations in page order.
-        out = []
+            if done:
+                return out
+        # Every piece is frequent (or the query is only separators), or few candidates match:
+        # walk conversations in page order; past WALK_LIMIT rows, the plain scan.
+        walked = self._walk_page(after, limit)
+        return walked if walked is not None else self._scan_page(after, limit)
+
+    def _walk_page(self, after: Key | None, limit: int) -> list[tuple[str, datetime]] | None:
+        out: list[tuple[str, datetime]] = []
         cursor, block, walked = after, max(2 * GROUP, int(2 * limit / max(FREQUENT_SHARE, 0.01))), 0
         while walked < WALK_LIMIT:
             cond, cargs = "", []
@@ -360,7 +374,7 @@ class TextSearch:
                 return out
             walked += len(rows)
             cursor, block = (rows[-1][2], rows[-1][0]), block * 4
-        return self._scan_page(after, limit)
+        return None
 
     def count(self, cap: int) -> int:
         """How many conversations match, counting no further than `cap + 1`."""
@@ -377,11 +391,14 @@ class TextSearch:
         if self.usable:  # in any order: the first `budget` candidates
             sql, args = self._candidates_sql()
             rows = self.con.execute(f"SELECT * FROM ({sql}) LIMIT ?", [*args, budget + 1]).fetchall()
-            out, done = self._matching(rows, cap + 1, filters=self.filtered, text=not self.exact, budget=budget)
-            return len(out) if done and (len(out) > cap or len(rows) <= budget) else self._scan_count(cap)
-        # Frequent pieces: matches are common, so the first revisions in stored order that contain
-        # the text (a scan that stops there) hold enough current ones under the filters; where
-        # old revisions or the filters take too many, look further once, then scan.
+            out, done = self._matching(
+                rows, cap + 1, filters=self.filtered, text=not self.exact, budget=budget, min_rate=(cap + 1) / budget
+            )
+            if done and (len(out) > cap or len(rows) <= budget):
+                return len(out)
+        # Frequent pieces, or few candidates match: the first revisions in stored order that
+        # contain the text (a scan that stops there) hold enough current ones under the filters;
+        # where old revisions or the filters take too many, look further once, then scan.
         for n in (cap + 1 + cap // 4, budget):
             rows = self.con.execute(
                 "SELECT conversation_id, revision, NULL FROM revisions "
