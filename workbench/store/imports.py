@@ -29,6 +29,8 @@ def search_text(conv: Conversation) -> str:
 # ------------------------------------------------------------ streamed import helpers
 
 IMPORT_CHUNK_ROWS = 5_000
+# New revisions go into the text index this many rows at a time (fewer, larger SQL statements).
+INDEX_BATCH_ROWS = 20_000
 # A file up to this size is read and mapped before the store is locked (another process waits
 # only for the writes); a larger one streams inside its transaction, in bounded memory.
 IMPORT_PREREAD_BYTES = 32 << 20
@@ -279,6 +281,7 @@ class ImportStore:
         imported = mapped = quarantined = 0
         source_id = con.execute("SELECT nextval('source_ids')").fetchall()[0][0]
         con.execute(postings_table())
+        to_index: list[pa.Table] = []  # new revisions' search text, indexed a few chunks at a time
         # Chunks are read by DuckDB's replacement scan of the local Arrow tables below (named
         # in the SQL): a registered table would stay referenced until COMMIT, keeping every
         # chunk in memory.
@@ -306,8 +309,7 @@ class ImportStore:
                         "'import', ?, NULL, NULL, ? FROM chunk_new",
                         [actor, at],
                     )
-                    index_revisions(
-                        con,
+                    to_index.append(
                         pa.table(
                             {
                                 "conversation_id": chunk_new.column("id"),
@@ -315,9 +317,11 @@ class ImportStore:
                                 "created_at": pa.array([at] * chunk_new.num_rows, pa.timestamp("us")),
                                 "search_text": chunk_new.column("search_text"),
                             }
-                        ),
-                        into="_search_new",
+                        )
                     )
+                    if sum(t.num_rows for t in to_index) >= INDEX_BATCH_ROWS:
+                        index_revisions(con, pa.concat_tables(to_index), into="_search_new")
+                        to_index.clear()
                 # Provenance (one per source row) is built here, in SQL, from typed columns.
                 chunk_prov = chunk.mapped.select(["id", "line", "mapping"])
                 con.execute(
@@ -335,6 +339,8 @@ class ImportStore:
                     "INSERT INTO quarantine SELECT ?, ?, line, row_index, field, message, raw, ? FROM chunk_q",
                     [source_id, shown, at],
                 )
+        if to_index:
+            index_revisions(con, pa.concat_tables(to_index), into="_search_new")
         for stmt in store_postings():  # the file's postings, sorted by token
             con.execute(stmt)
         already = mapped - imported
