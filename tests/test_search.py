@@ -14,7 +14,7 @@ import pytest
 
 import workbench
 from tests.conftest import write
-from workbench.store import search
+from workbench.store import imports, search
 from workbench.store.core import text_search
 
 TEXTS = [
@@ -96,6 +96,9 @@ def test_index_answers_exactly_like_the_scan(wb, tmp_path: Path, monkeypatch, ti
         monkeypatch.setattr(search, "FREQUENT_SHARE", 0.0)
         monkeypatch.setattr(search, "GROUP", 2)
         monkeypatch.setattr(search, "WALK_LIMIT", 5)
+        # A file lands in chunks of 3 rows, indexed 4+ rows at a time: tokens turn frequent mid-file.
+        monkeypatch.setattr(imports, "IMPORT_CHUNK_ROWS", 3)
+        monkeypatch.setattr(imports, "INDEX_BATCH_ROWS", 4)
     rows = [{"messages": [{"role": "user", "content": u}, {"role": "assistant", "content": a}]} for u, a in TEXTS]
     wb.import_files([write(tmp_path / "t.jsonl", "\n".join(json.dumps(r, ensure_ascii=False) for r in rows))])
     # A second file lands later (another created_at), with a repeat of the first file's words.
