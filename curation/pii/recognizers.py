@@ -127,6 +127,9 @@ def _recognizer_classes() -> dict[str, Any]:
                 if r.recognition_metadata.get("rule") == "zip_code":
                     continue
                 r.end, added = _extend_address_tail(regex, text, r.end)
+                lead = _LEAD_UNIT.search(text[max(0, r.start - 24) : r.start])
+                if lead:
+                    r.start -= len(lead.group())  # "Suite 913 0547 Bygget 91": the unit written first
                 if added >= 2 and r.score < 0.6:
                     # street, then city / region / postal code: the shape of an address
                     r.score = 0.6
@@ -471,7 +474,9 @@ _STREET_PREFIXES = (
 def _address_rules(rx: Any) -> list[tuple[str, Any, float, str | int]]:
     # \p{Lu}: a capital in any script, so Östbygatan and Rákóczi count as names.
     cap = r"(?:\p{Lu}[\p{L}'’\-]*\.?)"
-    particle = r"(?:de|del|della|dei|degli|di|da|do|dos|das|du|des|la|le|les|van|von|der|den|het|y|e|i|el|al)"
+    particle = (
+        r"(?:de|del|della|delle|dello|dei|degli|di|da|do|dos|das|du|des|la|le|les|van|von|der|den|het|y|e|i|el|al)"
+    )
     num = r"(?:\d{1,6}[A-Za-z]?(?:[\-/]\d{1,4}[A-Za-z]?)?)"
     name = rf"(?:{cap}(?:[ \t]+(?:{cap}|{particle}|\d{{1,3}}(?:st|nd|rd|th)?)){{0,4}})"
     return [
@@ -517,7 +522,16 @@ def _address_rules(rx: Any) -> list[tuple[str, Any, float, str | int]]:
         (
             "prefix_street_number",
             rx.compile(
-                rf"(?<![\w.\-/:])(?:{num}[ \t]+)?(?i:{_STREET_PREFIXES})[ \t]+(?:(?:{cap}|{particle})[ \t]+){{0,4}}?{cap}[ \t]+{num}(?!\w)"
+                rf"(?<![\w.\-/:])(?:{num}[ \t]+){{0,2}}(?i:{_STREET_PREFIXES})[ \t]+(?:(?:{cap}|{particle})[ \t]+){{0,4}}?{cap}[ \t]+{num}(?!\w)"
+            ),
+            0.6,
+            0,
+        ),
+        # P.O. Box 242, PO Box 104, Postbox 53 (with the house number or postal code before it)
+        (
+            "po_box",
+            rx.compile(
+                rf"(?<![\w.\-/:])(?:{num}[ \t]+)?(?i:P\.?[ \t]?O\.?[ \t]*Box|Post[ \t]*box|Post[ \t]+Office[ \t]+Box)[ \t]+\d{{1,6}}(?!\w)"
             ),
             0.6,
             0,
@@ -564,6 +578,11 @@ def _address_rules(rx: Any) -> list[tuple[str, Any, float, str | int]]:
 _TAIL_UNIT = r"(?:[ \t]*,?[ \t]*(?:\n[ \t>?*\-]*)?(?:(?i:apt|apartment|suite|ste|unit|fl|floor|room|rm|bldg|building)\.?|#)[ \t]*[\w\-]{1,6}\.?)"
 
 
+_LEAD_UNIT = re.compile(
+    r"(?<![\w.])(?i:apt|apartment|suite|ste|unit)\.?[ \t]*\d[\w\-]{0,5}[ \t]*,?[ \t]*(?:\n[ \t>]*)?\Z"
+)
+
+
 def _extend_address_tail(rx: Any, text: str, end: int) -> tuple[int, int]:
     """Stretch an address over what follows it: unit, city, region code, country and postal code,
     on the same line after commas or on the next lines (quoted with ">" too). Returns the new end
@@ -571,12 +590,16 @@ def _extend_address_tail(rx: Any, text: str, end: int) -> tuple[int, int]:
     even without a word like "address" nearby."""
     cap = r"(?:\p{Lu}[\p{L}'’\-.]*(?!\w))"
     cap_words = rf"(?:{cap}(?:[ \t]+(?:{cap}|\(\p{{L}}+\)|(?:de|del|di|du|da|do|nad|u|am|an|im|la|le|sur|sous|on|upon)(?=[ \t]))){{0,3}})"
-    postal = r"(?:\d{3,6}(?:[ \-]\d{2,4})?(?:[ \t]+\p{Lu}{2}(?!\w))?|\p{Lu}\d\p{Lu}[ \t]?\d\p{Lu}\d|\p{Lu}{1,2}\d[\dA-Z]?[ \t]?\d\p{Lu}{2})(?!\w)"
+    # a postal code, but not the first digit groups of a phone number on the next line ("085 175 7641")
+    postal = r"(?:\d{3,6}(?:[ \-]\d{2,4})?(?:[ \t]+\p{Lu}{2}(?!\w))?|\p{Lu}\d\p{Lu}[ \t]?\d\p{Lu}\d|\p{Lu}{1,2}\d[\dA-Z]?[ \t]?\d\p{Lu}{2})(?!\w|[ \t.\-]\d)"
     region = r"(?:\p{Lu}{2,3}|nan)(?!\w)"
     seg = rf"(?:{postal}|{region}|{cap_words})"
     newline = r"\n[ \t>?*\-]*"
+    end_of_line = r"(?=[ \t]*(?:\n|$))"
     steps = [
         rx.compile(_TAIL_UNIT),
+        # after one blank line: only a last line of country and postal code ("\n\n Estonia 62488")
+        rx.compile(rf"[ \t]*\n[ \t>?*\-]*\n[ \t>?*\-]*(?:{cap_words}[ \t]+)?{postal}{end_of_line}"),
         # after a comma or a line break: any address segment
         rx.compile(rf"[ \t]*(?:,[ \t]*(?:{newline})?|{newline}(?:,[ \t]*)?)(?:{seg})"),
         # on the same line, only what cannot be ordinary prose: region codes and postal codes
