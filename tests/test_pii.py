@@ -56,6 +56,28 @@ def test_recognizers_secrets_addresses_lists_thresholds(analyzer) -> None:
     assert not pii.looks_like_a_name("QuillDB") and pii.looks_like_a_name("Ana O'Neil")
 
 
+def test_address_tails_units_po_boxes_and_places_after_place_words(analyzer) -> None:
+    # a last "Country 12345" line after a blank line belongs to the address; a phone number on the
+    # line after the postal code does not
+    letter = "Harry Sheppard\n\n515 Gemsbok St\n Apt. 460\n Pietersburg\n\n South Africa 89082\n085 175 7641"
+    got = spans(analyzer, letter)
+    assert ("515 Gemsbok St\n Apt. 460\n Pietersburg\n\n South Africa 89082", "STREET_ADDRESS") in got
+    assert ("085 175 7641", "PHONE_NUMBER") in got
+    # ...but a blank line ends the address before ordinary prose
+    got = spans(analyzer, "Ship to 742 Evergreen Terrace, Springfield\n\nThanks for the help")
+    assert ("742 Evergreen Terrace, Springfield", "STREET_ADDRESS") in got
+    got = spans(analyzer, "Mrs. Diana Usamov\nSuite 913\n0547 Bygget 91\nANNERSTAD 340 12")
+    assert ("Suite 913\n0547 Bygget 91\nANNERSTAD 340 12", "STREET_ADDRESS") in got  # the unit written first
+    assert ("45818 P.O. Box 242", "STREET_ADDRESS") in spans(analyzer, "Write to 45818 P.O. Box 242 please.")
+    assert ("2274 Via delle Coste 41", "STREET_ADDRESS") in spans(analyzer, "It is at 2274 Via delle Coste 41.")
+    # spaCy's small model calls these places organisations; where a place goes, they are places
+    assert ("HELSINKI", "LOCATION") in spans(analyzer, "Demidov is a 63 year old man who grew up in HELSINKI.")
+    assert ("Nicosia", "LOCATION") in spans(analyzer, "He studied at the University of Nicosia.")
+    assert ("Dordrecht", "LOCATION") in spans(analyzer, "The Princess Royal arrived at Dordrecht this morning.")
+    # products in the same position stay unreported
+    assert spans(analyzer, "We migrated from Postgres to Snowflake; it runs in Kubernetes near Grafana.") == []
+
+
 def test_config_errors() -> None:
     cases = [
         ({"entities": ("NAME",)}, f"unknown entity 'NAME' (use {', '.join(pii.ENTITIES)})"),

@@ -15,6 +15,7 @@ from curation.pii.wordlists import (
     NAME_PARTICLES,
     NOT_NAMES,
     ORG_WORDS,
+    PLACE_PHRASES,
     PLACE_PREPS,
     PRODUCT_WORDS,
     TECH_TERMS,
@@ -271,11 +272,18 @@ def _recognizer_classes() -> dict[str, Any]:
                     j += 1
                 span = doc[i:j]
                 i = j
+                prev = [t.lower_ for t in doc[max(0, span.start - 2) : span.start]]
+                place = bool(prev) and (
+                    prev[-1] in PLACE_PREPS
+                    or (len(prev) == 2 and prev[-1] in ("to", "at") and prev[0] in TRAVEL_VERBS)
+                    or " ".join(prev) in PLACE_PHRASES
+                )
                 if any(t.ent_type_ for t in span):
-                    # spaCy's small model calls many foreign names organisations: keep a run it labelled
-                    # that way only if it looks like a name (two or more words, none a company word).
+                    # spaCy's small model calls many foreign names and places organisations: keep a run it
+                    # labelled that way only if it looks like a name (two or more words) or sits where a
+                    # place goes ("grew up in KNIVSTA", "flew to Loeches"), and has no company word.
                     names = [t for t in span if t.lower_ not in NAME_PARTICLES]
-                    if len(names) < 2 or any(t.lower_ in ORG_WORDS for t in span):
+                    if (len(names) < 2 and not place) or any(t.lower_ in ORG_WORDS for t in span):
                         continue
                 if len(span) == 1 and (span[0].is_sent_start or span[0].i == 0) and not span[0].text.isupper():
                     # a lone capitalised word that starts a sentence is usually just a capitalised word,
@@ -284,10 +292,6 @@ def _recognizer_classes() -> dict[str, Any]:
                     nxt = doc[span.end] if span.end < n else None
                     if nxt is None or not (nxt.text in (":", ",") or nxt.pos_ in ("VERB", "AUX")):
                         continue
-                prev = [t.lower_ for t in doc[max(0, span.start - 2) : span.start]]
-                place = bool(prev) and (
-                    prev[-1] in PLACE_PREPS or (len(prev) == 2 and prev[-1] == "to" and prev[0] in TRAVEL_VERBS)
-                )
                 entity = "LOCATION" if place else "PERSON"
                 if entity == "PERSON" and all(t.text.isupper() for t in span):
                     continue  # EXPLAIN ANALYZE, URGENT: shouting and keywords, not names
