@@ -74,6 +74,11 @@ def test_address_tails_units_po_boxes_and_places_after_place_words(analyzer) -> 
     assert ("HELSINKI", "LOCATION") in spans(analyzer, "Demidov is a 63 year old man who grew up in HELSINKI.")
     assert ("Nicosia", "LOCATION") in spans(analyzer, "He studied at the University of Nicosia.")
     assert ("Dordrecht", "LOCATION") in spans(analyzer, "The Princess Royal arrived at Dordrecht this morning.")
+    # a one-word name in a list of names; not a capitalised word paired with one spaCy guess
+    got = spans(analyzer, "The brainchild of our 3 founders: Eklund, Michael and Hodge.")
+    assert ("Hodge", "PERSON") in got
+    got = spans(analyzer, "Capitalized words like Wisdom and Discipline are often mistaken with names.")
+    assert ("Wisdom", "PERSON") not in got
     # products in the same position stay unreported
     assert spans(analyzer, "We migrated from Postgres to Snowflake; it runs in Kubernetes near Grafana.") == []
 

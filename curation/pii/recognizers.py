@@ -254,6 +254,7 @@ def _recognizer_classes() -> dict[str, Any]:
             if doc is None or not len(doc):
                 return []
             out = []
+            held: list[Any] = []
             i, n = 0, len(doc)
             while i < n:
                 if not _name_token(doc[i]):
@@ -283,7 +284,11 @@ def _recognizer_classes() -> dict[str, Any]:
                     # labelled that way only if it looks like a name (two or more words) or sits where a
                     # place goes ("grew up in KNIVSTA", "flew to Loeches"), and has no company word.
                     names = [t for t in span if t.lower_ not in NAME_PARTICLES]
-                    if (len(names) < 2 and not place) or any(t.lower_ in ORG_WORDS for t in span):
+                    if any(t.lower_ in ORG_WORDS for t in span):
+                        continue
+                    if len(names) < 2 and not place:
+                        if len(span) == 1 and not span[0].text.isupper():
+                            held.append(span)  # a name if it stands in a list with one ("Torpy and Salinas")
                         continue
                 if len(span) == 1 and (span[0].is_sent_start or span[0].i == 0) and not span[0].text.isupper():
                     # a lone capitalised word that starts a sentence is usually just a capitalised word,
@@ -297,22 +302,64 @@ def _recognizer_classes() -> dict[str, Any]:
                     continue  # EXPLAIN ANALYZE, URGENT: shouting and keywords, not names
                 if entity not in entities:
                     continue
-                out.append(
-                    RecognizerResult(
-                        entity,
-                        span.start_char,
-                        span.end_char,
-                        self.SCORE,
-                        analysis_explanation=AnalysisExplanation(
-                            type(self).__name__, self.SCORE, pattern_name="proper_noun"
-                        ),
-                        recognition_metadata={
-                            RecognizerResult.RECOGNIZER_NAME_KEY: type(self).__name__,
-                            RecognizerResult.RECOGNIZER_IDENTIFIER_KEY: self.id,
-                        },
-                    )
-                )
+                out.append(self._result(entity, span.start_char, span.end_char))
+            if held and "PERSON" in entities:
+                out += self._listed_with_names(doc, held, out)
             return out
+
+        def _listed_with_names(self, doc: Any, held: list[Any], found: list[Any]) -> list[Any]:
+            """Held one-word runs in a list of names: items joined by "," / "and" / "&", one of them a
+            person (spaCy's PERSON or a name found here) and the list three items long or that person
+            two words long ("Eklund, Michael and Hodge", "Ana Lima and Torpy"; not "Wisdom and
+            Discipline", where spaCy's one-word PERSON is itself a guess)."""
+            unit: dict[int, tuple[int, int, bool]] = {}  # token index -> (first, last + 1, is a person)
+
+            def put(a: int, b: int, is_person: bool) -> None:
+                for k in range(a, b):
+                    unit[k] = (a, b, is_person)
+
+            for span in held:
+                put(span.start, span.end, False)
+            for e in doc.ents:
+                if e.label_ == "PERSON":
+                    put(e.start, e.end, True)
+            for r in found:
+                if r.entity_type == "PERSON":
+                    toks = [t.i for t in doc if r.start <= t.idx < r.end]
+                    if toks:
+                        put(toks[0], toks[-1] + 1, True)
+            seps = {",", "and", "&"}
+            out: list[Any] = []
+            for span in held:
+                items = [unit[span.start]]
+                for step in (-1, 1):
+                    a, b, _ = unit[span.start]
+                    k = a - 1 if step < 0 else b
+                    while True:
+                        j = k
+                        while 0 <= j < len(doc) and doc[j].lower_ in seps and abs(j - k) < 2:
+                            j += step
+                        if j == k or not 0 <= j < len(doc) or j not in unit:
+                            break
+                        items.append(unit[j])
+                        k = unit[j][0] - 1 if step < 0 else unit[j][1]
+                people = [x for x in items if x[2]]
+                if people and (len(items) >= 3 or any(b - a >= 2 for a, b, _ in people)):
+                    out.append(self._result("PERSON", span.start_char, span.end_char))
+            return out
+
+        def _result(self, entity: str, start: int, end: int) -> Any:
+            return RecognizerResult(
+                entity,
+                start,
+                end,
+                self.SCORE,
+                analysis_explanation=AnalysisExplanation(type(self).__name__, self.SCORE, pattern_name="proper_noun"),
+                recognition_metadata={
+                    RecognizerResult.RECOGNIZER_NAME_KEY: type(self).__name__,
+                    RecognizerResult.RECOGNIZER_IDENTIFIER_KEY: self.id,
+                },
+            )
 
     class OfflineEmailRecognizer(EmailRecognizer):
         """Presidio's e-mail recognizer with a tldextract that never reaches for the network."""
