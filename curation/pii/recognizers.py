@@ -15,6 +15,7 @@ from curation.pii.wordlists import (
     NAME_PARTICLES,
     NOT_NAMES,
     ORG_WORDS,
+    PERSON_VERBS,
     PLACE_PHRASES,
     PLACE_PREPS,
     PRODUCT_WORDS,
@@ -288,7 +289,10 @@ def _recognizer_classes() -> dict[str, Any]:
                         continue
                     if len(names) < 2 and not place:
                         if len(span) == 1 and not span[0].text.isupper():
-                            held.append(span)  # a name if it stands in a list with one ("Torpy and Salinas")
+                            if _before_person_verb(doc, span.end):
+                                out.append(self._result("PERSON", span.start_char, span.end_char))
+                            else:
+                                held.append(span)  # a name if it stands in a list with one ("Torpy and Salinas")
                         continue
                 if len(span) == 1 and (span[0].is_sent_start or span[0].i == 0) and not span[0].text.isupper():
                     # a lone capitalised word that starts a sentence is usually just a capitalised word,
@@ -430,6 +434,14 @@ def _name_token(tok: Any) -> bool:
     if core.isupper() and len(core) > 1 and len(core) < 4:
         return False  # SQL, AWS, NYC: acronyms
     return core.lower() not in NOT_NAMES and not tok.is_stop
+
+
+def _before_person_verb(doc: Any, k: int) -> bool:
+    """Whether token k (and an auxiliary after it: "had given", "was born") is a verb whose subject
+    is a person (data/person_verbs.txt)."""
+    if k < len(doc) and doc[k].pos_ == "AUX" and k + 1 < len(doc):
+        k += 1
+    return k < len(doc) and doc[k].lower_ in PERSON_VERBS and doc[k].pos_ in ("VERB", "AUX")
 
 
 _WORD_RE = re.compile(r"\w+")
