@@ -193,6 +193,25 @@ def test_score_spans_counts_fragments_and_ignores_out_of_scope() -> None:
     # (the city is GPE), so per entity that prediction is not an address
     assert r["entities"]["STREET_ADDRESS"] == {"precision": 0.0, "recall": 1.0, "f2": 0.0, "support": 2}
     assert r["entities"]["LOCATION"]["recall"] == 0.0  # the city was found, but as part of an address
+    # per token (presidio-research's binary figures): every gold token is covered by a prediction;
+    # "Mr" + "." fall on TITLE (ignored), "works" is the one wrong token
+    t = pii.score_tokens([text], gold, pred, pii.DEFAULT_ENTITIES)
+    assert t == {
+        "precision": 0.8571,
+        "recall": 1.0,
+        "f2": 0.9677,
+        "gold_tokens": 6,
+        "predicted_tokens": 7,
+        "ignored_tokens": 2,
+    }
+    # a city inside a predicted address: missed per entity, found per token; a trailing ZIP left out
+    # of the address is a missed token
+    text = "12 Oak Street, Springfield 97403"
+    gold = [[pii.GoldSpan(0, 13, "STREET_ADDRESS"), pii.GoldSpan(15, 26, "GPE"), pii.GoldSpan(27, 32, "ZIP_CODE")]]
+    pred = [[pii.Span(0, 26, "STREET_ADDRESS", 0.6, "x")]]
+    t = pii.score_tokens([text], gold, pred, pii.DEFAULT_ENTITIES)
+    assert (t["gold_tokens"], t["predicted_tokens"], t["recall"]) == (5, 5, 0.8)
+    assert t["precision"] == 0.8  # the comma between street and city is predicted, not gold
     with pytest.raises(pii.PiiError) as e:
         pii.score_spans([[pii.GoldSpan(0, 1, "SHOE_SIZE")]], [[]], pii.DEFAULT_ENTITIES)
     assert str(e.value) == "no mapping for gold label(s) SHOE_SIZE"
@@ -492,6 +511,8 @@ def test_cli_contracts(wb, store_path: Path, tmp_path: Path, capsys, analyzer, c
     assert set(ev["overall"]) == {"precision", "recall", "f2"}
     assert all(set(v) == {"precision", "recall", "f2", "support"} for v in ev["entities"].values())
     assert ev["texts"] == 2 and ev["overall"]["recall"] == 1.0
+    assert set(ev["tokens"]) == {"precision", "recall", "f2", "gold_tokens", "predicted_tokens", "ignored_tokens"}
+    assert ev["tokens"]["recall"] == 1.0 and ev["tokens"]["gold_tokens"] > 0
 
     capsys.readouterr()
     assert cli.main(["--store", str(store_path), "pii-review", "--accept"]) == 2
