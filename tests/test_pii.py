@@ -82,6 +82,16 @@ def test_address_tails_units_po_boxes_and_places_after_place_words(analyzer) -> 
     # a one-word name spaCy calls an organisation, before a verb whose subject is a person
     assert ("Scott", "PERSON") in spans(analyzer, "Scott had given Belle his address.")
     assert spans(analyzer, "Kafka said the offset was committed.") == []
+    # "my name is" in Chinese, Japanese and Korean, where no space marks the name's ends
+    got = spans(analyzer, "我叫王伟，我的邮箱是wangwei@example.cn。")
+    assert ("王伟", "PERSON") in got
+    assert ("wangwei@example.cn", "EMAIL_ADDRESS") in got  # not "我的邮箱是wangwei@..."
+    assert ("佐藤健", "PERSON") in spans(analyzer, "私の名前は佐藤健です。")
+    assert ("김민준", "PERSON") in spans(analyzer, "제 이름은 김민준입니다.")
+    # an NER span that opens with lowercase words starts at the name; a product stays a product
+    got = spans(analyzer, "Hallo, mein Name ist Jürgen Müller.")
+    assert ("Jürgen Müller", "PERSON") in got and not any(t.startswith("mein") for t, _ in got)
+    assert spans(analyzer, "Docker Desktop on macOS Sonoma works.") == []
     # products in the same position stay unreported
     assert spans(analyzer, "We migrated from Postgres to Snowflake; it runs in Kubernetes near Grafana.") == []
 

@@ -12,7 +12,7 @@ from curation.pii.config import DENY_LIST_ENTITY, PiiConfig
 from curation.pii.fields import message_fields
 from curation.pii.recognizers import _recognizer_classes
 from curation.pii.spans import Finding, Span, resolve_overlaps
-from curation.pii.wordlists import FILE_EXTENSIONS, NATO, NOT_NAMES, PRODUCT_WORDS, TECH_TERMS
+from curation.pii.wordlists import FILE_EXTENSIONS, NAME_PARTICLES, NATO, NOT_NAMES, PRODUCT_WORDS, TECH_TERMS
 from curation.progress import Progress
 from curation.records import Conversation, sha256_hex
 
@@ -82,12 +82,41 @@ def url_evidence_against(text: str, start: int, end: int) -> str | None:
     return None
 
 
+_LEADING_WORD_RE = re.compile(r"(\S+)\s+")
+_EMAIL_LOCAL = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._%+-")
+
+
+def _trim_start(text: str, entity: str, start: int, end: int) -> int:
+    """Where a name, place or e-mail really starts: an NER span that opens with lowercase words
+    ("mein Name", "the White Stripes") starts at its first capitalised word or name particle; an
+    e-mail matched straight after CJK text ("我的邮箱是wang@example.cn") starts at its ASCII local part."""
+    if entity == "EMAIL_ADDRESS":
+        while start < end and "@" in text[start + 1 : end] and text[start] not in _EMAIL_LOCAL:
+            start += 1
+        return start
+    if entity in ("PERSON", "LOCATION") and any(c.isupper() for c in text[start:end]):
+        while m := _LEADING_WORD_RE.match(text, start, end):
+            word = m.group(1)
+            if not word[:1].islower() or word in NAME_PARTICLES:
+                break
+            start = m.end()
+    return start
+
+
 def _to_spans(results: Iterable[Any], text: str, config: PiiConfig, allow: set[str]) -> list[Span]:
     spans = []
     for r in results:
         if r.score < config.threshold(r.entity_type):
             continue
         name = (r.recognition_metadata or {}).get("recognizer_name") or "unknown"
+        # judged whole first: "macOS Sonoma" is a product, not "macOS" + a name
+        if (
+            r.entity_type in ("PERSON", "LOCATION")
+            and name != "NameCueRecognizer"
+            and (not looks_like_a_name(text[r.start : r.end]) or name_evidence_against(text, r.start, r.end))
+        ):
+            continue
+        r.start = _trim_start(text, r.entity_type, r.start, r.end)
         if r.entity_type in ("PERSON", "LOCATION") and (
             not looks_like_a_name(text[r.start : r.end])
             or (name != "NameCueRecognizer" and name_evidence_against(text, r.start, r.end))

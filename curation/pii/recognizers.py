@@ -697,7 +697,15 @@ def _name_cue_rules(rx: Any) -> list[tuple[str, Any, float, str | int]]:
     # "Hi, I am Margaret Hollingsworth" / "this is Dana Ruiz": a self-introduction, capitalised only
     # (a customer's name recurs in every turn of a thread: the corpus-level check must not drop it)
     intro = r"(?:\b(?:I[ \t]+am|I['’]m|[Tt]his[ \t]+is)[ \t]+)"
+    # Chinese, Japanese and Korean "my name is X": no spaces around the name, so the cue and what
+    # closes it (punctuation; です / と申します; 입니다) mark its ends
+    cjk = (
+        r"(?:(?:我叫|我的名字(?:是|叫))(?P<v>\p{Han}{2,4}?)(?=[，,。.！!？?；;、\s]|$)"
+        r"|(?:私の名前は|名前は)(?P<v>[\p{Han}\p{Katakana}ー・]{2,8}?)(?:です|と申します|といいます|と言います)"
+        r"|(?:제|내|저의)[ \t]*이름은[ \t]*(?P<v>\p{Hangul}{2,4}?)(?:입니다|이에요|예요|이라고|라고))"
+    )
     return [
+        ("cjk", rx.compile(cjk), 0.6, "v"),
         ("cased", rx.compile(cue + cased), 0.6, "v"),
         ("introduction", rx.compile(intro + cased + r"(?=[ \t]*(?:[.,!?;:\n]|$|[ \t]+and\b))"), 0.6, "v"),
         ("lowercase", rx.compile(cue + lower), 0.6, "v"),
