@@ -92,6 +92,11 @@ def test_address_tails_units_po_boxes_and_places_after_place_words(analyzer) -> 
     got = spans(analyzer, "Hallo, mein Name ist Jürgen Müller.")
     assert ("Jürgen Müller", "PERSON") in got and not any(t.startswith("mein") for t, _ in got)
     assert spans(analyzer, "Docker Desktop on macOS Sonoma works.") == []
+    # speaker labels of a transcript that names a person; form labels are not speakers
+    got = spans(analyzer, "Ella: What a wife. Destiny: Remember me, Maria?")
+    assert ("Ella", "PERSON") in got and ("Destiny", "PERSON") in got
+    got = spans(analyzer, "Expected: 200. Actual: 500 from Nginx, said John.")
+    assert ("Expected", "PERSON") not in got and ("Actual", "PERSON") not in got
     # products in the same position stay unreported
     assert spans(analyzer, "We migrated from Postgres to Snowflake; it runs in Kubernetes near Grafana.") == []
 

@@ -309,7 +309,25 @@ def _recognizer_classes() -> dict[str, Any]:
                 out.append(self._result(entity, span.start_char, span.end_char))
             if held and "PERSON" in entities:
                 out += self._listed_with_names(doc, held, out)
+            if "PERSON" in entities:
+                out += self._speakers(text, doc, out)
             return out
+
+        def _speakers(self, text: str, doc: Any, found: list[Any]) -> list[Any]:
+            """A transcript: two or more speaker labels ("Ella: What a wife. Destiny: Remember me,
+            Maria?") in a text where a person is named are names, however the tagger read them."""
+            labels = [m.span(1) for m in _SPEAKER_RE.finditer(text) if m.group(1)[0].isupper()]
+            if len(labels) < 2:
+                return []
+            people = [(e.start_char, e.end_char) for e in doc.ents if e.label_ == "PERSON"]
+            people += [(r.start, r.end) for r in found if r.entity_type == "PERSON"]
+            if not people:
+                return []
+            return [
+                self._result("PERSON", a, b)
+                for a, b in labels
+                if not any(s <= a and b <= e for s, e in people) and text[a:b].casefold() not in NOT_NAMES
+            ]
 
         def _listed_with_names(self, doc: Any, held: list[Any], found: list[Any]) -> list[Any]:
             """Held one-word runs in a list of names: items joined by "," / "and" / "&", one of them a
@@ -434,6 +452,13 @@ def _name_token(tok: Any) -> bool:
     if core.isupper() and len(core) > 1 and len(core) < 4:
         return False  # SQL, AWS, NYC: acronyms
     return core.lower() not in NOT_NAMES and not tok.is_stop
+
+
+# A speaker label: one capitalised word and a colon at the start of the text, of a line, or after
+# a sentence ("Ella: ...", 'Koppány: "Who are you?" Elizabeth:"I'm ...').
+_SPEAKER_RE = re.compile(
+    r"""(?:^|(?<=\n)|(?<=[.!?][ \t])|(?<=[.!?]["”'][ \t]))[ \t]*([^\W\d_][^\W\d_'’\-]+):(?=[ \t]*["“]?\S)"""
+)
 
 
 def _before_person_verb(doc: Any, k: int) -> bool:
