@@ -97,6 +97,11 @@ def test_address_tails_units_po_boxes_and_places_after_place_words(analyzer) -> 
     assert ("Ella", "PERSON") in got and ("Destiny", "PERSON") in got
     got = spans(analyzer, "Expected: 200. Actual: 500 from Nginx, said John.")
     assert ("Expected", "PERSON") not in got and ("Actual", "PERSON") not in got
+    # the postal code after a place; not a year, a version or a room number
+    got = spans(analyzer, "Looking to support Allianz in Acquapendente 1021 in its mission.")
+    assert ("1021", "STREET_ADDRESS") in got
+    assert spans(analyzer, "It broke in Windows 2019, in Room 1021 and in Visual Studio 2022.") == []
+    assert ("KIIKOINEN", "LOCATION") in spans(analyzer, "The economy of their home city KIIKOINEN grew.")
     # products in the same position stay unreported
     assert spans(analyzer, "We migrated from Postgres to Snowflake; it runs in Kubernetes near Grafana.") == []
 

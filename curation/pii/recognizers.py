@@ -4,6 +4,7 @@ Word lists live in `data/*.txt` (see `wordlists`)."""
 
 from __future__ import annotations
 
+import itertools
 import math
 import re
 from collections.abc import Sequence
@@ -14,6 +15,7 @@ from curation.pii.wordlists import (
     CUE_STOP,
     NAME_PARTICLES,
     NOT_NAMES,
+    NUMBERED_WORDS,
     ORG_WORDS,
     PERSON_VERBS,
     PLACE_PHRASES,
@@ -117,16 +119,26 @@ def _recognizer_classes() -> dict[str, Any]:
             "stop",
         )
 
+        def accept(self, name: str, text: str, start: int, end: int) -> bool:
+            if name != "place_postal":
+                return True
+            words = regex.findall(r"[\p{L}'’\-]+", text[max(0, start - 80) : start])
+            place = list(itertools.takewhile(lambda w: w.casefold() not in ("in", "from", "near", "at"), words[::-1]))
+            return bool(place) and not any(w.casefold() in _NOT_PLACE_WORDS for w in place)
+
         def analyze(self, text: str, entities: list[str], nlp_artifacts: Any = None) -> list[Any]:
+            recased = False
             if not any(c.isupper() for c in text):
                 # All-lowercase text (chat users type like that): match on a copy with capitalised
                 # words, which has the same length and offsets.
                 cased = regex.sub(r"\b\p{Ll}", lambda m: m.group().upper(), text)
                 if len(cased) == len(text):
-                    text = cased
+                    text, recased = cased, True
             results = super().analyze(text, entities, nlp_artifacts)
+            if recased:  # "in room 1021": a place needs its capital letters
+                results = [r for r in results if r.recognition_metadata.get("rule") != "place_postal"]
             for r in results:
-                if r.recognition_metadata.get("rule") == "zip_code":
+                if r.recognition_metadata.get("rule") in ("zip_code", "place_postal"):
                     continue
                 r.end, added = _extend_address_tail(regex, text, r.end)
                 lead = _LEAD_UNIT.search(text[max(0, r.start - 24) : r.start])
@@ -435,6 +447,7 @@ def _recognizer_classes() -> dict[str, Any]:
     }
 
 
+_NOT_PLACE_WORDS = NOT_NAMES | NUMBERED_WORDS | TECH_TERMS | PRODUCT_WORDS
 _WEAK_ENT_TYPES = {"ORG", "PRODUCT", "WORK_OF_ART"}
 
 
@@ -651,6 +664,17 @@ def _address_rules(rx: Any) -> list[tuple[str, Any, float, str | int]]:
                 r"(?P<v>\d{3,6}(?:[ \-]\d{2,4})?(?:[ \t]+\p{Lu}{2})?|\p{Lu}\d\p{Lu}[ \t]?\d\p{Lu}\d|\p{Lu}{1,2}\d[\dA-Z]?[ \t]?\d\p{Lu}{2})(?!\w)"
             ),
             0.6,
+            "v",
+        ),
+        # the postal code after a place: "in Bjert 6091", "from Quinta de São Tiago 3610-114" (not a
+        # year, not a version: "in Windows 2019", "Python 3.12"); the place's words are checked in accept
+        (
+            "place_postal",
+            rx.compile(
+                rf"(?<=\b(?:in|from|near|at)[ \t]+{cap}(?:[ \t]+(?:{cap}|{particle})){{0,3}}[ \t]+)"
+                r"(?P<v>(?!(?:19|20)\d\d(?!\d))\d{4,5}|\d{3}[ \-]\d{2}|\d{4}-\d{3})(?![\w\-]|[.,:/]\d)"
+            ),
+            0.5,
             "v",
         ),
         # Capitalised words then a house number (Pagari 18, Tungata 11): weak alone, needs context.
