@@ -102,6 +102,9 @@ def test_address_tails_units_po_boxes_and_places_after_place_words(analyzer) -> 
     assert ("1021", "STREET_ADDRESS") in got
     assert spans(analyzer, "It broke in Windows 2019, in Room 1021 and in Visual Studio 2022.") == []
     assert ("KIIKOINEN", "LOCATION") in spans(analyzer, "The economy of their home city KIIKOINEN grew.")
+    # an upper-case place the tagger reads as a common noun; not a deployment stage or a format
+    assert ("HARSTAD", "LOCATION") in spans(analyzer, "I'm in HARSTAD, at the conference.")
+    assert spans(analyzer, "Deploy in PRODUCTION only; the data comes in JSON from NGINX.") == []
     # products in the same position stay unreported
     assert spans(analyzer, "We migrated from Postgres to Snowflake; it runs in Kubernetes near Grafana.") == []
 

@@ -15,6 +15,7 @@ from curation.pii.wordlists import (
     CUE_STOP,
     NAME_PARTICLES,
     NOT_NAMES,
+    NOT_PLACES,
     NUMBERED_WORDS,
     ORG_WORDS,
     PERSON_VERBS,
@@ -271,7 +272,14 @@ def _recognizer_classes() -> dict[str, Any]:
             i, n = 0, len(doc)
             while i < n:
                 if not _name_token(doc[i]):
-                    i += 1
+                    j = i
+                    while j < n and _caps_word(doc[j]) and (j == i or "\n" not in doc[j - 1].whitespace_):
+                        j += 1
+                    if j > i and "LOCATION" in entities and _place_before(doc, i) and doc[i - 1].text.islower():
+                        # "grew up in HELSINKI", "I am in ΛΕΥΚΩΣΙΑ": a capitalised place the tagger read
+                        # as a common noun (not shouting: the word before is lowercase)
+                        out.append(self._result("LOCATION", doc[i].idx, doc[j - 1].idx + len(doc[j - 1].text)))
+                    i = max(j, i + 1)
                     continue
                 j = i + 1
                 while (
@@ -286,18 +294,15 @@ def _recognizer_classes() -> dict[str, Any]:
                     j += 1
                 span = doc[i:j]
                 i = j
-                prev = [t.lower_ for t in doc[max(0, span.start - 2) : span.start]]
-                place = bool(prev) and (
-                    prev[-1] in PLACE_PREPS
-                    or (len(prev) == 2 and prev[-1] in ("to", "at") and prev[0] in TRAVEL_VERBS)
-                    or " ".join(prev) in PLACE_PHRASES
-                )
+                place = _place_before(doc, span.start)
                 if any(t.ent_type_ for t in span):
                     # spaCy's small model calls many foreign names and places organisations: keep a run it
                     # labelled that way only if it looks like a name (two or more words) or sits where a
                     # place goes ("grew up in KNIVSTA", "flew to Loeches"), and has no company word.
                     names = [t for t in span if t.lower_ not in NAME_PARTICLES]
-                    if any(t.lower_ in ORG_WORDS for t in span):
+                    if any(t.lower_ in ORG_WORDS for t in span) or (
+                        len(names) < 2 and span[0].lower_ in _NOT_PLACE_WORDS
+                    ):
                         continue
                     if len(names) < 2 and not place:
                         if len(span) == 1 and not span[0].text.isupper():
@@ -447,7 +452,7 @@ def _recognizer_classes() -> dict[str, Any]:
     }
 
 
-_NOT_PLACE_WORDS = NOT_NAMES | NUMBERED_WORDS | TECH_TERMS | PRODUCT_WORDS
+_NOT_PLACE_WORDS = NOT_NAMES | NOT_PLACES | NUMBERED_WORDS | TECH_TERMS | PRODUCT_WORDS
 _WEAK_ENT_TYPES = {"ORG", "PRODUCT", "WORK_OF_ART"}
 
 
@@ -472,6 +477,30 @@ def _name_token(tok: Any) -> bool:
 _SPEAKER_RE = re.compile(
     r"""(?:^|(?<=\n)|(?<=[.!?][ \t])|(?<=[.!?]["”'][ \t]))[ \t]*([^\W\d_][^\W\d_'’\-]+):(?=[ \t]*["“]?\S)"""
 )
+
+
+def _place_before(doc: Any, k: int) -> bool:
+    """Whether the words before token k make it a place: "in", "from", "near" (data/place_preps.txt),
+    a verb of travel + "to"/"at" ("flew to", "arrived at"), "University of" (data/place_phrases.txt)."""
+    prev = [t.lower_ for t in doc[max(0, k - 2) : k]]
+    return bool(prev) and (
+        prev[-1] in PLACE_PREPS
+        or (len(prev) == 2 and prev[-1] in ("to", "at") and prev[0] in TRAVEL_VERBS)
+        or " ".join(prev) in PLACE_PHRASES
+    )
+
+
+def _caps_word(tok: Any) -> bool:
+    """A word of four or more capital letters (any script) that is no known term or acronym."""
+    t = tok.text
+    return (
+        len(t) >= 4
+        and t.isupper()
+        and all(c.isalpha() or c in "-'’" for c in t)
+        and not tok.is_stop
+        and t.casefold() not in _NOT_PLACE_WORDS
+        and tok.ent_type_ in ("", *_WEAK_ENT_TYPES, "GPE", "LOC", "NORP", "PERSON")
+    )
 
 
 def _before_person_verb(doc: Any, k: int) -> bool:
