@@ -105,6 +105,13 @@ def test_address_tails_units_po_boxes_and_places_after_place_words(analyzer) -> 
     # an upper-case place the tagger reads as a common noun; not a deployment stage or a format
     assert ("HARSTAD", "LOCATION") in spans(analyzer, "I'm in HARSTAD, at the conference.")
     assert spans(analyzer, "Deploy in PRODUCTION only; the data comes in JSON from NGINX.") == []
+    # names after an honorific or a family word, also in all-lowercase text; not "I miss Paris"
+    assert ("Quinzia", "PERSON") in spans(analyzer, "I'd like to join accounts with ms. Quinzia")
+    assert ("elliott", "PERSON") in spans(analyzer, "mr. elliott flew to oslo on friday morning.")
+    assert ("Tadzio", "PERSON") in spans(analyzer, "I would like to remove my kid Tadzio from the will.")
+    got = spans(analyzer, 'Vsevolod: "Who are you?" Heather:"I\'m Daniel\'s daughter".')
+    assert {("Vsevolod", "PERSON"), ("Heather", "PERSON"), ("Daniel", "PERSON")} <= set(got)
+    assert ("Paris", "PERSON") not in spans(analyzer, "I miss Paris.")
     # products in the same position stay unreported
     assert spans(analyzer, "We migrated from Postgres to Snowflake; it runs in Kubernetes near Grafana.") == []
 

@@ -10,7 +10,7 @@ from typing import Any
 
 from curation.pii.config import DENY_LIST_ENTITY, PiiConfig
 from curation.pii.fields import message_fields
-from curation.pii.recognizers import _recognizer_classes
+from curation.pii.recognizers import _cue_spans, _recognizer_classes
 from curation.pii.spans import Finding, Span, resolve_overlaps
 from curation.pii.wordlists import FILE_EXTENSIONS, NAME_PARTICLES, NATO, NOT_NAMES, PRODUCT_WORDS, TECH_TERMS
 from curation.progress import Progress
@@ -105,10 +105,17 @@ def _trim_start(text: str, entity: str, start: int, end: int) -> int:
 
 def _to_spans(results: Iterable[Any], text: str, config: PiiConfig, allow: set[str]) -> list[Span]:
     spans = []
+    cues: list[tuple[int, int]] | None = None
     for r in results:
         if r.score < config.threshold(r.entity_type):
             continue
         name = (r.recognition_metadata or {}).get("recognizer_name") or "unknown"
+        if r.entity_type == "PERSON" and name != "NameCueRecognizer":
+            # Presidio keeps one result per span: where the NER found the very name a cue points at
+            # ("mr. elliott"), the cue's leniency (lowercase, recurring) applies to it
+            cues = _cue_spans(text) if cues is None else cues
+            if (r.start, r.end) in cues:
+                name = "NameCueRecognizer"
         # judged whole first: "macOS Sonoma" is a product, not "macOS" + a name
         if (
             r.entity_type in ("PERSON", "LOCATION")
@@ -225,20 +232,6 @@ def drop_recurring_persons(texts: Sequence[str], spans: Sequence[list[Span]], mi
         return not any(s.start <= a and b <= s.end for a, b in _cue_spans(t))
 
     return [[s for s in ss if not dropped(t, s)] for t, ss in zip(texts, spans, strict=True)]
-
-
-def _cue_spans(text: str) -> list[tuple[int, int]]:
-    import regex
-
-    from curation.pii.recognizers import _name_cue_rules
-
-    global _CUE_RULES
-    if _CUE_RULES is None:
-        _CUE_RULES = [(rx, g) for _, rx, _, g in _name_cue_rules(regex)]
-    return [(m.start(g), m.end(g)) for rx, g in _CUE_RULES for m in rx.finditer(text)]
-
-
-_CUE_RULES: list[tuple[Any, str | int]] | None = None
 
 
 _CORPUS_CHECKED = ("SpacyRecognizer", "ProperNounRecognizer")

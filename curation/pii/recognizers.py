@@ -13,6 +13,7 @@ from typing import Any
 from curation.pii.config import DENY_LIST_ENTITY, PiiError
 from curation.pii.wordlists import (
     CUE_STOP,
+    KIN_WORDS,
     NAME_PARTICLES,
     NOT_NAMES,
     NOT_PLACES,
@@ -200,7 +201,7 @@ def _recognizer_classes() -> dict[str, Any]:
 
         def accept(self, name: str, text: str, start: int, end: int) -> bool:
             words = text[start:end].split()
-            if name == "lowercase" and any(c.isupper() for c in text):
+            if name.startswith("lowercase") and any(c.isupper() for c in text):
                 return False
             if not words:
                 return False
@@ -336,7 +337,7 @@ def _recognizer_classes() -> dict[str, Any]:
             labels = [m.span(1) for m in _SPEAKER_RE.finditer(text) if m.group(1)[0].isupper()]
             if len(labels) < 2:
                 return []
-            people = [(e.start_char, e.end_char) for e in doc.ents if e.label_ == "PERSON"]
+            people = [(e.start_char, e.end_char) for e in doc.ents if e.label_ == "PERSON"] + _cue_spans(text)
             people += [(r.start, r.end) for r in found if r.entity_type == "PERSON"]
             if not people:
                 return []
@@ -782,13 +783,36 @@ def _name_cue_rules(rx: Any) -> list[tuple[str, Any, float, str | int]]:
         r"|(?:私の名前は|名前は)(?P<v>[\p{Han}\p{Katakana}ー・]{2,8}?)(?:です|と申します|といいます|と言います)"
         r"|(?:제|내|저의)[ \t]*이름은[ \t]*(?P<v>\p{Hangul}{2,4}?)(?:입니다|이에요|예요|이라고|라고))"
     )
+    # "Mrs. Diana Usamov", "ms. Quinzia", "Dr Okafor" (and "mr. elliott" in all-lowercase text)
+    honorific = r"(?:\b(?i:mr|mrs|ms|mx|dr|prof)\.?|\b(?:Miss|Mme|Mlle|Herr|Frau)\b)[ \t]+"
+    # "my kid Tadzio", "her husband Ravi"; "I'm Amanda's daughter"
+    kin = "|".join(sorted((re.escape(w) for w in KIN_WORDS), key=len, reverse=True))
+    relative = rf"(?i:\b(?:my|his|her|our|their|your)[ \t]+(?:{kin}))[ \t]+"
+    possessive = rf"(?P<v>\p{{Lu}}[\p{{L}}\-]+)['’]s[ \t]+(?i:(?:{kin}))\b"
     return [
+        ("honorific", rx.compile(honorific + cased), 0.6, "v"),
+        ("lowercase_honorific", rx.compile(honorific + r"(?P<v>\p{Ll}[\p{L}'’\-]+)"), 0.6, "v"),
+        ("relative", rx.compile(relative + cased), 0.6, "v"),
+        ("possessive_relative", rx.compile(possessive), 0.6, "v"),
         ("cjk", rx.compile(cjk), 0.6, "v"),
         ("cased", rx.compile(cue + cased), 0.6, "v"),
         ("introduction", rx.compile(intro + cased + r"(?=[ \t]*(?:[.,!?;:\n]|$|[ \t]+and\b))"), 0.6, "v"),
         ("lowercase", rx.compile(cue + lower), 0.6, "v"),
         ("greeting", rx.compile(greet), 0.6, "v"),
     ]
+
+
+def _cue_spans(text: str) -> list[tuple[int, int]]:
+    """The spans the name cues point at ("my name is X", "Thanks X", "Mrs. X", "my kid X")."""
+    global _CUE_RULES
+    if _CUE_RULES is None:
+        import regex
+
+        _CUE_RULES = [(rx, g) for _, rx, _, g in _name_cue_rules(regex)]
+    return [(m.start(g), m.end(g)) for rx, g in _CUE_RULES for m in rx.finditer(text) if m.start(g) >= 0]
+
+
+_CUE_RULES: list[tuple[Any, str | int]] | None = None
 
 
 _DATE_LIKE = re.compile(r"\d{4}[-./]\d{1,2}[-./]\d{1,2}|\d{1,2}[-./]\d{1,2}[-./]\d{2,4}|\d{1,2}:\d{2}(?::\d{2})?")
