@@ -112,6 +112,9 @@ def test_address_tails_units_po_boxes_and_places_after_place_words(analyzer) -> 
     got = spans(analyzer, 'Vsevolod: "Who are you?" Heather:"I\'m Daniel\'s daughter".')
     assert {("Vsevolod", "PERSON"), ("Heather", "PERSON"), ("Daniel", "PERSON")} <= set(got)
     assert ("Paris", "PERSON") not in spans(analyzer, "I miss Paris.")
+    # phone numbers with a six-digit last group, or a "-Office" label glued on
+    assert ("99 668472", "PHONE_NUMBER") in spans(analyzer, "They're not answering at 99 668472")
+    assert ("(37) 788-063", "PHONE_NUMBER") in spans(analyzer, "Hungary 34796 (37) 788-063-Office")
     # products in the same position stay unreported
     assert spans(analyzer, "We migrated from Postgres to Snowflake; it runs in Kubernetes near Grafana.") == []
 
