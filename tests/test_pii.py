@@ -115,6 +115,11 @@ def test_address_tails_units_po_boxes_and_places_after_place_words(analyzer) -> 
     # phone numbers with a six-digit last group, or a "-Office" label glued on
     assert ("99 668472", "PHONE_NUMBER") in spans(analyzer, "They're not answering at 99 668472")
     assert ("(37) 788-063", "PHONE_NUMBER") in spans(analyzer, "Hungary 34796 (37) 788-063-Office")
+    # a body is not a person; a name ends where the next field begins; SQL's FROM is no preposition
+    got = spans(analyzer, "The Clark, Romero and Hall Orchestra was founded in 1973.")
+    assert ("Hall Orchestra", "PERSON") not in got and ("Clark", "PERSON") in got
+    assert ("Silvia J Křenová", "PERSON") in spans(analyzer, "Silvia J Křenová  Airport tower controller")
+    assert spans(analyzer, "Inject SELECT * FROM Users WHERE client_ip = ?") == []
     # products in the same position stay unreported
     assert spans(analyzer, "We migrated from Postgres to Snowflake; it runs in Kubernetes near Grafana.") == []
 

@@ -12,7 +12,15 @@ from curation.pii.config import DENY_LIST_ENTITY, PiiConfig
 from curation.pii.fields import message_fields
 from curation.pii.recognizers import _cue_spans, _recognizer_classes
 from curation.pii.spans import Finding, Span, resolve_overlaps
-from curation.pii.wordlists import FILE_EXTENSIONS, NAME_PARTICLES, NATO, NOT_NAMES, PRODUCT_WORDS, TECH_TERMS
+from curation.pii.wordlists import (
+    FILE_EXTENSIONS,
+    NAME_PARTICLES,
+    NATO,
+    NOT_NAMES,
+    ORG_WORDS,
+    PRODUCT_WORDS,
+    TECH_TERMS,
+)
 from curation.progress import Progress
 from curation.records import Conversation, sha256_hex
 
@@ -82,6 +90,7 @@ def url_evidence_against(text: str, start: int, end: int) -> str | None:
     return None
 
 
+_WORD_GAP_RE = re.compile(r"(\s*)(\S+)")
 _LEADING_WORD_RE = re.compile(r"(\S+)\s+")
 _EMAIL_LOCAL = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._%+-")
 
@@ -123,6 +132,14 @@ def _to_spans(results: Iterable[Any], text: str, config: PiiConfig, allow: set[s
             and (not looks_like_a_name(text[r.start : r.end]) or name_evidence_against(text, r.start, r.end))
         ):
             continue
+        if r.entity_type == "PERSON" and name != "NameCueRecognizer":
+            org = next(
+                (m for m in _WORD_GAP_RE.finditer(text, r.start, r.end) if m.group(2).casefold() in ORG_WORDS), None
+            )
+            if org is not None:
+                if org.start() == r.start or org.group(1) == " ":
+                    continue  # "Hall Orchestra", "Border Force": a body, not a person
+                r.end = org.start()  # "Silvia J Křenová  Airport tower controller": the next field
         r.start = _trim_start(text, r.entity_type, r.start, r.end)
         if r.entity_type in ("PERSON", "LOCATION") and (
             not looks_like_a_name(text[r.start : r.end])

@@ -295,6 +295,8 @@ def _recognizer_classes() -> dict[str, Any]:
                     j += 1
                 span = doc[i:j]
                 i = j
+                if span.start and doc[span.start - 1].text in _SQL_BEFORE_NAME:
+                    continue  # "SELECT * FROM Users": a table, not a person or a place
                 place = _place_before(doc, span.start)
                 if any(t.ent_type_ for t in span):
                     # spaCy's small model calls many foreign names and places organisations: keep a run it
@@ -453,6 +455,7 @@ def _recognizer_classes() -> dict[str, Any]:
     }
 
 
+_SQL_BEFORE_NAME = frozenset({"FROM", "JOIN", "INTO", "UPDATE", "TABLE", "EXISTS", "ON"})
 _NOT_PLACE_WORDS = NOT_NAMES | NOT_PLACES | NUMBERED_WORDS | TECH_TERMS | PRODUCT_WORDS
 _WEAK_ENT_TYPES = {"ORG", "PRODUCT", "WORK_OF_ART"}
 
@@ -484,6 +487,8 @@ def _place_before(doc: Any, k: int) -> bool:
     """Whether the words before token k make it a place: "in", "from", "near" (data/place_preps.txt),
     a verb of travel + "to"/"at" ("flew to", "arrived at"), "University of" (data/place_phrases.txt)."""
     prev = [t.lower_ for t in doc[max(0, k - 2) : k]]
+    if prev and doc[k - 1].text.isupper():
+        return False  # "SELECT * FROM Users": a keyword, not a preposition
     return bool(prev) and (
         prev[-1] in PLACE_PREPS
         or (len(prev) == 2 and prev[-1] in ("to", "at") and prev[0] in TRAVEL_VERBS)
