@@ -120,6 +120,13 @@ def test_address_tails_units_po_boxes_and_places_after_place_words(analyzer) -> 
     assert ("Hall Orchestra", "PERSON") not in got and ("Clark", "PERSON") in got
     assert ("Silvia J Křenová", "PERSON") in spans(analyzer, "Silvia J Křenová  Airport tower controller")
     assert spans(analyzer, "Inject SELECT * FROM Users WHERE client_ip = ?") == []
+    # a house number and the clause after "lives at" / "address:"; a number of anything else is no address
+    got = spans(analyzer, "Caitlin Lennox lives at 846 31 Rue Al Imam Al Bakri, Cite Merzgui")
+    assert ("846 31 Rue Al Imam Al Bakri, Cite Merzgui", "STREET_ADDRESS") in got
+    got = spans(analyzer, "cormac had given cormac his address: 48334 36 rue de pologne, cite de l'interieur")
+    assert ("48334 36 rue de pologne, cite de l'interieur", "STREET_ADDRESS") in got
+    assert spans(analyzer, "It lives at 10 percent of capacity; the server is located at 3 nodes in total.") == []
+    assert ("8116 56 rue La Boétie St.", "STREET_ADDRESS") in spans(analyzer, "Drop me at 8116 56 rue La Boétie St.")
     # products in the same position stay unreported
     assert spans(analyzer, "We migrated from Postgres to Snowflake; it runs in Kubernetes near Grafana.") == []
 

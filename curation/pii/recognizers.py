@@ -122,6 +122,10 @@ def _recognizer_classes() -> dict[str, Any]:
         )
 
         def accept(self, name: str, text: str, start: int, end: int) -> bool:
+            if name == "cue_number_words":
+                # a street word, or two capitalised words: "10 percent of capacity" is no address
+                words = regex.findall(r"\p{L}[\p{L}'’\-]*\.?", text[start:end])
+                return _has_street_word(text[start:end]) or sum(w[0].isupper() for w in words) >= 2
             if name != "place_postal":
                 return True
             words = regex.findall(r"[\p{L}'’\-]+", text[max(0, start - 80) : start])
@@ -137,8 +141,16 @@ def _recognizer_classes() -> dict[str, Any]:
                 if len(cased) == len(text):
                     text, recased = cased, True
             results = super().analyze(text, entities, nlp_artifacts)
-            if recased:  # "in room 1021": a place needs its capital letters
-                results = [r for r in results if r.recognition_metadata.get("rule") != "place_postal"]
+            if recased:  # "in room 1021": a place needs its capital letters; so do street names without a street word
+                results = [
+                    r
+                    for r in results
+                    if r.recognition_metadata.get("rule") != "place_postal"
+                    and (
+                        r.recognition_metadata.get("rule") != "cue_number_words"
+                        or _has_street_word(text[r.start : r.end])
+                    )
+                ]
             for r in results:
                 if r.recognition_metadata.get("rule") in ("zip_code", "place_postal"):
                     continue
@@ -596,7 +608,7 @@ _STREET_SUFFIXES = (
     "straße|strasse|str\\.|gasse|weg|allee|platz|ring|damm|ufer|steig|vej|vejen|gade|gaden|stræde|vägen|väg|"
     "gatan|gata|gränd|veien|vegen|vei|veg|gata|katu|tie|kuja|polku|raitti|kaari|rinne|laan|straat|gracht|"
     "plein|kade|singel|dreef|utca|út|útja|tér|körút|sor|braut|gata|stígur|vegur|ulica|ulice|aleja|náměstí|"
-    "třída|tänav|iela|gatvė|cesta|ulitsa|caddesi|sokak|sokağı"
+    "třída|tänav|iela|gatvė|cesta|ulitsa|caddesi|sokak|sokağı|u\\.|krt\\.|rkp\\.|gate|tee"
 )
 # Words that start a street name in Romance, Slavic and Greek addresses (Via Roma 131, ul. Grochowa 80).
 _STREET_PREFIXES = (
@@ -620,7 +632,7 @@ def _address_rules(rx: Any) -> list[tuple[str, Any, float, str | int]]:
         (
             "number_street_type",
             rx.compile(
-                rf"(?<![\w.\-/:]){num}(?:[ \t]+{num})?[ \t]+{name}[ \t]+(?i:(?:{_STREET_TYPES}))\.?(?!\w)"
+                rf"(?<![\w.\-/:]){num}(?:[ \t]+{num})?[ \t]+(?:(?i:{_STREET_PREFIXES})[ \t]+)?{name}[ \t]+(?i:(?:{_STREET_TYPES}))\.?(?!\w)"
                 rf"(?:[ \t]+\d{{1,4}}(?:[ \t]+[NSEW])?(?!\w))?"
             ),
             0.6,
@@ -712,6 +724,19 @@ def _address_rules(rx: Any) -> list[tuple[str, Any, float, str | int]]:
             0.5,
             "v",
         ),
+        # After "lives at", "drops you off at", "address:": a house number and the words up to the
+        # end of the clause ("lives at 846 31 Rue Al Imam Al Bakri, Cite Merzgui")
+        (
+            "cue_number_words",
+            rx.compile(
+                r"(?i:\b(?:lives?|living|located|situated|resides?|residing|(?:drops?|dropped)[ \t]+(?:you|me|us|them)[ \t]+off)[ \t]+at"
+                r"|\baddress(?:[ \t]+is|[ \t]*:))[ \t]+"
+                r"(?P<v>\d{1,6}[A-Za-z]?(?:[ \t]+\d{1,5})?(?:[ \t]+(?:\p{L}[\p{L}'’\-]*\.?|\d{1,5}\.?)){2,7})"
+                r"(?=[ \t]*(?:[,;!?\n]|\.(?!\w)|$))"
+            ),
+            0.6,
+            "v",
+        ),
         # Capitalised words then a house number (Pagari 18, Tungata 11): weak alone, needs context.
         (
             "name_number",
@@ -723,6 +748,13 @@ def _address_rules(rx: Any) -> list[tuple[str, Any, float, str | int]]:
 
 
 _TAIL_UNIT = r"(?:[ \t]*,?[ \t]*(?:\n[ \t>?*\-]*)?(?:(?i:apt|apartment|suite|ste|unit|fl|floor|room|rm|bldg|building)\.?|#)[ \t]*[\w\-]{1,6}\.?)"
+
+
+_STREET_WORD_RE = re.compile(rf"(?i)(?<!\w)(?:{_STREET_TYPES}|{_STREET_PREFIXES})(?!\w)|\w(?:{_STREET_SUFFIXES})(?!\w)")
+
+
+def _has_street_word(s: str) -> bool:
+    return _STREET_WORD_RE.search(s) is not None
 
 
 _LEAD_UNIT = re.compile(
