@@ -127,6 +127,9 @@ def test_address_tails_units_po_boxes_and_places_after_place_words(analyzer) -> 
     assert ("48334 36 rue de pologne, cite de l'interieur", "STREET_ADDRESS") in got
     assert spans(analyzer, "It lives at 10 percent of capacity; the server is located at 3 nodes in total.") == []
     assert ("8116 56 rue La Boétie St.", "STREET_ADDRESS") in spans(analyzer, "Drop me at 8116 56 rue La Boétie St.")
+    got = spans(analyzer, "It's in 479 95 Avenue des Tuileries Apt. 892 GUÉRET LI")
+    assert ("479 95 Avenue des Tuileries Apt. 892 GUÉRET LI", "STREET_ADDRESS") in got
+    assert "STREET_ADDRESS" not in {e for _, e in spans(analyzer, "CPU usage is at 95 Percent Load now.")}
     # products in the same position stay unreported
     assert spans(analyzer, "We migrated from Postgres to Snowflake; it runs in Kubernetes near Grafana.") == []
 

@@ -123,9 +123,14 @@ def _recognizer_classes() -> dict[str, Any]:
 
         def accept(self, name: str, text: str, start: int, end: int) -> bool:
             if name == "cue_number_words":
-                # a street word, or two capitalised words: "10 percent of capacity" is no address
+                # a street word, or two capitalised words: "10 percent of capacity" is no address; after
+                # a bare "is at" / "it's in", a street word and a capitalised word ("is at 9816 214 Pavlou Drandaki")
                 words = regex.findall(r"\p{L}[\p{L}'’\-]*\.?", text[start:end])
-                return _has_street_word(text[start:end]) or sum(w[0].isupper() for w in words) >= 2
+                caps = sum(w[0].isupper() for w in words)
+                weak = regex.search(r"(?i)(?:\bis|\bit['’]s)[ \t]+(?:at|in)[ \t]+$", text[max(0, start - 12) : start])
+                if weak:
+                    return caps >= 2 and (_has_street_word(text[start:end]) or caps >= 3)
+                return _has_street_word(text[start:end]) or caps >= 2
             if name != "place_postal":
                 return True
             words = regex.findall(r"[\p{L}'’\-]+", text[max(0, start - 80) : start])
@@ -729,8 +734,8 @@ def _address_rules(rx: Any) -> list[tuple[str, Any, float, str | int]]:
         (
             "cue_number_words",
             rx.compile(
-                r"(?i:\b(?:lives?|living|located|situated|resides?|residing|(?:drops?|dropped)[ \t]+(?:you|me|us|them)[ \t]+off)[ \t]+at"
-                r"|\baddress(?:[ \t]+is|[ \t]*:))[ \t]+"
+                r"(?i:\b(?:lives?|living|located|situated|resides?|residing|(?:drops?|dropped)[ \t]+(?:you|me|us|them)[ \t]+off)[ \t]+(?:at|on)"
+                r"|\baddress(?:[ \t]+is|[ \t]*:)|(?<=\b(?:is|it['’]s))[ \t]+(?:at|in))[ \t]+"
                 r"(?P<v>\d{1,6}[A-Za-z]?(?:[ \t]+\d{1,5})?(?:[ \t]+(?:\p{L}[\p{L}'’\-]*\.?|\d{1,5}\.?)){2,7})"
                 r"(?=[ \t]*(?:[,;!?\n]|\.(?!\w)|$))"
             ),
