@@ -159,6 +159,10 @@ def _recognizer_classes() -> dict[str, Any]:
             for r in results:
                 if r.recognition_metadata.get("rule") in ("zip_code", "place_postal"):
                     continue
+                if r.recognition_metadata.get("rule") == "cue_number_words" and text[r.end - 1] == ".":
+                    last = text[r.start : r.end - 1].split()[-1]
+                    if last.isdigit() or len(last) > 3:
+                        r.end -= 1  # the full stop of the sentence, not of an abbreviation ("St.")
                 r.end, added = _extend_address_tail(regex, text, r.end)
                 lead = _LEAD_UNIT.search(text[max(0, r.start - 24) : r.start])
                 if lead:
