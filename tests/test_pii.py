@@ -130,6 +130,12 @@ def test_address_tails_units_po_boxes_and_places_after_place_words(analyzer) -> 
     got = spans(analyzer, "It's in 479 95 Avenue des Tuileries Apt. 892 GUÉRET LI")
     assert ("479 95 Avenue des Tuileries Apt. 892 GUÉRET LI", "STREET_ADDRESS") in got
     assert "STREET_ADDRESS" not in {e for _, e in spans(analyzer, "CPU usage is at 95 Percent Load now.")}
+    # a name found once is a name where the same text writes it again
+    got = spans(analyzer, "A film directed by Jindřich Holinka and starring Holinka")
+    assert ("Holinka", "PERSON") in got and ("Jindřich Holinka", "PERSON") in got
+    # a name the tagger read as a noun, before "lives on" + an address; not a thing that "lives on"
+    assert ("Timotea", "PERSON") in spans(analyzer, "Timotea lives on Via dei Fiorentini 17 street.")
+    assert spans(analyzer, "Legacy lives on. Water moved the stones.") == []
     # products in the same position stay unreported
     assert spans(analyzer, "We migrated from Postgres to Snowflake; it runs in Kubernetes near Grafana.") == []
 

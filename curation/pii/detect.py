@@ -131,6 +131,18 @@ def _to_spans(results: Iterable[Any], text: str, config: PiiConfig, allow: set[s
             and name != "NameCueRecognizer"
             and (not looks_like_a_name(text[r.start : r.end]) or name_evidence_against(text, r.start, r.end))
         ):
+            if r.entity_type == "PERSON":
+                # the NER glued a cued name to its neighbours ('Heather:"I'm Daniel's daughter'): keep the
+                # name the cue points at
+                cues = _cue_spans(text) if cues is None else cues
+                spans += [
+                    Span(a, b, "PERSON", 0.6, "NameCueRecognizer")
+                    for a, b in cues
+                    if r.start <= a
+                    and b <= r.end
+                    and (a, b) != (r.start, r.end)
+                    and text[a:b].strip().casefold() not in allow
+                ]
             continue
         if r.entity_type == "PERSON" and name != "NameCueRecognizer":
             org = next(
@@ -153,7 +165,33 @@ def _to_spans(results: Iterable[Any], text: str, config: PiiConfig, allow: set[s
         if allow and text[r.start : r.end].strip().casefold() in allow:
             continue
         spans.append(Span(r.start, r.end, r.entity_type, round(float(r.score), 4), name))
-    return resolve_overlaps(spans)
+    return resolve_overlaps(spans + _same_name_again(text, spans))
+
+
+def _same_name_again(text: str, spans: list[Span]) -> list[Span]:
+    """A name found once in a text is a name wherever else the same text writes it, word for word
+    ("Thaddeus had given Thaddeus his address", "directed by Jindřich Holinka and starring Holinka"):
+    every other whole-word occurrence of a PERSON span's text, or of its last word, that no span
+    covers yet."""
+    people = [s for s in spans if s.entity == "PERSON"]
+    if not people:
+        return []
+    taken = [(s.start, s.end) for s in spans]
+    out: list[Span] = []
+    for p in people:
+        words = text[p.start : p.end].split()
+        forms = {" ".join(words)}
+        if len(words) > 1 and len(words[-1]) > 2 and words[-1][0].isupper():
+            forms.add(words[-1])  # the surname alone
+        for form in forms:
+            if len(form) < 3:
+                continue
+            for m in re.finditer(rf"(?<![\w'’\-]){re.escape(form)}(?![\w\-])", text):
+                if any(a < m.end() and m.start() < b for a, b in taken):
+                    continue
+                taken.append(m.span())
+                out.append(Span(m.start(), m.end(), "PERSON", p.score, p.recognizer))
+    return out
 
 
 def _analyze_chunk(analyzer: Any, texts: Sequence[str], config: PiiConfig) -> list[list[Span]]:

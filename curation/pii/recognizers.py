@@ -294,6 +294,21 @@ def _recognizer_classes() -> dict[str, Any]:
             i, n = 0, len(doc)
             while i < n:
                 if not _name_token(doc[i]):
+                    t = doc[i]
+                    if (
+                        "PERSON" in entities
+                        and (i == 0 or t.is_sent_start)
+                        and t.text[:1].isupper()
+                        and t.text[1:].islower()
+                        and t.is_alpha
+                        and not t.is_stop
+                        and t.lower_ not in _NOT_PLACE_WORDS
+                        and _before_person_verb(doc, i + 1, strict=True)
+                    ):
+                        # "Timotea lives on Via dei Fiorentini": the tagger read the name as a noun
+                        out.append(self._result("PERSON", t.idx, t.idx + len(t.text)))
+                        i += 1
+                        continue
                     j = i
                     while j < n and _caps_word(doc[j]) and (j == i or "\n" not in doc[j - 1].whitespace_):
                         j += 1
@@ -530,12 +545,29 @@ def _caps_word(tok: Any) -> bool:
     )
 
 
-def _before_person_verb(doc: Any, k: int) -> bool:
+_THINGS_DO_TOO = frozenset(
+    {"lives", "lived", "moved", "flew", "grew", "met", "visited", "travelled", "traveled", "loves", "loved"}
+)
+
+
+def _before_person_verb(doc: Any, k: int, strict: bool = False) -> bool:
     """Whether token k (and an auxiliary after it: "had given", "was born") is a verb whose subject
-    is a person (data/person_verbs.txt)."""
+    is a person (data/person_verbs.txt). `strict` (the word before was tagged a common noun): not
+    the verbs a thing can do too ("Water moved", "Legacy lives on"), except "lives on/at/in" before
+    a capitalised word or a number ("Timotea lives on Via dei Fiorentini 17")."""
     if k < len(doc) and doc[k].pos_ == "AUX" and k + 1 < len(doc):
         k += 1
-    return k < len(doc) and doc[k].lower_ in PERSON_VERBS and doc[k].pos_ in ("VERB", "AUX")
+    if not (k < len(doc) and doc[k].lower_ in PERSON_VERBS and doc[k].pos_ in ("VERB", "AUX")):
+        return False
+    if strict and doc[k].lower_ in _THINGS_DO_TOO:
+        nxt = doc[k + 1 : k + 3]
+        return (
+            doc[k].lower_ in ("lives", "lived")
+            and len(nxt) == 2
+            and nxt[0].lower_ in ("on", "at", "in")
+            and (nxt[1].text[:1].isupper() or nxt[1].text[:1].isdigit())
+        )
+    return True
 
 
 _WORD_RE = re.compile(r"\w+")
