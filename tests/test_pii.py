@@ -136,6 +136,10 @@ def test_address_tails_units_po_boxes_and_places_after_place_words(analyzer) -> 
     # a name the tagger read as a noun, before "lives on" + an address; not a thing that "lives on"
     assert ("Timotea", "PERSON") in spans(analyzer, "Timotea lives on Via dei Fiorentini 17 street.")
     assert spans(analyzer, "Legacy lives on. Water moved the stones.") == []
+    # the place after a form label, up to a venue word; a deployment stage is no place
+    got = spans(analyzer, "When: 2000-04-16 11:34:35 Where: UPTON SCUDAMORE Country Club.")
+    assert ("UPTON SCUDAMORE", "LOCATION") in got
+    assert spans(analyzer, "Where: Production cluster, City: Oslo") == [("Oslo", "LOCATION")]
     # products in the same position stay unreported
     assert spans(analyzer, "We migrated from Postgres to Snowflake; it runs in Kubernetes near Grafana.") == []
 

@@ -367,6 +367,34 @@ def _recognizer_classes() -> dict[str, Any]:
                 out += self._listed_with_names(doc, held, out)
             if "PERSON" in entities:
                 out += self._speakers(text, doc, out)
+            if "LOCATION" in entities:
+                out += self._labelled_places(text, out)
+            return out
+
+        def _labelled_places(self, text: str, found: list[Any]) -> list[Any]:
+            """The capitalised words after a place label ("Where: Beerze Country Club", "City: Oslo"),
+            up to a venue or organisation word."""
+            out = []
+            for m in _PLACE_LABEL_RE.finditer(text):
+                words = []
+                for w in regex.finditer(r"\S+", m.group("v")):
+                    core = w.group().strip(".,;:!?")
+                    if (
+                        not core
+                        or not core[0].isupper()
+                        or core.casefold() in ORG_WORDS
+                        or core.casefold() in ("country", "county")
+                    ):
+                        break
+                    words.append(w)
+                    if core != w.group():
+                        break
+                if not words or any(x.group().strip(".,;:!?").casefold() in _NOT_PLACE_WORDS for x in words):
+                    continue
+                a = m.start("v") + words[0].start()
+                b = m.start("v") + words[-1].start() + len(words[-1].group().rstrip(".,;:!?"))
+                if not any(r.start <= a and b <= r.end for r in found):
+                    out.append(self._result("LOCATION", a, b))
             return out
 
         def _speakers(self, text: str, doc: Any, found: list[Any]) -> list[Any]:
@@ -512,6 +540,10 @@ def _name_token(tok: Any) -> bool:
     return core.lower() not in NOT_NAMES and not tok.is_stop
 
 
+# A place label and what follows it on its line: "Where: UPTON SCUDAMORE Country Club."
+_PLACE_LABEL_RE = re.compile(
+    r"(?<![\w])(?:Where|Location|City|Town|Hometown|Venue|Place of birth|Birthplace)[ \t]*:[ \t]*(?P<v>[^\n]{1,60})"
+)
 # A speaker label: one capitalised word and a colon at the start of the text, of a line, or after
 # a sentence ("Ella: ...", 'Koppány: "Who are you?" Elizabeth:"I'm ...').
 _SPEAKER_RE = re.compile(
