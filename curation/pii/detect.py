@@ -165,10 +165,10 @@ def _to_spans(results: Iterable[Any], text: str, config: PiiConfig, allow: set[s
         if allow and text[r.start : r.end].strip().casefold() in allow:
             continue
         spans.append(Span(r.start, r.end, r.entity_type, round(float(r.score), 4), name))
-    return resolve_overlaps(spans + _same_name_again(text, spans))
+    return resolve_overlaps(spans + _same_name_again(text, spans, allow))
 
 
-def _same_name_again(text: str, spans: list[Span]) -> list[Span]:
+def _same_name_again(text: str, spans: list[Span], allow: set[str] | frozenset[str] = frozenset()) -> list[Span]:
     """A name found once in a text is a name wherever else the same text writes it, word for word
     ("Thaddeus had given Thaddeus his address", "directed by Jindřich Holinka and starring Holinka"):
     every other whole-word occurrence of a PERSON span's text, or of its last word, that no span
@@ -184,7 +184,7 @@ def _same_name_again(text: str, spans: list[Span]) -> list[Span]:
         if len(words) > 1 and len(words[-1]) > 2 and words[-1][0].isupper():
             forms.add(words[-1])  # the surname alone
         for form in forms:
-            if len(form) < 3:
+            if len(form) < 3 or form.casefold() in allow:
                 continue
             for m in re.finditer(rf"(?<![\w'’\-]){re.escape(form)}(?![\w\-])", text):
                 if any(a < m.end() and m.start() < b for a, b in taken):
