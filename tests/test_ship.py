@@ -93,6 +93,10 @@ def test_pii_index_finds_strings_by_hash_only() -> None:
         hashlib.sha256(s.encode()).hexdigest() for s in (secret, other)
     }
     assert idx.found("Dear Jane Do, call 555-0101.") == set() and PiiIndex(None).found("Jane Doe") == set()
+    # A missing list is "not checked", never "none found"; an empty list is a real "none".
+    assert PiiIndex(None).known is False and PiiIndex({"sha256": [], "lengths": []}).known is True
+    card = modelcard.render({"run_id": "r", "metrics": {"memorization": {"probed": 2, "pii_emitted": None}}})
+    assert "PII: not checked" in card and "PII strings known" not in card
 
 
 def test_store_lists_pii_strings_of_any_revision_without_the_text(wb) -> None:
