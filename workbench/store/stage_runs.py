@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import uuid
 from datetime import datetime
 from typing import Any
 
@@ -10,6 +11,12 @@ import duckdb
 import pyarrow as pa
 
 from workbench.store._db import Database, dumps, now
+
+
+def new_stage_run_id(stage: str) -> str:
+    """The one form of a stage run's id: `<stage>-<12 hex>` (e.g. `validate-3f2a…`), so an id in a
+    flag, a log or `--json` output says which stage made it."""
+    return f"{stage}-{uuid.uuid4().hex[:12]}"
 
 
 class StageRunStore:
