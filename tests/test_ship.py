@@ -263,3 +263,16 @@ def test_sweep_of_dora_and_rslora_and_a_full_fine_tune(tiny_model: Path, tmp_pat
     frames = [f.value for f in at.dataframe]
     grouped = next(f for f in frames if "use_dora" in f.columns)
     assert sorted(grouped["run"]) == sorted(x["run_id"] for x in swept) and list(grouped["best"]).count("★") == 1
+
+
+def test_recipe_label_tells_qlora_dora_and_full_fine_tuning_apart() -> None:
+    from workbench.services.train import recipe_label
+
+    base = {"lora": True, "load_in_4bit": True, "lora_r": 16, "learning_rate": 4e-4, "max_steps": 150}
+    assert recipe_label(base) == "QLoRA r16, lr 0.0004, 150 steps"
+    assert recipe_label({**base, "use_dora": True}) == "DoRA (4-bit) r16, lr 0.0004, 150 steps"
+    assert recipe_label({**base, "load_in_4bit": False, "max_steps": 0, "num_train_epochs": 3.0}).startswith("LoRA r16")
+    assert (
+        recipe_label({**base, "lora": False, "learning_rate": 4e-5}) == "full fine-tuning (bf16), lr 4e-05, 150 steps"
+    )
+    assert recipe_label({}) is None
