@@ -8,7 +8,6 @@ process and model (`analyzer()`), and shared by the CLI, the app and the Python 
 from __future__ import annotations
 
 import time
-import uuid
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -18,6 +17,7 @@ from curation.progress import Progress
 from curation.records import Conversation, sha256_hex
 from workbench.services.core import default_actor
 from workbench.store import Store, StoreError
+from workbench.store.stage_runs import new_stage_run_id
 
 # model name -> AnalyzerEngine; one per process (the app, the CLI and a test session each build it once)
 _ANALYZERS: dict[str, Any] = {}
@@ -160,7 +160,7 @@ class PiiService:
     ) -> str:
         """The scan's run and findings, in one transaction (or in the caller's, `con`): a crash
         leaves neither. Returns the run id."""
-        run_id = f"pii-{uuid.uuid4().hex[:12]}"
+        run_id = new_stage_run_id("pii")
         scanned = [(cid, rev, pii.count_scanned([c], config)) for cid, rev, c in targets]
         flat = [
             {**f.to_dict(), "conversation_id": cid, "revision": rev}
