@@ -142,6 +142,9 @@ def test_address_tails_units_po_boxes_and_places_after_place_words(analyzer) -> 
     got = spans(analyzer, "When: 2000-04-16 11:34:35 Where: UPTON SCUDAMORE Country Club.")
     assert ("UPTON SCUDAMORE", "LOCATION") in got
     assert spans(analyzer, "Where: Production cluster, City: Oslo") == [("Oslo", "LOCATION")]
+    # an IBAN typed in lower case, when its checksum holds
+    assert ("gb42nawi04454264788619", "IBAN_CODE") in spans(analyzer, "my iban is gb42nawi04454264788619")
+    assert spans(analyzer, "my iban is gb42nawi04454264788618") == []  # one digit off
     # products in the same position stay unreported
     assert spans(analyzer, "We migrated from Postgres to Snowflake; it runs in Kubernetes near Grafana.") == []
 

@@ -213,6 +213,23 @@ def _recognizer_classes() -> dict[str, Any]:
         RULES = (("card_digits", regex.compile(r"(?<![\w\-.])\d{4}(?:[ \-]?\d){8,15}(?![\w\-]|\.\d)"), 0.2, 0),)
         CONTEXT = ("card", "credit", "debit", "visa", "mastercard", "amex", "cc")
 
+    class LowercaseIbanRecognizer(_Regexes):
+        """IBANs typed in lower case ("my iban is gb42nawi0445..."), which Presidio's recognizer
+        (upper case only) skips: reported only when the ISO 13616 mod-97 checksum holds."""
+
+        ENTITY = "IBAN_CODE"
+        RULES = (
+            (
+                "lowercase_iban",
+                regex.compile(r"(?<![\w\-])[a-z]{2}\d{2}(?:[ ]?[a-z0-9]{4}){2,7}(?:[ ]?[a-z0-9]{1,4})?(?![\w\-])"),
+                0.9,
+                0,
+            ),
+        )
+
+        def accept(self, name: str, text: str, start: int, end: int) -> bool:
+            return _iban_checksum_ok(text[start:end])
+
     class NameCueRecognizer(_Regexes):
         """The word(s) after "my name is", "call me", "last name?": a name even if the NER model does
         not know it, and even in all-lowercase text."""
@@ -515,6 +532,7 @@ def _recognizer_classes() -> dict[str, Any]:
         "CardNumberRecognizer": CardNumberRecognizer,
         "ProperNounRecognizer": ProperNounRecognizer,
         "NameCueRecognizer": NameCueRecognizer,
+        "LowercaseIbanRecognizer": LowercaseIbanRecognizer,
         "DenyListRecognizer": DenyListRecognizer,
     }
 
@@ -549,6 +567,15 @@ _PLACE_LABEL_RE = re.compile(
 _SPEAKER_RE = re.compile(
     r"""(?:^|(?<=\n)|(?<=[.!?][ \t])|(?<=[.!?]["”'][ \t]))[ \t]*([^\W\d_][^\W\d_'’\-]+):(?=[ \t]*["“]?\S)"""
 )
+
+
+def _iban_checksum_ok(value: str) -> bool:
+    """ISO 13616: move the country code and check digits to the end, letters to 10..35, mod 97 == 1."""
+    v = value.replace(" ", "").upper()
+    if not 15 <= len(v) <= 34 or not v.isalnum():
+        return False
+    digits = "".join(str(int(c, 36)) for c in v[4:] + v[:4])
+    return int(digits) % 97 == 1
 
 
 def _place_before(doc: Any, k: int) -> bool:
