@@ -145,6 +145,7 @@ def test_address_tails_units_po_boxes_and_places_after_place_words(analyzer) -> 
     # an IBAN typed in lower case, when its checksum holds
     assert ("gb42nawi04454264788619", "IBAN_CODE") in spans(analyzer, "my iban is gb42nawi04454264788619")
     assert spans(analyzer, "my iban is gb42nawi04454264788618") == []  # one digit off
+    assert ("Cyprus (Greek)", "LOCATION") in spans(analyzer, "We moved here from Cyprus (Greek)")
     # products in the same position stay unreported
     assert spans(analyzer, "We migrated from Postgres to Snowflake; it runs in Kubernetes near Grafana.") == []
 

@@ -90,6 +90,7 @@ def url_evidence_against(text: str, start: int, end: int) -> str | None:
     return None
 
 
+_QUALIFIER_RE = re.compile(r"[ \t]?\(([^\W\d_][\w'’\-]*(?:[ \t][^\W\d_][\w'’\-]*)?)\)")
 _WORD_GAP_RE = re.compile(r"(\s*)(\S+)")
 _LEADING_WORD_RE = re.compile(r"(\S+)\s+")
 _EMAIL_LOCAL = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._%+-")
@@ -153,6 +154,8 @@ def _to_spans(results: Iterable[Any], text: str, config: PiiConfig, allow: set[s
                     continue  # "Hall Orchestra", "Border Force": a body, not a person
                 r.end = org.start()  # "Silvia J Křenová  Airport tower controller": the next field
         r.start = _trim_start(text, r.entity_type, r.start, r.end)
+        if r.entity_type == "LOCATION" and (q := _QUALIFIER_RE.match(text, r.end)) and q.group(1)[0].isupper():
+            r.end = q.end()  # "Cyprus (Greek)", "Unionville (Orange)": the qualifier is part of the name
         if r.entity_type in ("PERSON", "LOCATION") and (
             not looks_like_a_name(text[r.start : r.end])
             or (name != "NameCueRecognizer" and name_evidence_against(text, r.start, r.end))
