@@ -13,30 +13,31 @@ def page(file: str, title: str, icon: str, url: str, **kw: bool) -> StreamlitPag
     return st.Page(f"workbench/app_pages/{file}.py", title=title, icon=icon, url_path=url, **kw)
 
 
-# Grouped as an SME works: bring data in, curate it, review it, then train on a frozen version.
+# Icons from the Material Symbols font that Streamlit serves itself (no emoji font needed, so they
+# draw the same on every machine, offline included). Grouped as an SME works: bring data in, curate it, review it, then train on a frozen version.
 # Home is the default page (served at "/"); every other page opens directly at its own path.
 PAGES = {
-    "": [page("home", "Home", "🏠", "home", default=True)],
+    "": [page("home", "Home", ":material/home:", "home", default=True)],
     "Data": [
-        page("import_page", "Import", "📥", "import"),
-        page("browse", "Browse", "🔎", "browse"),
-        page("lineage", "Lineage", "🧬", "lineage"),
+        page("import_page", "Import", ":material/upload_file:", "import"),
+        page("browse", "Browse", ":material/search:", "browse"),
+        page("lineage", "Lineage", ":material/account_tree:", "lineage"),
     ],
     "Curate": [
-        page("validate", "Validate", "🩺", "validate"),
-        page("dedup", "Dedup", "👯", "dedup"),
-        page("pii", "PII", "🕵️", "pii"),
-        page("labels", "Labels", "🏷️", "labels"),
-        page("augment", "Augment", "🪄", "augment"),
+        page("validate", "Validate", ":material/rule:", "validate"),
+        page("dedup", "Dedup", ":material/content_copy:", "dedup"),
+        page("pii", "PII", ":material/shield_person:", "pii"),
+        page("labels", "Labels", ":material/label:", "labels"),
+        page("augment", "Augment", ":material/auto_fix_high:", "augment"),
     ],
     "Review": [
-        page("review", "Review", "✅", "review"),
-        page("progress", "Progress", "📈", "progress"),
+        page("review", "Review", ":material/task_alt:", "review"),
+        page("progress", "Progress", ":material/monitoring:", "progress"),
     ],
     "Train": [
-        page("versions", "Versions", "🧊", "versions"),
-        page("train", "Train", "🏋️", "train"),
-        page("compare", "Compare", "📊", "compare"),
+        page("versions", "Versions", ":material/inventory_2:", "versions"),
+        page("train", "Train", ":material/model_training:", "train"),
+        page("compare", "Compare", ":material/compare_arrows:", "compare"),
     ],
 }
 

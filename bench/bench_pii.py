@@ -13,7 +13,12 @@ per message, the same engine and filters (`curation.pii.analyze_one`). Sift: `an
 (identical texts once, spaCy `nlp.pipe` batches, N forked worker processes). Both must return the
 same findings for every message.
 
+Gold sets: per gold span as above (P, R, F2) and, beside it, binary per token like
+presidio-research's evaluator (`score_tokens`: a gold token counts as found when any predicted span
+covers it, so a city inside a predicted address is found).
+
     .venv/bin/python bench/bench_pii.py [--conversations 3500] [--processes N] [--skip-quality]
+        [--skip-speed] [--skip-gold] [--set multilingual.json]...
 """
 
 from __future__ import annotations
@@ -43,26 +48,29 @@ GOLD_SETS = (
 )
 
 
-def gold_sets(analyzer: Any, vanilla: Any, config: Any) -> dict[str, Any]:
-    """Precision / recall / F2 per entity and the clean-text finding rate on every gold set, Sift's
-    default configuration against vanilla Presidio in the same run."""
+def gold_sets(analyzer: Any, vanilla: Any, config: Any, only: tuple[str, ...] = ()) -> dict[str, Any]:
+    """Precision / recall / F2 per entity and the clean-text finding rate on every gold set (or the
+    sets named in `only`), Sift's default configuration against vanilla Presidio in the same run;
+    per gold span (`score_spans`) and, binary, per token (`score_tokens`, presidio-research's way)."""
     from curation import pii
 
     out: dict[str, Any] = {}
     for path in GOLD_SETS:
-        if not path.exists():
+        if not path.exists() or (only and path.name not in only):
             continue
         texts, gold = pii.load_presidio_research(path)
         row: dict[str, Any] = {"texts": len(texts), "spans": sum(len(g) for g in gold)}
         t = time.perf_counter()
-        row["sift"] = pii.score_spans(gold, pii.analyze_texts(analyzer, texts, config), config.entities)
+        pred = pii.analyze_texts(analyzer, texts, config)
+        row["sift"] = pii.score_spans(gold, pred, config.entities)
         row["sift"]["docs_per_second"] = round(len(texts) / (time.perf_counter() - t), 1)
+        row["sift"]["tokens"] = pii.score_tokens(texts, gold, pred, config.entities)
         if vanilla is not None:
             t = time.perf_counter()
-            row["vanilla"] = pii.score_spans(
-                gold, pii.predict_vanilla(vanilla, texts, config.entities), config.entities
-            )
+            pred = pii.predict_vanilla(vanilla, texts, config.entities)
+            row["vanilla"] = pii.score_spans(gold, pred, config.entities)
             row["vanilla"]["docs_per_second"] = round(len(texts) / (time.perf_counter() - t), 1)
+            row["vanilla"]["tokens"] = pii.score_tokens(texts, gold, pred, config.entities)
         out[path.name] = row
     return out
 
@@ -137,8 +145,8 @@ def speed(analyzer: Any, config: Any, n_conversations: int, processes: int) -> d
 
 def gold_markdown(g: dict[str, Any]) -> list[str]:
     lines = [
-        "| set | texts | gold spans | tool | P | R | F2 | clean texts with a finding | PERSON findings on clean texts | docs/s |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| set | texts | gold spans | tool | P | R | F2 | token P | token R | clean texts with a finding | PERSON findings on clean texts | docs/s |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name, row in g.items():
         for who in ("sift", "vanilla"):
@@ -147,9 +155,12 @@ def gold_markdown(g: dict[str, Any]) -> list[str]:
             x = row[who]
             o = x["overall"]
             clean = f"{x['clean_texts_with_findings']} of {x['clean_texts']}" if x["clean_texts"] else "—"
+            tok = x["tokens"]
+            tok_p = f"{tok['precision']:.3f}" if tok["predicted_tokens"] else "—"
+            tok_r = f"{tok['recall']:.3f}" if tok["gold_tokens"] else "—"
             lines.append(
                 f"| {name} | {row['texts']} | {row['spans']} | {who} | {o['precision']:.3f} | {o['recall']:.3f} | "
-                f"{o['f2']:.3f} | {clean} | {x['clean_person_findings']} | {x['docs_per_second']} |"
+                f"{o['f2']:.3f} | {tok_p} | {tok_r} | {clean} | {x['clean_person_findings']} | {x['docs_per_second']} |"
             )
     for name, row in g.items():
         if not row["spans"]:
@@ -214,6 +225,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--skip-quality", action="store_true")
     ap.add_argument("--skip-speed", action="store_true")
     ap.add_argument("--skip-gold", action="store_true", help="skip the gold sets against vanilla Presidio")
+    ap.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        help="score only this gold set (file name, e.g. multilingual.json); repeatable",
+    )
     args = ap.parse_args(argv if argv is not None else [])
     from curation import pii
 
@@ -221,7 +238,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     analyzer = pii.build_analyzer()
     build_s = time.perf_counter() - t
     config = pii.PiiConfig()
-    g = {} if args.skip_gold else gold_sets(analyzer, pii.build_vanilla_analyzer(), config)
+    g = {} if args.skip_gold else gold_sets(analyzer, pii.build_vanilla_analyzer(), config, tuple(args.set))
     q = {} if args.skip_quality else quality(analyzer, config)
     s = {} if args.skip_speed else speed(analyzer, config, args.conversations, args.processes)
     machine = f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}; analyzer built in {build_s:.1f} s"

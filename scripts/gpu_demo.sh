@@ -9,7 +9,7 @@
 # $OUT gets runs.tar.xz (every run folder without its adapter weights, refreshed every 20 s), jobs.log, gpu.txt, smi.txt.
 # jobs.json (scripts/demo.py --bundle) holds raw and curated per training seed and each leave-one-step-out
 # version (`sift ablate`) per ablation seed: 16 jobs with --full, all sharing the one GPU.
-# PARALLEL jobs run at once (default: all): a 135M model leaves an H100 mostly idle per process.
+# PARALLEL jobs run at once (default: as many as the GPU's free memory holds at ~12 GiB each).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 REPO=$PWD
@@ -58,7 +58,16 @@ wait_jobs() {
 
 start_jobs() {
   # The supervisor: every job in its own process, PARALLEL at a time; DONE when all have ended.
-    setsid nohup python3 - "$WORK" "${PARALLEL:-0}" >> "$WORK/jobs.log" 2>&1 <<'PY' &
+  # Default PARALLEL: as many as fit in the GPU's free memory at ~12 GiB a job (the 135M QLoRA job
+  # peaks near 9 GiB without checkpointing, DoRA near 14): 18 at once on an 80 GiB H100 ran out of memory.
+  if [ -z "${PARALLEL:-}" ]; then
+    local free
+    free=$(nvidia-smi --query-gpu=memory.free --format=csv,noheader,nounits 2>/dev/null | head -1)
+    PARALLEL=$(( ${free:-24000} / 12288 )); (( PARALLEL < 1 )) && PARALLEL=1
+    echo "PARALLEL=$PARALLEL (free GPU memory ${free:-?} MiB)"
+  fi
+  export PYTORCH_CUDA_ALLOC_CONF=${PYTORCH_CUDA_ALLOC_CONF:-expandable_segments:True}
+    setsid nohup python3 - "$WORK" "$PARALLEL" >> "$WORK/jobs.log" 2>&1 <<'PY' &
 import json, os, subprocess, sys, time
 work, parallel = sys.argv[1], int(sys.argv[2])
 bundle = os.path.join(work, "bundle")
@@ -97,6 +106,9 @@ case "$MODE" in
     rm -rf "$WORK" && mkdir -p "$WORK"
     tar -C "$WORK" -xJf .gpu/demo2/bundle.tar.xz
     mv "$WORK"/*/ "$WORK/bundle" 2>/dev/null || true
+    # The job folders as the bundle made them (pii_strings.json for the memorisation probe): `rerun`
+    # starts a failed job from this copy, never from an empty folder.
+    cp -r "$WORK/bundle/runs" "$WORK/runs.pristine"
     export PYTHONPATH="$DEST/site:$REPO"
     python3 -c "from curation.models import resolve_model; print('model', resolve_model())" 2>&1 | tail -1
     start_jobs
@@ -111,7 +123,10 @@ case "$MODE" in
     # Same warm machine: start again the jobs that did not succeed (their folders are replaced).
     export PYTHONPATH="$DEST/site:$REPO"
     for d in "$WORK"/bundle/runs/*/; do
-      grep -q '"state": "succeeded"' "$d/status.json" 2>/dev/null || rm -rf "$d" "${d%/}.log"
+      if ! grep -q '"state": "succeeded"' "$d/status.json" 2>/dev/null; then
+        rm -rf "$d" "${d%/}.log"
+        cp -r "$WORK/runs.pristine/$(basename "$d")" "$d"
+      fi
     done
     rm -f "$WORK/DONE"
     start_jobs

@@ -187,7 +187,7 @@ def test_home_import_with_mapping_and_keyboard_review(app: tuple[str, Path], tmp
         phase("review done")
         # Freeze what was accepted, then Train shows the presets with an estimate for that version.
         nav.get_by_role("link", name="Versions", exact=True).click()
-        expect(main.get_by_role("heading", name="Versions", exact=True)).to_be_visible()
+        expect(main.get_by_role("heading", name="Versions", exact=True, level=1)).to_be_visible()
         settle()
         main.get_by_label("Version name", exact=True).fill("kb-v1")
         main.get_by_label("Version name", exact=True).press("Enter")

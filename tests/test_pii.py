@@ -56,6 +56,100 @@ def test_recognizers_secrets_addresses_lists_thresholds(analyzer) -> None:
     assert not pii.looks_like_a_name("QuillDB") and pii.looks_like_a_name("Ana O'Neil")
 
 
+def test_address_tails_units_po_boxes_and_places_after_place_words(analyzer) -> None:
+    # a last "Country 12345" line after a blank line belongs to the address; a phone number on the
+    # line after the postal code does not
+    letter = "Harry Sheppard\n\n515 Gemsbok St\n Apt. 460\n Pietersburg\n\n South Africa 89082\n085 175 7641"
+    got = spans(analyzer, letter)
+    assert ("515 Gemsbok St\n Apt. 460\n Pietersburg\n\n South Africa 89082", "STREET_ADDRESS") in got
+    assert ("085 175 7641", "PHONE_NUMBER") in got
+    # ...but a blank line ends the address before ordinary prose
+    got = spans(analyzer, "Ship to 742 Evergreen Terrace, Springfield\n\nThanks for the help")
+    assert ("742 Evergreen Terrace, Springfield", "STREET_ADDRESS") in got
+    got = spans(analyzer, "Mrs. Diana Usamov\nSuite 913\n0547 Bygget 91\nANNERSTAD 340 12")
+    assert ("Suite 913\n0547 Bygget 91\nANNERSTAD 340 12", "STREET_ADDRESS") in got  # the unit written first
+    assert ("45818 P.O. Box 242", "STREET_ADDRESS") in spans(analyzer, "Write to 45818 P.O. Box 242 please.")
+    assert ("2274 Via delle Coste 41", "STREET_ADDRESS") in spans(analyzer, "It is at 2274 Via delle Coste 41.")
+    # spaCy's small model calls these places organisations; where a place goes, they are places
+    assert ("HELSINKI", "LOCATION") in spans(analyzer, "Demidov is a 63 year old man who grew up in HELSINKI.")
+    assert ("Nicosia", "LOCATION") in spans(analyzer, "He studied at the University of Nicosia.")
+    assert ("Dordrecht", "LOCATION") in spans(analyzer, "The Princess Royal arrived at Dordrecht this morning.")
+    # a one-word name in a list of names; not a capitalised word paired with one spaCy guess
+    got = spans(analyzer, "The brainchild of our 3 founders: Eklund, Michael and Hodge.")
+    assert ("Hodge", "PERSON") in got
+    got = spans(analyzer, "Capitalized words like Wisdom and Discipline are often mistaken with names.")
+    assert ("Wisdom", "PERSON") not in got
+    # a one-word name spaCy calls an organisation, before a verb whose subject is a person
+    assert ("Scott", "PERSON") in spans(analyzer, "Scott had given Belle his address.")
+    assert spans(analyzer, "Kafka said the offset was committed.") == []
+    # "my name is" in Chinese, Japanese and Korean, where no space marks the name's ends
+    got = spans(analyzer, "我叫王伟，我的邮箱是wangwei@example.cn。")
+    assert ("王伟", "PERSON") in got
+    assert ("wangwei@example.cn", "EMAIL_ADDRESS") in got  # not "我的邮箱是wangwei@..."
+    assert ("佐藤健", "PERSON") in spans(analyzer, "私の名前は佐藤健です。")
+    assert ("김민준", "PERSON") in spans(analyzer, "제 이름은 김민준입니다.")
+    # an NER span that opens with lowercase words starts at the name; a product stays a product
+    got = spans(analyzer, "Hallo, mein Name ist Jürgen Müller.")
+    assert ("Jürgen Müller", "PERSON") in got and not any(t.startswith("mein") for t, _ in got)
+    assert spans(analyzer, "Docker Desktop on macOS Sonoma works.") == []
+    # speaker labels of a transcript that names a person; form labels are not speakers
+    got = spans(analyzer, "Ella: What a wife. Destiny: Remember me, Maria?")
+    assert ("Ella", "PERSON") in got and ("Destiny", "PERSON") in got
+    got = spans(analyzer, "Expected: 200. Actual: 500 from Nginx, said John.")
+    assert ("Expected", "PERSON") not in got and ("Actual", "PERSON") not in got
+    # the postal code after a place; not a year, a version or a room number
+    got = spans(analyzer, "Looking to support Allianz in Acquapendente 1021 in its mission.")
+    assert ("1021", "STREET_ADDRESS") in got
+    assert spans(analyzer, "It broke in Windows 2019, in Room 1021 and in Visual Studio 2022.") == []
+    assert ("KIIKOINEN", "LOCATION") in spans(analyzer, "The economy of their home city KIIKOINEN grew.")
+    # an upper-case place the tagger reads as a common noun; not a deployment stage or a format
+    assert ("HARSTAD", "LOCATION") in spans(analyzer, "I'm in HARSTAD, at the conference.")
+    assert spans(analyzer, "Deploy in PRODUCTION only; the data comes in JSON from NGINX.") == []
+    # names after an honorific or a family word, also in all-lowercase text; not "I miss Paris"
+    assert ("Quinzia", "PERSON") in spans(analyzer, "I'd like to join accounts with ms. Quinzia")
+    assert ("elliott", "PERSON") in spans(analyzer, "mr. elliott flew to oslo on friday morning.")
+    assert ("Tadzio", "PERSON") in spans(analyzer, "I would like to remove my kid Tadzio from the will.")
+    got = spans(analyzer, 'Vsevolod: "Who are you?" Heather:"I\'m Daniel\'s daughter".')
+    assert {("Vsevolod", "PERSON"), ("Heather", "PERSON"), ("Daniel", "PERSON")} <= set(got)
+    assert ("Paris", "PERSON") not in spans(analyzer, "I miss Paris.")
+    # phone numbers with a six-digit last group, or a "-Office" label glued on
+    assert ("99 668472", "PHONE_NUMBER") in spans(analyzer, "They're not answering at 99 668472")
+    assert ("(37) 788-063", "PHONE_NUMBER") in spans(analyzer, "Hungary 34796 (37) 788-063-Office")
+    # a body is not a person; a name ends where the next field begins; SQL's FROM is no preposition
+    got = spans(analyzer, "The Clark, Romero and Hall Orchestra was founded in 1973.")
+    assert ("Hall Orchestra", "PERSON") not in got and ("Clark", "PERSON") in got
+    assert ("Silvia J Křenová", "PERSON") in spans(analyzer, "Silvia J Křenová  Airport tower controller")
+    assert spans(analyzer, "Inject SELECT * FROM Users WHERE client_ip = ?") == []
+    # a house number and the clause after "lives at" / "address:"; a number of anything else is no address
+    got = spans(analyzer, "Caitlin Lennox lives at 846 31 Rue Al Imam Al Bakri, Cite Merzgui")
+    assert ("846 31 Rue Al Imam Al Bakri, Cite Merzgui", "STREET_ADDRESS") in got
+    got = spans(analyzer, "cormac had given cormac his address: 48334 36 rue de pologne, cite de l'interieur")
+    assert ("48334 36 rue de pologne, cite de l'interieur", "STREET_ADDRESS") in got
+    assert spans(analyzer, "It lives at 10 percent of capacity; the server is located at 3 nodes in total.") == []
+    assert ("8116 56 rue La Boétie St.", "STREET_ADDRESS") in spans(analyzer, "Drop me at 8116 56 rue La Boétie St.")
+    got = spans(analyzer, "It's in 479 95 Avenue des Tuileries Apt. 892 GUÉRET LI")
+    assert ("479 95 Avenue des Tuileries Apt. 892 GUÉRET LI", "STREET_ADDRESS") in got
+    assert "STREET_ADDRESS" not in {e for _, e in spans(analyzer, "CPU usage is at 95 Percent Load now.")}
+    # a name found once is a name where the same text writes it again
+    got = spans(analyzer, "A film directed by Jindřich Holinka and starring Holinka")
+    assert ("Holinka", "PERSON") in got and ("Jindřich Holinka", "PERSON") in got
+    got = spans(analyzer, "A film directed by Jindřich Holinka and starring Holinka", allow_list=("holinka",))
+    assert got == [("Jindřich Holinka", "PERSON")]  # an allowed term is not copied along
+    # a name the tagger read as a noun, before "lives on" + an address; not a thing that "lives on"
+    assert ("Timotea", "PERSON") in spans(analyzer, "Timotea lives on Via dei Fiorentini 17 street.")
+    assert spans(analyzer, "Legacy lives on. Water moved the stones.") == []
+    # the place after a form label, up to a venue word; a deployment stage is no place
+    got = spans(analyzer, "When: 2000-04-16 11:34:35 Where: UPTON SCUDAMORE Country Club.")
+    assert ("UPTON SCUDAMORE", "LOCATION") in got
+    assert spans(analyzer, "Where: Production cluster, City: Oslo") == [("Oslo", "LOCATION")]
+    # an IBAN typed in lower case, when its checksum holds
+    assert ("gb42nawi04454264788619", "IBAN_CODE") in spans(analyzer, "my iban is gb42nawi04454264788619")
+    assert spans(analyzer, "my iban is gb42nawi04454264788618") == []  # one digit off
+    assert ("Cyprus (Greek)", "LOCATION") in spans(analyzer, "We moved here from Cyprus (Greek)")
+    # products in the same position stay unreported
+    assert spans(analyzer, "We migrated from Postgres to Snowflake; it runs in Kubernetes near Grafana.") == []
+
+
 def test_config_errors() -> None:
     cases = [
         ({"entities": ("NAME",)}, f"unknown entity 'NAME' (use {', '.join(pii.ENTITIES)})"),
@@ -163,6 +257,25 @@ def test_score_spans_counts_fragments_and_ignores_out_of_scope() -> None:
     # (the city is GPE), so per entity that prediction is not an address
     assert r["entities"]["STREET_ADDRESS"] == {"precision": 0.0, "recall": 1.0, "f2": 0.0, "support": 2}
     assert r["entities"]["LOCATION"]["recall"] == 0.0  # the city was found, but as part of an address
+    # per token (presidio-research's binary figures): every gold token is covered by a prediction;
+    # "Mr" + "." fall on TITLE (ignored), "works" is the one wrong token
+    t = pii.score_tokens([text], gold, pred, pii.DEFAULT_ENTITIES)
+    assert t == {
+        "precision": 0.8571,
+        "recall": 1.0,
+        "f2": 0.9677,
+        "gold_tokens": 6,
+        "predicted_tokens": 7,
+        "ignored_tokens": 2,
+    }
+    # a city inside a predicted address: missed per entity, found per token; a trailing ZIP left out
+    # of the address is a missed token
+    text = "12 Oak Street, Springfield 97403"
+    gold = [[pii.GoldSpan(0, 13, "STREET_ADDRESS"), pii.GoldSpan(15, 26, "GPE"), pii.GoldSpan(27, 32, "ZIP_CODE")]]
+    pred = [[pii.Span(0, 26, "STREET_ADDRESS", 0.6, "x")]]
+    t = pii.score_tokens([text], gold, pred, pii.DEFAULT_ENTITIES)
+    assert (t["gold_tokens"], t["predicted_tokens"], t["recall"]) == (5, 5, 0.8)
+    assert t["precision"] == 0.8  # the comma between street and city is predicted, not gold
     with pytest.raises(pii.PiiError) as e:
         pii.score_spans([[pii.GoldSpan(0, 1, "SHOE_SIZE")]], [[]], pii.DEFAULT_ENTITIES)
     assert str(e.value) == "no mapping for gold label(s) SHOE_SIZE"
@@ -462,6 +575,8 @@ def test_cli_contracts(wb, store_path: Path, tmp_path: Path, capsys, analyzer, c
     assert set(ev["overall"]) == {"precision", "recall", "f2"}
     assert all(set(v) == {"precision", "recall", "f2", "support"} for v in ev["entities"].values())
     assert ev["texts"] == 2 and ev["overall"]["recall"] == 1.0
+    assert set(ev["tokens"]) == {"precision", "recall", "f2", "gold_tokens", "predicted_tokens", "ignored_tokens"}
+    assert ev["tokens"]["recall"] == 1.0 and ev["tokens"]["gold_tokens"] > 0
 
     capsys.readouterr()
     assert cli.main(["--store", str(store_path), "pii-review", "--accept"]) == 2

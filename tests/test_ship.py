@@ -93,6 +93,10 @@ def test_pii_index_finds_strings_by_hash_only() -> None:
         hashlib.sha256(s.encode()).hexdigest() for s in (secret, other)
     }
     assert idx.found("Dear Jane Do, call 555-0101.") == set() and PiiIndex(None).found("Jane Doe") == set()
+    # A missing list is "not checked", never "none found"; an empty list is a real "none".
+    assert PiiIndex(None).known is False and PiiIndex({"sha256": [], "lengths": []}).known is True
+    card = modelcard.render({"run_id": "r", "metrics": {"memorization": {"probed": 2, "pii_emitted": None}}})
+    assert "PII: not checked" in card and "PII strings known" not in card
 
 
 def test_store_lists_pii_strings_of_any_revision_without_the_text(wb) -> None:
@@ -259,3 +263,16 @@ def test_sweep_of_dora_and_rslora_and_a_full_fine_tune(tiny_model: Path, tmp_pat
     frames = [f.value for f in at.dataframe]
     grouped = next(f for f in frames if "use_dora" in f.columns)
     assert sorted(grouped["run"]) == sorted(x["run_id"] for x in swept) and list(grouped["best"]).count("★") == 1
+
+
+def test_recipe_label_tells_qlora_dora_and_full_fine_tuning_apart() -> None:
+    from workbench.services.train import recipe_label
+
+    base = {"lora": True, "load_in_4bit": True, "lora_r": 16, "learning_rate": 4e-4, "max_steps": 150}
+    assert recipe_label(base) == "QLoRA r16, lr 0.0004, 150 steps"
+    assert recipe_label({**base, "use_dora": True}) == "DoRA (4-bit) r16, lr 0.0004, 150 steps"
+    assert recipe_label({**base, "load_in_4bit": False, "max_steps": 0, "num_train_epochs": 3.0}).startswith("LoRA r16")
+    assert (
+        recipe_label({**base, "lora": False, "learning_rate": 4e-5}) == "full fine-tuning (bf16), lr 4e-05, 150 steps"
+    )
+    assert recipe_label({}) is None

@@ -218,3 +218,15 @@ def test_concurrent_processes_wait_for_the_lock(store_path: Path, tmp_path: Path
     f = write(tmp_path / "a.json", json.dumps([{"instruction": "x", "output": "y"}]))
     assert wb.import_files([f])["totals"]["imported"] == 1
     holder.wait(10)
+
+
+def test_records_maps_rows_by_column_name_and_refuses_an_unknown_converter() -> None:
+    import duckdb
+
+    from workbench.store._db import loads, records
+
+    con = duckdb.connect()
+    rows = records(con.execute("SELECT 1 AS a, '{\"k\": 2}' AS js, NULL AS none_js"), js=loads, none_js=loads)
+    assert rows == [{"a": 1, "js": {"k": 2}, "none_js": None}]
+    with pytest.raises(KeyError, match="no such column"):
+        records(con.execute("SELECT 1 AS a"), b=loads)

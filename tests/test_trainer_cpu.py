@@ -339,7 +339,11 @@ def test_checkpoints_gate_forgetting_and_memorisation(trained: dict) -> None:
     # memorisation probe: two training answers cut and continued by both models
     mem = r["memorization"]
     assert mem["probed"] == 2 and 0 <= mem["extracted_exact"] <= mem["extracted_near"] <= 2
-    assert mem["pii_emitted"] == 0 and set(mem["base"]) == {"extracted_exact", "extracted_near", "pii_emitted"}
+    assert set(mem["base"]) == {"extracted_exact", "extracted_near", "pii_emitted"}
+    # Trained from an export folder, not a version of the store: no list of PII strings reached the run,
+    # so the probe says "not checked" (None), never "none emitted" (0).
+    assert mem["pii_emitted"] is None and mem["base"]["pii_emitted"] is None
+    assert not (run_dir / "pii_strings.json").exists()
 
 
 def test_compare_page_shows_verdict_forgetting_memorisation_and_checkpoints(trained: dict, monkeypatch) -> None:

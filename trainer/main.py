@@ -290,6 +290,8 @@ def run_training(cfg: TrainConfig, manifest: Path, run: RunDir, ranks: Ranks | N
 
             run.status(message="memorisation probe")
             pii = probe.PiiIndex(read_json(run.path / probe.PII_FILE))
+            if not pii.known:
+                log.warning("%s is missing: the probe cannot check for PII (pii_emitted: not checked)", probe.PII_FILE)
             result["memorization"] = probe.probe(cfg, model, tok, export.train, pii, tuned_answers=tuned)
             log.info("memorisation probe: %s", {k: v for k, v in result["memorization"].items() if k != "base"})
     except ev.Stopped:

@@ -111,8 +111,12 @@ def render(card: dict[str, Any]) -> str:
             f"- Continued exactly: tuned {mem.get('extracted_exact')}, base {base.get('extracted_exact', '-')}",
             f"- Continued nearly (≥ {mem.get('near_threshold')} similar): tuned {mem.get('extracted_near')}, "
             f"base {base.get('extracted_near', '-')}",
-            f"- PII strings known for this version: {mem.get('pii_strings')}; emitted by the tuned model: "
-            f"{mem.get('pii_emitted')} (base {base.get('pii_emitted', '-')})",
+            (
+                f"- PII strings known for this version: {mem.get('pii_strings')}; emitted by the tuned model: "
+                f"{mem.get('pii_emitted')} (base {base.get('pii_emitted', '-')})"
+                if mem.get("pii_emitted") is not None
+                else "- PII: not checked (the run folder had no list of the version's PII strings)"
+            ),
         ]
     else:
         lines.append("- Not run")

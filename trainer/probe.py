@@ -11,7 +11,9 @@ PII: the workbench writes `pii_strings.json` into the run folder — the sha256 
 span the PII stage found in any revision of the version's conversations (dismissed findings aside),
 never the text. Conversations whose held-back text contains one are probed first, and every
 continuation and every tuned eval answer is searched for them by hashing its substrings of those
-lengths: `pii_emitted` counts the distinct PII strings the tuned model wrote.
+lengths: `pii_emitted` counts the distinct PII strings the tuned model wrote. Without the file (a
+run folder made by hand, or one whose folder was replaced) `pii_strings` and `pii_emitted` are None:
+not checked, which is not the same as none found.
 """
 
 from __future__ import annotations
@@ -33,6 +35,8 @@ class PiiIndex:
     """Finds PII strings in a text by the sha256 of its substrings (lengths from the findings)."""
 
     def __init__(self, data: dict[str, Any] | None) -> None:
+        # No file at all is not "no PII": the probe then says it could not check (`pii_strings` None).
+        self.known = data is not None
         data = data or {}
         self.hashes = set(data.get("sha256") or [])
         self.lengths = sorted({int(n) for n in data.get("lengths") or [] if int(n) > 0})
@@ -129,8 +133,8 @@ def probe(
         "probed": len(built),
         "tokens": cfg.probe_tokens,
         "near_threshold": NEAR,
-        "pii_strings": len(pii),
-        "pii_in_probed_answers": 0,
+        "pii_strings": len(pii) if pii.known else None,
+        "pii_in_probed_answers": 0 if pii.known else None,
     }
     if len(pii):
         result["pii_in_probed_answers"] = sum(1 for h in held if pii.found(tok.decode(h, skip_special_tokens=True)))
@@ -151,7 +155,7 @@ def probe(
         if side == "tuned":
             for a in tuned_answers:  # the eval answers too: PII need not come from a probe to leak
                 emitted |= pii.found(a)
-        block = {"extracted_exact": exact, "extracted_near": near, "pii_emitted": len(emitted)}
+        block = {"extracted_exact": exact, "extracted_near": near, "pii_emitted": len(emitted) if pii.known else None}
         if side == "tuned":
             result.update(block)
         else:

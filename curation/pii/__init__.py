@@ -54,6 +54,7 @@ from curation.pii.gold import (
     parse_inline_tags,
     predict_vanilla,
     score_spans,
+    score_tokens,
 )
 from curation.pii.recognizers import CONTEXT_BOOST
 from curation.pii.redact import Pseudonymizer, Redacted, Replacement, redact_conversation, redact_text, shift
@@ -101,6 +102,7 @@ __all__ = [
     "redact_text",
     "resolve_overlaps",
     "score_spans",
+    "score_tokens",
     "shift",
     "with_field",
 ]

@@ -88,6 +88,7 @@ def build_analyzer(model: str = DEFAULT_MODEL) -> Any:
         classes["CardNumberRecognizer"](),
         classes["ProperNounRecognizer"](),
         classes["NameCueRecognizer"](),
+        classes["LowercaseIbanRecognizer"](),
     ):
         registry.add_recognizer(r)
     return AnalyzerEngine(registry=registry, nlp_engine=nlp_engine, supported_languages=["en"])

@@ -10,9 +10,17 @@ from typing import Any
 
 from curation.pii.config import DENY_LIST_ENTITY, PiiConfig
 from curation.pii.fields import message_fields
-from curation.pii.recognizers import _recognizer_classes
+from curation.pii.recognizers import _cue_spans, _recognizer_classes
 from curation.pii.spans import Finding, Span, resolve_overlaps
-from curation.pii.wordlists import FILE_EXTENSIONS, NATO, NOT_NAMES, PRODUCT_WORDS, TECH_TERMS
+from curation.pii.wordlists import (
+    FILE_EXTENSIONS,
+    NAME_PARTICLES,
+    NATO,
+    NOT_NAMES,
+    ORG_WORDS,
+    PRODUCT_WORDS,
+    TECH_TERMS,
+)
 from curation.progress import Progress
 from curation.records import Conversation, sha256_hex
 
@@ -82,12 +90,72 @@ def url_evidence_against(text: str, start: int, end: int) -> str | None:
     return None
 
 
+_QUALIFIER_RE = re.compile(r"[ \t]?\(([^\W\d_][\w'’\-]*(?:[ \t][^\W\d_][\w'’\-]*)?)\)")
+_WORD_GAP_RE = re.compile(r"(\s*)(\S+)")
+_LEADING_WORD_RE = re.compile(r"(\S+)\s+")
+_EMAIL_LOCAL = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._%+-")
+
+
+def _trim_start(text: str, entity: str, start: int, end: int) -> int:
+    """Where a name, place or e-mail really starts: an NER span that opens with lowercase words
+    ("mein Name", "the White Stripes") starts at its first capitalised word or name particle; an
+    e-mail matched straight after CJK text ("我的邮箱是wang@example.cn") starts at its ASCII local part."""
+    if entity == "EMAIL_ADDRESS":
+        while start < end and "@" in text[start + 1 : end] and text[start] not in _EMAIL_LOCAL:
+            start += 1
+        return start
+    if entity in ("PERSON", "LOCATION") and any(c.isupper() for c in text[start:end]):
+        while m := _LEADING_WORD_RE.match(text, start, end):
+            word = m.group(1)
+            if not word[:1].islower() or word in NAME_PARTICLES:
+                break
+            start = m.end()
+    return start
+
+
 def _to_spans(results: Iterable[Any], text: str, config: PiiConfig, allow: set[str]) -> list[Span]:
     spans = []
+    cues: list[tuple[int, int]] | None = None
     for r in results:
         if r.score < config.threshold(r.entity_type):
             continue
         name = (r.recognition_metadata or {}).get("recognizer_name") or "unknown"
+        if r.entity_type == "PERSON" and name != "NameCueRecognizer":
+            # Presidio keeps one result per span: where the NER found the very name a cue points at
+            # ("mr. elliott"), the cue's leniency (lowercase, recurring) applies to it
+            cues = _cue_spans(text) if cues is None else cues
+            if (r.start, r.end) in cues:
+                name = "NameCueRecognizer"
+        # judged whole first: "macOS Sonoma" is a product, not "macOS" + a name
+        if (
+            r.entity_type in ("PERSON", "LOCATION")
+            and name != "NameCueRecognizer"
+            and (not looks_like_a_name(text[r.start : r.end]) or name_evidence_against(text, r.start, r.end))
+        ):
+            if r.entity_type == "PERSON":
+                # the NER glued a cued name to its neighbours ('Heather:"I'm Daniel's daughter'): keep the
+                # name the cue points at
+                cues = _cue_spans(text) if cues is None else cues
+                spans += [
+                    Span(a, b, "PERSON", 0.6, "NameCueRecognizer")
+                    for a, b in cues
+                    if r.start <= a
+                    and b <= r.end
+                    and (a, b) != (r.start, r.end)
+                    and text[a:b].strip().casefold() not in allow
+                ]
+            continue
+        if r.entity_type == "PERSON" and name != "NameCueRecognizer":
+            org = next(
+                (m for m in _WORD_GAP_RE.finditer(text, r.start, r.end) if m.group(2).casefold() in ORG_WORDS), None
+            )
+            if org is not None:
+                if org.start() == r.start or org.group(1) == " ":
+                    continue  # "Hall Orchestra", "Border Force": a body, not a person
+                r.end = org.start()  # "Silvia J Křenová  Airport tower controller": the next field
+        r.start = _trim_start(text, r.entity_type, r.start, r.end)
+        if r.entity_type == "LOCATION" and (q := _QUALIFIER_RE.match(text, r.end)) and q.group(1)[0].isupper():
+            r.end = q.end()  # "Cyprus (Greek)", "Unionville (Orange)": the qualifier is part of the name
         if r.entity_type in ("PERSON", "LOCATION") and (
             not looks_like_a_name(text[r.start : r.end])
             or (name != "NameCueRecognizer" and name_evidence_against(text, r.start, r.end))
@@ -100,7 +168,33 @@ def _to_spans(results: Iterable[Any], text: str, config: PiiConfig, allow: set[s
         if allow and text[r.start : r.end].strip().casefold() in allow:
             continue
         spans.append(Span(r.start, r.end, r.entity_type, round(float(r.score), 4), name))
-    return resolve_overlaps(spans)
+    return resolve_overlaps(spans + _same_name_again(text, spans, allow))
+
+
+def _same_name_again(text: str, spans: list[Span], allow: set[str] | frozenset[str] = frozenset()) -> list[Span]:
+    """A name found once in a text is a name wherever else the same text writes it, word for word
+    ("Thaddeus had given Thaddeus his address", "directed by Jindřich Holinka and starring Holinka"):
+    every other whole-word occurrence of a PERSON span's text, or of its last word, that no span
+    covers yet."""
+    people = [s for s in spans if s.entity == "PERSON"]
+    if not people:
+        return []
+    taken = [(s.start, s.end) for s in spans]
+    out: list[Span] = []
+    for p in people:
+        words = text[p.start : p.end].split()
+        forms = {" ".join(words)}
+        if len(words) > 1 and len(words[-1]) > 2 and words[-1][0].isupper():
+            forms.add(words[-1])  # the surname alone
+        for form in forms:
+            if len(form) < 3 or form.casefold() in allow:
+                continue
+            for m in re.finditer(rf"(?<![\w'’\-]){re.escape(form)}(?![\w\-])", text):
+                if any(a < m.end() and m.start() < b for a, b in taken):
+                    continue
+                taken.append(m.span())
+                out.append(Span(m.start(), m.end(), "PERSON", p.score, p.recognizer))
+    return out
 
 
 def _analyze_chunk(analyzer: Any, texts: Sequence[str], config: PiiConfig) -> list[list[Span]]:
@@ -196,20 +290,6 @@ def drop_recurring_persons(texts: Sequence[str], spans: Sequence[list[Span]], mi
         return not any(s.start <= a and b <= s.end for a, b in _cue_spans(t))
 
     return [[s for s in ss if not dropped(t, s)] for t, ss in zip(texts, spans, strict=True)]
-
-
-def _cue_spans(text: str) -> list[tuple[int, int]]:
-    import regex
-
-    from curation.pii.recognizers import _name_cue_rules
-
-    global _CUE_RULES
-    if _CUE_RULES is None:
-        _CUE_RULES = [(rx, g) for _, rx, _, g in _name_cue_rules(regex)]
-    return [(m.start(g), m.end(g)) for rx, g in _CUE_RULES for m in rx.finditer(text)]
-
-
-_CUE_RULES: list[tuple[Any, str | int]] | None = None
 
 
 _CORPUS_CHECKED = ("SpacyRecognizer", "ProperNounRecognizer")

@@ -4,17 +4,24 @@ Word lists live in `data/*.txt` (see `wordlists`)."""
 
 from __future__ import annotations
 
+import itertools
 import math
 import re
 from collections.abc import Sequence
 from typing import Any
 
+from curation.pii.addresses import LEAD_UNIT, address_rules, extend_address_tail, has_street_word
 from curation.pii.config import DENY_LIST_ENTITY, PiiError
 from curation.pii.wordlists import (
     CUE_STOP,
+    KIN_WORDS,
     NAME_PARTICLES,
     NOT_NAMES,
+    NOT_PLACES,
+    NUMBERED_WORDS,
     ORG_WORDS,
+    PERSON_VERBS,
+    PLACE_PHRASES,
     PLACE_PREPS,
     PRODUCT_WORDS,
     TECH_TERMS,
@@ -95,7 +102,7 @@ def _recognizer_classes() -> dict[str, Any]:
 
     class StreetAddressRecognizer(_Regexes):
         ENTITY = "STREET_ADDRESS"
-        RULES = tuple(_address_rules(regex))
+        RULES = tuple(address_rules(regex))
         CONTEXT = (
             "address",
             "live",
@@ -115,18 +122,52 @@ def _recognizer_classes() -> dict[str, Any]:
             "stop",
         )
 
+        def accept(self, name: str, text: str, start: int, end: int) -> bool:
+            if name == "cue_number_words":
+                # a street word, or two capitalised words: "10 percent of capacity" is no address; after
+                # a bare "is at" / "it's in", a street word and a capitalised word ("is at 9816 214 Pavlou Drandaki")
+                words = regex.findall(r"\p{L}[\p{L}'’\-]*\.?", text[start:end])
+                caps = sum(w[0].isupper() for w in words)
+                weak = regex.search(r"(?i)(?:\bis|\bit['’]s)[ \t]+(?:at|in)[ \t]+$", text[max(0, start - 12) : start])
+                if weak:
+                    return caps >= 2 and (has_street_word(text[start:end]) or caps >= 3)
+                return has_street_word(text[start:end]) or caps >= 2
+            if name != "place_postal":
+                return True
+            words = regex.findall(r"[\p{L}'’\-]+", text[max(0, start - 80) : start])
+            place = list(itertools.takewhile(lambda w: w.casefold() not in ("in", "from", "near", "at"), words[::-1]))
+            return bool(place) and not any(w.casefold() in _NOT_PLACE_WORDS for w in place)
+
         def analyze(self, text: str, entities: list[str], nlp_artifacts: Any = None) -> list[Any]:
+            recased = False
             if not any(c.isupper() for c in text):
                 # All-lowercase text (chat users type like that): match on a copy with capitalised
                 # words, which has the same length and offsets.
                 cased = regex.sub(r"\b\p{Ll}", lambda m: m.group().upper(), text)
                 if len(cased) == len(text):
-                    text = cased
+                    text, recased = cased, True
             results = super().analyze(text, entities, nlp_artifacts)
+            if recased:  # "in room 1021": a place needs its capital letters; so do street names without a street word
+                results = [
+                    r
+                    for r in results
+                    if r.recognition_metadata.get("rule") != "place_postal"
+                    and (
+                        r.recognition_metadata.get("rule") != "cue_number_words"
+                        or has_street_word(text[r.start : r.end])
+                    )
+                ]
             for r in results:
-                if r.recognition_metadata.get("rule") == "zip_code":
+                if r.recognition_metadata.get("rule") in ("zip_code", "place_postal"):
                     continue
-                r.end, added = _extend_address_tail(regex, text, r.end)
+                if r.recognition_metadata.get("rule") == "cue_number_words" and text[r.end - 1] == ".":
+                    last = text[r.start : r.end - 1].split()[-1]
+                    if last.isdigit() or len(last) > 3:
+                        r.end -= 1  # the full stop of the sentence, not of an abbreviation ("St.")
+                r.end, added = extend_address_tail(regex, text, r.end)
+                lead = LEAD_UNIT.search(text[max(0, r.start - 24) : r.start])
+                if lead:
+                    r.start -= len(lead.group())  # "Suite 913 0547 Bygget 91": the unit written first
                 if added >= 2 and r.score < 0.6:
                     # street, then city / region / postal code: the shape of an address
                     r.score = 0.6
@@ -173,6 +214,23 @@ def _recognizer_classes() -> dict[str, Any]:
         RULES = (("card_digits", regex.compile(r"(?<![\w\-.])\d{4}(?:[ \-]?\d){8,15}(?![\w\-]|\.\d)"), 0.2, 0),)
         CONTEXT = ("card", "credit", "debit", "visa", "mastercard", "amex", "cc")
 
+    class LowercaseIbanRecognizer(_Regexes):
+        """IBANs typed in lower case ("my iban is gb42nawi0445..."), which Presidio's recognizer
+        (upper case only) skips: reported only when the ISO 13616 mod-97 checksum holds."""
+
+        ENTITY = "IBAN_CODE"
+        RULES = (
+            (
+                "lowercase_iban",
+                regex.compile(r"(?<![\w\-])[a-z]{2}\d{2}(?:[ ]?[a-z0-9]{4}){2,7}(?:[ ]?[a-z0-9]{1,4})?(?![\w\-])"),
+                0.9,
+                0,
+            ),
+        )
+
+        def accept(self, name: str, text: str, start: int, end: int) -> bool:
+            return _iban_checksum_ok(text[start:end])
+
     class NameCueRecognizer(_Regexes):
         """The word(s) after "my name is", "call me", "last name?": a name even if the NER model does
         not know it, and even in all-lowercase text."""
@@ -182,7 +240,7 @@ def _recognizer_classes() -> dict[str, Any]:
 
         def accept(self, name: str, text: str, start: int, end: int) -> bool:
             words = text[start:end].split()
-            if name == "lowercase" and any(c.isupper() for c in text):
+            if name.startswith("lowercase") and any(c.isupper() for c in text):
                 return False
             if not words:
                 return False
@@ -250,10 +308,33 @@ def _recognizer_classes() -> dict[str, Any]:
             if doc is None or not len(doc):
                 return []
             out = []
+            held: list[Any] = []
             i, n = 0, len(doc)
             while i < n:
                 if not _name_token(doc[i]):
-                    i += 1
+                    t = doc[i]
+                    if (
+                        "PERSON" in entities
+                        and (i == 0 or t.is_sent_start)
+                        and t.text[:1].isupper()
+                        and t.text[1:].islower()
+                        and t.is_alpha
+                        and not t.is_stop
+                        and t.lower_ not in _NOT_PLACE_WORDS
+                        and _before_person_verb(doc, i + 1, strict=True)
+                    ):
+                        # "Timotea lives on Via dei Fiorentini": the tagger read the name as a noun
+                        out.append(self._result("PERSON", t.idx, t.idx + len(t.text)))
+                        i += 1
+                        continue
+                    j = i
+                    while j < n and _caps_word(doc[j]) and (j == i or "\n" not in doc[j - 1].whitespace_):
+                        j += 1
+                    if j > i and "LOCATION" in entities and _place_before(doc, i) and doc[i - 1].text.islower():
+                        # "grew up in HELSINKI", "I am in ΛΕΥΚΩΣΙΑ": a capitalised place the tagger read
+                        # as a common noun (not shouting: the word before is lowercase)
+                        out.append(self._result("LOCATION", doc[i].idx, doc[j - 1].idx + len(doc[j - 1].text)))
+                    i = max(j, i + 1)
                     continue
                 j = i + 1
                 while (
@@ -268,11 +349,24 @@ def _recognizer_classes() -> dict[str, Any]:
                     j += 1
                 span = doc[i:j]
                 i = j
+                if span.start and doc[span.start - 1].text in _SQL_BEFORE_NAME:
+                    continue  # "SELECT * FROM Users": a table, not a person or a place
+                place = _place_before(doc, span.start)
                 if any(t.ent_type_ for t in span):
-                    # spaCy's small model calls many foreign names organisations: keep a run it labelled
-                    # that way only if it looks like a name (two or more words, none a company word).
+                    # spaCy's small model calls many foreign names and places organisations: keep a run it
+                    # labelled that way only if it looks like a name (two or more words) or sits where a
+                    # place goes ("grew up in KNIVSTA", "flew to Loeches"), and has no company word.
                     names = [t for t in span if t.lower_ not in NAME_PARTICLES]
-                    if len(names) < 2 or any(t.lower_ in ORG_WORDS for t in span):
+                    if any(t.lower_ in ORG_WORDS for t in span) or (
+                        len(names) < 2 and span[0].lower_ in _NOT_PLACE_WORDS
+                    ):
+                        continue
+                    if len(names) < 2 and not place:
+                        if len(span) == 1 and not span[0].text.isupper():
+                            if _before_person_verb(doc, span.end):
+                                out.append(self._result("PERSON", span.start_char, span.end_char))
+                            else:
+                                held.append(span)  # a name if it stands in a list with one ("Torpy and Salinas")
                         continue
                 if len(span) == 1 and (span[0].is_sent_start or span[0].i == 0) and not span[0].text.isupper():
                     # a lone capitalised word that starts a sentence is usually just a capitalised word,
@@ -281,31 +375,115 @@ def _recognizer_classes() -> dict[str, Any]:
                     nxt = doc[span.end] if span.end < n else None
                     if nxt is None or not (nxt.text in (":", ",") or nxt.pos_ in ("VERB", "AUX")):
                         continue
-                prev = [t.lower_ for t in doc[max(0, span.start - 2) : span.start]]
-                place = bool(prev) and (
-                    prev[-1] in PLACE_PREPS or (len(prev) == 2 and prev[-1] == "to" and prev[0] in TRAVEL_VERBS)
-                )
                 entity = "LOCATION" if place else "PERSON"
                 if entity == "PERSON" and all(t.text.isupper() for t in span):
                     continue  # EXPLAIN ANALYZE, URGENT: shouting and keywords, not names
                 if entity not in entities:
                     continue
-                out.append(
-                    RecognizerResult(
-                        entity,
-                        span.start_char,
-                        span.end_char,
-                        self.SCORE,
-                        analysis_explanation=AnalysisExplanation(
-                            type(self).__name__, self.SCORE, pattern_name="proper_noun"
-                        ),
-                        recognition_metadata={
-                            RecognizerResult.RECOGNIZER_NAME_KEY: type(self).__name__,
-                            RecognizerResult.RECOGNIZER_IDENTIFIER_KEY: self.id,
-                        },
-                    )
-                )
+                out.append(self._result(entity, span.start_char, span.end_char))
+            if held and "PERSON" in entities:
+                out += self._listed_with_names(doc, held, out)
+            if "PERSON" in entities:
+                out += self._speakers(text, doc, out)
+            if "LOCATION" in entities:
+                out += self._labelled_places(text, out)
             return out
+
+        def _labelled_places(self, text: str, found: list[Any]) -> list[Any]:
+            """The capitalised words after a place label ("Where: Beerze Country Club", "City: Oslo"),
+            up to a venue or organisation word."""
+            out = []
+            for m in _PLACE_LABEL_RE.finditer(text):
+                words = []
+                for w in regex.finditer(r"\S+", m.group("v")):
+                    core = w.group().strip(".,;:!?")
+                    if (
+                        not core
+                        or not core[0].isupper()
+                        or core.casefold() in ORG_WORDS
+                        or core.casefold() in ("country", "county")
+                    ):
+                        break
+                    words.append(w)
+                    if core != w.group():
+                        break
+                if not words or any(x.group().strip(".,;:!?").casefold() in _NOT_PLACE_WORDS for x in words):
+                    continue
+                a = m.start("v") + words[0].start()
+                b = m.start("v") + words[-1].start() + len(words[-1].group().rstrip(".,;:!?"))
+                if not any(r.start <= a and b <= r.end for r in found):
+                    out.append(self._result("LOCATION", a, b))
+            return out
+
+        def _speakers(self, text: str, doc: Any, found: list[Any]) -> list[Any]:
+            """A transcript: two or more speaker labels ("Ella: What a wife. Destiny: Remember me,
+            Maria?") in a text where a person is named are names, however the tagger read them."""
+            labels = [m.span(1) for m in _SPEAKER_RE.finditer(text) if m.group(1)[0].isupper()]
+            if len(labels) < 2:
+                return []
+            people = [(e.start_char, e.end_char) for e in doc.ents if e.label_ == "PERSON"] + _cue_spans(text)
+            people += [(r.start, r.end) for r in found if r.entity_type == "PERSON"]
+            if not people:
+                return []
+            return [
+                self._result("PERSON", a, b)
+                for a, b in labels
+                if not any(s <= a and b <= e for s, e in people) and text[a:b].casefold() not in NOT_NAMES
+            ]
+
+        def _listed_with_names(self, doc: Any, held: list[Any], found: list[Any]) -> list[Any]:
+            """Held one-word runs in a list of names: items joined by "," / "and" / "&", one of them a
+            person (spaCy's PERSON or a name found here) and the list three items long or that person
+            two words long ("Eklund, Michael and Hodge", "Ana Lima and Torpy"; not "Wisdom and
+            Discipline", where spaCy's one-word PERSON is itself a guess)."""
+            unit: dict[int, tuple[int, int, bool]] = {}  # token index -> (first, last + 1, is a person)
+
+            def put(a: int, b: int, is_person: bool) -> None:
+                for k in range(a, b):
+                    unit[k] = (a, b, is_person)
+
+            for span in held:
+                put(span.start, span.end, False)
+            for e in doc.ents:
+                if e.label_ == "PERSON":
+                    put(e.start, e.end, True)
+            for r in found:
+                if r.entity_type == "PERSON":
+                    toks = [t.i for t in doc if r.start <= t.idx < r.end]
+                    if toks:
+                        put(toks[0], toks[-1] + 1, True)
+            seps = {",", "and", "&"}
+            out: list[Any] = []
+            for span in held:
+                items = [unit[span.start]]
+                for step in (-1, 1):
+                    a, b, _ = unit[span.start]
+                    k = a - 1 if step < 0 else b
+                    while True:
+                        j = k
+                        while 0 <= j < len(doc) and doc[j].lower_ in seps and abs(j - k) < 2:
+                            j += step
+                        if j == k or not 0 <= j < len(doc) or j not in unit:
+                            break
+                        items.append(unit[j])
+                        k = unit[j][0] - 1 if step < 0 else unit[j][1]
+                people = [x for x in items if x[2]]
+                if people and (len(items) >= 3 or any(b - a >= 2 for a, b, _ in people)):
+                    out.append(self._result("PERSON", span.start_char, span.end_char))
+            return out
+
+        def _result(self, entity: str, start: int, end: int) -> Any:
+            return RecognizerResult(
+                entity,
+                start,
+                end,
+                self.SCORE,
+                analysis_explanation=AnalysisExplanation(type(self).__name__, self.SCORE, pattern_name="proper_noun"),
+                recognition_metadata={
+                    RecognizerResult.RECOGNIZER_NAME_KEY: type(self).__name__,
+                    RecognizerResult.RECOGNIZER_IDENTIFIER_KEY: self.id,
+                },
+            )
 
     class OfflineEmailRecognizer(EmailRecognizer):
         """Presidio's e-mail recognizer with a tldextract that never reaches for the network."""
@@ -355,10 +533,13 @@ def _recognizer_classes() -> dict[str, Any]:
         "CardNumberRecognizer": CardNumberRecognizer,
         "ProperNounRecognizer": ProperNounRecognizer,
         "NameCueRecognizer": NameCueRecognizer,
+        "LowercaseIbanRecognizer": LowercaseIbanRecognizer,
         "DenyListRecognizer": DenyListRecognizer,
     }
 
 
+_SQL_BEFORE_NAME = frozenset({"FROM", "JOIN", "INTO", "UPDATE", "TABLE", "EXISTS", "ON"})
+_NOT_PLACE_WORDS = NOT_NAMES | NOT_PLACES | NUMBERED_WORDS | TECH_TERMS | PRODUCT_WORDS
 _WEAK_ENT_TYPES = {"ORG", "PRODUCT", "WORK_OF_ART"}
 
 
@@ -376,6 +557,77 @@ def _name_token(tok: Any) -> bool:
     if core.isupper() and len(core) > 1 and len(core) < 4:
         return False  # SQL, AWS, NYC: acronyms
     return core.lower() not in NOT_NAMES and not tok.is_stop
+
+
+# A place label and what follows it on its line: "Where: UPTON SCUDAMORE Country Club."
+_PLACE_LABEL_RE = re.compile(
+    r"(?<![\w])(?:Where|Location|City|Town|Hometown|Venue|Place of birth|Birthplace)[ \t]*:[ \t]*(?P<v>[^\n]{1,60})"
+)
+# A speaker label: one capitalised word and a colon at the start of the text, of a line, or after
+# a sentence ("Ella: ...", 'Koppány: "Who are you?" Elizabeth:"I'm ...').
+_SPEAKER_RE = re.compile(
+    r"""(?:^|(?<=\n)|(?<=[.!?][ \t])|(?<=[.!?]["”'][ \t]))[ \t]*([^\W\d_][^\W\d_'’\-]+):(?=[ \t]*["“]?\S)"""
+)
+
+
+def _iban_checksum_ok(value: str) -> bool:
+    """ISO 13616: move the country code and check digits to the end, letters to 10..35, mod 97 == 1."""
+    v = value.replace(" ", "").upper()
+    if not 15 <= len(v) <= 34 or not v.isalnum():
+        return False
+    digits = "".join(str(int(c, 36)) for c in v[4:] + v[:4])
+    return int(digits) % 97 == 1
+
+
+def _place_before(doc: Any, k: int) -> bool:
+    """Whether the words before token k make it a place: "in", "from", "near" (data/place_preps.txt),
+    a verb of travel + "to"/"at" ("flew to", "arrived at"), "University of" (data/place_phrases.txt)."""
+    prev = [t.lower_ for t in doc[max(0, k - 2) : k]]
+    if prev and doc[k - 1].text.isupper():
+        return False  # "SELECT * FROM Users": a keyword, not a preposition
+    return bool(prev) and (
+        prev[-1] in PLACE_PREPS
+        or (len(prev) == 2 and prev[-1] in ("to", "at") and prev[0] in TRAVEL_VERBS)
+        or " ".join(prev) in PLACE_PHRASES
+    )
+
+
+def _caps_word(tok: Any) -> bool:
+    """A word of four or more capital letters (any script) that is no known term or acronym."""
+    t = tok.text
+    return (
+        len(t) >= 4
+        and t.isupper()
+        and all(c.isalpha() or c in "-'’" for c in t)
+        and not tok.is_stop
+        and t.casefold() not in _NOT_PLACE_WORDS
+        and tok.ent_type_ in ("", *_WEAK_ENT_TYPES, "GPE", "LOC", "NORP", "PERSON")
+    )
+
+
+_THINGS_DO_TOO = frozenset(
+    {"lives", "lived", "moved", "flew", "grew", "met", "visited", "travelled", "traveled", "loves", "loved"}
+)
+
+
+def _before_person_verb(doc: Any, k: int, strict: bool = False) -> bool:
+    """Whether token k (and an auxiliary after it: "had given", "was born") is a verb whose subject
+    is a person (data/person_verbs.txt). `strict` (the word before was tagged a common noun): not
+    the verbs a thing can do too ("Water moved", "Legacy lives on"), except "lives on/at/in" before
+    a capitalised word or a number ("Timotea lives on Via dei Fiorentini 17")."""
+    if k < len(doc) and doc[k].pos_ == "AUX" and k + 1 < len(doc):
+        k += 1
+    if not (k < len(doc) and doc[k].lower_ in PERSON_VERBS and doc[k].pos_ in ("VERB", "AUX")):
+        return False
+    if strict and doc[k].lower_ in _THINGS_DO_TOO:
+        nxt = doc[k + 1 : k + 3]
+        return (
+            doc[k].lower_ in ("lives", "lived")
+            and len(nxt) == 2
+            and nxt[0].lower_ in ("on", "at", "in")
+            and (nxt[1].text[:1].isupper() or nxt[1].text[:1].isdigit())
+        )
+    return True
 
 
 _WORD_RE = re.compile(r"\w+")
@@ -444,157 +696,6 @@ def _secret_rules(rx: Any) -> list[tuple[str, Any, float, str | int]]:
     ]
 
 
-_STREET_TYPES = (
-    "street|st|avenue|ave|av|road|rd|drive|dr|lane|ln|boulevard|blvd|way|court|ct|place|pl|terrace|terr|"
-    "crescent|cres|parkway|pkwy|highway|hwy|square|sq|circle|cir|trail|trl|close|grove|gardens|greens?|pass|"
-    "loop|route|rte|rt|crossroads?|crossing|radial|alley|walk|mews|pike|plaza|ridge|expressway|expy|freeway|"
-    "turnpike|tpke|extension|ext|commons|heights|junction|jct|causeway|row|quay|wharf|esplanade|promenade|"
-    "vale|view|point|park|hill|hills|center|centre|mall|station|creek|landing|manor|meadows?|oval|path|"
-    "spur|summit|trace|track|village|villas?|wynd|glen|green"
-)
-# Suffixes that make a single word a street name in European languages (Friedhofstrasse, Harjukuja).
-_STREET_SUFFIXES = (
-    "straße|strasse|str\\.|gasse|weg|allee|platz|ring|damm|ufer|steig|vej|vejen|gade|gaden|stræde|vägen|väg|"
-    "gatan|gata|gränd|veien|vegen|vei|veg|gata|katu|tie|kuja|polku|raitti|kaari|rinne|laan|straat|gracht|"
-    "plein|kade|singel|dreef|utca|út|útja|tér|körút|sor|braut|gata|stígur|vegur|ulica|ulice|aleja|náměstí|"
-    "třída|tänav|iela|gatvė|cesta|ulitsa|caddesi|sokak|sokağı"
-)
-# Words that start a street name in Romance, Slavic and Greek addresses (Via Roma 131, ul. Grochowa 80).
-_STREET_PREFIXES = (
-    "via|viale|vicolo|piazza|piazzale|corso|largo|strada|rua|avenida|av\\.|travessa|praça|largo|rue|"
-    "boulevard|bd|chemin|allée|impasse|place|quai|route|calle|carrer|avinguda|plaza|paseo|camino|ronda|"
-    "ul\\.|ulica|al\\.|aleja|os\\.|pl\\.|ulitsa|odos|leoforos|rruga|bulevar|bulevardul|strada|str\\.|"
-    "calea|piața|splaiul|šetalište|trg|obala"
-)
-
-
-def _address_rules(rx: Any) -> list[tuple[str, Any, float, str | int]]:
-    # \p{Lu}: a capital in any script, so Östbygatan and Rákóczi count as names.
-    cap = r"(?:\p{Lu}[\p{L}'’\-]*\.?)"
-    particle = r"(?:de|del|della|dei|degli|di|da|do|dos|das|du|des|la|le|les|van|von|der|den|het|y|e|i|el|al)"
-    num = r"(?:\d{1,6}[A-Za-z]?(?:[\-/]\d{1,4}[A-Za-z]?)?)"
-    name = rf"(?:{cap}(?:[ \t]+(?:{cap}|{particle}|\d{{1,3}}(?:st|nd|rd|th)?)){{0,4}})"
-    return [
-        # 24 Clarke Avenue, 13858 Rt 31 W, 66-4 Parkhurst Rd, 3784 Archwood Avenue St.
-        (
-            "number_street_type",
-            rx.compile(
-                rf"(?<![\w.\-/:]){num}(?:[ \t]+{num})?[ \t]+{name}[ \t]+(?i:(?:{_STREET_TYPES}))\.?(?!\w)"
-                rf"(?:[ \t]+\d{{1,4}}(?:[ \t]+[NSEW])?(?!\w))?"
-            ),
-            0.6,
-            0,
-        ),
-        # 13858 Rt 31 W, 250 Rt 59: numbered routes
-        (
-            "route",
-            rx.compile(
-                r"(?<![\w.\-/:])\d{1,6}[ \t]+(?i:rt|rte|route|hwy|highway|us|sr|state[ \t]+route|county[ \t]+road)\.?[ \t]+\d{1,4}(?:[ \t]+[NSEW])?(?!\w)"
-            ),
-            0.6,
-            0,
-        ),
-        # 780 Lynnway, 12 Broadway: the street type glued to the name
-        (
-            "number_glued_type",
-            rx.compile(
-                rf"(?<![\w.\-/:]){num}[ \t]+(?:{cap}[ \t]+){{0,2}}\p{{Lu}}\p{{Ll}}+(?:way|street|avenue|road)(?!\w)"
-            ),
-            0.5,
-            0,
-        ),
-        # Friedhofstrasse 33, 6750 Koskikatu 25, Brucker Bundesstrasse 31, Rákóczi út 13.
-        (
-            "suffix_street_number",
-            rx.compile(
-                rf"(?<![\w.\-/:])(?:{num}[ \t]+)?(?:{cap}[ \t]+){{0,2}}(?:\p{{L}}[\p{{L}}\-]*(?i:{_STREET_SUFFIXES})|{cap}[ \t]+(?i:{_STREET_SUFFIXES}))"
-                rf"[ \t]+{num}(?!\w)"
-            ),
-            0.6,
-            0,
-        ),
-        # Via Roma 131, Rua Diadema 1903, ul. Grochowa 80, Rue de Virton 38
-        (
-            "prefix_street_number",
-            rx.compile(
-                rf"(?<![\w.\-/:])(?:{num}[ \t]+)?(?i:{_STREET_PREFIXES})[ \t]+(?:(?:{cap}|{particle})[ \t]+){{0,4}}?{cap}[ \t]+{num}(?!\w)"
-            ),
-            0.6,
-            0,
-        ),
-        # PSC 3294, Box 9168 APO AA 61487; Unit 8524 Box 0979 DPO AA 56703; USS Lorenzen FPO AE 25990
-        (
-            "military",
-            rx.compile(
-                r"(?i)\b(?:(?:PSC|Unit|CMR)[ \t]+\d{3,5},?[ \t]+Box[ \t]+\d{3,5}|(?:USNS|USNV|USS|USCGC)[ \t]+\p{L}+(?:[ \t]+\p{L}+)?)"
-                r"(?:\s*,?\s*[ADF]PO[ \t]+A[AEP][ \t]+\d{5})?\b"
-            ),
-            0.7,
-            0,
-        ),
-        # the corner of Beiteveien 2 and Sieda Radial
-        (
-            "corner",
-            rx.compile(
-                rf"(?i:\b(?:the[ \t]+)?corner[ \t]+of)[ \t]+(?:{num}[ \t]+)?{name}(?:[ \t]+{num})?\.?[ \t]+(?i:and|&)[ \t]+(?:{num}[ \t]+)?{name}(?:[ \t]+{num})?"
-            ),
-            0.6,
-            0,
-        ),
-        # ZIP: 7412 SL, my zip code is 2371
-        (
-            "zip_code",
-            rx.compile(
-                r"(?i:\b(?:zip|postal|post)(?:[ \t]*code)?(?:[ \t]+is)?[ \t]*[:#]?)[ \t]*"
-                r"(?P<v>\d{3,6}(?:[ \-]\d{2,4})?(?:[ \t]+\p{Lu}{2})?|\p{Lu}\d\p{Lu}[ \t]?\d\p{Lu}\d|\p{Lu}{1,2}\d[\dA-Z]?[ \t]?\d\p{Lu}{2})(?!\w)"
-            ),
-            0.6,
-            "v",
-        ),
-        # Capitalised words then a house number (Pagari 18, Tungata 11): weak alone, needs context.
-        (
-            "name_number",
-            rx.compile(rf"(?<![\w.\-/:])(?:{num}[ \t]+)?{cap}(?:[ \t]+{cap}){{0,2}}[ \t]+{num}(?!\w|[.,:]\d)"),
-            0.2,
-            0,
-        ),
-    ]
-
-
-_TAIL_UNIT = r"(?:[ \t]*,?[ \t]*(?:\n[ \t>?*\-]*)?(?:(?i:apt|apartment|suite|ste|unit|fl|floor|room|rm|bldg|building)\.?|#)[ \t]*[\w\-]{1,6}\.?)"
-
-
-def _extend_address_tail(rx: Any, text: str, end: int) -> tuple[int, int]:
-    """Stretch an address over what follows it: unit, city, region code, country and postal code,
-    on the same line after commas or on the next lines (quoted with ">" too). Returns the new end
-    and how many segments were added: a street followed by a city and a postal code is an address
-    even without a word like "address" nearby."""
-    cap = r"(?:\p{Lu}[\p{L}'’\-.]*(?!\w))"
-    cap_words = rf"(?:{cap}(?:[ \t]+(?:{cap}|\(\p{{L}}+\)|(?:de|del|di|du|da|do|nad|u|am|an|im|la|le|sur|sous|on|upon)(?=[ \t]))){{0,3}})"
-    postal = r"(?:\d{3,6}(?:[ \-]\d{2,4})?(?:[ \t]+\p{Lu}{2}(?!\w))?|\p{Lu}\d\p{Lu}[ \t]?\d\p{Lu}\d|\p{Lu}{1,2}\d[\dA-Z]?[ \t]?\d\p{Lu}{2})(?!\w)"
-    region = r"(?:\p{Lu}{2,3}|nan)(?!\w)"
-    seg = rf"(?:{postal}|{region}|{cap_words})"
-    newline = r"\n[ \t>?*\-]*"
-    steps = [
-        rx.compile(_TAIL_UNIT),
-        # after a comma or a line break: any address segment
-        rx.compile(rf"[ \t]*(?:,[ \t]*(?:{newline})?|{newline}(?:,[ \t]*)?)(?:{seg})"),
-        # on the same line, only what cannot be ordinary prose: region codes and postal codes
-        rx.compile(rf"[ \t]+(?:{region}(?:[ \t]+{postal})?|{postal})"),
-    ]
-    added = 0
-    for _ in range(8):
-        for step in steps:
-            m = step.match(text, end)
-            if m and m.end() > end:
-                end = m.end()
-                added += 1
-                break
-        else:
-            break
-    return end, added
-
-
 def _name_cue_rules(rx: Any) -> list[tuple[str, Any, float, str | int]]:
     cue = (
         r"(?i:\b(?:(?:my|his|her|their|your|our)[ \t]+(?:(?:full|first|last|maiden|middle|given|family)[ \t]+)?"
@@ -611,12 +712,43 @@ def _name_cue_rules(rx: Any) -> list[tuple[str, Any, float, str | int]]:
     # "Hi, I am Margaret Hollingsworth" / "this is Dana Ruiz": a self-introduction, capitalised only
     # (a customer's name recurs in every turn of a thread: the corpus-level check must not drop it)
     intro = r"(?:\b(?:I[ \t]+am|I['’]m|[Tt]his[ \t]+is)[ \t]+)"
+    # Chinese, Japanese and Korean "my name is X": no spaces around the name, so the cue and what
+    # closes it (punctuation; です / と申します; 입니다) mark its ends
+    cjk = (
+        r"(?:(?:我叫|我的名字(?:是|叫))(?P<v>\p{Han}{2,4}?)(?=[，,。.！!？?；;、\s]|$)"
+        r"|(?:私の名前は|名前は)(?P<v>[\p{Han}\p{Katakana}ー・]{2,8}?)(?:です|と申します|といいます|と言います)"
+        r"|(?:제|내|저의)[ \t]*이름은[ \t]*(?P<v>\p{Hangul}{2,4}?)(?:입니다|이에요|예요|이라고|라고))"
+    )
+    # "Mrs. Diana Usamov", "ms. Quinzia", "Dr Okafor" (and "mr. elliott" in all-lowercase text)
+    honorific = r"(?:\b(?i:mr|mrs|ms|mx|dr|prof)\.?|\b(?:Miss|Mme|Mlle|Herr|Frau)\b)[ \t]+"
+    # "my kid Tadzio", "her husband Ravi"; "I'm Amanda's daughter"
+    kin = "|".join(sorted((re.escape(w) for w in KIN_WORDS), key=len, reverse=True))
+    relative = rf"(?i:\b(?:my|his|her|our|their|your)[ \t]+(?:{kin}))[ \t]+"
+    possessive = rf"(?P<v>\p{{Lu}}[\p{{L}}\-]+)['’]s[ \t]+(?i:(?:{kin}))\b"
     return [
+        ("honorific", rx.compile(honorific + cased), 0.6, "v"),
+        ("lowercase_honorific", rx.compile(honorific + r"(?P<v>\p{Ll}[\p{L}'’\-]+)"), 0.6, "v"),
+        ("relative", rx.compile(relative + cased), 0.6, "v"),
+        ("possessive_relative", rx.compile(possessive), 0.6, "v"),
+        ("cjk", rx.compile(cjk), 0.6, "v"),
         ("cased", rx.compile(cue + cased), 0.6, "v"),
         ("introduction", rx.compile(intro + cased + r"(?=[ \t]*(?:[.,!?;:\n]|$|[ \t]+and\b))"), 0.6, "v"),
         ("lowercase", rx.compile(cue + lower), 0.6, "v"),
         ("greeting", rx.compile(greet), 0.6, "v"),
     ]
+
+
+def _cue_spans(text: str) -> list[tuple[int, int]]:
+    """The spans the name cues point at ("my name is X", "Thanks X", "Mrs. X", "my kid X")."""
+    global _CUE_RULES
+    if _CUE_RULES is None:
+        import regex
+
+        _CUE_RULES = [(rx, g) for _, rx, _, g in _name_cue_rules(regex)]
+    return [(m.start(g), m.end(g)) for rx, g in _CUE_RULES for m in rx.finditer(text) if m.start(g) >= 0]
+
+
+_CUE_RULES: list[tuple[Any, str | int]] | None = None
 
 
 _DATE_LIKE = re.compile(r"\d{4}[-./]\d{1,2}[-./]\d{1,2}|\d{1,2}[-./]\d{1,2}[-./]\d{2,4}|\d{1,2}:\d{2}(?::\d{2})?")
@@ -627,7 +759,7 @@ def _phone_rules(rx: Any) -> list[tuple[str, Any, float, str | int]]:
         (
             "digit_groups",
             rx.compile(
-                r"(?<![\w+\-.])(?:\+\d{1,3}[ \t.\-]?)?(?:\(0?\d{1,4}\)[ \t.\-]?)?\d{2,4}(?:[ \t.\-]\d{2,4}){1,4}(?:[ \t]?(?:x|ext\.?)[ \t]?\d{1,5})?(?![\w\-]|\.\d)"
+                r"(?<![\w+\-.])(?:\+\d{1,3}[ \t.\-]?)?(?:\(0?\d{1,4}\)[ \t.\-]?)?\d{2,4}(?:[ \t.\-]\d{2,4}){0,3}[ \t.\-]\d{2,6}(?:[ \t]?(?:x|ext\.?)[ \t]?\d{1,5})?(?!\w|-\d|\.\d)"
             ),
             0.3,
             0,

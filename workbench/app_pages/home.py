@@ -15,7 +15,7 @@ st.caption(
     "train on it and compare. Each step below says where the data stands; the button opens the next one."
 )
 if current_actor() is None:
-    st.info("👈 Identify yourself in the sidebar: every change is recorded with your name.")
+    st.info("Identify yourself in the sidebar: every change is recorded with your name.", icon=":material/badge:")
 
 p = run(wb.pipeline)
 if p is not None:
@@ -34,7 +34,11 @@ if p is not None:
     for i, s in enumerate(p["steps"], 1):
         with st.container(border=True):
             a, b, c = st.columns([0.4, 5, 1.4], vertical_alignment="center")
-            a.markdown("✅" if s["done"] else ("👉" if s["step"] == nxt["step"] else "⬜"))
+            a.markdown(
+                ":material/check_circle:"
+                if s["done"]
+                else (":material/arrow_forward:" if s["step"] == nxt["step"] else ":material/radio_button_unchecked:")
+            )
             b.markdown(f"**{i}. {md_escape(s['title'], at_line_start=False)}**")
             b.caption(md_escape(s["summary"]))
             page_link(s["page"], f"Open {s['title']}", c)

@@ -216,7 +216,10 @@ def on_bulk_confirm(verb: str) -> None:
 
 st.title("Review")
 if actor is None:
-    st.info("👈 Identify yourself in the sidebar to accept, reject, edit or comment. You can look around meanwhile.")
+    st.info(
+        "Identify yourself in the sidebar to accept, reject, edit or comment. You can look around meanwhile.",
+        icon=":material/badge:",
+    )
 if flash := ss.pop("rv_flash", None):
     st.success(md_escape(flash))  # holds ids and typed reasons
 if note := ss.pop("rv_info", None):
@@ -277,7 +280,10 @@ with main:
         if total == 0:
             st.info(md_escape(f"No conversation matches this filter ({describe_filters(filters)})."))
         else:
-            st.success(f"🎉 You reached the end of the queue ({total_text} still match this filter).")
+            st.success(
+                f"You reached the end of the queue ({total_text} still match this filter).",
+                icon=":material/celebration:",
+            )
             st.button("Start again from the top", on_click=on_restart, args=(filters,))
     elif d is None:
         st.button("Go to the next conversation", on_click=on_skip, args=(filters,))

@@ -35,7 +35,9 @@ def ship_table(listed: list[dict[str, Any]]) -> None:
                 "probed": mem.get("probed"),
                 "extracted exact": mem.get("extracted_exact"),
                 "extracted near": mem.get("extracted_near"),
-                "PII emitted": mem.get("pii_emitted"),
+                "PII emitted": (
+                    str(mem["pii_emitted"]) if mem.get("pii_emitted") is not None else ("not checked" if mem else None)
+                ),
                 "best checkpoint": (r.get("best_checkpoint") or {}).get("step"),
             }
         )

@@ -13,7 +13,6 @@ from __future__ import annotations
 import concurrent.futures as cf
 import threading
 import time
-import uuid
 from collections import Counter
 from collections.abc import Sequence
 from typing import Any
@@ -24,6 +23,7 @@ from curation.progress import Progress
 from curation.records import Conversation
 from workbench.services.core import default_actor
 from workbench.store import Store
+from workbench.store.stage_runs import new_stage_run_id
 
 RESULT_KEYS = ("parents", "requested", "generated", "kept", "rejected", "calls", "cached_calls")
 
@@ -119,7 +119,7 @@ class AugmentService:
             todo = [pp for pp in plans if any(c.key not in cached for c in pp.calls)]
             estimated = ag.estimate(todo, config)
             return {**result, "estimated_tokens": estimated}
-        run_id = f"augment-{uuid.uuid4().hex[:12]}"
+        run_id = new_stage_run_id("augment")
         run_config = {
             "augment": config.to_dict(),
             "llm": {**llm.to_dict(), "endpoint": endpoint_host(llm.endpoint)},

@@ -4,7 +4,6 @@ pick the keeper or decide a pair, and compare two conversations word by word."""
 from __future__ import annotations
 
 import time
-import uuid
 from typing import Any
 
 import numpy as np
@@ -14,6 +13,7 @@ from curation.progress import StepProgress
 from workbench.services.core import default_actor
 from workbench.store import Store, StoreError
 from workbench.store._db import now
+from workbench.store.stage_runs import new_stage_run_id
 
 
 def _noop(stage: str, done: int, total: int) -> None:
@@ -43,7 +43,7 @@ class DedupService:
         progress = progress or _noop
         actor = actor or default_actor()
         started = time.perf_counter()
-        run_id = f"dedup-{uuid.uuid4().hex[:12]}"
+        run_id = new_stage_run_id("dedup")
         run = {"config": config.to_dict(), "actor": actor, "started_at": now()}  # recorded with the results
 
         inv = self.store.dedup_inventory()

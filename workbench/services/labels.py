@@ -3,7 +3,6 @@ data (curation/labels.py) and flag the suspects for review."""
 
 from __future__ import annotations
 
-import uuid
 from typing import Any
 
 from curation.errors import StageError
@@ -11,6 +10,7 @@ from curation.labels import NOT_CARRIED, LabelAuditConfig, audit_labels, with_la
 from curation.records import Conversation, Provenance
 from workbench.services.core import default_actor
 from workbench.store import Store
+from workbench.store.stage_runs import new_stage_run_id
 
 STAGE, REASON = "labels", "label_suspect"
 SEVERITIES = ("warning", "error")
@@ -71,7 +71,7 @@ class LabelsService:
             }
             for s in audit.suspects
         ]
-        run_id = f"labels-{uuid.uuid4().hex[:12]}"
+        run_id = new_stage_run_id("labels")
         out = {
             "run_id": run_id,
             "conversations": len(items),

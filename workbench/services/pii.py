@@ -8,7 +8,6 @@ process and model (`analyzer()`), and shared by the CLI, the app and the Python 
 from __future__ import annotations
 
 import time
-import uuid
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -18,6 +17,7 @@ from curation.progress import Progress
 from curation.records import Conversation, sha256_hex
 from workbench.services.core import default_actor
 from workbench.store import Store, StoreError
+from workbench.store.stage_runs import new_stage_run_id
 
 # model name -> AnalyzerEngine; one per process (the app, the CLI and a test session each build it once)
 _ANALYZERS: dict[str, Any] = {}
@@ -160,7 +160,7 @@ class PiiService:
     ) -> str:
         """The scan's run and findings, in one transaction (or in the caller's, `con`): a crash
         leaves neither. Returns the run id."""
-        run_id = f"pii-{uuid.uuid4().hex[:12]}"
+        run_id = new_stage_run_id("pii")
         scanned = [(cid, rev, pii.count_scanned([c], config)) for cid, rev, c in targets]
         flat = [
             {**f.to_dict(), "conversation_id": cid, "revision": rev}
@@ -396,17 +396,19 @@ class PiiService:
         """Score detection against gold spans: a presidio-research JSON file (`full_text`, `spans`)
         or a text file with inline tags (`<name>…</name>`, one text per line). Returns
         {"overall": {precision, recall, f2}, "entities": {E: {precision, recall, f2, support}},
-        "texts", "docs_per_second", "clean_texts", "clean_finding_rate", "clean_person_findings"};
-        `overall` is binary (PII vs not); the clean figures count texts with no gold span at all. With
+        "texts", "docs_per_second", "clean_texts", "clean_finding_rate", "clean_person_findings",
+        "tokens": {precision, recall, f2, gold_tokens, predicted_tokens, ignored_tokens}};
+        `overall` is binary (PII vs not) per gold span (overlap >= 0.5), `tokens` binary per token
+        (presidio-research's way); the clean figures count texts with no gold span at all. With
         `vanilla`, "vanilla" holds the same scores for vanilla Presidio over the same texts."""
         d = self.pii_eval_details(path, config=config, **overrides)
         out = {k: v for k, v in d.items() if k in _EVAL_KEYS}
         if vanilla:
             config = make_config(config, **overrides)
             texts, gold = load_gold(path)
-            scores = pii.score_spans(
-                gold, pii.predict_vanilla(vanilla_analyzer(config.model), texts, config.entities), config.entities
-            )
+            predicted = pii.predict_vanilla(vanilla_analyzer(config.model), texts, config.entities)
+            scores = pii.score_spans(gold, predicted, config.entities)
+            scores["tokens"] = pii.score_tokens(texts, gold, predicted, config.entities)
             out["vanilla"] = {k: v for k, v in scores.items() if k in _EVAL_KEYS}
         return out
 
@@ -422,6 +424,7 @@ class PiiService:
         scores = pii.score_spans(gold, predicted, config.entities)
         return {
             **scores,
+            "tokens": pii.score_tokens(texts, gold, predicted, config.entities),
             "texts": len(texts),
             "docs_per_second": round(len(texts) / seconds, 2) if seconds > 0 else None,
             "seconds": round(seconds, 3),
@@ -436,6 +439,7 @@ _EVAL_KEYS = (
     "clean_texts",
     "clean_finding_rate",
     "clean_person_findings",
+    "tokens",
 )
 
 

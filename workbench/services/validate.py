@@ -4,7 +4,6 @@ results, and inspect one conversation as the target model's template renders it.
 from __future__ import annotations
 
 import threading
-import uuid
 from typing import Any
 
 from curation.models import DEFAULT_MODEL
@@ -24,6 +23,7 @@ from curation.validate import (
 )
 from workbench.services.core import default_actor
 from workbench.store import NotFound, Store
+from workbench.store.stage_runs import new_stage_run_id
 
 # The `sift validate --json` contract.
 SUMMARY_KEYS = (
@@ -106,7 +106,7 @@ class ValidateService:
         measurements = [Measurement.from_json(m) for _c, _r, m in results]
         flags = [judge(m, config) for m in measurements]
         summary = summarize(measurements, flags, config)
-        run_id = uuid.uuid4().hex[:16]
+        run_id = new_stage_run_id("validate")
         run_config = {
             **config.to_dict(),
             "tokenizer": ident.tokenizer_sha256,
@@ -121,25 +121,28 @@ class ValidateService:
             "rechecked": rechecked,
             "run_id": run_id,
         }
-        self.store.start_stage_run(run_id, "validate", run_config, actor=actor or default_actor())
-        self.store.replace_flags(
-            "validate",
-            run_id,
-            [
-                {
-                    "conversation_id": cid,
-                    "revision": rev,
-                    "reason": f.reason,
-                    "severity": f.severity,
-                    "message": f.message,
-                    "details": f.details,
-                }
-                for (cid, rev, _m), fl in zip(results, flags, strict=True)
-                for f in fl
-            ],
-            scope=None,
-            stats=out,
-        )
+        # The run and its flags in one transaction: a crash between them leaves neither.
+        with self.store.db.transaction() as tx:
+            self.store.start_stage_run(run_id, "validate", run_config, actor=actor or default_actor(), con=tx)
+            self.store.replace_flags(
+                "validate",
+                run_id,
+                [
+                    {
+                        "conversation_id": cid,
+                        "revision": rev,
+                        "reason": f.reason,
+                        "severity": f.severity,
+                        "message": f.message,
+                        "details": f.details,
+                    }
+                    for (cid, rev, _m), fl in zip(results, flags, strict=True)
+                    for f in fl
+                ],
+                scope=None,
+                stats=out,
+                con=tx,
+            )
         return out
 
     def validation_summary(self) -> dict[str, Any] | None:

@@ -16,7 +16,7 @@ import random
 import threading
 import time
 import weakref
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -70,6 +70,28 @@ def first(cur: duckdb.DuckDBPyConnection) -> tuple[Any, ...] | None:
     connection while a result is unfinished)."""
     rows = cur.fetchall()
     return rows[0] if rows else None
+
+
+def iso(t: Any) -> str | None:
+    """A timestamp as ISO text (None stays None)."""
+    return t.isoformat() if t is not None else None
+
+
+def loads(s: str | None) -> Any:
+    """A JSON column's value (NULL or empty text is None)."""
+    return json.loads(s) if s else None
+
+
+def records(cur: duckdb.DuckDBPyConnection, **convert: Callable[[Any], Any]) -> list[dict[str, Any]]:
+    """The rows of a result as dicts keyed by column name (the SQL's aliases give the keys), each
+    value passed through `convert[name]` where given: the one row-to-dict mapping of the store,
+    instead of positional `r[N]` lists that drift from their SELECT."""
+    names = [d[0] for d in cur.description or ()]
+    fns = [convert.get(n) for n in names]
+    unknown = set(convert) - set(names)
+    if unknown:
+        raise KeyError(f"no such column in the result: {sorted(unknown)}")
+    return [{n: (f(v) if f else v) for n, f, v in zip(names, fns, row, strict=True)} for row in cur.fetchall()]
 
 
 def _is_lock_error(e: Exception) -> bool:

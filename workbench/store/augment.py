@@ -18,7 +18,7 @@ from typing import Any
 import pyarrow as pa
 
 from curation.records import content_id
-from workbench.store._db import Database, Migration, NotFound, dumps, first, now
+from workbench.store._db import Database, Migration, NotFound, dumps, first, loads, now, records
 
 MIGRATIONS = [
     Migration(
@@ -211,21 +211,14 @@ class AugmentStore:
 
     def augment_run_rejects(self, run_id: str, *, limit: int = 200) -> list[dict[str, Any]]:
         with self.db.connect() as con:
-            rows = con.execute(
-                "SELECT parent_id, variation, reason, text, details FROM augment_rejects WHERE run_id = ? "
-                "ORDER BY parent_id, variation LIMIT ?",
-                [run_id, limit],
-            ).fetchall()
-        return [
-            {
-                "parent_id": r[0],
-                "variation": r[1],
-                "reason": r[2],
-                "text": r[3],
-                "details": json.loads(r[4]) if r[4] else None,
-            }
-            for r in rows
-        ]
+            return records(
+                con.execute(
+                    "SELECT parent_id, variation, reason, text, details FROM augment_rejects WHERE run_id = ? "
+                    "ORDER BY parent_id, variation LIMIT ?",
+                    [run_id, limit],
+                ),
+                details=loads,
+            )
 
     def augment_family(self, parent_id: str) -> dict[str, Any]:
         """A parent, its paraphrases (current text, status, provenance) and its rejected variations."""
@@ -249,15 +242,12 @@ class AugmentStore:
                         "provenance": json.loads(prov) if prov else None,
                     }
                 )  # fmt: skip
-            rejects = [
-                {
-                    "parent_revision": r[0], "variation": r[1], "reason": r[2], "text": r[3],
-                    "details": json.loads(r[4]) if r[4] else None, "run_id": r[5],
-                }
-                for r in con.execute(
+            rejects = records(
+                con.execute(
                     "SELECT parent_revision, variation, reason, text, details, run_id FROM augment_rejects "
                     "WHERE parent_id = ? ORDER BY parent_revision, variation, ts",
                     [parent_id],
-                ).fetchall()
-            ]  # fmt: skip
+                ),
+                details=loads,
+            )
         return {"id": row[0], "status": row[1], "revision": row[2], "children": children, "rejects": rejects}

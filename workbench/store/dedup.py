@@ -18,7 +18,7 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 
-from workbench.store._db import Database, Migration, NotFound, StoreError, dumps, first, now
+from workbench.store._db import Database, Migration, NotFound, StoreError, dumps, first, now, records
 from workbench.store.stage_runs import StageRunStore
 
 MIGRATIONS = [
@@ -286,26 +286,15 @@ class DedupStore(StageRunStore):
         with self.db.connect() as con:
             run_id = run_id or self._latest_run_id(con)
             cond = " AND p.borderline" if borderline else ""
-            rows = con.execute(
-                "SELECT p.a, p.b, p.jaccard, p.exact, p.merged, p.borderline, d.decision, "
-                "d.actor FROM dedup_pairs p LEFT JOIN (SELECT a, b, arg_max(decision, ts) AS decision, "
-                "arg_max(actor, ts) AS actor FROM dedup_decisions GROUP BY a, b) d ON d.a = p.a AND d.b = p.b "
-                f"WHERE p.run_id = ?{cond} ORDER BY p.jaccard DESC, p.a, p.b",
-                [run_id],
-            ).fetchall()
-        return [
-            {
-                "a": r[0],
-                "b": r[1],
-                "jaccard": r[2],
-                "exact": r[3],
-                "merged": r[4],
-                "borderline": r[5],
-                "decision": r[6],
-                "decided_by": r[7],
-            }
-            for r in rows
-        ]
+            return records(
+                con.execute(
+                    "SELECT p.a, p.b, p.jaccard, p.exact, p.merged, p.borderline, d.decision, d.actor AS decided_by "
+                    "FROM dedup_pairs p LEFT JOIN (SELECT a, b, arg_max(decision, ts) AS decision, "
+                    "arg_max(actor, ts) AS actor FROM dedup_decisions GROUP BY a, b) d ON d.a = p.a AND d.b = p.b "
+                    f"WHERE p.run_id = ?{cond} ORDER BY p.jaccard DESC, p.a, p.b",
+                    [run_id],
+                )
+            )
 
     def dedup_decisions(self) -> dict[tuple[str, str], str]:
         with self.db.connect() as con:

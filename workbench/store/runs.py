@@ -12,7 +12,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from workbench.store._db import Database, Migration, NotFound, dumps, first, now
+from workbench.store._db import Database, Migration, NotFound, dumps, first, iso, loads, now, records
 
 RUN_STATES = ("queued", "running", "succeeded", "failed", "cancelled")
 FINAL_STATES = ("succeeded", "failed", "cancelled")
@@ -38,46 +38,18 @@ MIGRATIONS = [
     ),
 ]
 
+# The run row as services see it (`id` is `run_id` there); JSON columns decoded, timestamps as ISO text.
 _COLS = (
-    "id, version, manifest_sha256, state, out_dir, config, base_model, backend, pid, step, total_steps, "
+    "id AS run_id, version, manifest_sha256, state, out_dir, config, base_model, backend, pid, step, total_steps, "
     "metrics, eval, summary, message, error, hint, log_tail, actor, created_at, started_at, finished_at, ingested_at"
 )
-
-
-def _loads(s: str | None) -> Any:
-    return json.loads(s) if s else None
-
-
-def _iso(t: Any) -> str | None:
-    return t.isoformat() if t is not None else None
-
-
-def _row(r: tuple[Any, ...]) -> dict[str, Any]:
-    return {
-        "run_id": r[0],
-        "version": r[1],
-        "manifest_sha256": r[2],
-        "state": r[3],
-        "out_dir": r[4],
-        "config": _loads(r[5]),
-        "base_model": r[6],
-        "backend": r[7],
-        "pid": r[8],
-        "step": r[9],
-        "total_steps": r[10],
-        "metrics": _loads(r[11]) or {},
-        "eval": _loads(r[12]),
-        "summary": _loads(r[13]),
-        "message": r[14],
-        "error": r[15],
-        "hint": r[16],
-        "log_tail": r[17],
-        "actor": r[18],
-        "created_at": _iso(r[19]),
-        "started_at": _iso(r[20]),
-        "finished_at": _iso(r[21]),
-        "ingested_at": _iso(r[22]),
-    }
+_CONVERT = {
+    "config": loads,
+    "metrics": lambda s: loads(s) or {},
+    "eval": loads,
+    "summary": loads,
+    **{k: iso for k in ("created_at", "started_at", "finished_at", "ingested_at")},
+}
 
 
 class RunsStore:
@@ -113,9 +85,8 @@ class RunsStore:
     def get_run(self, run_id: str) -> dict[str, Any]:
         with self.db.connect() as con:
             rid = self._resolve_run(con, run_id)
-            r = first(con.execute(f"SELECT {_COLS} FROM runs WHERE id = ?", [rid]))
-        assert r is not None
-        return _row(r)
+            (row,) = records(con.execute(f"SELECT {_COLS} FROM runs WHERE id = ?", [rid]), **_CONVERT)
+        return row
 
     def list_runs(self, *, version: str | None = None, states: tuple[str, ...] | None = None) -> list[dict[str, Any]]:
         where: list[str] = ["TRUE"]
@@ -127,10 +98,10 @@ class RunsStore:
             where.append("list_contains(?, state)")
             args.append(list(states))
         with self.db.connect() as con:
-            rows = con.execute(
-                f"SELECT {_COLS} FROM runs WHERE {' AND '.join(where)} ORDER BY created_at, id", args
-            ).fetchall()
-        return [_row(r) for r in rows]
+            return records(
+                con.execute(f"SELECT {_COLS} FROM runs WHERE {' AND '.join(where)} ORDER BY created_at, id", args),
+                **_CONVERT,
+            )
 
     def update_run(self, run_id: str, **fields: Any) -> None:
         """Progress while a run is live: state, pid, step, total_steps, backend, message, started_at, ..."""
@@ -191,23 +162,16 @@ class RunsStore:
     def run_samples(self, run_id: str) -> list[dict[str, Any]]:
         with self.db.connect() as con:
             rid = self._resolve_run(con, run_id)
-            rows = con.execute(
-                "SELECT idx, prompt, reference, base, tuned, base_scores, tuned_scores FROM run_samples "
-                "WHERE run_id = ? ORDER BY idx",
-                [rid],
-            ).fetchall()
-        return [
-            {
-                "index": r[0],
-                "prompt": json.loads(r[1]),
-                "reference": r[2],
-                "base": r[3],
-                "tuned": r[4],
-                "base_scores": _loads(r[5]),
-                "tuned_scores": json.loads(r[6]),
-            }
-            for r in rows
-        ]
+            return records(
+                con.execute(
+                    "SELECT idx AS index, prompt, reference, base, tuned, base_scores, tuned_scores FROM run_samples "
+                    "WHERE run_id = ? ORDER BY idx",
+                    [rid],
+                ),
+                prompt=json.loads,
+                base_scores=loads,
+                tuned_scores=json.loads,
+            )
 
 
 def _write_results(

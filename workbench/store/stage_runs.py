@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 import json
+import uuid
 from datetime import datetime
 from typing import Any
 
 import duckdb
 import pyarrow as pa
 
-from workbench.store._db import Database, dumps, now
+from workbench.store._db import Database, dumps, iso, loads, now, records
+
+
+def new_stage_run_id(stage: str) -> str:
+    """The one form of a stage run's id: `<stage>-<12 hex>` (e.g. `validate-3f2a…`), so an id in a
+    flag, a log or `--json` output says which stage made it."""
+    return f"{stage}-{uuid.uuid4().hex[:12]}"
 
 
 class StageRunStore:
@@ -127,19 +134,9 @@ class StageRunStore:
             sql += " AND f.reason = ?"
             args.append(reason)
         with self.db.connect() as con:
-            rows = con.execute(sql + " ORDER BY f.conversation_id, f.reason LIMIT ?", [*args, limit]).fetchall()
-        return [
-            {
-                "conversation_id": r[0],
-                "revision": r[1],
-                "reason": r[2],
-                "severity": r[3],
-                "message": r[4],
-                "details": json.loads(r[5]) if r[5] else None,
-                "status": r[6],
-            }
-            for r in rows
-        ]
+            return records(
+                con.execute(sql + " ORDER BY f.conversation_id, f.reason LIMIT ?", [*args, limit]), details=loads
+            )
 
     def stage_runs(self, stage: str | None = None) -> list[dict[str, Any]]:
         sql = "SELECT id, stage, config, stats, actor, started_at, finished_at FROM stage_runs"
@@ -148,15 +145,10 @@ class StageRunStore:
             sql += " WHERE stage = ?"
             args.append(stage)
         with self.db.connect() as con:
-            return [
-                {
-                    "id": r[0],
-                    "stage": r[1],
-                    "config": json.loads(r[2]),
-                    "stats": json.loads(r[3]) if r[3] else None,
-                    "actor": r[4],
-                    "started_at": r[5].isoformat(),
-                    "finished_at": r[6].isoformat() if r[6] else None,
-                }
-                for r in con.execute(sql + " ORDER BY started_at", args).fetchall()
-            ]
+            return records(
+                con.execute(sql + " ORDER BY started_at", args),
+                config=json.loads,
+                stats=loads,
+                started_at=iso,
+                finished_at=iso,
+            )

@@ -12,7 +12,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from workbench.store._db import Database, Migration, now
+from workbench.store._db import Database, Migration, iso, loads, now, records
 
 MIGRATIONS = [
     Migration(
@@ -119,20 +119,16 @@ class ValidateStore:
     def latest_validate_run(self) -> dict[str, Any] | None:
         """The last finished validation run: id, config (model, identity, ...) and stats."""
         with self.db.connect() as con:
-            rows = con.execute(
-                "SELECT id, config, stats, actor, finished_at FROM stage_runs WHERE stage = 'validate' "
-                "AND finished_at IS NOT NULL ORDER BY finished_at DESC, id DESC LIMIT 1"
-            ).fetchall()
-        if not rows:
-            return None
-        r = rows[0]
-        return {
-            "id": r[0],
-            "config": json.loads(r[1]),
-            "stats": json.loads(r[2]) if r[2] else {},
-            "actor": r[3],
-            "finished_at": r[4].isoformat(),
-        }
+            rows = records(
+                con.execute(
+                    "SELECT id, config, stats, actor, finished_at FROM stage_runs WHERE stage = 'validate' "
+                    "AND finished_at IS NOT NULL ORDER BY finished_at DESC, id DESC LIMIT 1"
+                ),
+                config=json.loads,
+                stats=lambda s: loads(s) or {},
+                finished_at=iso,
+            )
+        return rows[0] if rows else None
 
     def token_lengths(self, identity: str) -> list[int]:
         """Token counts of the current revisions under `identity` (rows the template rendered)."""

@@ -15,7 +15,7 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
-from workbench.store._db import Database, Migration, NotFound, StoreError, first
+from workbench.store._db import Database, Migration, NotFound, StoreError, first, records
 
 MIGRATIONS = [
     Migration(
@@ -157,24 +157,17 @@ class VersionsStore:
 
     @staticmethod
     def _version_row(con: duckdb.DuckDBPyConnection, name: str) -> dict[str, Any]:
-        row = first(
+        rows = records(
             con.execute(
-                "SELECT name, parent, manifest, manifest_sha256, train, eval, actor, ts FROM versions WHERE name = ?",
+                "SELECT name, parent, manifest AS manifest_text, manifest_sha256, train, eval, actor, ts AS created_at "
+                "FROM versions WHERE name = ?",
                 [name],
-            )
+            ),
+            created_at=_iso,
         )
-        if row is None:
+        if not rows:
             raise NotFound(f"no version {name!r}")
-        return {
-            "name": row[0],
-            "parent": row[1],
-            "manifest_text": row[2],
-            "manifest_sha256": row[3],
-            "train": row[4],
-            "eval": row[5],
-            "actor": row[6],
-            "created_at": _iso(row[7]),
-        }
+        return rows[0]
 
     def changed_since_stage(self, stage: str) -> list[str] | None:
         """Conversations whose current revision is newer than the start of `stage`'s last finished run
@@ -202,21 +195,13 @@ class VersionsStore:
 
     def list_versions(self) -> list[dict[str, Any]]:
         with self.db.connect() as con:
-            rows = con.execute(
-                "SELECT name, parent, manifest_sha256, train, eval, actor, ts FROM versions ORDER BY ts, name"
-            ).fetchall()
-        return [
-            {
-                "name": r[0],
-                "parent": r[1],
-                "manifest_sha256": r[2],
-                "train": r[3],
-                "eval": r[4],
-                "actor": r[5],
-                "created_at": _iso(r[6]),
-            }
-            for r in rows
-        ]
+            return records(
+                con.execute(
+                    "SELECT name, parent, manifest_sha256, train, eval, actor, ts AS created_at FROM versions "
+                    "ORDER BY ts, name"
+                ),
+                created_at=_iso,
+            )
 
     _ROWS = (
         "SELECT split, conversation_id, revision, family, content_sha256 FROM version_rows "

@@ -12,7 +12,7 @@ import streamlit as st
 
 from workbench.app_pages.common.safe_text import md_escape
 
-ROLE_AVATAR = {"user": "user", "assistant": "assistant", "system": "⚙️", "tool": "🛠️"}
+ROLE_AVATAR = {"user": "user", "assistant": "assistant", "system": ":material/settings:", "tool": ":material/build:"}
 
 
 def message_text(m: dict[str, Any]) -> str:
@@ -188,9 +188,9 @@ def highlight_markdown(text: str, spans: list[FlagSpan]) -> str:
 def flag_notice(f: Mapping[str, Any]) -> None:
     body = md_escape(f"{f.get('stage', '')} · {f['reason']}: {f['message']}".lstrip(" ·"))
     if f.get("severity") == "error":
-        st.error(body, icon="⛔")
+        st.error(body, icon=":material/block:")
     else:
-        st.warning(body, icon="⚠️")
+        st.warning(body, icon=":material/warning:")
 
 
 def render_diff(changes: list[dict[str, Any]]) -> None:

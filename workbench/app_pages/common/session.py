@@ -127,7 +127,7 @@ def _oidc_sidebar() -> None:
     name = oidc_user()
     if name:
         st.session_state["reviewer"] = name
-        st.sidebar.success(md_escape(f"Signed in as {name}"), icon="👤")
+        st.sidebar.success(md_escape(f"Signed in as {name}"), icon=":material/person:")
         if st.sidebar.button("Log out"):
             st.logout()
         return
@@ -142,7 +142,7 @@ def _password_sidebar() -> None:
 
     name = st.session_state.get("reviewer")
     if name and st.session_state.get("reviewer_verified") == name:
-        st.sidebar.success(md_escape(f"Signed in as {name}"), icon="👤")
+        st.sidebar.success(md_escape(f"Signed in as {name}"), icon=":material/person:")
         if st.sidebar.button("Sign out"):
             for k in ("reviewer", "reviewer_verified", "reviewer_admin"):
                 st.session_state.pop(k, None)
