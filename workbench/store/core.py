@@ -14,7 +14,7 @@ import pyarrow as pa
 from curation.records import Conversation, Provenance, content_id
 from workbench.store._db import ConflictError, Database, Migration, NotFound, StoreError, dumps, first, now
 from workbench.store.imports import ImportStore, search_text
-from workbench.store.search import TextSearch, index_revisions
+from workbench.store.search import TextSearch, index_revision
 from workbench.store.stage_runs import StageRunStore
 
 STATUSES = ("pending", "accepted", "rejected")
@@ -468,8 +468,7 @@ class CoreStore(ImportStore, StageRunStore):
                 f"moment); reload it, nothing was overwritten"
             ) from None
         created = con.execute("SELECT created_at FROM conversations WHERE id = ?", [cid]).fetchall()[0][0]
-        docs = {"conversation_id": [cid], "revision": pa.array([new], pa.int32()), "created_at": [created]}
-        index_revisions(con, pa.table({**docs, "search_text": [text]}), replaces=current)
+        index_revision(con, cid, new, created, text, replaces=current)
         con.execute("UPDATE conversations SET revision = ?, updated_at = ? WHERE id = ?", [new, at, cid])
         return new
 
@@ -510,8 +509,7 @@ class CoreStore(ImportStore, StageRunStore):
                     at,
                 ],
             )
-            docs = {"conversation_id": [cid], "revision": pa.array([1], pa.int32()), "created_at": [at]}
-            index_revisions(con, pa.table({**docs, "search_text": [text]}))
+            index_revision(con, cid, 1, at, text)
         con.execute("INSERT INTO provenance VALUES (?, NULL, ?, ?)", [cid, dumps(provenance.to_dict()), at])
         return cid, not exists
 

@@ -125,17 +125,36 @@ MIGRATIONS = [
 ]
 
 
-def index_revisions(
-    con: duckdb.DuckDBPyConnection, docs: pa.Table, *, replaces: int | None = None, into: str = "search_postings"
-) -> None:
+def index_revisions(con: duckdb.DuckDBPyConnection, docs: pa.Table, *, into: str = "search_postings") -> None:
     """Add revisions (an Arrow table: conversation_id, revision, created_at, search_text) to the
-    index, inside the caller's transaction. `replaces`: the revision a single new one supersedes."""
-    _search_docs = docs  # read by name in the SQL (DuckDB's replacement scan)
+    index, inside the caller's transaction (an import's chunks)."""
+    _search_docs = docs  # read by name in the SQL (DuckDB's replacement scan of this frame's locals)
     for stmt in index_sql("_search_docs", into):
         con.execute(stmt)
     del _search_docs
+
+
+def index_revision(
+    con: duckdb.DuckDBPyConnection,
+    cid: str,
+    revision: int,
+    created_at: datetime,
+    text: str,
+    *,
+    replaces: int | None = None,
+) -> None:
+    """Add one new revision to the index inside the caller's transaction; `replaces`: the
+    revision it supersedes (no longer current)."""
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE _search_one AS SELECT ?::VARCHAR AS conversation_id, "
+        "?::INTEGER AS revision, ?::TIMESTAMP AS created_at, ?::VARCHAR AS search_text",
+        [cid, revision, created_at, text],
+    )
+    for stmt in index_sql("_search_one"):
+        con.execute(stmt)
+    con.execute("DROP TABLE _search_one")
     if replaces is not None:
-        con.execute("INSERT INTO search_stale VALUES (?, ?)", [docs.column("conversation_id")[0].as_py(), replaces])
+        con.execute("INSERT INTO search_stale VALUES (?, ?)", [cid, replaces])
 
 
 # ------------------------------------------------------------ queries
