@@ -6,6 +6,7 @@ store made before the index existed."""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -140,3 +141,22 @@ def test_index_of_a_store_made_before_it(wb, tmp_path: Path, store_path: Path) -
     with again.store.db.connect() as c:
         assert c.execute("SELECT count(*) FROM search_tokens").fetchall()[0][0] > 0
     check_all(again)
+
+
+def test_two_edits_at_once_both_land_and_are_found(wb, tmp_path: Path) -> None:
+    """Two reviewers' saves in overlapping transactions write no common index row."""
+    rows = [{"instruction": f"ticket {i} about zebrafish", "output": "ok"} for i in range(2)]
+    wb.import_files([write(tmp_path / "z.jsonl", "\n".join(json.dumps(r) for r in rows))])
+    ids = [c["id"] for c in wb.list(limit=2)["conversations"]]
+    edited = []
+    for cid in ids:
+        conv = wb.store.conversation(cid)
+        msgs = tuple(replace(m, content=f"{m.content} narwhal") for m in conv.messages)
+        edited.append(replace(conv, messages=msgs))
+    # Both edits share the rare tokens "ticket", "about", "zebrafish" and add "narwhal".
+    with wb.store.db.transaction() as one, wb.store.db.transaction() as two:
+        wb.store.add_revision(ids[0], edited[0], actor="ana", con=one)
+        wb.store.add_revision(ids[1], edited[1], actor="bob", con=two)
+    for q in ("narwhal", "zebrafish narwhal", "ZEBRAFISH"):
+        assert listed(wb, q, None)["ids"] == reference(wb, q, None), q
+        assert sorted(reference(wb, q, None)) == sorted(ids), q

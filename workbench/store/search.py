@@ -55,31 +55,36 @@ def tokens_sql(expr: str) -> str:
     return f"string_split(replace(replace(replace(lower({expr}), chr(10), ' '), chr(9), ' '), chr(13), ' '), ' ')"
 
 
-def index_sql(source: str, into: str = "search_postings") -> list[str]:
+def index_sql(source: str, into: str = "search_postings", *, count: bool = True) -> list[str]:
     """Statements that add the revisions in `source` (a relation with conversation_id, revision,
     created_at of the conversation, search_text) to the index. Used at import, for each new
     revision, by the migration that builds the index of an existing store, and by bench_import's
     SQL anchor. `into`: where the postings go (an import gathers them in a temporary table and
-    stores them sorted by token at its end, see `postings_table` and `store_postings`)."""
+    stores them sorted by token at its end, see `postings_table` and `store_postings`). `count`:
+    add to the tokens' `hits` (and turn them frequent); a single new revision does not, so two
+    reviewers saving at once never write the same vocabulary row (DuckDB would refuse the second)."""
     tok = tokens_sql("search_text")
     hot = f"greatest({FREQUENT}, {FREQUENT_SHARE} * (SELECT count(*) FROM conversations))"
-    return [
-        f"CREATE OR REPLACE TEMP TABLE _search_n AS SELECT token, count(*)::BIGINT AS n "
-        f"FROM (SELECT unnest({tok}) AS token FROM {source}) WHERE token <> '' GROUP BY token",
-        "INSERT INTO search_tokens SELECT nextval('search_token_ids'), token, 0, false "
-        "FROM _search_n ANTI JOIN search_tokens USING (token)",
+    counting = [
         "CREATE OR REPLACE TEMP TABLE _search_hot AS SELECT v.id FROM search_tokens v JOIN _search_n s "
         f"USING (token) WHERE NOT v.frequent AND v.hits + s.n > {hot}",
         f"UPDATE search_tokens v SET hits = v.hits + s.n, frequent = v.hits + s.n > {hot} "
         "FROM _search_n s WHERE v.token = s.token AND NOT v.frequent",
         "DELETE FROM search_postings WHERE token_id IN (SELECT id FROM _search_hot)",
         *([f"DELETE FROM {into} WHERE token_id IN (SELECT id FROM _search_hot)"] if into != "search_postings" else []),
+        "DROP TABLE _search_hot",
+    ]
+    return [
+        f"CREATE OR REPLACE TEMP TABLE _search_n AS SELECT token, count(*)::BIGINT AS n "
+        f"FROM (SELECT unnest({tok}) AS token FROM {source}) WHERE token <> '' GROUP BY token",
+        "INSERT INTO search_tokens SELECT nextval('search_token_ids'), token, 0, false "
+        "FROM _search_n ANTI JOIN search_tokens USING (token)",
+        *(counting if count else []),
         f"INSERT INTO {into} SELECT DISTINCT v.id, d.conversation_id, d.revision, d.created_at "
         f"FROM (SELECT conversation_id, revision, created_at, unnest({tok}) AS token FROM {source}) d "
         "JOIN (SELECT id, token FROM search_tokens SEMI JOIN _search_n USING (token) WHERE NOT frequent) v "
         "USING (token)",
         "DROP TABLE _search_n",
-        "DROP TABLE _search_hot",
     ]
 
 
@@ -150,7 +155,7 @@ def index_revision(
         "?::INTEGER AS revision, ?::TIMESTAMP AS created_at, ?::VARCHAR AS search_text",
         [cid, revision, created_at, text],
     )
-    for stmt in index_sql("_search_one"):
+    for stmt in index_sql("_search_one", count=False):
         con.execute(stmt)
     con.execute("DROP TABLE _search_one")
     if replaces is not None:
