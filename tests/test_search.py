@@ -38,7 +38,8 @@ QUERIES = [
     "max_retries", "MAX_RETRIES", "50%", "%", "c:\\logs", "quilldb", "QuillDB replication", "replication",
     "replication lag", "the replication", "lag", "连接", "数据库", "foo\nbar", "foo bar", " bar", "bar ",
     "the", "zzz-none", " ", "o", "b\ts", "istanbul", "straße", "ication, the back", "the end", "  ",
-    "retry_budget", "backup failed",
+    "retry_budget", "backup failed", "the replication lag grew\nreplication lag backup",
+    "a b c d e f g h i j k l m n o p the replication lag",
 ]  # fmt: skip
 
 

@@ -46,6 +46,8 @@ FREQUENT_SHARE = 0.1
 # 48 ids, ~10 ms for 512 at 1M, where a scan of the table takes ~40 ms.
 GROUP = 48
 GROUP_MAX = 512
+# Pieces of a query looked up in the vocabulary (the longest ones).
+MAX_PIECES = 12
 # Rows a walk over conversations checks before giving up and running the plain scan.
 WALK_LIMIT = 4096
 
@@ -210,11 +212,13 @@ class TextSearch:
         self.scan_base, self.scan_args = scan_base, scan_args
         parts: list[str] = con.execute(f"SELECT {tokens_sql('?')}", [text]).fetchall()[0][0]
         last = len(parts) - 1
-        self.pieces = [
+        pieces = [
             Piece(p, "exact" if 0 < i < last else "prefix" if i > 0 else "suffix" if i < last else "infix")
             for i, p in enumerate(parts)
             if p
         ]
+        # A long pasted text: its longest pieces narrow enough (the check reads the whole query).
+        self.pieces = sorted(pieces, key=lambda p: -len(p.text))[:MAX_PIECES]
         # A query without separators is matched by exactly the revisions holding a token that contains it.
         self.exact = len(parts) == 1
         self.empty = False
