@@ -222,6 +222,12 @@ def main() -> dict[str, Any]:
         next(b for b in browse.button if "Next" in b.label).click().run()
 
     res["Browse page (AppTest): Next ▶"] = timed(browse_page, repeat)
+    tbrowse = AppTest.from_file(str(PAGES / "browse.py"), default_timeout=120).run()
+    next(t for t in tbrowse.text_input if t.label == "Text contains").set_value("latency").run()
+    assert not tbrowse.exception, tbrowse.exception
+    res["Browse page (AppTest), text filter 'latency': Next ▶"] = timed(
+        lambda i: next(b for b in tbrowse.button if "Next" in b.label).click().run(), repeat
+    )
     review = AppTest.from_file(str(PAGES / "review.py"), default_timeout=120)
     review.session_state["reviewer"] = "bench"
     review.run()
