@@ -5,23 +5,24 @@ thousand rows instead of every conversation's text.
 The index (built in SQL, in the same transaction as the revisions it covers):
 - `search_tokens`: every distinct token of every indexed revision's lower-cased search text, where a
   token is a maximal run of characters other than space, newline, tab and carriage return;
-  `hits` counts its occurrences while it is rare; `frequent` once that passes `FREQUENT`.
-- `search_postings` (token_id, conversation_id, revision): which revisions hold each token that
-  is not frequent (a token's postings are deleted when it becomes frequent, so a token's postings
-  are either complete or absent).
+  `hits` counts its occurrences while it is rare; `frequent` once that passes FREQUENT and
+  FREQUENT_SHARE of the conversations.
+- `search_postings` (token_id, conversation_id, revision, created_at): which revisions hold each
+  token that is not frequent (a token's postings are deleted when it becomes frequent, so a
+  token's postings are either complete or absent). An import stores its postings sorted by token,
+  so DuckDB reads only the row groups of the tokens a query names.
+- `search_stale` (conversation_id, revision): revisions superseded by a newer one (revisions are
+  append-only and keep their postings; a candidate counts only for its current revision).
 
 A query is cut at the same characters into pieces; a revision can match only if, for each piece, one
 of its tokens equals the piece (a piece between two separators), starts with it (a separator
 before it), ends with it (a separator after it) or contains it (a query without separators).
-So: a piece that no token matches means no conversation matches. A piece whose tokens are all
-rare gives the candidates (their postings, for the conversation's current revision); each
-candidate is then checked with the literal `contains` (a query without separators needs no
-check: a token containing it is exactly a match). Where every piece is frequent, matches are
-common: conversations are walked in page order and checked a few dozen at a time. When that
-walk finds too few, the plain scan answers. Results are always exactly the scan's.
-
-Old revisions keep their postings (revisions are append-only); a candidate counts only for its
-conversation's current revision.
+So: a piece that no token matches means no conversation matches. Pieces whose tokens are all
+rare give the candidates (their postings, intersected); each candidate is then checked with the
+literal `contains` (a query without separators needs no check: a token containing it is exactly
+a match). Where every piece is frequent, matches are common: conversations are walked in page
+order and checked a few hundred at a time, and counted by a scan that stops at the bound. When
+those find too few, the plain scan answers. Results are always exactly the scan's.
 """
 
 from __future__ import annotations
