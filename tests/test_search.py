@@ -14,6 +14,7 @@ import duckdb
 import pytest
 
 import workbench
+from curation.records import Provenance
 from tests.conftest import write
 from workbench.store import imports, search
 from workbench.store.core import text_search
@@ -161,3 +162,10 @@ def test_two_edits_at_once_both_land_and_are_found(wb, tmp_path: Path) -> None:
     for q in ("narwhal", "zebrafish narwhal", "ZEBRAFISH"):
         assert listed(wb, q, None)["ids"] == reference(wb, q, None), q
         assert sorted(reference(wb, q, None)) == sorted(ids), q
+    # A paraphrase (Augment) is a new conversation: found at once.
+    para = replace(edited[0], messages=tuple(replace(m, content=m.content + " okapi") for m in edited[0].messages))
+    prov = Provenance(
+        kind="paraphrase", parent_id=ids[0], parent_revision=2, model="m", prompt_id="p", prompt_sha256="0"
+    )
+    new_id, created = wb.store.add_conversation(para, prov, actor="ana")
+    assert created and listed(wb, "okapi", None)["ids"] == reference(wb, "okapi", None) == [new_id]
