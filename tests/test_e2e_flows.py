@@ -56,6 +56,11 @@ def test_home_import_with_mapping_and_keyboard_review(app: tuple[str, Path], tmp
 
         def shot(name: str) -> None:
             settle()
+            # Elements of the previous run stay drawn (data-stale) until the new run replaces them: a
+            # picture taken then shows both (Home's "Next" line twice). Wait until none is left.
+            page.wait_for_function(
+                "document.querySelectorAll('[data-stale=\"true\"]').length === 0", timeout=3 * TIMEOUT_MS
+            )
             page.evaluate("document.querySelectorAll('[data-testid=stMain], section').forEach(e => e.scrollTo(0, 0))")
             page.screenshot(path=str(SHOTS / f"{name}.png"))
 
