@@ -24,7 +24,7 @@ def filter_bar(prefix: str, *, default_status: str = "any", tags: list[str] | No
     from workbench.store import STATUSES
 
     wb = get_wb()
-    c1, c2, c3, c4, c5, c6 = st.columns([1, 2, 1.4, 1.6, 1.2, 2])
+    c1, c2, c3, c4, c5, c6 = st.columns([1.4, 1.8, 1.3, 1.6, 1.2, 1.9])
     statuses = ["any", *STATUSES]
     status = c1.selectbox("Status", statuses, index=statuses.index(default_status), key=f"{prefix}_status")
     source_names, reasons = filter_options(store_path())
