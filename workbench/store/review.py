@@ -14,7 +14,19 @@ from typing import Any
 
 import duckdb
 
-from workbench.store._db import ConflictError, Database, Migration, NotFound, StoreError, dumps, first, now
+from workbench.store._db import (
+    ConflictError,
+    Database,
+    Migration,
+    NotFound,
+    StoreError,
+    dumps,
+    first,
+    iso,
+    loads,
+    now,
+    records,
+)
 from workbench.store.core import STATUSES, filtered_from, text_search
 
 # The index: review pages read one conversation's revisions at a time, and DuckDB uses a
@@ -263,25 +275,16 @@ class ReviewStore:
             by_status = dict.fromkeys(STATUSES, 0)
             for s, n in con.execute("SELECT status, count(*) FROM conversations GROUP BY 1").fetchall():
                 by_status[s] = n
-            reviewers = [
-                {
-                    "reviewer": r[0],
-                    "accepted": r[1],
-                    "rejected": r[2],
-                    "reset": r[3],
-                    "edits": r[4],
-                    "comments": r[5],
-                    "tags": r[6],
-                    "conversations": r[7],
-                    "last_active": r[8].isoformat(),
-                }
-                for r in con.execute(
-                    "SELECT actor, count(*) FILTER (action = 'accepted'), count(*) FILTER (action = 'rejected'), "
-                    "count(*) FILTER (action = 'pending'), count(*) FILTER (action = 'edit'), "
-                    "count(*) FILTER (action = 'comment'), count(*) FILTER (action = 'tag'), "
-                    f"NULL, max(ts) FROM ({actions}) GROUP BY actor ORDER BY actor"
-                ).fetchall()
-            ]
+            reviewers = records(
+                con.execute(
+                    "SELECT actor AS reviewer, count(*) FILTER (action = 'accepted') AS accepted, "
+                    "count(*) FILTER (action = 'rejected') AS rejected, count(*) FILTER (action = 'pending') AS reset, "
+                    "count(*) FILTER (action = 'edit') AS edits, count(*) FILTER (action = 'comment') AS comments, "
+                    "count(*) FILTER (action = 'tag') AS tags, NULL AS conversations, max(ts) AS last_active "
+                    f"FROM ({actions}) GROUP BY actor ORDER BY actor"
+                ),
+                last_active=iso,
+            )
             touched = dict(
                 con.execute(
                     "SELECT actor, count(DISTINCT conversation_id) FROM ("
@@ -292,31 +295,23 @@ class ReviewStore:
             )
             for r in reviewers:
                 r["conversations"] = touched.get(r["reviewer"], 0)
-            flags = [
-                {
-                    "stage": r[0],
-                    "reason": r[1],
-                    "severity": r[2],
-                    "conversations": r[3],
-                    "pending": r[4],
-                    "accepted": r[5],
-                    "rejected": r[6],
-                }
-                for r in con.execute(
-                    "SELECT f.stage, f.reason, f.severity, count(*), count(*) FILTER (c.status = 'pending'), "
-                    "count(*) FILTER (c.status = 'accepted'), count(*) FILTER (c.status = 'rejected') FROM "
+            flags = records(
+                con.execute(
+                    "SELECT f.stage, f.reason, f.severity, count(*) AS conversations, "
+                    "count(*) FILTER (c.status = 'pending') AS pending, count(*) FILTER (c.status = 'accepted') "
+                    "AS accepted, count(*) FILTER (c.status = 'rejected') AS rejected FROM "
                     "(SELECT DISTINCT conversation_id, revision, stage, reason, severity FROM flags) f "
                     "JOIN conversations c ON c.id = f.conversation_id AND c.revision = f.revision "
                     "GROUP BY 1, 2, 3 ORDER BY 1, 2, 3"
-                ).fetchall()
-            ]
-            throughput = [
-                {"at": r[0].isoformat(), "reviewer": r[1], "action": r[2], "n": r[3]}
-                for r in con.execute(
-                    f"SELECT date_trunc('{bucket}', ts), actor, action, count(*) FROM ({actions}) "
-                    "GROUP BY 1, 2, 3 ORDER BY 1, 2, 3"
-                ).fetchall()
-            ]
+                )
+            )
+            throughput = records(
+                con.execute(
+                    f"SELECT date_trunc('{bucket}', ts) AS at, actor AS reviewer, action, count(*) AS n "
+                    f"FROM ({actions}) GROUP BY 1, 2, 3 ORDER BY 1, 2, 3"
+                ),
+                at=iso,
+            )
         return {
             "by_status": by_status,
             "reviewers": reviewers,
@@ -350,23 +345,15 @@ class ReviewStore:
                     [cid],
                 ).fetchall()
             ]
-            revisions = [
-                {
-                    "revision": r[0],
-                    "kind": r[1],
-                    "actor": r[2],
-                    "at": r[3].isoformat(),
-                    "note": r[4],
-                    "provenance": json.loads(r[5]) if r[5] else None,
-                    "turns": r[6],
-                    "content_sha256": r[7],
-                }
-                for r in con.execute(
-                    "SELECT revision, kind, actor, ts, note, provenance, n_messages, content_sha256 FROM revisions "
-                    "WHERE conversation_id = ? ORDER BY revision",
+            revisions = records(
+                con.execute(
+                    "SELECT revision, kind, actor, ts AS at, note, provenance, n_messages AS turns, content_sha256 "
+                    "FROM revisions WHERE conversation_id = ? ORDER BY revision",
                     [cid],
-                ).fetchall()
-            ]
+                ),
+                at=iso,
+                provenance=loads,
+            )
             parent_sql = (
                 "SELECT DISTINCT parent FROM ("
                 " SELECT json_extract_string(data, '$.parent_id') AS parent FROM provenance WHERE conversation_id = ?"
