@@ -12,7 +12,7 @@ import duckdb
 import pyarrow as pa
 
 from curation.records import Conversation, Provenance, content_id
-from workbench.store._db import ConflictError, Database, Migration, NotFound, StoreError, dumps, first, now
+from workbench.store._db import ConflictError, Database, Migration, NotFound, StoreError, dumps, first, now, records
 from workbench.store.imports import ImportStore, search_text
 from workbench.store.search import TextSearch, index_revision
 from workbench.store.stage_runs import StageRunStore
@@ -321,27 +321,15 @@ class CoreStore(ImportStore, StageRunStore):
             total = con.execute(
                 f"SELECT count(*) FROM quarantine q JOIN sources s ON s.id = q.source_id WHERE {where}", args
             ).fetchall()[0][0]
-            rows = con.execute(
-                "SELECT q.file, q.line, q.row_index, q.field, q.message, q.raw, q.source_id "
-                f"FROM quarantine q JOIN sources s ON s.id = q.source_id WHERE {where} "
-                "ORDER BY q.ts, q.source_id, q.row_index LIMIT ? OFFSET ?",
-                [*args, limit, offset],
-            ).fetchall()
-        return {
-            "total": total,
-            "rows": [
-                {
-                    "file": r[0],
-                    "line": r[1],
-                    "index": r[2],
-                    "field": r[3],
-                    "message": r[4],
-                    "raw": r[5],
-                    "source_id": r[6],
-                }
-                for r in rows
-            ],
-        }
+            rows = records(
+                con.execute(
+                    "SELECT q.file, q.line, q.row_index AS index, q.field, q.message, q.raw, q.source_id "
+                    f"FROM quarantine q JOIN sources s ON s.id = q.source_id WHERE {where} "
+                    "ORDER BY q.ts, q.source_id, q.row_index LIMIT ? OFFSET ?",
+                    [*args, limit, offset],
+                )
+            )
+        return {"total": total, "rows": rows}
 
     def sources(self) -> list[dict[str, Any]]:
         with self.db.connect() as con:

@@ -18,7 +18,6 @@ review status. The span's text itself is never copied here: it lives in the revi
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from typing import Any
 
@@ -26,7 +25,19 @@ import duckdb
 import pyarrow as pa
 
 from curation.records import Conversation, Provenance
-from workbench.store._db import ConflictError, Database, Migration, NotFound, StoreError, dumps, first, now
+from workbench.store._db import (
+    ConflictError,
+    Database,
+    Migration,
+    NotFound,
+    StoreError,
+    dumps,
+    first,
+    iso,
+    loads,
+    now,
+    records,
+)
 from workbench.store.core import CoreStore
 
 MIGRATIONS = [
@@ -342,8 +353,9 @@ class PiiStore(CoreStore):
 
     def pii_allow_list(self) -> list[dict[str, Any]]:
         with self.db.connect() as con:
-            rows = con.execute("SELECT term, entity, added_by, added_at FROM pii_allow_list ORDER BY term").fetchall()
-        return [{"term": r[0], "entity": r[1], "added_by": r[2], "added_at": r[3].isoformat()} for r in rows]
+            return records(
+                con.execute("SELECT term, entity, added_by, added_at FROM pii_allow_list ORDER BY term"), added_at=iso
+            )
 
     def pii_allow_remove(self, term: str) -> int:
         with self.db.transaction() as con:
@@ -630,16 +642,12 @@ class PiiStore(CoreStore):
     def pii_redaction_history(self, conversation_id: str) -> list[dict[str, Any]]:
         """The redaction revisions of a conversation with their parameters."""
         with self.db.connect() as con:
-            return [
-                {
-                    "revision": r[0],
-                    "actor": r[1],
-                    "at": r[2].isoformat(),
-                    "provenance": json.loads(r[3]) if r[3] else None,
-                }
-                for r in con.execute(
-                    "SELECT revision, actor, ts, provenance FROM revisions WHERE conversation_id = ? "
+            return records(
+                con.execute(
+                    "SELECT revision, actor, ts AS at, provenance FROM revisions WHERE conversation_id = ? "
                     "AND kind = 'redaction' ORDER BY revision",
                     [conversation_id],
-                ).fetchall()
-            ]
+                ),
+                at=iso,
+                provenance=loads,
+            )
