@@ -531,9 +531,9 @@ def recipe_label(config: dict[str, Any]) -> str | None:
     if config.get("lora") is False:
         kind = "full fine-tuning (bf16)"
     else:
+        four_bit = config.get("load_in_4bit", True)
         adapter = "DoRA" if config.get("use_dora") else "rsLoRA" if config.get("use_rslora") else "LoRA"
-        quant = "Q" if config.get("load_in_4bit", True) and adapter == "LoRA" else ""
-        kind = f"{quant}{adapter}" + (" (4-bit)" if adapter != "LoRA" and config.get("load_in_4bit", True) else "")
+        kind = ("QLoRA" if four_bit else "LoRA") if adapter == "LoRA" else adapter + (" (4-bit)" if four_bit else "")
         if config.get("lora_r"):
             kind += f" r{config['lora_r']}"
     parts = [kind]
