@@ -49,7 +49,7 @@ def audit(wb: Any, planted: list[dict[str, Any]]) -> dict[str, Any]:
         else:
             false.append({"conversation_id": cid, "entity": ent, "text": text})
     current = "\n".join(
-        json.dumps(wb.show(c["id"])["messages"], ensure_ascii=False) for c in wb.list(limit=100000)["conversations"]
+        json.dumps(wb.show(c["id"]).messages, ensure_ascii=False) for c in wb.list(limit=100000).conversations
     )
     must = [p for p in planted if p["type"] in MUST_GO]
     left = [p for p in must if p["string"] in current]

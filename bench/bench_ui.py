@@ -43,7 +43,7 @@ def build_store(path: Path, n: int) -> float:
     """Generate `n` conversations into `path`; returns seconds. Reuses a store that has them."""
     wb = workbench.open(path)
     wb.store.db.keep_open_s = 2.0
-    have = wb.stats()["conversations"]
+    have = wb.stats().conversations
     t = time.perf_counter()
     if have >= n:
         if wb.store.get_setting("review.guide") is None:
@@ -66,7 +66,7 @@ def build_store(path: Path, n: int) -> float:
 
 def add_review_state(wb: workbench.Workbench, n: int) -> None:
     # Review state: flags on 2%, half of them bulk-accepted, single decisions and comments.
-    flagged = [c["id"] for c in wb.list(limit=max(n // 50, 1), offset=n // 3)["conversations"]]
+    flagged = [c["id"] for c in wb.list(limit=max(n // 50, 1), offset=n // 3).conversations]
     wb.store.start_stage_run("bench-validate", "validate", {}, actor="bench")
     flags = [
         {"conversation_id": cid, "revision": 1, "reason": "too_short" if i % 2 else "template_error",
@@ -78,7 +78,7 @@ def add_review_state(wb: workbench.Workbench, n: int) -> None:
     wb.bulk_apply(f, "status", status="accepted", expected=wb.bulk_count(f, "status", status="accepted"), actor="lead")
     wb.set_review_guide("# Guide\n\nAccept correct, polite answers with valid label JSON.", actor="lead")
     wb.set_review_tags(["billing", "outage", "needs-fix"], actor="lead")
-    for i, c in enumerate(wb.list(status="pending", limit=300, offset=1000)["conversations"]):
+    for i, c in enumerate(wb.list(status="pending", limit=300, offset=1000).conversations):
         who = ("ana", "bob", "chen")[i % 3]
         if i % 4 == 3:
             wb.comment(c["id"], "generated comment", actor=who)
@@ -125,7 +125,7 @@ def main() -> dict[str, Any]:
 
     wb = workbench.open(path)
     wb.store.db.keep_open_s = 2.0  # as the app does (see Database.keep_open_s)
-    total = wb.stats()["conversations"]
+    total = wb.stats().conversations
     pages = total // 25
     # Pages spread over the whole table (a deep page costs the most: ORDER BY + OFFSET).
     offsets = [(i * 7919 % pages) * 25 for i in range(repeat)]

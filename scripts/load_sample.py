@@ -19,15 +19,15 @@ def main() -> None:
     ap.add_argument("--store", default=str(workbench.default_store_path()))
     args = ap.parse_args()
     wb = workbench.open(args.store)
-    if wb.stats()["conversations"]:
+    if wb.stats().conversations:
         print(f"{args.store}: already has data, not loading the sample")
         return
     files = sorted(
         p for p in SAMPLE.iterdir() if p.suffix in (".json", ".jsonl", ".parquet") and p.name != "ground_truth.json"
     )
     r = wb.import_files(files, actor="sample-loader", licence="Apache-2.0 (Sift sample data)")
-    t = r["totals"]
-    print(f"{args.store}: loaded the sample: {t['imported']} conversations, {t['quarantined']} quarantined rows")
+    t = r.totals
+    print(f"{args.store}: loaded the sample: {t.imported} conversations, {t.quarantined} quarantined rows")
 
 
 if __name__ == "__main__":

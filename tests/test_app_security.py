@@ -131,7 +131,7 @@ def test_signed_out_visitor_can_write_nothing_read_no_file_and_call_nobody(site)
         shown = " ".join(str(getattr(e, "value", "")) for e in at.main)
         assert SECRET not in shown and "SIFT_LLM_API_KEY" not in shown
     assert total >= 12  # the walk really clicked (Augment 4, PII 3, Review 2, Import, Dedup, Train, …)
-    assert workbench.open(site["store"]).stats()["sources"] == 1
+    assert workbench.open(site["store"]).stats().sources == 1
     record(
         "Signed out: no store write, no outbound request, no server file",
         pages=len(PAGES),

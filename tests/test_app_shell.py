@@ -63,7 +63,7 @@ def test_import_page_server_paths_stay_inside_the_allowed_folders(app_store: Pat
         assert [e.value for e in at.error] == [
             md_escape(f"Refused: {typed!r} is not a file inside an allowed import folder; nothing imported")
         ]
-    assert workbench.open(app_store).stats()["sources"] == 0
+    assert workbench.open(app_store).stats().sources == 0
 
 
 def test_browse_filters_and_shows_text_not_html(app_store: Path, tmp_path: Path) -> None:

@@ -238,7 +238,7 @@ def test_filters_provenance_and_resume_without_duplicates(wb, llm: Scripted) -> 
     assert r["kept"] + sum(r["rejected"].values()) == r["requested"]
     fam = wb.augment_families()
     assert fam["total"] == 3
-    parent_id = wb.list(text=book)["conversations"][0]["id"]
+    parent_id = wb.list(text=book).conversations[0]["id"]
     family = wb.augment_family(parent_id)
     assert [c["messages"][1]["content"] for c in family["children"]] == ["Today I misplaced my book."]
     assert [(x["variation"], x["reason"], x["text"]) for x in family["rejects"]] == [
@@ -246,9 +246,9 @@ def test_filters_provenance_and_resume_without_duplicates(wb, llm: Scripted) -> 
         (2, "duplicate", "Today I misplaced my book."),
     ]
     child = wb.show(family["children"][0]["id"])
-    assert child["status"] == "pending" and child["family_id"] == wb.show(parent_id)["family_id"]
-    assert [m["content"] for m in child["messages"]] == ["Be kind.", "Today I misplaced my book.", "answer 0"]
-    prov = child["provenance"][0]
+    assert child.status == "pending" and child.family_id == wb.show(parent_id).family_id
+    assert [m["content"] for m in child.messages] == ["Be kind.", "Today I misplaced my book.", "answer 0"]
+    prov = child.provenance[0]
     assert {k: prov[k] for k in ("kind", "parent_id", "parent_revision", "model", "endpoint", "prompt_id")} == {
         "kind": "paraphrase", "parent_id": parent_id, "parent_revision": 1, "model": "scripted",
         "endpoint": f"127.0.0.1:{llm.server_port}", "prompt_id": "paraphrase-user-v1",
@@ -263,15 +263,15 @@ def test_filters_provenance_and_resume_without_duplicates(wb, llm: Scripted) -> 
         "turns": "first",
         "variation": 0,
     }
-    near, changed = wb.augment_family(wb.list(text="version 24")["conversations"][0]["id"])["rejects"]
+    near, changed = wb.augment_family(wb.list(text="version 24").conversations[0]["id"])["rejects"]
     assert near["reason"] == "near_identical" and near["details"]["jaccard"] >= 0.8
     assert (changed["reason"], changed["details"]) == ("changed_facts", {"missing": ["24"], "added": ["25"]})
 
     # A second run pays nothing and adds nothing.
-    before = wb.stats()["conversations"]
+    before = wb.stats().conversations
     again = wb.augment(n=3, **fast(llm))
     assert again == {**r, "calls": 0, "cached_calls": 3, "run_id": again["run_id"]} and again["run_id"] != r["run_id"]
-    assert llm.chats == 3 and wb.stats()["conversations"] == before == 3 + 3
+    assert llm.chats == 3 and wb.stats().conversations == before == 3 + 3
     # Children are never parents.
     assert wb.augment(n=3, dry_run=True, **fast(llm))["parents"] == 3
 
@@ -363,7 +363,7 @@ def test_server_error_keeps_done_work_and_rerun_resumes(wb, llm: Scripted) -> No
     assert runs[-1]["stats"]["error"].startswith("the LLM endpoint") and runs[-1]["finished_at"]
     r = wb.augment(n=2, max_retries=1, concurrency=1, **fast(llm))
     assert (r["calls"], r["cached_calls"], r["parents"]) == (2, 1, 3)
-    assert wb.stats()["conversations"] == 3 + r["kept"]  # nothing twice
+    assert wb.stats().conversations == 3 + r["kept"]  # nothing twice
 
 
 def test_timeout_and_garbage(wb, llm: Scripted) -> None:
@@ -544,7 +544,7 @@ def test_sift_augment_with_the_embedded_server(embedded: dict[str, Any], tmp_pat
     assert first["kept"] + sum(first["rejected"].values()) == 4
     second = wb.augment(endpoint=embedded["url"], n=2, limit=2, max_tokens=24, check_pii=False)
     assert second == {**first, "calls": 0, "cached_calls": 2, "run_id": second["run_id"]}
-    assert wb.stats()["conversations"] == 2 + first["kept"]
+    assert wb.stats().conversations == 2 + first["kept"]
     for fam in wb.augment_families()["parents"]:
         for c in fam["children"]:
             p = c["provenance"]
@@ -581,14 +581,14 @@ def test_augment_page_preview_run_and_review(wb, llm: Scripted, monkeypatch) -> 
     at.number_input(key="aug_preview_rows").set_value(3)
     at.number_input(key="aug_timeout").set_value(30.0)
     at.button[2].click().run()  # preview
-    assert not at.exception and llm.chats == 3 and wb.stats()["conversations"] == 3
+    assert not at.exception and llm.chats == 3 and wb.stats().conversations == 3
     assert at.dataframe[0].value.shape[0] == 2
     at.button[3].click().run()  # run: answered from the cache
     assert not at.exception and llm.chats == 3
     assert any("6 of 6 variations kept" in s.value and "3 from the cache" in s.value for s in at.success)
     child = wb.augment_families()["parents"][0]["children"][0]["id"]
     at.button(key=f"aug_accept_{child}").click().run()
-    assert not at.exception and wb.show(child)["status"] == "accepted"
+    assert not at.exception and wb.show(child).status == "accepted"
     # A slow endpoint: the preview fails with an error that points at the page's own settings.
     llm.default, llm.delay = "slow", 1.5
     at.number_input(key="aug_n").set_value(3)

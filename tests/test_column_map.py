@@ -20,19 +20,19 @@ def test_llamafactory_dataset_info_imports_its_demo_files(tmp_path: Path, corpor
     wb = workbench.open(tmp_path / "s.duckdb")
     per_file = lambda name: ColumnMap.parse(str(info), file_name=name)  # noqa: E731
     r = wb.import_files([lf / "mllm_demo.json", lf / "identity.json"], column_map=per_file)
-    assert [f["format"] for f in r["files"]] == ["sharegpt", "alpaca"]
-    assert r["totals"]["quarantined"] == 0 and r["totals"]["rows"] == 6 + 91
+    assert [f.format for f in r.files] == ["sharegpt", "alpaca"]
+    assert r.totals.quarantined == 0 and r.totals.rows == 6 + 91
     # mllm_demo: role/content tags user/assistant; its images column stays as metadata.
-    mllm = wb.list(text="Kane and Gretzka")["conversations"][0]["id"]
+    mllm = wb.list(text="Kane and Gretzka").conversations[0]["id"]
     d = wb.show(mllm)
-    assert [m["role"] for m in d["messages"]][:2] == ["user", "assistant"]
-    assert d["metadata"]["images"] == ["mllm_demo_data/1.jpg", "mllm_demo_data/1.jpg"]
+    assert [m["role"] for m in d.messages][:2] == ["user", "assistant"]
+    assert d.metadata["images"] == ["mllm_demo_data/1.jpg", "mllm_demo_data/1.jpg"]
     # glaive (columns messages=conversations, tools): function calls and observations map to tool turns.
     glaive = wb.import_preview(
         lf / "glaive_toolcall_en_demo.json", column_map=per_file("glaive_toolcall_en_demo.json"), rows=10
     )
-    assert not glaive["quarantined"] and len(glaive["conversations"]) == 10
-    assert {"user", "assistant", "tool"} <= {m["role"] for c in glaive["conversations"] for m in c["messages"]}
+    assert not glaive.quarantined and len(glaive.conversations) == 10
+    assert {"user", "assistant", "tool"} <= {m["role"] for c in glaive.conversations for m in c["messages"]}
 
 
 def test_custom_columns_tags_and_ranking(tmp_path: Path) -> None:
@@ -51,15 +51,15 @@ def test_custom_columns_tags_and_ranking(tmp_path: Path) -> None:
     )
     wb = workbench.open(tmp_path / "s.duckdb")
     r = wb.import_files([f], column_map=cmap)
-    assert (r["totals"]["imported"], r["totals"]["quarantined"]) == (1, 2)
-    d = wb.show(wb.list()["conversations"][0]["id"])
-    assert [(m["role"], m["content"]) for m in d["messages"]] == [
+    assert (r.totals.imported, r.totals.quarantined) == (1, 2)
+    d = wb.show(wb.list().conversations[0]["id"])
+    assert [(m["role"], m["content"]) for m in d.messages] == [
         ("system", "You are a courier's assistant."),
         ("user", "My parcel is late."),
         ("assistant", "Sorry, it ships tomorrow."),
     ]
-    assert d["metadata"] == {"ticket": 7}
-    q = wb.quarantine()["rows"]
+    assert d.metadata == {"ticket": 7}
+    q = wb.quarantine().rows
     assert [x["field"] for x in q] == ["dialog[0].speaker", "dialog"]
     assert "'robot' is none of the mapped tags" in q[0]["message"]
 
@@ -69,13 +69,13 @@ def test_custom_columns_tags_and_ranking(tmp_path: Path) -> None:
         {"ranking": True, "columns": {"prompt": "question", "chosen": "good", "rejected": "bad"}}
     )
     wb.import_files([g], column_map=pref)
-    conv = wb.show(wb.list(text="2+2")["conversations"][0]["id"])
-    assert [m["content"] for m in conv["messages"]] == ["2+2?", "4"] and conv["metadata"] == {"bad": "5"}
+    conv = wb.show(wb.list(text="2+2").conversations[0]["id"])
+    assert [m["content"] for m in conv.messages] == ["2+2?", "4"] and conv.metadata == {"bad": "5"}
 
     preview = wb.import_preview(f, column_map=cmap, rows=2)
-    assert preview["format"] == "sharegpt" and len(preview["conversations"]) == 1
-    assert preview["quarantined"][0]["field"] == "dialog[0].speaker"
-    assert wb.stats()["conversations"] == 2  # the preview wrote nothing
+    assert preview.format == "sharegpt" and len(preview.conversations) == 1
+    assert preview.quarantined[0]["field"] == "dialog[0].speaker"
+    assert wb.stats().conversations == 2  # the preview wrote nothing
 
 
 def test_bad_mappings_are_clear_errors(tmp_path: Path) -> None:
@@ -108,6 +108,6 @@ def test_cli_map_keep_going_and_user_file_names(tmp_path: Path) -> None:
     wb = workbench.open(store)
     r2 = wb.import_files([bad, good], names=["My notes.json", "FAQ export.jsonl"], each=True,
                          column_map=ColumnMap.parse("prompt=q,response=a"))  # fmt: skip
-    assert r2["files"][0]["path"] == "My notes.json" and str(tmp_path) not in r2["files"][0]["error"]
-    assert r2["files"][1]["path"] == "FAQ export.jsonl"
+    assert r2.files[0].path == "My notes.json" and str(tmp_path) not in r2.files[0].error
+    assert r2.files[1].path == "FAQ export.jsonl"
     assert "FAQ export.jsonl" in {s["name"] for s in wb.sources()}

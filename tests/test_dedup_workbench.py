@@ -64,13 +64,13 @@ def test_sample_planted_duplicates_found(sample_wb) -> None:
     # exact duplicates were already stored once at import (content ids): nothing left to flag
     assert r["exact_groups"] == 0
     flagged = wb.list(flag="near_duplicate", limit=100)
-    assert flagged["total"] == r["duplicates_flagged"] == 9
+    assert flagged.total == r["duplicates_flagged"] == 9
     mapping = wb.dedup_clusters()
-    assert len(mapping) == wb.stats()["conversations"]
+    assert len(mapping) == wb.stats().conversations
     for c in clusters:
         assert {mapping[m["id"]] for m in c["members"]} == {c["id"]} == {min(m["id"] for m in c["members"])}
     shown = wb.show(next(m["id"] for m in clusters[0]["members"] if not m["keeper"]))
-    assert [f["reason"] for f in shown["flags"]] == ["near_duplicate"]
+    assert [f["reason"] for f in shown.flags] == ["near_duplicate"]
 
 
 def test_rerun_reuses_signatures_and_results_carry_params(sample_wb, tmp_path: Path) -> None:
@@ -97,10 +97,10 @@ def test_rerun_reuses_signatures_and_results_carry_params(sample_wb, tmp_path: P
             )
         ]
     )
-    cid = wb.list(limit=1)["conversations"][0]["id"]
+    cid = wb.list(limit=1).conversations[0]["id"]
     d = wb.show(cid)
     wb.edit(
-        cid, [*d["messages"][:-1], {"role": "assistant", "content": "An edited answer."}], base_revision=1, actor="ana"
+        cid, [*d.messages[:-1], {"role": "assistant", "content": "An edited answer."}], base_revision=1, actor="ana"
     )
     assert wb.dedup_status()["stale"] == 2
     wb.dedup(actor="ana")
@@ -128,13 +128,13 @@ def test_keeper_override_survives_reruns(sample_wb) -> None:
     other = next(m["id"] for m in c["members"] if not m["keeper"])
     r = wb.keep(other, actor="sme")
     assert r["keeper"] == other and r["flagged"] == [c["keeper"]]
-    assert [f["reason"] for f in wb.show(c["keeper"])["flags"]] == ["near_duplicate"]
-    assert wb.show(other)["flags"] == []
-    assert any(h["kind"] == "dedup_keep" and h["actor"] == "sme" for h in wb.show(other)["history"])
+    assert [f["reason"] for f in wb.show(c["keeper"]).flags] == ["near_duplicate"]
+    assert wb.show(other).flags == []
+    assert any(h["kind"] == "dedup_keep" and h["actor"] == "sme" for h in wb.show(other).history)
     wb.dedup(actor="ana")
     again = next(x for x in wb.dedup_cluster_list(limit=100)["clusters"] if x["id"] == c["id"])
     assert (again["keeper"], again["reason"]) == (other, "SME choice")
-    assert wb.list(flag="near_duplicate", limit=100)["total"] == 9
+    assert wb.list(flag="near_duplicate", limit=100).total == 9
 
 
 def test_accepted_copy_is_kept(sample_wb) -> None:
@@ -155,7 +155,7 @@ def test_pair_decisions_recluster(sample_wb) -> None:
     a, b = sorted(m["id"] for m in c["members"])
     r = wb.decide_pair(b, a, "distinct", actor="sme")
     assert (r["a"], r["b"], r["clusters"], r["duplicates_flagged"]) == (a, b, 8, 8)
-    assert wb.show(a)["flags"] == wb.show(b)["flags"] == []
+    assert wb.show(a).flags == wb.show(b).flags == []
     assert wb.dedup_clusters()[a] == a and wb.dedup_clusters()[b] == b
     wb.dedup(actor="ana")  # the decision outlives runs
     assert wb.dedup_cluster_list()["total"] == 8
@@ -172,7 +172,7 @@ def test_compare_and_contamination_service(sample_wb) -> None:
     cmp = wb.dedup_compare(a, b)
     assert cmp["jaccard"] >= 0.8 and any(d for _, d in cmp["a"]["runs"] + cmp["b"]["runs"])
     assert "".join(t for t, _ in cmp["a"]["runs"]) == cmp["a"]["text"]
-    others = [x["id"] for x in wb.list(limit=12)["conversations"] if x["id"] not in (a, b)]
+    others = [x["id"] for x in wb.list(limit=12).conversations if x["id"] not in (a, b)]
     hits = wb.contamination([a, *others], [b])
     assert [(h.eval_id, h.train_id) for h in hits] == [(b, a)]
 
@@ -294,5 +294,5 @@ def test_decide_a_jaccard_range_at_once(tmp_path: Path) -> None:
     left = wb.dedup_pairs(borderline=True, undecided=True)
     assert len(left) == len(pairs) - len(inside) and not wb.borderline_in_range(low, high)
     a = inside[0]["a"]
-    events = [e for e in wb.show(a)["history"] if e["kind"] == "dedup_pair"]
+    events = [e for e in wb.show(a).history if e["kind"] == "dedup_pair"]
     assert events and events[-1]["decision"] == "distinct" and events[-1]["actor"] == "ana"

@@ -246,18 +246,18 @@ def test_a_reviewer_session_in_chromium(app: tuple[str, Path]) -> None:
     import workbench
 
     wb = workbench.open(store)
-    h1 = wb.show(first)["history"]
+    h1 = wb.show(first).history
     assert [(e["actor"], e["status"]) for e in h1 if e["kind"] == "status"] == [("ana", "accepted")]
-    h2 = wb.show(second)["history"]
+    h2 = wb.show(second).history
     assert [(e["actor"], e["reason"]) for e in h2 if e["kind"] == "status"] == [
         ("ana", "answer does not match the ticket")
     ]
     h3 = wb.show(third)
-    assert h3["current_revision"] == 2 and h3["messages"][1]["content"].startswith("Edited in the browser")
-    assert [(e["actor"], e["text"]) for e in h3["history"] if e["kind"] == "comment"] == [
+    assert h3.current_revision == 2 and h3.messages[1]["content"].startswith("Edited in the browser")
+    assert [(e["actor"], e["text"]) for e in h3.history if e["kind"] == "comment"] == [
         ("ana", "Fixed the wording; please double-check the priority.")
     ]
-    assert wb.stats()["by_status"] == {"pending": 0, "accepted": 144, "rejected": 1}
+    assert wb.stats().by_status == {"pending": 0, "accepted": 144, "rejected": 1}
     for n in notes:
         print(n)
 
@@ -296,7 +296,7 @@ def test_hostile_store_loads_nothing_off_the_apps_origin(app: tuple[str, Path], 
     name = f"h![a](http:__{EVIL}_x.png).jsonl"
     (tmp_path / name).write_text(json.dumps(row) + f"\n{{broken {PAYLOAD}\n")
     wb.import_files([tmp_path / name], licence=ONE_LINE, actor=f"loader{ONE_LINE}")
-    cid = next(c["id"] for c in wb.list(text="answer <img", limit=1)["conversations"])
+    cid = next(c["id"] for c in wb.list(text="answer <img", limit=1).conversations)
     who = f"ana{ONE_LINE}"
     wb.tag([cid], [f"t{ONE_LINE}"], actor=who)
     wb.comment(cid, f"comment {PAYLOAD}", actor=who)

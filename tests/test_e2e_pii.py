@@ -30,16 +30,16 @@ def seed(store, tmp_path) -> dict[str, int]:
     rows = [{"messages": [{"role": "user", "content": t}, {"role": "assistant", "content": "ok"}]} for t in TEXTS]
     wb.import_files([write(tmp_path / "c.jsonl", "\n".join(json.dumps(r) for r in rows))], actor="loader")
     findings, scanned = [], []
-    for c in wb.list(limit=10)["conversations"]:
+    for c in wb.list(limit=10).conversations:
         d = wb.show(c["id"])
-        text = d["messages"][0]["content"]
-        scanned.append((c["id"], d["revision"], 2))
+        text = d.messages[0]["content"]
+        scanned.append((c["id"], d.revision, 2))
         for needle, entity in (("Java", "PERSON"), ("Priya Raman", "PERSON")):
             start = text.find(needle)
             while start >= 0:
                 findings.append(
                     {
-                        "conversation_id": c["id"], "revision": d["revision"], "message_index": 0,
+                        "conversation_id": c["id"], "revision": d.revision, "message_index": 0,
                         "field": "content", "role": "user", "start": start, "end": start + len(needle),
                         "entity": entity, "score": 0.85, "recognizer": "SpacyRecognizer",
                         "text_sha256": sha256_hex(needle),

@@ -41,7 +41,7 @@ def test_pipeline_counts_blockers_and_next_step(store: Path, tmp_path: Path) -> 
     assert p["next"]["step"] == "validate" and p["next"]["page"] == "validate"
     assert {k: v for k, v in p["blockers"][0].items() if k != "what"} == {"reason": "pending", "conversations": 12}
     wb.dedup(actor="ana")
-    ids = [c["id"] for c in wb.list(limit=20)["conversations"]]
+    ids = [c["id"] for c in wb.list(limit=20).conversations]
     wb.accept(ids[:5], actor="ana")
     wb.edit(
         ids[0],

@@ -82,7 +82,7 @@ def test_pii_page_queue_review_bulk_add_and_redact(store) -> None:
     assert wb.pii_findings(status="accepted", entity="PERSON")["total"] == n_person
 
     # add a missed span by its text
-    cid = next(c["id"] for c in wb.list()["conversations"] if "Tomasz" in c["preview"])
+    cid = next(c["id"] for c in wb.list().conversations if "Tomasz" in c["preview"])
     at.text_input(key="pii_add_cid").input(cid)
     at.number_input(key="pii_add_msg").set_value(1)  # message 1 ("ok")
     at.text_input(key="pii_add_text").input("ok")
@@ -96,7 +96,7 @@ def test_pii_page_queue_review_bulk_add_and_redact(store) -> None:
     at = page()
     next(b for b in at.button if b.label.startswith("Redact")).click().run()
     assert not at.exception, at.exception
-    assert all(c["revision"] == 1 for c in wb.list()["conversations"])  # only a preview so far
+    assert all(c["revision"] == 1 for c in wb.list().conversations)  # only a preview so far
     shown = " ".join(m.value for m in at.markdown)
     assert "Would rewrite 2 conversation" in shown and "PHONE\\_NUMBER" in shown, shown
     assert any("before: " in t.value and "after:  " in t.value for t in at.text)
@@ -106,7 +106,7 @@ def test_pii_page_queue_review_bulk_add_and_redact(store) -> None:
     assert not at.exception, at.exception
     assert any("redacted" in s.value and "reused" in s.value for s in at.success), [e.value for e in at.error]
     assert wb.store.pii_unresolved_conversations() == set()
-    assert all(c["revision"] == 2 for c in wb.list()["conversations"])
+    assert all(c["revision"] == 2 for c in wb.list().conversations)
 
 
 def test_pii_page_bulk_dismiss_by_text_counts_confirms_and_remembers(store) -> None:

@@ -32,7 +32,7 @@ def test_progress_page(store) -> None:
     assert not at.exception
     assert [m.value for m in at.metric] == ["4", "4", "0", "0"]
     assert any("Nobody has reviewed anything yet" in c.value for c in at.caption)
-    ids = [c["id"] for c in wb.list()["conversations"]]
+    ids = [c["id"] for c in wb.list().conversations]
     wb.decide(ids[0], "accepted", expected_revision=1, expected_status="pending", actor="ana")
     wb.decide(ids[1], "rejected", expected_revision=1, expected_status="pending", reason="x", actor="bob")
     wb.store.start_stage_run("r", "validate", {}, actor="ana")
@@ -54,7 +54,7 @@ def test_progress_page(store) -> None:
 
 def test_lineage_page(store) -> None:
     wb = store
-    cid = wb.list(text="task 0")["conversations"][0]["id"]
+    cid = wb.list(text="task 0").conversations[0]["id"]
     wb.edit(
         cid,
         [{"role": "user", "content": "task 0"}, {"role": "assistant", "content": "done 0, checked"}],

@@ -43,7 +43,7 @@ def two_turns(text: str) -> list[dict[str, str]]:
 def one(tmp_path: Path):
     wb = workbench.open(tmp_path / "race.duckdb")
     wb.import_files([write(tmp_path / "one.jsonl", json.dumps({"messages": two_turns("first answer")}))])
-    return wb, wb.list(limit=1)["conversations"][0]["id"]
+    return wb, wb.list(limit=1).conversations[0]["id"]
 
 
 def race(fns: dict[str, object]) -> dict[str, tuple[str, object]]:
@@ -76,7 +76,7 @@ def test_two_sessions_save_the_same_conversation_at_once(one) -> None:
     winners: list[tuple[int, str]] = []
     tally: Counter[str] = Counter()
     for k in range(ROUNDS):
-        rev = wb.show(cid)["current_revision"]
+        rev = wb.show(cid).current_revision
         texts = {"ana": f"ana's answer {k}", "bob": f"bob's answer {k}"}
         out = race(
             {
@@ -95,7 +95,7 @@ def test_two_sessions_save_the_same_conversation_at_once(one) -> None:
     # Accept against reject of the same revision: one decision lands, the other is refused.
     for _ in range(ROUNDS // 2):
         d = wb.show(cid)
-        seen = {"rev": d["current_revision"], "status": d["status"]}
+        seen = {"rev": d.current_revision, "status": d.status}
         out = race(
             {
                 "ana": lambda s=seen: ana.decide(cid, "accepted", expected_revision=s["rev"], expected_status=s["status"], actor="ana"),
@@ -108,10 +108,10 @@ def test_two_sessions_save_the_same_conversation_at_once(one) -> None:
         wb.set_status([cid], "pending", actor="lead")
     # Nothing lost: every winning save is a revision with its text; no losing text was written.
     d = wb.show(cid)
-    assert d["current_revision"] == 1 + ROUNDS
+    assert d.current_revision == 1 + ROUNDS
     for rev, text in winners:
-        assert wb.show(cid, revision=rev)["messages"][1]["content"] == text
-    stored = {wb.show(cid, revision=r)["messages"][1]["content"] for r in range(1, ROUNDS + 2)}
+        assert wb.show(cid, revision=rev).messages[1]["content"] == text
+    stored = {wb.show(cid, revision=r).messages[1]["content"] for r in range(1, ROUNDS + 2)}
     assert stored == {"first answer", *(t for _, t in winners)}
     record("two sessions save at once", rounds=ROUNDS + ROUNDS // 2, won=tally["ok"], refused=tally["conflict"], lost=0)
 
@@ -156,10 +156,10 @@ def test_two_processes_save_the_same_conversation_at_once(one) -> None:
         loser = b if "ok" in a else a
         assert CONFLICT.match(loser["conflict"]), loser
     d = wb.show(cid)
-    assert d["current_revision"] == 1 + rounds
+    assert d.current_revision == 1 + rounds
     for k in range(rounds):
         who = "ana" if "ok" in lines["ana"][k] else "bob"
-        assert wb.show(cid, revision=k + 2)["messages"][1]["content"] == f"{who} {k}"
+        assert wb.show(cid, revision=k + 2).messages[1]["content"] == f"{who} {k}"
     record("two processes save at once", rounds=rounds, won=rounds, refused=rounds, lost=0)
 
 
@@ -184,7 +184,7 @@ def test_two_review_pages_save_at_once(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setenv("SIFT_REVIEWERS", str(tmp_path / "no-reviewers.toml"))
     wb = workbench.open(store)
     wb.import_files([write(tmp_path / "one.jsonl", json.dumps({"messages": two_turns("first answer")}))])
-    cid = wb.list(limit=1)["conversations"][0]["id"]
+    cid = wb.list(limit=1).conversations[0]["id"]
     pages = {}
     for who in ("ana", "bob"):
         at = AppTest.from_file(str(ROOT / "workbench" / "app_pages" / "review.py"), default_timeout=60)
@@ -207,8 +207,8 @@ def test_two_review_pages_save_at_once(tmp_path: Path, monkeypatch) -> None:
         w: ([s.value for s in at.success], [e.value for e in at.error], at.exception) for w, at in pages.items()
     }
     winner, loser = saved[0], refused[0]
-    assert wb.show(cid)["messages"][1]["content"] == f"{winner}'s careful answer"
-    assert wb.show(cid)["current_revision"] == 2
+    assert wb.show(cid).messages[1]["content"] == f"{winner}'s careful answer"
+    assert wb.show(cid).current_revision == 2
     # Nothing lost: the loser's draft is still in their session, ready to re-apply.
     assert pages[loser].session_state[f"rv_t_{cid}_1_1"] == f"{loser}'s careful answer"
     record("two Review pages save at once", won=1, refused=1, draft_kept=True)
@@ -255,7 +255,7 @@ def test_cli_works_while_the_app_serves_and_is_loaded(tmp_path: Path) -> None:
     assert not crashed, crashed[:2]  # no traceback, no "store is busy" or other error shown
     assert load.health and all(load.health)
     assert len(load.sessions) >= 8
-    assert wb.show(ids[0])["status"] == "accepted" and "checked" in wb.show(ids[0])["tags"]
+    assert wb.show(ids[0]).status == "accepted" and "checked" in wb.show(ids[0]).tags
     record(
         "CLI while the app serves",
         cli_commands=11,

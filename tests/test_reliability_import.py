@@ -88,10 +88,10 @@ def check_accounting(wb, path: Path) -> None:
     except FileReadError as e:
         assert str(path) in str(e)
         return
-    f = r["files"][0]
-    assert f["imported"] + f["already_present"] + f["quarantined"] == f["rows"]
+    f = r.files[0]
+    assert f.imported + f.already_present + f.quarantined == f.rows
     q = wb.quarantine(limit=10_000, source=path.name)
-    assert all(row["message"] and row["field"] for row in q["rows"])
+    assert all(row["message"] and row["field"] for row in q.rows)
 
 
 @pytest.mark.parametrize("dialect", ["openai", "sharegpt", "alpaca"])
@@ -113,7 +113,7 @@ def test_fuzzed_jsonl_never_crashes(tmp_path: Path, dialect: str) -> None:
     assert counter["n"] >= min(FUZZ, 50)
     # The store is still consistent after all of it.
     s = wb.stats()
-    assert s["conversations"] == wb.list(limit=1)["total"]
+    assert s.conversations == wb.list(limit=1).total
 
 
 IMPORTER = """
@@ -154,8 +154,8 @@ def test_sigkill_mid_import_leaves_store_as_before(tmp_path: Path) -> None:
         survived += 1
     assert survived >= 1
     # The operation can be re-run to completion.
-    r = workbench.open(store).import_files([big])["totals"]
-    assert r["imported"] + r["already_present"] == 20000
+    r = workbench.open(store).import_files([big]).totals
+    assert r.imported + r.already_present == 20000
 
 
 def test_parallel_cli_imports_all_land(tmp_path: Path) -> None:
@@ -230,5 +230,5 @@ def test_multi_file_import_names_committed_files_when_a_later_one_fails(
     msg = str(e.value)
     assert msg.startswith(f"{b}: not imported (No space left on device); nothing of it was written.")
     assert f"{a} (1 imported, 0 quarantined)" in msg
-    assert [f["path"] for f in e.value.committed] == [str(a)]
-    assert wb.stats()["conversations"] == 1
+    assert [f.path for f in e.value.committed] == [str(a)]
+    assert wb.stats().conversations == 1

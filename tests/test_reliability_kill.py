@@ -168,7 +168,7 @@ def check_kills(
             landed += 1  # killed after its commit (closing the file): the operation landed whole
         else:
             assert not differing(before, after), f"{op} killed at {what}: tables changed {differing(before, after)}"
-        assert workbench.open(store).stats()["conversations"] == len(before["conversations"])
+        assert workbench.open(store).stats().conversations == len(before["conversations"])
         survived += 1
         again = h("list")  # the operation runs again, to the same result
         assert again["ok"], (what, again)
@@ -208,7 +208,7 @@ def test_sigkill_mid_freeze(tmp_path: Path, harness: list[Harness]) -> None:
     store = tmp_path / "freeze.duckdb"
     wb = workbench.open(store)
     import_rows(wb, tmp_path, [ticket_row(item, "openai") for item in generate_clean(120, 5)])
-    wb.accept([c["id"] for c in wb.list(limit=1000)["conversations"]][:100], actor="ana")
+    wb.accept([c["id"] for c in wb.list(limit=1000).conversations][:100], actor="ana")
     wb.freeze("v-before", eval_fraction=0.1, actor="ana")
     fig = check_kills("freeze", store, tmp_path, harness, same=lambda r: (r["train"], r["eval"], r["excluded"]))
     assert fig["kills_survived"] >= fig["kill_points"]

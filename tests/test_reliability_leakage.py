@@ -152,7 +152,7 @@ def test_no_canary_and_no_key_in_anything_written(tmp_path: Path, monkeypatch) -
         assert out["calls"] >= 1 and srv.auth and all(a == f"Bearer {KEY}" for a in srv.auth)  # the key was used
     finally:
         srv.stop()
-    wb.accept([c["id"] for c in wb.list(limit=1000)["conversations"]], actor="leak-test")
+    wb.accept([c["id"] for c in wb.list(limit=1000).conversations], actor="leak-test")
     wb.freeze("v1", eval_fraction=0.25, seed=3, actor="leak-test")
     sift("export", "v1", "--format", "openai", "--out", str(tmp_path / "export-openai"))
     for fmt in ("sharegpt", "alpaca", "parquet"):

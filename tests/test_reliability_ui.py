@@ -124,14 +124,14 @@ def hostile(tmp_path: Path, monkeypatch) -> dict[str, Any]:
     name = "x![a](evil.example-p.png)<b>x<b>[l](javascript:alert(1)).jsonl"
     rows = [json.dumps(conv(i)) for i in range(3)] + [f"{{broken {PAYLOAD}"]
     wb.import_files([write(tmp_path / name, "\n".join(rows) + "\n")], licence=SHORT, actor=f"loader{SHORT}")
-    ids = [c["id"] for c in wb.list(limit=10)["conversations"]]
+    ids = [c["id"] for c in wb.list(limit=10).conversations]
     who = f"ana{SHORT}"
     wb.tag(ids[:2], [f"tag{SHORT}"], actor=who)
     wb.comment(ids[0], f"comment {PAYLOAD}", actor=who)
     wb.reject([ids[2]], f"reason {PAYLOAD}", actor=who)
     wb.accept(ids[:1], actor=who)
     first = wb.show(ids[0])
-    text = first["messages"][1]["content"]
+    text = first.messages[1]["content"]
     at = text.index("<img")
     wb.store.start_stage_run("ui-1", "pii", {}, actor=who)
     wb.store.replace_flags(
@@ -143,7 +143,7 @@ def hostile(tmp_path: Path, monkeypatch) -> dict[str, Any]:
     )  # fmt: skip
     wb.edit(
         ids[1],
-        [*first["messages"][:-1], {"role": "assistant", "content": f"edited {PAYLOAD}"}],
+        [*first.messages[:-1], {"role": "assistant", "content": f"edited {PAYLOAD}"}],
         base_revision=1,
         actor=who,
     )
@@ -246,7 +246,7 @@ def test_upload_page_refuses_oversized_and_keeps_names_safe(tmp_path: Path, monk
     shown = re.sub(r"\\(.)", r"\1", err)  # md_escape undone: what the reader sees
     assert shown == f"Refused: {evil_name!r} larger than 0.01 MB (SIFT_MAX_UPLOAD_MB); nothing was imported"
     assert not dangers(err)
-    assert workbench.open(store).stats()["conversations"] == 0 and not any(uploads_dir.iterdir())
+    assert workbench.open(store).stats().conversations == 0 and not any(uploads_dir.iterdir())
     # Two small files with hostile names that reduce to the same name: both land, inside the folder.
     other = json.dumps({"messages": [{"role": "user", "content": "q2"}, {"role": "assistant", "content": "a2"}]})
     files = [
@@ -257,7 +257,7 @@ def test_upload_page_refuses_oversized_and_keeps_names_safe(tmp_path: Path, monk
     next(b for b in at.button if b.label == "Import uploaded files").click().run()
     assert not at.exception and not at.error
     wb = workbench.open(store)
-    assert wb.stats()["conversations"] == 2
+    assert wb.stats().conversations == 2
     assert sorted(s["name"] for s in wb.sources()) == ["x-2.jsonl", "x.jsonl"]
     # The store keeps the upload's own base name (made distinct), not the temporary copy's path.
     assert all(s["path"] == s["name"] for s in wb.sources())

@@ -51,7 +51,7 @@ def button(at: AppTest, label: str):
 
 def test_review_queue_actions(store) -> None:
     wb = store
-    order = [c["id"] for c in wb.list(limit=10)["conversations"]]
+    order = [c["id"] for c in wb.list(limit=10).conversations]
     at = page(reviewer=None)
     assert not at.exception
     assert any("Identify yourself" in i.value for i in at.info)
@@ -75,14 +75,14 @@ def test_review_queue_actions(store) -> None:
     at.multiselect(key=f"rv_tags_{order[3]}_1").set_value(["billing"]).run()
     button(at, "Save tags").click().run()
     assert not at.exception
-    statuses = {c["id"]: c["status"] for c in wb.list(limit=10)["conversations"]}
+    statuses = {c["id"]: c["status"] for c in wb.list(limit=10).conversations}
     assert [statuses[i] for i in order] == ["accepted", "rejected", "pending", "pending", "pending"]
-    h = wb.show(order[1])["history"]
+    h = wb.show(order[1]).history
     assert [(e["actor"], e["status"], e["reason"]) for e in h if e["kind"] == "status"] == [
         ("ana", "rejected", "answer is wrong")
     ]
     d = wb.show(order[3])
-    assert d["tags"] == ["billing"] and [(e["actor"], e["text"]) for e in d["history"] if e["kind"] == "comment"] == [
+    assert d.tags == ["billing"] and [(e["actor"], e["text"]) for e in d.history if e["kind"] == "comment"] == [
         ("ana", "is this a duplicate?")
     ]
     # To the end of the pending queue and back to the top (where the skipped one waits).
@@ -95,7 +95,7 @@ def test_review_queue_actions(store) -> None:
 
 def test_edit_and_delete_a_turn_makes_a_revision_with_a_diff(store) -> None:
     wb = store
-    cid = wb.list(limit=1)["conversations"][0]["id"]
+    cid = wb.list(limit=1).conversations[0]["id"]
     at = page()
     at.toggle(key=f"rv_editing_{cid}_1").set_value(True).run()
     at.text_area(key=f"rv_t_{cid}_1_1").input("answer 0, with the missing step")
@@ -103,11 +103,11 @@ def test_edit_and_delete_a_turn_makes_a_revision_with_a_diff(store) -> None:
     button(at, "Save as revision 2").click().run()
     assert not at.exception and "Saved revision 2." in [shown(s.value) for s in at.success]
     d = wb.show(cid)
-    assert d["current_revision"] == 2 and [m["content"] for m in d["messages"]] == [
+    assert d.current_revision == 2 and [m["content"] for m in d.messages] == [
         "question 0",
         "answer 0, with the missing step",
     ]
-    rev = next(h for h in d["history"] if h.get("revision") == 2)
+    rev = next(h for h in d.history if h.get("revision") == 2)
     assert (rev["actor"], rev["note"]) == ("ana", "edited turn 2; deleted turn 3")
     diff = [c.value for c in at.code]
     assert any("-answer 0\n+answer 0, with the missing step" in c for c in diff) and "- thanks" in diff
@@ -115,16 +115,16 @@ def test_edit_and_delete_a_turn_makes_a_revision_with_a_diff(store) -> None:
     # Nothing changed: nothing saved.
     at.toggle(key=f"rv_editing_{cid}_2").set_value(True).run()
     button(at, "Save as revision 3").click().run()
-    assert any("Nothing changed" in shown(i.value) for i in at.info) and wb.show(cid)["current_revision"] == 2
+    assert any("Nothing changed" in shown(i.value) for i in at.info) and wb.show(cid).current_revision == 2
 
 
 def test_conflicts_are_refused_with_an_error(store) -> None:
     wb = store
-    cid = wb.list(limit=1)["conversations"][0]["id"]
+    cid = wb.list(limit=1).conversations[0]["id"]
     at = page()
     at.toggle(key=f"rv_editing_{cid}_1").set_value(True).run()
     # Bob saves first, from the CLI or another browser.
-    msgs = wb.show(cid)["messages"]
+    msgs = wb.show(cid).messages
     wb.edit(cid, [msgs[0], {**msgs[1], "content": "bob's answer"}], base_revision=1, actor="bob")
     at.text_area(key=f"rv_t_{cid}_1_1").input("ana's answer")
     button(at, "Save as revision 2").click().run()
@@ -132,23 +132,23 @@ def test_conflicts_are_refused_with_an_error(store) -> None:
         "changed since you opened it (you saw revision 1, it is now at revision 2)" in shown(e.value) for e in at.error
     )
     d = wb.show(cid)
-    assert d["current_revision"] == 2 and d["messages"][1]["content"] == "bob's answer"
+    assert d.current_revision == 2 and d.messages[1]["content"] == "bob's answer"
     assert any("Someone changed this conversation" in w.value for w in at.warning)
     # Accepting the stale view is refused too; loading the latest lets the review go on.
     at.toggle(key=f"rv_editing_{cid}_1").set_value(False).run()
     button(at, "Accept").click().run()
-    assert any("nothing was overwritten" in shown(e.value) for e in at.error) and wb.show(cid)["status"] == "pending"
+    assert any("nothing was overwritten" in shown(e.value) for e in at.error) and wb.show(cid).status == "pending"
     button(at, "Load the latest").click().run()
     assert not at.warning and "revision 2" in at.caption[0].value
     button(at, "Accept").click().run()
-    assert wb.show(cid)["status"] == "accepted"
+    assert wb.show(cid).status == "accepted"
 
 
 def test_flags_inline_with_spans_highlighted_as_text(store) -> None:
     wb = store
-    cid = wb.list(limit=1)["conversations"][0]["id"]
+    cid = wb.list(limit=1).conversations[0]["id"]
     text = "Mail ana@example.com <img src=x onerror=alert(1)> ![p](http://evil.example/p.png) $x$ :red[y]"
-    msgs = wb.show(cid)["messages"]
+    msgs = wb.show(cid).messages
     wb.edit(cid, [{"role": "user", "content": text}, msgs[1]], base_revision=1, actor="loader")
     start = text.index("ana@")
     flags = [
@@ -215,7 +215,7 @@ def test_bulk_actions_state_the_count_and_need_confirmation(store) -> None:
     assert any("This will mark accepted 5 conversations" in w.value for w in at.warning)
     assert wb.count(status="accepted") == 0  # nothing until confirmed
     # Someone accepts one meanwhile: the confirmation no longer holds.
-    one = wb.list(limit=1)["conversations"][0]["id"]
+    one = wb.list(limit=1).conversations[0]["id"]
     wb.decide(one, "accepted", expected_revision=1, expected_status="pending", actor="bob")
     button(at, "Confirm: mark accepted 5 conversations").click().run()
     assert any("not the 5 you confirmed" in shown(e.value) for e in at.error) and wb.count(status="accepted") == 1
@@ -241,7 +241,7 @@ def test_guide_is_markdown_without_html_or_remote_images(store) -> None:
     shown = next(m.value for m in at.markdown if "Our guide" in m.value)
     assert "\\![chart](https://remote.example/x.png)" in shown and "\\<img src=" in shown
     assert "```\n<keep> ![code](x)\n```" in shown  # code blocks stay as written: they render as text
-    assert at.multiselect(key=f"rv_tags_{wb.list(limit=1)['conversations'][0]['id']}_1").options == [
+    assert at.multiselect(key=f"rv_tags_{wb.list(limit=1).conversations[0]['id']}_1").options == [
         "billing",
         "refund",
     ]

@@ -39,7 +39,7 @@ def six(wb, tmp_path: Path):
 
 def test_queue_walks_the_filter_in_keyset_order(six) -> None:
     wb = six
-    order = [c["id"] for c in wb.list(limit=10)["conversations"]]
+    order = [c["id"] for c in wb.list(limit=10).conversations]
     seen, cursor = [], None
     while (nxt := wb.queue_next({"status": "pending"}, after=cursor)) is not None:
         seen.append(nxt[0])
@@ -58,11 +58,11 @@ def test_queue_walks_the_filter_in_keyset_order(six) -> None:
 
 def test_decisions_are_refused_when_someone_else_changed_it(six) -> None:
     wb = six
-    cid = wb.list(limit=1)["conversations"][0]["id"]
+    cid = wb.list(limit=1).conversations[0]["id"]
     wb.decide(cid, "accepted", expected_revision=1, expected_status="pending", actor="ana")
     with pytest.raises(ConflictError, match=r"was marked accepted by ana at .* \(you saw pending\); reload it"):
         wb.decide(cid, "rejected", expected_revision=1, expected_status="pending", reason="off", actor="bob")
-    msgs = wb.show(cid)["messages"]
+    msgs = wb.show(cid).messages
     wb.edit(cid, [msgs[0], {**msgs[1], "content": "better answer"}], base_revision=1, actor="ana")
     with pytest.raises(ConflictError, match="you saw revision 1, it is now at revision 2"):
         wb.decide(cid, "pending", expected_revision=1, expected_status="accepted", actor="bob")
@@ -74,8 +74,8 @@ def test_decisions_are_refused_when_someone_else_changed_it(six) -> None:
     with pytest.raises(ConflictError, match="changed since you opened it"):
         wb.edit(cid, [msgs[0]], base_revision=1, actor="bob")
     d = wb.show(cid)
-    assert d["current_revision"] == 2 and d["messages"][1]["content"] == "better answer"
-    statuses = [(h["actor"], h["status"]) for h in d["history"] if h["kind"] == "status"]
+    assert d.current_revision == 2 and d.messages[1]["content"] == "better answer"
+    statuses = [(h["actor"], h["status"]) for h in d.history if h["kind"] == "status"]
     assert statuses == [("ana", "accepted")]
 
 
@@ -84,7 +84,7 @@ def test_bulk_needs_the_confirmed_count(six) -> None:
     f = {"status": "pending", "text": "question"}
     n = wb.bulk_count(f, "status", status="accepted")
     assert n == 6
-    other = wb.list(limit=1)["conversations"][0]["id"]
+    other = wb.list(limit=1).conversations[0]["id"]
     wb.decide(other, "rejected", expected_revision=1, expected_status="pending", reason="dup", actor="bob")
     with pytest.raises(
         ConflictError, match="the filter now matches 5 conversations to change, not the 6 you confirmed"
@@ -92,7 +92,7 @@ def test_bulk_needs_the_confirmed_count(six) -> None:
         wb.bulk_apply(f, "status", status="accepted", expected=6, actor="ana")
     assert wb.count(status="accepted") == 0
     assert wb.bulk_apply(f, "status", status="accepted", expected=5, actor="ana") == 5
-    assert wb.stats()["by_status"] == {"pending": 0, "accepted": 5, "rejected": 1}
+    assert wb.stats().by_status == {"pending": 0, "accepted": 5, "rejected": 1}
     # Tags: only rows that would change count, and every change is an event.
     assert wb.bulk_count({}, "tag_add", tags=["batch1"]) == 6
     assert wb.bulk_apply({}, "tag_add", tags=["batch1"], expected=6, actor="ana") == 6
@@ -101,7 +101,7 @@ def test_bulk_needs_the_confirmed_count(six) -> None:
     assert wb.count(tag="batch1") == 5
     with pytest.raises(StoreError, match="a rejection needs a reason"):
         wb.bulk_apply({}, "status", status="rejected", expected=5, actor="ana")
-    h = wb.show(other)["history"]
+    h = wb.show(other).history
     assert [e["op"] for e in h if e["kind"] == "tag"] == ["add", "remove"] and all(
         e.get("bulk") for e in h if e["kind"] == "tag"
     )
@@ -128,7 +128,7 @@ def test_settings_keep_their_history(six) -> None:
 
 def test_progress_counts_reviewers_flags_and_time(six) -> None:
     wb = six
-    ids = [c["id"] for c in wb.list(limit=10)["conversations"]]
+    ids = [c["id"] for c in wb.list(limit=10).conversations]
     wb.decide(ids[0], "accepted", expected_revision=1, expected_status="pending", actor="ana")
     wb.decide(ids[1], "rejected", expected_revision=1, expected_status="pending", reason="bad", actor="bob")
     wb.comment(ids[1], "why?", actor="ana")
@@ -162,7 +162,7 @@ def test_progress_counts_reviewers_flags_and_time(six) -> None:
 def test_lineage_sources_revisions_paraphrases_versions(six, tmp_path: Path) -> None:
     wb = six
     wb.import_files([write(tmp_path / "again.jsonl", convs(1))], actor="loader")
-    cid = wb.list(text="question 0")["conversations"][0]["id"]
+    cid = wb.list(text="question 0").conversations[0]["id"]
     wb.edit(
         cid,
         [{"role": "user", "content": "question 0"}, {"role": "assistant", "content": "fixed"}],

@@ -64,11 +64,11 @@ def listed(wb: workbench.Workbench, q: str, status: str | None, limit: int = 3, 
     after, first = None, None
     while True:
         r = wb.list(text=q, status=status, limit=limit, after=after, count_limit=cap)
-        first = first or (r["total"], r["total_capped"])
-        ids += [c["id"] for c in r["conversations"]]
-        if r["next_after"] is None:
+        first = first or (r.total, r.total_capped)
+        ids += [c["id"] for c in r.conversations]
+        if r.next_after is None:
             return {"ids": ids, "total": first}
-        after = r["next_after"]
+        after = r.next_after
 
 
 def queued(wb: workbench.Workbench, q: str, status: str | None) -> list[str]:
@@ -107,7 +107,7 @@ def test_index_answers_exactly_like_the_scan(wb, tmp_path: Path, monkeypatch, ti
     # A second file lands later (another created_at), with a repeat of the first file's words.
     more = [{"instruction": f"replication lag report {i}", "output": f"max_retries={i}"} for i in range(5)]
     wb.import_files([write(tmp_path / "m.jsonl", "\n".join(json.dumps(r) for r in more))])
-    ids = [c["id"] for c in wb.list(limit=100)["conversations"]]
+    ids = [c["id"] for c in wb.list(limit=100).conversations]
     wb.accept(ids[:4])
     assert reference(wb, "max_retries", None)
     if not tiny:  # the index answers these itself: no piece in any text, or only rare pieces
@@ -119,8 +119,8 @@ def test_index_answers_exactly_like_the_scan(wb, tmp_path: Path, monkeypatch, ti
     # A new revision: the old text no longer matches, the new one does (redactions, edits, labels).
     target = reference(wb, "max_retries", None)[0]
     first = wb.show(target)
-    msgs = [{**m, "content": m["content"].replace("max_retries", "retry_budget")} for m in first["messages"]]
-    wb.edit(target, msgs, base_revision=first["revision"])
+    msgs = [{**m, "content": m["content"].replace("max_retries", "retry_budget")} for m in first.messages]
+    wb.edit(target, msgs, base_revision=first.revision)
     assert target in reference(wb, "retry_budget", None)
     assert target not in reference(wb, "max_retries", None)
     check_all(wb, ["max_retries", "retry_budget", "retry", "to 3", "set max", "replication"])
@@ -129,9 +129,9 @@ def test_index_answers_exactly_like_the_scan(wb, tmp_path: Path, monkeypatch, ti
 def test_index_of_a_store_made_before_it(wb, tmp_path: Path, store_path: Path) -> None:
     rows = [{"messages": [{"role": "user", "content": u}, {"role": "assistant", "content": a}]} for u, a in TEXTS]
     wb.import_files([write(tmp_path / "t.jsonl", "\n".join(json.dumps(r, ensure_ascii=False) for r in rows))])
-    first = wb.show(wb.list(limit=1)["conversations"][0]["id"])
-    msgs = [{**m, "content": m["content"] + " retry_budget"} for m in first["messages"]]
-    wb.edit(first["id"], msgs, base_revision=first["revision"])
+    first = wb.show(wb.list(limit=1).conversations[0]["id"])
+    msgs = [{**m, "content": m["content"] + " retry_budget"} for m in first.messages]
+    wb.edit(first.id, msgs, base_revision=first.revision)
     wb.store.db.release()
     # An older store: no index tables, no record of their migration.
     con = duckdb.connect(str(store_path))
@@ -149,7 +149,7 @@ def test_two_edits_at_once_both_land_and_are_found(wb, tmp_path: Path) -> None:
     """Two reviewers' saves in overlapping transactions write no common index row."""
     rows = [{"instruction": f"ticket {i} about zebrafish", "output": "ok"} for i in range(2)]
     wb.import_files([write(tmp_path / "z.jsonl", "\n".join(json.dumps(r) for r in rows))])
-    ids = [c["id"] for c in wb.list(limit=2)["conversations"]]
+    ids = [c["id"] for c in wb.list(limit=2).conversations]
     edited = []
     for cid in ids:
         conv = wb.store.conversation(cid)

@@ -106,7 +106,7 @@ def test_store_lists_pii_strings_of_any_revision_without_the_text(wb) -> None:
 
     p.write_text(json.dumps(to_dialect(conv, "openai")) + "\n")
     wb.import_files([p])
-    cid = wb.list()["conversations"][0]["id"]
+    cid = wb.list().conversations[0]["id"]
     wb.pii_add(cid, 1, 6, 14, "PERSON", actor="t")
     got = wb.store.pii_strings([cid])
     assert got == {"sha256": [hashlib.sha256(b"Jane Doe").hexdigest()], "lengths": [8]}

@@ -16,16 +16,16 @@ from workbench.store import ConflictError, NotFound, StoreError
 
 def test_alpaca_en_demo_counts_and_reimport(wb, corpora: Path, tmp_path: Path) -> None:
     f = corpora / "LLaMA-Factory" / "alpaca_en_demo.json"
-    r = wb.import_files([f])["files"][0]
-    assert (r["rows"], r["imported"], r["already_present"], r["quarantined"]) == (999, 985, 14, 0)
+    r = wb.import_files([f]).files[0]
+    assert (r.rows, r.imported, r.already_present, r.quarantined) == (999, 985, 14, 0)
     # The same rows from another file: nothing new, but the new source rows are recorded.
     copy = write(tmp_path / "copy.jsonl", "\n".join(json.dumps(x) for x in json.loads(f.read_text())[:10]))
-    r2 = wb.import_files([copy])["files"][0]
-    assert (r2["imported"], r2["already_present"]) == (0, 10)
-    first = wb.list(limit=1, source="copy.jsonl")["conversations"][0]
-    sources = {p["source"] for p in wb.show(first["id"])["provenance"]}
+    r2 = wb.import_files([copy]).files[0]
+    assert (r2.imported, r2.already_present) == (0, 10)
+    first = wb.list(limit=1, source="copy.jsonl").conversations[0]
+    sources = {p["source"] for p in wb.show(first["id"]).provenance}
     assert {"alpaca_en_demo.json", "copy.jsonl"} <= sources
-    assert wb.stats()["conversations"] == 985
+    assert wb.stats().conversations == 985
 
 
 def test_every_corpus_row_accounted_for(wb, corpora: Path) -> None:
@@ -41,20 +41,20 @@ def test_every_corpus_row_accounted_for(wb, corpora: Path) -> None:
             with pytest.raises(FileReadError, match="cannot tell the format"):
                 wb.import_files([f])
             continue
-        t = wb.import_files([f])["totals"]
-        assert t["imported"] + t["already_present"] + t["quarantined"] == t["rows"] > 0, f
+        t = wb.import_files([f]).totals
+        assert t.imported + t.already_present + t.quarantined == t.rows > 0, f
     s = wb.stats()
-    assert s["sources"] == len(files) - len(not_chat)
-    assert s["conversations"] == s["revisions"]
+    assert s.sources == len(files) - len(not_chat)
+    assert s.conversations == s.revisions
 
 
 def test_quarantine_keeps_the_rest(wb, tmp_path: Path) -> None:
     good = '{"messages": [{"role": "user", "content": "q%d"}, {"role": "assistant", "content": "a"}]}'
     lines = [good % 1, '{"messages": [{"role": "user"', good % 2, '{"messages": [{"role": "bot", "content": "x"}]}']
     f = write(tmp_path / "mixed.jsonl", "\n".join(lines))
-    t = wb.import_files([f])["totals"]
-    assert (t["rows"], t["imported"], t["quarantined"]) == (4, 2, 2)
-    q = wb.quarantine()["rows"]
+    t = wb.import_files([f]).totals
+    assert (t.rows, t.imported, t.quarantined) == (4, 2, 2)
+    q = wb.quarantine().rows
     assert [(r["line"], r["field"], r["message"]) for r in q] == [
         (2, "(line)", "invalid JSON: Expecting ',' delimiter at column 30"),
         (4, "messages[0].role", "unknown role 'bot'"),
@@ -90,40 +90,40 @@ def test_streamed_import_in_chunks_matches_the_mapped_path(wb, tmp_path: Path, m
     f = write(tmp_path / "mixed.jsonl", "\n".join(rows) + "\n")
     monkeypatch.setattr(imports, "IMPORT_CHUNK_ROWS", 2)
     monkeypatch.setattr(imports, "IMPORT_PREREAD_BYTES", 0)
-    t = wb.import_files([f])["totals"]
-    assert (t["rows"], t["imported"], t["already_present"], t["quarantined"]) == (7, 4, 1, 2)
+    t = wb.import_files([f]).totals
+    assert (t.rows, t.imported, t.already_present, t.quarantined) == (7, 4, 1, 2)
     for m in parse_file(f).mapped:
         conv = m.conversation
         got = wb.show(conv.id)
-        assert got["messages"] == conv.content_dict()["messages"]
-        assert got["metadata"] == conv.metadata
-        lines = sorted(p["line"] for p in got["provenance"])
-        assert m.line in lines and all(p["format"] == "openai" for p in got["provenance"])
-        notes = next(p.get("mapping", []) for p in got["provenance"] if p["line"] == m.line)
+        assert got.messages == conv.content_dict()["messages"]
+        assert got.metadata == conv.metadata
+        lines = sorted(p["line"] for p in got.provenance)
+        assert m.line in lines and all(p["format"] == "openai" for p in got.provenance)
+        notes = next(p.get("mapping", []) for p in got.provenance if p["line"] == m.line)
         assert notes == list(m.mapping)
     with wb.store.db.connect() as con:
         stored = dict(con.execute("SELECT conversation_id, content FROM revisions").fetchall())
     assert stored == {m.conversation.id: m.conversation.content_json() for m in parse_file(f).mapped}
-    assert sorted(p["line"] for p in wb.show(parse_file(f).mapped[0].conversation.id)["provenance"]) == [1, 6]
-    q = wb.quarantine()["rows"]
+    assert sorted(p["line"] for p in wb.show(parse_file(f).mapped[0].conversation.id).provenance) == [1, 6]
+    q = wb.quarantine().rows
     assert [(r["line"], r["field"]) for r in q] == [(4, "(line)"), (7, "messages[0].role")]
 
 
 def test_keyset_pages_and_bounded_counts(wb, tmp_path: Path) -> None:
     rows = [{"instruction": f"question {i:02d}", "output": "yes" if i % 3 else "needle"} for i in range(30)]
     wb.import_files([write(tmp_path / "a.jsonl", "\n".join(json.dumps(r) for r in rows))])
-    everything = [c["id"] for c in wb.list(limit=100)["conversations"]]
+    everything = [c["id"] for c in wb.list(limit=100).conversations]
     seen, after = [], None
     while True:
         page = wb.list(limit=7, after=after, count_limit=10)
-        assert (page["total"], page["total_capped"]) == (10, True)  # "10+": counting stopped at 10
-        seen += [c["id"] for c in page["conversations"]]
-        after = page["next_after"]
+        assert (page.total, page.total_capped) == (10, True)  # "10+": counting stopped at 10
+        seen += [c["id"] for c in page.conversations]
+        after = page.next_after
         if after is None:
             break
     assert seen == everything  # keyset pages cover every row once, in the offset order
     hits = wb.list(text="NEEDLE", limit=100, count_limit=50)
-    assert (hits["total"], hits["total_capped"], len(hits["conversations"])) == (10, False, 10)
+    assert (hits.total, hits.total_capped, len(hits.conversations)) == (10, False, 10)
     assert wb.count(text="needle", limit=4) == 5 and wb.count(text="needle") == 10
 
 
@@ -135,7 +135,7 @@ def test_text_filter_is_a_literal_substring(wb, tmp_path: Path) -> None:
     wb.import_files([write(tmp_path / "t.jsonl", "\n".join(json.dumps(r) for r in rows))])
 
     def found(q: str) -> list[str]:
-        return [wb.show(c["id"])["messages"][0]["content"] for c in wb.list(text=q, limit=10)["conversations"]]
+        return [wb.show(c["id"]).messages[0]["content"] for c in wb.list(text=q, limit=10).conversations]
 
     assert found("MAX_RETRIES") == ["set max_retries to 3"]
     assert found("50%") == ["50% off today"]
@@ -168,7 +168,7 @@ def test_import_is_all_or_nothing(wb, tmp_path: Path, monkeypatch) -> None:
 
 def test_review_history_and_conflict(wb, tmp_path: Path) -> None:
     wb.import_files([write(tmp_path / "a.json", json.dumps([{"instruction": "2+2?", "output": "5"}]))])
-    cid = wb.list()["conversations"][0]["id"]
+    cid = wb.list().conversations[0]["id"]
     wb.comment(cid, "answer is wrong", actor="ana")
     rev = wb.edit(cid, [Message("user", "2+2?"), Message("assistant", "4")], base_revision=1, actor="ana")
     assert rev == 2
@@ -176,17 +176,17 @@ def test_review_history_and_conflict(wb, tmp_path: Path) -> None:
         wb.edit(cid, [Message("user", "2+2?"), Message("assistant", "four")], base_revision=1, actor="ben")
     wb.set_status([cid], "accepted", actor="ana")
     d = wb.show(cid)
-    assert d["messages"][1]["content"] == "4" and d["status"] == "accepted" and d["revision"] == 2
-    assert wb.show(cid, revision=1)["messages"][1]["content"] == "5"
-    kinds = [(h["kind"], h["actor"]) for h in d["history"]]
+    assert d.messages[1]["content"] == "4" and d.status == "accepted" and d.revision == 2
+    assert wb.show(cid, revision=1).messages[1]["content"] == "5"
+    kinds = [(h["kind"], h["actor"]) for h in d.history]
     assert kinds == [
         ("revision", "root" if kinds[0][1] == "root" else kinds[0][1]),
         ("comment", "ana"),
         ("revision", "ana"),
         ("status", "ana"),
     ]
-    assert wb.list(text="four")["total"] == 0 and wb.list(text="2+2")["total"] == 1
-    assert wb.list(reviewer="ana")["total"] == 1 and wb.list(status="pending")["total"] == 0
+    assert wb.list(text="four").total == 0 and wb.list(text="2+2").total == 1
+    assert wb.list(reviewer="ana").total == 1 and wb.list(status="pending").total == 0
     with pytest.raises(NotFound):
         wb.show("nope")
     with pytest.raises(StoreError, match="unknown status 'maybe'"):
@@ -196,7 +196,7 @@ def test_review_history_and_conflict(wb, tmp_path: Path) -> None:
 def test_open_default_path_from_env(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setenv("SIFT_STORE", str(tmp_path / "env.duckdb"))
     wb = workbench.open()
-    assert wb.stats()["conversations"] == 0 and (tmp_path / "env.duckdb").exists()
+    assert wb.stats().conversations == 0 and (tmp_path / "env.duckdb").exists()
 
 
 def test_concurrent_processes_wait_for_the_lock(store_path: Path, tmp_path: Path) -> None:
@@ -216,7 +216,7 @@ def test_concurrent_processes_wait_for_the_lock(store_path: Path, tmp_path: Path
     assert holder.stdout is not None and holder.stdout.readline().strip() == "up"
     wb = workbench.open(store_path)
     f = write(tmp_path / "a.json", json.dumps([{"instruction": "x", "output": "y"}]))
-    assert wb.import_files([f])["totals"]["imported"] == 1
+    assert wb.import_files([f]).totals.imported == 1
     holder.wait(10)
 
 

@@ -332,7 +332,7 @@ def test_train_a_frozen_version_exports_it_into_the_run(store_path: Path, tmp_pa
     rows = list(generate_conversations(12, seed=9))
     f = write(tmp_path / "t.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
     wb.import_files([f], actor="ana")
-    wb.accept([c["id"] for c in wb.list(limit=100)["conversations"]], actor="ana")
+    wb.accept([c["id"] for c in wb.list(limit=100).conversations], actor="ana")
     frozen = wb.freeze("v1", eval_fraction=0.25, actor="ana")
     env = {"SIFT_RUNS": str(tmp_path / "runs")}
     r = run_sift(

@@ -18,7 +18,7 @@ TOY = ("openai-cheat-sheet", "toy_chat_fine_tuning.jsonl")
 
 
 def _no_user_id(wb: Any) -> str:
-    [row] = wb.list(flag="first_turn_not_user")["conversations"]
+    [row] = wb.list(flag="first_turn_not_user").conversations
     return row["id"]
 
 
@@ -41,19 +41,19 @@ def test_results_are_cached_per_revision_and_identity(wb: Any, corpora: Path, tm
     # An edit makes a new revision: only it is validated again, and its flag goes.
     cid = _no_user_id(wb)
     d = wb.show(cid)
-    fixed = [d["messages"][0], {"role": "user", "content": "Cheer me up."}, *d["messages"][1:]]
-    wb.edit(cid, fixed, base_revision=d["revision"], actor="ana")
+    fixed = [d.messages[0], {"role": "user", "content": "Cheer me up."}, *d.messages[1:]]
+    wb.edit(cid, fixed, base_revision=d.revision, actor="ana")
     after = wb.validate(actor="ana")
     assert after["rechecked"] == 1 and after["flagged"] == {"empty_content": 1, "over_max_seq_len": 1}
-    assert wb.list(flag="first_turn_not_user")["total"] == 0
-    assert wb.show(cid, revision=1)["flags"] == []  # flags belong to the current revision
+    assert wb.list(flag="first_turn_not_user").total == 0
+    assert wb.show(cid, revision=1).flags == []  # flags belong to the current revision
 
     # A new limit or severity needs no rendering.
     roomy = wb.validate(max_seq_len=16384, severity={"empty_content": "warning"}, actor="ana")
     assert roomy["rechecked"] == 0 and roomy["over_max_seq_len"] == 0
     assert roomy["flagged"] == {} and roomy["passed"] == 6
     assert roomy["warnings"] == {"empty_content": 1, "template_adds_system_prompt": 2}
-    flags = wb.show(wb.list(flag="empty_content")["conversations"][0]["id"])["flags"]
+    flags = wb.show(wb.list(flag="empty_content").conversations[0]["id"]).flags
     [shown] = [f for f in flags if f["reason"] == "empty_content"]
     assert (shown["stage"], shown["severity"], shown["details"]) == ("validate", "warning", {"message_index": 1})
 
@@ -67,8 +67,8 @@ def test_results_are_cached_per_revision_and_identity(wb: Any, corpora: Path, tm
     other = wb.validate(model=str(folder), actor="ana")
     assert other["rechecked"] == 6 and other["template_sha256"] != first["template_sha256"]
     assert other["flagged"]["template_error"] == 4  # every row with a system prompt
-    refused = wb.list(flag="template_error", limit=1)["conversations"][0]["id"]
-    [flag] = [f for f in wb.show(refused)["flags"] if f["reason"] == "template_error"]
+    refused = wb.list(flag="template_error", limit=1).conversations[0]["id"]
+    [flag] = [f for f in wb.show(refused).flags if f["reason"] == "template_error"]
     assert flag["message"].startswith("the chat template refuses this conversation: System role not supported")
     # Folding the system prompt into the first user turn: those rows render (stored with the run).
     folded = wb.validate(model=str(folder), system_prompt="fold", actor="ana")
@@ -78,7 +78,7 @@ def test_results_are_cached_per_revision_and_identity(wb: Any, corpora: Path, tm
     # Back to the embedded model: its cached results are reused.
     back = wb.validate(actor="ana")
     assert back["rechecked"] == 0 and back["flagged"] == after["flagged"]
-    counts = wb.store.token_counts([(r["id"], r["revision"]) for r in wb.list(limit=100)["conversations"]])
+    counts = wb.store.token_counts([(r["id"], r["revision"]) for r in wb.list(limit=100).conversations])
     assert len(counts) == 6 and max(counts.values()) == first["tokens"]["max"]
     runs = wb.store.stage_runs("validate")
     assert len(runs) == 7 and runs[-1]["config"]["identity"] and runs[-1]["config"]["max_seq_len"] == 2048
@@ -98,19 +98,20 @@ def test_inspect_shows_the_rendered_text_and_the_loss_tokens(wb: Any, tmp_path: 
         '{"role": "assistant", "content": "**not bold** <b>x</b>"}]}\n',
     )
     wb.import_files([f], actor="ana")
-    cid = wb.list()["conversations"][0]["id"]
+    cid = wb.list().conversations[0]["id"]
     d = wb.inspect_validation(cid)
     assert d["id"] == cid and d["revision"] == 1
     assert [f["reason"] for f in d["flags"]] == ["template_adds_system_prompt"]  # SmolLM2's own system prompt
     assert [s["text"] for s in d["segments"] if s["loss"]] == ["**not bold** <b>x</b><|im_end|>\n"]
     # Before validation `show` has no token counts; after it, the revision carries them per turn.
-    assert "tokens" not in wb.show(cid)
+    before = wb.show(cid)
+    assert not before.measured and "tokens" not in before.to_dict()
     wb.validate(actor="ana")
     shown = wb.show(cid)
-    assert shown["tokens"] == d["tokens"] and shown["trained_tokens"] == d["loss_tokens"]
-    assert [t["tokens"] for t in shown["turns"]] == d["turn_tokens"] and shown["turns"][0]["trained_tokens"] == 0
-    assert shown["turns"][1]["trained_tokens"] == d["loss_tokens"]
-    assert shown["history"][0]["tokens"] == d["tokens"]
+    assert shown.measured and shown.tokens == d["tokens"] and shown.trained_tokens == d["loss_tokens"]
+    assert [t["tokens"] for t in shown.turns] == d["turn_tokens"] and shown.turns[0]["trained_tokens"] == 0
+    assert shown.turns[1]["trained_tokens"] == d["loss_tokens"]
+    assert shown.history[0]["tokens"] == d["tokens"]
 
 
 @pytest.fixture
@@ -147,7 +148,7 @@ def test_validate_page_runs_shows_counts_histogram_and_drill_down(app_store: Pat
     assert '"rule"' in chart.proto.spec and '"bar"' in chart.proto.spec
     # Drill-down on the clean row: its rendered template, with the loss tokens highlighted.
     at.selectbox[0].set_value("(any conversation)").run()
-    clean = wb.list(text="alert")["conversations"][0]["id"]
+    clean = wb.list(text="alert").conversations[0]["id"]
     at.selectbox[1].set_value(clean).run()
     assert not at.exception
     rendered = [m.value for m in at.markdown if "orange-background" in m.value]

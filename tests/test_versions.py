@@ -124,7 +124,7 @@ def test_freeze_leaves_out_rows_with_reasons(wb, tmp_path: Path) -> None:
     )
     # A flag on an older revision does not count: ids[2] was fixed by an edit.
     d = wb.show(ids[2])
-    wb.edit(ids[2], [*d["messages"][:-1], {"role": "assistant", "content": "fixed"}], base_revision=1, actor="ana")
+    wb.edit(ids[2], [*d.messages[:-1], {"role": "assistant", "content": "fixed"}], base_revision=1, actor="ana")
 
     # ...but its new revision was never validated: freezing it needs saying so.
     with pytest.raises(
@@ -224,7 +224,7 @@ def test_planted_eval_leakage_is_caught(wb, tmp_path: Path) -> None:
         if p["kind"] == "eval_leakage" and p["exact"]
     }
     assert len(planted) >= 5
-    wb.accept([c["id"] for c in wb.list(limit=1000)["conversations"]])
+    wb.accept([c["id"] for c in wb.list(limit=1000).conversations])
 
     preview = wb.freeze("v1", eval_fraction=0.5, seed=1, dry_run=True)
     leaks = preview["leakage"]
@@ -383,7 +383,7 @@ def test_each_export_format_reads_back(wb, corpora: Path, tmp_path: Path) -> Non
     alpaca = json.loads((corpora / "LLaMA-Factory" / "alpaca_en_demo.json").read_text())[:150]
     wb.import_files([write(tmp_path / "alpaca.json", json.dumps(alpaca))], licence="CC-BY-NC-4.0")
     wb.import_files([corpora / "LLaMA-Factory" / "glaive_toolcall_en_demo.json"], licence="Apache-2.0")
-    wb.accept([c["id"] for c in wb.list(limit=10_000)["conversations"]])
+    wb.accept([c["id"] for c in wb.list(limit=10_000).conversations])
     r = freeze_without_leaks(wb, "v1", eval_fraction=0.2)
     contents: dict[str, list[tuple[str, str]]] = {}
     for split, cid, _rev, content in wb.store.load_version("v1", contents=True)["contents"]:
@@ -473,7 +473,7 @@ def test_dedup_clusters_stay_on_one_side(wb, tmp_path: Path) -> None:
     quiet = dict.fromkeys(("wrong_label", "pii", "broken_structure", "overlong", "eval_leakage"), 0.0)
     pool, _ = generate_noisy(120, seed=5, rates={**quiet, "exact_duplicate": 0.0, "near_duplicate": 0.15})
     wb.import_files([write(tmp_path / "pool.jsonl", "".join(json.dumps(r) + "\n" for r in pool))])
-    wb.accept([c["id"] for c in wb.list(limit=1000)["conversations"]])
+    wb.accept([c["id"] for c in wb.list(limit=1000).conversations])
     wb.dedup(actor="ci")
     clusters = wb.store.dedup_clusters()
     assert len(set(clusters.values())) < len(clusters)

@@ -17,7 +17,7 @@ def seed_store(store: Path, tmp_path: Path, n: int = 20) -> list[str]:
     rows = [ticket_row(item, "openai") for item in generate_clean(n, 11)]
     wb = workbench.open(store)
     wb.import_files([write(tmp_path / "t.jsonl", "".join(json.dumps(r) + "\n" for r in rows))], licence="MIT")
-    ids = [c["id"] for c in wb.list(limit=100)["conversations"]]
+    ids = [c["id"] for c in wb.list(limit=100).conversations]
     wb.accept(ids, actor="ana")
     return ids
 
@@ -88,7 +88,7 @@ def test_leakage_refusal_is_one_line(store_path: Path, tmp_path: Path) -> None:
         },
     ]
     wb.import_files([write(tmp_path / "pair.jsonl", "".join(json.dumps(r) + "\n" for r in pair))])
-    wb.accept([c["id"] for c in wb.list(status="pending")["conversations"]])
+    wb.accept([c["id"] for c in wb.list(status="pending").conversations])
     seed = next(s for s in range(100) if wb.freeze("x", eval_fraction=0.5, seed=s, dry_run=True)["leakage"])
     r = run_sift("freeze", "v1", "--eval-fraction", "0.5", "--seed", str(seed), store=store_path)
     assert r.returncode == 1 and r.stderr.count("\n") == 1
@@ -144,7 +144,7 @@ def test_versions_page_asks_before_freezing_rows_changed_since_validation(
     wb.store.start_stage_run("val-1", "validate", {"model": "m", "max_seq_len": 2048}, actor="ci")
     wb.store.replace_flags("validate", "val-1", [])
     d = wb.show(ids[0])
-    wb.edit(ids[0], [*d["messages"][:-1], {"role": "assistant", "content": "edited"}], base_revision=1, actor="ana")
+    wb.edit(ids[0], [*d.messages[:-1], {"role": "assistant", "content": "edited"}], base_revision=1, actor="ana")
     at = AppTest.from_file(str(ROOT / "workbench" / "app_pages" / "versions.py"), default_timeout=60)
     at.session_state["reviewer"] = "ana"
     at.run()

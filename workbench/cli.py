@@ -60,12 +60,15 @@ def build_parser() -> Parser:
 
 
 def emit(args: argparse.Namespace, result: Any, human: Callable[[Any], str] | None = None) -> None:
+    """Print `result` for a person (`human` gets the typed result) or, with --json, its `to_dict()`."""
+    from workbench.services.results import plain
+
     if args.json:
-        print(json.dumps(result, ensure_ascii=False, indent=None, default=str))
+        print(json.dumps(plain(result), ensure_ascii=False, indent=None, default=str))
     elif human is not None:
         print(human(result))
     else:
-        print(json.dumps(result, ensure_ascii=False, indent=2, default=str))
+        print(json.dumps(plain(result), ensure_ascii=False, indent=2, default=str))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -191,7 +191,7 @@ for fam in fams["parents"]:
         left, right = st.columns(2)
         with left:
             st.markdown(f"**Parent** {md_escape(fam['id'])} · {md_escape(fam['status'])}")
-            for m in parent["messages"]:
+            for m in parent.messages:
                 if m["role"] == "user":
                     render_message(m)
         with right:

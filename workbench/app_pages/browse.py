@@ -32,8 +32,8 @@ if st.session_state.get("browse_key") != key:
 page = st.session_state.get("browse_page", 0)
 cursors = st.session_state.setdefault("browse_cursors", [None])
 res = wb.list(**filters, limit=PAGE_SIZE, after=cursors[page], count_limit=COUNT_LIMIT)
-total = res["total"]
-if res["total_capped"]:
+total = res.total
+if res.total_capped:
     st.caption(f"{total:,}+ conversations · page {page + 1}")
 else:
     st.caption(f"{total:,} conversations · page {page + 1} of {max(1, (total + PAGE_SIZE - 1) // PAGE_SIZE)}")
@@ -45,16 +45,16 @@ rows = [
         "turns": c["messages"],
         "preview": (c["preview"] or "")[:120],
     }
-    for c in res["conversations"]
+    for c in res.conversations
 ]
 event = st.dataframe(rows, hide_index=True, width="stretch", on_select="rerun", selection_mode="single-row")
 b1, b2, _ = st.columns([1, 1, 6])
 if b1.button("◀ Previous", disabled=page == 0):
     st.session_state["browse_page"] = page - 1
     st.rerun()
-if b2.button("Next ▶", disabled=res["next_after"] is None):
+if b2.button("Next ▶", disabled=res.next_after is None):
     del cursors[page + 1 :]
-    cursors.append(res["next_after"])
+    cursors.append(res.next_after)
     st.session_state["browse_page"] = page + 1
     st.rerun()
 
@@ -67,5 +67,5 @@ if selected:
     st.session_state["browse_selected"] = selected
     d = run(wb.show, selected)
     if d:
-        st.subheader(md_escape(f"Conversation {d['id']} · {d['status']} · revision {d['revision']}"))
+        st.subheader(md_escape(f"Conversation {d.id} · {d.status} · revision {d.revision}"))
         render_conversation(d)

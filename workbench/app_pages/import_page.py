@@ -11,6 +11,7 @@ import streamlit as st
 from curation.errors import SiftError
 from workbench import uploads
 from workbench.app_pages.common import get_wb, may_configure, md_escape, require_actor, run
+from workbench.services.core import ImportPreview, ImportReport, UnreadableFile
 
 wb = get_wb()
 
@@ -79,41 +80,41 @@ def column_map_form() -> Any:
     return None
 
 
-def preview_uploads(files: list[Any], fmt: str, column_map: Any) -> list[dict[str, Any]]:
-    """The first rows of each uploaded file as Sift would map them; nothing is written."""
-    out = []
+def preview_uploads(files: list[Any], fmt: str, column_map: Any) -> list[tuple[str, ImportPreview | str]]:
+    """The first rows of each uploaded file as Sift would map them (or why not); nothing is written."""
+    out: list[tuple[str, ImportPreview | str]] = []
     try:
         with uploads.saved([uploads.Upload(f.name, f.size, f.getvalue) for f in files]) as paths:
             for f, path in zip(files, paths, strict=True):
                 try:
-                    out.append({"file": f.name, **wb.import_preview(path, format=fmt, column_map=column_map)})
+                    out.append((f.name, wb.import_preview(path, format=fmt, column_map=column_map)))
                 except SiftError as e:
-                    out.append({"file": f.name, "error": str(e).replace(str(path), f.name)})
+                    out.append((f.name, str(e).replace(str(path), f.name)))
     except uploads.UploadRefused as e:
         st.error(md_escape(str(e)))
     return out
 
 
-def show_preview(preview: list[dict[str, Any]] | None) -> None:
-    for p in preview or []:
-        st.markdown(f"**Preview of {md_escape(p['file'], at_line_start=False)}**")
-        if "error" in p:
-            st.error(md_escape(p["error"]))
+def show_preview(preview: list[tuple[str, ImportPreview | str]] | None) -> None:
+    for name, p in preview or []:
+        st.markdown(f"**Preview of {md_escape(name, at_line_start=False)}**")
+        if isinstance(p, str):
+            st.error(md_escape(p))
             continue
-        st.caption(f"read as {p['format']}; the first {len(p['conversations']) + len(p['quarantined'])} rows")
+        st.caption(f"read as {p.format}; the first {len(p.conversations) + len(p.quarantined)} rows")
         st.dataframe(
             [
                 {
                     "line": c["line"],
                     **{f"turn {i + 1}": f"{m['role']}: {m['text'][:200]}" for i, m in enumerate(c["messages"][:6])},
                 }
-                for c in p["conversations"]
+                for c in p.conversations
             ],
             hide_index=True,
             width="stretch",
         )
-        if p["quarantined"]:
-            st.dataframe(p["quarantined"], hide_index=True, width="stretch")
+        if p.quarantined:
+            st.dataframe(p.quarantined, hide_index=True, width="stretch")
 
 
 st.title("Import")
@@ -167,22 +168,23 @@ if by_path:
                     wb.import_files, paths, format=fmt, actor=actor, licence=licence or None, column_map=column_map
                 )
 
-report = st.session_state.get("import_report")
-if report:
-    t = report["totals"]
+shown: ImportReport | None = st.session_state.get("import_report")
+if shown:
+    t = shown.totals
     st.success(
-        f"{t['rows']} rows: {t['imported']} imported, {t['already_present']} already present, "
-        f"{t['quarantined']} quarantined"
+        f"{t.rows} rows: {t.imported} imported, {t.already_present} already present, {t.quarantined} quarantined"
     )
-    for f in report["files"]:
-        if "error" in f:
-            st.error(md_escape(f"{f['path']}: not imported: {f['error']}"))
+    for f in shown.files:
+        if isinstance(f, UnreadableFile):
+            st.error(md_escape(f"{f.path}: not imported: {f.error}"))
     st.dataframe(
         [
-            {"file": f["path"], "format": f.get("format", "-"), "rows": f.get("rows", 0),
-             "imported": f.get("imported", 0), "already present": f.get("already_present", 0),
-             "quarantined": f.get("quarantined", 0), "error": f.get("error", "")}
-            for f in report["files"]
+            {"file": f.path, "format": "-", "rows": 0, "imported": 0, "already present": 0, "quarantined": 0,
+             "error": f.error}
+            if isinstance(f, UnreadableFile)
+            else {"file": f.path, "format": f.format, "rows": f.rows, "imported": f.imported,
+                  "already present": f.already_present, "quarantined": f.quarantined, "error": ""}
+            for f in shown.files
         ],
         hide_index=True,
         width="stretch",
@@ -191,19 +193,19 @@ if report:
 st.subheader("Quarantine")
 page_size = 50
 q = wb.quarantine(limit=page_size, offset=st.session_state.get("q_offset", 0))
-st.caption(f"{q['total']} quarantined rows, each with its file, line, field and reason")
-if q["rows"]:
+st.caption(f"{q.total} quarantined rows, each with its file, line, field and reason")
+if q.rows:
     st.dataframe(
-        [{k: r[k] for k in ("file", "line", "field", "message")} for r in q["rows"]],
+        [{k: r[k] for k in ("file", "line", "field", "message")} for r in q.rows],
         hide_index=True,
         width="stretch",
     )
     pick = st.selectbox(
         "Raw text of row",
-        range(len(q["rows"])),
-        format_func=lambda i: f"{Path(q['rows'][i]['file']).name}:{q['rows'][i]['line']}",
+        range(len(q.rows)),
+        format_func=lambda i: f"{Path(q.rows[i]['file']).name}:{q.rows[i]['line']}",
     )
-    st.code(q["rows"][pick]["raw"][:5000], language="json")
+    st.code(q.rows[pick]["raw"][:5000], language="json")
 st.subheader("Sources")
 src = wb.sources()
 if src:

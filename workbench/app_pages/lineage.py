@@ -83,7 +83,7 @@ if pick > 1:
 with st.expander(f"Turns of revision {pick}"):
     d = run(wb.show, cid, pick)
     if d is not None:
-        for m in d["messages"]:
+        for m in d.messages:
             render_message(m)
 
 st.markdown("#### Redactions")

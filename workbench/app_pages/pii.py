@@ -238,10 +238,10 @@ with st.expander("Add a span the detector missed"):
         actor = require_actor()
         conv = run(wb.show, cid.strip()) if cid.strip() else None
         if conv is not None:
-            messages = conv["messages"]
+            messages = conv.messages
             content = messages[int(mi)].get("content") if int(mi) < len(messages) else None
             pos = content.find(needle) if isinstance(content, str) and needle else -1
             if pos < 0:
                 st.error("That text is not in the message's content.")
-            elif attempt(wb.pii_add, conv["id"], int(mi), pos, pos + len(needle), ent, actor=actor):
-                st.success(md_escape(f"Added a {ent} finding to conversation {conv['id']}."))
+            elif attempt(wb.pii_add, conv.id, int(mi), pos, pos + len(needle), ent, actor=actor):
+                st.success(md_escape(f"Added a {ent} finding to conversation {conv.id}."))

@@ -25,6 +25,7 @@ from workbench.app_pages.common import (
     run,
     safe_guide_markdown,
 )
+from workbench.services.core import ConversationView
 from workbench.services.review import describe_filters
 
 ss = st.session_state
@@ -136,11 +137,11 @@ def on_restart(filters: dict[str, Any]) -> None:
     advance(filters)
 
 
-def on_save_edit(d: dict[str, Any]) -> None:
-    cid, rev = d["id"], d["revision"]
+def on_save_edit(d: ConversationView) -> None:
+    cid, rev = d.id, d.revision
     new: list[dict[str, Any]] = []
     edited, dropped = [], []
-    for i, m in enumerate(d["messages"]):
+    for i, m in enumerate(d.messages):
         if ss.get(f"rv_del_{cid}_{rev}_{i}"):
             dropped.append(i + 1)
             continue
@@ -165,11 +166,11 @@ def on_save_edit(d: dict[str, Any]) -> None:
         ss.update(rv_rev=new_rev, rv_just_edited=(cid, new_rev), rv_flash=f"Saved revision {new_rev}.")
 
 
-def on_tags(d: dict[str, Any]) -> None:
-    chosen = ss.get(f"rv_tags_{d['id']}_{d['revision']}") or []
-    add = [t for t in chosen if t not in d["tags"]]
-    remove = [t for t in d["tags"] if t not in chosen]
-    if (not add or attempt(wb.tag, [d["id"]], add)) and (not remove or attempt(wb.tag, [d["id"]], remove, remove=True)):
+def on_tags(d: ConversationView) -> None:
+    chosen = ss.get(f"rv_tags_{d.id}_{d.revision}") or []
+    add = [t for t in chosen if t not in d.tags]
+    remove = [t for t in d.tags if t not in chosen]
+    if (not add or attempt(wb.tag, [d.id], add)) and (not remove or attempt(wb.tag, [d.id], remove, remove=True)):
         ss["rv_flash"] = f"Tags saved: {', '.join(chosen) or 'none'}."
 
 
@@ -288,49 +289,49 @@ with main:
     elif d is None:
         st.button("Go to the next conversation", on_click=on_skip, args=(filters,))
     else:
-        rev = d["revision"]
-        stale = d["current_revision"] != rev or d["status"] != ss["rv_status"]
-        st.subheader(f"Conversation {d['id']}")
+        rev = d.revision
+        stale = d.current_revision != rev or d.status != ss["rv_status"]
+        st.subheader(f"Conversation {d.id}")
         st.caption(
-            f"{ss['rv_status']} · revision {rev} · {len(d['messages'])} turns · {len(d['flags'])} flags · "
-            f"{total_text} match this filter · [lineage](lineage?id={d['id']})"
+            f"{ss['rv_status']} · revision {rev} · {len(d.messages)} turns · {len(d.flags)} flags · "
+            f"{total_text} match this filter · [lineage](lineage?id={d.id})"
         )
         if stale:
             st.warning(
-                f"Someone changed this conversation since you opened it (now {d['status']}, revision "
-                f"{d['current_revision']}). Your changes would be refused until you load the latest."
+                f"Someone changed this conversation since you opened it (now {d.status}, revision "
+                f"{d.current_revision}). Your changes would be refused until you load the latest."
             )
             st.button("Load the latest", on_click=on_reload)
         if rev > 1:
-            last: dict[str, Any] = next((h for h in reversed(d["history"]) if h.get("revision") == rev), {})
+            last: dict[str, Any] = next((h for h in reversed(d.history) if h.get("revision") == rev), {})
             who = last.get("actor", "?") + (f": {last['note']}" if last.get("note") else "")
             label = f"What changed in revision {rev} (by {md_escape(who, at_line_start=False)})"  # names are data
             # Lazy: only an open expander reads and renders the diff.
             box = st.expander(
                 label,
-                expanded=ss.get("rv_just_edited") == (d["id"], rev),
-                key=f"rv_diff_{d['id']}_{rev}",
+                expanded=ss.get("rv_just_edited") == (d.id, rev),
+                key=f"rv_diff_{d.id}_{rev}",
                 on_change="rerun",
             )
             with box:
-                if box.open and (changes := run(wb.revision_diff, d["id"], rev)) is not None:
+                if box.open and (changes := run(wb.revision_diff, d.id, rev)) is not None:
                     render_diff(changes)
 
-        edit_key = f"rv_editing_{d['id']}_{rev}"
+        edit_key = f"rv_editing_{d.id}_{rev}"
         editing = st.toggle("✏️ Edit messages", key=edit_key)
         if editing:
             st.button("Stop editing", shortcut="Esc", on_click=on_edit, args=(edit_key, False), key="rv_stop_edit")
-            with st.form(f"rv_edit_{d['id']}_{rev}"):
+            with st.form(f"rv_edit_{d.id}_{rev}"):
                 st.caption("Change the text of any turn or tick 'delete this turn'. Saving makes a new revision.")
-                for i, m in enumerate(d["messages"]):
+                for i, m in enumerate(d.messages):
                     st.markdown(f"**Turn {i + 1} · {md_escape(m['role'])}**")
                     if m.get("content") is None or isinstance(m.get("content"), str):
-                        st.text_area(f"Text of turn {i + 1}", m.get("content") or "", key=f"rv_t_{d['id']}_{rev}_{i}")
+                        st.text_area(f"Text of turn {i + 1}", m.get("content") or "", key=f"rv_t_{d.id}_{rev}_{i}")
                     else:
                         st.text(turn_text(m))
                         st.caption("This turn has non-text parts; only deleting it is possible here.")
-                    st.checkbox("Delete this turn", key=f"rv_del_{d['id']}_{rev}_{i}")
-                st.text_input("Note for the history (optional)", key=f"rv_note_{d['id']}_{rev}")
+                    st.checkbox("Delete this turn", key=f"rv_del_{d.id}_{rev}_{i}")
+                st.text_input("Note for the history (optional)", key=f"rv_note_{d.id}_{rev}")
                 st.form_submit_button(f"Save as revision {rev + 1}", type="primary", on_click=on_save_edit, args=(d,))
         else:
             render_conversation(d, show_meta=False)
@@ -345,7 +346,7 @@ with main:
                 r1, r2 = st.columns([2, 1.3])
                 r1.text_input(
                     "Reason for rejecting",
-                    key=f"rv_reason_{d['id']}",
+                    key=f"rv_reason_{d.id}",
                     placeholder="reason for rejecting (type, or pick one below)",
                     label_visibility="collapsed",
                 )
@@ -353,7 +354,7 @@ with main:
                     r1.pills(
                         "Common reasons",
                         cfg["reject_reasons"],
-                        key=f"rv_preset_{d['id']}",
+                        key=f"rv_preset_{d.id}",
                         label_visibility="collapsed",
                     )
                 r2.button(
@@ -384,17 +385,17 @@ with main:
             t1, t2 = st.columns([4, 1], vertical_alignment="bottom")
             chosen = t1.multiselect(
                 "Tags",
-                sorted(set(cfg["tags"]) | set(d["tags"])),
-                default=d["tags"],
+                sorted(set(cfg["tags"]) | set(d.tags)),
+                default=d.tags,
                 accept_new_options=True,
-                key=f"rv_tags_{d['id']}_{rev}",
+                key=f"rv_tags_{d.id}_{rev}",
             )
             t2.button(
-                "Save tags", disabled=actor is None or sorted(chosen) == sorted(d["tags"]), on_click=on_tags, args=(d,)
+                "Save tags", disabled=actor is None or sorted(chosen) == sorted(d.tags), on_click=on_tags, args=(d,)
             )
 
-            comments = [h for h in d["history"] if h["kind"] == "comment"]
-            with st.form(f"rv_comment_form_{d['id']}", clear_on_submit=True):
+            comments = [h for h in d.history if h["kind"] == "comment"]
+            with st.form(f"rv_comment_form_{d.id}", clear_on_submit=True):
                 st.markdown(f"**Comments ({len(comments)})**")
                 for h in comments:
                     st.caption(md_escape(f"{h['actor']} · {h['at'][:16].replace('T', ' ')}"))  # names are data
@@ -402,11 +403,11 @@ with main:
                 st.text_area(
                     "Add a comment",
                     placeholder="a question for a colleague, a note on a fix…",
-                    key=f"rv_comment_{d['id']}",
+                    key=f"rv_comment_{d.id}",
                 )
-                st.form_submit_button("Add comment", on_click=on_comment, args=(d["id"],))
+                st.form_submit_button("Add comment", on_click=on_comment, args=(d.id,))
 
-            box = st.expander(f"History ({len(d['history'])} entries)", key="rv_history_open", on_change="rerun")
+            box = st.expander(f"History ({len(d.history)} entries)", key="rv_history_open", on_change="rerun")
             with box:
                 if box.open:
                     st.dataframe(
@@ -421,7 +422,7 @@ with main:
                                     if k not in ("at", "actor", "kind", "by", "provenance")
                                 ),
                             }
-                            for h in d["history"]
+                            for h in d.history
                         ],
                         hide_index=True,
                         width="stretch",

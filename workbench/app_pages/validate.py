@@ -161,14 +161,14 @@ st.subheader("Drill-down")
 reasons = [r["reason"] for r in rows]
 choice = st.selectbox("Reason", ["(any conversation)", *reasons])
 listed = wb.list(flag=None if choice == "(any conversation)" else choice, limit=100)
-ids = [c["id"] for c in listed["conversations"]]
-cid = st.selectbox(f"Conversation ({listed['total']} in all, first 100 shown)", ids) if ids else None
+ids = [c["id"] for c in listed.conversations]
+cid = st.selectbox(f"Conversation ({listed.total} in all, first 100 shown)", ids) if ids else None
 if ids:
     j1, j2, _ = st.columns([1.3, 1.8, 3])
     if cid:
         page_link("review", "Review this one →", j1, id=cid)
     if choice != "(any conversation)":
-        page_link("review", f"Review all {listed['total']} with {choice} →", j2, flag=choice)
+        page_link("review", f"Review all {listed.total} with {choice} →", j2, flag=choice)
 if cid:
     detail = run(
         wb.inspect_validation,

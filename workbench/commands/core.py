@@ -8,6 +8,14 @@ from typing import Any
 
 from workbench.cli import UsageError, emit
 from workbench.commands import open_wb
+from workbench.services.core import (
+    ConversationPage,
+    ConversationView,
+    ImportReport,
+    QuarantinePage,
+    Stats,
+    UnreadableFile,
+)
 from workbench.store import STATUSES
 
 
@@ -28,25 +36,24 @@ def _import(args: argparse.Namespace) -> int:
         each=args.keep_going, alpaca_join=join,
     )  # fmt: skip
 
-    def human(r: dict[str, Any]) -> str:
-        def read_as(f: dict[str, Any]) -> str:
-            enc = f.get("encoding", "utf-8")
+    def human(r: ImportReport) -> str:
+        def read_as(enc: str) -> str:
             return "" if enc in ("utf-8", "parquet") else f", read as {enc.upper()}"
 
         lines = [
-            f"{f['path']}: not imported: {f['error']}"
-            if "error" in f
-            else f"{f['path']} ({f['format']}{read_as(f)}): {f['rows']} rows: {f['imported']} imported, "
-            f"{f['already_present']} already present, {f['quarantined']} quarantined"
-            for f in r["files"]
+            f"{f.path}: not imported: {f.error}"
+            if isinstance(f, UnreadableFile)
+            else f"{f.path} ({f.format}{read_as(f.encoding)}): {f.rows} rows: {f.imported} imported, "
+            f"{f.already_present} already present, {f.quarantined} quarantined"
+            for f in r.files
         ]
-        t = r["totals"]
-        if len(r["files"]) > 1:
+        t = r.totals
+        if len(r.files) > 1:
             lines.append(
-                f"total: {t['rows']} rows: {t['imported']} imported, {t['already_present']} already present, "
-                f"{t['quarantined']} quarantined"
+                f"total: {t.rows} rows: {t.imported} imported, {t.already_present} already present, "
+                f"{t.quarantined} quarantined"
             )
-        if t["quarantined"]:
+        if t.quarantined:
             lines.append("see `sift quarantine` for the quarantined rows and why")
         return "\n".join(lines)
 
@@ -55,38 +62,37 @@ def _import(args: argparse.Namespace) -> int:
 
 
 def _stats(args: argparse.Namespace) -> int:
-    r = open_wb(args).stats()
-    emit(
-        args,
-        r,
-        lambda r: (
-            f"{r['conversations']} conversations ({', '.join(f'{n} {s}' for s, n in r['by_status'].items())}), "
-            f"{r['revisions']} revisions, {r['sources']} source files, {r['quarantined']} quarantined rows"
-        ),
-    )
+    def human(r: Stats) -> str:
+        by_status = ", ".join(f"{n} {s}" for s, n in r.by_status.items())
+        return (
+            f"{r.conversations} conversations ({by_status}), "
+            f"{r.revisions} revisions, {r.sources} source files, {r.quarantined} quarantined rows"
+        )
+
+    emit(args, open_wb(args).stats(), human)
     return 0
 
 
 def _show(args: argparse.Namespace) -> int:
     r = open_wb(args).show(args.id, args.revision)
 
-    def human(r: dict[str, Any]) -> str:
-        out = [f"conversation {r['id']}  status {r['status']}  revision {r['revision']}"]
-        for m in r["messages"]:
+    def human(r: ConversationView) -> str:
+        out = [f"conversation {r.id}  status {r.status}  revision {r.revision}"]
+        for m in r.messages:
             content = m.get("content")
             text = content if isinstance(content, str) else json.dumps(content, ensure_ascii=False)
             out.append(f"[{m['role']}] {text or ''}")
             for c in m.get("tool_calls", []):
                 out.append(f"    → {c['name']}({c['arguments']})")
-        for f in r["flags"]:
+        for f in r.flags:
             out.append(f"! {f['severity']} {f['reason']}: {f['message']}")
-        if r.get("tokens") is not None:
-            per_turn = ", ".join(f"{t['tokens']}/{t['trained_tokens']}" for t in r.get("turns", []))
-            out.append(f"tokens {r['tokens']}, trained {r['trained_tokens']} (per turn, tokens/trained: {per_turn})")
+        if r.tokens is not None:
+            per_turn = ", ".join(f"{t['tokens']}/{t['trained_tokens']}" for t in r.turns or [])
+            out.append(f"tokens {r.tokens}, trained {r.trained_tokens} (per turn, tokens/trained: {per_turn})")
         out.append("history:")
         out += [
             f"  {h['at']} {h['actor']}: {h['kind']} {h.get('status') or h.get('text') or ''}".rstrip()
-            for h in r["history"]
+            for h in r.history
         ]
         return "\n".join(out)
 
@@ -106,12 +112,12 @@ def _list(args: argparse.Namespace) -> int:
         offset=args.offset,
     )
 
-    def human(r: dict[str, Any]) -> str:
+    def human(r: ConversationPage) -> str:
         rows = [
             f"{c['id']}  {c['status']:<8}  r{c['revision']}  {(c['preview'] or '').splitlines()[0][:70] if c['preview'] else ''}"
-            for c in r["conversations"]
+            for c in r.conversations
         ]
-        return "\n".join([*rows, f"({len(rows)} of {r['total']})"])
+        return "\n".join([*rows, f"({len(rows)} of {r.total})"])
 
     emit(args, r, human)
     return 0
@@ -120,16 +126,14 @@ def _list(args: argparse.Namespace) -> int:
 def _quarantine(args: argparse.Namespace) -> int:
     r = open_wb(args).quarantine(limit=args.limit, offset=args.offset, source=args.source)
     if not args.raw:
-        for row in r["rows"]:
+        for row in r.rows:
             row.pop("raw")
-    emit(
-        args,
-        r,
-        lambda r: "\n".join(
-            [f"{q['file']}:{q['line']}: {q['field']}: {q['message']}" for q in r["rows"]]
-            + [f"({len(r['rows'])} of {r['total']})"]
-        ),
-    )
+
+    def human(r: QuarantinePage) -> str:
+        rows = [f"{q['file']}:{q['line']}: {q['field']}: {q['message']}" for q in r.rows]
+        return "\n".join([*rows, f"({len(r.rows)} of {r.total})"])
+
+    emit(args, r, human)
     return 0
 
 

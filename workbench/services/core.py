@@ -5,12 +5,125 @@ from __future__ import annotations
 import builtins
 import getpass
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from curation.formats import ALPACA_JOIN, FileReadError, FileStream, open_file, parse_file
 from curation.records import Conversation, Message, Provenance, file_sha256
+from workbench.services.results import Result, optional
 from workbench.store import Store, StoreError
+
+
+@dataclass(frozen=True)
+class ImportedFile(Result):
+    """One file that landed (in its own transaction)."""
+
+    path: str
+    format: str
+    rows: int
+    imported: int
+    already_present: int
+    quarantined: int
+    encoding: str
+
+
+@dataclass(frozen=True)
+class UnreadableFile(Result):
+    """One file that `each=True` skipped, with why."""
+
+    path: str
+    error: str
+
+
+@dataclass(frozen=True)
+class ImportTotals(Result):
+    rows: int
+    imported: int
+    already_present: int
+    quarantined: int
+    failed_files: int | None = optional()  # only with `each=True`
+
+
+@dataclass(frozen=True)
+class ImportReport(Result):
+    files: builtins.list[ImportedFile | UnreadableFile]
+    totals: ImportTotals
+
+
+@dataclass(frozen=True)
+class ImportPreview(Result):
+    """`conversations`: `{"line", "messages": [{"role", "text"}], "metadata"}` each;
+    `quarantined`: `{"line", "field", "message"}` each."""
+
+    format: str
+    conversations: builtins.list[dict[str, Any]]
+    quarantined: builtins.list[dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class Stats(Result):
+    conversations: int
+    revisions: int
+    quarantined: int
+    sources: int
+    by_status: dict[str, int]
+
+
+@dataclass(frozen=True)
+class ConversationView(Result):
+    """One conversation as `sift show` prints it. `messages`, `tools`, `flags`, `provenance` and
+    `history` are the stored JSON. Where validation measured the shown revision, `tokens`,
+    `trained_tokens` and `turns` (tokens and trained tokens per message) are set — `tokens` None
+    when it could not be measured — and `measured` is True; otherwise the three keys are absent."""
+
+    id: str
+    status: str
+    revision: int
+    current_revision: int
+    family_id: str | None
+    messages: builtins.list[dict[str, Any]]
+    tools: builtins.list[dict[str, Any]]
+    metadata: dict[str, Any]
+    tags: builtins.list[str]
+    flags: builtins.list[dict[str, Any]]
+    provenance: builtins.list[dict[str, Any]]
+    history: builtins.list[dict[str, Any]]
+    created_at: str
+    updated_at: str
+    tokens: int | None = None
+    trained_tokens: int | None = None
+    turns: builtins.list[dict[str, int]] | None = None
+
+    @property
+    def measured(self) -> bool:
+        return self.turns is not None
+
+    def to_dict(self) -> dict[str, Any]:
+        d = super().to_dict()
+        if not self.measured:  # tokens may be None when measured: presence follows `turns`
+            for k in ("tokens", "trained_tokens", "turns"):
+                del d[k]
+        return d
+
+
+@dataclass(frozen=True)
+class ConversationPage(Result):
+    """A page of `list`: rows `{"id", "status", "revision", "messages", "tags", "updated_at",
+    "preview"}`; `next_after` is the keyset cursor of the next page (None on the last)."""
+
+    total: int
+    total_capped: bool
+    next_after: builtins.list[Any] | None
+    conversations: builtins.list[dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class QuarantinePage(Result):
+    """Rows `{"file", "line", "index", "field", "message", "raw", "source_id"}`."""
+
+    total: int
+    rows: builtins.list[dict[str, Any]]
 
 
 def default_actor() -> str:
@@ -30,8 +143,8 @@ def storable_path(path: Path) -> Path:
 class ImportIncomplete(StoreError):
     """A multi-file import stopped at one file after committing the files before it."""
 
-    def __init__(self, path: Path, cause: BaseException, committed: builtins.list[dict[str, Any]]) -> None:
-        done = "; ".join(f"{f['path']} ({f['imported']} imported, {f['quarantined']} quarantined)" for f in committed)
+    def __init__(self, path: Path, cause: BaseException, committed: builtins.list[ImportedFile]) -> None:
+        done = "; ".join(f"{f.path} ({f.imported} imported, {f.quarantined} quarantined)" for f in committed)
         super().__init__(
             f"{path}: not imported ({cause}); nothing of it was written. "
             f"Already committed, each in its own transaction: {done}"
@@ -53,7 +166,7 @@ class CoreService:
         column_map: Any = None,
         each: bool = False,
         alpaca_join: str = ALPACA_JOIN,
-    ) -> dict[str, Any]:
+    ) -> ImportReport:
         """Import files, each in its own transaction. `alpaca_join` goes between an Alpaca row's
         instruction and input (a blank line by default; LLaMA-Factory uses one newline).
 
@@ -74,7 +187,7 @@ class CoreService:
         shown = list(names) if names is not None else [None] * len(paths)
         # Every file is opened (its dialect detected, a JSON array parsed) before anything is
         # written; rows then stream into the store chunk by chunk, one transaction per file.
-        parsed: list[tuple[FileStream, str, str | None] | dict[str, Any]] = []
+        parsed: list[tuple[FileStream, str, str | None] | UnreadableFile] = []
         for p, name in zip(paths, shown, strict=True):
             path = Path(p)
             try:
@@ -86,38 +199,39 @@ class CoreService:
                 if not each:
                     raise
                 msg = str(e) if name is None else str(e).replace(str(path), name)
-                parsed.append({"path": name or str(path), "error": msg})
-        files: builtins.list[dict[str, Any]] = []
+                parsed.append(UnreadableFile(path=name or str(path), error=msg))
+        files: builtins.list[ImportedFile | UnreadableFile] = []
         for x in parsed:
-            if isinstance(x, dict):
+            if isinstance(x, UnreadableFile):
                 files.append(x)
                 continue
             pf, sha, shown_name = x
             try:
                 f = self.store.import_stream(pf, sha256=sha, actor=actor, licence=licence, display_name=shown_name)
             except Exception as e:
-                committed = [f for f in files if "error" not in f]
+                committed = [f for f in files if isinstance(f, ImportedFile)]
                 if not committed:
                     raise
                 raise ImportIncomplete(Path(shown_name) if shown_name else pf.path, e, committed) from e
-            files.append({**f, "encoding": pf.encoding})
-        done = [f for f in files if "error" not in f]
-        totals = {k: sum(f[k] for f in done) for k in ("rows", "imported", "already_present", "quarantined")}
-        out: dict[str, Any] = {"files": files, "totals": totals}
-        if each:
-            out["totals"]["failed_files"] = len(files) - len(done)
-        return out
+            files.append(ImportedFile(**f, encoding=pf.encoding))
+        done = [f for f in files if isinstance(f, ImportedFile)]
+        totals = ImportTotals(
+            rows=sum(f.rows for f in done),
+            imported=sum(f.imported for f in done),
+            already_present=sum(f.already_present for f in done),
+            quarantined=sum(f.quarantined for f in done),
+            failed_files=len(files) - len(done) if each else None,
+        )
+        return ImportReport(files=files, totals=totals)
 
     def import_preview(
         self, path: str | Path, *, format: str = "auto", column_map: Any = None, rows: int = 5
-    ) -> dict[str, Any]:
-        """The first `rows` rows of a file as Sift would map them (nothing is written):
-        `{"format", "conversations": [{"line", "messages": [{"role", "text"}], "metadata"}],
-        "quarantined": [{"line", "field", "message"}]}`."""
+    ) -> ImportPreview:
+        """The first `rows` rows of a file as Sift would map them (nothing is written)."""
         pf = parse_file(Path(path), format, column_map=column_map, limit=rows)
-        return {
-            "format": pf.format,
-            "conversations": [
+        return ImportPreview(
+            format=pf.format,
+            conversations=[
                 {
                     "line": m.line,
                     "messages": [{"role": msg.role, "text": msg.text} for msg in m.conversation.messages],
@@ -125,34 +239,33 @@ class CoreService:
                 }
                 for m in pf.mapped
             ],
-            "quarantined": [{"line": q.line, "field": q.field, "message": q.message} for q in pf.quarantined],
-        }
+            quarantined=[{"line": q.line, "field": q.field, "message": q.message} for q in pf.quarantined],
+        )
 
-    def stats(self) -> dict[str, Any]:
-        return self.store.stats()
+    def stats(self) -> Stats:
+        return Stats(**self.store.stats())
 
-    def show(self, conversation_id: str, revision: int | None = None) -> dict[str, Any]:
+    def show(self, conversation_id: str, revision: int | None = None) -> ConversationView:
         """One conversation; where validation measured its revisions (under the last run's tokenizer
         and template), the shown revision and each revision in `history` carry `tokens`,
         `trained_tokens` and per-turn counts (`turns`: tokens and trained tokens of each message)."""
         d = self.store.get_conversation(conversation_id, revision)
         run = self.store.latest_validate_run()
         identity = ((run or {}).get("config") or {}).get("identity")
-        if not identity:
-            return d
-        results = self.store.validate_results_of(conversation_id, identity)
-        if d["revision"] in results:
-            d.update(_token_counts(results[d["revision"]]))
-        for h in d["history"]:
-            if h.get("kind") == "revision" and h.get("revision") in results:
-                h.update(_token_counts(results[h["revision"]]))
-        return d
+        if identity:
+            results = self.store.validate_results_of(conversation_id, identity)
+            if d["revision"] in results:
+                d.update(_token_counts(results[d["revision"]]))
+            for h in d["history"]:
+                if h.get("kind") == "revision" and h.get("revision") in results:
+                    h.update(_token_counts(results[h["revision"]]))
+        return ConversationView(**d)
 
-    def list(self, **filters: Any) -> dict[str, Any]:
-        return self.store.list_conversations(**filters)
+    def list(self, **filters: Any) -> ConversationPage:
+        return ConversationPage(**self.store.list_conversations(**filters))
 
-    def quarantine(self, *, limit: int = 100, offset: int = 0, source: str | None = None) -> dict[str, Any]:
-        return self.store.quarantine_rows(limit=limit, offset=offset, source=source)
+    def quarantine(self, *, limit: int = 100, offset: int = 0, source: str | None = None) -> QuarantinePage:
+        return QuarantinePage(**self.store.quarantine_rows(limit=limit, offset=offset, source=source))
 
     def sources(self) -> builtins.list[dict[str, Any]]:
         return self.store.sources()
@@ -213,11 +326,24 @@ class CoreService:
         )
 
     def conversation(self, conversation_id: str, revision: int | None = None) -> Conversation:
-        d = self.show(conversation_id, revision)
-        return Conversation.from_dict(d)
+        return self.store.conversation(conversation_id, revision)
 
 
-__all__ = ["CoreService", "FileReadError", "ImportIncomplete", "default_actor"]
+__all__ = [
+    "ConversationPage",
+    "ConversationView",
+    "CoreService",
+    "FileReadError",
+    "ImportIncomplete",
+    "ImportPreview",
+    "ImportReport",
+    "ImportTotals",
+    "ImportedFile",
+    "QuarantinePage",
+    "Stats",
+    "UnreadableFile",
+    "default_actor",
+]
 
 
 def _token_counts(measurement_json: str) -> dict[str, Any]:

@@ -11,6 +11,7 @@ from typing import Any
 import streamlit as st
 
 from workbench.app_pages.common.safe_text import md_escape
+from workbench.services.core import ConversationView
 
 ROLE_AVATAR = {"user": "user", "assistant": "assistant", "system": ":material/settings:", "tool": ":material/build:"}
 
@@ -51,24 +52,24 @@ def render_message(m: dict[str, Any], *, flags: list[dict[str, Any]] | tuple[()]
             flag_notice(f)
 
 
-def render_conversation(d: dict[str, Any], *, show_meta: bool = True) -> None:
+def render_conversation(d: ConversationView, *, show_meta: bool = True) -> None:
     """Chat bubbles with their flags inline, then provenance and history of a conversation from
     `wb.show()`."""
-    per_turn, general = split_flags(d.get("flags", []), len(d["messages"]))
+    per_turn, general = split_flags(d.flags, len(d.messages))
     for f in general:
         flag_notice(f)
-    for i, m in enumerate(d["messages"]):
+    for i, m in enumerate(d.messages):
         render_message(m, flags=per_turn.get(i, []))
     if not show_meta:
         return
-    if d.get("tools"):
-        with st.expander(f"tools ({len(d['tools'])})"):
-            st.code(json.dumps(d["tools"], indent=2, ensure_ascii=False), language="json")
-    with st.expander(f"provenance ({len(d['provenance'])} source rows)"):
-        st.dataframe(d["provenance"], hide_index=True, width="stretch")
-    with st.expander(f"history ({len(d['history'])} entries)"):
+    if d.tools:
+        with st.expander(f"tools ({len(d.tools)})"):
+            st.code(json.dumps(d.tools, indent=2, ensure_ascii=False), language="json")
+    with st.expander(f"provenance ({len(d.provenance)} source rows)"):
+        st.dataframe(d.provenance, hide_index=True, width="stretch")
+    with st.expander(f"history ({len(d.history)} entries)"):
         st.dataframe(
-            [{k: (json.dumps(v) if isinstance(v, dict | list) else v) for k, v in h.items()} for h in d["history"]],
+            [{k: (json.dumps(v) if isinstance(v, dict | list) else v) for k, v in h.items()} for h in d.history],
             hide_index=True,
             width="stretch",
         )
