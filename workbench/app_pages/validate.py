@@ -4,6 +4,8 @@ rendered template text with the tokens that carry loss highlighted (escaped text
 
 from __future__ import annotations
 
+from typing import Any
+
 import altair as alt
 import pandas as pd
 import streamlit as st
@@ -30,7 +32,7 @@ st.caption(
 )
 
 last = wb.validation_summary()
-cfg = (last or {}).get("config", {})
+cfg = last.config if last else {}
 c1, c2 = st.columns([3, 1])
 model = c1.text_input(
     "Model",
@@ -78,8 +80,8 @@ if st.button("Run validation", type="primary"):
     bar.progress(1.0, text="Done" if result else "Stopped")
     if result:
         st.success(
-            f"{result['checked']} conversations checked, {result['passed']} passed "
-            f"({result['rechecked']} rendered now, the rest from earlier runs)"
+            f"{result.checked} conversations checked, {result.passed} passed "
+            f"({result.rechecked} rendered now, the rest from earlier runs)"
         )
     last = wb.validation_summary()
 
@@ -87,17 +89,18 @@ if last is None:
     st.info("Validation has not run on this store yet.")
     st.stop()
 
-cfg = last["config"]
+cfg = last.config
+summary = last.summary
 limit = int(cfg["max_seq_len"])
 m1, m2, m3, m4 = st.columns(4)
-m1.metric("Checked", last["checked"])
-m2.metric("Passed", last["passed"])
-m3.metric("Blocked", last["checked"] - last["passed"])
-m4.metric(f"Over {limit} tokens", last["over_max_seq_len"])
+m1.metric("Checked", summary.checked)
+m2.metric("Passed", summary.passed)
+m3.metric("Blocked", summary.checked - summary.passed)
+m4.metric(f"Over {limit} tokens", summary.over_max_seq_len)
 st.caption(
     md_escape(  # the model path and the reviewer's name are data
-        f"Model {cfg['model']} · template sha256 {cfg['template_sha256'][:16]}… · run by {last['actor']} "
-        f"at {last['finished_at'][:19]}"
+        f"Model {cfg['model']} · template sha256 {cfg['template_sha256'][:16]}… · run by {last.actor} "
+        f"at {last.finished_at[:19]}"
     )
 )
 
@@ -126,16 +129,16 @@ if lengths:
         .encode(x="max_seq_len:Q")
     )
     st.altair_chart(bars + rule, width="stretch")
-    t = last["tokens"]
+    t = summary.tokens
     st.caption(
-        f"total {t['total']} · p50 {t['p50']} · p90 {t['p90']} · p99 {t['p99']} · max {t['max']} · red line: max_seq_len"
+        f"total {t.total} · p50 {t.p50} · p90 {t.p90} · p99 {t.p99} · max {t.max} · red line: max_seq_len"
         + (f" · the axis stops at {top}: {beyond} longer conversation(s) are counted in the last bar" if beyond else "")
     )
 
 st.subheader("Problems")
-rows = [
+rows: list[dict[str, Any]] = [
     {"severity": sev, "reason": r, "conversations": n, "meaning": REASONS.get(r, "")}
-    for sev, counts in (("error", last["flagged"]), ("warning", last["warnings"]))
+    for sev, counts in (("error", summary.flagged), ("warning", summary.warnings))
     for r, n in counts.items()
 ]
 if rows:
@@ -143,15 +146,15 @@ if rows:
 else:
     st.success("No problems found.")
 
-if last["over_max_seq_len"]:
+if summary.over_max_seq_len:
     st.subheader("Cutoff preview")
     st.caption("What each way of handling the over-long rows would do to their answers.")
-    c = last["cutoff"]
+    cut = summary.cutoff
     st.dataframe(
         [
-            {"policy": "drop the row", **c["drop_row"]},
-            {"policy": "drop trailing turns", **c["drop_trailing_turns"]},
-            {"policy": "cut tokens", **c["truncate"]},
+            {"policy": "drop the row", **cut.drop_row.to_dict()},
+            {"policy": "drop trailing turns", **cut.drop_trailing_turns.to_dict()},
+            {"policy": "cut tokens", **cut.truncate.to_dict()},
         ],
         hide_index=True,
         width="stretch",
@@ -178,30 +181,30 @@ if cid:
         severity={r: s for r, s in (cfg.get("severity") or {}).items() if r in REASONS},
     )
     if detail:
-        for f in detail["flags"]:
+        for f in detail.flags:
             flag_notice(f)
-        if detail["text"] is None:
+        if detail.text is None:
             st.info("The template could not render this conversation, so there are no tokens to show.")
         else:
             a, b, c = st.columns(3)
-            a.metric("Tokens", detail["tokens"])
-            b.metric("Tokens with loss", detail["loss_tokens"])
-            c.metric("Mask from", detail["mask_source"])
+            a.metric("Tokens", detail.tokens)
+            b.metric("Tokens with loss", detail.loss_tokens)
+            c.metric("Mask from", detail.mask_source)
             st.markdown("**Rendered template** (highlighted: tokens that carry loss)")
             spans: list[FlagSpan] = []
             pos = 0
-            for seg in detail["segments"]:
+            for seg in detail.segments:
                 if seg["loss"]:
                     spans.append(FlagSpan(0, "content", pos, pos + len(seg["text"]), "loss"))
                 pos += len(seg["text"])
             with st.container(border=True):
-                st.markdown(highlight_markdown(detail["text"], spans))
+                st.markdown(highlight_markdown(detail.text, spans))
             st.dataframe(
-                [{"turn": i + 1, "tokens": n} for i, n in enumerate(detail["turn_tokens"])],
+                [{"turn": i + 1, "tokens": n} for i, n in enumerate(detail.turn_tokens)],
                 hide_index=True,
             )
-            with st.expander(f"All {len(detail['token_rows'])} tokens"):
-                st.dataframe(pd.DataFrame(detail["token_rows"]), hide_index=True, width="stretch")
+            with st.expander(f"All {len(detail.token_rows)} tokens"):
+                st.dataframe(pd.DataFrame(detail.token_rows), hide_index=True, width="stretch")
         with st.expander("The conversation"):
             d = run(wb.show, cid)
             if d:

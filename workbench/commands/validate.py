@@ -8,6 +8,7 @@ from typing import Any
 
 from workbench.cli import UsageError, emit
 from workbench.commands import open_wb
+from workbench.services.validate import ValidationSummary
 
 
 def _progress(done: int, total: int) -> None:
@@ -15,30 +16,31 @@ def _progress(done: int, total: int) -> None:
         print(f"\rvalidating: {done}/{total}", end="" if done < total else "\n", file=sys.stderr, flush=True)
 
 
-def _human(r: dict[str, Any]) -> str:
-    t = r["tokens"]
+def _human(r: ValidationSummary, max_seq_len: int) -> str:
+    t = r.tokens
+    rechecked = r.rechecked or 0
     lines = [
-        f"{r['checked']} conversations validated with {r['model']} (template {r['template_sha256'][:12]}, "
-        f"max_seq_len {r['max_seq_len']}, system prompt: {r.get('system_prompt', 'keep')}): {r['passed']} passed; {r['rechecked']} rendered now, "
-        f"{r['checked'] - r['rechecked']} from earlier runs",
+        f"{r.checked} conversations validated with {r.model} (template {r.template_sha256[:12]}, "
+        f"max_seq_len {max_seq_len}, system prompt: {r.system_prompt or 'keep'}): {r.passed} passed; {rechecked} rendered now, "
+        f"{r.checked - rechecked} from earlier runs",
     ]
-    if r["flagged"]:
-        lines.append("errors (block freezing): " + ", ".join(f"{k} {v}" for k, v in r["flagged"].items()))
-    if r["warnings"]:
-        lines.append("warnings: " + ", ".join(f"{k} {v}" for k, v in r["warnings"].items()))
+    if r.flagged:
+        lines.append("errors (block freezing): " + ", ".join(f"{k} {v}" for k, v in r.flagged.items()))
+    if r.warnings:
+        lines.append("warnings: " + ", ".join(f"{k} {v}" for k, v in r.warnings.items()))
     lines.append(
-        f"tokens: total {t['total']} · p50 {t['p50']} · p90 {t['p90']} · p99 {t['p99']} · max {t['max']}; "
-        f"{r['over_max_seq_len']} over max_seq_len"
+        f"tokens: total {t.total} · p50 {t.p50} · p90 {t.p90} · p99 {t.p99} · max {t.max}; "
+        f"{r.over_max_seq_len} over max_seq_len"
     )
-    if r["over_max_seq_len"]:
-        c = r["cutoff"]
+    if r.over_max_seq_len:
+        c = r.cutoff
         lines.append(
             "cutoff preview, rows that lose their last answer: "
-            f"drop the row {c['drop_row']['lose_last_answer']}, "
-            f"drop trailing turns {c['drop_trailing_turns']['lose_last_answer']}, "
-            f"cut tokens {c['truncate']['lose_last_answer']} ({c['truncate']['cut_mid_answer']} cut mid-answer)"
+            f"drop the row {c.drop_row.lose_last_answer}, "
+            f"drop trailing turns {c.drop_trailing_turns.lose_last_answer}, "
+            f"cut tokens {c.truncate.lose_last_answer} ({c.truncate.cut_mid_answer} cut mid-answer)"
         )
-    if r["flagged"] or r["warnings"]:
+    if r.flagged or r.warnings:
         lines.append("see `sift list --flag REASON` and `sift show ID`")
     return "\n".join(lines)
 
@@ -60,11 +62,9 @@ def _validate(args: argparse.Namespace) -> int:
         system_prompt=args.system_prompt,
     )
     if args.json:
-        from workbench.services.validate import SUMMARY_KEYS
-
-        emit(args, {k: r[k] for k in SUMMARY_KEYS})
+        emit(args, r.contract())
     else:
-        emit(args, {**r, "max_seq_len": args.max_seq_len}, _human)
+        emit(args, r, lambda r: _human(r, args.max_seq_len))
     return 0
 
 

@@ -4,6 +4,7 @@ results, and inspect one conversation as the target model's template renders it.
 from __future__ import annotations
 
 import threading
+from dataclasses import dataclass, field
 from typing import Any
 
 from curation.models import DEFAULT_MODEL
@@ -22,6 +23,7 @@ from curation.validate import (
     summarize,
 )
 from workbench.services.core import default_actor
+from workbench.services.results import Result, optional
 from workbench.store import NotFound, Store
 from workbench.store.stage_runs import new_stage_run_id
 
@@ -37,6 +39,108 @@ SUMMARY_KEYS = (
     "over_max_seq_len",
     "system_prompt",
 )
+
+
+@dataclass(frozen=True)
+class CutoffCounts(Result):
+    """Over-long rows one cutoff policy touches, and what they lose."""
+
+    rows: int
+    lose_last_answer: int
+    cut_mid_answer: int | None = optional()  # `truncate` only
+    left_without_answer: int = 0
+
+
+@dataclass(frozen=True)
+class CutoffPreview(Result):
+    drop_row: CutoffCounts
+    drop_trailing_turns: CutoffCounts
+    truncate: CutoffCounts
+
+    @classmethod
+    def from_dict(cls, d: dict[str, dict[str, int]]) -> CutoffPreview:
+        return cls(**{policy: CutoffCounts(**counts) for policy, counts in d.items()})
+
+
+@dataclass(frozen=True)
+class TokenStats(Result):
+    total: int
+    p50: int
+    p90: int
+    p99: int
+    max: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class ValidationSummary(Result):
+    """What a validation run found (the keys in `SUMMARY_KEYS` are `sift validate --json`).
+    `system_prompt`, `rechecked` and `run_id` are absent from the stats of runs stored before
+    they were recorded."""
+
+    model: str
+    template_sha256: str
+    system_prompt: str | None = optional()
+    checked: int
+    passed: int
+    flagged: dict[str, int]
+    warnings: dict[str, int]
+    tokens: TokenStats
+    over_max_seq_len: int
+    cutoff: CutoffPreview
+    rechecked: int | None = optional()
+    run_id: str | None = optional()
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ValidationSummary:
+        return cls(**{**d, "tokens": TokenStats(**d["tokens"]), "cutoff": CutoffPreview.from_dict(d["cutoff"])})
+
+    def contract(self) -> dict[str, Any]:
+        """`sift validate --json`: the `SUMMARY_KEYS`."""
+        d = self.to_dict()
+        return {k: d[k] for k in SUMMARY_KEYS}
+
+
+@dataclass(frozen=True)
+class ValidationRun(Result):
+    """The last run: its summary, config, when and by whom (`to_dict()` puts the summary's keys
+    first, as the store kept them)."""
+
+    summary: ValidationSummary
+    config: dict[str, Any]
+    finished_at: str
+    actor: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**self.summary.to_dict(), "config": self.config, "finished_at": self.finished_at, "actor": self.actor}
+
+
+@dataclass(frozen=True)
+class ValidationDetail(Result):
+    """One conversation as the template renders it: `segments` `{"text", "loss"}`, `token_rows`
+    `{"index", "id", "token", "loss"}`, `flags` `{"reason", "severity", "message", "details"}`;
+    `text` None (and no segments) when it could not be rendered."""
+
+    tokens: int | None
+    loss_tokens: int
+    turn_tokens: list[int]
+    mask_source: str | None
+    flags: list[dict[str, Any]]
+    text: str | None
+    segments: list[dict[str, Any]]
+    token_rows: list[dict[str, Any]]
+    id: str
+    revision: int
+
+
+@dataclass(frozen=True)
+class ReasonCodes(Result):
+    """Every validation reason code and what it means."""
+
+    reasons: dict[str, str] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.reasons)
+
 
 _RENDERERS: dict[tuple[str, str], ChatRenderer] = {}
 _LOCK = threading.Lock()
@@ -70,7 +174,7 @@ class ValidateService:
         actor: str | None = None,
         progress: Progress | None = None,
         system_prompt: str = "keep",
-    ) -> dict[str, Any]:
+    ) -> ValidationSummary:
         """Validate every current conversation; returns the summary (`SUMMARY_KEYS` plus the cutoff
         preview, how many were re-checked and the run id). Flags replace the previous run's."""
         config = ValidateConfig(
@@ -113,14 +217,16 @@ class ValidateService:
             "template_sha256": ident.template_sha256,
             "identity": ident.key,
         }
-        out = {
-            "model": config.model,
-            "template_sha256": ident.template_sha256,
-            "system_prompt": config.system_prompt,
-            **summary,
-            "rechecked": rechecked,
-            "run_id": run_id,
-        }
+        out = ValidationSummary.from_dict(
+            {
+                "model": config.model,
+                "template_sha256": ident.template_sha256,
+                "system_prompt": config.system_prompt,
+                **summary,
+                "rechecked": rechecked,
+                "run_id": run_id,
+            }
+        )
         # The run and its flags in one transaction: a crash between them leaves neither.
         with self.store.db.transaction() as tx:
             self.store.start_stage_run(run_id, "validate", run_config, actor=actor or default_actor(), con=tx)
@@ -140,17 +246,17 @@ class ValidateService:
                     for f in fl
                 ],
                 scope=None,
-                stats=out,
+                stats=out.to_dict(),
                 con=tx,
             )
         return out
 
-    def validation_summary(self) -> dict[str, Any] | None:
+    def validation_summary(self) -> ValidationRun | None:
         """The last run's summary and config, or None when validation has not run."""
         run = self.store.latest_validate_run()
         if run is None:
             return None
-        return {**run["stats"], "config": run["config"], "finished_at": run["finished_at"], "actor": run["actor"]}
+        return ValidationRun(ValidationSummary.from_dict(run["stats"]), run["config"], run["finished_at"], run["actor"])
 
     def validation_token_lengths(self) -> list[int]:
         """Token counts of the current revisions under the last run's tokenizer and template."""
@@ -159,16 +265,17 @@ class ValidateService:
             return []
         return self.store.token_lengths(run["config"]["identity"])
 
-    def validation_cutoff(self, max_seq_len: int) -> dict[str, Any]:
-        """The cutoff-policy preview of the last run's results at another limit (no re-rendering)."""
+    def validation_cutoff(self, max_seq_len: int) -> CutoffPreview | None:
+        """The cutoff-policy preview of the last run's results at another limit (no re-rendering);
+        None when validation has not run."""
         run = self.store.latest_validate_run()
         if run is None:
-            return {}
+            return None
         results = self.store.validate_current_results(run["config"]["identity"])
-        return cutoff_preview((Measurement.from_json(m) for _c, _r, m in results), max_seq_len)
+        return CutoffPreview.from_dict(cutoff_preview((Measurement.from_json(m) for _c, _r, m in results), max_seq_len))
 
-    def validation_reasons(self) -> dict[str, str]:
-        return dict(REASONS)
+    def validation_reasons(self) -> ReasonCodes:
+        return ReasonCodes(dict(REASONS))
 
     def inspect_validation(
         self,
@@ -179,7 +286,7 @@ class ValidateService:
         severity: dict[str, str] | None = None,
         revision: int | None = None,
         system_prompt: str | None = None,
-    ) -> dict[str, Any]:
+    ) -> ValidationDetail:
         """One conversation as the target template renders it: text cut into loss / no-loss
         segments, every token with its loss bit, tokens per turn and the flags."""
         d = self.store.get_conversation(conversation_id, revision)
@@ -195,6 +302,4 @@ class ValidateService:
             system_prompt=system_prompt,
         )
         out = inspect(Conversation.from_dict(d), renderer_for(config.model, config.system_prompt), config)
-        out["id"] = d["id"]
-        out["revision"] = d["revision"]
-        return out
+        return ValidationDetail(**out, id=d["id"], revision=d["revision"])
