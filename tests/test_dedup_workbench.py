@@ -50,7 +50,14 @@ def sample_wb(sample_store: Path, store_path: Path):
 def test_sample_planted_duplicates_found(sample_wb) -> None:
     wb = sample_wb
     r = wb.dedup(actor="ana")
-    assert set(r) == {"conversations", "clusters", "duplicates_flagged", "exact_groups", "borderline_pairs", "params"}
+    assert set(r.to_dict()) == {
+        "conversations",
+        "clusters",
+        "duplicates_flagged",
+        "exact_groups",
+        "borderline_pairs",
+        "params",
+    }
     truth = json.loads((SAMPLE / "ground_truth.json").read_text())
     ids = _sample_ids()
     planted = {
@@ -58,14 +65,14 @@ def test_sample_planted_duplicates_found(sample_wb) -> None:
         for p in truth["problems"]
         if p["kind"] == "near_duplicate"
     }
-    clusters = wb.dedup_cluster_list(limit=100)["clusters"]
+    clusters = wb.dedup_cluster_list(limit=100).clusters
     found = {frozenset(m["id"] for m in c["members"]) for c in clusters}
-    assert found == planted and r["clusters"] == len(planted) == 9
+    assert found == planted and r.clusters == len(planted) == 9
     # exact duplicates were already stored once at import (content ids): nothing left to flag
-    assert r["exact_groups"] == 0
+    assert r.exact_groups == 0
     flagged = wb.list(flag="near_duplicate", limit=100)
-    assert flagged.total == r["duplicates_flagged"] == 9
-    mapping = wb.dedup_clusters()
+    assert flagged.total == r.duplicates_flagged == 9
+    mapping = wb.dedup_clusters().cluster_of
     assert len(mapping) == wb.stats().conversations
     for c in clusters:
         assert {mapping[m["id"]] for m in c["members"]} == {c["id"]} == {min(m["id"] for m in c["members"])}
@@ -102,14 +109,14 @@ def test_rerun_reuses_signatures_and_results_carry_params(sample_wb, tmp_path: P
     wb.edit(
         cid, [*d.messages[:-1], {"role": "assistant", "content": "An edited answer."}], base_revision=1, actor="ana"
     )
-    assert wb.dedup_status()["stale"] == 2
+    assert wb.dedup_status().stale == 2
     wb.dedup(actor="ana")
     s = wb.store.dedup_latest_run()["stats"]
     assert (s["signatures_computed"], s["signatures_reused"]) == (2, n - 1)
-    assert wb.dedup_status()["stale"] == 0
+    assert wb.dedup_status().stale == 0
     # other parameters are other signatures
     r = wb.dedup(ngram=3, view="user", actor="ana")
-    assert r["params"] == {
+    assert r.params == {
         "threshold": 0.8,
         "num_perm": 128,
         "bands": 14,
@@ -124,15 +131,15 @@ def test_rerun_reuses_signatures_and_results_carry_params(sample_wb, tmp_path: P
 def test_keeper_override_survives_reruns(sample_wb) -> None:
     wb = sample_wb
     wb.dedup(actor="ana")
-    c = wb.dedup_cluster_list(limit=1)["clusters"][0]
+    c = wb.dedup_cluster_list(limit=1).clusters[0]
     other = next(m["id"] for m in c["members"] if not m["keeper"])
     r = wb.keep(other, actor="sme")
-    assert r["keeper"] == other and r["flagged"] == [c["keeper"]]
+    assert r.keeper == other and r.flagged == [c["keeper"]]
     assert [f["reason"] for f in wb.show(c["keeper"]).flags] == ["near_duplicate"]
     assert wb.show(other).flags == []
     assert any(h["kind"] == "dedup_keep" and h["actor"] == "sme" for h in wb.show(other).history)
     wb.dedup(actor="ana")
-    again = next(x for x in wb.dedup_cluster_list(limit=100)["clusters"] if x["id"] == c["id"])
+    again = next(x for x in wb.dedup_cluster_list(limit=100).clusters if x["id"] == c["id"])
     assert (again["keeper"], again["reason"]) == (other, "SME choice")
     assert wb.list(flag="near_duplicate", limit=100).total == 9
 
@@ -140,26 +147,26 @@ def test_keeper_override_survives_reruns(sample_wb) -> None:
 def test_accepted_copy_is_kept(sample_wb) -> None:
     wb = sample_wb
     wb.dedup(actor="ana")
-    c = wb.dedup_cluster_list(limit=1)["clusters"][0]
+    c = wb.dedup_cluster_list(limit=1).clusters[0]
     other = next(m["id"] for m in c["members"] if not m["keeper"])
     wb.accept([other], actor="sme")
     wb.dedup(actor="ana")
-    again = next(x for x in wb.dedup_cluster_list(limit=100)["clusters"] if x["id"] == c["id"])
+    again = next(x for x in wb.dedup_cluster_list(limit=100).clusters if x["id"] == c["id"])
     assert (again["keeper"], again["reason"]) == (other, "its review status")
 
 
 def test_pair_decisions_recluster(sample_wb) -> None:
     wb = sample_wb
     wb.dedup(actor="ana")
-    c = wb.dedup_cluster_list(limit=1)["clusters"][0]
+    c = wb.dedup_cluster_list(limit=1).clusters[0]
     a, b = sorted(m["id"] for m in c["members"])
     r = wb.decide_pair(b, a, "distinct", actor="sme")
-    assert (r["a"], r["b"], r["clusters"], r["duplicates_flagged"]) == (a, b, 8, 8)
+    assert (r.a, r.b, r.clusters, r.duplicates_flagged) == (a, b, 8, 8)
     assert wb.show(a).flags == wb.show(b).flags == []
-    assert wb.dedup_clusters()[a] == a and wb.dedup_clusters()[b] == b
+    assert wb.dedup_clusters().cluster_of[a] == a and wb.dedup_clusters().cluster_of[b] == b
     wb.dedup(actor="ana")  # the decision outlives runs
-    assert wb.dedup_cluster_list()["total"] == 8
-    assert wb.decide_pair(a, b, "duplicate", actor="sme")["clusters"] == 9
+    assert wb.dedup_cluster_list().total == 8
+    assert wb.decide_pair(a, b, "duplicate", actor="sme").clusters == 9
     with pytest.raises(workbench.store.StoreError, match=r"^unknown decision 'maybe' \(use duplicate, distinct\)$"):
         wb.decide_pair(a, b, "maybe", actor="sme")
 
@@ -167,11 +174,11 @@ def test_pair_decisions_recluster(sample_wb) -> None:
 def test_compare_and_contamination_service(sample_wb) -> None:
     wb = sample_wb
     wb.dedup(actor="ana")
-    c = wb.dedup_cluster_list(limit=1)["clusters"][0]
+    c = wb.dedup_cluster_list(limit=1).clusters[0]
     a, b = (m["id"] for m in c["members"][:2])
     cmp = wb.dedup_compare(a, b)
-    assert cmp["jaccard"] >= 0.8 and any(d for _, d in cmp["a"]["runs"] + cmp["b"]["runs"])
-    assert "".join(t for t, _ in cmp["a"]["runs"]) == cmp["a"]["text"]
+    assert cmp.jaccard >= 0.8 and any(d for _, d in cmp.a.runs + cmp.b.runs)
+    assert "".join(t for t, _ in cmp.a.runs) == cmp.a.text
     others = [x["id"] for x in wb.list(limit=12).conversations if x["id"] not in (a, b)]
     hits = wb.contamination([a, *others], [b])
     assert [(h.eval_id, h.train_id) for h in hits] == [(b, a)]
@@ -228,9 +235,8 @@ def test_keep_outside_a_cluster_is_refused(sample_wb) -> None:
     wb.dedup(actor="ana")
     lonely = next(
         cid
-        for cid, cl in wb.dedup_clusters().items()
-        if cid == cl
-        and cid not in {m["id"] for c in wb.dedup_cluster_list(limit=100)["clusters"] for m in c["members"]}
+        for cid, cl in wb.dedup_clusters().cluster_of.items()
+        if cid == cl and cid not in {m["id"] for c in wb.dedup_cluster_list(limit=100).clusters for m in c["members"]}
     )
     with pytest.raises(workbench.store.StoreError, match=f"^conversation {lonely} is in no duplicate cluster"):
         wb.keep(lonely, actor="sme")
@@ -258,13 +264,13 @@ def test_dedup_page(tmp_path: Path, monkeypatch) -> None:
     highlighted = [m.value for m in at.markdown if "-background[" in m.value]
     assert highlighted and all("<script>" not in m and "](http" not in m for m in highlighted)
     assert any("\\<script\\>" in m for m in highlighted)
-    keeper = wb.dedup_cluster_list()["clusters"][0]["keeper"]
-    other = next(m["id"] for m in wb.dedup_cluster_list()["clusters"][0]["members"] if m["id"] != keeper)
-    cluster_id = wb.dedup_cluster_list()["clusters"][0]["id"]
+    keeper = wb.dedup_cluster_list().clusters[0]["keeper"]
+    other = next(m["id"] for m in wb.dedup_cluster_list().clusters[0]["members"] if m["id"] != keeper)
+    cluster_id = wb.dedup_cluster_list().clusters[0]["id"]
     at.selectbox(key=f"dedup_keep_{cluster_id}").select(other).run()
     next(b for b in at.button if b.label == "Keep this one").click().run()
     assert not at.exception
-    assert wb.dedup_cluster_list()["clusters"][0]["keeper"] == other
+    assert wb.dedup_cluster_list().clusters[0]["keeper"] == other
     assert any("now the keeper" in s.value for s in at.success)
 
 
@@ -290,7 +296,7 @@ def test_decide_a_jaccard_range_at_once(tmp_path: Path) -> None:
         wb.decide_range(low, high, "distinct", expected=999, actor="ana")
     assert len(wb.dedup_pairs(borderline=True, undecided=True)) == len(pairs)  # nothing written
     r = wb.decide_range(low, high, "distinct", expected=len(inside), actor="ana")
-    assert r["decided"] == len(inside)
+    assert r.decided == len(inside)
     left = wb.dedup_pairs(borderline=True, undecided=True)
     assert len(left) == len(pairs) - len(inside) and not wb.borderline_in_range(low, high)
     a = inside[0]["a"]

@@ -652,7 +652,7 @@ def test_redacted_near_copies_stay_one_family_and_never_straddle_the_split(wb, t
     ids = [by_text[r["messages"][0]["content"]] for r in rows]
     pairs = [(ids[i], ids[i + 1]) for i in range(0, len(ids), 2)]
     wb.dedup(actor="ana")
-    before = wb.dedup_clusters()
+    before = wb.dedup_clusters().cluster_of
     assert all(before.get(a) is not None and before.get(a) == before.get(b) for a, b in pairs)
     # the reviewer marks two long runs of the first copy as PII; the redaction rewrites half of it
     for a, _ in pairs:
@@ -664,7 +664,7 @@ def test_redacted_near_copies_stay_one_family_and_never_straddle_the_split(wb, t
     assert r["conversations_redacted"] == len(pairs)
     assert wb.show(pairs[0][0]).messages[0]["content"].count("<PERSON>") == 2
     wb.dedup(actor="ana")
-    after = wb.dedup_clusters()
+    after = wb.dedup_clusters().cluster_of
     assert all(after.get(a) is not None and after.get(a) == after.get(b) for a, b in pairs)
     m = wb.freeze("v", eval_fraction=0.5, include="not-rejected", exclude_unresolved_pii=False, actor="ana")
     side = {r["id"]: s for s in ("train", "eval") for r in wb.version_manifest("v")["version"]["splits"][s]}

@@ -11,7 +11,7 @@ import importlib
 import json
 import sys
 from collections.abc import Callable
-from typing import Any, NoReturn
+from typing import NoReturn, TypeVar
 
 from curation.errors import SiftError
 
@@ -30,6 +30,9 @@ COMMAND_MODULES = [
     "workbench.commands.ablate",
     "workbench.commands.endpoints",
 ]
+
+
+T = TypeVar("T")
 
 
 class UsageError(SiftError):
@@ -59,7 +62,7 @@ def build_parser() -> Parser:
     return parser
 
 
-def emit(args: argparse.Namespace, result: Any, human: Callable[[Any], str] | None = None) -> None:
+def emit(args: argparse.Namespace, result: T, human: Callable[[T], str] | None = None) -> None:
     """Print `result` for a person (`human` gets the typed result) or, with --json, its `to_dict()`."""
     from workbench.services.results import plain
 

@@ -32,12 +32,12 @@ def side_by_side(a: str, b: str) -> None:
     cmp = run(wb.dedup_compare, a, b)
     if not cmp:
         return
-    st.caption(md_escape(f"estimated Jaccard {cmp['jaccard']:.2f} · view: {cmp['view']}"))
+    st.caption(md_escape(f"estimated Jaccard {cmp.jaccard:.2f} · view: {cmp.view}"))
     left, right = st.columns(2)
     left.markdown(f"**{md_escape(a)}**")
-    left.markdown(diff_markdown(cmp["a"]["runs"], "red"))
+    left.markdown(diff_markdown(cmp.a.runs, "red"))
     right.markdown(f"**{md_escape(b)}**")
-    right.markdown(diff_markdown(cmp["b"]["runs"], "green"))
+    right.markdown(diff_markdown(cmp.b.runs, "green"))
 
 
 with st.form("dedup_run"):
@@ -57,38 +57,39 @@ if go:
     r = run(wb.dedup, threshold=threshold, num_perm=num_perm, ngram=ngram, view=view, actor=actor, progress=progress)
     if r:
         st.success(
-            f"{r['conversations']} conversations: {r['clusters']} clusters, {r['duplicates_flagged']} flagged, "
-            f"{r['exact_groups']} exact groups, {r['borderline_pairs']} borderline pairs "
-            f"({r['params']['bands']} bands × {r['params']['rows']} rows)"
+            f"{r.conversations} conversations: {r.clusters} clusters, {r.duplicates_flagged} flagged, "
+            f"{r.exact_groups} exact groups, {r.borderline_pairs} borderline pairs "
+            f"({r.params['bands']} bands × {r.params['rows']} rows)"
         )
 if msg := st.session_state.pop("dedup_notice", None):
     st.success(msg)
 
 status = wb.dedup_status()
-if status["run"] is None:
+last_run = status.run
+if last_run is None:
     st.info("No dedup run yet.")
     st.stop()
-stats: dict[str, Any] = status["run"]["stats"]
+stats: dict[str, Any] = last_run["stats"]
 m = st.columns(5)
 m[0].metric("Conversations", stats.get("conversations", 0))
 m[1].metric("Clusters", stats.get("clusters", 0))
 m[2].metric("Flagged", stats.get("duplicates_flagged", 0))
 m[3].metric("Exact groups", stats.get("exact_groups", 0))
 m[4].metric("Borderline pairs", stats.get("borderline_pairs", 0))
-p = status["params"]
+p = status.params or {}
 st.caption(
-    f"Latest run {status['run']['id']} by {md_escape(status['run']['actor'], at_line_start=False)} · threshold {p['threshold']}, {p['num_perm']} "
+    f"Latest run {last_run['id']} by {md_escape(last_run['actor'], at_line_start=False)} · threshold {p['threshold']}, {p['num_perm']} "
     f"permutations ({p['bands']} bands × {p['rows']} rows), {p['ngram']}-word shingles, view {p['view']}"
 )
-if status["stale"]:
-    st.warning(f"{status['stale']} conversation(s) were imported or edited since this run: run dedup again.")
+if status.stale:
+    st.warning(f"{status.stale} conversation(s) were imported or edited since this run: run dedup again.")
 
 st.subheader("Clusters")
 page = int(st.session_state.get("dedup_page", 0))
 listed = wb.dedup_cluster_list(limit=PAGE_SIZE, offset=page * PAGE_SIZE)
-if listed["sizes"]:
+if listed.sizes:
     # Sizes as numbers in order (2, 3, 5, 10, 37), one bar each: a text axis would sort 10 before 2.
-    sizes = sorted((int(k), int(v)) for k, v in listed["sizes"].items())
+    sizes = sorted((int(k), int(v)) for k, v in listed.sizes.items())
     width = len(str(sizes[-1][0]))
     st.bar_chart(
         {"members": [str(k).rjust(width, "\u2007") for k, _ in sizes], "clusters": [v for _, v in sizes]},
@@ -98,7 +99,7 @@ if listed["sizes"]:
         y_label="clusters",
         sort=False,
     )
-clusters = listed["clusters"]
+clusters = listed.clusters
 if not clusters:
     st.info("No duplicates found.")
 else:
@@ -116,7 +117,7 @@ else:
         hide_index=True,
         width="stretch",
     )
-    pages = max(1, (listed["total"] + PAGE_SIZE - 1) // PAGE_SIZE)
+    pages = max(1, (listed.total + PAGE_SIZE - 1) // PAGE_SIZE)
     if pages > 1:
         new_page = int(st.number_input("Page", 1, pages, page + 1)) - 1
         if new_page != page:
@@ -201,7 +202,7 @@ def on_range_confirm() -> None:
     except SiftError as e:
         ss["dedup_error"] = str(e)
         return
-    ss["dedup_notice"] = f"Decided {r['decided']:,} pairs in {b['low']:.2f}–{b['high']:.2f}: {b['decision']}."
+    ss["dedup_notice"] = f"Decided {r.decided:,} pairs in {b['low']:.2f}–{b['high']:.2f}: {b['decision']}."
 
 
 pairs = wb.dedup_pairs(borderline=True, undecided=True)

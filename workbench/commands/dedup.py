@@ -8,6 +8,7 @@ from typing import Any
 
 from workbench.cli import emit
 from workbench.commands import open_wb
+from workbench.services.dedup import ClusterPage, DedupSummary
 
 
 def _dedup(args: argparse.Namespace) -> int:
@@ -26,11 +27,11 @@ def _dedup(args: argparse.Namespace) -> int:
         progress=progress,
     )
 
-    def human(r: dict[str, Any]) -> str:
-        p = r["params"]
+    def human(r: DedupSummary) -> str:
+        p = r.params
         return (
-            f"{r['conversations']} conversations: {r['clusters']} clusters, {r['duplicates_flagged']} flagged "
-            f"near_duplicate, {r['exact_groups']} exact groups, {r['borderline_pairs']} borderline pairs "
+            f"{r.conversations} conversations: {r.clusters} clusters, {r.duplicates_flagged} flagged "
+            f"near_duplicate, {r.exact_groups} exact groups, {r.borderline_pairs} borderline pairs "
             f"(threshold {p['threshold']}, {p['num_perm']} permutations = {p['bands']} bands × {p['rows']} rows, "
             f"{p['ngram']}-word shingles, view {p['view']})\n"
             "see `sift clusters`, `sift borderline`, `sift list --flag near_duplicate`"
@@ -43,16 +44,16 @@ def _dedup(args: argparse.Namespace) -> int:
 def _clusters(args: argparse.Namespace) -> int:
     r = open_wb(args).dedup_cluster_list(limit=args.limit, offset=args.offset)
 
-    def human(r: dict[str, Any]) -> str:
-        if r["run_id"] is None:
+    def human(r: ClusterPage) -> str:
+        if r.run_id is None:
             return "no dedup run yet: run `sift dedup`"
         out = []
-        for c in r["clusters"]:
+        for c in r.clusters:
             out.append(f"cluster {c['id']} ({c['size']} members, keeper kept for {c['reason']})")
             for m in c["members"]:
                 mark = "keep" if m["keeper"] else "dup "
                 out.append(f"  {mark} {m['id']}  J≈{m['jaccard']:.2f}  {m['status']:<8} {m['preview'][:70]}")
-        out.append(f"({len(r['clusters'])} of {r['total']} clusters)")
+        out.append(f"({len(r.clusters)} of {r.total} clusters)")
         return "\n".join(out)
 
     emit(args, r, human)
@@ -61,7 +62,7 @@ def _clusters(args: argparse.Namespace) -> int:
 
 def _borderline(args: argparse.Namespace) -> int:
     pairs = open_wb(args).dedup_pairs(borderline=True, undecided=not args.all)
-    r = {"total": len(pairs), "pairs": pairs}
+    r: dict[str, Any] = {"total": len(pairs), "pairs": pairs}
     emit(
         args,
         r,
@@ -82,7 +83,7 @@ def _keep(args: argparse.Namespace) -> int:
     emit(
         args,
         r,
-        lambda r: f"{r['id']} is now the keeper of cluster {r['cluster_id']}; flagged: {', '.join(r['flagged'])}",
+        lambda r: f"{r.id} is now the keeper of cluster {r.cluster_id}; flagged: {', '.join(r.flagged)}",
     )
     return 0
 
@@ -92,9 +93,7 @@ def _decide(args: argparse.Namespace) -> int:
     emit(
         args,
         r,
-        lambda r: (
-            f"{r['a']} ~ {r['b']}: {r['decision']}; now {r['clusters']} clusters, {r['duplicates_flagged']} flagged"
-        ),
+        lambda r: f"{r.a} ~ {r.b}: {r.decision}; now {r.clusters} clusters, {r.duplicates_flagged} flagged",
     )
     return 0
 

@@ -31,7 +31,7 @@ def _llm_endpoint(args: argparse.Namespace) -> int:
         set_stored_endpoint(wb.store, args.name, args.url, model=args.model, api_key_env=args.api_key_env, actor=actor)
     elif args.action == "remove" and not remove_stored_endpoint(wb.store, args.name, actor=actor):
         raise StoreError(f"no stored endpoint {args.name!r}")
-    r = {
+    r: dict[str, list[Any]] = {
         "stored": [_show(e) for e in stored_endpoints(wb.store)],
         # What the app offers now from this shell's environment (the server's may differ).
         "offered": [e.name for e in configured_endpoints(None, stored=stored_endpoints(wb.store))],

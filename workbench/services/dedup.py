@@ -4,6 +4,7 @@ pick the keeper or decide a pair, and compare two conversations word by word."""
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -11,9 +12,99 @@ import numpy as np
 from curation import dedup as dd
 from curation.progress import StepProgress
 from workbench.services.core import default_actor
+from workbench.services.results import Result, optional
 from workbench.store import Store, StoreError
 from workbench.store._db import now
 from workbench.store.stage_runs import new_stage_run_id
+
+
+@dataclass(frozen=True)
+class DedupSummary(Result):
+    """`sift dedup --json`. `params`: threshold, num_perm, bands, rows, ngram, view (and the rest of
+    `DedupConfig.params()`)."""
+
+    conversations: int
+    clusters: int
+    duplicates_flagged: int
+    exact_groups: int
+    borderline_pairs: int
+    params: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class DedupStatus(Result):
+    """The latest run (`{"id", "config", "stats", "actor", "started_at", "finished_at"}`, None
+    before the first) and how many conversations it has not seen at their current revision."""
+
+    run: dict[str, Any] | None
+    stale: int | None
+    params: dict[str, Any] | None = optional()
+
+
+@dataclass(frozen=True)
+class ClusterIndex(Result):
+    """conversation id → cluster id (its own id when alone); `to_dict()` is that mapping."""
+
+    cluster_of: dict[str, str]
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.cluster_of)
+
+
+@dataclass(frozen=True)
+class ClusterPage(Result):
+    """Clusters of the latest run, largest first: `{"id", "size", "keeper", "reason", "members":
+    [{"id", "revision", "keeper", "jaccard", "exact", "status", "preview"}]}` each; `sizes`:
+    cluster size → how many clusters have it. `run_id` None before the first run."""
+
+    run_id: str | None
+    total: int
+    clusters: list[dict[str, Any]]
+    sizes: dict[int, int]
+
+
+@dataclass(frozen=True)
+class ComparedText(Result):
+    id: str
+    text: str
+    runs: list[Any]
+
+
+@dataclass(frozen=True)
+class PairComparison(Result):
+    """Two conversations' compared text, word runs marked where they differ."""
+
+    a: ComparedText
+    b: ComparedText
+    jaccard: float
+    view: str
+
+
+@dataclass(frozen=True)
+class KeeperChange(Result):
+    id: str
+    cluster_id: str | None
+    keeper: str
+    flagged: list[str]
+
+
+@dataclass(frozen=True)
+class PairDecision(Result):
+    a: str
+    b: str
+    decision: str
+    clusters: int
+    duplicates_flagged: int
+
+
+@dataclass(frozen=True)
+class RangeDecision(Result):
+    """`clusters` and `duplicates_flagged` are absent when no pair was in the range."""
+
+    decided: int
+    decision: str
+    clusters: int | None = optional()
+    duplicates_flagged: int | None = optional()
 
 
 def _noop(stage: str, done: int, total: int) -> None:
@@ -33,7 +124,7 @@ class DedupService:
         config: dd.DedupConfig | None = None,
         actor: str | None = None,
         progress: StepProgress | None = None,
-    ) -> dict[str, Any]:
+    ) -> DedupSummary:
         """Find exact and near-duplicate clusters over every current conversation, choose keepers,
         flag the rest `near_duplicate`. Signatures already stored for a conversation revision and
         these parameters are reused. Returns the `sift dedup --json` object."""
@@ -124,33 +215,33 @@ class DedupService:
             run=run,
         )
         progress("clusters", 1, 1)
-        return summary
+        return DedupSummary(**summary)
 
     # ------------------------------------------------------------ reading results
 
-    def dedup_status(self) -> dict[str, Any]:
+    def dedup_status(self) -> DedupStatus:
         """The latest run (config, stats) and how many conversations it has not seen at their
         current revision (imported or edited since)."""
         run = self.store.dedup_latest_run()
         if run is None:
-            return {"run": None, "stale": None}
+            return DedupStatus(run=None, stale=None)
         config = dd.DedupConfig(**run["config"])
         have = len(self.store.dedup_signatures(config.signature_key(), config.num_perm)["ids"])
         total = self.store.stats()["conversations"]
-        return {"run": run, "stale": total - have, "params": config.params()}
+        return DedupStatus(run=run, stale=total - have, params=config.params())
 
-    def dedup_clusters(self) -> dict[str, str]:
+    def dedup_clusters(self) -> ClusterIndex:
         """conversation id → cluster id (its own id when alone); see `Store.dedup_clusters`."""
-        return self.store.dedup_clusters()
+        return ClusterIndex(self.store.dedup_clusters())
 
-    def dedup_cluster_list(self, *, limit: int = 50, offset: int = 0) -> dict[str, Any]:
-        return self.store.dedup_cluster_list(limit=limit, offset=offset)
+    def dedup_cluster_list(self, *, limit: int = 50, offset: int = 0) -> ClusterPage:
+        return ClusterPage(**self.store.dedup_cluster_list(limit=limit, offset=offset))
 
     def dedup_pairs(self, *, borderline: bool = True, undecided: bool = False) -> list[dict[str, Any]]:
         pairs = self.store.dedup_pairs(borderline=borderline)
         return [p for p in pairs if not (undecided and p["decision"])]
 
-    def dedup_compare(self, a: str, b: str) -> dict[str, Any]:
+    def dedup_compare(self, a: str, b: str) -> PairComparison:
         """Two conversations' compared text (the latest run's view), word runs marked where they
         differ, and their estimated Jaccard."""
         run = self.store.dedup_latest_run()
@@ -159,16 +250,16 @@ class DedupService:
         texts = [dd.text_view(c, config.view, config.include_system) for c in convs]
         runs_a, runs_b = dd.word_diff(texts[0], texts[1])
         sig = dd.MinHasher(config.num_perm, config.seed, config.ngram).signatures([dd.normalise(t) for t in texts])
-        return {
-            "a": {"id": a, "text": texts[0], "runs": runs_a},
-            "b": {"id": b, "text": texts[1], "runs": runs_b},
-            "jaccard": round(float((sig[0] == sig[1]).mean()), 4),
-            "view": config.view,
-        }
+        return PairComparison(
+            a=ComparedText(a, texts[0], runs_a),
+            b=ComparedText(b, texts[1], runs_b),
+            jaccard=round(float((sig[0] == sig[1]).mean()), 4),
+            view=config.view,
+        )
 
     # ------------------------------------------------------------ SME choices
 
-    def keep(self, conversation_id: str, *, actor: str | None = None) -> dict[str, Any]:
+    def keep(self, conversation_id: str, *, actor: str | None = None) -> KeeperChange:
         """Make this conversation the keeper of its cluster (an SME override that outlives runs)."""
         cluster = self.store.dedup_cluster_of(conversation_id)
         if cluster is None:
@@ -183,26 +274,26 @@ class DedupService:
         new_cluster = self.store.dedup_cluster_of(conversation_id)
         listed = self.store.dedup_clusters()
         members = sorted(c for c, k in listed.items() if k == new_cluster)
-        return {
-            "id": conversation_id,
-            "cluster_id": new_cluster,
-            "keeper": conversation_id,
-            "flagged": [m for m in members if m != conversation_id],
-        }
+        return KeeperChange(
+            id=conversation_id,
+            cluster_id=new_cluster,
+            keeper=conversation_id,
+            flagged=[m for m in members if m != conversation_id],
+        )
 
-    def decide_pair(self, a: str, b: str, decision: str, *, actor: str | None = None) -> dict[str, Any]:
+    def decide_pair(self, a: str, b: str, decision: str, *, actor: str | None = None) -> PairDecision:
         """Record an SME's call on a pair ('duplicate' or 'distinct') and re-cluster."""
         if self.store.dedup_latest_run() is None:
             raise StoreError("no dedup run yet (run `sift dedup` first)")
         self.store.dedup_decide(a, b, decision, actor=actor or default_actor())
         result = self._recluster()
-        return {
-            "a": min(a, b),
-            "b": max(a, b),
-            "decision": decision,
-            "clusters": result["clusters"],
-            "duplicates_flagged": result["duplicates_flagged"],
-        }
+        return PairDecision(
+            a=min(a, b),
+            b=max(a, b),
+            decision=decision,
+            clusters=result["clusters"],
+            duplicates_flagged=result["duplicates_flagged"],
+        )
 
     def borderline_in_range(self, low: float, high: float) -> list[dict[str, Any]]:
         """Undecided borderline pairs whose estimated Jaccard lies in [low, high]."""
@@ -210,7 +301,7 @@ class DedupService:
 
     def decide_range(
         self, low: float, high: float, decision: str, *, expected: int, actor: str | None = None
-    ) -> dict[str, Any]:
+    ) -> RangeDecision:
         """One SME call on every undecided borderline pair in a Jaccard range, then one re-cluster.
         `expected` is the count the SME confirmed: when others decided some pairs meanwhile, the
         count differs and nothing is written."""
@@ -223,15 +314,12 @@ class DedupService:
                 "(someone decided some meanwhile): count again"
             )
         if not pairs:
-            return {"decided": 0, "decision": decision}
+            return RangeDecision(decided=0, decision=decision)
         n = self.store.dedup_decide_many([(p["a"], p["b"]) for p in pairs], decision, actor=actor or default_actor())
         result = self._recluster()
-        return {
-            "decided": n,
-            "decision": decision,
-            "clusters": result["clusters"],
-            "duplicates_flagged": result["duplicates_flagged"],
-        }
+        return RangeDecision(
+            decided=n, decision=decision, clusters=result["clusters"], duplicates_flagged=result["duplicates_flagged"]
+        )
 
     def _recluster(self) -> dict[str, Any]:
         """Clusters, keepers and flags again from the latest run's stored pairs, with the SME's
@@ -315,4 +403,15 @@ def _pair_row(p: dd.Pair) -> dict[str, Any]:
     return {"a": p.a, "b": p.b, "jaccard": p.jaccard, "exact": p.exact, "merged": p.merged, "borderline": p.borderline}
 
 
-__all__ = ["DedupService"]
+__all__ = [
+    "ClusterIndex",
+    "ClusterPage",
+    "ComparedText",
+    "DedupService",
+    "DedupStatus",
+    "DedupSummary",
+    "KeeperChange",
+    "PairComparison",
+    "PairDecision",
+    "RangeDecision",
+]
