@@ -92,11 +92,11 @@ def main() -> dict[str, Any]:
             t = time.perf_counter()
             r = wb.augment(**opts, **kw)
             timings[name] = time.perf_counter() - t
-            assert r["calls"] == n and r["kept"] == 3 * n, r
+            assert r.calls == n and r.kept == 3 * n, r
         t = time.perf_counter()
         again = wb.augment(**opts, concurrency=4)
         timings["sift: re-run from the cache"] = time.perf_counter() - t
-        assert again["calls"] == 0 and again["cached_calls"] == n, again
+        assert again.calls == 0 and again.cached_calls == n, again
     server.shutdown()
     server.server_close()
     base = timings["baseline: one call at a time"]

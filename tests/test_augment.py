@@ -13,6 +13,7 @@ import threading
 import time
 import urllib.request
 from collections.abc import Iterator
+from dataclasses import replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -225,27 +226,36 @@ def test_filters_provenance_and_resume_without_duplicates(wb, llm: Scripted) -> 
     assert first.rejects[0].details == {"entities": ["EMAIL_ADDRESS"]}
 
     r = wb.augment(n=3, **fast(llm))
-    assert set(r) == {"parents", "requested", "generated", "kept", "rejected", "calls", "cached_calls", "run_id"}
-    assert {k: v for k, v in r.items() if k != "run_id"} == {
+    assert set(r.to_dict()) == {
+        "parents",
+        "requested",
+        "generated",
+        "kept",
+        "rejected",
+        "calls",
+        "cached_calls",
+        "run_id",
+    }
+    assert {k: v for k, v in r.to_dict().items() if k != "run_id"} == {
         "parents": 3, "requested": 9, "generated": 8, "kept": 3,
         "rejected": {"changed_facts": 1, "duplicate": 1, "identical": 1, "missing": 1, "near_identical": 1, "too_short": 1},
         "calls": 3, "cached_calls": 0,
     }  # fmt: skip
     # What the page shows for a run: every variation it did not keep, with its reason.
-    rejects = wb.augment_rejects(r["run_id"])
-    assert sorted(x["reason"] for x in rejects) == sorted(r["rejected"])
+    rejects = wb.augment_rejects(r.run_id)
+    assert sorted(x["reason"] for x in rejects) == sorted(r.rejected)
     assert all(x["parent_id"] for x in rejects) and any(x["text"] for x in rejects)
-    assert r["kept"] + sum(r["rejected"].values()) == r["requested"]
+    assert r.kept + sum(r.rejected.values()) == r.requested
     fam = wb.augment_families()
-    assert fam["total"] == 3
+    assert fam.total == 3
     parent_id = wb.list(text=book).conversations[0]["id"]
     family = wb.augment_family(parent_id)
-    assert [c["messages"][1]["content"] for c in family["children"]] == ["Today I misplaced my book."]
-    assert [(x["variation"], x["reason"], x["text"]) for x in family["rejects"]] == [
+    assert [c["messages"][1]["content"] for c in family.children] == ["Today I misplaced my book."]
+    assert [(x["variation"], x["reason"], x["text"]) for x in family.rejects] == [
         (1, "identical", book),
         (2, "duplicate", "Today I misplaced my book."),
     ]
-    child = wb.show(family["children"][0]["id"])
+    child = wb.show(family.children[0]["id"])
     assert child.status == "pending" and child.family_id == wb.show(parent_id).family_id
     assert [m["content"] for m in child.messages] == ["Be kind.", "Today I misplaced my book.", "answer 0"]
     prov = child.provenance[0]
@@ -263,31 +273,31 @@ def test_filters_provenance_and_resume_without_duplicates(wb, llm: Scripted) -> 
         "turns": "first",
         "variation": 0,
     }
-    near, changed = wb.augment_family(wb.list(text="version 24").conversations[0]["id"])["rejects"]
+    near, changed = wb.augment_family(wb.list(text="version 24").conversations[0]["id"]).rejects
     assert near["reason"] == "near_identical" and near["details"]["jaccard"] >= 0.8
     assert (changed["reason"], changed["details"]) == ("changed_facts", {"missing": ["24"], "added": ["25"]})
 
     # A second run pays nothing and adds nothing.
     before = wb.stats().conversations
     again = wb.augment(n=3, **fast(llm))
-    assert again == {**r, "calls": 0, "cached_calls": 3, "run_id": again["run_id"]} and again["run_id"] != r["run_id"]
+    assert again == replace(r, calls=0, cached_calls=3, run_id=again.run_id) and again.run_id != r.run_id
     assert llm.chats == 3 and wb.stats().conversations == before == 3 + 3
     # Children are never parents.
-    assert wb.augment(n=3, dry_run=True, **fast(llm))["parents"] == 3
+    assert wb.augment(n=3, dry_run=True, **fast(llm)).parents == 3
 
 
 def test_truncated_and_unparseable_answers(wb, llm: Scripted) -> None:
     llm.finish = "length"
     llm.answers = {TEXTS[0]: "1. Today I misplaced my book.\n2. Today my bo", TEXTS[1]: "Here you go:", TEXTS[2]: ""}
     r = wb.augment(n=2, **fast(llm))
-    assert r["rejected"] == {"truncated": 1, "unparseable": 4} and r["kept"] == 1 and r["generated"] == 2
+    assert r.rejected == {"truncated": 1, "unparseable": 4} and r.kept == 1 and r.generated == 2
 
 
 def test_dry_run_calls_nothing_and_writes_nothing(wb, llm: Scripted) -> None:
     before = wb.store.logical_dump()
     r = wb.augment(n=2, limit=2, dry_run=True, **fast(llm))
-    assert r["parents"] == 2 and r["calls"] == 2 and r["cached_calls"] == 0 and r["generated"] == 0
-    assert r["estimated_tokens"]["completion_max"] == 2 * 256 and r["estimated_tokens"]["prompt"] > 50
+    assert r.parents == 2 and r.calls == 2 and r.cached_calls == 0 and r.generated == 0
+    assert r.estimated_tokens["completion_max"] == 2 * 256 and r.estimated_tokens["prompt"] > 50
     assert llm.chats == 0 and wb.store.logical_dump() == before
 
 
@@ -304,7 +314,7 @@ def test_concurrency_limit(wb, llm: Scripted, tmp_path: Path) -> None:
     ]
     wb.import_files([write(tmp_path / "more.jsonl", "\n".join(json.dumps(x) for x in more))])
     r = wb.augment(n=2, concurrency=2, **fast(llm))
-    assert r["calls"] == 8 and llm.max_inflight == 2
+    assert r.calls == 8 and llm.max_inflight == 2
 
 
 # ---------------------------------------------------------------------------------- failures
@@ -340,7 +350,7 @@ def test_unauthorized_with_and_without_key(wb, llm: Scripted, monkeypatch) -> No
 def test_rate_limit_retries_then_gives_up(wb, llm: Scripted) -> None:
     llm.script = ["429", "429"]  # then ok: two retries absorb it
     r = wb.augment(n=2, limit=1, max_retries=2, **fast(llm))
-    assert r["calls"] == 1 and llm.chats == 3
+    assert r.calls == 1 and llm.chats == 3
     llm.default = "429"
     with pytest.raises(LLMError) as e:
         wb.augment(n=2, max_retries=2, concurrency=1, **fast(llm))
@@ -358,12 +368,12 @@ def test_server_error_keeps_done_work_and_rerun_resumes(wb, llm: Scripted) -> No
         f"the LLM endpoint {llm.url} failed with HTTP 500 (2 attempts): boom — 1 of 3 parents done and saved, "
         "2 left; run again to resume (answers already received are cached)"
     )
-    assert wb.augment_families()["total"] == 1
+    assert wb.augment_families().total == 1
     runs = wb.store.stage_runs("augment")
     assert runs[-1]["stats"]["error"].startswith("the LLM endpoint") and runs[-1]["finished_at"]
     r = wb.augment(n=2, max_retries=1, concurrency=1, **fast(llm))
-    assert (r["calls"], r["cached_calls"], r["parents"]) == (2, 1, 3)
-    assert wb.stats().conversations == 3 + r["kept"]  # nothing twice
+    assert (r.calls, r.cached_calls, r.parents) == (2, 1, 3)
+    assert wb.stats().conversations == 3 + r.kept  # nothing twice
 
 
 def test_timeout_and_garbage(wb, llm: Scripted) -> None:
@@ -543,13 +553,13 @@ def test_sift_augment_with_the_embedded_server(embedded: dict[str, Any], tmp_pat
     assert (first["parents"], first["requested"], first["calls"], first["cached_calls"]) == (2, 4, 2, 0)
     assert first["kept"] + sum(first["rejected"].values()) == 4
     second = wb.augment(endpoint=embedded["url"], n=2, limit=2, max_tokens=24, check_pii=False)
-    assert second == {**first, "calls": 0, "cached_calls": 2, "run_id": second["run_id"]}
+    assert second.to_dict() == {**first, "calls": 0, "cached_calls": 2, "run_id": second.run_id}
     assert wb.stats().conversations == 2 + first["kept"]
-    for fam in wb.augment_families()["parents"]:
-        for c in fam["children"]:
+    for fam in wb.augment_families().parents:
+        for c in fam.children:
             p = c["provenance"]
             assert (p["kind"], p["model"], p["parent_id"], p["endpoint"]) == (
-                "paraphrase", "smollm2-135m-instruct", fam["id"], endpoint_host(embedded["url"]),
+                "paraphrase", "smollm2-135m-instruct", fam.id, endpoint_host(embedded["url"]),
             )  # fmt: skip
     assert SECRET.encode() not in wb.path.read_bytes()
     assert SECRET not in embedded["log"].read_text()
@@ -586,7 +596,7 @@ def test_augment_page_preview_run_and_review(wb, llm: Scripted, monkeypatch) -> 
     at.button[3].click().run()  # run: answered from the cache
     assert not at.exception and llm.chats == 3
     assert any("6 of 6 variations kept" in s.value and "3 from the cache" in s.value for s in at.success)
-    child = wb.augment_families()["parents"][0]["children"][0]["id"]
+    child = wb.augment_families().parents[0].children[0]["id"]
     at.button(key=f"aug_accept_{child}").click().run()
     assert not at.exception and wb.show(child).status == "accepted"
     # A slow endpoint: the preview fails with an error that points at the page's own settings.

@@ -5,8 +5,6 @@ the page picks one by name and never sees a key, its variable or whether it is s
 
 from __future__ import annotations
 
-from typing import Any
-
 import streamlit as st
 
 from curation.errors import SiftError
@@ -20,6 +18,7 @@ from workbench.app_pages.common import (
     secrets_mapping,
 )
 from workbench.llm_endpoints import configured_endpoints, stored_endpoints
+from workbench.services.augment import AugmentReport
 
 wb = get_wb()
 st.title("Augment")
@@ -102,11 +101,11 @@ if b1.button("Dry run"):
     require_actor()
     est = run(wb.augment, limit=limit, dry_run=True, **options)
     if est is not None:
-        t = est["estimated_tokens"]
+        t = est.estimated_tokens or {}
         st.info(
-            f"{est['parents']} parents, {est['requested']} variations: {est['calls']} calls to make "
-            f"({est['cached_calls']} already cached), about {t['prompt']} prompt tokens and at most "
-            f"{t['completion_max']} completion tokens."
+            f"{est.parents} parents, {est.requested} variations: {est.calls} calls to make "
+            f"({est.cached_calls} already cached), about {t.get('prompt')} prompt tokens and at most "
+            f"{t.get('completion_max')} completion tokens."
         )
 if b2.button(f"Preview {preview_rows} row{'s' if preview_rows > 1 else ''}", key="aug_preview_button"):
     require_actor()  # calls out and caches the answers in the store
@@ -131,18 +130,18 @@ if b3.button("Run", type="primary"):
         bar.progress(done / max(total, 1), text=f"{done} of {total} parents")
 
     try:
-        result: dict[str, Any] | None = wb.augment(limit=limit, actor=actor, progress=progress, **options)
+        result: AugmentReport | None = wb.augment(limit=limit, actor=actor, progress=progress, **options)
     except SiftError as e:
         llm_error(e)
         result = None
     st.session_state.pop("aug_running", None)
     if result is not None:
         st.session_state.pop("aug_preview", None)
-        st.session_state["aug_last_run"] = result.get("run_id")
-        rejected = ", ".join(f"{k} {v}" for k, v in result["rejected"].items()) or "none"
-        (st.success if result["kept"] else st.warning)(
-            f"{result['kept']} of {result['requested']} variations kept from {result['parents']} parents "
-            f"(rejected: {rejected}); {result['calls']} calls, {result['cached_calls']} from the cache."
+        st.session_state["aug_last_run"] = result.run_id
+        rejected = ", ".join(f"{k} {v}" for k, v in result.rejected.items()) or "none"
+        (st.success if result.kept else st.warning)(
+            f"{result.kept} of {result.requested} variations kept from {result.parents} parents "
+            f"(rejected: {rejected}); {result.calls} calls, {result.cached_calls} from the cache."
         )
 
 last_run = st.session_state.get("aug_last_run")
@@ -181,21 +180,21 @@ if preview:
 st.subheader("Review paraphrases")
 show = st.selectbox("Children", ["pending", "any", "accepted", "rejected"], key="aug_show")
 fams = wb.augment_families(limit=10, status=None if show == "any" else show)
-if not fams["parents"]:
+if not fams.parents:
     st.caption("No paraphrases to show.")
     st.stop()
-st.caption(f"{fams['total']} parents with paraphrases ({show}); the 10 most recent are shown.")
-for fam in fams["parents"]:
-    parent = wb.show(fam["id"])
+st.caption(f"{fams.total} parents with paraphrases ({show}); the 10 most recent are shown.")
+for fam in fams.parents:
+    parent = wb.show(fam.id)
     with st.container(border=True):
         left, right = st.columns(2)
         with left:
-            st.markdown(f"**Parent** {md_escape(fam['id'])} · {md_escape(fam['status'])}")
+            st.markdown(f"**Parent** {md_escape(fam.id)} · {md_escape(fam.status)}")
             for m in parent.messages:
                 if m["role"] == "user":
                     render_message(m)
         with right:
-            children = [c for c in fam["children"] if show == "any" or c["status"] == show]
+            children = [c for c in fam.children if show == "any" or c["status"] == show]
             for child in children:
                 cid = child["id"]
                 st.markdown(
@@ -216,12 +215,12 @@ for fam in fams["parents"]:
                     actor = require_actor()
                     if run(wb.reject, [cid], reason or "rejected paraphrase", actor=actor) is not None:
                         st.rerun()
-            if fam["rejects"]:
-                with st.expander(f"{len(fam['rejects'])} variation(s) filtered out"):
+            if fam.rejects:
+                with st.expander(f"{len(fam.rejects)} variation(s) filtered out"):
                     st.dataframe(
                         [
                             {"variation": x["variation"], "reason": x["reason"], "text": x["text"] or ""}
-                            for x in fam["rejects"]
+                            for x in fam.rejects
                         ],
                         hide_index=True,
                         width="stretch",

@@ -10,6 +10,7 @@ from typing import Any
 
 from workbench.cli import emit
 from workbench.commands import open_wb
+from workbench.services.augment import AugmentReport
 
 
 def _augment(args: argparse.Namespace) -> int:
@@ -41,20 +42,20 @@ def _augment(args: argparse.Namespace) -> int:
         limit=args.limit, ids=args.ids or None, dry_run=args.dry_run, actor=args.actor, progress=progress, **overrides
     )
 
-    def human(r: dict[str, Any]) -> str:
-        rejected = ", ".join(f"{k} {v}" for k, v in r["rejected"].items())
-        if "estimated_tokens" in r:
-            t = r["estimated_tokens"]
+    def human(r: AugmentReport) -> str:
+        rejected = ", ".join(f"{k} {v}" for k, v in r.rejected.items())
+        if r.estimated_tokens is not None:
+            t = r.estimated_tokens
             return (
-                f"dry run: {r['parents']} parents, {r['requested']} variations requested; "
-                f"{r['calls']} calls to make ({r['cached_calls']} answered from the cache), "
+                f"dry run: {r.parents} parents, {r.requested} variations requested; "
+                f"{r.calls} calls to make ({r.cached_calls} answered from the cache), "
                 f"about {t['prompt']} prompt tokens and at most {t['completion_max']} completion tokens"
             )
         return (
-            f"{r['parents']} parents, {r['requested']} variations requested, {r['generated']} generated: "
-            f"{r['kept']} kept (pending review)"
+            f"{r.parents} parents, {r.requested} variations requested, {r.generated} generated: "
+            f"{r.kept} kept (pending review)"
             + (f", rejected: {rejected}" if rejected else "")
-            + f"; {r['calls']} calls, {r['cached_calls']} from the cache"
+            + f"; {r.calls} calls, {r.cached_calls} from the cache"
         )
 
     emit(args, r, human)

@@ -15,6 +15,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from curation import augment as ag
@@ -22,6 +23,7 @@ from curation.llm import Completion, LLMClient, LLMConfig, LLMError, endpoint_ho
 from curation.progress import Progress
 from curation.records import Conversation
 from workbench.services.core import default_actor
+from workbench.services.results import Result, optional
 from workbench.store import Store
 from workbench.store.stage_runs import new_stage_run_id
 
@@ -49,6 +51,41 @@ def _pii_detector() -> ag.PiiDetector | None:
         return [[(s.entity, t[s.start : s.end]) for s in ss] for t, ss in zip(texts, spans, strict=True)]
 
     return ag.pii_detector_from(analyze)
+
+
+@dataclass(frozen=True)
+class AugmentReport(Result):
+    """`sift augment --json`: `rejected` is {reason: n}; `calls` were made to the endpoint (on a
+    dry run: would be made), `cached_calls` answered from the cache. A dry run adds
+    `estimated_tokens` (what the calls would cost at most) and writes nothing; a run adds `run_id`."""
+
+    parents: int
+    requested: int
+    generated: int
+    kept: int
+    rejected: dict[str, int]
+    calls: int
+    cached_calls: int
+    estimated_tokens: dict[str, int] | None = optional()
+    run_id: str | None = optional()
+
+
+@dataclass(frozen=True)
+class Family(Result):
+    """A parent and its paraphrases: `children` `{"id", "status", "revision", "variation",
+    "parent_revision", "messages", "provenance"}` each; `rejects` the variations that were not kept."""
+
+    id: str
+    status: str
+    revision: int
+    children: list[dict[str, Any]]
+    rejects: list[dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class FamilyPage(Result):
+    total: int
+    parents: list[Family]
 
 
 def make_configs(
@@ -91,7 +128,7 @@ class AugmentService:
         actor: str | None = None,
         progress: Progress | None = None,
         **overrides: Any,
-    ) -> dict[str, Any]:
+    ) -> AugmentReport:
         """Paraphrase the first (or every) user turn of up to `limit` parents into `n` variations.
 
         Returns the `sift augment --json` object: parents, requested, generated, kept,
@@ -118,7 +155,7 @@ class AugmentService:
         if dry_run:
             todo = [pp for pp in plans if any(c.key not in cached for c in pp.calls)]
             estimated = ag.estimate(todo, config)
-            return {**result, "estimated_tokens": estimated}
+            return AugmentReport(**result, estimated_tokens=estimated)
         run_id = new_stage_run_id("augment")
         run_config = {
             "augment": config.to_dict(),
@@ -151,14 +188,13 @@ class AugmentService:
             if error is not None:
                 stats["error"] = str(error)
             self.store.finish_stage_run(run_id, stats)
-        result["run_id"] = run_id
         if error is not None:
             done, total = job.done, len(plans)
             raise LLMError(
                 f"{error} — {done} of {total} parents done and saved, {total - done} left; run again to resume "
                 "(answers already received are cached)"
             )
-        return result
+        return AugmentReport(**result, run_id=run_id)
 
     def augment_preview(
         self,
@@ -228,12 +264,13 @@ class AugmentService:
         run keeps few or none (e.g. every answer unparseable, or too close to its parent)."""
         return self.store.augment_run_rejects(run_id, limit=limit)
 
-    def augment_families(self, *, limit: int = 20, offset: int = 0, status: str | None = None) -> dict[str, Any]:
+    def augment_families(self, *, limit: int = 20, offset: int = 0, status: str | None = None) -> FamilyPage:
         """Parents with paraphrases, newest first: each with its children and rejected variations."""
-        return self.store.augment_families(limit=limit, offset=offset, status=status)
+        page = self.store.augment_families(limit=limit, offset=offset, status=status)
+        return FamilyPage(total=page["total"], parents=[Family(**p) for p in page["parents"]])
 
-    def augment_family(self, parent_id: str) -> dict[str, Any]:
-        return self.store.augment_family(parent_id)
+    def augment_family(self, parent_id: str) -> Family:
+        return Family(**self.store.augment_family(parent_id))
 
 
 class _Run:
