@@ -19,7 +19,7 @@ st.caption(
 )
 
 last = wb.label_audit_summary()
-cfg = (last or {}).get("config", {})
+cfg = last.config if last else {}
 c1, c2 = st.columns([3, 1])
 fields_text = c1.text_input(
     "Label fields",
@@ -36,18 +36,19 @@ if st.button("Run label audit", type="primary"):
     with st.spinner("Scoring every answer's labels…"):
         result = run(wb.label_audit, fields=fields or None, severity=severity, actor=actor)
     if result:
-        st.success(f"{result['labelled']} labelled answers audited; {result['flagged']} flagged label_suspect")
+        st.success(f"{result.labelled} labelled answers audited; {result.flagged} flagged label_suspect")
     last = wb.label_audit_summary()
 
 if last is None:
     st.info("The label audit has not run on this store yet.")
     st.stop()
 
+summary = last.summary
 m1, m2, m3 = st.columns(3)
-m1.metric("Conversations", last.get("conversations", 0))
-m2.metric("With labels", last.get("labelled", 0))
-m3.metric("Flagged", last.get("flagged", 0))
-per_field = last.get("per_field") or {}
+m1.metric("Conversations", summary.conversations)
+m2.metric("With labels", summary.labelled)
+m3.metric("Flagged", summary.flagged)
+per_field = summary.per_field
 if per_field:
     st.subheader("Per field")
     st.dataframe(
@@ -65,7 +66,7 @@ if per_field:
         ),
         hide_index=True,
     )
-for name, why in (last.get("skipped") or {}).items():
+for name, why in summary.skipped.items():
     st.warning(md_escape(f"{name}: skipped ({why})"))  # field names come from the data
 
 applied = st.session_state.pop("labels_applied", None)
@@ -90,13 +91,13 @@ if suspects:
         actor = require_actor()
         done = run(wb.apply_label_suggestions, chosen, actor=actor)
         if done:
-            st.session_state["labels_applied"] = done["applied"]
+            st.session_state["labels_applied"] = done.applied
             st.rerun()  # the suspects list above is computed before the change
     if a2.button(f"Apply to all {len(ids)}"):
         actor = require_actor()
         done = run(wb.apply_label_suggestions, None, actor=actor)
         if done:
-            st.session_state["labels_applied"] = done["applied"]
+            st.session_state["labels_applied"] = done.applied
             st.rerun()  # the suspects list above is computed before the change
 else:
     st.write("No suspects on the current revisions.")

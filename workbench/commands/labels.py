@@ -8,7 +8,7 @@ from typing import Any
 from curation.errors import StageError
 from workbench.cli import emit
 from workbench.commands import open_wb
-from workbench.services.labels import SEVERITIES
+from workbench.services.labels import SEVERITIES, LabelAudit, LabelFixes
 
 
 def _label_audit(args: argparse.Namespace) -> int:
@@ -16,14 +16,14 @@ def _label_audit(args: argparse.Namespace) -> int:
         fields=args.field or None, folds=args.folds, seed=args.seed, severity=args.severity, actor=args.actor
     )
 
-    def human(r: dict[str, Any]) -> str:
-        lines = [f"{r['labelled']} of {r['conversations']} answers end in labels; {r['flagged']} flagged label_suspect"]
-        for name, f in r["per_field"].items():
+    def human(r: LabelAudit) -> str:
+        lines = [f"{r.labelled} of {r.conversations} answers end in labels; {r.flagged} flagged label_suspect"]
+        for name, f in r.per_field.items():
             lines.append(
                 f"  {name}: {f['suspects']} suspects among {f['rows']} rows "
                 f"(out-of-fold agreement {f['oof_accuracy']:.3f}; {len(f['values'])} values)"
             )
-        for name, why in r["skipped"].items():
+        for name, why in r.skipped.items():
             lines.append(f"  {name}: skipped ({why})")
         lines.append("see `sift list --flag label_suspect` and `sift show ID`")
         return "\n".join(lines)
@@ -56,9 +56,9 @@ def _label_apply(args: argparse.Namespace) -> int:
         raise StageError("label-apply: name conversation ids, or --all for every label_suspect")
     r = open_wb(args).apply_label_suggestions(None if args.all else args.ids, actor=args.actor)
 
-    def human(r: dict[str, Any]) -> str:
-        lines = [f"applied the suggested labels to {r['applied']} conversations (a new revision each)"]
-        lines += [f"  skipped {cid}: {why}" for cid, why in sorted(r["skipped"].items())]
+    def human(r: LabelFixes) -> str:
+        lines = [f"applied the suggested labels to {r.applied} conversations (a new revision each)"]
+        lines += [f"  skipped {cid}: {why}" for cid, why in sorted(r.skipped.items())]
         return "\n".join(lines)
 
     emit(args, r, human)

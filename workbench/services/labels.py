@@ -3,12 +3,14 @@ data (curation/labels.py) and flag the suspects for review."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from curation.errors import StageError
 from curation.labels import NOT_CARRIED, LabelAuditConfig, audit_labels, with_label
 from curation.records import Conversation, Provenance
 from workbench.services.core import default_actor
+from workbench.services.results import Result
 from workbench.store import Store
 from workbench.store.stage_runs import new_stage_run_id
 
@@ -16,6 +18,55 @@ STAGE, REASON = "labels", "label_suspect"
 SEVERITIES = ("warning", "error")
 # The `sift label-audit --json` contract.
 SUMMARY_KEYS = ("run_id", "conversations", "labelled", "fields", "skipped", "flagged", "suspects", "per_field")
+
+
+@dataclass(frozen=True)
+class LabelAudit(Result):
+    """`sift labels --json` (`SUMMARY_KEYS`): `skipped` is {field: why}, `per_field` {field: counts}."""
+
+    run_id: str
+    conversations: int
+    labelled: int
+    fields: list[str]
+    skipped: dict[str, str]
+    flagged: int
+    suspects: int
+    per_field: dict[str, Any]
+
+    @classmethod
+    def from_stats(cls, d: dict[str, Any]) -> LabelAudit:
+        """From a stored run's stats (a key the run did not record reads as empty)."""
+        return cls(
+            run_id=d.get("run_id", ""),
+            conversations=d.get("conversations", 0),
+            labelled=d.get("labelled", 0),
+            fields=d.get("fields") or [],
+            skipped=d.get("skipped") or {},
+            flagged=d.get("flagged", 0),
+            suspects=d.get("suspects", 0),
+            per_field=d.get("per_field") or {},
+        )
+
+
+@dataclass(frozen=True)
+class LabelAuditRun(Result):
+    """The last audit: its summary, config and who ran it (`to_dict()` puts the summary's keys first)."""
+
+    summary: LabelAudit
+    config: dict[str, Any]
+    actor: str | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**self.summary.to_dict(), "config": self.config, "actor": self.actor}
+
+
+@dataclass(frozen=True)
+class LabelFixes(Result):
+    """`revisions`: {id: new revision}; `skipped`: {id: why not}."""
+
+    applied: int
+    revisions: dict[str, int]
+    skipped: dict[str, str]
 
 
 class LabelsService:
@@ -29,7 +80,7 @@ class LabelsService:
         seed: int = 0,
         severity: str = "warning",
         actor: str | None = None,
-    ) -> dict[str, Any]:
+    ) -> LabelAudit:
         """Audit the labels that end each answer (a trailing JSON object); flags replace the last run's.
 
         Each suspect becomes a `label_suspect` flag on the conversation's current revision, with the
@@ -72,29 +123,31 @@ class LabelsService:
             for s in audit.suspects
         ]
         run_id = new_stage_run_id("labels")
-        out = {
-            "run_id": run_id,
-            "conversations": len(items),
-            "labelled": audit.labelled,
-            "fields": audit.fields,
-            "skipped": audit.skipped,
-            "flagged": len({s.id for s in audit.suspects}),
-            "suspects": len(audit.suspects),
-            "per_field": audit.per_field,
-        }
+        out = LabelAudit(
+            run_id=run_id,
+            conversations=len(items),
+            labelled=audit.labelled,
+            fields=audit.fields,
+            skipped=audit.skipped,
+            flagged=len({s.id for s in audit.suspects}),
+            suspects=len(audit.suspects),
+            per_field=audit.per_field,
+        )
         run_config = {"fields": list(config.fields), "folds": folds, "seed": seed, "severity": severity}
         with self.store.db.transaction() as tx:
             self.store.start_stage_run(run_id, STAGE, run_config, actor=actor or default_actor(), con=tx)
-            self.store.replace_flags(STAGE, run_id, flags, scope=None, stats=out, con=tx)
+            self.store.replace_flags(STAGE, run_id, flags, scope=None, stats=out.to_dict(), con=tx)
         return out
 
-    def label_audit_summary(self) -> dict[str, Any] | None:
+    def label_audit_summary(self) -> LabelAuditRun | None:
         """The last label audit's summary (`SUMMARY_KEYS`) and config, or None before the first."""
         runs = [r for r in self.store.stage_runs(STAGE) if r.get("finished_at")]
         if not runs:
             return None
         last = max(runs, key=lambda r: (str(r["finished_at"]), r["id"]))
-        return {**(last.get("stats") or {}), "config": last.get("config") or {}, "actor": last.get("actor")}
+        return LabelAuditRun(
+            LabelAudit.from_stats(last.get("stats") or {}), last.get("config") or {}, last.get("actor")
+        )
 
     def label_suspects(self, *, limit: int = 1000) -> list[dict[str, Any]]:
         """Current `label_suspect` flags: conversation, status, field, given, suggested, probabilities."""
@@ -115,12 +168,12 @@ class LabelsService:
             )
         return out
 
-    def apply_label_suggestions(self, ids: list[str] | None = None, *, actor: str | None = None) -> dict[str, Any]:
+    def apply_label_suggestions(self, ids: list[str] | None = None, *, actor: str | None = None) -> LabelFixes:
         """Set each suspect's label to the audit's suggestion: one new revision per conversation (its
         previous revision stays), all in one transaction. `ids` limits it to those conversations.
 
         Only flags on current revisions count; a row someone saves while this runs makes the whole
-        call a conflict (nothing is written). Returns {"applied", "revisions": {id: revision}, "skipped": {id: why}}.
+        call a conflict (nothing is written).
         """
         actor = actor or default_actor()
         wanted = set(ids) if ids is not None else None
@@ -151,4 +204,4 @@ class LabelsService:
                     provenance=Provenance(kind="edit", actor=actor, parameters={"label_audit": changes}),
                     con=tx,
                 )
-        return {"applied": len(revisions), "revisions": revisions, "skipped": skipped}
+        return LabelFixes(applied=len(revisions), revisions=revisions, skipped=skipped)
