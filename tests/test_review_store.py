@@ -114,7 +114,7 @@ def test_settings_keep_their_history(six) -> None:
     wb.set_review_guide("# Ours v2", actor="bob")
     wb.set_review_tags(["billing", " refund ", "billing", ""], actor="ana")
     wb.set_reject_reasons(["wrong answer", "off topic"], actor="ana")
-    assert wb.review_config() == {
+    assert wb.review_config().to_dict() == {
         "guide": "# Ours v2",
         "tags": ["billing", "refund"],
         "reject_reasons": ["wrong answer", "off topic"],
@@ -140,10 +140,10 @@ def test_progress_counts_reviewers_flags_and_time(six) -> None:
         [{"conversation_id": ids[1], "revision": 1, "reason": "too_short", "severity": "warning", "message": "short"}],
     )
     p = wb.progress(bucket="hour")
-    assert p["by_status"] == {"pending": 4, "accepted": 1, "rejected": 1}
-    ana = next(r for r in p["reviewers"] if r["reviewer"] == "ana")
+    assert p.by_status == {"pending": 4, "accepted": 1, "rejected": 1}
+    ana = next(r for r in p.reviewers if r["reviewer"] == "ana")
     assert (ana["accepted"], ana["edits"], ana["comments"], ana["conversations"]) == (1, 1, 1, 3)
-    assert p["flags"] == [
+    assert p.flags == [
         {
             "stage": "validate",
             "reason": "too_short",
@@ -154,7 +154,7 @@ def test_progress_counts_reviewers_flags_and_time(six) -> None:
             "rejected": 1,
         }
     ]
-    assert sum(r["n"] for r in p["throughput"]) == 4 and {r["reviewer"] for r in p["throughput"]} == {"ana", "bob"}
+    assert sum(r["n"] for r in p.throughput) == 4 and {r["reviewer"] for r in p.throughput} == {"ana", "bob"}
     with pytest.raises(StoreError, match="unknown bucket 'year'"):
         wb.progress(bucket="year")
 
@@ -175,17 +175,17 @@ def test_lineage_sources_revisions_paraphrases_versions(six, tmp_path: Path) -> 
     )
     child_id, _ = wb.store.add_conversation(child, prov, actor="augment", family_id=cid)
     lin = wb.lineage(cid[:8])
-    assert lin["id"] == cid and lin["family_size"] == 2
-    assert [(s["file"], s["line"]) for s in lin["sources"]] == [("six.jsonl", 1), ("again.jsonl", 1)]
-    assert [(r["revision"], r["kind"], r["actor"]) for r in lin["revisions"]] == [
+    assert lin.id == cid and lin.family_size == 2
+    assert [(s["file"], s["line"]) for s in lin.sources] == [("six.jsonl", 1), ("again.jsonl", 1)]
+    assert [(r["revision"], r["kind"], r["actor"]) for r in lin.revisions] == [
         (1, "import", "loader"),
         (2, "edit", "ana"),
     ]
-    assert lin["children_total"] == 1 and lin["children"][0]["id"] == child_id
-    assert lin["children"][0]["made_by"]["model"] == "smollm2"
+    assert lin.children_total == 1 and lin.children[0]["id"] == child_id
+    assert lin.children[0]["made_by"]["model"] == "smollm2"
     child_lin = wb.lineage(child_id)
-    assert [p["id"] for p in child_lin["parents"]] == [cid] and child_lin["sources"][0]["kind"] == "paraphrase"
-    assert lin["versions"] == [] and lin["redactions"] == []
+    assert [p["id"] for p in child_lin.parents] == [cid] and child_lin.sources[0]["kind"] == "paraphrase"
+    assert lin.versions == [] and lin.redactions == []
     changes = wb.revision_diff(cid, 2)
     assert [c["op"] for c in changes] == ["equal", "changed"] and "-answer 0\n+fixed" in changes[1]["diff"]
     assert (changes[1]["old_text"], changes[1]["new_text"]) == ("answer 0", "fixed")  # for the word diff
@@ -197,7 +197,7 @@ def test_lineage_sources_revisions_paraphrases_versions(six, tmp_path: Path) -> 
     if hasattr(wb, "freeze"):
         wb.bulk_apply({}, "status", status="accepted", expected=wb.count(status="pending"), actor="ana")
         wb.freeze("v1", eval_fraction=0.0, actor="ana")
-        assert [(v["version"], v["revision"]) for v in wb.lineage(cid)["versions"]] == [("v1", 2)]
+        assert [(v["version"], v["revision"]) for v in wb.lineage(cid).versions] == [("v1", 2)]
 
 
 def test_diff_turns_aligns_deleted_and_inserted_turns() -> None:

@@ -22,15 +22,15 @@ if not cid:
 lin = run(wb.lineage, cid)
 if lin is None:
     st.stop()
-cid = lin["id"]
+cid = lin.id
 st.subheader(md_escape(f"Conversation {cid}"))
 st.caption(
-    f"{lin['status']} · revision {lin['revision']} · family {lin['family_id']} "
-    f"({lin['family_size']} conversation{'s' if lin['family_size'] != 1 else ''}) · [review it](review?id={cid})"
+    f"{lin.status} · revision {lin.revision} · family {lin.family_id} "
+    f"({lin.family_size} conversation{'s' if lin.family_size != 1 else ''}) · [review it](review?id={cid})"
 )
 
 st.markdown("#### Source rows")
-if lin["sources"]:
+if lin.sources:
     st.dataframe(
         [
             {
@@ -44,7 +44,7 @@ if lin["sources"]:
                 "mapping": "; ".join(s.get("mapping") or []),
                 "path": s.get("path"),
             }
-            for s in lin["sources"]
+            for s in lin.sources
         ],
         hide_index=True,
         width="stretch",
@@ -64,12 +64,12 @@ st.dataframe(
             "note": r["note"],
             "content sha256": r["content_sha256"][:16],
         }
-        for r in lin["revisions"]
+        for r in lin.revisions
     ],
     hide_index=True,
     width="stretch",
 )
-revs = [r["revision"] for r in lin["revisions"]]
+revs = [r["revision"] for r in lin.revisions]
 pick = st.selectbox(
     "Show revision",
     revs[::-1],
@@ -87,7 +87,7 @@ with st.expander(f"Turns of revision {pick}"):
             render_message(m)
 
 st.markdown("#### Redactions")
-if lin["redactions"]:
+if lin.redactions:
     st.dataframe(
         [
             {
@@ -97,7 +97,7 @@ if lin["redactions"]:
                 "note": r["note"],
                 "how": json.dumps(r["provenance"], ensure_ascii=False) if r["provenance"] else None,
             }
-            for r in lin["redactions"]
+            for r in lin.redactions
         ],
         hide_index=True,
         width="stretch",
@@ -107,23 +107,23 @@ else:
     st.caption("Never redacted.")
 
 st.markdown("#### Paraphrases")
-if lin["parents"]:
+if lin.parents:
     st.caption("Made from:")
-    st.dataframe(lin["parents"], hide_index=True, width="stretch")
-if lin["children"]:
-    shown = len(lin["children"])
+    st.dataframe(lin.parents, hide_index=True, width="stretch")
+if lin.children:
+    shown = len(lin.children)
     st.caption(
-        f"{lin['children_total']} conversation{'s' if lin['children_total'] != 1 else ''} made from it"
-        + (f" (first {shown} shown)" if shown < lin["children_total"] else "")
+        f"{lin.children_total} conversation{'s' if lin.children_total != 1 else ''} made from it"
+        + (f" (first {shown} shown)" if shown < lin.children_total else "")
     )
-    st.dataframe(lin["children"], hide_index=True, width="stretch")
-if not lin["parents"] and not lin["children"]:
+    st.dataframe(lin.children, hide_index=True, width="stretch")
+if not lin.parents and not lin.children:
     st.caption("No paraphrase parent or children.")
 
 st.markdown("#### Versions")
-if lin["versions"] is None:
+if lin.versions is None:
     st.caption("No version has been frozen in this store yet.")
-elif lin["versions"]:
-    st.dataframe(lin["versions"], hide_index=True, width="stretch")
+elif lin.versions:
+    st.dataframe(lin.versions, hide_index=True, width="stretch")
 else:
     st.caption("Not in any frozen version.")

@@ -14,7 +14,7 @@ p = run(wb.progress, bucket=bucket)
 if p is None:
     st.stop()
 
-by_status = p["by_status"]
+by_status = p.by_status
 total = sum(by_status.values())
 reviewed = total - by_status["pending"]
 c = st.columns(4)
@@ -25,22 +25,22 @@ c[3].metric("Rejected", f"{by_status['rejected']:,}")
 st.progress(reviewed / total if total else 0.0, text=f"{reviewed:,} of {total:,} reviewed")
 
 st.subheader("By reviewer")
-if p["reviewers"]:
-    st.dataframe(p["reviewers"], hide_index=True, width="stretch")
+if p.reviewers:
+    st.dataframe(p.reviewers, hide_index=True, width="stretch")
 else:
     st.caption("Nobody has reviewed anything yet.")
 
 st.subheader("By flag")
-if p["flags"]:
+if p.flags:
     st.caption("Conversations flagged at their current revision, and where their review stands.")
-    st.dataframe(p["flags"], hide_index=True, width="stretch")
+    st.dataframe(p.flags, hide_index=True, width="stretch")
 else:
     st.caption("No flags yet: run Validate, Dedup or PII to get some.")
 
 st.subheader(f"Throughput per {bucket}")
-if p["throughput"]:
+if p.throughput:
     per_bucket: dict[tuple[str, str], int] = {}
-    for r in p["throughput"]:
+    for r in p.throughput:
         key = (r["at"][:16].replace("T", " "), r["reviewer"])
         per_bucket[key] = per_bucket.get(key, 0) + r["n"]
     st.bar_chart(
@@ -50,7 +50,7 @@ if p["throughput"]:
         color="reviewer",
     )
     totals: dict[str, int] = {}
-    for r in p["throughput"]:
+    for r in p.throughput:
         totals[r["action"]] = totals.get(r["action"], 0) + r["n"]
     st.caption(
         "Actions: "

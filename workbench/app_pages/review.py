@@ -232,7 +232,7 @@ if link_flag := st.query_params.get("flag"):
     del st.query_params["flag"]
     ss["rvf_flag"] = link_flag
 with st.expander("Queue filter", expanded=True, key="rv_filter_open"):
-    filters = filter_bar("rvf", default_status="pending", tags=cfg["tags"])
+    filters = filter_bar("rvf", default_status="pending", tags=cfg.tags)
     goto = st.text_input("Or open a conversation by id", key="rv_goto", placeholder="id or its first characters")
 
 # A link (?id=...) or the id box opens one conversation; a new filter restarts the queue.
@@ -260,16 +260,12 @@ main, side = st.columns([3, 1.25], gap="large")
 with side:
     st.subheader("Review guide")
     with st.container(height=520, border=True):
-        st.markdown(safe_guide_markdown(cfg["guide"]))
+        st.markdown(safe_guide_markdown(cfg.guide))
     if may_configure() and st.toggle("Edit the guide and lists", key="rv_settings_open"):
         with st.form("rv_settings"):
-            st.text_area(
-                "Guide (markdown; images and HTML are not loaded)", cfg["guide"], height=220, key="rv_guide_text"
-            )
-            st.text_area("Tags reviewers pick from (one per line)", "\n".join(cfg["tags"]), key="rv_tags_text")
-            st.text_area(
-                "Reasons for rejecting (one per line)", "\n".join(cfg["reject_reasons"]), key="rv_reasons_text"
-            )
+            st.text_area("Guide (markdown; images and HTML are not loaded)", cfg.guide, height=220, key="rv_guide_text")
+            st.text_area("Tags reviewers pick from (one per line)", "\n".join(cfg.tags), key="rv_tags_text")
+            st.text_area("Reasons for rejecting (one per line)", "\n".join(cfg.reject_reasons), key="rv_reasons_text")
             st.form_submit_button("Save guide and lists", on_click=on_settings)
 
 with main:
@@ -350,10 +346,10 @@ with main:
                     placeholder="reason for rejecting (type, or pick one below)",
                     label_visibility="collapsed",
                 )
-                if cfg["reject_reasons"]:
+                if cfg.reject_reasons:
                     r1.pills(
                         "Common reasons",
-                        cfg["reject_reasons"],
+                        cfg.reject_reasons,
                         key=f"rv_preset_{d.id}",
                         label_visibility="collapsed",
                     )
@@ -361,10 +357,10 @@ with main:
                     "❌ Reject", width="stretch", disabled=actor is None, on_click=on_reject, args=(filters,),
                     shortcut="X",
                 )  # fmt: skip
-            if cfg["reject_reasons"]:
+            if cfg.reject_reasons:
                 # Keyboard-only rejecting: 1–9 reject with the n-th common reason.
-                quick = st.columns(min(len(cfg["reject_reasons"]), 9))
-                for n, (col, why) in enumerate(zip(quick, cfg["reject_reasons"][:9], strict=False), 1):
+                quick = st.columns(min(len(cfg.reject_reasons), 9))
+                for n, (col, why) in enumerate(zip(quick, cfg.reject_reasons[:9], strict=False), 1):
                     col.button(
                         f"Reject: {why}", key=f"rv_quick_{n}", width="stretch", disabled=actor is None,
                         on_click=on_reject_preset, args=(filters, why), shortcut=str(n), type="tertiary",
@@ -385,7 +381,7 @@ with main:
             t1, t2 = st.columns([4, 1], vertical_alignment="bottom")
             chosen = t1.multiselect(
                 "Tags",
-                sorted(set(cfg["tags"]) | set(d.tags)),
+                sorted(set(cfg.tags) | set(d.tags)),
                 default=d.tags,
                 accept_new_options=True,
                 key=f"rv_tags_{d.id}_{rev}",
@@ -445,7 +441,7 @@ with bulk_box:
         else:
             params.update(
                 action="tag_add" if action == "Add tags" else "tag_remove",
-                tags=st.multiselect("Tags", cfg["tags"], accept_new_options=True, key="rv_bulk_tags"),
+                tags=st.multiselect("Tags", cfg.tags, accept_new_options=True, key="rv_bulk_tags"),
             )
         st.button("Count and ask me to confirm", disabled=actor is None, on_click=on_bulk_count, args=(params,))
         pending = ss.get("rv_bulk")

@@ -10,6 +10,7 @@ from typing import Any
 
 from workbench.cli import UsageError, emit
 from workbench.commands import open_wb
+from workbench.services.review import ReviewProgress
 from workbench.store.review import BUCKETS
 
 
@@ -53,9 +54,7 @@ def _review_config(args: argparse.Namespace) -> int:
     emit(
         args,
         wb.review_config(),
-        lambda d: (
-            f"{d['guide']}\ntags: {', '.join(d['tags']) or '-'}\nreject reasons: {'; '.join(d['reject_reasons']) or '-'}"
-        ),
+        lambda d: f"{d.guide}\ntags: {', '.join(d.tags) or '-'}\nreject reasons: {'; '.join(d.reject_reasons) or '-'}",
     )
     return 0
 
@@ -63,14 +62,14 @@ def _review_config(args: argparse.Namespace) -> int:
 def _progress(args: argparse.Namespace) -> int:
     p = open_wb(args).progress(bucket=args.bucket)
 
-    def human(p: dict[str, Any]) -> str:
-        lines = [", ".join(f"{n} {s}" for s, n in p["by_status"].items())]
+    def human(p: ReviewProgress) -> str:
+        lines = [", ".join(f"{n} {s}" for s, n in p.by_status.items())]
         lines += [
             f"{r['reviewer']}: {r['accepted']} accepted, {r['rejected']} rejected, {r['edits']} edits, "
             f"{r['comments']} comments on {r['conversations']} conversations"
-            for r in p["reviewers"]
+            for r in p.reviewers
         ]
-        lines += [f"{f['stage']}/{f['reason']}: {f['conversations']} ({f['pending']} pending)" for f in p["flags"]]
+        lines += [f"{f['stage']}/{f['reason']}: {f['conversations']} ({f['pending']} pending)" for f in p.flags]
         return "\n".join(lines)
 
     emit(args, p, human)

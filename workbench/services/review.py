@@ -3,10 +3,12 @@ lineage and revision diffs."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from curation.revision_diff import diff_turns
 from workbench.services.core import default_actor
+from workbench.services.results import Result
 from workbench.store import Store, StoreError
 from workbench.store.review import Cursor
 
@@ -29,6 +31,47 @@ DEFAULT_GUIDE = """\
 
 *An administrator can replace this guide for this store under "Guide and lists" below.*
 """
+
+
+@dataclass(frozen=True)
+class ReviewConfig(Result):
+    """The review guide (markdown shown escaped) and the team's tags and common reject reasons."""
+
+    guide: str
+    tags: list[str]
+    reject_reasons: list[str]
+
+
+@dataclass(frozen=True)
+class ReviewProgress(Result):
+    """Review progress: `by_status` {status: n}; `reviewers` `{"actor", ...counts}` rows; `flags`
+    rows per stage and reason; `throughput` rows per `bucket` (day or week)."""
+
+    by_status: dict[str, int]
+    reviewers: list[dict[str, Any]]
+    flags: list[dict[str, Any]]
+    throughput: list[dict[str, Any]]
+    bucket: str
+
+
+@dataclass(frozen=True)
+class Lineage(Result):
+    """Where a conversation came from and what became of it: source rows, revisions (and the
+    redactions among them), parents and children in its family, and the versions pinning it
+    (None when the store has no versions yet)."""
+
+    id: str
+    status: str
+    revision: int
+    family_id: str | None
+    family_size: int
+    sources: list[dict[str, Any]]
+    revisions: list[dict[str, Any]]
+    redactions: list[dict[str, Any]]
+    parents: list[dict[str, Any]]
+    children: list[dict[str, Any]]
+    children_total: int
+    versions: list[dict[str, Any]] | None
 
 
 def clean_filters(filters: dict[str, Any]) -> dict[str, Any]:
@@ -76,14 +119,14 @@ class ReviewService:
         text = "\n".join(dict.fromkeys(r.strip() for r in reasons if r.strip()))
         self.store.set_setting(REASONS_KEY, text, actor=actor or default_actor())
 
-    def review_config(self) -> dict[str, Any]:
+    def review_config(self) -> ReviewConfig:
         """The guide and both lists, in one read."""
         s = self.store.get_settings("review.")
-        return {
-            "guide": s.get(GUIDE_KEY) or DEFAULT_GUIDE,
-            "tags": _lines(s.get(TAGS_KEY) or ""),
-            "reject_reasons": [x.strip() for x in (s.get(REASONS_KEY) or "").splitlines() if x.strip()],
-        }
+        return ReviewConfig(
+            guide=s.get(GUIDE_KEY) or DEFAULT_GUIDE,
+            tags=_lines(s.get(TAGS_KEY) or ""),
+            reject_reasons=[x.strip() for x in (s.get(REASONS_KEY) or "").splitlines() if x.strip()],
+        )
 
     # ------------------------------------------------------------ queue and decisions
 
@@ -166,11 +209,11 @@ class ReviewService:
 
     # ------------------------------------------------------------ progress, lineage, diffs
 
-    def progress(self, *, bucket: str = "day") -> dict[str, Any]:
-        return self.store.progress(bucket=bucket)
+    def progress(self, *, bucket: str = "day") -> ReviewProgress:
+        return ReviewProgress(**self.store.progress(bucket=bucket))
 
-    def lineage(self, conversation_id: str) -> dict[str, Any]:
-        return self.store.lineage(conversation_id.strip())
+    def lineage(self, conversation_id: str) -> Lineage:
+        return Lineage(**self.store.lineage(conversation_id.strip()))
 
     def revision_diff(self, conversation_id: str, revision: int) -> list[dict[str, Any]]:
         """Turn-by-turn changes from revision - 1 to `revision`."""
