@@ -33,13 +33,16 @@ def rows(n: int) -> str:
 def test_pipeline_counts_blockers_and_next_step(store: Path, tmp_path: Path) -> None:
     wb = workbench.open(store)
     p = wb.pipeline()
-    assert p["next"]["step"] == "import" and not p["steps"][0]["done"]
+    assert p.next.step == "import" and not p.steps[0].done
     wb.import_files([write(tmp_path / "a.json", rows(12))], actor="ana")
     p = wb.pipeline()
-    steps = {s["step"]: s for s in p["steps"]}
-    assert steps["import"]["done"] and steps["import"]["counts"]["conversations"] == 12
-    assert p["next"]["step"] == "validate" and p["next"]["page"] == "validate"
-    assert {k: v for k, v in p["blockers"][0].items() if k != "what"} == {"reason": "pending", "conversations": 12}
+    steps = {s.step: s for s in p.steps}
+    assert steps["import"].done and steps["import"].counts["conversations"] == 12
+    assert p.next.step == "validate" and p.next.page == "validate"
+    assert {k: v for k, v in p.blockers[0].to_dict().items() if k != "what"} == {
+        "reason": "pending",
+        "conversations": 12,
+    }
     wb.dedup(actor="ana")
     ids = [c["id"] for c in wb.list(limit=20).conversations]
     wb.accept(ids[:5], actor="ana")
@@ -50,11 +53,11 @@ def test_pipeline_counts_blockers_and_next_step(store: Path, tmp_path: Path) -> 
         actor="ana",
     )
     p = wb.pipeline()
-    steps = {s["step"]: s for s in p["steps"]}
-    assert steps["review"]["counts"]["accepted"] == 5 and steps["review"]["counts"]["pending"] == 7
+    steps = {s.step: s for s in p.steps}
+    assert steps["review"].counts["accepted"] == 5 and steps["review"].counts["pending"] == 7
     # The edit made a revision dedup never saw: dedup is not done, and freezing would refuse it.
-    assert not steps["dedup"]["done"] and steps["dedup"]["counts"]["unchecked"] == 1
-    assert any(b["reason"] == "unchecked_dedup" and b["conversations"] == 1 for b in p["blockers"])
+    assert not steps["dedup"].done and steps["dedup"].counts["unchecked"] == 1
+    assert any(b.reason == "unchecked_dedup" and b.conversations == 1 for b in p.blockers)
 
     at = AppTest.from_file(str(PAGES / "home.py"), default_timeout=60).run()
     assert not at.exception

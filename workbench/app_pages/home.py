@@ -19,40 +19,38 @@ if current_actor() is None:
 
 p = run(wb.pipeline)
 if p is not None:
-    nxt = p["next"]
+    nxt = p.next
     c1, c2 = st.columns([3, 2], vertical_alignment="center")
-    c1.markdown(
-        f"**Next: {md_escape(nxt['title'], at_line_start=False)}** — {md_escape(nxt['why'], at_line_start=False)}"
-    )
-    if c2.button(f"Go to {nxt['title']} →", type="primary", key="home_next"):
+    c1.markdown(f"**Next: {md_escape(nxt.title, at_line_start=False)}** — {md_escape(nxt.why, at_line_start=False)}")
+    if c2.button(f"Go to {nxt.title} →", type="primary", key="home_next"):
         try:
-            st.switch_page(f"workbench/app_pages/{'import_page' if nxt['page'] == 'import' else nxt['page']}.py")
+            st.switch_page(f"workbench/app_pages/{'import_page' if nxt.page == 'import' else nxt.page}.py")
         except StreamlitAPIException:  # the page runs alone (no navigation): a link does it
-            page_link(nxt["page"], f"Open {nxt['title']}", c2)
+            page_link(nxt.page, f"Open {nxt.title}", c2)
 
     st.subheader("The pipeline")
-    for i, s in enumerate(p["steps"], 1):
+    for i, s in enumerate(p.steps, 1):
         with st.container(border=True):
             a, b, c = st.columns([0.4, 5, 1.4], vertical_alignment="center")
             a.markdown(
                 ":material/check_circle:"
-                if s["done"]
-                else (":material/arrow_forward:" if s["step"] == nxt["step"] else ":material/radio_button_unchecked:")
+                if s.done
+                else (":material/arrow_forward:" if s.step == nxt.step else ":material/radio_button_unchecked:")
             )
-            b.markdown(f"**{i}. {md_escape(s['title'], at_line_start=False)}**")
-            b.caption(md_escape(s["summary"]))
-            page_link(s["page"], f"Open {s['title']}", c)
+            b.markdown(f"**{i}. {md_escape(s.title, at_line_start=False)}**")
+            b.caption(md_escape(s.summary))
+            page_link(s.page, f"Open {s.title}", c)
 
     st.subheader("What keeps conversations out of a version")
-    if p["blockers"]:
+    if p.blockers:
         st.dataframe(
-            [{"conversations": b["conversations"], "reason": b["reason"], "what": b["what"]} for b in p["blockers"]],
+            [{"conversations": b.conversations, "reason": b.reason, "what": b.what} for b in p.blockers],
             hide_index=True,
             width="stretch",
         )
-    elif p["steps"][0]["counts"]["conversations"] == 0:
+    elif p.steps[0].counts["conversations"] == 0:
         st.info("Nothing yet: import some conversations first.")
     else:
         st.success("Nothing: every conversation is reviewed and checked.")
-    if p["warnings"]:
-        st.caption(md_escape("Warnings (do not block): " + ", ".join(f"{r} {n:,}" for r, n in p["warnings"].items())))
+    if p.warnings:
+        st.caption(md_escape("Warnings (do not block): " + ", ".join(f"{r} {n:,}" for r, n in p.warnings.items())))

@@ -5,7 +5,10 @@ renders, tokenizes or splits, so the Home page stays fast on a large store."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
+
+from workbench.services.results import Result
 
 # The steps in the order an SME takes them; `page` is the app's url path of the step's page.
 STEPS = (
@@ -21,14 +24,53 @@ STEPS = (
 )
 
 
+@dataclass(frozen=True)
+class PipelineStep(Result):
+    """One step: done when its stage has run over the current data (optional steps — augment —
+    are done when skipped); `why` says what to do when it is not; `counts` are the step's figures."""
+
+    step: str
+    title: str
+    page: str
+    done: bool
+    summary: str
+    why: str
+    counts: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Blocker(Result):
+    """What keeps `conversations` out of a version right now."""
+
+    reason: str
+    conversations: int
+    what: str
+
+
+@dataclass(frozen=True)
+class NextStep(Result):
+    step: str
+    title: str
+    page: str
+    why: str
+
+
+@dataclass(frozen=True)
+class Pipeline(Result):
+    """The Home page: the steps in order, the blockers, the warning flags {reason: n} and
+    the first step that is not done."""
+
+    steps: list[PipelineStep]
+    blockers: list[Blocker]
+    warnings: dict[str, int]
+    next: NextStep
+
+
 class HomeService:
     store: Any
 
-    def pipeline(self) -> dict[str, Any]:
-        """`{"steps": [{"step", "title", "page", "done", "summary", "counts"}], "blockers": [...],
-        "next": {"step", "title", "page", "why"}}`. A step is done when its stage has run over the
-        current data (optional steps — augment — are done when skipped); `blockers` say what keeps
-        conversations out of a version right now; `next` is the first step that is not done."""
+    def pipeline(self) -> Pipeline:
+        """Live counts per step, what blocks freezing, and the next thing to do."""
         st = self.store.stats()
         total = st["conversations"]
         by_status = st["by_status"]
@@ -159,9 +201,9 @@ class HomeService:
         nxt = next((s for s in steps if not s["done"]), None)
         if nxt is None:
             nxt = steps[-1]
-        return {
-            "steps": steps,
-            "blockers": blockers,
-            "warnings": dict(sorted(warnings.items())),
-            "next": {"step": nxt["step"], "title": nxt["title"], "page": nxt["page"], "why": nxt["why"]},
-        }
+        return Pipeline(
+            steps=[PipelineStep(**s) for s in steps],
+            blockers=[Blocker(**b) for b in blockers],
+            warnings=dict(sorted(warnings.items())),
+            next=NextStep(step=nxt["step"], title=nxt["title"], page=nxt["page"], why=nxt["why"]),
+        )
