@@ -7,15 +7,17 @@ from typing import Any
 
 from workbench.cli import emit
 from workbench.commands import open_wb
+from workbench.services.ship import GateResult, SweepPlan
 
 
 def _gate(args: argparse.Namespace) -> int:
     r = open_wb(args).gate_run(args.run, against=args.against, threshold=args.threshold)
 
-    def human(r: dict[str, Any]) -> str:
+    def human(r: GateResult) -> str:
+        g = r.gate or {}
         return (
-            f"{r['run_id']}: {r.get('verdict')} against {r.get('against')} — {r.get('regressed')} of "
-            f"{r.get('cases')} cases regressed (threshold {r.get('threshold')})"
+            f"{r.run_id}: {g.get('verdict')} against {g.get('against')} — {g.get('regressed')} of "
+            f"{g.get('cases')} cases regressed (threshold {g.get('threshold')})"
         )
 
     emit(args, r, human)
@@ -33,9 +35,9 @@ def _sweep(args: argparse.Namespace) -> int:
         actor=args.actor,
     )
 
-    def human(r: dict[str, Any]) -> str:
-        lines = [f"sweep {r['sweep_id']}: {len(r['runs'])} runs of {r['version']}, trained one at a time"]
-        lines += [f"  {x['run_id']}  {x['params']}" for x in r["runs"]]
+    def human(r: SweepPlan) -> str:
+        lines = [f"sweep {r.sweep_id}: {len(r.runs)} runs of {r.version}, trained one at a time"]
+        lines += [f"  {x['run_id']}  {x['params']}" for x in r.runs]
         return "\n".join(lines)
 
     emit(args, r, human)

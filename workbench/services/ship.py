@@ -14,6 +14,7 @@ from __future__ import annotations
 import itertools
 import json
 import secrets
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -21,10 +22,33 @@ from typing import Any
 from curation.errors import StageError
 from trainer.config import TrainConfig
 from trainer.gate import DEFAULT_THRESHOLD, against_base, against_run
+from workbench.services.results import Result
 from workbench.services.train import TrainService
 from workbench.store import Store, StoreError
 
 LOWER_IS_BETTER = ("eval_loss", "perplexity")
+
+
+@dataclass(frozen=True)
+class GateResult(Result):
+    """`sift gate --json`: the run id, then the gate's own keys (verdict, against, cases, regressed,
+    threshold… as `trainer.gate` writes them); only the run id when the run has no eval to gate."""
+
+    run_id: str
+    gate: dict[str, Any] | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"run_id": self.run_id, **(self.gate or {})}
+
+
+@dataclass(frozen=True)
+class SweepPlan(Result):
+    """`sift sweep --json`: `runs` `{"run_id", "params", "out_dir"}` each, queued in order."""
+
+    sweep_id: str
+    version: str
+    grid: dict[str, list[Any]]
+    runs: list[dict[str, Any]]
 
 
 def parse_grid(items: list[str]) -> dict[str, list[Any]]:
@@ -91,7 +115,7 @@ class ShipService(TrainService):
             samples, self.store.run_samples(ref["run_id"]), reference_run=ref["run_id"], threshold=threshold
         )
 
-    def gate_run(self, run_id: str, *, against: str | None = None, threshold: float | None = None) -> dict[str, Any]:
+    def gate_run(self, run_id: str, *, against: str | None = None, threshold: float | None = None) -> GateResult:
         """Recompute a run's gate (against 'base' or another run id) and store it; returns the gate."""
         if threshold is not None and not 0 <= threshold <= 1:
             raise StageError(f"--threshold must be in [0, 1], got {threshold}")
@@ -101,7 +125,7 @@ class ShipService(TrainService):
         g = self._gate_for(r, self.store.run_samples(r["run_id"]), r["eval"], against=against, threshold=threshold)
         metrics = {**(r["metrics"] or {}), "gate": g}
         self.store.set_run_metrics(r["run_id"], metrics)
-        return {"run_id": r["run_id"], **(g or {})}
+        return GateResult(run_id=r["run_id"], gate=g)
 
     # ------------------------------------------------------------------ sweeps
 
@@ -117,9 +141,8 @@ class ShipService(TrainService):
         wait: bool = False,
         actor: str | None = None,
         env: dict[str, str] | None = None,
-    ) -> dict[str, Any]:
-        """One queued run per grid point, trained one at a time by a background driver (or here, `wait`).
-        Returns {"sweep_id", "version", "grid", "runs": [{"run_id", "params", "out_dir"}]}."""
+    ) -> SweepPlan:
+        """One queued run per grid point, trained one at a time by a background driver (or here, `wait`)."""
         from workbench.sweep import launch_sweep, run_sweep
 
         g = grid if isinstance(grid, dict) else parse_grid(grid)
@@ -148,7 +171,7 @@ class ShipService(TrainService):
             self.refresh_runs()
         else:
             launch_sweep(dirs, env=env)
-        return {"sweep_id": sweep_id, "version": version, "grid": g, "runs": runs}
+        return SweepPlan(sweep_id=sweep_id, version=version, grid=g, runs=runs)
 
     @staticmethod
     def mark_sweeps(runs: list[dict[str, Any]]) -> None:
