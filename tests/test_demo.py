@@ -393,11 +393,11 @@ def test_compare_page_shows_what_each_step_bought(demo: dict, tmp_path: Path, mo
     assert not at.exception
     assert any(h.value == "What each curation step bought" for h in at.subheader)
     table = next(d.value for d in at.dataframe if "bought (paired by seed)" in d.value.columns)
-    assert list(table["version"]) == [r["version"] for r in expected["steps"]]
+    assert list(table["version"]) == [r["version"] for r in expected.steps]
     assert list(table["version"])[-1] == "raw" and len(table) == len(demo["result"]["ablations"]) + 1
     leak = table[table["version"] == "curated-without-leakage_guard"].iloc[0]
     assert leak["held-out near-copies in train"] > 0 and leak["rows put back"] > 0
-    first = expected["steps"][0]
+    first = expected.steps[0]
     if first["bought"] is not None:
         assert table.iloc[0]["bought (paired by seed)"].startswith(f"{first['bought']:+.3f}")
 

@@ -11,6 +11,8 @@ from typing import Any
 import streamlit as st
 
 from workbench.app_pages.common import run
+from workbench.services import Workbench
+from workbench.services.ablate import Attribution
 
 _METRICS = {"field accuracy": "json_field_accuracy", "all three fields right": "json_exact"}
 
@@ -22,9 +24,9 @@ def _pm(mean: float | None, sd: float | None, sign: bool = False) -> str:
     return m if sd is None else f"{m} ± {sd:.3f}"
 
 
-def rows_of(att: dict[str, Any]) -> list[dict[str, Any]]:
+def rows_of(att: Attribution) -> list[dict[str, Any]]:
     out = []
-    for r in att["steps"]:
+    for r in att.steps:
         d = r.get("data") or {}
         out.append(
             {
@@ -45,7 +47,7 @@ def rows_of(att: dict[str, Any]) -> list[dict[str, Any]]:
     return out
 
 
-def render(wb: Any) -> None:
+def render(wb: Workbench) -> None:
     versions = run(wb.ablated_versions)
     if not versions:
         return
@@ -56,8 +58,8 @@ def render(wb: Any) -> None:
     att = run(wb.attribution, version, metric=_METRICS[label])
     if att is None:
         return
-    full = att["full"]
-    on = ", ".join(att["scored_on"] or ["no finished runs yet"])
+    full = att.full
+    on = ", ".join(att.scored_on or ["no finished runs yet"])
     st.caption(
         f"{version}: {label} {_pm(full['mean'], full['sd'])} over {len(full['seeds'])} seed(s), scored on {on}. "
         "Each row is a version frozen from it without one step (`sift ablate`), trained with the same config "
@@ -65,9 +67,9 @@ def render(wb: Any) -> None:
         "standard deviation of those paired differences; clear means the gain is over twice that spread "
         "(needs at least 2 seeds). The last row is the parent version: no curation at all."
         + (
-            f" {att['other_recipe_runs']} run(s) of another recipe (DoRA, full fine-tuning, other learning rate …) "
+            f" {att.other_recipe_runs} run(s) of another recipe (DoRA, full fine-tuning, other learning rate …) "
             "are left out: only runs trained like most of this version's runs are compared."
-            if att.get("other_recipe_runs")
+            if att.other_recipe_runs
             else ""
         )
     )

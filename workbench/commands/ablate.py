@@ -7,7 +7,7 @@ from typing import Any
 
 from workbench.cli import emit
 from workbench.commands import open_wb
-from workbench.services.ablate import METRICS, STEPS
+from workbench.services.ablate import METRICS, STEPS, AblationPlan, Attribution
 
 
 def _ablate(args: argparse.Namespace) -> int:
@@ -15,10 +15,10 @@ def _ablate(args: argparse.Namespace) -> int:
         args.version, steps=args.step or None, held_out=args.held_out, dry_run=args.dry_run, actor=args.actor
     )
 
-    def human(r: dict[str, Any]) -> str:
-        verb = "would freeze" if r.get("dry_run") else "froze"
+    def human(r: AblationPlan) -> str:
+        verb = "would freeze" if r.dry_run else "froze"
         lines = []
-        for a in r["ablations"]:
+        for a in r.ablations:
             if a.get("skipped"):
                 lines.append(f"{a['step']}: skipped ({a['skipped']})")
                 continue
@@ -27,9 +27,7 @@ def _ablate(args: argparse.Namespace) -> int:
                 f"{a['step']}: {verb} {a['version']} ({d['train']} train / {d['eval']} eval; "
                 f"{a['added']} rows put back, {a['reverted']} redactions undone)"
             )
-        lines.append(
-            f"train each with the same config and seeds as {r['version']}; then `sift attribution {r['version']}`"
-        )
+        lines.append(f"train each with the same config and seeds as {r.version}; then `sift attribution {r.version}`")
         return "\n".join(lines)
 
     emit(args, r, human)
@@ -39,12 +37,12 @@ def _ablate(args: argparse.Namespace) -> int:
 def _attribution(args: argparse.Namespace) -> int:
     r = open_wb(args).attribution(args.version, metric=args.metric)
 
-    def human(r: dict[str, Any]) -> str:
-        f = r["full"]
-        lines = [f"{r['version']}: {r['metric']} {f['mean']} ± {f['sd']} over seeds {f['seeds']} (on {r['scored_on']})"]
-        if r.get("other_recipe_runs"):
-            lines.append(f"  ({r['other_recipe_runs']} run(s) of another training recipe left out)")
-        for s in r["steps"]:
+    def human(r: Attribution) -> str:
+        f = r.full
+        lines = [f"{r.version}: {r.metric} {f['mean']} ± {f['sd']} over seeds {f['seeds']} (on {r.scored_on})"]
+        if r.other_recipe_runs:
+            lines.append(f"  ({r.other_recipe_runs} run(s) of another training recipe left out)")
+        for s in r.steps:
             lines.append(
                 f"  {s['label']}: bought {s['bought']} ± {s['bought_sd']} (paired seeds {s['paired_seeds']})"
                 + (" — clear" if s["clear"] else "")

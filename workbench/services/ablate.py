@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import statistics
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,7 @@ from curation import manifest as mf
 from curation.records import Conversation
 from curation.split import SPLITS, SplitError
 from workbench.services.core import default_actor
+from workbench.services.results import Result, optional
 from workbench.services.versions import VersionsService
 from workbench.store import Store
 from workbench.store._db import NotFound
@@ -60,6 +62,36 @@ def _reason_stage(reason: str | None) -> str | None:
     return _REASON_STAGES.get(reason.split(":", 1)[0].strip().lower())
 
 
+@dataclass(frozen=True)
+class AblationPlan(Result):
+    """`sift ablate --json`: the version's data-side counts (`full`, and its `parent`'s, None
+    without one), then one entry per step `{"step", "version", "added", "reverted"}` plus `skipped`
+    (why nothing was frozen), or `data` and (unless a dry run) `manifest_sha256`. `dry_run` is
+    present (True) only on a dry run."""
+
+    version: str
+    held_out: str | None
+    full: dict[str, Any]
+    parent: dict[str, Any] | None
+    ablations: list[dict[str, Any]]
+    dry_run: bool | None = optional()
+
+
+@dataclass(frozen=True)
+class Attribution(Result):
+    """`sift attribution --json`: the version's score (`full`: runs, seeds, mean, sd, data) and one
+    row per ablation (`steps`: label, version, runs, mean, sd, bought, bought_sd, paired_seeds,
+    clear, data, added, reverted…), scored on `scored_on`; `recipe` the training recipe compared."""
+
+    version: str
+    metric: str
+    scored_on: list[str] | None
+    full: dict[str, Any]
+    steps: list[dict[str, Any]]
+    recipe: dict[str, Any] | None
+    other_recipe_runs: int
+
+
 class AblationService(VersionsService):
     store: Store
 
@@ -71,7 +103,7 @@ class AblationService(VersionsService):
         held_out: str | Path | None = None,
         dry_run: bool = False,
         actor: str | None = None,
-    ) -> dict[str, Any]:
+    ) -> AblationPlan:
         """Freeze `<version>-without-<step>` for each step (default all of `STEPS`) that changes
         anything; `held_out` (an export folder, or a version of this store) adds the count of each
         version's rows that near-copy one of its eval items."""
@@ -177,9 +209,7 @@ class AblationService(VersionsService):
                     parent_data, held, actor,
                 )  # fmt: skip
             out["ablations"].append(entry)
-        if dry_run:
-            out["dry_run"] = True
-        return out
+        return AblationPlan(**out, dry_run=True if dry_run else None)
 
     # ------------------------------------------------------------ helpers
 
@@ -323,7 +353,7 @@ class AblationService(VersionsService):
                 out.append(v["parent"])
         return out
 
-    def attribution(self, version: str, *, metric: str = "json_field_accuracy") -> dict[str, Any]:
+    def attribution(self, version: str, *, metric: str = "json_field_accuracy") -> Attribution:
         """What each step bought: per ablation of `version` (and its parent, no curation at all), the
         runs' `metric` on the shared held-out version when they have one (else their own eval split),
         and `bought` = the mean over training seeds of (version's score − the ablation's score), with
@@ -340,7 +370,7 @@ class AblationService(VersionsService):
             if block and block.get("of") == version:
                 ablations.append((v["name"], block))
         runs = [r for r in self.store.list_runs(states=("succeeded",))]
-        return attribution_table(version, manifest.get("parent"), ablations, runs, metric)
+        return Attribution(**attribution_table(version, manifest.get("parent"), ablations, runs, metric))
 
 
 def _score(run: dict[str, Any], metric: str) -> tuple[float | None, str | None]:
@@ -456,4 +486,4 @@ def attribution_table(
     }
 
 
-__all__ = ["STEPS", "AblationService", "ablation_name", "attribution_table"]
+__all__ = ["STEPS", "AblationPlan", "AblationService", "Attribution", "ablation_name", "attribution_table"]
