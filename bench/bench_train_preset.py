@@ -30,7 +30,7 @@ def main() -> None:
         wb.validate(actor="bench")
         wb.dedup(actor="bench")
         wb.freeze("quick", include="not-rejected", allow_leakage=True, actor="bench")
-        v = wb.version_manifest("quick")["version"]
+        v = wb.version_manifest("quick").version
         ts = (v.get("token_stats") or {}).get("train") or {}
         est = estimate_seconds(
             quick.changes,

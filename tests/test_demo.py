@@ -81,7 +81,7 @@ def test_ablations_put_back_what_one_step_kept_out_and_nothing_else(demo: dict) 
     out: Path = demo["out"]
     result = demo["result"]
     wb = workbench.open(out / "sift.duckdb")
-    versions = {v["name"]: v for v in wb.versions()["versions"]}
+    versions = {v["name"]: v for v in wb.versions().versions}
     audit = result["audit"]
     assert set(result["ablations"]) == {
         f"curated-without-{s}" for s in ("label_audit", "dedup", "redaction", "validation", "leakage_guard")
@@ -93,8 +93,8 @@ def test_ablations_put_back_what_one_step_kept_out_and_nothing_else(demo: dict) 
     cur = rows("curated")
     for name in result["ablations"]:
         assert versions[name]["parent"] == "curated"
-        assert wb.verify_version(name, out / "exports" / name)["ok"]
-        block = wb.version_manifest(name)["version"]["ablation"]
+        assert wb.verify_version(name, out / "exports" / name).ok
+        block = wb.version_manifest(name).version["ablation"]
         mine = rows(name)
         assert block["of"] == "curated" and block["held_out"] == "gold"
         assert set(cur) <= set(mine)
@@ -106,10 +106,10 @@ def test_ablations_put_back_what_one_step_kept_out_and_nothing_else(demo: dict) 
         assert all(mine[c][0] == cur[c][0] and mine[c][1] < cur[c][1] for c in changed)  # an earlier revision
         if block["without"] != "redaction":
             assert block["reverted"] == 0
-    lk = wb.version_manifest("curated-without-leakage_guard")["version"]["ablation"]
+    lk = wb.version_manifest("curated-without-leakage_guard").version["ablation"]
     assert lk["data"]["held_out_near_copies"]["train"] > lk["full"]["held_out_near_copies"]["train"] == 0
     assert audit["curated-without-leakage_guard"]["gold_near_copies"]["train"] > 0
-    red = wb.version_manifest("curated-without-redaction")["version"]["ablation"]
+    red = wb.version_manifest("curated-without-redaction").version["ablation"]
     assert red["reverted"] > 0 and red["data"]["pii_findings"] > red["full"]["pii_findings"]
     assert audit["curated-without-redaction"]["pii_strings"] > audit["curated"]["pii_strings"] == 0
     assert audit["curated-without-validation"]["planted_problems"]["train"].get("broken_structure", 0) > 0

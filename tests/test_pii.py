@@ -667,7 +667,7 @@ def test_redacted_near_copies_stay_one_family_and_never_straddle_the_split(wb, t
     after = wb.dedup_clusters().cluster_of
     assert all(after.get(a) is not None and after.get(a) == after.get(b) for a, b in pairs)
     m = wb.freeze("v", eval_fraction=0.5, include="not-rejected", exclude_unresolved_pii=False, actor="ana")
-    side = {r["id"]: s for s in ("train", "eval") for r in wb.version_manifest("v")["version"]["splits"][s]}
+    side = {r["id"]: s for s in ("train", "eval") for r in wb.version_manifest("v").version["splits"][s]}
     # one copy of each family is frozen (the other is a flagged near-duplicate), never one per side
     assert all((a in side) != (b in side) for a, b in pairs), m
-    assert m["train"] and m["eval"] and not m.get("leakage")
+    assert m.train and m.eval and not m.get("leakage")

@@ -212,7 +212,7 @@ def test_sigkill_mid_freeze(tmp_path: Path, harness: list[Harness]) -> None:
     wb.freeze("v-before", eval_fraction=0.1, actor="ana")
     fig = check_kills("freeze", store, tmp_path, harness, same=lambda r: (r["train"], r["eval"], r["excluded"]))
     assert fig["kills_survived"] >= fig["kill_points"]
-    assert workbench.open(store).verify_version("v-before")["ok"]
+    assert workbench.open(store).verify_version("v-before").ok
 
 
 def test_sigkill_mid_redact(tmp_path: Path, harness: list[Harness]) -> None:

@@ -342,9 +342,9 @@ def test_train_a_frozen_version_exports_it_into_the_run(store_path: Path, tmp_pa
     assert r.returncode == 1 and out["state"] == "failed"
     run_dir = Path(out["out_dir"])
     manifest = json.loads((run_dir / "export" / "manifest.json").read_text())
-    assert manifest["manifest_sha256"] == frozen["manifest_sha256"] and manifest["name"] == "v1"
+    assert manifest["manifest_sha256"] == frozen.manifest_sha256 and manifest["name"] == "v1"
     saved = json.loads((run_dir / "config.json").read_text())
-    assert saved["manifest"]["version"] == "v1" and saved["manifest"]["manifest_sha256"] == frozen["manifest_sha256"]
+    assert saved["manifest"]["version"] == "v1" and saved["manifest"]["manifest_sha256"] == frozen.manifest_sha256
     (run,) = json.loads(run_sift("runs", "--json", store=store_path, env=env, check=True).stdout)["runs"]
     assert run["state"] == "failed" and "no-model" in run["error"] and run["version"] == "v1"
 

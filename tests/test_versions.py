@@ -16,6 +16,7 @@ from curation.manifest import manifest_hash
 from curation.records import Conversation, Message, Provenance, canonical_json
 from curation.split import LeakageError, Member, SplitError, assign, families, stratum
 from tests.conftest import write
+from workbench.services.versions import FreezeResult
 from workbench.store import FrozenVersionError, NotFound, Store
 
 
@@ -29,10 +30,10 @@ def load_tickets(wb, tmp_path: Path, n: int, *, seed: int = 1, accept: bool = Tr
     return ids
 
 
-def freeze_without_leaks(wb, name: str, **options) -> dict:
+def freeze_without_leaks(wb, name: str, **options) -> FreezeResult:
     """Reject the train copy of each eval/train duplicate pair until the freeze goes through."""
     for _ in range(6):
-        leaks = wb.freeze(name, dry_run=True, **options)["leakage"]
+        leaks = wb.freeze(name, dry_run=True, **options).leakage
         if not leaks:
             return wb.freeze(name, **options)
         wb.reject(sorted({x["train"] for x in leaks}), "copy of an eval conversation")
@@ -132,24 +133,22 @@ def test_freeze_leaves_out_rows_with_reasons(wb, tmp_path: Path) -> None:
     ):
         wb.freeze("v1", eval_fraction=0.25, seed=7, actor="ana")
     preview = wb.freeze("v1", eval_fraction=0.25, seed=7, dry_run=True)
-    assert preview["unchecked"] == {"validate": 1, "dedup": 1}
+    assert preview.unchecked == {"validate": 1, "dedup": 1}
     r = wb.freeze("v1", eval_fraction=0.25, seed=7, actor="ana", allow_unchecked=True)
-    assert r["excluded"] == {"rejected": 2, "not_accepted": 4, "validation_error": 1, "near_duplicate": 1}
-    assert (r["train"], r["eval"]) == (12, 4)
-    assert set(r) == {"version", "train", "eval", "excluded", "manifest_sha256"}
+    assert r.excluded == {"rejected": 2, "not_accepted": 4, "validation_error": 1, "near_duplicate": 1}
+    assert (r.train, r.eval) == (12, 4)
+    assert set(r.to_dict()) == {"version", "train", "eval", "excluded", "manifest_sha256"}
     pinned = rows_of(wb, "v1")
     assert ids[0] not in pinned and ids[3] not in pinned and pinned[ids[2]][1] == 2 and ids[1] in pinned
     m = wb.version_manifest("v1")
-    assert [s["stage"] for s in m["version"]["stages"]] == ["dedup", "validate"]
-    assert m["version"]["tokenizer"] == {"model": "smollm2-135m-instruct", "max_seq_len": 2048}
-    assert m["version"]["provenance"]["origin"] == {"import": 16} and m["version"]["provenance"]["revised"] == {
-        "edit": 1
-    }
+    assert [s["stage"] for s in m.version["stages"]] == ["dedup", "validate"]
+    assert m.version["tokenizer"] == {"model": "smollm2-135m-instruct", "max_seq_len": 2048}
+    assert m.version["provenance"]["origin"] == {"import": 16} and m.version["provenance"]["revised"] == {"edit": 1}
 
     r = wb.freeze("v2", eval_fraction=0.25, seed=7, include="not-rejected", dry_run=True, allow_unchecked=True)
-    assert r["excluded"] == {"rejected": 2, "validation_error": 1, "near_duplicate": 1}
-    assert r["train"] + r["eval"] == 20 and r["dry_run"] and r["leakage"] == []
-    assert wb.versions()["versions"][0]["name"] == "v1" and len(wb.versions()["versions"]) == 1
+    assert r.excluded == {"rejected": 2, "validation_error": 1, "near_duplicate": 1}
+    assert r.train + r.eval == 20 and r.dry_run and r.leakage == []
+    assert wb.versions().versions[0]["name"] == "v1" and len(wb.versions().versions) == 1
 
 
 def test_freeze_refuses_bad_input(wb, tmp_path: Path) -> None:
@@ -177,7 +176,7 @@ def test_same_state_and_seed_give_byte_identical_manifests(wb, tmp_path: Path) -
     assert differing and all(x.lstrip().startswith(('"name"', '"created_at"')) for x, _ in differing)
     assert rows_of(wb, "first") == rows_of(wb, "second")
     ma = wb.version_manifest("first")
-    assert ma["manifest_sha256"] == manifest_hash(ma["version"]) == wb.version_manifest("second")["manifest_sha256"]
+    assert ma.manifest_sha256 == manifest_hash(ma.version) == wb.version_manifest("second").manifest_sha256
     assert sum(1 for s, _ in rows_of(wb, "first").values() if s == "eval") == 12
     wb.freeze("third", seed=6, eval_fraction=0.2, actor="ana")
     assert rows_of(wb, "third") != rows_of(wb, "first")
@@ -198,7 +197,7 @@ def test_paraphrases_stay_with_their_family(wb, tmp_path: Path) -> None:
     wb.reject([ids[0]], "wrong label")  # its children stay one family without it
     for seed in range(4):
         wb.freeze(f"s{seed}", seed=seed, eval_fraction=0.4)
-        manifest = wb.version_manifest(f"s{seed}")["version"]["splits"]
+        manifest = wb.version_manifest(f"s{seed}").version["splits"]
         pinned = {r["id"]: (s, r["family"]) for s in ("train", "eval") for r in manifest[s]}
         for parent, children in kids.items():
             members = [c for c in [parent, *children] if c in pinned]
@@ -227,17 +226,17 @@ def test_planted_eval_leakage_is_caught(wb, tmp_path: Path) -> None:
     wb.accept([c["id"] for c in wb.list(limit=1000).conversations])
 
     preview = wb.freeze("v1", eval_fraction=0.5, seed=1, dry_run=True)
-    leaks = preview["leakage"]
+    leaks = preview.leakage
     found = {frozenset((x["eval"], x["train"])) for x in leaks}
     assert found & planted, "no planted leak straddled the split"
-    assert all(pair in planted for pair in found if len(pair) == 2 and preview["leakage_method"] == "exact")
+    assert all(pair in planted for pair in found if len(pair) == 2 and preview.leakage_method == "exact")
     with pytest.raises(LeakageError) as e:
         wb.freeze("v1", eval_fraction=0.5, seed=1)
     first = leaks[0]
     assert str(e.value).startswith(
         f"refusing to freeze: {len(leaks)} eval conversation(s) duplicate train (eval {first['eval']} ~ train {first['train']}"
     )
-    assert wb.versions()["versions"] == []
+    assert wb.versions().versions == []
     # Resolving the pairs (here: rejecting the train copy) lets the freeze through, leak-free.
     freeze_without_leaks(wb, "v1", eval_fraction=0.5, seed=1)
     pinned = rows_of(wb, "v1")
@@ -267,7 +266,7 @@ def test_a_frozen_version_never_changes(wb, store_path: Path, tmp_path: Path) ->
     # No method of the store updates, deletes or renames a version.
     verbs = ("update", "delete", "remove", "rename", "replace", "set", "drop", "edit")
     assert not [n for n in dir(Store) if "version" in n and n.split("_")[0] in verbs]
-    assert wb.verify_version("v1") == {"version": "v1", "ok": True, "problems": []}
+    assert wb.verify_version("v1").to_dict() == {"version": "v1", "ok": True, "problems": []}
 
     # Changes made behind the store's back are found, and a damaged version is not exported.
     con = duckdb.connect(str(store_path))
@@ -276,7 +275,7 @@ def test_a_frozen_version_never_changes(wb, store_path: Path, tmp_path: Path) ->
         [ids[0]],
     )
     con.close()
-    assert wb.verify_version("v1")["problems"] == [
+    assert wb.verify_version("v1").problems == [
         f"store: conversation {ids[0]} revision 1 no longer has the content it had when frozen"
     ]
     with pytest.raises(FrozenVersionError, match=r"^version 'v1' changed after it was frozen \(store: conversation"):
@@ -287,13 +286,13 @@ def test_a_frozen_version_never_changes(wb, store_path: Path, tmp_path: Path) ->
         [ids[1]],
     )
     con.close()
-    problems = wb.verify_version("v1")["problems"]
+    problems = wb.verify_version("v1").problems
     assert problems[0] == f"store: 1 row(s) of the version differ from its manifest ({ids[1]})"
     # A row of another table the version depends on, deleted behind the store's back (issue 16).
     con = duckdb.connect(str(store_path))
     con.execute("DELETE FROM conversations WHERE id = ?", [ids[2]])
     con.close()
-    problems = wb.verify_version("v1")["problems"]
+    problems = wb.verify_version("v1").problems
     assert f"store: 1 conversation row(s) the version pins are missing from conversations ({ids[2]})" in problems
 
 
@@ -301,11 +300,11 @@ def test_verify_names_a_missing_parent_version(wb, store_path: Path, tmp_path: P
     load_tickets(wb, tmp_path, 8)
     wb.freeze("v1", eval_fraction=0.25)
     wb.freeze("v2", eval_fraction=0.25, parent="v1")
-    assert wb.verify_version("v2")["ok"]
+    assert wb.verify_version("v2").ok
     con = duckdb.connect(str(store_path))
     con.execute("DELETE FROM versions WHERE name = 'v1'")
     con.close()
-    assert wb.verify_version("v2")["problems"] == ["store: parent version 'v1' is missing from versions"]
+    assert wb.verify_version("v2").problems == ["store: parent version 'v1' is missing from versions"]
 
 
 def test_verify_names_the_tampered_export_file(wb, tmp_path: Path) -> None:
@@ -313,18 +312,18 @@ def test_verify_names_the_tampered_export_file(wb, tmp_path: Path) -> None:
     wb.freeze("v1", eval_fraction=0.25)
     out = tmp_path / "export"
     wb.export_version("v1", "openai", out)
-    assert wb.verify_version("v1", out) == {"version": "v1", "ok": True, "problems": []}
+    assert wb.verify_version("v1", out).to_dict() == {"version": "v1", "ok": True, "problems": []}
     ev = out / "eval.jsonl"
     good = ev.read_bytes()
     ev.write_bytes(good.replace(b"QuillDB", b"QuillDB!", 1))
-    assert wb.verify_version("v1", out)["problems"] == ["eval.jsonl: modified (its sha256 differs from manifest.json)"]
+    assert wb.verify_version("v1", out).problems == ["eval.jsonl: modified (its sha256 differs from manifest.json)"]
     ev.write_bytes(good)
     m = out / "manifest.json"
     original = m.read_text()
     data = json.loads(original)
     data["version"]["counts"]["eval"] += 1
     m.write_text(json.dumps(data))
-    assert wb.verify_version("v1", out)["problems"] == [
+    assert wb.verify_version("v1", out).problems == [
         "manifest.json: modified (its content no longer hashes to its manifest_sha256)"
     ]
     # A file changed together with its listed hash still differs from the store.
@@ -333,19 +332,19 @@ def test_verify_names_the_tampered_export_file(wb, tmp_path: Path) -> None:
     data = json.loads(original)
     data["files"]["train.jsonl"] = hashlib.sha256(tr.read_bytes()).hexdigest()
     m.write_text(json.dumps(data))
-    assert wb.verify_version("v1", out)["problems"] == ["train.jsonl: does not match version v1 in the store"]
+    assert wb.verify_version("v1", out).problems == ["train.jsonl: does not match version v1 in the store"]
     (out / "README.md").unlink()
-    assert "README.md: missing" in wb.verify_version("v1", out)["problems"]
+    assert "README.md: missing" in wb.verify_version("v1", out).problems
     # Files that are not part of the export are named too (issue 16).
     (out / "notes.txt").write_text("added later")
     (out / "extra").mkdir()
-    problems = wb.verify_version("v1", out)["problems"]
+    problems = wb.verify_version("v1", out).problems
     assert problems[-2:] == [
         "extra: extra folder, not part of the export",
         "notes.txt: extra file, not part of the export",
     ]
     r = wb.verify_version("v1", tmp_path / "nowhere")
-    assert r["ok"] is False and r["problems"] == [f"manifest.json: missing from {tmp_path / 'nowhere'}"]
+    assert r.ok is False and r.problems == [f"manifest.json: missing from {tmp_path / 'nowhere'}"]
 
 
 # ---------------------------------------------------------------- diff
@@ -361,16 +360,16 @@ def test_diff_lists_added_removed_changed(wb, tmp_path: Path) -> None:
     wb.edit(ids[5], [*c.messages[:-1], Message("assistant", "better")], base_revision=1)
     wb.freeze("v2", eval_fraction=0)
     d = wb.diff_versions("v1", "v2")
-    assert d["splits"]["train"] == {
+    assert d.splits["train"] == {
         "added": sorted(ids[8:10]),
         "removed": sorted(ids[:2]),
         "changed": [{"id": ids[5], "from": 1, "to": 2}],
         "unchanged": 5,
     }
-    assert d["splits"]["eval"] == {"added": [], "removed": [], "changed": [], "unchanged": 0}
-    assert d["moved"] == [] and (d["a"], d["b"]) == ("v1", "v2")
+    assert d.splits["eval"] == {"added": [], "removed": [], "changed": [], "unchanged": 0}
+    assert d.moved == [] and (d.a, d.b) == ("v1", "v2")
     wb.freeze("v3", eval_fraction=0.5)
-    moved = wb.diff_versions("v2", "v3")["moved"]
+    moved = wb.diff_versions("v2", "v3").moved
     assert moved and {m["from"] for m in moved} == {"train"} and {m["to"] for m in moved} == {"eval"}
     with pytest.raises(NotFound, match=r"^no version 'v9'$"):
         wb.diff_versions("v1", "v9")
@@ -396,7 +395,7 @@ def test_each_export_format_reads_back(wb, corpora: Path, tmp_path: Path) -> Non
         res = wb.export_version("v1", fmt, out)
         ext = "parquet" if fmt == "parquet" else "jsonl"
         manifest = json.loads((out / "manifest.json").read_text())
-        assert manifest["manifest_sha256"] == r["manifest_sha256"] and manifest["export"]["format"] == fmt
+        assert manifest["manifest_sha256"] == r.manifest_sha256 and manifest["export"]["format"] == fmt
         skipped = {x["id"] for s in manifest["export"]["skipped"].values() for x in s}
         for split in ("train", "eval"):
             f = out / f"{split}.{ext}"
@@ -405,7 +404,7 @@ def test_each_export_format_reads_back(wb, corpora: Path, tmp_path: Path) -> Non
             assert parsed.format == ("openai" if fmt == "parquet" else fmt) and not parsed.quarantined
             want = [(cid, c) for cid, c in contents[split] if cid not in skipped]
             got = [m.conversation.content_json() for m in parsed.mapped]
-            assert len(got) == len(want) == res[split]
+            assert len(got) == len(want) == getattr(res, split)
             if fmt == "sharegpt":  # ShareGPT drops tool-call ids; plain conversations are exact
                 assert [g for g, (cid, _) in zip(got, want, strict=True) if cid not in with_tools] == [
                     c for cid, c in want if cid not in with_tools
@@ -416,13 +415,13 @@ def test_each_export_format_reads_back(wb, corpora: Path, tmp_path: Path) -> Non
             assert skipped == with_tools & {cid for s in contents.values() for cid, _ in s}
         else:
             assert not skipped
-        assert wb.verify_version("v1", out)["ok"]
+        assert wb.verify_version("v1", out).ok
 
     openai = json.loads((tmp_path / "openai" / "manifest.json").read_text())
     stored = wb.version_manifest("v1")
-    assert {k: openai["files"][k] for k in ("train.jsonl", "eval.jsonl")} == stored["files"]
+    assert {k: openai["files"][k] for k in ("train.jsonl", "eval.jsonl")} == stored.document["files"]
     card = (tmp_path / "alpaca" / "README.md").read_text()
-    assert f"| train | {r['train']} |" in card and "| glaive_toolcall_en_demo.json | sharegpt | Apache-2.0 |" in card
+    assert f"| train | {r.train} |" in card and "| glaive_toolcall_en_demo.json | sharegpt | Apache-2.0 |" in card
     assert "| alpaca.json | alpaca | CC-BY-NC-4.0 | 150 |" in card and "cannot be written as Alpaca" in card
 
     import datasets
@@ -432,7 +431,7 @@ def test_each_export_format_reads_back(wb, corpora: Path, tmp_path: Path) -> Non
         data_files={s: str(tmp_path / "parquet" / f"{s}.parquet") for s in ("train", "eval")},
         cache_dir=str(tmp_path / "hf-cache"),
     )
-    assert (ds["train"].num_rows, ds["eval"].num_rows) == (r["train"], r["eval"])
+    assert (ds["train"].num_rows, ds["eval"].num_rows) == (r.train, r.eval)
     assert ds["train"][0]["messages"][0]["role"] in ("system", "user")
 
 
@@ -448,7 +447,7 @@ def test_export_zip_and_errors(wb, tmp_path: Path) -> None:
         wb.export_version("v1", "csv", tmp_path / "x")
     with pytest.raises(NotFound, match=r"^no version 'v2'$"):
         wb.export_version("v2", "openai", tmp_path / "x")
-    assert canonical_json(wb.version_manifest("v1")["version"]["config"]) == canonical_json(
+    assert canonical_json(wb.version_manifest("v1").version["config"]) == canonical_json(
         {"eval_fraction": 0.2, "exclude_unresolved_pii": True, "include": "accepted", "seed": 42, "stratify_by": None}
     )
 
@@ -478,7 +477,7 @@ def test_dedup_clusters_stay_on_one_side(wb, tmp_path: Path) -> None:
     clusters = wb.store.dedup_clusters()
     assert len(set(clusters.values())) < len(clusters)
     r = freeze_without_leaks(wb, "v1", eval_fraction=0.3, seed=2)
-    assert r["excluded"].get("near_duplicate", 0) > 0
+    assert r.excluded.get("near_duplicate", 0) > 0
     pinned = rows_of(wb, "v1")
     assert straddling_clusters({c: s for c, (s, _) in pinned.items()}, clusters) == {}
-    assert [s["stage"] for s in wb.version_manifest("v1")["version"]["stages"]] == ["dedup"]
+    assert [s["stage"] for s in wb.version_manifest("v1").version["stages"]] == ["dedup"]

@@ -36,7 +36,7 @@ def test_freeze_verify_export_diff_versions(store_path: Path, tmp_path: Path) ->
     wb = workbench.open(store_path)
     wb.reject(ids[:2], "stale", actor="ana")
     preview = wb.freeze("v2", eval_fraction=0.25, seed=3, parent="v1", dry_run=True)
-    assert preview["excluded"] == {"rejected": 2} and preview["leakage"] == []
+    assert preview.excluded == {"rejected": 2} and preview.leakage == []
     run_sift("freeze", "v2", "--eval-fraction", "0.25", "--seed", "3", "--parent", "v1", store=store_path, check=True)
 
     listed = json.loads(run_sift("versions", "--json", store=store_path, check=True).stdout)["versions"]
@@ -56,7 +56,7 @@ def test_freeze_verify_export_diff_versions(store_path: Path, tmp_path: Path) ->
     assert manifest["manifest_sha256"] == out["manifest_sha256"] and "train.jsonl" in manifest["files"]
     assert len((out_dir / "train.jsonl").read_text().splitlines()) == 15
 
-    assert wb.verify_version("v1", out_dir) == {"version": "v1", "ok": True, "problems": []}
+    assert wb.verify_version("v1", out_dir).to_dict() == {"version": "v1", "ok": True, "problems": []}
     with open(out_dir / "train.jsonl", "a") as f:
         f.write('{"messages": [{"role": "user", "content": "sneaked in"}, {"role": "assistant", "content": "x"}]}\n')
     r = run_sift("verify", "v1", "--export", str(out_dir), "--json", store=store_path)
@@ -89,7 +89,7 @@ def test_leakage_refusal_is_one_line(store_path: Path, tmp_path: Path) -> None:
     ]
     wb.import_files([write(tmp_path / "pair.jsonl", "".join(json.dumps(r) + "\n" for r in pair))])
     wb.accept([c["id"] for c in wb.list(status="pending").conversations])
-    seed = next(s for s in range(100) if wb.freeze("x", eval_fraction=0.5, seed=s, dry_run=True)["leakage"])
+    seed = next(s for s in range(100) if wb.freeze("x", eval_fraction=0.5, seed=s, dry_run=True).leakage)
     r = run_sift("freeze", "v1", "--eval-fraction", "0.5", "--seed", str(seed), store=store_path)
     assert r.returncode == 1 and r.stderr.count("\n") == 1
     assert r.stderr.startswith("error: refusing to freeze: 1 eval conversation(s) duplicate train (eval ")
@@ -97,7 +97,7 @@ def test_leakage_refusal_is_one_line(store_path: Path, tmp_path: Path) -> None:
         "freeze", "v1", "--eval-fraction", "0.5", "--seed", str(seed), "--dry-run", store=store_path, check=True
     )
     assert re.search(r"^leakage check \((exact|near_duplicate)\): 1 eval/train pair\(s\)$", r.stdout, re.M)
-    assert workbench.open(store_path).versions()["versions"] == []
+    assert workbench.open(store_path).versions().versions == []
 
 
 def test_versions_page_previews_freezes_diffs_and_zips(store_path: Path, tmp_path: Path, monkeypatch) -> None:
@@ -119,7 +119,7 @@ def test_versions_page_previews_freezes_diffs_and_zips(store_path: Path, tmp_pat
     at.button[1].click().run()
     assert not at.exception and any("Froze v1: 18 train, 2 eval." in shown(s.value) for s in at.success)
     wb = workbench.open(store_path)
-    assert [v["actor"] for v in wb.versions()["versions"]] == ["ana"]
+    assert [v["actor"] for v in wb.versions().versions] == ["ana"]
 
     wb.freeze("v2", eval_fraction=0.3, actor="ana")
     at = AppTest.from_file(page, default_timeout=60).run()
@@ -156,4 +156,4 @@ def test_versions_page_asks_before_freezing_rows_changed_since_validation(
     at.checkbox[-1].check().run()
     next(b for b in at.button if b.label == "Freeze").click().run()
     assert not at.exception and any("Froze v1" in s.value for s in at.success)
-    assert [v["name"] for v in wb.versions()["versions"]] == ["v1"]
+    assert [v["name"] for v in wb.versions().versions] == ["v1"]

@@ -21,7 +21,7 @@ st.caption(
 from workbench.services.train_presets import PRESETS, estimate_seconds, format_duration  # noqa: E402
 
 EXPORTED = "(an exported folder…)"
-versions = [v["name"] for v in wb.versions()["versions"]][::-1]  # newest first
+versions = [v["name"] for v in wb.versions().versions][::-1]  # newest first
 if not versions:
     st.info(
         "Freeze a version first: training reads a frozen train/eval split, never the live store. "
@@ -80,7 +80,7 @@ changed = {k: v for k, v in config.items() if v != defaults[k]}
 if source and source in versions:
     info = run(wb.version_manifest, source)
     if info:
-        v = info["version"]
+        v = info.version
         ts = (v.get("token_stats") or {}).get("train") or {}
         mean = ts.get("mean") or ts.get("p50")
         device = "cpu" if config.get("device") == "cpu" else preset.device

@@ -7,6 +7,7 @@ import streamlit as st
 from curation.manifest import EXPORT_FORMATS
 from curation.split import INCLUDE
 from workbench.app_pages.common import get_wb, md_escape, require_actor, run
+from workbench.services.versions import FreezeResult
 
 wb = get_wb()
 st.title("Versions")
@@ -14,7 +15,7 @@ st.caption(
     "A version is a frozen, content-hashed train/eval split. Whole families (near-duplicates, paraphrases and "
     "their source) stay on one side, and a freeze is refused while eval duplicates train."
 )
-listed = wb.versions()["versions"]
+listed = wb.versions().versions
 names = [v["name"] for v in listed]
 
 st.subheader("Freeze")
@@ -41,26 +42,27 @@ if st.session_state.get("freeze_key") != key:  # any change invalidates the last
     st.session_state.pop("freeze_preview", None)
 if st.button("Preview", disabled=not name):
     st.session_state["freeze_preview"] = run(wb.preview_freeze, name, **options)
-preview = st.session_state.get("freeze_preview")
+preview: FreezeResult | None = st.session_state.get("freeze_preview")
 if preview:
+    families = preview.families or {}
     m1, m2, m3 = st.columns(3)
-    m1.metric("Train", preview["train"], help=f"{preview['families']['train']} families")
-    m2.metric("Eval", preview["eval"], help=f"{preview['families']['eval']} families")
-    m3.metric("Left out", sum(preview["excluded"].values()))
-    if preview["excluded"]:
-        st.dataframe([{"reason": r, "conversations": n} for r, n in preview["excluded"].items()], hide_index=True)
-    for w in preview["warnings"]:
+    m1.metric("Train", preview.train, help=f"{families.get('train')} families")
+    m2.metric("Eval", preview.eval, help=f"{families.get('eval')} families")
+    m3.metric("Left out", sum(preview.excluded.values()))
+    if preview.excluded:
+        st.dataframe([{"reason": r, "conversations": n} for r, n in preview.excluded.items()], hide_index=True)
+    for w in preview.warnings or []:
         st.info(w)
-    leaks = preview["leakage"]
+    leaks = preview.leakage or []
     if leaks:
         st.error(
-            f"Leakage check ({preview['leakage_method']}): {len(leaks)} eval conversation(s) duplicate train. "
+            f"Leakage check ({preview.leakage_method}): {len(leaks)} eval conversation(s) duplicate train. "
             "Run dedup or reject one of each pair; freezing is refused until none remain."
         )
         st.dataframe(leaks, hide_index=True)
     else:
-        st.success(f"Leakage check ({preview['leakage_method']}): no eval conversation duplicates train.")
-    unchecked = preview.get("unchecked") or {}
+        st.success(f"Leakage check ({preview.leakage_method}): no eval conversation duplicates train.")
+    unchecked = preview.unchecked or {}
     allow_unchecked = False
     if unchecked:
         st.warning(
@@ -76,10 +78,10 @@ if preview:
             st.session_state.pop("freeze_preview", None)
             st.session_state["freeze_done"] = done
             st.rerun()
-done = st.session_state.pop("freeze_done", None)
-if done:
-    st.success(md_escape(f"Froze {done['version']}: {done['train']} train, {done['eval']} eval."))
-    st.text(f"manifest sha256 {done['manifest_sha256']}")
+frozen: FreezeResult | None = st.session_state.pop("freeze_done", None)
+if frozen:
+    st.success(md_escape(f"Froze {frozen.version}: {frozen.train} train, {frozen.eval} eval."))
+    st.text(f"manifest sha256 {frozen.manifest_sha256}")
 
 st.subheader("Versions")
 if not listed:
@@ -98,11 +100,11 @@ fmt = d2.selectbox("Format", EXPORT_FORMATS, key="export_format")
 b1, b2, _ = st.columns([1, 1, 4])
 if b1.button("Verify"):
     report = run(wb.verify_version, chosen)
-    if report and report["ok"]:
+    if report and report.ok:
         st.success(md_escape(f"{chosen}: every hash recomputes from the store."))
     elif report:
         st.error(md_escape(f"{chosen}: verification failed."))
-        for p in report["problems"]:
+        for p in report.problems:
             st.text(p)
 if b2.button("Prepare zip"):
     data = run(wb.export_zip, chosen, fmt)
@@ -135,13 +137,13 @@ if diff:
                 "changed": len(d["changed"]),
                 "unchanged": d["unchanged"],
             }
-            for s, d in diff["splits"].items()
+            for s, d in diff.splits.items()
         ],
         hide_index=True,
     )
-    if diff["moved"]:
-        st.caption(f"{len(diff['moved'])} conversation(s) moved between splits")
-    for s, d in diff["splits"].items():
+    if diff.moved:
+        st.caption(f"{len(diff.moved)} conversation(s) moved between splits")
+    for s, d in diff.splits.items():
         rows = (
             [{"change": "added", "id": c, "revision": ""} for c in d["added"]]
             + [{"change": "removed", "id": c, "revision": ""} for c in d["removed"]]

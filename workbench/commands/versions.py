@@ -9,6 +9,7 @@ from curation.manifest import EXPORT_FORMATS
 from curation.split import INCLUDE
 from workbench.cli import emit
 from workbench.commands import open_wb
+from workbench.services.versions import ExportReport, FreezeResult, VersionDiff
 
 
 def _counts(excluded: dict[str, int]) -> str:
@@ -30,17 +31,17 @@ def _freeze(args: argparse.Namespace) -> int:
         actor=args.actor,
     )
 
-    def human(r: dict[str, Any]) -> str:
-        head = "would freeze" if r.get("dry_run") else "froze"
+    def human(r: FreezeResult) -> str:
+        head = "would freeze" if r.dry_run else "froze"
         lines = [
-            f"{head} {r['version']}: {r['train']} train, {r['eval']} eval; left out: {_counts(r['excluded'])}",
-            f"manifest sha256 {r['manifest_sha256']}",
+            f"{head} {r.version}: {r.train} train, {r.eval} eval; left out: {_counts(r.excluded)}",
+            f"manifest sha256 {r.manifest_sha256}",
         ]
-        if r.get("dry_run"):
-            leaks = r["leakage"]
-            lines.append(f"leakage check ({r['leakage_method']}): {len(leaks)} eval/train pair(s)")
+        if r.dry_run:
+            leaks = r.leakage or []
+            lines.append(f"leakage check ({r.leakage_method}): {len(leaks)} eval/train pair(s)")
             lines += [f"  eval {x['eval']} ~ train {x['train']} ({x['similarity']})" for x in leaks]
-            lines += [f"note: {w}" for w in r["warnings"]]
+            lines += [f"note: {w}" for w in r.warnings or []]
         return "\n".join(lines)
 
     emit(args, r, human)
@@ -52,20 +53,20 @@ def _verify(args: argparse.Namespace) -> int:
     emit(
         args,
         r,
-        lambda r: f"{r['version']}: ok" if r["ok"] else "\n".join([f"{r['version']}: FAILED", *r["problems"]]),
+        lambda r: f"{r.version}: ok" if r.ok else "\n".join([f"{r.version}: FAILED", *r.problems]),
     )
-    return 0 if r["ok"] else 1
+    return 0 if r.ok else 1
 
 
 def _export(args: argparse.Namespace) -> int:
     r = open_wb(args).export_version(args.name, args.format, args.out)
 
-    def human(r: dict[str, Any]) -> str:
-        lines = [f"exported {r['version']} as {r['format']} to {r['out']}: {r['train']} train, {r['eval']} eval"]
-        if r["skipped"]:
+    def human(r: ExportReport) -> str:
+        lines = [f"exported {r.version} as {r.format} to {r.out}: {r.train} train, {r.eval} eval"]
+        if r.skipped:
             lines.append(
-                f"not expressible as {r['format']}, left out of the files: "
-                + ", ".join(f"{n} {s}" for s, n in r["skipped"].items())
+                f"not expressible as {r.format}, left out of the files: "
+                + ", ".join(f"{n} {s}" for s, n in r.skipped.items())
                 + " (listed in README.md and manifest.json)"
             )
         return "\n".join(lines)
@@ -77,9 +78,9 @@ def _export(args: argparse.Namespace) -> int:
 def _diff(args: argparse.Namespace) -> int:
     r = open_wb(args).diff_versions(args.a, args.b)
 
-    def human(r: dict[str, Any]) -> str:
-        lines = [f"{r['a']} → {r['b']}"]
-        for s, d in r["splits"].items():
+    def human(r: VersionDiff) -> str:
+        lines = [f"{r.a} → {r.b}"]
+        for s, d in r.splits.items():
             lines.append(
                 f"{s}: {len(d['added'])} added, {len(d['removed'])} removed, {len(d['changed'])} changed, "
                 f"{d['unchanged']} unchanged"
@@ -87,7 +88,7 @@ def _diff(args: argparse.Namespace) -> int:
             lines += [f"  + {c}" for c in d["added"]]
             lines += [f"  - {c}" for c in d["removed"]]
             lines += [f"  ~ {c['id']} r{c['from']} → r{c['to']}" for c in d["changed"]]
-        lines += [f"moved {m['id']}: {m['from']} → {m['to']}" for m in r["moved"]]
+        lines += [f"moved {m['id']}: {m['from']} → {m['to']}" for m in r.moved]
         return "\n".join(lines)
 
     emit(args, r, human)
@@ -103,7 +104,7 @@ def _versions(args: argparse.Namespace) -> int:
             "\n".join(
                 f"{v['name']}  {v['created_at']}  {v['actor']}  train {v['train']}  eval {v['eval']}  "
                 f"{v['manifest_sha256'][:16]}" + (f"  (from {v['parent']})" if v["parent"] else "")
-                for v in r["versions"]
+                for v in r.versions
             )
             or "no versions yet"
         ),

@@ -198,7 +198,7 @@ class TrainService:
                 "pass the path of an exported version's folder instead"
             )
         r = self.export_version(version, "openai", export_dir)
-        return export_dir / "manifest.json", version, r.get("manifest_sha256")
+        return export_dir / "manifest.json", version, r.manifest_sha256  # an ExportReport
 
     # ------------------------------------------------------------------ follow
 

@@ -18,6 +18,7 @@ import statistics
 import zipfile
 from collections import Counter
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +41,7 @@ from curation.split import (
 from curation.validate import percentile
 from workbench._version import __version__
 from workbench.services.core import default_actor
+from workbench.services.results import Result, optional
 from workbench.store import Store
 from workbench.store._db import now
 from workbench.store.versions import FrozenVersionError
@@ -59,6 +61,92 @@ def token_stats(counts: list[int]) -> dict[str, Any]:
         "p99": percentile(v, 0.99),
         "max": v[-1],
     }
+
+
+@dataclass(frozen=True)
+class FreezeResult(Result):
+    """`sift freeze --json`: counts per split, `excluded` {reason: n} and the manifest hash. A dry
+    run (nothing frozen) adds `dry_run`, `families` per split, `leakage` (eval rows that near-copy
+    train ones) and its `leakage_method`, `warnings`, and `unchecked` {stage: conversations changed
+    since its last run}."""
+
+    version: str
+    train: int
+    eval: int
+    excluded: dict[str, int]
+    manifest_sha256: str
+    dry_run: bool | None = optional()
+    families: dict[str, int] | None = optional()
+    leakage: list[dict[str, Any]] | None = optional()
+    leakage_method: str | None = optional()
+    warnings: list[str] | None = optional()
+    unchecked: dict[str, int] | None = optional()
+
+
+@dataclass(frozen=True)
+class VersionList(Result):
+    """Every version, in freeze order: `{"name", "parent", "manifest_sha256", "actor", ...}` each."""
+
+    versions: list[dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class VersionManifest(Result):
+    """A frozen version's manifest as stored (`to_dict()` is the JSON document, keys as stored);
+    `version` holds its splits, config, stages and counts."""
+
+    document: dict[str, Any]
+
+    @property
+    def name(self) -> str:
+        return str(self.document.get("name"))
+
+    @property
+    def manifest_sha256(self) -> str:
+        return str(self.document.get("manifest_sha256"))
+
+    @property
+    def version(self) -> dict[str, Any]:
+        return dict(self.document.get("version") or {})
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.document
+
+
+@dataclass(frozen=True)
+class Verification(Result):
+    """`sift verify --json`: ok when nothing in the store (and the export folder, when given)
+    differs from what was frozen; each problem names the file or row."""
+
+    version: str
+    ok: bool
+    problems: list[str]
+
+
+@dataclass(frozen=True)
+class ExportReport(Result):
+    """`sift export --json`: rows written per split, `skipped` {split: rows the format cannot
+    hold}, `files` {name: sha256}."""
+
+    version: str
+    format: str
+    out: str
+    train: int
+    eval: int
+    skipped: dict[str, int]
+    files: dict[str, str]
+    manifest_sha256: str
+
+
+@dataclass(frozen=True)
+class VersionDiff(Result):
+    """`sift diff --json`: per split `{"added", "removed", "changed": [{"id", "from", "to"}],
+    "unchanged"}`; `moved`: conversations in both versions but in another split."""
+
+    a: str
+    b: str
+    splits: dict[str, dict[str, Any]]
+    moved: list[dict[str, Any]]
 
 
 class VersionsService:
@@ -97,7 +185,7 @@ class VersionsService:
         allow_leakage: bool = False,
         allow_unchecked: bool = False,
         actor: str | None = None,
-    ) -> dict[str, Any]:
+    ) -> FreezeResult:
         """Freeze the current revisions into version `name` (or, with `dry_run`, only say what it would be).
 
         Refuses while conversations it would include changed after the last validate or dedup run
@@ -130,23 +218,23 @@ class VersionsService:
         if allow_leakage:
             plan["version"]["leakage_check"].update(allowed=True, leaks=[x.to_dict() for x in plan["leaks"]])
         ts, manifest = self._manifest(name, parent=parent, version=plan["version"], files=plan["files"], actor=actor)
-        result = {
-            "version": name,
-            "train": plan["version"]["counts"]["train"],
-            "eval": plan["version"]["counts"]["eval"],
-            "excluded": plan["version"]["counts"]["excluded"],
-            "manifest_sha256": manifest["manifest_sha256"],
-        }
+        result = FreezeResult(
+            version=name,
+            train=plan["version"]["counts"]["train"],
+            eval=plan["version"]["counts"]["eval"],
+            excluded=plan["version"]["counts"]["excluded"],
+            manifest_sha256=manifest["manifest_sha256"],
+        )
         if dry_run:
-            return {
-                **result,
-                "dry_run": True,
-                "families": plan["version"]["counts"]["families"],
-                "leakage": [x.to_dict() for x in plan["leaks"]],
-                "leakage_method": plan["version"]["leakage_check"]["method"],
-                "warnings": plan["warnings"],
-                "unchecked": {stage: len(ids) for stage, ids in unchecked.items()},
-            }
+            return dataclasses.replace(
+                result,
+                dry_run=True,
+                families=plan["version"]["counts"]["families"],
+                leakage=[x.to_dict() for x in plan["leaks"]],
+                leakage_method=plan["version"]["leakage_check"]["method"],
+                warnings=plan["warnings"],
+                unchecked={stage: len(ids) for stage, ids in unchecked.items()},
+            )
         if plan["leaks"] and not allow_leakage:
             raise LeakageError(plan["leaks"])
         self.store.create_version(
@@ -160,7 +248,7 @@ class VersionsService:
         )
         return result
 
-    def preview_freeze(self, name: str, **options: Any) -> dict[str, Any]:
+    def preview_freeze(self, name: str, **options: Any) -> FreezeResult:
         return self.freeze(name, dry_run=True, **options)
 
     def _plan(self, config: FreezeConfig, name: str, parent: str | None) -> dict[str, Any]:
@@ -348,11 +436,11 @@ class VersionsService:
 
     # ------------------------------------------------------------ reads
 
-    def versions(self) -> dict[str, Any]:
-        return {"versions": self.store.list_versions()}
+    def versions(self) -> VersionList:
+        return VersionList(self.store.list_versions())
 
-    def version_manifest(self, name: str) -> dict[str, Any]:
-        return json.loads(self.store.get_version(name)["manifest_text"])
+    def version_manifest(self, name: str) -> VersionManifest:
+        return VersionManifest(json.loads(self.store.get_version(name)["manifest_text"]))
 
     def _load(self, name: str, *, contents: bool = False) -> tuple[dict[str, Any] | None, list[str], dict[str, Any]]:
         """The stored manifest, what no longer matches it, and the store's read of the version."""
@@ -393,7 +481,7 @@ class VersionsService:
 
     # ------------------------------------------------------------ verify
 
-    def verify_version(self, name: str, export_dir: str | Path | None = None) -> dict[str, Any]:
+    def verify_version(self, name: str, export_dir: str | Path | None = None) -> Verification:
         """Recompute the version's hashes from the store and, when given, from an export folder."""
         manifest, problems, _ = self._load(name)
         if export_dir is not None:
@@ -401,7 +489,7 @@ class VersionsService:
                 problems.append("export: not checked, the store's copy of the version is damaged")
             else:
                 problems += self._export_problems(name, manifest, Path(export_dir))
-        return {"version": name, "ok": not problems, "problems": problems}
+        return Verification(version=name, ok=not problems, problems=problems)
 
     def _export_problems(self, name: str, manifest: dict[str, Any], folder: Path) -> list[str]:
         path = folder / "manifest.json"
@@ -453,7 +541,7 @@ class VersionsService:
         manifest, rows = self._checked_rows(name)
         return mf.export_files(manifest, rows, fmt)
 
-    def export_version(self, name: str, fmt: str, out_dir: str | Path) -> dict[str, Any]:
+    def export_version(self, name: str, fmt: str, out_dir: str | Path) -> ExportReport:
         """Write train/eval files, manifest.json and README.md into `out_dir` (each file atomically)."""
         files, m = self.export_files(name, fmt)
         out = Path(out_dir)
@@ -466,16 +554,16 @@ class VersionsService:
             os.replace(tmp, out / fname)
         skipped = {s: len(x) for s, x in m["export"]["skipped"].items()}
         counts = m["version"]["counts"]
-        return {
-            "version": name,
-            "format": fmt,
-            "out": str(out),
-            "train": counts["train"] - skipped.get("train", 0),
-            "eval": counts["eval"] - skipped.get("eval", 0),
-            "skipped": skipped,
-            "files": m["files"],
-            "manifest_sha256": m["manifest_sha256"],
-        }
+        return ExportReport(
+            version=name,
+            format=fmt,
+            out=str(out),
+            train=counts["train"] - skipped.get("train", 0),
+            eval=counts["eval"] - skipped.get("eval", 0),
+            skipped=skipped,
+            files=m["files"],
+            manifest_sha256=m["manifest_sha256"],
+        )
 
     def export_zip(self, name: str, fmt: str) -> bytes:
         """The export folder as a zip (for downloads), under a folder named after the version."""
@@ -488,7 +576,7 @@ class VersionsService:
 
     # ------------------------------------------------------------ diff
 
-    def diff_versions(self, a: str, b: str) -> dict[str, Any]:
+    def diff_versions(self, a: str, b: str) -> VersionDiff:
         """Per split: conversations added, removed, and changed (another revision) from `a` to `b`."""
         ra = {cid: (split, rev) for split, cid, rev, _, _ in self.store.version_rows(a)}
         rb = {cid: (split, rev) for split, cid, rev, _, _ in self.store.version_rows(b)}
@@ -506,7 +594,7 @@ class VersionsService:
         moved = [
             {"id": c, "from": ra[c][0], "to": rb[c][0]} for c in sorted(ra.keys() & rb.keys()) if ra[c][0] != rb[c][0]
         ]
-        return {"a": a, "b": b, "splits": splits, "moved": moved}
+        return VersionDiff(a=a, b=b, splits=splits, moved=moved)
 
 
 def _dedup_contamination(dedup_run: dict[str, Any] | None) -> tuple[Callable[..., Any] | None, Any]:
