@@ -44,7 +44,7 @@ def main() -> None:
         r = wb.train("quick", config=quick.changes, wait=True, actor="bench")
         wall = time.perf_counter() - t0
         load_after = os.getloadavg()
-        run = next(x for x in wb.runs()["runs"] if x["run_id"] == r["run_id"])
+        run = next(x for x in wb.runs().runs if x["run_id"] == r.run_id)
         print(
             "| preset | train / eval rows | steps | estimate | measured wall | state | load average before → after |\n"
             "|---|---|---|---|---|---|---|\n"

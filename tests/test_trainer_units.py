@@ -279,7 +279,7 @@ def test_ingest_runs_and_compare(store_path: Path, tmp_path: Path) -> None:
     assert [r["run_id"] for r in cmp["runs"]] == ["run-a", "run-b"] and cmp["versions"] == ["v1", "v2"]
     assert [e["tuned"] for e in cmp["examples"]] == [{"run-a": good, "run-b": good}, {"run-a": "nope", "run-b": good}]
     assert all(e["regressed_in"] == [] for e in cmp["examples"])  # the base answered no JSON at all
-    assert wb.run_detail("run-a")["curve"] == [{"step": 1, "loss": 2.0}, {"step": 2, "loss": 1.5}]
+    assert wb.run_detail("run-a").curve == [{"step": 1, "loss": 2.0}, {"step": 2, "loss": 1.5}]
     r = run_sift("cancel", "run-a", store=store_path)
     assert r.returncode == 1 and r.stderr.strip() == "error: run run-a already ended (succeeded)"
     r = run_sift("export-adapter", "run-a", "--out", str(tmp_path / "x"), store=store_path)

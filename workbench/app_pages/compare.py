@@ -11,7 +11,7 @@ from workbench.app_pages.common import get_wb, md_escape, run
 
 wb = get_wb()
 st.title("Compare")
-listed = wb.runs()["runs"]
+listed = wb.runs().runs
 if not listed:
     st.caption("No training runs yet: start one on the Train page or with `sift train VERSION`.")
     st.stop()
@@ -95,7 +95,7 @@ only_reg = st.checkbox("Only regressions (tuned worse than base)", key="cmp_regr
 if picked:
     cmp = run(wb.compare_runs, picked, regressions_only=only_reg)
     if cmp is not None:
-        examples = cmp["examples"]
+        examples = cmp.examples
         st.caption(f"{len(examples)} example(s)")
         if examples:
             idx = st.number_input("Example", min_value=0, max_value=len(examples) - 1, value=0, step=1, key="cmp_idx")

@@ -8,6 +8,8 @@ from typing import Any
 
 import streamlit as st
 
+from workbench.services import Workbench
+
 CKPT_METRICS = ("eval_loss", "json_field_accuracy", "rouge_l", "token_f1", "exact_match")
 
 
@@ -100,7 +102,7 @@ def compare_sections(listed: list[dict[str, Any]]) -> None:
     sweeps(listed)
 
 
-def sweep_form(wb: Any, source: str, config: dict[str, Any], require_actor: Any, run: Any) -> None:
+def sweep_form(wb: Workbench, source: str, config: dict[str, Any], require_actor: Any, run: Any) -> None:
     with st.expander("Sweep (a grid of configs, trained one at a time)", expanded=False):
         text = st.text_area(
             "Grid: one FIELD=V1,V2 per line",
@@ -113,4 +115,4 @@ def sweep_form(wb: Any, source: str, config: dict[str, Any], require_actor: Any,
             actor = require_actor()
             started = run(wb.sweep, source, lines, config=config, actor=actor)
             if started:
-                st.success(f"Sweep {started['sweep_id']}: {len(started['runs'])} runs queued, trained one at a time.")
+                st.success(f"Sweep {started.sweep_id}: {len(started.runs)} runs queued, trained one at a time.")

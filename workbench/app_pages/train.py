@@ -107,8 +107,8 @@ if source and source in versions:
 estimate = run(wb.vram_estimate, config)
 if estimate and preset.device == "cuda":
     st.caption(
-        f"Estimated peak GPU memory ≈ {estimate['total']} GiB (weights {estimate['weights']}, LoRA + optimizer "
-        f"{estimate['lora_and_optimizer']}, activations {estimate['activations']}, logits {estimate['logits']})."
+        f"Estimated peak GPU memory ≈ {estimate.total} GiB (weights {estimate.weights}, LoRA + optimizer "
+        f"{estimate.lora_and_optimizer}, activations {estimate.activations}, logits {estimate.logits})."
     )
 if changed:
     st.caption("Changed from the trainer's defaults: " + json.dumps(changed))
@@ -116,14 +116,14 @@ if st.button("Launch training", type="primary", disabled=not source):
     actor = require_actor()
     started = run(wb.train, source, config=changed, actor=actor)
     if started:
-        st.session_state["train_run"] = started["run_id"]
-        st.success(md_escape(f"Started run {started['run_id']} ({started['state']})."))
+        st.session_state["train_run"] = started.run_id
+        st.success(md_escape(f"Started run {started.run_id} ({started.state})."))
 
 ship_ui.sweep_form(wb, source, changed, require_actor, run)
 
 # ---------------------------------------------------------------- runs
 st.subheader("Runs")
-listed = wb.runs()["runs"]
+listed = wb.runs().runs
 if not listed:
     st.caption("No runs yet.")
     st.stop()
@@ -141,35 +141,36 @@ def show_run(run_id: str) -> None:
     d = run(wb.run_detail, run_id)
     if d is None:
         return
-    status = d["status"] or {}
-    total = d["total_steps"] or status.get("total") or 0
-    step = d["step"] or status.get("step") or 0
+    row = d.run
+    status = d.status or {}
+    total = row["total_steps"] or status.get("total") or 0
+    step = row["step"] or status.get("step") or 0
     c1, c2, c3, c4 = st.columns(4)
-    c1.metric("State", d["state"])
+    c1.metric("State", row["state"])
     c2.metric("Step", f"{step}/{total or '?'}")
     eta = status.get("eta_s")
-    c3.metric("ETA", f"{eta:.0f} s" if isinstance(eta, int | float) and d["state"] == "running" else "-")
-    c4.metric("Backend", d["backend"] or status.get("backend") or "-")
+    c3.metric("ETA", f"{eta:.0f} s" if isinstance(eta, int | float) and row["state"] == "running" else "-")
+    c4.metric("Backend", row["backend"] or status.get("backend") or "-")
     if total:
         st.progress(min(1.0, step / total))
     if status.get("message"):
         st.caption(status["message"])
-    losses = [{"step": c["step"], "loss": c["loss"]} for c in d["curve"] if c.get("loss") is not None]
+    losses = [{"step": c["step"], "loss": c["loss"]} for c in d.curve if c.get("loss") is not None]
     if losses:
         st.line_chart(losses, x="step", y="loss")
-    if d["state"] == "failed":
-        st.error(d.get("error") or status.get("error") or "failed")
-        if d.get("hint") or status.get("hint"):
-            st.info(d.get("hint") or status.get("hint"))
-    if d["state"] in ("queued", "running") and st.button("Cancel run", key=f"cancel_{run_id}"):
+    if row["state"] == "failed":
+        st.error(row.get("error") or status.get("error") or "failed")
+        if row.get("hint") or status.get("hint"):
+            st.info(row.get("hint") or status.get("hint"))
+    if row["state"] in ("queued", "running") and st.button("Cancel run", key=f"cancel_{run_id}"):
         require_actor()
         r = run(wb.cancel_run, run_id)
         if r:
             st.warning("Stopping after the current step; the adapter saved so far is kept.")
-    if d["metrics"]:
-        st.json(d["metrics"], expanded=False)
+    if row["metrics"]:
+        st.json(row["metrics"], expanded=False)
     with st.expander("Log tail"):
-        st.code(d["log_tail"] or "", language="text")
+        st.code(d.log_tail or "", language="text")
 
 
 listed_state = next(r["state"] for r in listed if r["run_id"] == pick)
@@ -178,7 +179,7 @@ listed_state = next(r["state"] for r in listed if r["run_id"] == pick)
 def follow(run_id: str) -> None:
     """Redrawn every 3 s while the run is live; when its state changes (queued → running →
     finished) the whole page reruns, so the run list and its picker show the new state."""
-    state = next((r["state"] for r in wb.runs()["runs"] if r["run_id"] == run_id), listed_state)
+    state = next((r["state"] for r in wb.runs().runs if r["run_id"] == run_id), listed_state)
     if state != listed_state:
         st.rerun(scope="app")
     show_run(run_id)

@@ -8,6 +8,7 @@ from typing import Any
 from trainer.config import STRATEGIES
 from workbench.cli import emit
 from workbench.commands import open_wb
+from workbench.services.train import ImportedRun, RunComparison, RunList
 
 
 def _fmt(v: Any) -> str:
@@ -32,16 +33,16 @@ def _train(args: argparse.Namespace) -> int:
         wait=args.wait,
         actor=args.actor,
     )
-    emit(args, r, lambda r: f"run {r['run_id']} {r['state']} (folder {r['out_dir']}); follow it with `sift runs`")
-    return 0 if r["state"] != "failed" else 1
+    emit(args, r, lambda r: f"run {r.run_id} {r.state} (folder {r.out_dir}); follow it with `sift runs`")
+    return 0 if r.state != "failed" else 1
 
 
 def _runs(args: argparse.Namespace) -> int:
     r = open_wb(args).runs(version=args.version)
 
-    def human(r: dict[str, Any]) -> str:
+    def human(r: RunList) -> str:
         lines = []
-        for x in r["runs"]:
+        for x in r.runs:
             m = x["metrics"] or {}
             tuned, base = m.get("tuned") or {}, m.get("base") or {}
             progress = f"{x['step'] or 0}/{x['total_steps'] or '?'}"
@@ -65,7 +66,7 @@ def _cancel(args: argparse.Namespace) -> int:
     emit(
         args,
         r,
-        lambda r: f"run {r['run_id']}: " + ("stopping after the current step" if r["cancel_requested"] else r["state"]),
+        lambda r: f"run {r.run_id}: " + ("stopping after the current step" if r.cancel_requested else str(r.state)),
     )
     return 0
 
@@ -73,15 +74,15 @@ def _cancel(args: argparse.Namespace) -> int:
 def _compare(args: argparse.Namespace) -> int:
     r = open_wb(args).compare_runs(args.runs, regressions_only=args.regressions)
 
-    def human(r: dict[str, Any]) -> str:
+    def human(r: RunComparison) -> str:
         keys = ["eval_loss", "perplexity", "exact_match", "token_f1", "rouge_l", "json_field_accuracy"]
         lines = ["run".ljust(28) + "version".ljust(14) + "".join(k[:12].ljust(13) for k in keys)]
-        for x in r["runs"]:
+        for x in r.runs:
             m = x["metrics"] or {}
             tuned = m.get("tuned") or {}
             vals = [m.get("eval_loss"), m.get("perplexity"), *[tuned.get(k) for k in keys[2:]]]
             lines.append(x["run_id"].ljust(28) + str(x["version"]).ljust(14) + "".join(_fmt(v).ljust(13) for v in vals))
-        for x in r["runs"]:  # tool-call turns of the eval split, scored on the calls
+        for x in r.runs:  # tool-call turns of the eval split, scored on the calls
             tc = (x["metrics"] or {}).get("tool_calls")
             if tc:
                 b, t = tc.get("base") or {}, tc.get("tuned") or {}
@@ -96,8 +97,8 @@ def _compare(args: argparse.Namespace) -> int:
                         )
                     )
                 )
-        n_reg = sum(1 for e in r["examples"] if e["regressed_in"])
-        lines.append(f"{len(r['examples'])} eval examples, {n_reg} with a regression against the base model")
+        n_reg = sum(1 for e in r.examples if e["regressed_in"])
+        lines.append(f"{len(r.examples)} eval examples, {n_reg} with a regression against the base model")
         return "\n".join(lines)
 
     emit(args, r, human)
@@ -106,22 +107,18 @@ def _compare(args: argparse.Namespace) -> int:
 
 def _import_run(args: argparse.Namespace) -> int:
     wb = open_wb(args)
-    out = [wb.import_run(d, actor=args.actor) for d in args.run_dirs]
+    out: list[ImportedRun] = [wb.import_run(d, actor=args.actor) for d in args.run_dirs]
     emit(
         args,
         {"runs": out},
-        lambda r: "\n".join(
-            f"imported {x['source']} as run {x['run_id']} ({x['version']}, {x['state']})" for x in r["runs"]
-        ),
+        lambda r: "\n".join(f"imported {x.source} as run {x.run_id} ({x.version}, {x.state})" for x in r["runs"]),
     )
     return 0
 
 
 def _export_adapter(args: argparse.Namespace) -> int:
     r = open_wb(args).export_adapter(args.run, args.out, merge=args.merge, force=args.force)
-    emit(
-        args, r, lambda r: f"{'merged model' if r['merged'] else 'adapter'} of {r['run_id']} written to {r['out_dir']}"
-    )
+    emit(args, r, lambda r: f"{'merged model' if r.merged else 'adapter'} of {r.run_id} written to {r.out_dir}")
     return 0
 
 

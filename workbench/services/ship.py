@@ -152,7 +152,7 @@ class ShipService(TrainService):
         for p in points:  # every point must be a valid config before anything is written
             TrainConfig.from_dict({**(config or {}), **p})
         sweep_id = datetime.now(UTC).strftime("sweep-%Y%m%d-%H%M%S-") + secrets.token_hex(2)
-        runs = []
+        runs: list[dict[str, Any]] = []
         for i, p in enumerate(points):
             r = self.train(
                 version,
@@ -164,7 +164,7 @@ class ShipService(TrainService):
                 launch=False,
                 sweep={"id": sweep_id, "params": p, "index": i, "size": len(points)},
             )
-            runs.append({"run_id": r["run_id"], "params": p, "out_dir": r["out_dir"]})
+            runs.append({"run_id": r.run_id, "params": p, "out_dir": r.out_dir})
         dirs = [Path(r["out_dir"]) for r in runs]
         if wait:
             run_sweep(dirs, env=env)

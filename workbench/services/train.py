@@ -11,6 +11,7 @@ import json
 import os
 import secrets
 import shutil
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ from curation.errors import StageError
 from trainer.config import TrainConfig, estimate_vram_gib, load_config
 from workbench import jobs
 from workbench.services.core import default_actor
+from workbench.services.results import Result, optional
 from workbench.store import Store, StoreError
 from workbench.store.runs import FINAL_STATES
 
@@ -82,6 +84,93 @@ def ship_metrics(eval_result: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+@dataclass(frozen=True)
+class RunState(Result):
+    """`sift train --json` / `sift wait --json`: a run and where it stands."""
+
+    run_id: str
+    out_dir: str
+    state: str | None
+
+
+@dataclass(frozen=True)
+class RunList(Result):
+    """`sift runs --json`: `{"gate", "forgetting", "memorization", "checkpoints", "best_checkpoint",
+    "sweep", "recipe", "run_id", "version", "state", "metrics", ...}` each, live runs refreshed."""
+
+    runs: list[dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class RunDetail(Result):
+    """One run (the store's row) with its live view from the folder: status, loss curve, log tail
+    (`to_dict()` is the row with those three keys set)."""
+
+    run: dict[str, Any]
+    status: dict[str, Any] | None
+    curve: list[dict[str, Any]]
+    log_tail: str | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**self.run, "status": self.status, "curve": self.curve, "log_tail": self.log_tail}
+
+
+@dataclass(frozen=True)
+class CancelRequest(Result):
+    run_id: str
+    state: str | None
+    cancel_requested: bool
+
+
+@dataclass(frozen=True)
+class ImportedRun(Result):
+    """`sift import-run --json` (one per folder): the new run id and where its copy lives."""
+
+    run_id: str
+    version: str
+    state: str
+    source: str
+    out_dir: str
+
+
+@dataclass(frozen=True)
+class RunComparison(Result):
+    """`sift compare --json`: `runs` (run_id, version, state, base_model, config, metrics), the
+    metric names, and per eval example `{"index", "prompt", "reference", "base", "tuned": {run:
+    answer}, "scores": {run: {"base", "tuned"}}, "regressed_in": [run]}`."""
+
+    runs: list[dict[str, Any]]
+    versions: list[str]
+    metrics: list[str]
+    examples: list[dict[str, Any]]
+
+
+@dataclass(frozen=True, kw_only=True)
+class AdapterExport(Result):
+    """`sift export-adapter --json`: where it went, whether merged (`full_model` for a full
+    fine-tune, `base_model` when merged), the files, the gate and whether it was forced."""
+
+    run_id: str
+    out_dir: str
+    merged: bool
+    full_model: bool | None = optional()
+    base_model: str | None = optional()
+    files: list[str]
+    gate: dict[str, Any] | None
+    forced: bool
+
+
+@dataclass(frozen=True)
+class VramEstimate(Result):
+    """Rough peak GPU memory of a config, GiB per part and in total."""
+
+    weights: float
+    lora_and_optimizer: float
+    activations: float
+    logits: float
+    total: float
+
+
 class TrainService:
     store: Store
     path: Path
@@ -105,7 +194,7 @@ class TrainService:
         env: dict[str, str] | None = None,
         launch: bool = True,
         sweep: dict[str, Any] | None = None,
-    ) -> dict[str, Any]:
+    ) -> RunState:
         """Export `version` into a new run folder and start the trainer on it.
 
         `launch=False` leaves the run queued for a sweep's driver (`sweep` is stored with its config).
@@ -163,7 +252,7 @@ class TrainService:
         )
         jobs.write_queued(out_dir, run_id)
         if not launch:
-            return {"run_id": run_id, "out_dir": str(out_dir), "state": "queued"}
+            return RunState(run_id=run_id, out_dir=str(out_dir), state="queued")
         accelerate_config = None
         if plan.distributed:
             accelerate_config = distributed.write_accelerate_config(out_dir / "accelerate.yaml", plan, cfg)
@@ -179,7 +268,7 @@ class TrainService:
             status = jobs.wait(out_dir, proc.pid, proc=proc)
             self._ingest(run_id, out_dir, status)
             state = status["state"]
-        return {"run_id": run_id, "out_dir": str(out_dir), "state": state}
+        return RunState(run_id=run_id, out_dir=str(out_dir), state=state)
 
     def _export_for_run(self, version: str, export_dir: Path) -> tuple[Path, str, str | None]:
         given = Path(version)
@@ -253,8 +342,8 @@ class TrainService:
             con=con,
         )
 
-    def runs(self, *, version: str | None = None) -> dict[str, Any]:
-        """`{"runs": [{"run_id", "version", "state", "metrics", ...}]}`, live runs refreshed first."""
+    def runs(self, *, version: str | None = None) -> RunList:
+        """Every run (of `version`), live runs refreshed first."""
         self.refresh_runs()
         out = []
         listed = self.store.list_runs(version=version)
@@ -287,29 +376,29 @@ class TrainService:
                     "hint": r["hint"],
                 }
             )
-        return {"runs": out}
+        return RunList(out)
 
-    def run_detail(self, run_id: str) -> dict[str, Any]:
+    def run_detail(self, run_id: str) -> RunDetail:
         """One run with its live view: status, loss curve and log tail read from the folder."""
         self.refresh_runs()
         r = self.store.get_run(run_id)
         folder = jobs.read_run_folder(Path(r["out_dir"]))
         live = r["state"] not in FINAL_STATES
-        return {
-            **r,
-            "status": folder["status"],
-            "curve": folder["curve"] if live or not r["ingested_at"] else self.store.run_curve(r["run_id"]),
-            "log_tail": folder["log_tail"] or r["log_tail"],
-        }
+        return RunDetail(
+            run=r,
+            status=folder["status"],
+            curve=folder["curve"] if live or not r["ingested_at"] else self.store.run_curve(r["run_id"]),
+            log_tail=folder["log_tail"] or r["log_tail"],
+        )
 
-    def wait_run(self, run_id: str, *, timeout_s: float | None = None) -> dict[str, Any]:
+    def wait_run(self, run_id: str, *, timeout_s: float | None = None) -> RunState:
         r = self.store.get_run(run_id)
         status = jobs.wait(Path(r["out_dir"]), r["pid"], timeout_s=timeout_s)
         if status.get("state") in FINAL_STATES:
             self._ingest(r["run_id"], Path(r["out_dir"]), status)
-        return {"run_id": r["run_id"], "out_dir": r["out_dir"], "state": status.get("state")}
+        return RunState(run_id=r["run_id"], out_dir=r["out_dir"], state=status.get("state"))
 
-    def cancel_run(self, run_id: str) -> dict[str, Any]:
+    def cancel_run(self, run_id: str) -> CancelRequest:
         """Ask a run to stop; it saves its adapter and ends `cancelled`."""
         r = self.store.get_run(run_id)
         if r["state"] in FINAL_STATES:
@@ -317,22 +406,22 @@ class TrainService:
         status = jobs.cancel(Path(r["out_dir"]), r["pid"])
         if status.get("state") in FINAL_STATES:
             self._ingest(r["run_id"], Path(r["out_dir"]), status)
-        return {
-            "run_id": r["run_id"],
-            "state": status.get("state"),
-            "cancel_requested": status.get("state") not in FINAL_STATES,
-        }
+        return CancelRequest(
+            run_id=r["run_id"],
+            state=status.get("state"),
+            cancel_requested=status.get("state") not in FINAL_STATES,
+        )
 
     # ------------------------------------------------------------------ runs trained elsewhere
 
-    def import_run(self, run_dir: str | Path, *, actor: str | None = None) -> dict[str, Any]:
+    def import_run(self, run_dir: str | Path, *, actor: str | None = None) -> ImportedRun:
         """Register a run folder that `python -m trainer` wrote on another machine (a GPU box, say).
 
         The folder must hold an ended run (status.json) and the config.json that names the version it
         trained on; that version must be frozen in this store with the same manifest hash, so its
         results are shown against the data it really saw. The folder is copied under the store's runs
         root (the source is left as it was) and ingested in one transaction; importing the same folder
-        twice is refused. Returns {"run_id", "version", "state", "source", "out_dir"}.
+        twice is refused.
         """
         src = Path(run_dir)
         if not src.is_dir():
@@ -388,17 +477,11 @@ class TrainService:
         except BaseException:
             shutil.rmtree(out_dir, ignore_errors=True)
             raise
-        return {
-            "run_id": run_id,
-            "version": version,
-            "state": status["state"],
-            "source": str(src),
-            "out_dir": str(out_dir),
-        }
+        return ImportedRun(run_id=run_id, version=version, state=status["state"], source=str(src), out_dir=str(out_dir))
 
     # ------------------------------------------------------------------ compare
 
-    def compare_runs(self, run_ids: list[str], *, regressions_only: bool = False) -> dict[str, Any]:
+    def compare_runs(self, run_ids: list[str], *, regressions_only: bool = False) -> RunComparison:
         """Metrics side by side, and per eval example the reference, base and each run's answer.
 
         An example is a regression for a run when its tuned answer scores below the base answer
@@ -453,18 +536,15 @@ class TrainService:
         if regressions_only:
             rows = [e for e in rows if e["regressed_in"]]
         versions = sorted({r["version"] for r in runs})
-        return {
-            "runs": table,
-            "versions": versions,
-            "metrics": ["eval_loss", "perplexity", *GEN_METRICS],
-            "examples": rows,
-        }
+        return RunComparison(
+            runs=table, versions=versions, metrics=["eval_loss", "perplexity", *GEN_METRICS], examples=rows
+        )
 
     # ------------------------------------------------------------------ export
 
     def export_adapter(
         self, run_id: str, out_dir: str | Path, *, merge: bool = False, force: bool = False
-    ) -> dict[str, Any]:
+    ) -> AdapterExport:
         """Copy the run's adapter to `out_dir`, or write the base model with the adapter merged in, with
         a README.md model card. A run the regression gate holds (or never gated) is refused unless `force`."""
         r = self.store.get_run(run_id)
@@ -490,7 +570,7 @@ class TrainService:
             )
             (Path(out_dir) / "README.md").write_text(card, encoding="utf-8")
             result["files"] = sorted({*result["files"], "README.md"})
-        return {"run_id": r["run_id"], **result, "gate": gate, "forced": force}
+        return AdapterExport(run_id=r["run_id"], **result, gate=gate, forced=force)
 
     # ------------------------------------------------------------------ config helpers for the UI
 
@@ -499,7 +579,7 @@ class TrainService:
         return TrainConfig.fields_help()
 
     @staticmethod
-    def vram_estimate(config: dict[str, Any]) -> dict[str, float] | None:
+    def vram_estimate(config: dict[str, Any]) -> VramEstimate | None:
         """Rough peak GPU memory of a config, from the base model's config.json when it is local."""
         cfg = TrainConfig.from_dict(config)
         from curation.models import DEFAULT_MODEL, EMBEDDED, cache_dir
@@ -510,7 +590,7 @@ class TrainService:
             model_config = json.loads((folder / "config.json").read_text())
         except (OSError, json.JSONDecodeError):
             return None
-        return estimate_vram_gib(cfg, model_config)
+        return VramEstimate(**estimate_vram_gib(cfg, model_config))
 
 
 def ship_gate(metrics: dict[str, Any]) -> dict[str, Any] | None:
