@@ -88,8 +88,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         preview = wb.redact(actor="bench", dry_run=True)
         r = wb.redact(actor="bench")
         out = {
-            "conversations": wb.pii_overview()["conversations"],
-            "scan_findings": scan["findings"],
+            "conversations": wb.pii_overview().conversations,
+            "scan_findings": scan.findings,
             "scan_seconds": round(t_scan, 1),
             "preview": {k: preview[k] for k in ("conversations_redacted", "spans_redacted", "pending_left")},
             "redact": {k: r[k] for k in ("conversations_redacted", "spans_redacted", "pending_left", "reused_scan")},

@@ -362,21 +362,21 @@ def test_review_flow_and_unresolved(wb, tmp_path: Path, analyzer) -> None:
     ]
     a, _clean = _import(wb, tmp_path, rows)
     scan = wb.pii_scan_report(actor="ana")
-    assert scan["messages_scanned"] == 4 and scan["findings"] == {"LOCATION": 1, "PERSON": 2, "PHONE_NUMBER": 1}
+    assert scan.messages_scanned == 4 and scan.findings == {"LOCATION": 1, "PERSON": 2, "PHONE_NUMBER": 1}
     assert wb.store.pii_unresolved_conversations() == {a}
     assert [c["id"] for c in wb.list(flag="pii_found").conversations] == [a]
-    fs = {f["entity"]: f for f in wb.pii_findings(conversation_id=a)["findings"]}
+    fs = {f["entity"]: f for f in wb.pii_findings(conversation_id=a).findings}
     assert all("text" not in f for f in fs.values())  # only the hash of the span is stored
     # the city is not personal here: dismiss; then the reviewer adds a span the detector missed
     wb.pii_review([fs["LOCATION"]["id"]], "dismissed", actor="ana")
     text = rows[0]["messages"][1]["content"]
     added = wb.pii_add(a, 1, text.index("noted"), text.index("noted") + 5, "PERSON", actor="ana")
-    assert added["status"] == "added" and added["recognizer"] == "reviewer"
+    assert added.finding["status"] == "added" and added.finding["recognizer"] == "reviewer"
     n = wb.pii_bulk_accept("PERSON", 0.8, actor="bo")
     assert n == 2
     # a rescan keeps every reviewed decision
     wb.pii_scan_report(actor="ana")
-    statuses = sorted((f["entity"], f["status"]) for f in wb.pii_findings(conversation_id=a)["findings"])
+    statuses = sorted((f["entity"], f["status"]) for f in wb.pii_findings(conversation_id=a).findings)
     assert statuses == [
         ("LOCATION", "dismissed"),
         ("PERSON", "accepted"),
@@ -387,7 +387,7 @@ def test_review_flow_and_unresolved(wb, tmp_path: Path, analyzer) -> None:
     assert wb.store.pii_unresolved_conversations() == {a}
 
     r = wb.redact(actor="cy")
-    assert r["conversations_redacted"] == 1
+    assert r.conversations_redacted == 1
     d = wb.show(a)
     assert d.revision == 2
     assert d.messages[0]["content"] == "I am <PERSON>, call me on <PHONE_NUMBER>. Our office is in Denver."
@@ -398,12 +398,12 @@ def test_review_flow_and_unresolved(wb, tmp_path: Path, analyzer) -> None:
     assert sorted(h["status"] for h in d.history if h["kind"] == "pii_review") == ["accepted", "added", "dismissed"]
     assert wb.store.pii_unresolved_conversations() == set()
     # the dismissed finding moved to the new revision with shifted offsets
-    now = wb.pii_findings(conversation_id=a)["findings"]
+    now = wb.pii_findings(conversation_id=a).findings
     assert [(f["entity"], f["status"], f["revision"]) for f in now] == [("LOCATION", "dismissed", 2)]
     new_text = d.messages[0]["content"]
     assert new_text[now[0]["start"] : now[0]["end"]] == "Denver"
     # a finding of an older revision cannot be reviewed any more
-    old = wb.pii_findings(conversation_id=a, current=False, entity="PHONE_NUMBER")["findings"][0]
+    old = wb.pii_findings(conversation_id=a, current=False, entity="PHONE_NUMBER").findings[0]
     with pytest.raises(ConflictError) as e:
         wb.pii_review([old["id"]], "dismissed", actor="ana")
     assert str(e.value) == (
@@ -411,8 +411,8 @@ def test_review_flow_and_unresolved(wb, tmp_path: Path, analyzer) -> None:
         "review the current revision's findings (rescan if it has none)"
     )
     ov = wb.pii_overview()
-    assert (ov["conversations"], ov["scanned"], ov["unresolved"], ov["redacted_conversations"]) == (2, 2, 0, 1)
-    assert wb.redact(actor="cy")["conversations_redacted"] == 0  # nothing left to redact
+    assert (ov.conversations, ov.scanned, ov.unresolved, ov.redacted_conversations) == (2, 2, 0, 1)
+    assert wb.redact(actor="cy").conversations_redacted == 0  # nothing left to redact
 
 
 @pytest.fixture(scope="module")
@@ -462,14 +462,12 @@ def test_default_redaction_of_the_sample_rewrites_only_planted_pii(
     ids = with_pii + clean
     wb.pii_scan_report(ids=ids, actor="ana", n_process=2)
     preview = wb.redact(ids=ids, actor="ana", dry_run=True)
-    assert preview["reused_scan"] == len(ids) and preview["messages_scanned"] == 0  # the scan just made
-    assert set(preview["spans_redacted"]) <= {"EMAIL_ADDRESS", "PHONE_NUMBER", "CREDIT_CARD", "IBAN_CODE"}
-    assert preview["samples"] and all(x["before"] != x["after"] for x in preview["samples"])
+    assert preview.reused_scan == len(ids) and preview.messages_scanned == 0  # the scan just made
+    assert set(preview.spans_redacted) <= {"EMAIL_ADDRESS", "PHONE_NUMBER", "CREDIT_CARD", "IBAN_CODE"}
+    assert preview.samples and all(x["before"] != x["after"] for x in preview.samples)
     assert all(wb.show(c).revision == 1 for c in ids)  # a preview writes nothing
     r = wb.redact(ids=ids, actor="ana")
-    assert {k: r[k] for k in ("conversations_redacted", "spans_redacted")} == {
-        k: preview[k] for k in ("conversations_redacted", "spans_redacted")
-    }
+    assert (r.conversations_redacted, r.spans_redacted) == (preview.conversations_redacted, preview.spans_redacted)
     # every span the redaction rewrote lies inside a planted string: no false redaction
     rewritten = []
     with wb.store.db.connect() as con:
@@ -607,14 +605,14 @@ def test_cli_bulk_review_by_text_and_recognizer_with_allow_list(
     # without --yes a bulk change only counts
     dry = sift("pii-review", "--dismiss", "--text", "Oluwaseun", "--remember", "--json")
     assert (dry["matched"], dry["updated"], dry["by_entity"], dry["remembered"]) == (3, 0, {"PERSON": 3}, None)
-    assert wb.pii_findings(status="pending", entity="PERSON")["total"] == 3
+    assert wb.pii_findings(status="pending", entity="PERSON").total == 3
     done = sift("pii-review", "--dismiss", "--text", "Oluwaseun", "--remember", "--yes", "--json")
     assert (done["matched"], done["updated"], done["status"], done["remembered"]) == (3, 3, "dismissed", "Oluwaseun")
     assert [t["term"] for t in sift("pii-allow", "--json")["terms"]] == ["Oluwaseun"]
     events = [h for h in wb.show(ids[0]).history if h["kind"] == "pii_review"]
     assert events and events[-1]["status"] == "dismissed"
     # by recognizer and score range: accept the e-mails
-    rec = wb.pii_findings(entity="EMAIL_ADDRESS")["findings"][0]["recognizer"]
+    rec = wb.pii_findings(entity="EMAIL_ADDRESS").findings[0]["recognizer"]
     acc = sift(
         "pii-review", "--accept", "--recognizer", rec, "--min-score", "0.5", "--max-score", "1", "--yes", "--json"
     )
@@ -622,7 +620,7 @@ def test_cli_bulk_review_by_text_and_recognizer_with_allow_list(
     # the counters are right after a rescan, and the remembered term is no longer reported
     again = sift("pii-scan", "--json")
     assert again["findings"] == {"EMAIL_ADDRESS": 3}
-    ov = wb.pii_overview()["entities"]
+    ov = wb.pii_overview().entities
     assert ov["PERSON"]["dismissed"] == 3 and ov["EMAIL_ADDRESS"]["accepted"] == 3
     assert sift("pii-allow", "--remove", "Oluwaseun", "--json") == {"removed": 1}
     capsys.readouterr()
@@ -661,7 +659,7 @@ def test_redacted_near_copies_stay_one_family_and_never_straddle_the_split(wb, t
         wb.pii_add(a, 0, cuts[4] + 1, cuts[18], "PERSON", actor="ana")
         wb.pii_add(a, 0, cuts[30] + 1, cuts[45], "PERSON", actor="ana")
     r = wb.redact(ids=[a for a, _ in pairs], actor="ana")
-    assert r["conversations_redacted"] == len(pairs)
+    assert r.conversations_redacted == len(pairs)
     assert wb.show(pairs[0][0]).messages[0]["content"].count("<PERSON>") == 2
     wb.dedup(actor="ana")
     after = wb.dedup_clusters().cluster_of
@@ -670,4 +668,4 @@ def test_redacted_near_copies_stay_one_family_and_never_straddle_the_split(wb, t
     side = {r["id"]: s for s in ("train", "eval") for r in wb.version_manifest("v").version["splits"][s]}
     # one copy of each family is frozen (the other is a flagged near-duplicate), never one per side
     assert all((a in side) != (b in side) for a, b in pairs), m
-    assert m.train and m.eval and not m.get("leakage")
+    assert m.train and m.eval and not m.leakage

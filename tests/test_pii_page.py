@@ -66,7 +66,7 @@ def test_pii_page_queue_review_bulk_add_and_redact(store) -> None:
     assert "\\<b\\>Hi\\<\\/b\\>" in shown and "\\[x\\]\\(http\\:\\/\\/evil\\)" in shown
     assert ":orange-background[" in shown and ":orange-badge[" in shown
 
-    pending = wb.pii_findings(status="pending")["findings"]
+    pending = wb.pii_findings(status="pending").findings
     first = pending[0]
     next(b for b in at.button if b.key == f"pii_dis_{first['id']}").click().run()
     assert not at.exception
@@ -74,12 +74,12 @@ def test_pii_page_queue_review_bulk_add_and_redact(store) -> None:
 
     # bulk accept every pending PERSON finding
     at.selectbox(key="pii_entity").select("PERSON").run()
-    n_person = wb.pii_findings(status="pending", entity="PERSON")["total"]
+    n_person = wb.pii_findings(status="pending", entity="PERSON").total
     bulk = at.button(key="pii_bulk")
     assert bulk.label.startswith(f"Accept all {n_person} pending PERSON findings")
     bulk.click().run()
-    assert wb.pii_findings(status="pending", entity="PERSON")["total"] == 0
-    assert wb.pii_findings(status="accepted", entity="PERSON")["total"] == n_person
+    assert wb.pii_findings(status="pending", entity="PERSON").total == 0
+    assert wb.pii_findings(status="accepted", entity="PERSON").total == n_person
 
     # add a missed span by its text
     cid = next(c["id"] for c in wb.list().conversations if "Tomasz" in c["preview"])
@@ -89,7 +89,7 @@ def test_pii_page_queue_review_bulk_add_and_redact(store) -> None:
     add = next(b for b in at.button if "Add finding" in b.label)
     add.click().run()
     assert not at.exception
-    added = wb.pii_findings(status="added")["findings"]
+    added = wb.pii_findings(status="added").findings
     assert [(f["conversation_id"], f["message_index"], f["start"], f["end"]) for f in added] == [(cid, 1, 0, 2)]
 
     # redact from the page: a scan, a preview that writes nothing, then the confirmed redaction
@@ -112,7 +112,7 @@ def test_pii_page_queue_review_bulk_add_and_redact(store) -> None:
 def test_pii_page_bulk_dismiss_by_text_counts_confirms_and_remembers(store) -> None:
     wb = store
     at = page()
-    queue = wb.pii_queue(status="pending", limit=100)["findings"]
+    queue = wb.pii_queue(status="pending", limit=100).findings
     n = sum(1 for f in queue if f["entity"] == "PERSON")
     maria = [f for f in queue if f["text"] and f["text"][f["start"] : f["end"]] == "Maria Gonzalez"]
     k = len(maria)
@@ -127,10 +127,10 @@ def test_pii_page_bulk_dismiss_by_text_counts_confirms_and_remembers(store) -> N
     assert go.label == f"Confirm: dismiss {k} finding(s)"
     go.click().run()
     assert not at.exception, at.exception
-    assert wb.pii_findings(status="dismissed", entity="PERSON")["total"] == k
-    assert wb.pii_findings(status="pending", entity="PERSON")["total"] == n - k
-    assert [t["term"] for t in wb.pii_allow_list()["terms"]] == ["Maria Gonzalez"]
+    assert wb.pii_findings(status="dismissed", entity="PERSON").total == k
+    assert wb.pii_findings(status="pending", entity="PERSON").total == n - k
+    assert [t["term"] for t in wb.pii_allow_list().terms] == ["Maria Gonzalez"]
     # the counters are right at once, and a rescan no longer reports the remembered term
     assert any(f"{k} finding(s) dismissed" in s.value.replace("\\", "") for s in at.success)
     wb.pii_scan_report(actor="ana")
-    assert wb.pii_findings(status="pending", entity="PERSON")["total"] == n - k
+    assert wb.pii_findings(status="pending", entity="PERSON").total == n - k

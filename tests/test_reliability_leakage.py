@@ -138,8 +138,8 @@ def test_no_canary_and_no_key_in_anything_written(tmp_path: Path, monkeypatch) -
     # The default redaction changes only what it is sure of (e-mails, phones, cards, ...); names
     # and addresses wait for a reviewer, who accepts them here, and a second redaction applies them.
     r = wb.redact(actor="leak-test")
-    assert r["conversations_redacted"] == 15, r
-    assert r["pending_left"], r
+    assert r.conversations_redacted == 15, r
+    assert r.pending_left, r
     wb.pii_bulk_review("accepted", min_score=0.0, actor="leak-test")
     wb.redact(actor="leak-test")
     assert not wb.store.pii_unresolved_conversations()

@@ -10,6 +10,7 @@ import streamlit as st
 
 from curation import pii
 from workbench.app_pages.common import FlagSpan, attempt, get_wb, highlight_markdown, md_escape, require_actor, run
+from workbench.services.pii_results import RedactionReport
 
 wb = get_wb()
 st.title("PII")
@@ -18,23 +19,23 @@ ov = run(wb.pii_overview)
 if ov is None:
     st.stop()
 c = st.columns(4)
-c[0].metric("Conversations", f"{ov['conversations']:,}")
-c[1].metric("Scanned (current revision)", f"{ov['scanned']:,}")
-c[2].metric("With unresolved findings", f"{ov['unresolved']:,}")
-c[3].metric("Redacted", f"{ov['redacted_conversations']:,}")
-total = ov["conversations"]
-st.progress(ov["scanned"] / total if total else 0.0, text=f"{ov['scanned']:,} of {total:,} scanned")
+c[0].metric("Conversations", f"{ov.conversations:,}")
+c[1].metric("Scanned (current revision)", f"{ov.scanned:,}")
+c[2].metric("With unresolved findings", f"{ov.unresolved:,}")
+c[3].metric("Redacted", f"{ov.redacted_conversations:,}")
+total = ov.conversations
+st.progress(ov.scanned / total if total else 0.0, text=f"{ov.scanned:,} of {total:,} scanned")
 
-if ov["entities"]:
+if ov.entities:
     st.subheader("Findings per entity")
     st.bar_chart(
-        [{"entity": e, "status": s, "findings": n} for e, by in ov["entities"].items() for s, n in by.items() if n],
+        [{"entity": e, "status": s, "findings": n} for e, by in ov.entities.items() for s, n in by.items() if n],
         x="entity",
         y="findings",
         color="status",
     )
 
-with st.expander("Scan or redact", expanded=not ov["scanned"]):
+with st.expander("Scan or redact", expanded=not ov.scanned):
     with st.form("pii_run"):
         entities = st.multiselect("Entities", pii.ENTITIES, default=list(pii.DEFAULT_ENTITIES))
         a, b = st.columns(2)
@@ -75,8 +76,8 @@ with st.expander("Scan or redact", expanded=not ov["scanned"]):
         # Scanning stores the findings; the preview and the redaction then reuse that scan.
         r = run(wb.pii_scan_report, actor=actor, progress=progress, **options)
         if r is not None:
-            counts = ", ".join(f"{n} {e}" for e, n in r["findings"].items()) or "no findings"
-            st.session_state["pii_done"] = f"{r['messages_scanned']:,} messages scanned: {counts}."
+            counts = ", ".join(f"{n} {e}" for e, n in r.findings.items()) or "no findings"
+            st.session_state["pii_done"] = f"{r.messages_scanned:,} messages scanned: {counts}."
             st.session_state.pop("pii_preview", None)
             if redact:
                 options["operator"] = operator
@@ -90,39 +91,39 @@ if done_msg:
     st.success(md_escape(done_msg))
 preview = st.session_state.get("pii_preview")
 if preview is not None:
-    pr = preview["result"]
+    pr: RedactionReport = preview["result"]
     with st.container(border=True):
         st.subheader("Redaction preview")
-        spans = ", ".join(f"{n} {e}" for e, n in pr["spans_redacted"].items()) or "nothing"
-        left = ", ".join(f"{n} {e}" for e, n in pr["pending_left"].items()) or "none"
+        spans = ", ".join(f"{n} {e}" for e, n in pr.spans_redacted.items()) or "nothing"
+        left = ", ".join(f"{n} {e}" for e, n in pr.pending_left.items()) or "none"
         st.markdown(
             md_escape(
-                f"Would rewrite {pr['conversations_redacted']:,} conversation(s): {spans}. "
+                f"Would rewrite {pr.conversations_redacted:,} conversation(s): {spans}. "
                 f"Left pending for review: {left}."
             )
         )
-        for x in pr["samples"]:
+        for x in pr.samples or []:
             st.caption(md_escape(f"{x['conversation_id']} · message {x['message_index']} {x['field']} · {x['entity']}"))
             st.text(f"before: {x['before']}\nafter:  {x['after']}")
         ok, cancel = st.columns(2)
         confirm = ok.button(
-            f"Confirm: redact {pr['conversations_redacted']:,} conversation(s)",
+            f"Confirm: redact {pr.conversations_redacted:,} conversation(s)",
             key="pii_confirm",
             type="primary",
-            disabled=not pr["conversations_redacted"],
+            disabled=not pr.conversations_redacted,
         )
         if cancel.button("Cancel", key="pii_cancel"):
             st.session_state.pop("pii_preview", None)
             st.rerun()
         if confirm:
             actor = require_actor()
-            r = run(wb.redact, actor=actor, **preview["options"])
-            if r is not None:
+            red = run(wb.redact, actor=actor, **preview["options"])
+            if red is not None:
                 st.session_state.pop("pii_preview", None)
-                spans = ", ".join(f"{n} {e}" for e, n in r["spans_redacted"].items()) or "nothing"
+                spans = ", ".join(f"{n} {e}" for e, n in red.spans_redacted.items()) or "nothing"
                 st.session_state["pii_done"] = (
-                    f"{r['conversations_redacted']} conversation(s) redacted ({spans}); "
-                    f"{r['messages_scanned']:,} messages scanned, {r['reused_scan']:,} stored scan(s) reused."
+                    f"{red.conversations_redacted} conversation(s) redacted ({spans}); "
+                    f"{red.messages_scanned:,} messages scanned, {red.reused_scan:,} stored scan(s) reused."
                 )
                 st.rerun()
 
@@ -151,10 +152,10 @@ with st.expander("Bulk review (by entity, exact text, recognizer, score range)")
     if any(v is not None for v in sel.values()):
         counted = run(wb.pii_bulk_review, status_to, dry_run=True, **sel)
         if counted is not None:
-            what = ", ".join(f"{n} {e}" for e, n in counted["by_entity"].items()) or "none"
-            st.caption(md_escape(f"{counted['matched']:,} pending finding(s) match: {what}."))
-            if counted["matched"] and st.button(
-                f"Confirm: {b_action} {counted['matched']:,} finding(s)", key="pii_b_go", type="primary"
+            what = ", ".join(f"{n} {e}" for e, n in counted.by_entity.items()) or "none"
+            st.caption(md_escape(f"{counted.matched:,} pending finding(s) match: {what}."))
+            if counted.matched and st.button(
+                f"Confirm: {b_action} {counted.matched:,} finding(s)", key="pii_b_go", type="primary"
             ):
                 actor = require_actor()
                 done = run(
@@ -165,14 +166,14 @@ with st.expander("Bulk review (by entity, exact text, recognizer, score range)")
                     **sel,
                 )
                 if done is not None:
-                    kept = "; remembered in the allow-list" if done["remembered"] else ""
-                    st.session_state["pii_done"] = f"{done['updated']:,} finding(s) {status_to}{kept}."
+                    kept = "; remembered in the allow-list" if done.remembered else ""
+                    st.session_state["pii_done"] = f"{done.updated:,} finding(s) {status_to}{kept}."
                     st.rerun()
     else:
         st.caption("Choose at least one selector.")
     terms = run(wb.pii_allow_list)
-    if terms and terms["terms"]:
-        st.caption(md_escape("Store allow-list: " + ", ".join(t["term"] for t in terms["terms"])))
+    if terms and terms.terms:
+        st.caption(md_escape("Store allow-list: " + ", ".join(t["term"] for t in terms.terms)))
 
 st.subheader("Findings to review")
 f1, f2, f3 = st.columns(3)
@@ -185,19 +186,19 @@ q = run(
     wb.pii_queue, status=status, entity=entity, min_score=floor or None, limit=PER_PAGE, offset=(page_no - 1) * PER_PAGE
 )
 if q is not None:
-    st.caption(f"{q['total']:,} finding(s) match.")
-    bulk_label = f"Accept all {q['total']:,} pending {entity} findings scored at least {floor:.2f}"
-    if entity and status == "pending" and q["total"] and st.button(bulk_label, key="pii_bulk"):
+    st.caption(f"{q.total:,} finding(s) match.")
+    bulk_label = f"Accept all {q.total:,} pending {entity} findings scored at least {floor:.2f}"
+    if entity and status == "pending" and q.total and st.button(bulk_label, key="pii_bulk"):
         actor = require_actor()
         n = run(wb.pii_bulk_accept, entity, floor, actor=actor)
         if n is not None:
             st.success(f"Accepted {n} finding(s).")
             st.rerun()
     # Keyboard: A accepts and D dismisses the first finding on the page; the queue then moves up.
-    first = next((f["id"] for f in q["findings"] if f["status"] == status), None)
+    first = next((f["id"] for f in q.findings if f["status"] == status), None)
     if first is not None:
         st.caption("Keys: A accepts, D dismisses the first finding below.")
-    for f in q["findings"]:
+    for f in q.findings:
         with st.container(border=True):
             st.caption(
                 md_escape(

@@ -9,6 +9,7 @@ from typing import Any
 from curation import pii
 from workbench.cli import UsageError, emit
 from workbench.commands import open_wb
+from workbench.services.pii_results import BulkReview, FindingPage, PiiEvalReport, RedactionReport
 
 
 def _roles(values: list[str] | None) -> dict[str, str] | None:
@@ -81,14 +82,14 @@ def _redact(args: argparse.Namespace) -> int:
     )
     verb = "would redact" if args.dry_run else "redacted"
 
-    def human(r: dict[str, Any]) -> str:
-        reused = f" (reused the stored scan of {r['reused_scan']})" if r["reused_scan"] else ""
+    def human(r: RedactionReport) -> str:
+        reused = f" (reused the stored scan of {r.reused_scan})" if r.reused_scan else ""
         out = [
-            f"{r['messages_scanned']} messages scanned{reused}; findings: {_counts(r['findings'])}",
-            f"{verb} {r['conversations_redacted']} conversation(s), spans: {_counts(r['spans_redacted'])}",
-            f"left pending for review (below their entity's auto-redact floor): {_counts(r['pending_left'])}",
+            f"{r.messages_scanned} messages scanned{reused}; findings: {_counts(r.findings)}",
+            f"{verb} {r.conversations_redacted} conversation(s), spans: {_counts(r.spans_redacted)}",
+            f"left pending for review (below their entity's auto-redact floor): {_counts(r.pending_left)}",
         ]
-        for x in r.get("samples") or ():
+        for x in r.samples or ():
             out += [
                 f"  {x['conversation_id']} message {x['message_index']} {x['field']} ({x['entity']}):",
                 f"    before: {x['before']!r}",
@@ -108,8 +109,8 @@ def _scan(args: argparse.Namespace) -> int:
         args,
         r,
         lambda r: (
-            f"{r['messages_scanned']} messages scanned; findings: {_counts(r['findings'])} in "
-            f"{r['conversations_with_findings']} conversation(s); review with `sift pii-findings`"
+            f"{r.messages_scanned} messages scanned; findings: {_counts(r.findings)} in "
+            f"{r.conversations_with_findings} conversation(s); review with `sift pii-findings`"
         ),
     )
     return 0
@@ -127,13 +128,13 @@ def _findings(args: argparse.Namespace) -> int:
         offset=args.offset,
     )
 
-    def human(r: dict[str, Any]) -> str:
+    def human(r: FindingPage) -> str:
         rows = [
             f"{f['id']:>6}  {f['conversation_id']} r{f['revision']} m{f['message_index']} {f['field']} "
             f"[{f['start']}:{f['end']}]  {f['entity']:<14} {f['score']:.2f}  {f['status']:<9} {f['recognizer']}"
-            for f in r["findings"]
+            for f in r.findings
         ]
-        return "\n".join([*rows, f"({len(rows)} of {r['total']})"])
+        return "\n".join([*rows, f"({len(rows)} of {r.total})"])
 
     emit(args, r, human)
     return 0
@@ -172,18 +173,17 @@ def _review(args: argparse.Namespace) -> int:
     r = wb.pii_bulk_review(status, remember=args.remember, dry_run=dry, actor=args.actor, **selectors)
     verb = "accept" if status == "accepted" else "dismiss"
 
-    def human(r: dict[str, Any]) -> str:
-        what = _counts(r["by_entity"])
+    def human(r: BulkReview) -> str:
+        what = _counts(r.by_entity)
         if dry:
-            return f"would {verb} {r['matched']} pending finding(s) ({what}); rerun with --yes to do it"
-        kept = f"; '{r['remembered']}' added to the store's allow-list" if r.get("remembered") else ""
-        return f"{r['updated']} finding(s) {status} ({what}){kept}"
+            return f"would {verb} {r.matched} pending finding(s) ({what}); rerun with --yes to do it"
+        kept = f"; '{r.remembered}' added to the store's allow-list" if r.remembered else ""
+        return f"{r.updated} finding(s) {status} ({what}){kept}"
 
-    emit(
-        args,
-        r if not legacy else {"updated": r["updated"], "status": status},
-        human if not legacy else (lambda r: f"{r['updated']} finding(s) {status}"),
-    )
+    if legacy:  # the old shape's JSON
+        emit(args, {"updated": r.updated, "status": status}, lambda d: f"{d['updated']} finding(s) {status}")
+    else:
+        emit(args, r, human)
     return 0
 
 
@@ -197,7 +197,7 @@ def _allow(args: argparse.Namespace) -> int:
     emit(
         args,
         r,
-        lambda r: "\n".join(f"{t['term']}  ({t['entity'] or 'any'}, {t['added_by']})" for t in r["terms"]) or "(empty)",
+        lambda r: "\n".join(f"{t['term']}  ({t['entity'] or 'any'}, {t['added_by']})" for t in r.terms) or "(empty)",
     )
     return 0
 
@@ -209,7 +209,10 @@ def _add(args: argparse.Namespace) -> int:
     emit(
         args,
         r,
-        lambda r: f"added finding {r['id']}: {r['entity']} in message {r['message_index']} [{r['start']}:{r['end']}]",
+        lambda r: (
+            f"added finding {r.finding['id']}: {r.finding['entity']} in message {r.finding['message_index']} "
+            f"[{r.finding['start']}:{r.finding['end']}]"
+        ),
     )
     return 0
 
@@ -219,30 +222,30 @@ def _eval(args: argparse.Namespace) -> int:
         args.file, entities=args.entities, min_score=args.min_score, n_process=args.processes, vanilla=args.vanilla
     )
 
-    def human(r: dict[str, Any]) -> str:
-        o = r["overall"]
+    def human(r: PiiEvalReport) -> str:
+        o = r.overall
         out = [
-            f"{r['texts']} texts, {r['docs_per_second']} docs/s; binary (PII vs not): precision {o['precision']:.3f}, "
+            f"{r.texts} texts, {r.docs_per_second} docs/s; binary (PII vs not): precision {o['precision']:.3f}, "
             f"recall {o['recall']:.3f}, F2 {o['f2']:.3f}"
         ]
         out += [
             f"  {e:<15} support {v['support']:>4}  P {v['precision']:.3f}  R {v['recall']:.3f}  F2 {v['f2']:.3f}"
-            for e, v in r["entities"].items()
+            for e, v in r.entities.items()
         ]
-        for who, x in (("sift", r), ("vanilla Presidio", r.get("vanilla"))):
-            if x and x["clean_texts"]:
+        for who, x in (("sift", r), ("vanilla Presidio", r.vanilla)):
+            if x and x.clean_texts:
                 out.append(
-                    f"{who}: {x['clean_finding_rate']:.1%} of {x['clean_texts']} clean texts (no gold span) have a "
-                    f"finding; {x['clean_person_findings']} PERSON finding(s) in them"
+                    f"{who}: {x.clean_finding_rate or 0:.1%} of {x.clean_texts} clean texts (no gold span) have a "
+                    f"finding; {x.clean_person_findings} PERSON finding(s) in them"
                 )
-        if r.get("vanilla"):
-            v = r["vanilla"]["overall"]
+        if r.vanilla:
+            v = r.vanilla.overall
             out.append(
                 f"vanilla Presidio, same texts: precision {v['precision']:.3f}, recall {v['recall']:.3f}, F2 {v['f2']:.3f}"
             )
             out += [
                 f"  {e:<15} support {x['support']:>4}  P {x['precision']:.3f}  R {x['recall']:.3f}  F2 {x['f2']:.3f}"
-                for e, x in r["vanilla"]["entities"].items()
+                for e, x in r.vanilla.entities.items()
             ]
         return "\n".join(out)
 

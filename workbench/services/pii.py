@@ -16,6 +16,18 @@ from curation import pii
 from curation.progress import Progress
 from curation.records import Conversation, sha256_hex
 from workbench.services.core import default_actor
+from workbench.services.pii_results import (
+    AddedFinding,
+    AllowList,
+    BulkReview,
+    FindingPage,
+    PiiEvalDetail,
+    PiiEvalReport,
+    PiiOverview,
+    PiiScanReport,
+    PiiScores,
+    RedactionReport,
+)
 from workbench.store import Store, StoreError
 from workbench.store.stage_runs import new_stage_run_id
 
@@ -179,11 +191,11 @@ class PiiService:
             return config
         return make_config(config, allow_list=list(dict.fromkeys([*config.allow_list, *terms])))
 
-    def pii_scan(self, **kwargs: Any) -> dict[str, Any]:
+    def pii_scan(self, **kwargs: Any) -> PiiScanReport:
         """Detect PII in the current revision of every conversation (or `ids`) and store the
         findings for review. Returns the `sift pii-scan --json` object: {"messages_scanned",
         "findings": {ENTITY: n}, "conversations_with_findings", "seconds", "run_id"}."""
-        return self._pii_scan(**kwargs)[0]
+        return PiiScanReport(**self._pii_scan(**kwargs)[0])
 
     pii_scan_report = pii_scan
 
@@ -200,7 +212,7 @@ class PiiService:
         rescan: bool = False,
         samples: int = 5,
         **overrides: Any,
-    ) -> dict[str, Any]:
+    ) -> RedactionReport:
         """Write a redacted revision of every conversation with findings to apply (see
         `_should_apply`: reviewed findings, and pending ones at or above their entity's auto-redact
         floor), all in one transaction. The findings of a revision scanned before are reused (the
@@ -266,14 +278,14 @@ class PiiService:
         }
         if dry_run:
             out["samples"] = _samples(items, samples)
-        return out
+        return RedactionReport(**out)
 
     # ------------------------------------------------------------ review
 
-    def pii_findings(self, **filters: Any) -> dict[str, Any]:
-        return self.store.pii_findings(**filters)
+    def pii_findings(self, **filters: Any) -> FindingPage:
+        return FindingPage(**self.store.pii_findings(**filters))
 
-    def pii_queue(self, **filters: Any) -> dict[str, Any]:
+    def pii_queue(self, **filters: Any) -> FindingPage:
         """Findings like `pii_findings`, each with the text of the field it points into (`text`), for
         a reviewer to see the span in context; `text` is None if the span no longer matches."""
         r = self.store.pii_findings(**filters)
@@ -292,7 +304,7 @@ class PiiService:
                 if f["end"] <= len(t) and sha256_hex(t[f["start"] : f["end"]]) == f["text_sha256"]:
                     text = t
             f["text"] = text
-        return r
+        return FindingPage(**r)
 
     def pii_review(self, finding_ids: Sequence[int], status: str, *, actor: str | None = None) -> int:
         """accept / dismiss / reset findings of current revisions (status accepted, dismissed, pending)."""
@@ -315,7 +327,7 @@ class PiiService:
         remember: bool = False,
         dry_run: bool = False,
         actor: str | None = None,
-    ) -> dict[str, Any]:
+    ) -> BulkReview:
         """Accept or dismiss every pending finding of current revisions matching all the selectors:
         entity, exact span text ("Java": matched through the stored sha256, the text is not kept),
         recognizer, score range. `remember` (dismiss with `text`): add the text to the store's
@@ -339,10 +351,10 @@ class PiiService:
             remember=text if remember else None,
             dry_run=dry_run,
         )
-        return {**r, "remembered": text if remember and not dry_run else None}
+        return BulkReview(**r, remembered=text if remember and not dry_run else None)
 
-    def pii_allow_list(self) -> dict[str, Any]:
-        return {"terms": self.store.pii_allow_list()}
+    def pii_allow_list(self) -> AllowList:
+        return AllowList(self.store.pii_allow_list())
 
     def pii_allow_remove(self, term: str) -> int:
         return self.store.pii_allow_remove(term)
@@ -357,7 +369,7 @@ class PiiService:
         *,
         field: str = "content",
         actor: str | None = None,
-    ) -> dict[str, Any]:
+    ) -> AddedFinding:
         """A span the detector missed, on the conversation's current revision."""
         if entity not in (*pii.ENTITIES, pii.DENY_LIST_ENTITY):
             raise pii.PiiError(f"unknown entity {entity!r} (use {', '.join(pii.ENTITIES)})")
@@ -383,16 +395,16 @@ class PiiService:
             },
             actor=actor or default_actor(),
         )
-        return self.store.pii_finding(fid)
+        return AddedFinding(self.store.pii_finding(fid))
 
-    def pii_overview(self) -> dict[str, Any]:
-        return self.store.pii_overview()
+    def pii_overview(self) -> PiiOverview:
+        return PiiOverview(**self.store.pii_overview())
 
     # ------------------------------------------------------------ evaluation
 
     def pii_eval(
         self, path: str | Path, *, config: pii.PiiConfig | None = None, vanilla: bool = False, **overrides: Any
-    ) -> dict[str, Any]:
+    ) -> PiiEvalReport:
         """Score detection against gold spans: a presidio-research JSON file (`full_text`, `spans`)
         or a text file with inline tags (`<name>…</name>`, one text per line). Returns
         {"overall": {precision, recall, f2}, "entities": {E: {precision, recall, f2, support}},
@@ -402,19 +414,19 @@ class PiiService:
         (presidio-research's way); the clean figures count texts with no gold span at all. With
         `vanilla`, "vanilla" holds the same scores for vanilla Presidio over the same texts."""
         d = self.pii_eval_details(path, config=config, **overrides)
-        out = {k: v for k, v in d.items() if k in _EVAL_KEYS}
+        out: dict[str, Any] = {k: v for k, v in d.to_dict().items() if k in _EVAL_KEYS}
         if vanilla:
             config = make_config(config, **overrides)
             texts, gold = load_gold(path)
             predicted = pii.predict_vanilla(vanilla_analyzer(config.model), texts, config.entities)
             scores = pii.score_spans(gold, predicted, config.entities)
             scores["tokens"] = pii.score_tokens(texts, gold, predicted, config.entities)
-            out["vanilla"] = {k: v for k, v in scores.items() if k in _EVAL_KEYS}
-        return out
+            out["vanilla"] = PiiScores(**{k: v for k, v in scores.items() if k in _EVAL_KEYS})
+        return PiiEvalReport(**out)
 
     def pii_eval_details(
         self, path: str | Path, *, config: pii.PiiConfig | None = None, **overrides: Any
-    ) -> dict[str, Any]:
+    ) -> PiiEvalDetail:
         config = make_config(config, **overrides)
         texts, gold = load_gold(path)
         engine = analyzer(config.model)
@@ -422,13 +434,13 @@ class PiiService:
         predicted = pii.analyze_texts(engine, texts, config)
         seconds = time.perf_counter() - started
         scores = pii.score_spans(gold, predicted, config.entities)
-        return {
+        return PiiEvalDetail(
             **scores,
-            "tokens": pii.score_tokens(texts, gold, predicted, config.entities),
-            "texts": len(texts),
-            "docs_per_second": round(len(texts) / seconds, 2) if seconds > 0 else None,
-            "seconds": round(seconds, 3),
-        }
+            tokens=pii.score_tokens(texts, gold, predicted, config.entities),
+            texts=len(texts),
+            docs_per_second=round(len(texts) / seconds, 2) if seconds > 0 else None,
+            seconds=round(seconds, 3),
+        )
 
 
 _EVAL_KEYS = (
