@@ -75,3 +75,45 @@ def test_nothing_imports_upwards(package: str, forbidden: tuple[str, ...]) -> No
         if any(name == f or name.startswith(f + ".") for f in forbidden)
     ]
     assert not hits, hits
+
+
+def test_no_public_service_method_returns_a_bare_dict() -> None:
+    """Typed results at the service seam: a use case returns a `Result` dataclass (its `to_dict()`
+    is the `--json` object), never `dict[...]` that callers index by key."""
+    bare = []
+    for path in modules("workbench/services"):
+        for cls in ast.parse(path.read_text(encoding="utf-8")).body:
+            if not isinstance(cls, ast.ClassDef) or not (cls.name.endswith("Service") or cls.name == "Workbench"):
+                continue
+            for fn in cls.body:
+                if isinstance(fn, ast.FunctionDef) and not fn.name.startswith("_") and fn.returns is not None:
+                    annotation = ast.unparse(fn.returns)
+                    if annotation == "dict" or annotation.startswith("dict["):
+                        bare.append(f"{path.name}: {cls.name}.{fn.name} -> {annotation}")
+    assert bare == []
+
+
+def test_a_result_keeps_its_json_shape() -> None:
+    """`to_dict()`: fields in declared order, nested results and lists of them as dicts, an
+    `optional()` key left out while None (and kept when set, even to a falsy value)."""
+    from dataclasses import dataclass
+
+    from workbench.services.results import Result, optional
+
+    @dataclass(frozen=True)
+    class Inner(Result):
+        n: int
+
+    @dataclass(frozen=True)
+    class Outer(Result):
+        b: Inner
+        a: list[Inner]
+        rows: list[dict[str, int]]
+        extra: int | None = optional()
+
+    out = Outer(Inner(1), [Inner(2)], [{"x": 3}])
+    assert list(out.to_dict().items()) == [("b", {"n": 1}), ("a", [{"n": 2}]), ("rows", [{"x": 3}])]
+    assert Outer(Inner(1), [], [], extra=0).to_dict()["extra"] == 0
+    d = out.to_dict()
+    d["rows"][0]["x"] = 99  # the dict is a copy: changing it leaves the result as it was
+    assert out.rows == [{"x": 3}]
