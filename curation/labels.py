@@ -27,16 +27,19 @@ import itertools
 import json
 import re
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
+from curation.errors import StageError
 from curation.records import Conversation
+from curation.stage import SEVERITIES, Revision, StageFlag, StageResult
 
 _WORD = re.compile(r"[a-z0-9_]+(?:'[a-z]+)?")
 NOT_CARRIED = "no answer carries this field"
+STAGE, REASON = "labels", "label_suspect"
 _TRAILING_JSON = re.compile(r"(\{[^{}]*\})\s*$")
 
 
@@ -53,6 +56,7 @@ class LabelAuditConfig:
     bigrams: bool = True
     max_words: int = 300  # read the start of the input: a pasted log after it is not what decides the label
     binary: bool = True  # count a word once per row: a pasted log must not outvote the sentence that matters
+    severity: str = "warning"  # of the label_suspect flags: a question for review by default
 
 
 @dataclass
@@ -239,3 +243,55 @@ def audit_labels(items: Mapping[str, Conversation], config: LabelAuditConfig | N
             "oof_accuracy": round(float((proba.argmax(axis=1) == y).mean()), 4),
         }
     return audit
+
+
+def run(conversations: Sequence[Revision], config: LabelAuditConfig) -> StageResult:
+    """The labels stage (`curation.stage`): audit every answer's trailing labels and flag each
+    suspect `label_suspect` on its revision, with the field, the given and suggested labels and
+    both out-of-fold probabilities in its details. Stats: the audit's summary."""
+    if config.severity not in SEVERITIES:
+        raise StageError(f"--severity must be one of {', '.join(SEVERITIES)}, got {config.severity!r}")
+    if config.folds < 2:
+        raise StageError(f"--folds must be at least 2, got {config.folds}")
+    revs = {r.id: r.revision for r in conversations}
+    audit = audit_labels({r.id: r.conversation for r in conversations}, config)
+    if config.fields:
+        unknown = [f for f in config.fields if audit.skipped.get(f) == NOT_CARRIED]
+        if unknown:
+            raise StageError(f"no answer carries the label field(s) {unknown}")
+    flags = [
+        StageFlag(
+            conversation_id=s.id,
+            revision=revs[s.id],
+            reason=REASON,
+            severity=config.severity,
+            message=(
+                f"{s.field} is {s.given!r}, but the rest of the data points to {s.suggested!r} "
+                f"(p {s.p_suggested:.2f} against {s.p_given:.2f})"
+            ),
+            details={
+                "field": s.field,
+                "given": s.given,
+                "suggested": s.suggested,
+                "p_given": s.p_given,
+                "p_suggested": s.p_suggested,
+            },
+        )
+        for s in audit.suspects
+    ]
+    stats = {
+        "conversations": len(revs),
+        "labelled": audit.labelled,
+        "fields": audit.fields,
+        "skipped": audit.skipped,
+        "flagged": len({s.id for s in audit.suspects}),
+        "suspects": len(audit.suspects),
+        "per_field": audit.per_field,
+    }
+    config_stored = {
+        "fields": list(config.fields),
+        "folds": config.folds,
+        "seed": config.seed,
+        "severity": config.severity,
+    }
+    return StageResult(STAGE, config_stored, flags, stats)

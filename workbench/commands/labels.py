@@ -6,9 +6,10 @@ import argparse
 from typing import Any
 
 from curation.errors import StageError
+from curation.stage import SEVERITIES
 from workbench.cli import emit
 from workbench.commands import open_wb
-from workbench.services.labels import SEVERITIES, LabelAudit, LabelFixes
+from workbench.services.labels import LabelAudit, LabelFixes
 
 
 def _label_audit(args: argparse.Namespace) -> int:

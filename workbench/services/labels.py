@@ -6,16 +6,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from curation.errors import StageError
-from curation.labels import NOT_CARRIED, LabelAuditConfig, audit_labels, with_label
+from curation import labels
+from curation.labels import REASON, STAGE, LabelAuditConfig, with_label
 from curation.records import Conversation, Provenance
+from curation.stage import Revision
 from workbench.services.core import default_actor
 from workbench.services.results import Result
 from workbench.store import Store
 from workbench.store.stage_runs import new_stage_run_id
 
-STAGE, REASON = "labels", "label_suspect"
-SEVERITIES = ("warning", "error")
 # The `sift label-audit --json` contract.
 SUMMARY_KEYS = ("run_id", "conversations", "labelled", "fields", "skipped", "flagged", "suspects", "per_field")
 
@@ -86,57 +85,17 @@ class LabelsService:
         Each suspect becomes a `label_suspect` flag on the conversation's current revision, with the
         field, the given label, the suggested one and both out-of-fold probabilities in its details.
         """
-        if severity not in SEVERITIES:
-            raise StageError(f"--severity must be one of {', '.join(SEVERITIES)}, got {severity!r}")
-        if folds < 2:
-            raise StageError(f"--folds must be at least 2, got {folds}")
-        config = LabelAuditConfig(fields=tuple(fields or ()), folds=folds, seed=seed)
-        revs: dict[str, int] = {}
-        items: dict[str, Conversation] = {}
-        for batch in self.store.iter_current():
-            for cid, rev, content in batch:
-                revs[cid] = rev
-                items[cid] = Conversation.from_json(content)
-        audit = audit_labels(items, config)
-        if fields:
-            unknown = [f for f in fields if audit.skipped.get(f) == NOT_CARRIED]
-            if unknown:
-                raise StageError(f"no answer carries the label field(s) {unknown}")
-        flags = [
-            {
-                "conversation_id": s.id,
-                "revision": revs[s.id],
-                "reason": REASON,
-                "severity": severity,
-                "message": (
-                    f"{s.field} is {s.given!r}, but the rest of the data points to {s.suggested!r} "
-                    f"(p {s.p_suggested:.2f} against {s.p_given:.2f})"
-                ),
-                "details": {
-                    "field": s.field,
-                    "given": s.given,
-                    "suggested": s.suggested,
-                    "p_given": s.p_given,
-                    "p_suggested": s.p_suggested,
-                },
-            }
-            for s in audit.suspects
+        config = LabelAuditConfig(fields=tuple(fields or ()), folds=folds, seed=seed, severity=severity)
+        revisions = [
+            Revision(cid, rev, Conversation.from_json(content))
+            for batch in self.store.iter_current()
+            for cid, rev, content in batch
         ]
-        run_id = new_stage_run_id("labels")
-        out = LabelAudit(
-            run_id=run_id,
-            conversations=len(items),
-            labelled=audit.labelled,
-            fields=audit.fields,
-            skipped=audit.skipped,
-            flagged=len({s.id for s in audit.suspects}),
-            suspects=len(audit.suspects),
-            per_field=audit.per_field,
-        )
-        run_config = {"fields": list(config.fields), "folds": folds, "seed": seed, "severity": severity}
-        with self.store.db.transaction() as tx:
-            self.store.start_stage_run(run_id, STAGE, run_config, actor=actor or default_actor(), con=tx)
-            self.store.replace_flags(STAGE, run_id, flags, scope=None, stats=out.to_dict(), con=tx)
+        result = labels.run(revisions, config)
+        run_id = new_stage_run_id(STAGE)
+        result.stats = {"run_id": run_id, **result.stats}
+        out = LabelAudit(**result.stats)
+        self.store.record_stage(run_id, result, actor=actor or default_actor())
         return out
 
     def label_audit_summary(self) -> LabelAuditRun | None:

@@ -10,6 +10,7 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
+from curation.stage import StageResult
 from workbench.store._db import Database, dumps, iso, loads, now, records
 
 
@@ -41,6 +42,30 @@ class StageRunStore:
             "INSERT INTO stage_runs VALUES (?, ?, ?, NULL, ?, ?, NULL)",
             [run_id, stage, dumps(config), actor, started_at or now()],
         )
+        return None
+
+    def record_stage(
+        self,
+        run_id: str,
+        result: StageResult,
+        *,
+        actor: str | None = None,
+        started_at: datetime | None = None,
+        new_run: bool = True,
+        con: duckdb.DuckDBPyConnection | None = None,
+    ) -> None:
+        """The one way a stage's result lands (`curation.stage`): the run with its config (unless
+        `new_run` is False: a re-run of the same run, e.g. dedup re-clustering after an SME choice),
+        then its flags — replacing the stage's earlier flags in `result.scope` — and its stats, all
+        in the caller's transaction (`con`), so a crash leaves neither run nor flags."""
+        if con is None:
+            with self.db.transaction() as tx:
+                return self.record_stage(run_id, result, actor=actor, started_at=started_at, new_run=new_run, con=tx)
+        if new_run:
+            if actor is None:
+                raise ValueError("a new stage run needs its actor")
+            self.start_stage_run(run_id, result.stage, result.config, actor=actor, started_at=started_at, con=con)
+        self.replace_flags(result.stage, run_id, result.flag_rows(), scope=result.scope, stats=result.stats, con=con)
         return None
 
     def replace_flags(
