@@ -39,6 +39,7 @@ from curation.render import (
     render_conversation,
     to_template_messages,
 )
+from curation.stage import Revision, StageFlag, StageResult
 
 __all__ = [
     "CHECKS_VERSION",
@@ -564,6 +565,33 @@ def validate(
             progress(len(ms), len(conversations))
     flags = [judge(m, config) for m in ms]
     return ms, ValidationReport(flags, summarize(ms, flags, config))
+
+
+STAGE = "validate"
+
+
+def run(conversations: Sequence[Revision], config: ValidateConfig, renderer: ChatRenderer) -> StageResult:
+    """The validate stage (`curation.stage`): measure each revision with the renderer, then judge."""
+    ms = measure([r.conversation for r in conversations], renderer)
+    return judge_all([(r.id, r.revision, m) for r, m in zip(conversations, ms, strict=True)], config)
+
+
+def judge_all(measured: Sequence[tuple[str, int, Measurement]], config: ValidateConfig) -> StageResult:
+    """Judge measured revisions (id, revision, measurement): a measurement depends only on the
+    revision and the (tokenizer, template), so the workbench keeps them and measures only what
+    changed; flags and the summary are computed again from all of them on every run."""
+    measurements = [m for _c, _r, m in measured]
+    flags = [judge(m, config) for m in measurements]
+    return StageResult(
+        STAGE,
+        config.to_dict(),
+        [
+            StageFlag(cid, rev, f.reason, f.severity, f.message, f.details)
+            for (cid, rev, _m), fl in zip(measured, flags, strict=True)
+            for f in fl
+        ],
+        summarize(measurements, flags, config),
+    )
 
 
 # ---------------------------------------------------------------- drill-down

@@ -13,14 +13,14 @@ from curation.records import Conversation
 from curation.render import load_renderer
 from curation.validate import (
     REASONS,
+    STAGE,
     ChatRenderer,
     Measurement,
     ValidateConfig,
     cutoff_preview,
     inspect,
-    judge,
+    judge_all,
     measure,
-    summarize,
 )
 from workbench.services.core import default_actor
 from workbench.services.results import Result, optional
@@ -207,12 +207,10 @@ class ValidateService:
                     progress(min(k + config.batch_size, total), total)
 
         results = self.store.validate_current_results(ident.key)
-        measurements = [Measurement.from_json(m) for _c, _r, m in results]
-        flags = [judge(m, config) for m in measurements]
-        summary = summarize(measurements, flags, config)
-        run_id = new_stage_run_id("validate")
-        run_config = {
-            **config.to_dict(),
+        result = judge_all([(c, r, Measurement.from_json(m)) for c, r, m in results], config)
+        run_id = new_stage_run_id(STAGE)
+        result.config = {
+            **result.config,
             "tokenizer": ident.tokenizer_sha256,
             "template_sha256": ident.template_sha256,
             "identity": ident.key,
@@ -222,33 +220,14 @@ class ValidateService:
                 "model": config.model,
                 "template_sha256": ident.template_sha256,
                 "system_prompt": config.system_prompt,
-                **summary,
+                **result.stats,
                 "rechecked": rechecked,
                 "run_id": run_id,
             }
         )
+        result.stats = out.to_dict()
         # The run and its flags in one transaction: a crash between them leaves neither.
-        with self.store.db.transaction() as tx:
-            self.store.start_stage_run(run_id, "validate", run_config, actor=actor or default_actor(), con=tx)
-            self.store.replace_flags(
-                "validate",
-                run_id,
-                [
-                    {
-                        "conversation_id": cid,
-                        "revision": rev,
-                        "reason": f.reason,
-                        "severity": f.severity,
-                        "message": f.message,
-                        "details": f.details,
-                    }
-                    for (cid, rev, _m), fl in zip(results, flags, strict=True)
-                    for f in fl
-                ],
-                scope=None,
-                stats=out.to_dict(),
-                con=tx,
-            )
+        self.store.record_stage(run_id, result, actor=actor or default_actor())
         return out
 
     def validation_summary(self) -> ValidationRun | None:
