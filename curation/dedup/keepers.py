@@ -8,10 +8,11 @@ from typing import Any
 
 import numpy as np
 
-from curation.dedup.config import REASON, SEVERITY, DedupConfig, DedupError
+from curation.dedup.config import REASON, SEVERITY, STAGE, DedupConfig, DedupError
 from curation.dedup.lsh import band_hashes, candidate_pairs, exact_pairs, union_find, verify_pairs
 from curation.dedup.minhash import Features, features_all
 from curation.records import Conversation
+from curation.stage import StageFlag, StageResult
 
 # ---------------------------------------------------------------- keepers and results
 
@@ -79,6 +80,11 @@ class DedupResult:
     def flags(self) -> list[dict[str, Any]]:
         """A `near_duplicate` flag (stage dedup, severity error) for every non-keeper."""
         return cluster_flags(self.clusters)
+
+    def stage_result(self, config: DedupConfig, stats: dict[str, Any]) -> StageResult:
+        """The dedup stage's result (`curation.stage`): a `near_duplicate` flag on every non-keeper
+        (replacing every earlier dedup flag) and `stats` (the summary and how the run went)."""
+        return StageResult(STAGE, config.to_dict(), [StageFlag(**f) for f in self.flags()], stats)
 
     def summary(self, config: DedupConfig) -> dict[str, Any]:
         """The `sift dedup --json` object."""

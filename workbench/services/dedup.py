@@ -135,7 +135,7 @@ class DedupService:
         actor = actor or default_actor()
         started = time.perf_counter()
         run_id = new_stage_run_id("dedup")
-        run = {"config": config.to_dict(), "actor": actor, "started_at": now()}  # recorded with the results
+        run = {"actor": actor, "started_at": now()}  # the run is recorded with its results
 
         inv = self.store.dedup_inventory()
         ids, n = inv["ids"], len(inv["ids"])
@@ -210,8 +210,7 @@ class DedupService:
             new_signatures=new,
             members=_member_rows(result.clusters),
             pairs=[_pair_row(p) for p in result.pairs],
-            flags=result.flags(),
-            stats=stats,
+            result=result.stage_result(config, stats),
             run=run,
         )
         progress("clusters", 1, 1)
@@ -362,8 +361,7 @@ class DedupService:
             new_signatures=None,
             members=_member_rows(result.clusters),
             pairs=[],
-            flags=result.flags(),
-            stats=stats,
+            result=result.stage_result(config, stats),
             replace_run=True,
         )
         return summary

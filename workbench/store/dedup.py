@@ -18,6 +18,7 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 
+from curation.stage import StageResult
 from workbench.store._db import Database, Migration, NotFound, StoreError, dumps, first, now, records
 from workbench.store.stage_runs import StageRunStore
 
@@ -122,20 +123,16 @@ class DedupStore(StageRunStore):
         new_signatures: dict[str, Any] | None,
         members: list[dict[str, Any]],
         pairs: list[dict[str, Any]],
-        flags: list[dict[str, Any]],
-        stats: dict[str, Any],
+        result: StageResult,
         replace_run: bool = False,
         run: dict[str, Any] | None = None,
     ) -> None:
-        """A run's results in one transaction: new signatures, members, pairs, flags, stats.
-        `run` (config, actor, started_at) records a new run in the same transaction, so a crash
-        before the results land leaves no half-run behind. `replace_run` rewrites the members of
-        an existing run (re-clustering after an SME choice)."""
+        """A run's results in one transaction: new signatures, members, pairs, then the stage's
+        run, flags and stats (`record_stage`). `run` (actor, started_at) records a new run, so a
+        crash before the results land leaves no half-run behind. `replace_run` rewrites the
+        members of an existing run (re-clustering after an SME choice)."""
         at = now()
         with self.db.transaction() as con:
-            if run is not None:
-                record = self.start_stage_run
-                record(run_id, "dedup", run["config"], actor=run["actor"], started_at=run.get("started_at"), con=con)
             if new_signatures and new_signatures["ids"]:
                 s = new_signatures
                 con.register(
@@ -179,7 +176,14 @@ class DedupStore(StageRunStore):
                     [run_id],
                 )
                 con.unregister("_p")
-            self.replace_flags("dedup", run_id, flags, scope=None, stats=stats, con=con)
+            self.record_stage(
+                run_id,
+                result,
+                actor=run["actor"] if run else None,
+                started_at=run.get("started_at") if run else None,
+                new_run=run is not None,
+                con=con,
+            )
 
     def dedup_latest_run(self) -> dict[str, Any] | None:
         """The last finished dedup run: id, config, stats, actor, times."""
