@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import duckdb
 import pytest
 
 import workbench
@@ -230,3 +231,28 @@ def test_records_maps_rows_by_column_name_and_refuses_an_unknown_converter() -> 
     assert rows == [{"a": 1, "js": {"k": 2}, "none_js": None}]
     with pytest.raises(KeyError, match="no such column"):
         records(con.execute("SELECT 1 AS a"), b=loads)
+
+
+def test_record_stage_lands_run_flags_and_stats_together_or_not_at_all(wb, tmp_path: Path) -> None:
+    """The one helper every stage records through (`curation.stage`): a new run, its flags
+    replacing the stage's earlier ones, its stats; a fault part-way leaves the store as it was."""
+    from curation.stage import StageFlag, StageResult
+    from workbench.store.stage_runs import new_stage_run_id
+
+    rows = [{"instruction": f"q{i}", "input": "", "output": "a"} for i in range(2)]
+    wb.import_files([write(tmp_path / "two.jsonl", "\n".join(json.dumps(r) for r in rows))])
+    ids = [c["id"] for c in wb.list().conversations]
+    first = StageResult("toy", {"k": 1}, [StageFlag(ids[0], 1, "odd", "warning", "odd one")], {"n": 1})
+    wb.store.record_stage(new_stage_run_id("toy"), first, actor="ana")
+    assert [(x["reason"], x["severity"], x["message"]) for x in wb.show(ids[0]).flags] == [
+        ("odd", "warning", "odd one")
+    ]
+    (run,) = wb.store.stage_runs("toy")
+    assert (run["config"], run["stats"], run["actor"]) == ({"k": 1}, {"n": 1}, "ana") and run["finished_at"]
+
+    # a flag the table refuses (no severity) fails after the run's row was written: nothing of it stays
+    bad = StageResult("toy", {"k": 2}, [StageFlag(ids[1], 1, "odd", None, "x")], {"n": 2})  # type: ignore[arg-type]
+    with pytest.raises(duckdb.ConstraintException):
+        wb.store.record_stage(new_stage_run_id("toy"), bad, actor="ana")
+    assert len(wb.store.stage_runs("toy")) == 1 and not wb.show(ids[1]).flags
+    assert [x["reason"] for x in wb.show(ids[0]).flags] == ["odd"]
