@@ -67,7 +67,7 @@ wb.stats(); wb.store.db.release()
 t = time.perf_counter()
 r = wb.import_files([path], actor="bench")
 dt = time.perf_counter() - t
-assert r["totals"]["imported"] + r["totals"]["already_present"] + r["totals"]["quarantined"] == r["totals"]["rows"]
+assert r.totals.imported + r.totals.already_present + r.totals.quarantined == r.totals.rows
 import resource; ru = resource.getrusage(resource.RUSAGE_SELF)
 print(dt, ru.ru_utime + ru.ru_stime, ru.ru_maxrss / 1024)
 """

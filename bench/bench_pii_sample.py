@@ -91,8 +91,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             "conversations": wb.pii_overview().conversations,
             "scan_findings": scan.findings,
             "scan_seconds": round(t_scan, 1),
-            "preview": {k: preview[k] for k in ("conversations_redacted", "spans_redacted", "pending_left")},
-            "redact": {k: r[k] for k in ("conversations_redacted", "spans_redacted", "pending_left", "reused_scan")},
+            "preview": {k: preview.to_dict()[k] for k in ("conversations_redacted", "spans_redacted", "pending_left")},
+            "redact": {k: r.to_dict()[k] for k in ("conversations_redacted", "spans_redacted", "pending_left", "reused_scan")},
             "planted_types": sorted({p["type"] for p in planted}),
             **audit(wb, planted),
         }
