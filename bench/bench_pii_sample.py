@@ -92,7 +92,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             "scan_findings": scan.findings,
             "scan_seconds": round(t_scan, 1),
             "preview": {k: preview.to_dict()[k] for k in ("conversations_redacted", "spans_redacted", "pending_left")},
-            "redact": {k: r.to_dict()[k] for k in ("conversations_redacted", "spans_redacted", "pending_left", "reused_scan")},
+            "redact": {
+                k: r.to_dict()[k] for k in ("conversations_redacted", "spans_redacted", "pending_left", "reused_scan")
+            },
             "planted_types": sorted({p["type"] for p in planted}),
             **audit(wb, planted),
         }
