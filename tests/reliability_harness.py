@@ -110,8 +110,10 @@ def run_child(fn: Callable[[], Any], kill_at: str | None, report: Path) -> None:
     passed: list[str] = []
     instrument(kill_at, passed)
     try:
+        from workbench.services.results import plain
+
         result: Any = fn()
-        out = {"ok": True, "result": result, "points": passed}
+        out = {"ok": True, "result": plain(result), "points": passed}  # a typed result as its --json dict
     except BaseException as e:  # reported to the test, which decides
         out = {"ok": False, "error": f"{type(e).__name__}: {e}", "points": passed}
     report.write_text(json.dumps(out, default=str))
