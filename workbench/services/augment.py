@@ -22,6 +22,7 @@ from curation import augment as ag
 from curation.llm import Completion, LLMClient, LLMConfig, LLMError, endpoint_host
 from curation.progress import Progress
 from curation.records import Conversation
+from curation.stage import StageResult
 from workbench.services.core import default_actor
 from workbench.services.results import Result, optional
 from workbench.store import Store
@@ -187,7 +188,8 @@ class AugmentService:
             stats = {**result, "seconds": round(time.perf_counter() - started, 2)}
             if error is not None:
                 stats["error"] = str(error)
-            self.store.finish_stage_run(run_id, stats)
+            # no flags (children are new conversations); the stats end the run begun above
+            self.store.record_stage(run_id, StageResult(ag.STAGE, run_config, [], stats, scope=[]), new_run=False)
         if error is not None:
             done, total = job.done, len(plans)
             raise LLMError(

@@ -183,10 +183,6 @@ class AugmentStore:
             con.unregister("_rej")
         return outcome
 
-    def finish_stage_run(self, run_id: str, stats: dict[str, Any]) -> None:
-        with self.db.transaction() as con:
-            con.execute("UPDATE stage_runs SET stats = ?, finished_at = ? WHERE id = ?", [dumps(stats), now(), run_id])
-
     # ------------------------------------------------------------ review
 
     def augment_families(self, *, limit: int = 20, offset: int = 0, status: str | None = None) -> dict[str, Any]:
