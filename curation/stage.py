@@ -10,9 +10,9 @@ crash leaves neither.
 
 Stages that follow it: validate (`curation.validate.run`, over measurements: rendering and
 tokenizing are cached per revision), dedup (`curation.dedup.stage_result`, over the clusters
-`find_duplicates` found), labels (`curation.labels.run`). PII keeps its findings table (its flags
-are derived from findings a reviewer can change) and augment writes new conversations instead of
-flags: see docs/ARCHITECTURE.md.
+`find_duplicates` found), labels (`curation.labels.run`); augment ends its run through the helper
+(no flags: it writes new conversations). PII keeps its findings table (its flags are derived from
+findings a reviewer can change): see docs/ARCHITECTURE.md.
 """
 
 from __future__ import annotations
