@@ -15,6 +15,7 @@ from workbench.services.core import default_actor
 from workbench.services.results import Result, optional
 from workbench.store import Store, StoreError
 from workbench.store._db import now
+from workbench.store.dedup import SignatureRows
 from workbench.store.stage_runs import new_stage_run_id
 
 
@@ -138,7 +139,7 @@ class DedupService:
         run = {"actor": actor, "started_at": now()}  # the run is recorded with its results
 
         inv = self.store.dedup_inventory()
-        ids, n = inv["ids"], len(inv["ids"])
+        ids, n = inv.ids, len(inv.ids)
         key = config.signature_key()
         stored = self.store.dedup_signatures(key, config.num_perm)
         pos = {cid: i for i, cid in enumerate(ids)}
@@ -149,24 +150,17 @@ class DedupService:
             np.zeros(n, np.int64),
         )
         have = np.zeros(n, bool)
-        if stored["ids"]:
-            at = np.array([pos.get(c, -1) for c in stored["ids"]], np.int64)
+        if stored.ids:
+            at = np.array([pos.get(c, -1) for c in stored.ids], np.int64)
             ok = at >= 0
             at = at[ok]
-            feats.signatures[at] = stored["signatures"][ok]
-            feats.norm_hashes[at] = stored["norm_hashes"][ok]
-            feats.n_shingles[at] = stored["n_shingles"][ok]
-            feats.answer_chars[at] = stored["answer_chars"][ok]
+            feats.signatures[at] = stored.features.signatures[ok]
+            feats.norm_hashes[at] = stored.features.norm_hashes[ok]
+            feats.n_shingles[at] = stored.features.n_shingles[ok]
+            feats.answer_chars[at] = stored.features.answer_chars[ok]
             have[at] = True
         missing = [ids[i] for i in np.flatnonzero(~have)]
-        new: dict[str, Any] = {
-            "ids": [],
-            "revisions": [],
-            "blobs": [],
-            "norm_hashes": [],
-            "n_shingles": [],
-            "answer_chars": [],
-        }
+        new: SignatureRows | None = None
         progress("signatures", 0, len(missing))
         if missing:
             # a redacted revision is compared by the text it was redacted from (see
@@ -180,27 +174,18 @@ class DedupService:
             feats.norm_hashes[at] = f.norm_hashes
             feats.n_shingles[at] = f.n_shingles
             feats.answer_chars[at] = f.answer_chars
-            new = {
-                "ids": [r[0] for r in rows],
-                "revisions": [r[1] for r in rows],
-                "blobs": dd.signature_bytes(f.signatures),
-                "norm_hashes": f.norm_hashes.tolist(),
-                "n_shingles": f.n_shingles.tolist(),
-                "answer_chars": f.answer_chars.tolist(),
-            }
+            new = SignatureRows(ids=[r[0] for r in rows], features=f, revisions=[r[1] for r in rows])
         progress("clusters", 0, 1)
         items = [
             dd.Item(cid, rev, st, age=i, pinned=pin)
-            for i, (cid, rev, st, pin) in enumerate(
-                zip(ids, inv["revisions"], inv["statuses"], inv["pinned"], strict=True)
-            )
+            for i, (cid, rev, st, pin) in enumerate(zip(ids, inv.revisions, inv.statuses, inv.pinned, strict=True))
         ]
         result = dd.find_duplicates(items, feats, config, decisions=self.store.dedup_decisions())
         summary = result.summary(config)
         stats = {
             **summary,
-            "signatures_computed": len(new["ids"]),
-            "signatures_reused": n - len(new["ids"]),
+            "signatures_computed": len(new.ids) if new else 0,
+            "signatures_reused": n - (len(new.ids) if new else 0),
             "compared": result.compared,
             "seconds": round(time.perf_counter() - started, 3),
         }
@@ -225,7 +210,7 @@ class DedupService:
         if run is None:
             return DedupStatus(run=None, stale=None)
         config = dd.DedupConfig(**run["config"])
-        have = len(self.store.dedup_signatures(config.signature_key(), config.num_perm)["ids"])
+        have = len(self.store.dedup_signatures(config.signature_key(), config.num_perm).ids)
         total = self.store.stats()["conversations"]
         return DedupStatus(run=run, stale=total - have, params=config.params())
 
@@ -331,20 +316,20 @@ class DedupService:
         decisions = self.store.dedup_decisions()
         involved = sorted({p["a"] for p in pairs} | {p["b"] for p in pairs} | {x for k in decisions for x in k})
         inv = self.store.dedup_inventory()
-        age = {cid: i for i, cid in enumerate(inv["ids"])}
+        age = {cid: i for i, cid in enumerate(inv.ids)}
         info = {
             cid: (rev, st, pin)
-            for cid, rev, st, pin in zip(inv["ids"], inv["revisions"], inv["statuses"], inv["pinned"], strict=True)
+            for cid, rev, st, pin in zip(inv.ids, inv.revisions, inv.statuses, inv.pinned, strict=True)
         }
         sigs = self.store.dedup_signatures(config.signature_key(), config.num_perm, ids=involved)
-        ids = [c for c in sigs["ids"] if c in info]
+        ids = [c for c in sigs.ids if c in info]
         order = sorted(range(len(ids)), key=lambda i: age[ids[i]])
         ids = [ids[i] for i in order]
         feats = dd.Features(
-            sigs["signatures"][order],
-            sigs["norm_hashes"][order],
-            sigs["n_shingles"][order],
-            sigs["answer_chars"][order],
+            sigs.features.signatures[order],
+            sigs.features.norm_hashes[order],
+            sigs.features.n_shingles[order],
+            sigs.features.answer_chars[order],
         )
         items = [dd.Item(c, info[c][0], info[c][1], age=age[c], pinned=info[c][2]) for c in ids]
         index = {c: i for i, c in enumerate(ids)}

@@ -12,12 +12,14 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from typing import Any
 
 import duckdb
 import numpy as np
 import pyarrow as pa
 
+from curation.dedup.minhash import Features, signature_bytes
 from curation.stage import StageResult
 from workbench.store._db import Database, Migration, NotFound, StoreError, dumps, first, now, records
 from workbench.store.stage_runs import StageRunStore
@@ -65,6 +67,27 @@ def _preview(content: str | None, limit: int = 160) -> str:
     return " ".join(text.split())[:limit]
 
 
+@dataclass(frozen=True)
+class Inventory:
+    """Current conversations in import order, position by position: id, revision, review status
+    and when an SME pinned it as its cluster's keeper (epoch µs, None if never)."""
+
+    ids: list[str]
+    revisions: list[int]
+    statuses: list[str]
+    pinned: list[int | None]
+
+
+@dataclass(frozen=True)
+class SignatureRows:
+    """Signatures of conversation revisions and what else dedup keeps of each (`features`, aligned
+    with `ids`; `revisions` where the caller knows them: new signatures to store)."""
+
+    ids: list[str]
+    features: Features
+    revisions: list[int] | None = None
+
+
 class DedupStore(StageRunStore):
     """Signatures and clusters; a run's flags go through `StageRunStore`."""
 
@@ -72,7 +95,7 @@ class DedupStore(StageRunStore):
 
     # ------------------------------------------------------------ inputs
 
-    def dedup_inventory(self) -> dict[str, Any]:
+    def dedup_inventory(self) -> Inventory:
         """Current conversations in import order: id, revision, status, age rank, pin time."""
         with self.db.connect() as con:
             t = con.sql(
@@ -80,14 +103,14 @@ class DedupStore(StageRunStore):
                 "LEFT JOIN (SELECT conversation_id, max(ts) AS ts FROM dedup_keepers GROUP BY 1) k "
                 "ON k.conversation_id = c.id ORDER BY c.created_at, c.rowid"
             ).to_arrow_table()
-        return {
-            "ids": t.column("id").to_pylist(),
-            "revisions": t.column("revision").to_pylist(),
-            "statuses": t.column("status").to_pylist(),
-            "pinned": t.column("pinned").to_pylist(),
-        }
+        return Inventory(
+            ids=t.column("id").to_pylist(),
+            revisions=t.column("revision").to_pylist(),
+            statuses=t.column("status").to_pylist(),
+            pinned=t.column("pinned").to_pylist(),
+        )
 
-    def dedup_signatures(self, params_key: str, num_perm: int, ids: list[str] | None = None) -> dict[str, Any]:
+    def dedup_signatures(self, params_key: str, num_perm: int, ids: list[str] | None = None) -> SignatureRows:
         """Stored signatures of current revisions for these parameters (of `ids` only, if given)."""
         with self.db.connect() as con:
             sql = (
@@ -105,13 +128,15 @@ class DedupStore(StageRunStore):
             if blobs
             else np.empty((0, num_perm), np.uint32)
         )
-        return {
-            "ids": t.column("conversation_id").to_pylist(),
-            "signatures": sig,
-            "norm_hashes": t.column("norm_hash").to_numpy().astype(np.uint64),
-            "n_shingles": t.column("n_shingles").to_numpy().astype(np.int32),
-            "answer_chars": t.column("answer_chars").to_numpy().astype(np.int64),
-        }
+        return SignatureRows(
+            ids=t.column("conversation_id").to_pylist(),
+            features=Features(
+                sig,
+                t.column("norm_hash").to_numpy().astype(np.uint64),
+                t.column("n_shingles").to_numpy().astype(np.int32),
+                t.column("answer_chars").to_numpy().astype(np.int64),
+            ),
+        )
 
     # ------------------------------------------------------------ results
 
@@ -120,7 +145,7 @@ class DedupStore(StageRunStore):
         run_id: str,
         *,
         params_key: str,
-        new_signatures: dict[str, Any] | None,
+        new_signatures: SignatureRows | None,
         members: list[dict[str, Any]],
         pairs: list[dict[str, Any]],
         result: StageResult,
@@ -133,18 +158,18 @@ class DedupStore(StageRunStore):
         members of an existing run (re-clustering after an SME choice)."""
         at = now()
         with self.db.transaction() as con:
-            if new_signatures and new_signatures["ids"]:
-                s = new_signatures
+            if new_signatures and new_signatures.ids:
+                s, f = new_signatures, new_signatures.features
                 con.register(
                     "_sig",
                     pa.table(
                         {
-                            "conversation_id": s["ids"],
-                            "revision": pa.array(s["revisions"], pa.int32()),
-                            "signature": pa.array(s["blobs"], pa.binary()),
-                            "norm_hash": pa.array(s["norm_hashes"], pa.uint64()),
-                            "n_shingles": pa.array(s["n_shingles"], pa.int32()),
-                            "answer_chars": pa.array(s["answer_chars"], pa.int64()),
+                            "conversation_id": s.ids,
+                            "revision": pa.array(s.revisions, pa.int32()),
+                            "signature": pa.array(signature_bytes(f.signatures), pa.binary()),
+                            "norm_hash": pa.array(f.norm_hashes.tolist(), pa.uint64()),
+                            "n_shingles": pa.array(f.n_shingles.tolist(), pa.int32()),
+                            "answer_chars": pa.array(f.answer_chars.tolist(), pa.int64()),
                         }
                     ),
                 )
