@@ -26,7 +26,7 @@ class Result:
             value = getattr(self, f.name)
             if value is None and f.metadata.get("omit_none"):
                 continue
-            out[f.metadata.get("key", f.name)] = plain(value)
+            out[f.name] = plain(value)
         return out
 
 
@@ -46,11 +46,4 @@ def optional(default: Any = None) -> Any:
     return field(default=default, metadata={"omit_none": True})
 
 
-def renamed(key: str, default: Any = ...) -> Any:
-    """A field whose JSON key is not a Python name (a keyword such as `from`)."""
-    if default is ...:
-        return field(metadata={"key": key})
-    return field(default=default, metadata={"key": key})
-
-
-__all__ = ["Result", "optional", "plain", "renamed"]
+__all__ = ["Result", "optional", "plain"]
