@@ -187,9 +187,9 @@ def test_lineage_sources_revisions_paraphrases_versions(six, tmp_path: Path) -> 
     assert [p["id"] for p in child_lin.parents] == [cid] and child_lin.sources[0]["kind"] == "paraphrase"
     assert lin.versions == [] and lin.redactions == []
     changes = wb.revision_diff(cid, 2)
-    assert [c["op"] for c in changes] == ["equal", "changed"] and "-answer 0\n+fixed" in changes[1]["diff"]
-    assert (changes[1]["old_text"], changes[1]["new_text"]) == ("answer 0", "fixed")  # for the word diff
-    assert "old_text" not in changes[0]
+    assert [c.op for c in changes] == ["equal", "changed"] and "-answer 0\n+fixed" in changes[1].diff
+    assert (changes[1].old_text, changes[1].new_text) == ("answer 0", "fixed")  # for the word diff
+    assert "old_text" not in changes[0].to_dict()
     with pytest.raises(StoreError, match="revision 1 is the original"):
         wb.revision_diff(cid, 1)
     with pytest.raises(NotFound, match="has no revision 3"):

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from curation.revision_diff import diff_turns
+from curation.revision_diff import TurnChange, diff_turns
 from workbench.services.core import default_actor
 from workbench.services.results import Result
 from workbench.store import Store, StoreError
@@ -215,10 +215,10 @@ class ReviewService:
     def lineage(self, conversation_id: str) -> Lineage:
         return Lineage(**self.store.lineage(conversation_id.strip()))
 
-    def revision_diff(self, conversation_id: str, revision: int) -> list[dict[str, Any]]:
-        """Turn-by-turn changes from revision - 1 to `revision`."""
+    def revision_diff(self, conversation_id: str, revision: int) -> list[TurnChange]:
+        """Turn-by-turn changes from revision - 1 to `revision` (`TurnChange.to_dict()` as JSON)."""
         if revision < 2:
             raise StoreError("revision 1 is the original: there is nothing before it to compare with")
         old = self.store.revision_messages(conversation_id, revision - 1)
         new = self.store.revision_messages(conversation_id, revision)
-        return [c.to_dict() for c in diff_turns(old, new)]
+        return diff_turns(old, new)

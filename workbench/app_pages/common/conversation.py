@@ -10,6 +10,7 @@ from typing import Any
 
 import streamlit as st
 
+from curation.revision_diff import TurnChange
 from workbench.app_pages.common.safe_text import md_escape
 from workbench.services.core import ConversationView
 
@@ -194,26 +195,26 @@ def flag_notice(f: Mapping[str, Any]) -> None:
         st.warning(body, icon=":material/warning:")
 
 
-def render_diff(changes: list[dict[str, Any]]) -> None:
+def render_diff(changes: list[TurnChange]) -> None:
     """Turn-by-turn changes from `wb.revision_diff()`: a changed turn as its text before and
     after side by side, the words that differ highlighted (escaped markdown, wrapped), then the
     line diff (shown as code: text)."""
     from curation.dedup import word_diff
 
-    same = sum(1 for c in changes if c["op"] == "equal")
+    same = sum(1 for c in changes if c.op == "equal")
     for c in changes:
-        if c["op"] == "equal":
+        if c.op == "equal":
             continue
-        where = c["new_index"] if c["op"] != "deleted" else c["old_index"]
-        st.caption(md_escape(f"turn {where + 1} · {c['role']} · {c['op']}"))
-        if c["op"] == "changed" and c.get("old_text") is not None and c.get("new_text") is not None:
-            before, after = word_diff(c["old_text"], c["new_text"])
+        where = (c.new_index if c.op != "deleted" else c.old_index) or 0
+        st.caption(md_escape(f"turn {where + 1} · {c.role} · {c.op}"))
+        if c.op == "changed" and c.old_text is not None and c.new_text is not None:
+            before, after = word_diff(c.old_text, c.new_text)
             left, right = st.columns(2)
             left.caption("before (removed words in red)")
             left.markdown(diff_markdown(before, "red") or "(empty)")
             right.caption("after (added words in green)")
             right.markdown(diff_markdown(after, "green") or "(empty)")
-        st.code(c["diff"] or "(only fields other than the text changed)", language="diff", wrap_lines=True)
+        st.code(c.diff or "(only fields other than the text changed)", language="diff", wrap_lines=True)
     if same:
         st.caption(f"{same} turn{'s' if same != 1 else ''} unchanged")
 
