@@ -18,7 +18,7 @@ from workbench.app_pages.common import (
     secrets_mapping,
 )
 from workbench.llm_endpoints import configured_endpoints, stored_endpoints
-from workbench.services.augment import AugmentReport
+from workbench.services.augment import AugmentReport, ParentPreview
 
 wb = get_wb()
 st.title("Augment")
@@ -163,18 +163,16 @@ if last_run:
                 width="stretch",
             )
 
-preview = st.session_state.get("aug_preview")
+preview: list[ParentPreview] | None = st.session_state.get("aug_preview")
 if preview:
     st.markdown("#### Preview (nothing saved)")
     for p in preview:
         with st.container(border=True):
-            st.caption(md_escape(f"parent {p['parent_id']}"))
-            for t in p["turns"]:
-                st.text(t)
-            rows = [{"variation": k["variation"], "outcome": "kept", "text": " / ".join(k["turns"])} for k in p["kept"]]
-            rows += [
-                {"variation": r["variation"], "outcome": r["reason"], "text": r["text"] or ""} for r in p["rejected"]
-            ]
+            st.caption(md_escape(f"parent {p.parent_id}"))
+            for turn in p.turns:
+                st.text(turn)
+            rows = [{"variation": k["variation"], "outcome": "kept", "text": " / ".join(k["turns"])} for k in p.kept]
+            rows += [{"variation": r["variation"], "outcome": r["reason"], "text": r["text"] or ""} for r in p.rejected]
             st.dataframe(sorted(rows, key=lambda r: r["variation"]), hide_index=True, width="stretch")
 
 st.subheader("Review paraphrases")

@@ -75,7 +75,7 @@ if applied is not None:
 suspects = wb.label_suspects(limit=2000)
 st.subheader(f"Suspects ({len(suspects)})")
 if suspects:
-    st.dataframe(pd.DataFrame(suspects), hide_index=True)
+    st.dataframe(pd.DataFrame([x.to_dict() for x in suspects]), hide_index=True)
     st.caption(
         "Review them on the Review page with the flag filter `label_suspect`, or `sift list --flag label_suspect`."
     )
@@ -84,7 +84,7 @@ if suspects:
         "Sets the label to the suggested one: a new revision per conversation (the old one stays in its "
         "history, Lineage shows both); the review status is unchanged."
     )
-    ids = sorted({x["id"] for x in suspects})
+    ids = sorted({x.id for x in suspects})
     chosen = st.multiselect("Conversations", ids, help="Pick the rows whose suggestion you checked")
     a1, a2 = st.columns(2)
     if a1.button("Apply to the chosen conversations", disabled=not chosen):

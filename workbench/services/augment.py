@@ -84,6 +84,19 @@ class Family(Result):
 
 
 @dataclass(frozen=True)
+class ParentPreview(Result):
+    """What a run would make of one parent (nothing written): its paraphrased user turns, the
+    endpoint's answers, the variations kept (`{"variation", "turns"}`) and those rejected
+    (`{"variation", "reason", "text", "details"}`)."""
+
+    parent_id: str
+    turns: list[str]
+    answers: list[str]
+    kept: list[dict[str, Any]]
+    rejected: list[dict[str, Any]]
+
+
+@dataclass(frozen=True)
 class FamilyPage(Result):
     total: int
     parents: list[Family]
@@ -206,7 +219,7 @@ class AugmentService:
         limit: int = 3,
         ids: list[str] | None = None,
         **overrides: Any,
-    ) -> list[dict[str, Any]]:
+    ) -> list[ParentPreview]:
         """Paraphrase a few parents and show what would be kept or rejected, writing no conversation.
         The answers are cached, so running for real afterwards does not pay for them again."""
         config, llm = make_configs(config, llm, **overrides)
@@ -240,19 +253,19 @@ class AugmentService:
                 pp, [responses[c.key] for c in pp.calls], config, model=model, endpoint=host, pii=pii
             )
             out.append(
-                {
-                    "parent_id": pp.parent.id,
-                    "turns": [c.text for c in pp.calls],
-                    "answers": [responses[c.key].texts[0] if responses[c.key].texts else "" for c in pp.calls],
-                    "kept": [
+                ParentPreview(
+                    parent_id=pp.parent.id,
+                    turns=[c.text for c in pp.calls],
+                    answers=[responses[c.key].texts[0] if responses[c.key].texts else "" for c in pp.calls],
+                    kept=[
                         {"variation": ch.variation, "turns": [ch.conversation.messages[c.turn].text for c in pp.calls]}
                         for ch in res.children
                     ],
-                    "rejected": [
+                    rejected=[
                         {"variation": r.variation, "reason": r.reason, "text": r.text, "details": r.details}
                         for r in res.rejects
                     ],
-                }
+                )
             )
         return out
 

@@ -60,6 +60,21 @@ class LabelAuditRun(Result):
 
 
 @dataclass(frozen=True)
+class LabelSuspect(Result):
+    """A current `label_suspect` flag: the conversation, its status, the field, the given and the
+    suggested label and both out-of-fold probabilities."""
+
+    id: str
+    revision: int
+    status: str
+    field: str | None
+    given: str | None
+    suggested: str | None
+    p_given: float | None
+    p_suggested: float | None
+
+
+@dataclass(frozen=True)
 class LabelFixes(Result):
     """`revisions`: {id: new revision}; `skipped`: {id: why not}."""
 
@@ -108,22 +123,22 @@ class LabelsService:
             LabelAudit.from_stats(last.get("stats") or {}), last.get("config") or {}, last.get("actor")
         )
 
-    def label_suspects(self, *, limit: int = 1000) -> list[dict[str, Any]]:
+    def label_suspects(self, *, limit: int = 1000) -> list[LabelSuspect]:
         """Current `label_suspect` flags: conversation, status, field, given, suggested, probabilities."""
         out = []
         for f in self.store.current_flags(STAGE, REASON, limit=limit):
             d = f["details"] or {}
             out.append(
-                {
-                    "id": f["conversation_id"],
-                    "revision": f["revision"],
-                    "status": f["status"],
-                    "field": d.get("field"),
-                    "given": d.get("given"),
-                    "suggested": d.get("suggested"),
-                    "p_given": d.get("p_given"),
-                    "p_suggested": d.get("p_suggested"),
-                }
+                LabelSuspect(
+                    id=f["conversation_id"],
+                    revision=f["revision"],
+                    status=f["status"],
+                    field=d.get("field"),
+                    given=d.get("given"),
+                    suggested=d.get("suggested"),
+                    p_given=d.get("p_given"),
+                    p_suggested=d.get("p_suggested"),
+                )
             )
         return out
 
