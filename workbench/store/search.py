@@ -49,6 +49,11 @@ GROUP = 48
 GROUP_MAX = 512
 # Pieces of a query looked up in the vocabulary (the longest ones).
 MAX_PIECES = 12
+# Narrowings (pieces, pairs of pieces) whose postings are intersected: the cheapest, and the next
+# ones while they cost at most NARROW_RATIO times as much (at 1M, intersecting a narrowing 3.5x
+# the size of the first cost more than checking the first's extra candidates: bench_ui).
+MAX_NARROWING = 3
+NARROW_RATIO = 3.0
 # Rows a walk over conversations checks before giving up and running the plain scan.
 WALK_LIMIT = 4096
 
@@ -58,6 +63,19 @@ def tokens_sql(expr: str) -> str:
     return f"string_split(replace(replace(replace(lower({expr}), chr(10), ' '), chr(9), ' '), chr(13), ' '), ' ')"
 
 
+def bit_sql(expr: str) -> str:
+    """A token's bit in a neighbour mask (a UINTEGER; none for an empty or missing token): a fixed
+    function of its characters, so the index and a query compute the same bit."""
+    return (
+        f"CASE WHEN coalesce({expr}, '') = '' THEN 0::UINTEGER ELSE (1::UINTEGER << "
+        f"((unicode({expr}) * 31 + unicode(right({expr}, 1)) * 7 + length({expr})) % 32)::INTEGER) END"
+    )
+
+
+# A vocabulary row is a single token (no space) or a pair of adjacent frequent tokens ("a b").
+SINGLE = "strpos(token, ' ') = 0"
+
+
 def index_sql(source: str, into: str = "search_postings", *, count: bool = True) -> list[str]:
     """Statements that add the revisions in `source` (a relation with conversation_id, revision,
     created_at of the conversation, search_text) to the index. Used at import, for each new
@@ -65,14 +83,65 @@ def index_sql(source: str, into: str = "search_postings", *, count: bool = True)
     SQL anchor. `into`: where the postings go (an import gathers them in a temporary table and
     stores them sorted by token at its end, see `postings_table` and `store_postings`). `count`:
     add to the tokens' `hits` (and turn them frequent); a single new revision does not, so two
-    reviewers saving at once never write the same vocabulary row (DuckDB would refuse the second)."""
+    reviewers saving at once never write the same vocabulary row (DuckDB would refuse the second).
+
+    Besides single tokens, the vocabulary holds the pairs of adjacent tokens (one separator
+    between them) that are both frequent, "a b", counted and turned frequent by the same rule,
+    with postings while they are not; and each rare token's posting carries two masks, the bits
+    (`bit_sql`) of the tokens right before and right after it in that revision. A token that turns
+    frequent gets its pairs from the revisions that held it (its postings, read before they are
+    deleted), so a pair's postings are complete or absent like a token's."""
     tok = tokens_sql("search_text")
     hot = f"greatest({FREQUENT}, {FREQUENT_SHARE} * (SELECT count(*) FROM conversations))"
+
+    def new_vocab(counts: str = "_search_n") -> str:
+        return (
+            "INSERT INTO search_tokens SELECT nextval('search_token_ids'), token, 0, false "
+            f"FROM {counts} ANTI JOIN search_tokens USING (token)"
+        )
+
+    def pairs(docs: str) -> str:
+        """(conversation_id, revision, created_at, a, b): adjacent tokens of `docs`, both frequent."""
+        return (
+            f"(SELECT * FROM (SELECT conversation_id, revision, created_at, unnest(t) AS a, unnest(t[2:]) AS b "
+            f"FROM (SELECT conversation_id, revision, created_at, {tok} AS t FROM {docs})) "
+            "WHERE a IN (SELECT token FROM _search_f) AND b IN (SELECT token FROM _search_f))"
+        )
+
+    def pair_postings(docs: str, extra: str = "") -> str:
+        return (
+            f"INSERT INTO {into} SELECT DISTINCT v.id, d.conversation_id, d.revision, d.created_at, 0, 0 "
+            f"FROM {pairs(docs)} d JOIN (SELECT id, token FROM search_tokens WHERE NOT frequent "
+            f"AND NOT {SINGLE}) v ON v.token = d.a || ' ' || d.b{extra}"
+        )
+
+    frequent_after = (
+        # the tokens frequent once this batch is counted (as the UPDATE below decides)
+        "CREATE OR REPLACE TEMP TABLE _search_f AS SELECT token FROM search_tokens v LEFT JOIN _search_n s "
+        f"USING (token) WHERE {SINGLE} AND (v.frequent OR v.hits + coalesce(s.n, 0) > {hot})"
+        if count
+        else f"CREATE OR REPLACE TEMP TABLE _search_f AS SELECT token FROM search_tokens WHERE frequent AND {SINGLE}"
+    )
+    held = "SELECT DISTINCT conversation_id, revision, created_at FROM {} WHERE token_id IN (SELECT id FROM _search_hot WHERE single)"
     counting = [
-        "CREATE OR REPLACE TEMP TABLE _search_hot AS SELECT v.id FROM search_tokens v JOIN _search_n s "
-        f"USING (token) WHERE NOT v.frequent AND v.hits + s.n > {hot}",
+        "CREATE OR REPLACE TEMP TABLE _search_hot AS SELECT v.id, v.token, strpos(v.token, ' ') = 0 AS single "
+        f"FROM search_tokens v JOIN _search_n s USING (token) WHERE NOT v.frequent AND v.hits + s.n > {hot}",
         f"UPDATE search_tokens v SET hits = v.hits + s.n, frequent = v.hits + s.n > {hot} "
         "FROM _search_n s WHERE v.token = s.token AND NOT v.frequent",
+        # Tokens turning frequent: the pairs they form in the revisions indexed before (these
+        # revisions are in `revisions`, the batch's own are added below).
+        "CREATE OR REPLACE TEMP TABLE _search_back AS SELECT r.conversation_id, r.revision, h.created_at, "
+        f"r.search_text FROM ({held.format('search_postings')}"
+        + (f" UNION {held.format(into)}" if into != "search_postings" else "")
+        + ") h JOIN revisions r USING (conversation_id, revision)",
+        f"CREATE OR REPLACE TEMP TABLE _search_bn AS SELECT DISTINCT a || ' ' || b AS token FROM {pairs('_search_back')}",
+        new_vocab("_search_bn"),
+        "DROP TABLE _search_bn",
+        pair_postings(
+            "_search_back",
+            " WHERE d.a IN (SELECT token FROM _search_hot) OR d.b IN (SELECT token FROM _search_hot)",
+        ),
+        "DROP TABLE _search_back",
         "DELETE FROM search_postings WHERE token_id IN (SELECT id FROM _search_hot)",
         *([f"DELETE FROM {into} WHERE token_id IN (SELECT id FROM _search_hot)"] if into != "search_postings" else []),
         "DROP TABLE _search_hot",
@@ -80,14 +149,20 @@ def index_sql(source: str, into: str = "search_postings", *, count: bool = True)
     return [
         f"CREATE OR REPLACE TEMP TABLE _search_n AS SELECT token, count(*)::BIGINT AS n "
         f"FROM (SELECT unnest({tok}) AS token FROM {source}) WHERE token <> '' GROUP BY token",
-        "INSERT INTO search_tokens SELECT nextval('search_token_ids'), token, 0, false "
-        "FROM _search_n ANTI JOIN search_tokens USING (token)",
+        new_vocab(),
+        frequent_after,
+        f"INSERT INTO _search_n SELECT a || ' ' || b, count(*) FROM {pairs(source)} GROUP BY ALL",
+        new_vocab(),
         *(counting if count else []),
-        f"INSERT INTO {into} SELECT DISTINCT v.id, d.conversation_id, d.revision, d.created_at "
-        f"FROM (SELECT conversation_id, revision, created_at, unnest({tok}) AS token FROM {source}) d "
-        "JOIN (SELECT id, token FROM search_tokens SEMI JOIN _search_n USING (token) WHERE NOT frequent) v "
-        "USING (token)",
+        f"INSERT INTO {into} SELECT v.id, d.conversation_id, d.revision, d.created_at, "
+        f"bit_or({bit_sql('d.prev')}), bit_or({bit_sql('d.nxt')}) "
+        "FROM (SELECT conversation_id, revision, created_at, unnest(t) AS token, unnest(list_prepend('', t)) AS prev, "
+        f"unnest(t[2:]) AS nxt FROM (SELECT conversation_id, revision, created_at, {tok} AS t FROM {source})) d "
+        f"JOIN (SELECT id, token FROM search_tokens SEMI JOIN _search_n USING (token) WHERE NOT frequent "
+        f"AND {SINGLE}) v USING (token) GROUP BY ALL",
+        pair_postings(source),
         "DROP TABLE _search_n",
+        "DROP TABLE _search_f",
     ]
 
 
@@ -95,7 +170,7 @@ def postings_table() -> str:
     """A temporary table gathering an import's postings (see `store_postings`)."""
     return (
         "CREATE OR REPLACE TEMP TABLE _search_new (token_id INTEGER, conversation_id TEXT, revision INTEGER, "
-        "created_at TIMESTAMP)"
+        "created_at TIMESTAMP, prev UINTEGER, next UINTEGER)"
     )
 
 
@@ -113,7 +188,18 @@ _CURRENT = (
     "JOIN conversations c ON c.id = r.conversation_id AND c.revision = r.revision)"
 )
 
+_TABLES = """
+    CREATE SEQUENCE search_token_ids START 1;
+    CREATE TABLE search_tokens (
+        id INTEGER NOT NULL, token TEXT NOT NULL, hits BIGINT NOT NULL, frequent BOOLEAN NOT NULL);
+    CREATE TABLE search_postings (
+        token_id INTEGER NOT NULL, conversation_id TEXT NOT NULL, revision INTEGER NOT NULL,
+        created_at TIMESTAMP NOT NULL, prev UINTEGER NOT NULL, next UINTEGER NOT NULL);
+"""
+
 MIGRATIONS = [
+    # 1: the tables of the first index (single tokens); 2 replaces them with this module's (pairs of
+    # frequent tokens, neighbour masks) and builds the index from the current revisions.
     Migration(
         "search",
         1,
@@ -127,7 +213,13 @@ MIGRATIONS = [
         CREATE TABLE search_stale (conversation_id TEXT NOT NULL, revision INTEGER NOT NULL);
         INSERT INTO search_stale SELECT r.conversation_id, r.revision FROM revisions r
             JOIN conversations c ON c.id = r.conversation_id WHERE r.revision < c.revision;
-        """
+        """,
+    ),
+    Migration(
+        "search",
+        2,
+        "DROP TABLE search_postings; DROP TABLE search_tokens; DROP SEQUENCE search_token_ids;\n"
+        + _TABLES
         + ";\n".join(
             # The build spills past 1 GB (a million conversations: ~30 s, instead of 4 GB of RAM).
             [
@@ -181,6 +273,7 @@ def index_revision(
 class Piece:
     text: str
     kind: str  # exact | prefix | suffix | infix
+    at: int  # its place among the query's parts
 
 
 _PRED = {
@@ -189,6 +282,23 @@ _PRED = {
     "suffix": "suffix(token, ?)",
     "infix": "contains(token, ?)",
 }
+
+
+def _kind(left_open: bool, right_open: bool) -> str:
+    return {(False, False): "exact", (True, False): "suffix", (False, True): "prefix", (True, True): "infix"}[
+        (left_open, right_open)
+    ]
+
+
+@dataclass(frozen=True)
+class Narrowing:
+    """A set of revisions that holds every match: `sql` selects their (conversation_id, revision,
+    created_at) from the postings; `cost`: about how many postings it reads."""
+
+    sql: str
+    args: list[Any]
+    cost: float
+
 
 Key = tuple[datetime, str]  # (created_at, id): the page order
 
@@ -223,7 +333,7 @@ class TextSearch:
         parts: list[str] = con.execute(f"SELECT {tokens_sql('?')}", [text]).fetchall()[0][0]
         last = len(parts) - 1
         pieces = [
-            Piece(p, "exact" if 0 < i < last else "prefix" if i > 0 else "suffix" if i < last else "infix")
+            Piece(p, "exact" if 0 < i < last else "prefix" if i > 0 else "suffix" if i < last else "infix", i)
             for i, p in enumerate(parts)
             if p
         ]
@@ -232,38 +342,91 @@ class TextSearch:
         # A query without separators is matched by exactly the revisions holding a token that contains it.
         self.exact = len(parts) == 1
         self.empty = False
-        self.usable: list[Piece] = []
+        self.usable: list[Narrowing] = []
         if self.pieces:
-            stats = con.execute(
-                " UNION ALL ".join(
-                    f"SELECT {i}, count(*), count(*) FILTER (frequent), coalesce(sum(hits), 0) "
-                    f"FROM search_tokens WHERE {_PRED[p.kind]}"
-                    for i, p in enumerate(self.pieces)
-                ),
-                [p.text for p in self.pieces],
-            ).fetchall()
-            self.empty = any(n == 0 for _, n, _, _ in stats)
-            rare = sorted((h, i) for i, n, f, h in stats if n and not f)
-            self.usable = [self.pieces[i] for _, i in rare]
+            self._narrow(parts)
         self._checked: dict[str, bool] = {}
         self._passed: dict[str, bool] = {}
 
     # -------------------------------------------------------- pieces of the answer
 
+    def _narrow(self, parts: list[str]) -> None:
+        """Decide from the vocabulary whether nothing matches (`empty`) and which postings narrow
+        the matches (`usable`, cheapest first): a piece whose tokens are all rare (their postings);
+        two pieces with one separator between them (`a b`), where the text's two tokens there are
+        either a pair of frequent tokens (the pair's postings), or one is rare: its postings whose
+        neighbour mask holds the bit of a token the other piece matches."""
+        stats = {
+            at: (n, f, h, m)
+            for at, n, f, h, m in self.con.execute(
+                " UNION ALL ".join(
+                    f"SELECT {p.at}, count(*), count(*) FILTER (frequent), "
+                    f"coalesce(sum(hits) FILTER (NOT frequent), 0), coalesce(bit_or({bit_sql('token')}), 0) "
+                    f"FROM search_tokens WHERE {_PRED[p.kind]} AND {SINGLE}"
+                    for p in self.pieces
+                ),
+                [p.text for p in self.pieces],
+            ).fetchall()
+        }
+        self.empty = any(n == 0 for n, _, _, _ in stats.values())
+        if self.empty:
+            return
+        postings = "SELECT conversation_id, revision, created_at FROM search_postings WHERE token_id IN "
+        rare = f"(SELECT id FROM search_tokens WHERE {{}} AND {SINGLE} AND NOT frequent)"
+        out = [
+            Narrowing(postings + rare.format(_PRED[p.kind]), [p.text], float(stats[p.at][2]))
+            for p in self.pieces
+            if not stats[p.at][1]
+        ]
+        last = len(parts) - 1
+        adjacent = [k for k in range(last) if k in stats and k + 1 in stats]
+        if adjacent:
+            pairs = [(f"{parts[k]} {parts[k + 1]}", _kind(k == 0, k + 1 == last)) for k in adjacent]
+            pstats = self.con.execute(
+                " UNION ALL ".join(
+                    f"SELECT {i}, count(*), count(*) FILTER (frequent), coalesce(sum(hits), 0) "
+                    f"FROM search_tokens WHERE {_PRED[kind]}"
+                    for i, (_, kind) in enumerate(pairs)
+                ),
+                [text for text, _ in pairs],
+            ).fetchall()
+            for i, n_pairs, dense, hits in pstats:
+                if dense:  # a pair of frequent tokens in too many conversations: no postings
+                    continue
+                k = adjacent[i]
+                na, fa, ha, ma = stats[k]
+                nb, fb, hb, mb = stats[k + 1]
+                sql: list[str] = []
+                args: list[Any] = []
+                cost = float(hits)
+                if n_pairs:
+                    sql.append(postings + f"(SELECT id FROM search_tokens WHERE {_PRED[pairs[i][1]]})")
+                    args.append(pairs[i][0])
+                if nb > fb:  # a rare token for b right after a token for a
+                    sql.append(
+                        postings + rare.format(_PRED["prefix" if k + 1 == last else "exact"]) + " AND prev & ? <> 0"
+                    )
+                    args += [parts[k + 1], ma]
+                    cost += hb * bin(ma).count("1") / 32
+                if na > fa:  # a rare token for a right before a token for b
+                    sql.append(postings + rare.format(_PRED["suffix" if k == 0 else "exact"]) + " AND next & ? <> 0")
+                    args += [parts[k], mb]
+                    cost += ha * bin(mb).count("1") / 32
+                if not sql:  # no token pair in any text can hold them: nothing matches
+                    sql.append(postings + "(SELECT NULL)")
+                out.append(Narrowing(" UNION ALL ".join(sql), args, cost))
+        out.sort(key=lambda n: n.cost)
+        self.usable = [n for n in out[:MAX_NARROWING] if n.cost <= NARROW_RATIO * max(out[0].cost, 1.0)]
+
     def _candidates_sql(self) -> tuple[str, list[Any]]:
-        """(id, revision, created_at) of the conversations whose current revision holds a token for
-        every rare piece (the other filters are not applied here)."""
+        """(id, revision, created_at) of the current revisions in every narrowing's postings (the
+        other filters are not applied here)."""
         first, *more = self.usable
-        joins = " ".join(
-            f"SEMI JOIN (SELECT conversation_id, revision FROM search_postings WHERE token_id IN "
-            f"(SELECT id FROM search_tokens WHERE {_PRED[p.kind]})) p{i} USING (conversation_id, revision)"
-            for i, p in enumerate(more)
-        )
+        joins = " ".join(f"SEMI JOIN ({n.sql}) p{i} USING (conversation_id, revision)" for i, n in enumerate(more))
         return (
-            f"SELECT DISTINCT p.conversation_id AS id, p.revision, p.created_at FROM search_postings p {joins} "
-            "ANTI JOIN search_stale USING (conversation_id, revision) "
-            f"WHERE p.token_id IN (SELECT id FROM search_tokens WHERE {_PRED[first.kind]})",
-            [*(p.text for p in more), first.text],
+            f"SELECT DISTINCT p.conversation_id AS id, p.revision, p.created_at FROM ({first.sql}) p {joins} "
+            "ANTI JOIN search_stale USING (conversation_id, revision)",
+            [*first.args, *(a for n in more for a in n.args)],
         )
 
     def _candidates(self, after: Key | None) -> Iterator[tuple[str, int, datetime]]:
