@@ -65,12 +65,16 @@ def tokens_sql(expr: str) -> str:
 
 def bit_sql(expr: str) -> str:
     """A token's bit in a neighbour mask (a UINTEGER; none for an empty or missing token): a fixed
-    function of its characters, so the index and a query compute the same bit."""
+    function of its characters, so the index and a query compute the same bit. (Part of the
+    stored index: changing it needs a migration that rebuilds the index. Not DuckDB's `hash`,
+    which may change between versions; first character and length are cheap and spread well.)"""
     return (
         f"CASE WHEN coalesce({expr}, '') = '' THEN 0::UINTEGER ELSE (1::UINTEGER << "
-        f"((unicode({expr}) * 31 + unicode(right({expr}, 1)) * 7 + length({expr})) % 32)::INTEGER) END"
+        f"((unicode({expr}) * 7 + strlen({expr})) % 32)::INTEGER) END"
     )
 
+
+_K = 1 << 32  # a pair's key: (number of its first token) * _K + (number of its second)
 
 # A vocabulary row is a single token (no space) or a pair of adjacent frequent tokens ("a b").
 SINGLE = "strpos(token, ' ') = 0"
@@ -100,27 +104,39 @@ def index_sql(source: str, into: str = "search_postings", *, count: bool = True)
             f"FROM {counts} ANTI JOIN search_tokens USING (token)"
         )
 
-    def pairs(docs: str) -> str:
-        """(conversation_id, revision, created_at, a, b): adjacent tokens of `docs`, both frequent."""
+    def pairs(docs: str, where: str = "") -> str:
+        """(conversation_id, revision, created_at, k): adjacent tokens a, b of `docs`, both frequent,
+        as k = (a's number, b's number) in `_search_f` (integers join faster than text)."""
         return (
-            f"(SELECT * FROM (SELECT conversation_id, revision, created_at, unnest(t) AS a, unnest(t[2:]) AS b "
-            f"FROM (SELECT conversation_id, revision, created_at, {tok} AS t FROM {docs})) "
-            "WHERE a IN (SELECT token FROM _search_f) AND b IN (SELECT token FROM _search_f))"
+            f"(SELECT conversation_id, revision, created_at, fa.n * {_K} + fb.n AS k FROM (SELECT conversation_id, "
+            f"revision, created_at, unnest(t) AS a, unnest(t[2:]) AS b FROM (SELECT conversation_id, revision, "
+            f"created_at, {tok} AS t FROM {docs})) x JOIN _search_f fa ON fa.token = x.a "
+            f"JOIN _search_f fb ON fb.token = x.b{where})"
         )
 
-    def pair_postings(docs: str, extra: str = "") -> str:
+    def pair_postings(docs: str, where: str = "") -> str:
         return (
-            f"INSERT INTO {into} SELECT DISTINCT v.id, d.conversation_id, d.revision, d.created_at, 0, 0 "
-            f"FROM {pairs(docs)} d JOIN (SELECT id, token FROM search_tokens WHERE NOT frequent "
-            f"AND NOT {SINGLE}) v ON v.token = d.a || ' ' || d.b{extra}"
+            f"INSERT INTO {into} SELECT DISTINCT p.id, d.conversation_id, d.revision, d.created_at, 0, 0 "
+            f"FROM {pairs(docs, where)} d JOIN (SELECT v.id, fa.n * {_K} + fb.n AS k FROM search_tokens v "
+            "JOIN _search_f fa ON fa.token = split_part(v.token, ' ', 1) "
+            "JOIN _search_f fb ON fb.token = split_part(v.token, ' ', 2) WHERE NOT v.frequent AND strpos(v.token, ' ') > 0) p "
+            "USING (k)"
         )
 
+    def pair_counts(docs: str, n: str) -> str:
+        """(token "a b", n) of the pairs in `docs`; `n`: the count expression."""
+        return (
+            f"SELECT fa.token || ' ' || fb.token AS token, c.n FROM (SELECT k, {n} AS n FROM {pairs(docs)} "
+            f"GROUP BY k) c JOIN _search_f fa ON fa.n = c.k // {_K} JOIN _search_f fb ON fb.n = c.k % {_K}"
+        )
+
+    numbered = "CREATE OR REPLACE TEMP TABLE _search_f AS SELECT token, (row_number() OVER ())::BIGINT AS n FROM "
     frequent_after = (
         # the tokens frequent once this batch is counted (as the UPDATE below decides)
-        "CREATE OR REPLACE TEMP TABLE _search_f AS SELECT token FROM search_tokens v LEFT JOIN _search_n s "
-        f"USING (token) WHERE {SINGLE} AND (v.frequent OR v.hits + coalesce(s.n, 0) > {hot})"
+        f"{numbered}search_tokens v LEFT JOIN _search_n s USING (token) WHERE {SINGLE} "
+        f"AND (v.frequent OR v.hits + coalesce(s.n, 0) > {hot})"
         if count
-        else f"CREATE OR REPLACE TEMP TABLE _search_f AS SELECT token FROM search_tokens WHERE frequent AND {SINGLE}"
+        else f"{numbered}search_tokens WHERE frequent AND {SINGLE}"
     )
     held = "SELECT DISTINCT conversation_id, revision, created_at FROM {} WHERE token_id IN (SELECT id FROM _search_hot WHERE single)"
     counting = [
@@ -134,12 +150,11 @@ def index_sql(source: str, into: str = "search_postings", *, count: bool = True)
         f"r.search_text FROM ({held.format('search_postings')}"
         + (f" UNION {held.format(into)}" if into != "search_postings" else "")
         + ") h JOIN revisions r USING (conversation_id, revision)",
-        f"CREATE OR REPLACE TEMP TABLE _search_bn AS SELECT DISTINCT a || ' ' || b AS token FROM {pairs('_search_back')}",
+        f"CREATE OR REPLACE TEMP TABLE _search_bn AS {pair_counts('_search_back', '0::BIGINT')}",
         new_vocab("_search_bn"),
         "DROP TABLE _search_bn",
         pair_postings(
-            "_search_back",
-            " WHERE d.a IN (SELECT token FROM _search_hot) OR d.b IN (SELECT token FROM _search_hot)",
+            "_search_back", " WHERE x.a IN (SELECT token FROM _search_hot) OR x.b IN (SELECT token FROM _search_hot)"
         ),
         "DROP TABLE _search_back",
         "DELETE FROM search_postings WHERE token_id IN (SELECT id FROM _search_hot)",
@@ -151,7 +166,7 @@ def index_sql(source: str, into: str = "search_postings", *, count: bool = True)
         f"FROM (SELECT unnest({tok}) AS token FROM {source}) WHERE token <> '' GROUP BY token",
         new_vocab(),
         frequent_after,
-        f"INSERT INTO _search_n SELECT a || ' ' || b, count(*) FROM {pairs(source)} GROUP BY ALL",
+        f"INSERT INTO _search_n {pair_counts(source, 'count(*)')}",
         new_vocab(),
         *(counting if count else []),
         f"INSERT INTO {into} SELECT v.id, d.conversation_id, d.revision, d.created_at, "
