@@ -371,18 +371,29 @@ class TextSearch:
         two pieces with one separator between them (`a b`), where the text's two tokens there are
         either a pair of frequent tokens (the pair's postings), or one is rare: its postings whose
         neighbour mask holds the bit of a token the other piece matches."""
-        stats = {
-            at: (n, f, h, m)
-            for at, n, f, h, m in self.con.execute(
-                " UNION ALL ".join(
-                    f"SELECT {p.at}, count(*), count(*) FILTER (frequent), "
-                    f"coalesce(sum(hits) FILTER (NOT frequent), 0), coalesce(bit_or({bit_sql('token')}), 0) "
-                    f"FROM search_tokens WHERE {_PRED[p.kind]} AND {SINGLE}"
+        last = len(parts) - 1
+        ats = {p.at for p in self.pieces}
+        adjacent = [k for k in range(last) if k in ats and k + 1 in ats]
+        pairs = {k: (f"{parts[k]} {parts[k + 1]}", _kind(k == 0, k + 1 == last)) for k in adjacent}
+        # One read of the vocabulary: per piece (0) its tokens, per adjacent two (1) their pairs.
+        rows = self.con.execute(
+            " UNION ALL ".join(
+                [
+                    f"SELECT 0, {p.at}, count(*), count(*) FILTER (frequent), coalesce(sum(hits) FILTER "
+                    f"(NOT frequent), 0), coalesce(bit_or({bit_sql('token')}), 0) FROM search_tokens "
+                    f"WHERE {_PRED[p.kind]} AND {SINGLE}"
                     for p in self.pieces
-                ),
-                [p.text for p in self.pieces],
-            ).fetchall()
-        }
+                ]
+                + [
+                    f"SELECT 1, {k}, count(*), count(*) FILTER (frequent), coalesce(sum(hits), 0), 0 "
+                    f"FROM search_tokens WHERE {_PRED[kind]}"
+                    for k, (_, kind) in pairs.items()
+                ]
+            ),
+            [p.text for p in self.pieces] + [text for text, _ in pairs.values()],
+        ).fetchall()
+        stats = {at: (n, f, h, m) for tag, at, n, f, h, m in rows if tag == 0}
+        pstats = [(k, n, f, h) for tag, k, n, f, h, _ in rows if tag == 1]
         self.empty = any(n == 0 for n, _, _, _ in stats.values())
         if self.empty:
             return
@@ -393,43 +404,28 @@ class TextSearch:
             for p in self.pieces
             if not stats[p.at][1]
         ]
-        last = len(parts) - 1
-        adjacent = [k for k in range(last) if k in stats and k + 1 in stats]
-        if adjacent:
-            pairs = [(f"{parts[k]} {parts[k + 1]}", _kind(k == 0, k + 1 == last)) for k in adjacent]
-            pstats = self.con.execute(
-                " UNION ALL ".join(
-                    f"SELECT {i}, count(*), count(*) FILTER (frequent), coalesce(sum(hits), 0) "
-                    f"FROM search_tokens WHERE {_PRED[kind]}"
-                    for i, (_, kind) in enumerate(pairs)
-                ),
-                [text for text, _ in pairs],
-            ).fetchall()
-            for i, n_pairs, dense, hits in pstats:
-                if dense:  # a pair of frequent tokens in too many conversations: no postings
-                    continue
-                k = adjacent[i]
-                na, fa, ha, ma = stats[k]
-                nb, fb, hb, mb = stats[k + 1]
-                sql: list[str] = []
-                args: list[Any] = []
-                cost = float(hits)
-                if n_pairs:
-                    sql.append(postings + f"(SELECT id FROM search_tokens WHERE {_PRED[pairs[i][1]]})")
-                    args.append(pairs[i][0])
-                if nb > fb:  # a rare token for b right after a token for a
-                    sql.append(
-                        postings + rare.format(_PRED["prefix" if k + 1 == last else "exact"]) + " AND prev & ? <> 0"
-                    )
-                    args += [parts[k + 1], ma]
-                    cost += hb * bin(ma).count("1") / 32
-                if na > fa:  # a rare token for a right before a token for b
-                    sql.append(postings + rare.format(_PRED["suffix" if k == 0 else "exact"]) + " AND next & ? <> 0")
-                    args += [parts[k], mb]
-                    cost += ha * bin(mb).count("1") / 32
-                if not sql:  # no token pair in any text can hold them: nothing matches
-                    sql.append(postings + "(SELECT NULL)")
-                out.append(Narrowing(" UNION ALL ".join(sql), args, cost))
+        for k, n_pairs, dense, hits in pstats:
+            if dense:  # a pair of frequent tokens in too many conversations: no postings
+                continue
+            na, fa, ha, ma = stats[k]
+            nb, fb, hb, mb = stats[k + 1]
+            sql: list[str] = []
+            args: list[Any] = []
+            cost = float(hits)
+            if n_pairs:
+                sql.append(postings + f"(SELECT id FROM search_tokens WHERE {_PRED[pairs[k][1]]})")
+                args.append(pairs[k][0])
+            if nb > fb:  # a rare token for b right after a token for a
+                sql.append(postings + rare.format(_PRED["prefix" if k + 1 == last else "exact"]) + " AND prev & ? <> 0")
+                args += [parts[k + 1], ma]
+                cost += hb * bin(ma).count("1") / 32
+            if na > fa:  # a rare token for a right before a token for b
+                sql.append(postings + rare.format(_PRED["suffix" if k == 0 else "exact"]) + " AND next & ? <> 0")
+                args += [parts[k], mb]
+                cost += ha * bin(mb).count("1") / 32
+            if not sql:  # no token pair in any text can hold them: nothing matches
+                sql.append(postings + "(SELECT NULL)")
+            out.append(Narrowing(" UNION ALL ".join(sql), args, cost))
         out.sort(key=lambda n: n.cost)
         self.usable = [n for n in out[:MAX_NARROWING] if n.cost <= NARROW_RATIO * max(out[0].cost, 1.0)]
 
