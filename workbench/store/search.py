@@ -13,16 +13,21 @@ The index (built in SQL, in the same transaction as the revisions it covers):
   so DuckDB reads only the row groups of the tokens a query names.
 - `search_stale` (conversation_id, revision): revisions superseded by a newer one (revisions are
   append-only and keep their postings; a candidate counts only for its current revision).
+- Pairs: the vocabulary also holds every pair of adjacent frequent tokens ("a b", one separator
+  between them), with postings by the same rule; and a rare token's posting carries `prev` and
+  `next`, masks of the tokens right before and after it in that revision (`bit_sql`).
 
 A query is cut at the same characters into pieces; a revision can match only if, for each piece, one
 of its tokens equals the piece (a piece between two separators), starts with it (a separator
 before it), ends with it (a separator after it) or contains it (a query without separators).
 So: a piece that no token matches means no conversation matches. Pieces whose tokens are all
-rare give the candidates (their postings, intersected); each candidate is then checked with the
-literal `contains` (a query without separators needs no check: a token containing it is exactly
-a match). Where every piece is frequent, matches are common: conversations are walked in page
-order and checked a few hundred at a time, and counted by a scan that stops at the bound. When
-those find too few, the plain scan answers. Results are always exactly the scan's.
+rare, and two adjacent pieces (the pairs they match, or a rare token for one next to a token
+for the other, by the masks), give the candidates (their postings, the cheapest intersected);
+each candidate is then checked with the literal `contains` (a query without separators needs
+no check: a token containing it is exactly a match). Where nothing narrows (every piece
+frequent, their pair too), matches are common: conversations are walked in page order and
+checked a few hundred at a time, and counted by a scan that stops at the bound. When those find
+too few, the plain scan answers. Results are always exactly the scan's.
 """
 
 from __future__ import annotations
