@@ -32,6 +32,7 @@ too few, the plain scan answers. Results are always exactly the scan's.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -54,6 +55,10 @@ GROUP = 48
 GROUP_MAX = 512
 # Pieces of a query looked up in the vocabulary (the longest ones).
 MAX_PIECES = 12
+# Vocabulary reads remembered (per query text and vocabulary state; ~15 ms each at 1M).
+VOCAB_CACHE = 256
+_VOCAB: dict[tuple[Any, ...], list[tuple[Any, ...]]] = {}
+_VOCAB_LOCK = threading.Lock()
 # Narrowings (pieces, pairs of pieces) whose postings are intersected: the cheapest, and the next
 # ones while they cost at most NARROW_RATIO times as much (at 1M, intersecting a narrowing 3.5x
 # the size of the first cost more than checking the first's extra candidates: bench_ui).
@@ -381,22 +386,37 @@ class TextSearch:
         adjacent = [k for k in range(last) if k in ats and k + 1 in ats]
         pairs = {k: (f"{parts[k]} {parts[k + 1]}", _kind(k == 0, k + 1 == last)) for k in adjacent}
         # One read of the vocabulary: per piece (0) its tokens, per adjacent two (1) their pairs.
-        rows = self.con.execute(
-            " UNION ALL ".join(
-                [
-                    f"SELECT 0, {p.at}, count(*), count(*) FILTER (frequent), coalesce(sum(hits) FILTER "
-                    f"(NOT frequent), 0), coalesce(bit_or({bit_sql('token')}), 0) FROM search_tokens "
-                    f"WHERE {_PRED[p.kind]} AND {SINGLE}"
-                    for p in self.pieces
-                ]
-                + [
-                    f"SELECT 1, {k}, count(*), count(*) FILTER (frequent), coalesce(sum(hits), 0), 0 "
-                    f"FROM search_tokens WHERE {_PRED[kind]}"
-                    for k, (_, kind) in pairs.items()
-                ]
-            ),
-            [p.text for p in self.pieces] + [text for text, _ in pairs.values()],
-        ).fetchall()
+        # (A scan each, filtered in the scan: one scan with FILTER aggregates took longer.)
+        # Cached per vocabulary state (a query repeats as pages turn): the key changes with every
+        # write to the vocabulary (a new row takes a new id; a count adds to hits and comes
+        # before a row turns frequent).
+        version = self.con.execute(
+            "SELECT (SELECT path FROM duckdb_databases() WHERE database_name = current_database()), "
+            "max(id), count(*), sum(hits), count(*) FILTER (frequent) FROM search_tokens"
+        ).fetchall()[0]
+        key = (*version, self.text)
+        rows = _VOCAB.get(key)
+        if rows is None:
+            rows = self.con.execute(
+                " UNION ALL ".join(
+                    [
+                        f"SELECT 0, {p.at}, count(*), count(*) FILTER (frequent), coalesce(sum(hits) FILTER "
+                        f"(NOT frequent), 0), coalesce(bit_or({bit_sql('token')}), 0) FROM search_tokens "
+                        f"WHERE {_PRED[p.kind]} AND {SINGLE}"
+                        for p in self.pieces
+                    ]
+                    + [
+                        f"SELECT 1, {k}, count(*), count(*) FILTER (frequent), coalesce(sum(hits), 0), 0 "
+                        f"FROM search_tokens WHERE {_PRED[kind]}"
+                        for k, (_, kind) in pairs.items()
+                    ]
+                ),
+                [p.text for p in self.pieces] + [text for text, _ in pairs.values()],
+            ).fetchall()
+            with _VOCAB_LOCK:
+                while len(_VOCAB) >= VOCAB_CACHE:
+                    del _VOCAB[next(iter(_VOCAB))]
+                _VOCAB[key] = rows
         stats = {at: (n, f, h, m) for tag, at, n, f, h, m in rows if tag == 0}
         pstats = [(k, n, f, h) for tag, k, n, f, h, _ in rows if tag == 1]
         self.empty = any(n == 0 for n, _, _, _ in stats.values())
@@ -416,39 +436,50 @@ class TextSearch:
             nb, fb, hb, mb = stats[k + 1]
             sql: list[str] = []
             args: list[Any] = []
-            cost = float(hits)
-            if n_pairs:
+            cost = float(hits) if fa and fb else 0.0
+            # The text's two tokens there: both frequent (a pair's postings), or b's rare (its
+            # `prev` holds a's bit), or a's rare (its `next` holds b's). Where one piece has only
+            # rare tokens, its masks alone cover every case (the cheaper one where both have).
+            if fa == 0 and fb == 0:
+                a_side = ha * mb.bit_count() < hb * ma.bit_count()
+                b_side = not a_side
+            else:
+                a_side, b_side = na > fa and fb > 0, nb > fb and fa > 0
+            if n_pairs and fa and fb:
                 sql.append(postings + f"(SELECT id FROM search_tokens WHERE {_PRED[pairs[k][1]]})")
                 args.append(pairs[k][0])
-            if nb > fb:  # a rare token for b right after a token for a
+            if b_side:
                 sql.append(postings + rare.format(_PRED["prefix" if k + 1 == last else "exact"]) + " AND prev & ? <> 0")
                 args += [parts[k + 1], ma]
-                cost += hb * bin(ma).count("1") / 32
-            if na > fa:  # a rare token for a right before a token for b
+                cost += hb * ma.bit_count() / 32
+            if a_side:
                 sql.append(postings + rare.format(_PRED["suffix" if k == 0 else "exact"]) + " AND next & ? <> 0")
                 args += [parts[k], mb]
-                cost += ha * bin(mb).count("1") / 32
+                cost += ha * mb.bit_count() / 32
             if not sql:  # no token pair in any text can hold them: nothing matches
                 sql.append(postings + "(SELECT NULL)")
             out.append(Narrowing(" UNION ALL ".join(sql), args, cost))
         out.sort(key=lambda n: n.cost)
         self.usable = [n for n in out[:MAX_NARROWING] if n.cost <= NARROW_RATIO * max(out[0].cost, 1.0)]
 
-    def _candidates_sql(self) -> tuple[str, list[Any]]:
+    def _candidates_sql(self, *, distinct: bool = True) -> tuple[str, list[Any]]:
         """(id, revision, created_at) of the current revisions in every narrowing's postings (the
         other filters are not applied here)."""
         first, *more = self.usable
         joins = " ".join(f"SEMI JOIN ({n.sql}) p{i} USING (conversation_id, revision)" for i, n in enumerate(more))
         return (
-            f"SELECT DISTINCT p.conversation_id AS id, p.revision, p.created_at FROM ({first.sql}) p {joins} "
+            f"SELECT {'DISTINCT ' if distinct else ''}p.conversation_id AS id, p.revision, p.created_at "
+            f"FROM ({first.sql}) p {joins} "
             "ANTI JOIN search_stale USING (conversation_id, revision)",
             [*first.args, *(a for n in more for a in n.args)],
         )
 
     def _candidates(self, after: Key | None) -> Iterator[tuple[str, int, datetime]]:
-        """The candidates after `after` in page order, read in growing batches."""
-        sql, args = self._candidates_sql()
-        cursor, n = after, 2 * GROUP
+        """The candidates after `after` in page order, read in growing batches. (Without DISTINCT,
+        which would group every candidate before the first is sorted: a conversation's repeats
+        come next to each other and are skipped here.)"""
+        sql, args = self._candidates_sql(distinct=False)
+        cursor, n, last = after, 2 * GROUP, None
         while True:
             cond, cargs = "", []
             if cursor is not None:
@@ -457,7 +488,10 @@ class TextSearch:
                 f"SELECT x.id, x.revision, x.created_at FROM ({sql}) x{cond} ORDER BY x.created_at, x.id LIMIT ?",
                 [*args, *cargs, n],
             ).fetchall()
-            yield from ((r[0], int(r[1]), r[2]) for r in rows)
+            for r in rows:
+                if r[0] != last:
+                    yield r[0], int(r[1]), r[2]
+                last = r[0]
             if len(rows) < n:
                 return
             cursor, n = (rows[-1][2], rows[-1][0]), n * 8
@@ -505,7 +539,7 @@ class TextSearch:
         min_rate: float = 0.0,
     ) -> tuple[list[tuple[str, datetime]], bool]:
         """The first `want` of `rows` that pass the other filters (`filters`) and contain the text
-        (`text`), checked GROUP at a time; and whether the answer is complete (False when
+        (`text`), checked GROUP to GROUP_MAX at a time; and whether the answer is complete (False when
         `budget` rows were checked first, or when past GROUP_MAX rows fewer than `min_rate` of
         them matched: the budget would not be enough)."""
         out: list[tuple[str, datetime]] = []
@@ -522,9 +556,13 @@ class TextSearch:
             out.extend((cid, at) for cid, _, at in batch if cid in ok)
             batch.clear()
 
+        checked = 0
         for seen, row in enumerate(rows, 1):
             batch.append(row)
-            if len(batch) >= min(GROUP_MAX, max(GROUP, want - len(out) + GROUP // 2)):
+            # As many as should hold the rest at the rate seen so far (all of them at first).
+            rate = max(len(out) / checked, 1 / 16) if checked else 1.0
+            if len(batch) >= min(GROUP_MAX, max(GROUP, int((want - len(out)) / rate) + GROUP // 2)):
+                checked += len(batch)
                 flush()
                 if len(out) >= want:
                     return out[:want], True
@@ -605,13 +643,14 @@ class TextSearch:
                     0
                 ][0]
             )
-        if self.usable:  # in any order: the first `budget` candidates
-            sql, args = self._candidates_sql()
-            rows = self.con.execute(f"SELECT * FROM ({sql}) LIMIT ?", [*args, budget + 1]).fetchall()
+        if self.usable:  # in any order: the first `budget` candidates (repeats dropped here)
+            sql, args = self._candidates_sql(distinct=False)
+            raw = self.con.execute(f"SELECT * FROM ({sql}) LIMIT ?", [*args, budget + 1]).fetchall()
+            rows = list(dict.fromkeys(raw))
             out, done = self._matching(
                 rows, cap + 1, filters=self.filtered, text=not self.exact, budget=budget, min_rate=(cap + 1) / budget
             )
-            if done and (len(out) > cap or len(rows) <= budget):
+            if done and (len(out) > cap or len(raw) <= budget):  # enough, or every candidate read
                 return len(out)
         # Frequent pieces, or few candidates match: the first revisions in stored order that
         # contain the text (a scan that stops there) hold enough current ones under the filters;
