@@ -260,3 +260,17 @@ def test_index_of_a_store_with_the_first_index(wb, tmp_path: Path, store_path: P
         # (the migration counts with the real thresholds: nothing is frequent in 14 rows, no pairs)
         assert c.execute("SELECT count(*) FROM search_postings WHERE prev <> 0 AND next <> 0").fetchall()[0][0] > 0
     check_all(again, PHRASES)
+
+
+def test_pairs_guessed_frequent_from_a_sample_stay_exact(wb, tmp_path: Path, monkeypatch) -> None:
+    """A large batch guesses its frequent pairs from one conversation in PAIR_SAMPLE (no postings
+    gathered for them); the answers stay exact."""
+    tiny_index(monkeypatch)
+    monkeypatch.setattr(imports, "INDEX_BATCH_ROWS", 1000)  # one batch of 40 rows >= 8 * FREQUENT
+    texts = [(f"please check the replication {i}", f"the backup and the end {i % 3}") for i in range(40)]
+    rows = [{"messages": [{"role": "user", "content": u}, {"role": "assistant", "content": a}]} for u, a in texts]
+    wb.import_files([write(tmp_path / "g.jsonl", "\n".join(json.dumps(r) for r in rows))])
+    with wb.store.db.connect() as con:
+        dense = con.execute("SELECT count(*) FROM search_tokens WHERE strpos(token, ' ') > 0 AND frequent").fetchall()
+        assert dense[0][0] > 0
+    check_all(wb, PHRASES)

@@ -84,6 +84,7 @@ def bit_sql(expr: str) -> str:
     )
 
 
+PAIR_SAMPLE = 8
 _K = 1 << 32  # a pair's key: (number of its first token) * _K + (number of its second)
 
 # A vocabulary row is a single token (no space) or a pair of adjacent frequent tokens ("a b").
@@ -133,6 +134,23 @@ def index_sql(source: str, into: str = "search_postings", *, count: bool = True)
             "USING (k)"
         )
 
+    keyed = (  # the vocabulary's pairs (id, frequent, k)
+        f"(SELECT v.id, v.frequent, fa.n * {_K} + fb.n AS k FROM search_tokens v "
+        "JOIN _search_f fa ON fa.token = split_part(v.token, ' ', 1) "
+        "JOIN _search_f fb ON fb.token = split_part(v.token, ' ', 2) WHERE strpos(v.token, ' ') > 0)"
+    )
+    sampled = f"(SELECT * FROM {source} WHERE ascii(conversation_id) % {PAIR_SAMPLE} = 0)"
+    guess = (
+        # Pairs in more than the frequent share of one conversation in PAIR_SAMPLE (ids are sha256
+        # hex) of a batch that large: frequent at once, their postings never gathered. (A guess
+        # only decides whether a pair keeps postings, never what a query finds.)
+        f"CREATE OR REPLACE TEMP TABLE _search_sd AS SELECT k, count(*) * {PAIR_SAMPLE} AS n FROM "
+        f"{pairs(sampled)} GROUP BY k HAVING count(*) * {PAIR_SAMPLE} > {hot} "
+        f"AND (SELECT count(*) FROM {source}) >= {PAIR_SAMPLE * FREQUENT}"
+        if count
+        else "CREATE OR REPLACE TEMP TABLE _search_sd AS SELECT 0::BIGINT AS k, 0::BIGINT AS n WHERE false"
+    )
+
     def pair_counts(docs: str, n: str) -> str:
         """(token "a b", n) of the pairs in `docs`; `n`: the count expression."""
         return (
@@ -176,7 +194,14 @@ def index_sql(source: str, into: str = "search_postings", *, count: bool = True)
         f"FROM (SELECT unnest({tok}) AS token FROM {source}) WHERE token <> '' GROUP BY token",
         new_vocab(),
         frequent_after,
-        f"INSERT INTO _search_n {pair_counts(source, 'count(*)')}",
+        guess,
+        # The batch's pairs (one row per revision) but those frequent or guessed so.
+        f"CREATE OR REPLACE TEMP TABLE _search_t AS SELECT DISTINCT conversation_id, revision, created_at, k "
+        f"FROM {pairs(source)} ANTI JOIN (SELECT k FROM {keyed} WHERE frequent UNION ALL SELECT k FROM _search_sd) "
+        "USING (k)",
+        "INSERT INTO _search_n SELECT fa.token || ' ' || fb.token, c.n FROM (SELECT k, count(*) AS n FROM _search_t "
+        f"GROUP BY k UNION ALL SELECT k, n FROM _search_sd) c JOIN _search_f fa ON fa.n = c.k // {_K} "
+        f"JOIN _search_f fb ON fb.n = c.k % {_K}",
         new_vocab(),
         *(counting if count else []),
         f"INSERT INTO {into} SELECT v.id, d.conversation_id, d.revision, d.created_at, "
@@ -185,7 +210,10 @@ def index_sql(source: str, into: str = "search_postings", *, count: bool = True)
         f"unnest(t[2:]) AS nxt FROM (SELECT conversation_id, revision, created_at, {tok} AS t FROM {source})) d "
         f"JOIN (SELECT id, token FROM search_tokens SEMI JOIN _search_n USING (token) WHERE NOT frequent "
         f"AND {SINGLE}) v USING (token) GROUP BY ALL",
-        pair_postings(source),
+        f"INSERT INTO {into} SELECT p.id, t.conversation_id, t.revision, t.created_at, 0, 0 FROM _search_t t "
+        f"JOIN (SELECT id, k FROM {keyed} WHERE NOT frequent) p USING (k)",
+        "DROP TABLE _search_t",
+        "DROP TABLE _search_sd",
         "DROP TABLE _search_n",
         "DROP TABLE _search_f",
     ]
