@@ -101,8 +101,8 @@ def index_sql(source: str, into: str = "search_postings", *, count: bool = True)
     reviewers saving at once never write the same vocabulary row (DuckDB would refuse the second).
 
     Besides single tokens, the vocabulary holds the pairs of adjacent tokens (one separator
-    between them) that are both frequent, "a b", counted and turned frequent by the same rule,
-    with postings while they are not; and each rare token's posting carries two masks, the bits
+    between them) that are both frequent, "a b", counted (by revisions) and turned frequent by the
+    same rule, with postings while they are not; and each rare token's posting carries two masks, the bits
     (`bit_sql`) of the tokens right before and right after it in that revision. A token that turns
     frequent gets its pairs from the revisions that held it (its postings, read before they are
     deleted), so a pair's postings are complete or absent like a token's."""
