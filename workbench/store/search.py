@@ -102,8 +102,8 @@ def index_sql(source: str, into: str = "search_postings", *, count: bool = True)
 
     Besides single tokens, the vocabulary holds the pairs of adjacent tokens (one separator
     between them) that are both frequent, "a b", counted (by revisions) and turned frequent by the
-    same rule, with postings while they are not; and each rare token's posting carries two masks, the bits
-    (`bit_sql`) of the tokens right before and right after it in that revision. A token that turns
+    same rule, with postings while they are not; and each rare token's posting carries two masks,
+    the bits (`bit_sql`) of the tokens right before and right after it in that revision. A token that turns
     frequent gets its pairs from the revisions that held it (its postings, read before they are
     deleted), so a pair's postings are complete or absent like a token's."""
     tok = tokens_sql("search_text")
@@ -125,20 +125,18 @@ def index_sql(source: str, into: str = "search_postings", *, count: bool = True)
             f"JOIN _search_f fb ON fb.token = x.b{where})"
         )
 
-    def pair_postings(docs: str, where: str = "") -> str:
-        return (
-            f"INSERT INTO {into} SELECT DISTINCT p.id, d.conversation_id, d.revision, d.created_at, 0, 0 "
-            f"FROM {pairs(docs, where)} d JOIN (SELECT v.id, fa.n * {_K} + fb.n AS k FROM search_tokens v "
-            "JOIN _search_f fa ON fa.token = split_part(v.token, ' ', 1) "
-            "JOIN _search_f fb ON fb.token = split_part(v.token, ' ', 2) WHERE NOT v.frequent AND strpos(v.token, ' ') > 0) p "
-            "USING (k)"
-        )
-
     keyed = (  # the vocabulary's pairs (id, frequent, k)
         f"(SELECT v.id, v.frequent, fa.n * {_K} + fb.n AS k FROM search_tokens v "
         "JOIN _search_f fa ON fa.token = split_part(v.token, ' ', 1) "
         "JOIN _search_f fb ON fb.token = split_part(v.token, ' ', 2) WHERE strpos(v.token, ' ') > 0)"
     )
+
+    def pair_postings(docs: str, where: str = "") -> str:
+        return (
+            f"INSERT INTO {into} SELECT DISTINCT p.id, d.conversation_id, d.revision, d.created_at, 0, 0 "
+            f"FROM {pairs(docs, where)} d JOIN (SELECT id, k FROM {keyed} WHERE NOT frequent) p USING (k)"
+        )
+
     sampled = f"(SELECT * FROM {source} WHERE ascii(conversation_id) % {PAIR_SAMPLE} = 0)"
     guess = (
         # Pairs in more than the frequent share of one conversation in PAIR_SAMPLE (ids are sha256
