@@ -120,7 +120,8 @@ def index_sql(source: str, into: str = "search_postings", *, count: bool = True)
         as k = (a's number, b's number) in `_search_f` (integers join faster than text)."""
         return (
             f"(SELECT conversation_id, revision, created_at, fa.n * {_K} + fb.n AS k FROM (SELECT conversation_id, "
-            f"revision, created_at, unnest(t) AS a, unnest(t[2:]) AS b FROM {docs}) x JOIN _search_f fa ON fa.token = x.a "
+            f"revision, created_at, unnest(t) AS a, unnest(t[2:]) AS b FROM (SELECT conversation_id, revision, "
+            f"created_at, {tok} AS t FROM {docs})) x JOIN _search_f fa ON fa.token = x.a "
             f"JOIN _search_f fb ON fb.token = x.b{where})"
         )
 
@@ -136,14 +137,14 @@ def index_sql(source: str, into: str = "search_postings", *, count: bool = True)
             f"FROM {pairs(docs, where)} d JOIN (SELECT id, k FROM {keyed} WHERE NOT frequent) p USING (k)"
         )
 
-    sampled = f"(SELECT * FROM _search_d WHERE ascii(conversation_id) % {PAIR_SAMPLE} = 0)"
+    sampled = f"(SELECT * FROM {source} WHERE ascii(conversation_id) % {PAIR_SAMPLE} = 0)"
     guess = (
         # Pairs in more than the frequent share of one conversation in PAIR_SAMPLE (ids are sha256
         # hex) of a batch that large: frequent at once, their postings never gathered. (A guess
         # only decides whether a pair keeps postings, never what a query finds.)
         f"CREATE OR REPLACE TEMP TABLE _search_sd AS SELECT k, count(*) * {PAIR_SAMPLE} AS n FROM "
         f"{pairs(sampled)} GROUP BY k HAVING count(*) * {PAIR_SAMPLE} > {hot} "
-        f"AND (SELECT count(*) FROM _search_d) >= {PAIR_SAMPLE * FREQUENT}"
+        f"AND (SELECT count(*) FROM {source}) >= {PAIR_SAMPLE * FREQUENT}"
         if count
         else "CREATE OR REPLACE TEMP TABLE _search_sd AS SELECT 0::BIGINT AS k, 0::BIGINT AS n WHERE false"
     )
@@ -172,7 +173,7 @@ def index_sql(source: str, into: str = "search_postings", *, count: bool = True)
         # Tokens turning frequent: the pairs they form in the revisions indexed before (these
         # revisions are in `revisions`, the batch's own are added below).
         "CREATE OR REPLACE TEMP TABLE _search_back AS SELECT r.conversation_id, r.revision, h.created_at, "
-        f"{tokens_sql('r.search_text')} AS t FROM ({held.format('search_postings')}"
+        f"r.search_text FROM ({held.format('search_postings')}"
         + (f" UNION {held.format(into)}" if into != "search_postings" else "")
         + ") h JOIN revisions r USING (conversation_id, revision)",
         f"CREATE OR REPLACE TEMP TABLE _search_bn AS {pair_counts('_search_back', '0::BIGINT')}",
@@ -187,17 +188,14 @@ def index_sql(source: str, into: str = "search_postings", *, count: bool = True)
         "DROP TABLE _search_hot",
     ]
     return [
-        # The batch's tokens, split once (each statement below reads them).
-        f"CREATE OR REPLACE TEMP TABLE _search_d AS SELECT conversation_id, revision, created_at, {tok} AS t "
-        f"FROM {source}",
-        "CREATE OR REPLACE TEMP TABLE _search_n AS SELECT token, count(*)::BIGINT AS n "
-        "FROM (SELECT unnest(t) AS token FROM _search_d) WHERE token <> '' GROUP BY token",
+        f"CREATE OR REPLACE TEMP TABLE _search_n AS SELECT token, count(*)::BIGINT AS n "
+        f"FROM (SELECT unnest({tok}) AS token FROM {source}) WHERE token <> '' GROUP BY token",
         new_vocab(),
         frequent_after,
         guess,
         # The batch's pairs (one row per revision) but those frequent or guessed so.
         f"CREATE OR REPLACE TEMP TABLE _search_t AS SELECT DISTINCT conversation_id, revision, created_at, k "
-        f"FROM {pairs('_search_d')} ANTI JOIN (SELECT k FROM {keyed} WHERE frequent UNION ALL SELECT k FROM _search_sd) "
+        f"FROM {pairs(source)} ANTI JOIN (SELECT k FROM {keyed} WHERE frequent UNION ALL SELECT k FROM _search_sd) "
         "USING (k)",
         "INSERT INTO _search_n SELECT fa.token || ' ' || fb.token, c.n FROM (SELECT k, count(*) AS n FROM _search_t "
         f"GROUP BY k UNION ALL SELECT k, n FROM _search_sd) c JOIN _search_f fa ON fa.n = c.k // {_K} "
@@ -207,14 +205,13 @@ def index_sql(source: str, into: str = "search_postings", *, count: bool = True)
         f"INSERT INTO {into} SELECT v.id, d.conversation_id, d.revision, d.created_at, "
         f"bit_or({bit_sql('d.prev')}), bit_or({bit_sql('d.nxt')}) "
         "FROM (SELECT conversation_id, revision, created_at, unnest(t) AS token, unnest(list_prepend('', t)) AS prev, "
-        "unnest(t[2:]) AS nxt FROM _search_d) d "
+        f"unnest(t[2:]) AS nxt FROM (SELECT conversation_id, revision, created_at, {tok} AS t FROM {source})) d "
         f"JOIN (SELECT id, token FROM search_tokens SEMI JOIN _search_n USING (token) WHERE NOT frequent "
         f"AND {SINGLE}) v USING (token) GROUP BY ALL",
         f"INSERT INTO {into} SELECT p.id, t.conversation_id, t.revision, t.created_at, 0, 0 FROM _search_t t "
         f"JOIN (SELECT id, k FROM {keyed} WHERE NOT frequent) p USING (k)",
         "DROP TABLE _search_t",
         "DROP TABLE _search_sd",
-        "DROP TABLE _search_d",
         "DROP TABLE _search_n",
         "DROP TABLE _search_f",
     ]
