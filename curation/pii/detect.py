@@ -10,7 +10,8 @@ from typing import Any
 
 from curation.pii.config import DENY_LIST_ENTITY, PiiConfig
 from curation.pii.fields import message_fields
-from curation.pii.recognizers import _cue_spans, _recognizer_classes
+from curation.pii.names import _cue_spans
+from curation.pii.recognizers import _recognizer_classes
 from curation.pii.spans import Finding, Span, resolve_overlaps
 from curation.pii.wordlists import (
     FILE_EXTENSIONS,

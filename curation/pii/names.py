@@ -1,0 +1,159 @@
+"""Rules about names and places that the recognizers share: which spaCy tokens can be part of a
+name, where a place goes ("in", "grew up in", "flew to"), verbs whose subject is a person, speaker
+and place labels, and the name cues ("my name is", "Thanks X", "Mrs. X", "my kid X"). Split from
+`recognizers.py`; word lists in `data/*.txt`."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from curation.pii.wordlists import (
+    KIN_WORDS,
+    NOT_NAMES,
+    NOT_PLACES,
+    NUMBERED_WORDS,
+    PERSON_VERBS,
+    PLACE_PHRASES,
+    PLACE_PREPS,
+    PRODUCT_WORDS,
+    TECH_TERMS,
+    TRAVEL_VERBS,
+)
+
+_SQL_BEFORE_NAME = frozenset({"FROM", "JOIN", "INTO", "UPDATE", "TABLE", "EXISTS", "ON"})
+_NOT_PLACE_WORDS = NOT_NAMES | NOT_PLACES | NUMBERED_WORDS | TECH_TERMS | PRODUCT_WORDS
+_WEAK_ENT_TYPES = {"ORG", "PRODUCT", "WORK_OF_ART"}
+
+
+def _name_token(tok: Any) -> bool:
+    """A token that can be part of a name: tagged proper noun, capitalised (or all capitals with 4+
+    letters), letters only (initials like "R" or "J." too), not a stop word or a known non-name."""
+    t = tok.text
+    if tok.pos_ != "PROPN" and tok.tag_ not in ("NNP", "NNPS"):
+        return False
+    if tok.ent_type_ and tok.ent_type_ not in _WEAK_ENT_TYPES:
+        return False  # spaCy's NER already labelled it as a name, a place, a date...
+    core = t[:-1] if t.endswith(".") and len(t) == 2 else t
+    if not core or not core[0].isupper() or not all(c.isalpha() or c in "-'’" for c in core):
+        return False
+    if core.isupper() and len(core) > 1 and len(core) < 4:
+        return False  # SQL, AWS, NYC: acronyms
+    return core.lower() not in NOT_NAMES and not tok.is_stop
+
+
+# A place label and what follows it on its line: "Where: UPTON SCUDAMORE Country Club."
+_PLACE_LABEL_RE = re.compile(
+    r"(?<![\w])(?:Where|Location|City|Town|Hometown|Venue|Place of birth|Birthplace)[ \t]*:[ \t]*(?P<v>[^\n]{1,60})"
+)
+# A speaker label: one capitalised word and a colon at the start of the text, of a line, or after
+# a sentence ("Ella: ...", 'Koppány: "Who are you?" Elizabeth:"I'm ...').
+_SPEAKER_RE = re.compile(
+    r"""(?:^|(?<=\n)|(?<=[.!?][ \t])|(?<=[.!?]["”'][ \t]))[ \t]*([^\W\d_][^\W\d_'’\-]+):(?=[ \t]*["“]?\S)"""
+)
+
+
+def _place_before(doc: Any, k: int) -> bool:
+    """Whether the words before token k make it a place: "in", "from", "near" (data/place_preps.txt),
+    a verb of travel + "to"/"at" ("flew to", "arrived at"), "University of" (data/place_phrases.txt)."""
+    prev = [t.lower_ for t in doc[max(0, k - 2) : k]]
+    if prev and doc[k - 1].text.isupper():
+        return False  # "SELECT * FROM Users": a keyword, not a preposition
+    return bool(prev) and (
+        prev[-1] in PLACE_PREPS
+        or (len(prev) == 2 and prev[-1] in ("to", "at") and prev[0] in TRAVEL_VERBS)
+        or " ".join(prev) in PLACE_PHRASES
+    )
+
+
+def _caps_word(tok: Any) -> bool:
+    """A word of four or more capital letters (any script) that is no known term or acronym."""
+    t = tok.text
+    return (
+        len(t) >= 4
+        and t.isupper()
+        and all(c.isalpha() or c in "-'’" for c in t)
+        and not tok.is_stop
+        and t.casefold() not in _NOT_PLACE_WORDS
+        and tok.ent_type_ in ("", *_WEAK_ENT_TYPES, "GPE", "LOC", "NORP", "PERSON")
+    )
+
+
+_THINGS_DO_TOO = frozenset(
+    {"lives", "lived", "moved", "flew", "grew", "met", "visited", "travelled", "traveled", "loves", "loved"}
+)
+
+
+def _before_person_verb(doc: Any, k: int, strict: bool = False) -> bool:
+    """Whether token k (and an auxiliary after it: "had given", "was born") is a verb whose subject
+    is a person (data/person_verbs.txt). `strict` (the word before was tagged a common noun): not
+    the verbs a thing can do too ("Water moved", "Legacy lives on"), except "lives on/at/in" before
+    a capitalised word or a number ("Timotea lives on Via dei Fiorentini 17")."""
+    if k < len(doc) and doc[k].pos_ == "AUX" and k + 1 < len(doc):
+        k += 1
+    if not (k < len(doc) and doc[k].lower_ in PERSON_VERBS and doc[k].pos_ in ("VERB", "AUX")):
+        return False
+    if strict and doc[k].lower_ in _THINGS_DO_TOO:
+        nxt = doc[k + 1 : k + 3]
+        return (
+            doc[k].lower_ in ("lives", "lived")
+            and len(nxt) == 2
+            and nxt[0].lower_ in ("on", "at", "in")
+            and (nxt[1].text[:1].isupper() or nxt[1].text[:1].isdigit())
+        )
+    return True
+
+
+def _name_cue_rules(rx: Any) -> list[tuple[str, Any, float, str | int]]:
+    cue = (
+        r"(?i:\b(?:(?:my|his|her|their|your|our)[ \t]+(?:(?:full|first|last|maiden|middle|given|family)[ \t]+)?"
+        r"name[ \t]*(?:is|was|:)|(?:last|first|full|sur)[ \t]*name[ \t]*[?:]|(?:call|calls|called)[ \t]+me))[ \t]+"
+    )
+    cased = r"(?P<v>\p{Lu}[\p{L}'’\-]+(?:[ \t]+\p{Lu}\.?(?!\w))?(?:[ \t]+\p{Lu}[\p{L}'’\-]+){0,2})"
+    lower = r"(?P<v>\p{Ll}[\p{L}'’\-]+(?:[ \t]+\p{Ll}[\p{L}'’\-]+)?)(?=[ \t]*(?:[.,!?;\n]|$|[ \t]+but\b))"
+    # "Thanks Oluwaseun." / "Hi Anjali," / "Dear Mr Okafor": one capitalised word after a greeting or
+    # a thank-you, closed by punctuation or the end of the line
+    greet = (
+        r"(?i:\b(?:thanks|thank[ \t]+you|thx|cheers|hi|hello|hey|dear|regards|bye))[ \t]*,?[ \t]+"
+        r"(?P<v>\p{Lu}\p{Ll}[\p{L}'’\-]+)(?=[ \t]*(?:[.,!?;:\n]|$))"
+    )
+    # "Hi, I am Margaret Hollingsworth" / "this is Dana Ruiz": a self-introduction, capitalised only
+    # (a customer's name recurs in every turn of a thread: the corpus-level check must not drop it)
+    intro = r"(?:\b(?:I[ \t]+am|I['’]m|[Tt]his[ \t]+is)[ \t]+)"
+    # Chinese, Japanese and Korean "my name is X": no spaces around the name, so the cue and what
+    # closes it (punctuation; です / と申します; 입니다) mark its ends
+    cjk = (
+        r"(?:(?:我叫|我的名字(?:是|叫))(?P<v>\p{Han}{2,4}?)(?=[，,。.！!？?；;、\s]|$)"
+        r"|(?:私の名前は|名前は)(?P<v>[\p{Han}\p{Katakana}ー・]{2,8}?)(?:です|と申します|といいます|と言います)"
+        r"|(?:제|내|저의)[ \t]*이름은[ \t]*(?P<v>\p{Hangul}{2,4}?)(?:입니다|이에요|예요|이라고|라고))"
+    )
+    # "Mrs. Diana Usamov", "ms. Quinzia", "Dr Okafor" (and "mr. elliott" in all-lowercase text)
+    honorific = r"(?:\b(?i:mr|mrs|ms|mx|dr|prof)\.?|\b(?:Miss|Mme|Mlle|Herr|Frau)\b)[ \t]+"
+    # "my kid Tadzio", "her husband Ravi"; "I'm Amanda's daughter"
+    kin = "|".join(sorted((re.escape(w) for w in KIN_WORDS), key=len, reverse=True))
+    relative = rf"(?i:\b(?:my|his|her|our|their|your)[ \t]+(?:{kin}))[ \t]+"
+    possessive = rf"(?P<v>\p{{Lu}}[\p{{L}}\-]+)['’]s[ \t]+(?i:(?:{kin}))\b"
+    return [
+        ("honorific", rx.compile(honorific + cased), 0.6, "v"),
+        ("lowercase_honorific", rx.compile(honorific + r"(?P<v>\p{Ll}[\p{L}'’\-]+)"), 0.6, "v"),
+        ("relative", rx.compile(relative + cased), 0.6, "v"),
+        ("possessive_relative", rx.compile(possessive), 0.6, "v"),
+        ("cjk", rx.compile(cjk), 0.6, "v"),
+        ("cased", rx.compile(cue + cased), 0.6, "v"),
+        ("introduction", rx.compile(intro + cased + r"(?=[ \t]*(?:[.,!?;:\n]|$|[ \t]+and\b))"), 0.6, "v"),
+        ("lowercase", rx.compile(cue + lower), 0.6, "v"),
+        ("greeting", rx.compile(greet), 0.6, "v"),
+    ]
+
+
+def _cue_spans(text: str) -> list[tuple[int, int]]:
+    """The spans the name cues point at ("my name is X", "Thanks X", "Mrs. X", "my kid X")."""
+    global _CUE_RULES
+    if _CUE_RULES is None:
+        import regex
+
+        _CUE_RULES = [(rx, g) for _, rx, _, g in _name_cue_rules(regex)]
+    return [(m.start(g), m.end(g)) for rx, g in _CUE_RULES for m in rx.finditer(text) if m.start(g) >= 0]
+
+
+_CUE_RULES: list[tuple[Any, str | int]] | None = None
