@@ -150,6 +150,41 @@ def test_address_tails_units_po_boxes_and_places_after_place_words(analyzer) -> 
     assert spans(analyzer, "We migrated from Postgres to Snowflake; it runs in Kubernetes near Grafana.") == []
 
 
+def test_countries_unit_lines_quoted_blocks_and_dialogue(analyzer) -> None:
+    # a country wherever it stands (the small model misses some), the country after a direction, and
+    # in lowercase only after a place word and when it is no everyday word
+    assert spans(analyzer, "The orchestra tours Northern Portugal every year.") == [("Portugal", "LOCATION")]
+    assert ("Estonia", "LOCATION") in spans(analyzer, "Estonia leader gives a speech today")
+    assert spans(analyzer, "we moved here from portugal") == [("portugal", "LOCATION")]
+    assert spans(analyzer, "i had turkey for dinner in china town") == []
+    # a quoted address block: the name keeps its line, the street line above a unit line is the address
+    got = spans(analyzer, ">Marisol Quintero\n>4410 12 rue des petits Champs\n>Apt. 12\n>LYON\n>France 69001")
+    assert ("Marisol Quintero", "PERSON") in got
+    assert ("4410 12 rue des petits Champs\n>Apt. 12\n>LYON\n>France 69001", "STREET_ADDRESS") in got
+    got = spans(analyzer, "The parcel went to 5521 Lindqvist 8 Apt. 31 yesterday.")
+    assert ("5521 Lindqvist 8 Apt. 31", "STREET_ADDRESS") in got
+    assert spans(analyzer, "We have 2 Postgres replicas in Suite 300 and 3 Kafka Brokers Suite 4.") == []
+    # "United" is no "Unit ed"; a Polish postal code ends the address
+    got = spans(analyzer, "Ship to 12 Harbour Road\nSuite 4\nKESWICK\nUnited Kingdom 40211")
+    assert ("12 Harbour Road\nSuite 4\nKESWICK\nUnited Kingdom 40211", "STREET_ADDRESS") in got
+    got = spans(analyzer, "31 ul. Lipowa 10 Apt. 3\n  Kraków\n  nan\n  53-320")
+    assert ("31 ul. Lipowa 10 Apt. 3\n  Kraków\n  nan\n  53-320", "STREET_ADDRESS") in got
+    # name boundaries: two spaces, a particle, the surname after an initial
+    assert ("Petra  Okonkwo", "PERSON") in spans(analyzer, "Petra  Okonkwo\n\nNight shift supervisor")
+    assert ("Ilse B Vantongeren", "PERSON") in spans(analyzer, "Maybe it's under Ilse B Vantongeren")
+    assert ("Anneke ten Brink", "PERSON") in spans(analyzer, "Anneke ten Brink will speak at the meetup")
+    # what kind of person; dialogue attribution; a speaker label glued to its quote; a first name again
+    assert spans(analyzer, "Darius is a very patient person. You can ask him.") == [("Darius", "PERSON")]
+    assert spans(analyzer, "Python is a friendly language. Kafka is a great tool.") == []
+    got = spans(analyzer, "'Not again!' said Hilde to Bastian")
+    assert ("Hilde", "PERSON") in got and ("Bastian", "PERSON") in got
+    assert ("Okoye", "PERSON") in spans(analyzer, 'Ingrid shouted at Okoye: "Stop it!"')
+    assert ("Marta", "PERSON") in spans(analyzer, 'Ravi: "Who is it?"\nMarta:"It\'s Tomas\'s sister".')
+    got = spans(analyzer, "You can tell Ilkka was a huge Ilkka Rautio fan.")
+    assert got.count(("Ilkka", "PERSON")) == 1 and ("Ilkka Rautio", "PERSON") in got
+    assert spans(analyzer, "Note: restart it.\nExpected: 200") == []
+
+
 def test_config_errors() -> None:
     cases = [
         ({"entities": ("NAME",)}, f"unknown entity 'NAME' (use {', '.join(pii.ENTITIES)})"),

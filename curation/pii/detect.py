@@ -10,10 +10,11 @@ from typing import Any
 
 from curation.pii.config import DENY_LIST_ENTITY, PiiConfig
 from curation.pii.fields import message_fields
-from curation.pii.names import _cue_spans
+from curation.pii.names import _cue_spans, country_accepted, country_part, speaker_labels
 from curation.pii.recognizers import _recognizer_classes
 from curation.pii.spans import Finding, Span, resolve_overlaps
 from curation.pii.wordlists import (
+    COUNTRIES,
     FILE_EXTENSIONS,
     NAME_PARTICLES,
     NATO,
@@ -114,6 +115,11 @@ def _trim_start(text: str, entity: str, start: int, end: int) -> int:
     return start
 
 
+# Recognizers whose own rules already decide that a span is a name or a place (a cue, a country
+# list): the precision filters for NER guesses (lowercase, common word) do not apply to them.
+_LENIENT = ("NameCueRecognizer", "CountryRecognizer")
+
+
 def _to_spans(results: Iterable[Any], text: str, config: PiiConfig, allow: set[str]) -> list[Span]:
     spans = []
     cues: list[tuple[int, int]] | None = None
@@ -121,6 +127,14 @@ def _to_spans(results: Iterable[Any], text: str, config: PiiConfig, allow: set[s
         if r.score < config.threshold(r.entity_type):
             continue
         name = (r.recognition_metadata or {}).get("recognizer_name") or "unknown"
+        if r.entity_type in ("PERSON", "LOCATION"):
+            r.start, r.end = _one_line(text, r.start, r.end)
+            if text[r.start : r.end].casefold() in COUNTRIES:
+                r.entity_type = "LOCATION"  # "Cyprus", "Austria": the NER's person is a country
+                if country_accepted(text, r.start, r.end):
+                    name = "CountryRecognizer"  # the country list vouches for it ("from tunisia")
+            elif (c := country_part(text, r.start, r.end)) is not None:
+                r.entity_type, r.start = "LOCATION", c  # "serving Southern Italy": the place is Italy
         if r.entity_type == "PERSON" and name != "NameCueRecognizer":
             # Presidio keeps one result per span: where the NER found the very name a cue points at
             # ("mr. elliott"), the cue's leniency (lowercase, recurring) applies to it
@@ -130,7 +144,7 @@ def _to_spans(results: Iterable[Any], text: str, config: PiiConfig, allow: set[s
         # judged whole first: "macOS Sonoma" is a product, not "macOS" + a name
         if (
             r.entity_type in ("PERSON", "LOCATION")
-            and name != "NameCueRecognizer"
+            and name not in _LENIENT
             and (not looks_like_a_name(text[r.start : r.end]) or name_evidence_against(text, r.start, r.end))
         ):
             if r.entity_type == "PERSON":
@@ -144,6 +158,12 @@ def _to_spans(results: Iterable[Any], text: str, config: PiiConfig, allow: set[s
                     and b <= r.end
                     and (a, b) != (r.start, r.end)
                     and text[a:b].strip().casefold() not in allow
+                ]
+                # ...and a transcript's speaker label inside it ('Heather:"I'm')
+                spans += [
+                    Span(a, b, "PERSON", 0.4, "ProperNounRecognizer")
+                    for a, b in speaker_labels(text)
+                    if r.start <= a and b <= r.end and text[a:b].casefold() not in allow
                 ]
             continue
         if r.entity_type == "PERSON" and name != "NameCueRecognizer":
@@ -159,7 +179,7 @@ def _to_spans(results: Iterable[Any], text: str, config: PiiConfig, allow: set[s
             r.end = q.end()  # "Cyprus (Greek)", "Unionville (Orange)": the qualifier is part of the name
         if r.entity_type in ("PERSON", "LOCATION") and (
             not looks_like_a_name(text[r.start : r.end])
-            or (name != "NameCueRecognizer" and name_evidence_against(text, r.start, r.end))
+            or (name not in _LENIENT and name_evidence_against(text, r.start, r.end))
         ):
             continue
         if r.entity_type == "URL" and url_evidence_against(text, r.start, r.end):
@@ -170,6 +190,20 @@ def _to_spans(results: Iterable[Any], text: str, config: PiiConfig, allow: set[s
             continue
         spans.append(Span(r.start, r.end, r.entity_type, round(float(r.score), 4), name))
     return resolve_overlaps(spans + _same_name_again(text, spans, allow))
+
+
+def _one_line(text: str, start: int, end: int) -> tuple[int, int]:
+    """A name or place ends at its line's end: an NER span stretched over a line break
+    ("Alberico Rizzo\n>", "Allan\nEchocardiographer") keeps its first line, without the quote
+    marks and spaces around it."""
+    while start < end and text[start] in " \t\n>":
+        start += 1
+    cut = text.find("\n", start, end)
+    if cut >= 0:
+        end = cut
+    while end > start and text[end - 1] in " \t>":
+        end -= 1
+    return start, end
 
 
 def _same_name_again(text: str, spans: list[Span], allow: set[str] | frozenset[str] = frozenset()) -> list[Span]:
@@ -187,6 +221,8 @@ def _same_name_again(text: str, spans: list[Span], allow: set[str] | frozenset[s
         forms = {" ".join(words)}
         if len(words) > 1 and len(words[-1]) > 2 and words[-1][0].isupper():
             forms.add(words[-1])  # the surname alone
+        if len(words) > 1 and len(words[0]) > 2 and words[0].istitle() and words[0].casefold() not in NOT_NAMES:
+            forms.add(words[0])  # the first name alone ("Jouni was a huge Jouni Hahli fan")
         for form in forms:
             if len(form) < 3 or form.casefold() in allow:
                 continue

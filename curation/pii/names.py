@@ -9,10 +9,12 @@ import re
 from typing import Any
 
 from curation.pii.wordlists import (
+    COUNTRIES,
     KIN_WORDS,
     NOT_NAMES,
     NOT_PLACES,
     NUMBERED_WORDS,
+    PERSON_NOUNS,
     PERSON_VERBS,
     PLACE_PHRASES,
     PLACE_PREPS,
@@ -157,3 +159,100 @@ def _cue_spans(text: str) -> list[tuple[int, int]]:
 
 
 _CUE_RULES: list[tuple[Any, str | int]] | None = None
+
+
+# Countries (data/countries.txt) whose lowercase form is an everyday English word: only capitalised
+# they are places.
+_COMMON_WORD_COUNTRIES = frozenset({"chad", "china", "guinea", "jersey", "turkey", "jordan", "georgia"})
+# Directions written before a country ("Southern Italy"): the place is the country.
+DIRECTIONS = frozenset({"southern", "northern", "eastern", "western", "central", "south", "north", "east", "west"})
+
+
+def country_rule(rx: Any) -> Any:
+    """One regex for every country name of data/countries.txt, any case, whole words; which matches
+    count is decided by `country_accepted`."""
+    alts = "|".join(r"[ \t]+".join(rx.escape(w) for w in c.split()) for c in sorted(COUNTRIES, key=len, reverse=True))
+    return rx.compile(rf"(?i)(?<![\w\-.@/])(?:{alts})(?![\w\-]|\.\w)")
+
+
+def country_accepted(text: str, start: int, end: int) -> bool:
+    """A country as written: every word capitalised (small words such as "and", "of" aside) or all
+    capitals ("SOUTH AFRICA"); in lowercase only after a place preposition ("moved here from
+    tunisia") and not an everyday word ("turkey")."""
+    words = text[start:end].split()
+    if all(w[0].isupper() or w.casefold() in ("and", "of", "the", "da", "de") for w in words):
+        return True
+    if text[start:end].casefold() in _COMMON_WORD_COUNTRIES or any(c.isupper() for c in text[start:end]):
+        return False
+    before = re.findall(r"[\w']+", text[max(0, start - 30) : start].casefold())[-2:]
+    return bool(before) and (before[-1] in PLACE_PREPS or " ".join(before) in PLACE_PHRASES)
+
+
+def country_part(text: str, start: int, end: int) -> int | None:
+    """Where the country of a "Southern Italy" span starts (None when the span is no direction +
+    country, or is a country as a whole: "South Africa")."""
+    span = text[start:end]
+    if span.casefold() in COUNTRIES:
+        return None
+    m = re.match(r"(\w+)[ \t]+", span)
+    if m and m.group(1).casefold() in DIRECTIONS and span[m.end() :].casefold() in COUNTRIES:
+        return start + m.end()
+    return None
+
+
+def _person_predicate(doc: Any, k: int) -> bool:
+    """Whether the words from token k say what kind of person the word before is: "is a very
+    sympathetic person", "was an engineer" (data/person_nouns.txt)."""
+    if not (k < len(doc) and doc[k].lower_ in ("is", "was")):
+        return False
+    for t in doc[k + 1 : k + 6]:
+        if t.lower_ in PERSON_NOUNS and t.pos_ == "NOUN":
+            return True
+        if t.pos_ not in ("DET", "ADJ", "ADV"):
+            return False
+    return False
+
+
+def _initial_then_surname(doc: Any, j: int) -> bool:
+    """Whether token j is the surname after a name that ends in an initial ("Elita B Desaulniers",
+    "Eric G. Samoylova"): capitalised letters on the same line, whatever the tagger made of it."""
+    prev, t = doc[j - 1], doc[j]
+    core = prev.text.rstrip(".")
+    return (
+        len(core) == 1
+        and core.isupper()
+        and "\n" not in prev.whitespace_
+        and t.text[:1].isupper()
+        and t.is_alpha
+        and len(t.text) > 1
+        and not t.is_stop
+        and t.lower_ not in NOT_NAMES
+    )
+
+
+def speaker_labels(text: str) -> list[tuple[int, int]]:
+    """The speaker labels of a transcript ("Ella: ... Destiny: ..."): capitalised, two or more of
+    them, none a common word ("Expected:", "Note:")."""
+    labels = [m.span(1) for m in _SPEAKER_RE.finditer(text) if m.group(1)[0].isupper()]
+    if len(labels) < 2:
+        return []
+    return [(a, b) for a, b in labels if text[a:b].casefold() not in NOT_NAMES]
+
+
+# Dialogue attribution: 'said Gladys to Logan', 'Zak shouted at Scott:' — the speaker and the one
+# spoken to are people, however the tagger read the words.
+_ADDRESSED_RE = re.compile(
+    r"\b(?:(?:said|says|whispered|replied|explained|complained)[ \t]+(?P<a>[^\W\d_][^\W\d_'’\-]+)[ \t]+to"
+    r"|(?:shouted|yelled|screamed|snapped|glared|smiled|winked)[ \t]+at)[ \t]+(?P<b>[^\W\d_][^\W\d_'’\-]+)(?![\w\-])"
+)
+
+
+def addressed_names(text: str) -> list[tuple[int, int]]:
+    """The capitalised names of a dialogue attribution ("said Erle to Maurice", "shouted at Scott")."""
+    out = []
+    for m in _ADDRESSED_RE.finditer(text):
+        for g in ("a", "b"):
+            w = m.group(g)
+            if w and w[0].isupper() and w[1:].islower() and w.casefold() not in _NOT_PLACE_WORDS:
+                out.append(m.span(g))
+    return out

@@ -15,14 +15,19 @@ from curation.pii.config import DENY_LIST_ENTITY, PiiError
 from curation.pii.names import (
     _NOT_PLACE_WORDS,
     _PLACE_LABEL_RE,
-    _SPEAKER_RE,
     _SQL_BEFORE_NAME,
     _before_person_verb,
     _caps_word,
     _cue_spans,
+    _initial_then_surname,
     _name_cue_rules,
     _name_token,
+    _person_predicate,
     _place_before,
+    addressed_names,
+    country_accepted,
+    country_rule,
+    speaker_labels,
 )
 from curation.pii.wordlists import (
     CUE_STOP,
@@ -219,6 +224,16 @@ def _recognizer_classes() -> dict[str, Any]:
         RULES = (("card_digits", regex.compile(r"(?<![\w\-.])\d{4}(?:[ \-]?\d){8,15}(?![\w\-]|\.\d)"), 0.2, 0),)
         CONTEXT = ("card", "credit", "debit", "visa", "mastercard", "amex", "cc")
 
+    class CountryRecognizer(_Regexes):
+        """Country names (data/countries.txt): the small NER model misses many ("Slovenia leader
+        gives ...") or calls them people."""
+
+        ENTITY = "LOCATION"
+        RULES = (("country", country_rule(regex), 0.7, 0),)
+
+        def accept(self, name: str, text: str, start: int, end: int) -> bool:
+            return country_accepted(text, start, end)
+
     class LowercaseIbanRecognizer(_Regexes):
         """IBANs typed in lower case ("my iban is gb42nawi0445..."), which Presidio's recognizer
         (upper case only) skips: reported only when the ISO 13616 mod-97 checksum holds."""
@@ -347,11 +362,15 @@ def _recognizer_classes() -> dict[str, Any]:
                     and (
                         _name_token(doc[j])
                         or (doc[j].lower_ in NAME_PARTICLES and j + 1 < n and _name_token(doc[j + 1]))
+                        # "Lara  Fiorentino": a second space inside the name
+                        or (doc[j].is_space and "\n" not in doc[j].text and j + 1 < n and _name_token(doc[j + 1]))
                     )
                     and "\n" not in doc[j - 1].whitespace_
                     and not doc[j - 1].is_punct
                 ):
                     j += 1
+                if j < n and j - i >= 2 and _initial_then_surname(doc, j):
+                    j += 1  # "Elita B Desaulniers": the surname after an initial, however it was tagged
                 span = doc[i:j]
                 i = j
                 if span.start and doc[span.start - 1].text in _SQL_BEFORE_NAME:
@@ -361,14 +380,14 @@ def _recognizer_classes() -> dict[str, Any]:
                     # spaCy's small model calls many foreign names and places organisations: keep a run it
                     # labelled that way only if it looks like a name (two or more words) or sits where a
                     # place goes ("grew up in KNIVSTA", "flew to Loeches"), and has no company word.
-                    names = [t for t in span if t.lower_ not in NAME_PARTICLES]
+                    names = [t for t in span if t.lower_ not in NAME_PARTICLES and not t.is_space]
                     if any(t.lower_ in ORG_WORDS for t in span) or (
                         len(names) < 2 and span[0].lower_ in _NOT_PLACE_WORDS
                     ):
                         continue
                     if len(names) < 2 and not place:
                         if len(span) == 1 and not span[0].text.isupper():
-                            if _before_person_verb(doc, span.end):
+                            if _before_person_verb(doc, span.end) or _person_predicate(doc, span.end):
                                 out.append(self._result("PERSON", span.start_char, span.end_char))
                             else:
                                 held.append(span)  # a name if it stands in a list with one ("Torpy and Salinas")
@@ -390,6 +409,7 @@ def _recognizer_classes() -> dict[str, Any]:
                 out += self._listed_with_names(doc, held, out)
             if "PERSON" in entities:
                 out += self._speakers(text, doc, out)
+                out += [self._result("PERSON", a, b) for a, b in addressed_names(text)]
             if "LOCATION" in entities:
                 out += self._labelled_places(text, out)
             return out
@@ -423,18 +443,14 @@ def _recognizer_classes() -> dict[str, Any]:
         def _speakers(self, text: str, doc: Any, found: list[Any]) -> list[Any]:
             """A transcript: two or more speaker labels ("Ella: What a wife. Destiny: Remember me,
             Maria?") in a text where a person is named are names, however the tagger read them."""
-            labels = [m.span(1) for m in _SPEAKER_RE.finditer(text) if m.group(1)[0].isupper()]
-            if len(labels) < 2:
+            labels = speaker_labels(text)
+            if not labels:
                 return []
             people = [(e.start_char, e.end_char) for e in doc.ents if e.label_ == "PERSON"] + _cue_spans(text)
             people += [(r.start, r.end) for r in found if r.entity_type == "PERSON"]
             if not people:
                 return []
-            return [
-                self._result("PERSON", a, b)
-                for a, b in labels
-                if not any(s <= a and b <= e for s, e in people) and text[a:b].casefold() not in NOT_NAMES
-            ]
+            return [self._result("PERSON", a, b) for a, b in labels if not any(s <= a and b <= e for s, e in people)]
 
         def _listed_with_names(self, doc: Any, held: list[Any], found: list[Any]) -> list[Any]:
             """Held one-word runs in a list of names: items joined by "," / "and" / "&", one of them a
@@ -539,6 +555,7 @@ def _recognizer_classes() -> dict[str, Any]:
         "ProperNounRecognizer": ProperNounRecognizer,
         "NameCueRecognizer": NameCueRecognizer,
         "LowercaseIbanRecognizer": LowercaseIbanRecognizer,
+        "CountryRecognizer": CountryRecognizer,
         "DenyListRecognizer": DenyListRecognizer,
     }
 
