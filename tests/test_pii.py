@@ -185,6 +185,32 @@ def test_countries_unit_lines_quoted_blocks_and_dialogue(analyzer) -> None:
     assert spans(analyzer, "Note: restart it.\nExpected: 200") == []
 
 
+def test_lowercase_blocks_district_numbers_place_names_and_titles(analyzer) -> None:
+    # lowercase text: the house number starts the address, not "please return to"
+    text = "please return to 45 kirkjuvegur 12\nhafnarfjordur\n, nan\n 220"
+    assert spans(analyzer, text) == [("45 kirkjuvegur 12\nhafnarfjordur\n, nan\n 220", "STREET_ADDRESS")]
+    # two numbers and a street name, then city / region / postal-code lines; a full stop before a unit line
+    got = spans(analyzer, "Here they are: 63 30 W. Parkweg\nHOLTEBY\n, nan\n 40839")
+    assert ("63 30 W. Parkweg\nHOLTEBY\n, nan\n 40839", "STREET_ADDRESS") in got
+    assert spans(analyzer, "We ran 10 20 Minutes of load and 3 4 Times more.") == []
+    assert ("12 Okapi Lane.\n Apt. 5\n Leeds", "STREET_ADDRESS") in spans(
+        analyzer, "Mail: 12 Okapi Lane.\n Apt. 5\n Leeds"
+    )
+    got = spans(analyzer, "Ship to 11 Školní 939\n Apt. 827\n Kaplice 1\n\n Iceland 80392")
+    assert ("11 Školní 939\n Apt. 827\n Kaplice 1\n\n Iceland 80392", "STREET_ADDRESS") in got
+    # a place's name goes on over "am", "nad"; not over "on"
+    got = spans(analyzer, "He grew up in Frankfurt am Main and studied in London on Tuesday.")
+    assert ("Frankfurt am Main", "LOCATION") in got and ("London", "LOCATION") in got
+    # publications, headline-cased titles and quoted titles are no people; the names around them are
+    assert spans(analyzer, "Read Computing Weekly and the Linux Journal every week.") == []
+    text = "For my take on Mrs. Okafor, see Hidden Gems: 7 Bands Of The 80s You Ought To Know (Part 2)"
+    assert spans(analyzer, text) == [("Okafor", "PERSON")]
+    got = spans(analyzer, 'His favourite? "Midnight River Blues" by Anja Lindqvist, of course.')
+    assert got == [("Anja Lindqvist", "PERSON")]
+    got = spans(analyzer, "Kenya's Uhuru Kenyatta met Angela Merkel in Berlin.")
+    assert ("Uhuru Kenyatta", "PERSON") in got and ("Angela Merkel", "PERSON") in got
+
+
 def test_config_errors() -> None:
     cases = [
         ({"entities": ("NAME",)}, f"unknown entity 'NAME' (use {', '.join(pii.ENTITIES)})"),

@@ -93,6 +93,9 @@ def url_evidence_against(text: str, start: int, end: int) -> str | None:
 
 
 _QUALIFIER_RE = re.compile(r"[ \t]?\(([^\W\d_][\w'’\-]*(?:[ \t][^\W\d_][\w'’\-]*)?)\)")
+_PLACE_PARTICLE_RE = re.compile(
+    r"[ \t]+(?:nad|pod|am|upon|sur|sous|de|del|di|da|do|la|le)[ \t]+([^\W\d_][\w'’\-]*(?:[ \t][A-Z][\w'’\-]*)?)"
+)
 _WORD_GAP_RE = re.compile(r"(\s*)(\S+)")
 _LEADING_WORD_RE = re.compile(r"(\S+)\s+")
 _EMAIL_LOCAL = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._%+-")
@@ -177,6 +180,8 @@ def _to_spans(results: Iterable[Any], text: str, config: PiiConfig, allow: set[s
         r.start = _trim_start(text, r.entity_type, r.start, r.end)
         if r.entity_type == "LOCATION" and (q := _QUALIFIER_RE.match(text, r.end)) and q.group(1)[0].isupper():
             r.end = q.end()  # "Cyprus (Greek)", "Unionville (Orange)": the qualifier is part of the name
+        if r.entity_type == "LOCATION" and (q := _PLACE_PARTICLE_RE.match(text, r.end)) and q.group(1)[0].isupper():
+            r.end = q.end()  # "Ústí nad Labem", "Frankfurt am Main": the rest of the place's name
         if r.entity_type in ("PERSON", "LOCATION") and (
             not looks_like_a_name(text[r.start : r.end])
             or (name not in _LENIENT and name_evidence_against(text, r.start, r.end))
@@ -190,6 +195,46 @@ def _to_spans(results: Iterable[Any], text: str, config: PiiConfig, allow: set[s
             continue
         spans.append(Span(r.start, r.end, r.entity_type, round(float(r.score), 4), name))
     return resolve_overlaps(spans + _same_name_again(text, spans, allow))
+
+
+def drop_titles(text: str, spans: list[Span]) -> list[Span]:
+    """The spans of one text without the PERSON spans that are part of a title (`_a_title`). Run
+    after the corpus-level count, which counts every report of a recurring title."""
+    return [s for s in spans if s.recognizer in _LENIENT or not _a_title(text, s, spans)]
+
+
+# Function words that headline case capitalises ("5 Musicians Of The 70s You're Supposed To Hate")
+_TITLE_SMALL_WORDS = frozenset({"of", "the", "to", "and", "for", "in", "on", "with", "a", "an", "at", "by", "from"})
+_TITLE_WORD_RE = re.compile(r"[^\W\d_][\w'’]*")
+_QUOTED_RE = re.compile(r'["“]([^"”\n]{1,80})["”]')
+
+
+def _a_title(text: str, s: Span, spans: list[Span]) -> bool:
+    """Whether a PERSON span is part of a title, not a person: words of a headline-cased phrase (two capitalised
+    function words nearby, not starting a sentence: "Guilty Pleasures: 5 Musicians Of The 70s"), or
+    of a quoted title ('"Tube Snake Boogie" by ...': three capitalised words, or "by" after it)."""
+    if s.entity != "PERSON":
+        return False
+    line_start = text.rfind("\n", 0, s.start) + 1
+    line_end = text.find("\n", s.end)
+    line_end = len(text) if line_end < 0 else line_end
+    small = 0
+    for w in _TITLE_WORD_RE.finditer(text, max(line_start, s.start - 60), min(line_end, s.end + 60)):
+        before = text[max(line_start, w.start() - 2) : w.start()].strip()
+        if (
+            w.group()[0].isupper()
+            and w.group().casefold() in _TITLE_SMALL_WORDS
+            and before not in ("", ".", "!", "?", ":")
+        ):
+            small += 1
+    if small >= 2:
+        return True
+    for q in _QUOTED_RE.finditer(text, line_start, line_end):
+        if q.start(1) <= s.start and s.end <= q.end(1):
+            words = q.group(1).split()
+            by = re.match(r"[ \t]*by\b", text[q.end() : q.end() + 6])
+            return all(w[0].isupper() for w in words) and (len(words) >= 3 or by is not None)
+    return False
 
 
 def _one_line(text: str, start: int, end: int) -> tuple[int, int]:
@@ -263,7 +308,7 @@ def analyze_one(analyzer: Any, text: str, config: PiiConfig) -> list[Span]:
     results = analyzer.analyze(
         text=text, language=config.language, entities=entities, score_threshold=floor, ad_hoc_recognizers=ad_hoc
     )
-    return _to_spans(results, text, config, allow)
+    return drop_titles(text, _to_spans(results, text, config, allow))
 
 
 # Worker processes inherit the parent's analyzer through fork; they only read it.
@@ -302,6 +347,7 @@ def analyze_texts(
             progress(done, len(todo))
     if config.recurring_person_texts:
         results = drop_recurring_persons(unique, results, config.recurring_person_texts)
+    results = [drop_titles(t, ss) for t, ss in zip(unique, results, strict=True)]
     return [results[index[t]] for t in texts]
 
 

@@ -157,11 +157,16 @@ def _recognizer_classes() -> dict[str, Any]:
                 if len(cased) == len(text):
                     text, recased = cased, True
             results = super().analyze(text, entities, nlp_artifacts)
-            if recased:  # "in room 1021": a place needs its capital letters; so do street names without a street word
+            if recased:  # "in room 1021": a place needs its capital letters; so do street names without a street
+                # word, and words before a house number ("please return to 45 aðalgata 37")
                 results = [
                     r
                     for r in results
                     if r.recognition_metadata.get("rule") != "place_postal"
+                    and (
+                        r.recognition_metadata.get("rule") != "name_number"
+                        or regex.match(r"\d|(?i:apt|apartment|suite|ste|unit)\b", text[r.start : r.end])
+                    )
                     and (
                         r.recognition_metadata.get("rule") != "cue_number_words"
                         or has_street_word(text[r.start : r.end])
