@@ -211,6 +211,21 @@ def test_lowercase_blocks_district_numbers_place_names_and_titles(analyzer) -> N
     assert ("Uhuru Kenyatta", "PERSON") in got and ("Angela Merkel", "PERSON") in got
 
 
+def test_the_name_heading_a_contact_block(analyzer) -> None:
+    # all-lowercase: the first line names the person when an address or a phone number follows
+    text = "billing address: tracy sukhorukova\n 23 8 wressle road suite 771\n polapit tamar"
+    assert ("tracy sukhorukova", "PERSON") in spans(analyzer, text)
+    text = "marit olsen\n\nrecords clerk\n\npersonal info:\nphone:\n0393 1144 22"
+    assert spans(analyzer, text) == [("marit olsen", "PERSON"), ("0393 1144 22", "PHONE_NUMBER")]
+    # not a job title in sentence case, not the block's later lines, not a line with no contact after it
+    assert spans(analyzer, "Leasing consultant\n12 Harbour Road, Leeds") == [
+        ("12 Harbour Road, Leeds", "STREET_ADDRESS")
+    ]
+    assert spans(analyzer, "marit olsen\nrecords clerk") == []
+    text = "Dear team,\nrecords clerk\n12 Harbour Road, Leeds"
+    assert ("records clerk", "PERSON") not in spans(analyzer, text)
+
+
 def test_config_errors() -> None:
     cases = [
         ({"entities": ("NAME",)}, f"unknown entity 'NAME' (use {', '.join(pii.ENTITIES)})"),

@@ -10,7 +10,7 @@ from typing import Any
 
 from curation.pii.config import DENY_LIST_ENTITY, PiiConfig
 from curation.pii.fields import message_fields
-from curation.pii.names import _cue_spans, country_accepted, country_part, speaker_labels
+from curation.pii.names import _cue_spans, contact_block_names, country_accepted, country_part, speaker_labels
 from curation.pii.recognizers import _recognizer_classes
 from curation.pii.spans import Finding, Span, resolve_overlaps
 from curation.pii.wordlists import (
@@ -120,7 +120,7 @@ def _trim_start(text: str, entity: str, start: int, end: int) -> int:
 
 # Recognizers whose own rules already decide that a span is a name or a place (a cue, a country
 # list): the precision filters for NER guesses (lowercase, common word) do not apply to them.
-_LENIENT = ("NameCueRecognizer", "CountryRecognizer")
+_LENIENT = ("NameCueRecognizer", "CountryRecognizer", "ContactBlockRecognizer")
 
 
 def _to_spans(results: Iterable[Any], text: str, config: PiiConfig, allow: set[str]) -> list[Span]:
@@ -194,7 +194,19 @@ def _to_spans(results: Iterable[Any], text: str, config: PiiConfig, allow: set[s
         if allow and text[r.start : r.end].strip().casefold() in allow:
             continue
         spans.append(Span(r.start, r.end, r.entity_type, round(float(r.score), 4), name))
+    contacts = [(s.start, s.end) for s in spans if s.entity in _CONTACT_ENTITIES]
+    if contacts and "PERSON" in config.entities and config.threshold("PERSON") <= _BLOCK_SCORE:
+        taken = [(s.start, s.end) for s in spans]
+        spans += [
+            Span(a, b, "PERSON", _BLOCK_SCORE, "ContactBlockRecognizer")
+            for a, b in contact_block_names(text, contacts, taken)
+            if text[a:b].casefold() not in allow
+        ]
     return resolve_overlaps(spans + _same_name_again(text, spans, allow))
+
+
+_CONTACT_ENTITIES = ("STREET_ADDRESS", "PHONE_NUMBER", "EMAIL_ADDRESS")
+_BLOCK_SCORE = 0.4
 
 
 def drop_titles(text: str, spans: list[Span]) -> list[Span]:

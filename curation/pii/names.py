@@ -14,6 +14,7 @@ from curation.pii.wordlists import (
     NOT_NAMES,
     NOT_PLACES,
     NUMBERED_WORDS,
+    ORG_WORDS,
     PERSON_NOUNS,
     PERSON_VERBS,
     PLACE_PHRASES,
@@ -255,4 +256,45 @@ def addressed_names(text: str) -> list[tuple[int, int]]:
             w = m.group(g)
             if w and w[0].isupper() and w[1:].islower() and w.casefold() not in _NOT_PLACE_WORDS:
                 out.append(m.span(g))
+    return out
+
+
+# A contact block: a line of two to four name-like words (after bullets, quote marks or a label such
+# as "billing address:"), then within the next lines an address, a phone number or an e-mail.
+_BLOCK_LINE_RE = re.compile(r"[^\n]*")
+_BLOCK_PREFIX_RE = re.compile(r"[ \t>?*\-]*(?:[^\W\d_]+(?:[ \t][^\W\d_]+){0,2}[ \t]*:[ \t]*)?")
+_BLOCK_WORD_RE = re.compile(r"[^\W\d_][^\W\d_'’\-]+|[^\W\d_]\.?")
+_NOT_NAME_WORDS = NOT_NAMES | _NOT_PLACE_WORDS | ORG_WORDS | PERSON_NOUNS | COUNTRIES
+
+
+def contact_block_names(
+    text: str, contacts: list[tuple[int, int]], taken: list[tuple[int, int]]
+) -> list[tuple[int, int]]:
+    """The name heading a contact block on the text's first line ("kristin crnić\n\n98 árpád fejedelem útja 45.", "billing
+    address: tracy sukhorukova\n 23 8 wressle road"): a line of two to four name-like words (letters,
+    initials; no stop word, no known term) with an address, phone number or e-mail (`contacts`)
+    starting on one of the next four lines, and nothing found on it yet (`taken`)."""
+    if not contacts:
+        return []
+    from spacy.lang.en.stop_words import STOP_WORDS
+
+    out = []
+    lines = [(m.start(), m.end()) for m in _BLOCK_LINE_RE.finditer(text) if m.end() > m.start()]
+    for k, (a, b) in enumerate(lines):
+        if text[:a].strip():
+            break  # the block's heading is the text's first line (the next ones: job title, company)
+        a += _BLOCK_PREFIX_RE.match(text, a, b).end() - a  # type: ignore[union-attr]
+        body = text[a:b].rstrip(" \t.,;")
+        words = body.split()
+        if not 2 <= len(words) <= 4 or any(a <= s < b or s <= a < e for s, e in taken):
+            continue
+        if not all(_BLOCK_WORD_RE.fullmatch(w) for w in words) or sum(len(w) > 2 for w in words) < 2:
+            continue
+        if len({w[0].isupper() for w in words if len(w) > 2}) > 1:
+            continue  # "Leasing consultant": a phrase in sentence case, not a name
+        if any(w.casefold().rstrip(".") in STOP_WORDS or w.casefold() in _NOT_NAME_WORDS for w in words):
+            continue
+        nxt = lines[k + 1 : k + 5]
+        if nxt and any(nxt[0][0] <= s <= nxt[-1][1] for s, _ in contacts):
+            out.append((a, a + len(body)))
     return out
