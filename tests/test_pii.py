@@ -157,6 +157,7 @@ def test_countries_unit_lines_quoted_blocks_and_dialogue(analyzer) -> None:
     assert ("Estonia", "LOCATION") in spans(analyzer, "Estonia leader gives a speech today")
     assert spans(analyzer, "we moved here from portugal") == [("portugal", "LOCATION")]
     assert spans(analyzer, "i had turkey for dinner in china town") == []
+    assert ("Côte d'Ivoire", "LOCATION") in spans(analyzer, "Côte d'Ivoire won the match.")
     # a quoted address block: the name keeps its line, the street line above a unit line is the address
     got = spans(analyzer, ">Marisol Quintero\n>4410 12 rue des petits Champs\n>Apt. 12\n>LYON\n>France 69001")
     assert ("Marisol Quintero", "PERSON") in got

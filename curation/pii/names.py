@@ -181,7 +181,7 @@ def country_accepted(text: str, start: int, end: int) -> bool:
     capitals ("SOUTH AFRICA"); in lowercase only after a place preposition ("moved here from
     tunisia") and not an everyday word ("turkey")."""
     words = text[start:end].split()
-    if all(w[0].isupper() or w.casefold() in ("and", "of", "the", "da", "de") for w in words):
+    if all(w[0].isupper() or w.casefold() in ("and", "of", "the", "da", "de") or w[:2] == "d'" for w in words):
         return True
     if text[start:end].casefold() in _COMMON_WORD_COUNTRIES or any(c.isupper() for c in text[start:end]):
         return False
