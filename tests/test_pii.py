@@ -181,9 +181,8 @@ def test_countries_unit_lines_quoted_blocks_and_dialogue(analyzer) -> None:
     assert ("Hilde", "PERSON") in got and ("Bastian", "PERSON") in got
     assert ("Okoye", "PERSON") in spans(analyzer, 'Ingrid shouted at Okoye: "Stop it!"')
     assert ("Marta", "PERSON") in spans(analyzer, 'Ravi: "Who is it?"\nMarta:"It\'s Tomas\'s sister".')
-    got = spans(analyzer, "You can tell Ilkka was a huge Ilkka Rautio fan.")
-    assert got.count(("Ilkka", "PERSON")) == 1 and ("Ilkka Rautio", "PERSON") in got
     assert spans(analyzer, "Note: restart it.\nExpected: 200") == []
+    assert ("Job", "PERSON") not in spans(analyzer, "Name: Louis\nJob: Engineer")  # a form, not a transcript
 
 
 def test_lowercase_blocks_district_numbers_place_names_and_titles(analyzer) -> None:
@@ -208,6 +207,10 @@ def test_lowercase_blocks_district_numbers_place_names_and_titles(analyzer) -> N
     assert spans(analyzer, text) == [("Okafor", "PERSON")]
     got = spans(analyzer, 'His favourite? "Midnight River Blues" by Anja Lindqvist, of course.')
     assert got == [("Anja Lindqvist", "PERSON")]
+    text = '{"title": "The Shawshank Redemption", "director": "Francis Ford Coppola"}'
+    assert spans(analyzer, text) == [("Francis Ford Coppola", "PERSON")]  # a quoted name alone is a name
+    got = spans(analyzer, 'The state is led by "Big Brother." The protagonist, Winston Smith, works there.')
+    assert ("Winston Smith", "PERSON") in got  # "The" after a quote opens a sentence: no headline
     got = spans(analyzer, "Kenya's Uhuru Kenyatta met Angela Merkel in Berlin.")
     assert ("Uhuru Kenyatta", "PERSON") in got and ("Angela Merkel", "PERSON") in got
 

@@ -222,9 +222,11 @@ _QUOTED_RE = re.compile(r'["“]([^"”\n]{1,80})["”]')
 
 
 def _a_title(text: str, s: Span, spans: list[Span]) -> bool:
-    """Whether a PERSON span is part of a title, not a person: words of a headline-cased phrase (two capitalised
-    function words nearby, not starting a sentence: "Guilty Pleasures: 5 Musicians Of The 70s"), or
-    of a quoted title ('"Tube Snake Boogie" by ...': three capitalised words, or "by" after it)."""
+    """Whether a PERSON span is part of a title, not a person: words of a headline-cased phrase
+    (two capitalised function words nearby that do not open a sentence, a quote or a bracket:
+    "Guilty Pleasures: 5 Musicians Of The 70s"), or of a quoted title of capitalised words
+    followed by "by" ('"Tube Snake Boogie" by ...') or longer than the span ('"The Shawshank
+    Redemption"'; a quoted name alone stays a name: '"director": "Francis Ford Coppola"')."""
     if s.entity != "PERSON":
         return False
     line_start = text.rfind("\n", 0, s.start) + 1
@@ -232,32 +234,34 @@ def _a_title(text: str, s: Span, spans: list[Span]) -> bool:
     line_end = len(text) if line_end < 0 else line_end
     small = 0
     for w in _TITLE_WORD_RE.finditer(text, max(line_start, s.start - 60), min(line_end, s.end + 60)):
-        before = text[max(line_start, w.start() - 2) : w.start()].strip()
-        if (
-            w.group()[0].isupper()
-            and w.group().casefold() in _TITLE_SMALL_WORDS
-            and before not in ("", ".", "!", "?", ":")
-        ):
+        before = text[line_start : w.start()].rstrip()[-1:]
+        if w.group()[0].isupper() and w.group().casefold() in _TITLE_SMALL_WORDS and before and before not in _OPENERS:
             small += 1
     if small >= 2:
         return True
     for q in _QUOTED_RE.finditer(text, line_start, line_end):
         if q.start(1) <= s.start and s.end <= q.end(1):
             words = q.group(1).split()
-            by = re.match(r"[ \t]*by\b", text[q.end() : q.end() + 6])
-            return all(w[0].isupper() for w in words) and (len(words) >= 3 or by is not None)
+            by = re.match(r"[ \t]*by\b", text[q.end() : q.end() + 6]) is not None
+            longer = text[q.start(1) : q.end(1)].strip(" .,!?") != text[s.start : s.end]
+            return len(words) >= 2 and all(w[0].isupper() for w in words) and (by or longer)
     return False
 
 
+# What may come before a capitalised word that opens a sentence, a quote or a bracket
+_OPENERS = frozenset(".!?:;\"“”'‘’([{-–—*#|>")
+
+
 def _one_line(text: str, start: int, end: int) -> tuple[int, int]:
-    """A name or place ends at its line's end: an NER span stretched over a line break
-    ("Alberico Rizzo\n>", "Allan\nEchocardiographer") keeps its first line, without the quote
-    marks and spaces around it."""
+    """A name or place ends at its line's end: an NER span stretched over a line break and quote
+    marks ("Alberico Rizzo\n>") keeps its first line, without the quote marks and spaces around it.
+    A span with words on the next line stays whole (and is judged whole: "Fungi\n2. Bacteria" is a
+    list, not a name)."""
     while start < end and text[start] in " \t\n>":
         start += 1
     cut = text.find("\n", start, end)
-    if cut >= 0:
-        end = cut
+    if cut >= 0 and not any(c.isalnum() for c in text[cut:end]):
+        end = cut  # only quote marks and spaces after the break: the name is the first line
     while end > start and text[end - 1] in " \t>":
         end -= 1
     return start, end
@@ -278,8 +282,6 @@ def _same_name_again(text: str, spans: list[Span], allow: set[str] | frozenset[s
         forms = {" ".join(words)}
         if len(words) > 1 and len(words[-1]) > 2 and words[-1][0].isupper():
             forms.add(words[-1])  # the surname alone
-        if len(words) > 1 and len(words[0]) > 2 and words[0].istitle() and words[0].casefold() not in NOT_NAMES:
-            forms.add(words[0])  # the first name alone ("Jouni was a huge Jouni Hahli fan")
         for form in forms:
             if len(form) < 3 or form.casefold() in allow:
                 continue

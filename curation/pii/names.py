@@ -235,9 +235,8 @@ def speaker_labels(text: str) -> list[tuple[int, int]]:
     """The speaker labels of a transcript ("Ella: ... Destiny: ..."): capitalised, two or more of
     them, none a common word ("Expected:", "Note:")."""
     labels = [m.span(1) for m in _SPEAKER_RE.finditer(text) if m.group(1)[0].isupper()]
-    if len(labels) < 2:
-        return []
-    return [(a, b) for a, b in labels if text[a:b].casefold() not in NOT_NAMES]
+    labels = [(a, b) for a, b in labels if text[a:b].casefold() not in NOT_NAMES]
+    return labels if len(labels) >= 2 else []
 
 
 # Dialogue attribution: 'said Gladys to Logan', 'Zak shouted at Scott:' — the speaker and the one
