@@ -71,7 +71,14 @@ case "$MODE" in
     cd "$W/code"
     export PYTHONPATH="$W/site:$W/code" HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_DATASETS_OFFLINE=1
     export UNSLOTH_DISABLE_STATISTICS=1 PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false SIFT_CACHE=/tmp/sift-cache
-    export SIFT_BENCH_TOKENIZER="$W/tok" SIFT_BENCH_MODELS="$W/models" SIFT_BENCH_OUT="$W/out"
+    # The random models (gemma3-27b: 54 GB of bf16) go where there is room: the disk, else /dev/shm.
+    df -h /tmp /dev/shm | sed 1d
+    local_models="$W/models"
+    if (( $(df --output=avail -k /tmp | tail -1) < 62000000 )) && (( $(df --output=avail -k /dev/shm | tail -1) >= 62000000 )); then
+      local_models=/dev/shm/sift-models
+    fi
+    export SIFT_BENCH_TOKENIZER="$W/tok" SIFT_BENCH_MODELS="${SIFT_BENCH_MODELS:-$local_models}" SIFT_BENCH_OUT="$W/out"
+    echo "models in $SIFT_BENCH_MODELS"
     export SIFT_BENCH_SHAPES=${SIFT_BENCH_SHAPES:-llama-8b,llama-1b,gemma3-1b}
     python3 -c "import importlib.metadata as m; print({n: m.version(n) for n in ('torch','transformers','peft','trl','bitsandbytes','unsloth','liger_kernel','triton')})"
     setsid nohup bash -c "echo \$\$ > $W/pid; python3 bench/bench_train.py > $W/bench.log 2>&1; echo EXIT \$? >> $W/bench.log" \

@@ -17,6 +17,7 @@ import os
 import platform
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -99,18 +100,77 @@ def main(argv: list[str] | None = None) -> int:
     return code
 
 
+@dataclass
+class Inputs:
+    """What the run reads before any model: the export (verified), the optional extra eval and
+    forgetting-guard versions, and the train conversations (with the guard's mix-in, if any)."""
+
+    export: Any
+    extra: Any
+    generic: Any
+    train_convs: list[Any]
+    mixed: dict[str, Any] | None
+
+
+@dataclass
+class Prepared:
+    """The loaded model and everything rendered with its chat template."""
+
+    loaded: Any
+    model_path: str
+    renderer: Any
+    train_ex: list[Any]
+    eval_ex: list[Any]
+    prompts: list[Any]
+
+
 def run_training(cfg: TrainConfig, manifest: Path, run: RunDir, ranks: Ranks | None = None) -> int:
+    """The run, top to bottom: inputs → model and rendering → training → evaluation. Returns the
+    exit code (0 done, 143 cancelled)."""
+    ranks = ranks or Ranks()
+    inputs = read_inputs(cfg, manifest, run, ranks)  # 2. manifest and files, verified
+    prepared = prepare(cfg, inputs, run, ranks)  # 3. model, tokenizer, rendering
+    stopping = distributed_any(ranks, run.stop_requested)
+    if stopping:
+        run.status(state="cancelled", finished_at=utcnow(), message="cancelled before training")
+        return 143
+    summary, checkpoints = fit(cfg, prepared, run, ranks)  # 4. train and save the adapter
+    if not ranks.is_main:
+        return 143 if run.stop_requested else 0  # rank 0 alone evaluates and reports
+    if run.stop_requested:
+        run.status(
+            state="cancelled", finished_at=utcnow(), message=f"cancelled at step {summary['steps']}; adapter kept"
+        )
+        run.log.info("cancelled; adapter of step %d saved", summary["steps"])
+        return 143
+    if not cfg.evaluate:
+        export = inputs.export
+        run.write_json(
+            "eval.json", {"version": export.version, "manifest_sha256": export.manifest_sha256, "train": summary}
+        )
+        run.status(state="succeeded", finished_at=utcnow(), message="done (no evaluation)", summary=summary)
+        return 0
+    return evaluate_run(cfg, inputs, prepared, run, ranks, summary, checkpoints)  # 5. evaluate
+
+
+def distributed_any(ranks: Ranks, flag: bool) -> bool:
+    """`flag` on any rank (every rank gets the same answer); the flag itself in a one-process run."""
+    if not ranks.distributed:
+        return flag
+    from trainer import distributed
+
+    return distributed.any_rank(flag)
+
+
+def read_inputs(cfg: TrainConfig, manifest: Path, run: RunDir, ranks: Ranks) -> Inputs:
+    """The export and the optional versions, checked before any model loads (a wrong path fails
+    in seconds), and config.json recording what this run is."""
+    from trainer import extra_eval, forgetting
     from trainer.manifest import load_export
 
-    ranks = ranks or Ranks()
     log = run.log
-    # 2. manifest and files, verified
     export = load_export(manifest)
-    from trainer import extra_eval
-
-    extra = extra_eval.load(cfg)  # checked now, so a wrong path fails before training
-    from trainer import forgetting
-
+    extra = extra_eval.load(cfg)
     generic = forgetting.load_generic(cfg)
     mix_export = forgetting.load_mix(cfg)
     train_convs, mixed = export.train, None
@@ -140,14 +200,19 @@ def run_training(cfg: TrainConfig, manifest: Path, run: RunDir, ranks: Ranks | N
             "mix": mixed,
         },
     )
+    return Inputs(export=export, extra=extra, generic=generic, train_convs=train_convs, mixed=mixed)
 
-    # 3. model, tokenizer, rendering
+
+def prepare(cfg: TrainConfig, inputs: Inputs, run: RunDir, ranks: Ranks) -> Prepared:
+    """Join the other ranks (if launched so), load the model with its backend and render the train
+    and eval splits and the eval prompts with its chat template."""
     import torch
 
     from curation.models import resolve_model
     from trainer import backends, distributed
-    from trainer.data import eval_prompts, render_all, renderer_for, system_policy, tool_call_prompts
+    from trainer.data import eval_prompts, render_all, renderer_for, system_policy
 
+    log, export = run.log, inputs.export
     if ranks.distributed:
         state = distributed.init(cpu=cfg.device == "cpu" or not torch.cuda.is_available())
         # Every rank's pid, so that `sift cancel` can signal them all (see workbench/jobs.py).
@@ -169,13 +234,13 @@ def run_training(cfg: TrainConfig, manifest: Path, run: RunDir, ranks: Ranks | N
     run.status(message="loading model")
     model_path = resolve_model(cfg.base_model)
     loaded = backends.load(cfg, model_path, log, world_size=ranks.world_size, sharded=ranks.sharded)
-    model, tok = loaded.model, loaded.tokenizer
-    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    tok = loaded.tokenizer
+    trainable = sum(p.numel() for p in loaded.model.parameters() if p.requires_grad)
     log.info("device %s, %s, %d trainable parameters", loaded.device, loaded.dtype, trainable)
     renderer = renderer_for(tok, system_policy(cfg.system_prompt, export.manifest))
     log.info("system-prompt policy: %s", renderer.system_prompt)
     train_ex, train_stats = render_all(
-        tok, train_convs, cfg.max_seq_len, assistant_only=cfg.assistant_only_loss, renderer=renderer
+        tok, inputs.train_convs, cfg.max_seq_len, assistant_only=cfg.assistant_only_loss, renderer=renderer
     )
     eval_ex, eval_stats = render_all(
         tok, export.eval, cfg.max_seq_len, assistant_only=cfg.assistant_only_loss, renderer=renderer
@@ -185,12 +250,20 @@ def run_training(cfg: TrainConfig, manifest: Path, run: RunDir, ranks: Ranks | N
     log.info("rendered train %s, eval %s", train_stats, eval_stats)
     if not train_ex:
         raise ValueError("no train conversation has an assistant turn to learn from")
-    stopping = distributed.any_rank(run.stop_requested) if ranks.distributed else run.stop_requested
-    if stopping:
-        run.status(state="cancelled", finished_at=utcnow(), message="cancelled before training")
-        return 143
+    prompts = eval_prompts(export.eval, renderer.system_prompt)
+    if cfg.eval_limit:
+        prompts = prompts[: cfg.eval_limit]
+    return Prepared(
+        loaded=loaded, model_path=model_path, renderer=renderer, train_ex=train_ex, eval_ex=eval_ex, prompts=prompts
+    )
 
-    # 4. train (and save the adapter: rank 0 writes it, gathered from the shards where sharded)
+
+def fit(cfg: TrainConfig, prepared: Prepared, run: RunDir, ranks: Ranks) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Train (rank 0 saves the adapter, gathered from the shards where sharded): the summary and the
+    checkpoint rows the harness scored on the way."""
+    from trainer import harness
+
+    loaded = prepared.loaded
     run.status(
         message="training",
         backend=loaded.backend,
@@ -198,50 +271,52 @@ def run_training(cfg: TrainConfig, manifest: Path, run: RunDir, ranks: Ranks | N
         kernels=loaded.kernels,
         attention=loaded.attention,
     )
-    log.info("kernels %s, attention %s, packing %s", loaded.kernels, loaded.attention, cfg.packing)
-    from trainer import harness
-
-    prompts = eval_prompts(export.eval, renderer.system_prompt)
-    if cfg.eval_limit:
-        prompts = prompts[: cfg.eval_limit]
+    run.log.info("kernels %s, attention %s, packing %s", loaded.kernels, loaded.attention, cfg.packing)
     checkpoints: list[dict[str, Any]] = []
     summary = train(
         cfg,
         loaded,
-        train_ex,
-        eval_ex,
+        prepared.train_ex,
+        prepared.eval_ex,
         run,
         ranks,
-        checkpoint_prompts=harness.subset(prompts, cfg),
+        checkpoint_prompts=harness.subset(prepared.prompts, cfg),
         checkpoints=checkpoints,
     )
-    if not ranks.is_main:
-        return 143 if run.stop_requested else 0  # rank 0 alone evaluates and reports
-    if run.stop_requested:
-        run.status(
-            state="cancelled", finished_at=utcnow(), message=f"cancelled at step {summary['steps']}; adapter kept"
-        )
-        log.info("cancelled; adapter of step %d saved", summary["steps"])
-        return 143
+    return summary, checkpoints
 
-    # 5. evaluate
+
+def evaluate_run(
+    cfg: TrainConfig,
+    inputs: Inputs,
+    prepared: Prepared,
+    run: RunDir,
+    ranks: Ranks,
+    summary: dict[str, Any],
+    checkpoints: list[dict[str, Any]],
+) -> int:
+    """Score the adapter (eval loss, answers against the base, tool calls, the optional extra eval,
+    forgetting guard, memorisation probe and judge) and write eval.json and the samples."""
+    from trainer import backends, extra_eval, forgetting, gate, harness
     from trainer import evaluate as ev
+    from trainer.data import tool_call_prompts
 
-    if not cfg.evaluate:
-        run.write_json(
-            "eval.json", {"version": export.version, "manifest_sha256": export.manifest_sha256, "train": summary}
-        )
-        run.status(state="succeeded", finished_at=utcnow(), message="done (no evaluation)", summary=summary)
-        return 0
-
+    log, export, renderer, prompts, eval_ex = (
+        run.log,
+        inputs.export,
+        prepared.renderer,
+        prepared.prompts,
+        prepared.eval_ex,
+    )
     run.status(message="evaluating")
-    if ranks.sharded:
+    if ranks.sharded:  # the shards are gone with the training processes: load the saved adapter whole
         import gc
 
-        del model, loaded
+        prepared.loaded = None
         gc.collect()
-        loaded = backends.load_for_eval(cfg, model_path, run.adapter_path, log)
-        model, tok = loaded.model, loaded.tokenizer
+        prepared.loaded = backends.load_for_eval(cfg, prepared.model_path, run.adapter_path, log)
+    loaded = prepared.loaded
+    model, tok = loaded.model, loaded.tokenizer
     backends.for_inference(loaded)
     stop = lambda: run.stop_requested  # noqa: E731
     call_prompts = tool_call_prompts(export.eval, renderer.system_prompt)
@@ -275,13 +350,22 @@ def run_training(cfg: TrainConfig, manifest: Path, run: RunDir, ranks: Ranks | N
                 with base_view(model) as bm:
                     base_calls = ev.generate(bm, tok, call_prompts, **gen_kw)
             tool_calls = (tuned_calls, base_calls)
-        if extra is not None:
-            run.status(message=f"evaluating on {extra.version or 'the extra eval version'}")
-            result["extra_eval"] = extra_eval.evaluate(cfg, extra, model, tok, run, renderer=renderer, gen_kw=gen_kw)
-        if generic is not None:
-            run.status(message=f"forgetting guard: scoring {generic.version or 'the generic version'}")
+        if inputs.extra is not None:
+            run.status(message=f"evaluating on {inputs.extra.version or 'the extra eval version'}")
+            result["extra_eval"] = extra_eval.evaluate(
+                cfg, inputs.extra, model, tok, run, renderer=renderer, gen_kw=gen_kw
+            )
+        if inputs.generic is not None:
+            run.status(message=f"forgetting guard: scoring {inputs.generic.version or 'the generic version'}")
             scored = extra_eval.evaluate(
-                cfg, generic, model, tok, run, renderer=renderer, gen_kw=gen_kw, samples_file=forgetting.SAMPLES_FILE
+                cfg,
+                inputs.generic,
+                model,
+                tok,
+                run,
+                renderer=renderer,
+                gen_kw=gen_kw,
+                samples_file=forgetting.SAMPLES_FILE,
             )
             result["generic_eval"] = scored
             result["forgetting"] = forgetting.forgetting(scored)
@@ -313,8 +397,6 @@ def run_training(cfg: TrainConfig, manifest: Path, run: RunDir, ranks: Ranks | N
         "metric": cfg.best_metric,
         "subset": min(cfg.checkpoint_eval_limit, len(prompts)),
     }
-    from trainer import gate
-
     result["gate"] = gate.against_base(rows, threshold=cfg.gate_threshold) if base is not None else None
     if tool_calls is not None:
         result["tool_calls"], call_rows = ev.summarize_tool_calls(call_prompts, tool_calls[1], tool_calls[0])
