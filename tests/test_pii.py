@@ -211,6 +211,9 @@ def test_lowercase_blocks_district_numbers_place_names_and_titles(analyzer) -> N
     assert spans(analyzer, text) == [("Francis Ford Coppola", "PERSON")]  # a quoted name alone is a name
     got = spans(analyzer, 'The state is led by "Big Brother." The protagonist, Winston Smith, works there.')
     assert ("Winston Smith", "PERSON") in got  # "The" after a quote opens a sentence: no headline
+    # a proper-noun run that labels a list item is a heading; a transcript's speakers stay names
+    text = "Steps:\n2. Feature Selection: pick the columns.\n3. Model Evaluation: score it on the test split."
+    assert spans(analyzer, text) == []
     got = spans(analyzer, "Kenya's Uhuru Kenyatta met Angela Merkel in Berlin.")
     assert ("Uhuru Kenyatta", "PERSON") in got and ("Angela Merkel", "PERSON") in got
 

@@ -222,7 +222,8 @@ _QUOTED_RE = re.compile(r'["“]([^"”\n]{1,80})["”]')
 
 
 def _a_title(text: str, s: Span, spans: list[Span]) -> bool:
-    """Whether a PERSON span is part of a title, not a person: words of a headline-cased phrase
+    """Whether a PERSON span is part of a title, not a person: a proper-noun run that labels a line
+    ("2. Feature Selection: ...", "**Catering:**"; not a transcript's speaker), words of a headline-cased phrase
     (two capitalised function words nearby that do not open a sentence, a quote or a bracket:
     "Guilty Pleasures: 5 Musicians Of The 70s"), or of a quoted title of capitalised words
     followed by "by" ('"Tube Snake Boogie" by ...') or longer than the span ('"The Shawshank
@@ -230,6 +231,13 @@ def _a_title(text: str, s: Span, spans: list[Span]) -> bool:
     if s.entity != "PERSON":
         return False
     line_start = text.rfind("\n", 0, s.start) + 1
+    if (
+        s.recognizer == "ProperNounRecognizer"
+        and _LABEL_BEFORE_RE.fullmatch(text, line_start, s.start)
+        and _LABEL_AFTER_RE.match(text, s.end)
+        and (s.start, s.end) not in speaker_labels(text)
+    ):
+        return True  # "2. Feature Selection: ...", "**Catering:**": a heading, not a speaker
     line_end = text.find("\n", s.end)
     line_end = len(text) if line_end < 0 else line_end
     small = 0
@@ -248,6 +256,9 @@ def _a_title(text: str, s: Span, spans: list[Span]) -> bool:
     return False
 
 
+# A heading label at the start of a line: bullets, a list number or markdown before it, a colon after
+_LABEL_BEFORE_RE = re.compile(r"[ \t]*(?:[-*•>#]+|\d{1,3}[.)]|[A-Za-z][.)])?[ \t]*(?:\*\*|__)?[ \t]*")
+_LABEL_AFTER_RE = re.compile(r"(?:\*\*|__)?[ \t]*:")
 # What may come before a capitalised word that opens a sentence, a quote or a bracket
 _OPENERS = frozenset(".!?:;\"“”'‘’([{-–—*#|>")
 
