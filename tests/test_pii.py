@@ -214,6 +214,9 @@ def test_lowercase_blocks_district_numbers_place_names_and_titles(analyzer) -> N
     # a proper-noun run that labels a list item is a heading; a transcript's speakers stay names
     text = "Steps:\n2. Feature Selection: pick the columns.\n3. Model Evaluation: score it on the test split."
     assert spans(analyzer, text) == []
+    # a cue does not make a product or a role a name
+    assert spans(analyzer, "I am Vicuna, a language model trained by researchers.") == []
+    assert spans(analyzer, "Dear Boss, the report is attached.") == []
     got = spans(analyzer, "Kenya's Uhuru Kenyatta met Angela Merkel in Berlin.")
     assert ("Uhuru Kenyatta", "PERSON") in got and ("Angela Merkel", "PERSON") in got
 

@@ -142,8 +142,9 @@ def _to_spans(results: Iterable[Any], text: str, config: PiiConfig, allow: set[s
             # Presidio keeps one result per span: where the NER found the very name a cue points at
             # ("mr. elliott"), the cue's leniency (lowercase, recurring) applies to it
             cues = _cue_spans(text) if cues is None else cues
-            if (r.start, r.end) in cues:
-                name = "NameCueRecognizer"
+            first = text[r.start : r.end].split()[0].casefold() if text[r.start : r.end].split() else ""
+            if (r.start, r.end) in cues and first not in TECH_TERMS and first not in PRODUCT_WORDS:
+                name = "NameCueRecognizer"  # (not a product: "I am Vicuna, a language model")
         # judged whole first: "macOS Sonoma" is a product, not "macOS" + a name
         if (
             r.entity_type in ("PERSON", "LOCATION")
