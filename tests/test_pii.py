@@ -236,6 +236,19 @@ def test_the_name_heading_a_contact_block(analyzer) -> None:
     assert ("records clerk", "PERSON") not in spans(analyzer, text)
 
 
+def test_a_capitalised_common_word_of_the_corpus_is_no_name(analyzer) -> None:
+    # the corpus writes "impedance" in lowercase in two texts with capitals: "Impedance" is no name
+    corpus = ["Impedance is a measure of opposition to current.", "The impedance is high.", "Measure the impedance."]
+    cfg = pii.PiiConfig()
+    assert pii.analyze_texts(analyzer, corpus, cfg) == [[], [], []]
+    off = pii.analyze_texts(analyzer, corpus, pii.PiiConfig(recurring_person_texts=0))  # corpus evidence off
+    assert [(corpus[0][s.start : s.end], s.entity) for s in off[0]] == [("Impedance", "PERSON")]
+    # all-lowercase texts do not count (names are lowercase there too), nor does one text alone
+    corpus = ["Scott had given Belle his address.", "we met scott and belle", "scott is here now", "The scott family."]
+    got = pii.analyze_texts(analyzer, corpus, cfg)[0]
+    assert ("Scott", "PERSON") in [(corpus[0][s.start : s.end], s.entity) for s in got]
+
+
 def test_config_errors() -> None:
     cases = [
         ({"entities": ("NAME",)}, f"unknown entity 'NAME' (use {', '.join(pii.ENTITIES)})"),

@@ -373,6 +373,7 @@ def analyze_texts(
             progress(done, len(todo))
     if config.recurring_person_texts:
         results = drop_recurring_persons(unique, results, config.recurring_person_texts)
+        results = drop_common_words(unique, results)
     results = [drop_titles(t, ss) for t, ss in zip(unique, results, strict=True)]
     return [results[index[t]] for t in texts]
 
@@ -402,6 +403,40 @@ def drop_recurring_persons(texts: Sequence[str], spans: Sequence[list[Span]], mi
 
 
 _CORPUS_CHECKED = ("SpacyRecognizer", "ProperNounRecognizer")
+_LOWER_WORD_RE = re.compile(r"(?<![\w'’\-])[a-z][a-z'’\-]+(?![\w'’\-])")
+
+
+def drop_common_words(texts: Sequence[str], spans: Sequence[list[Span]], min_texts: int = 2) -> list[list[Span]]:
+    """Corpus-level evidence: a proper-noun PERSON finding without a context word whose every word
+    the corpus also writes in lowercase, in running text of `min_texts` or more distinct texts that
+    have capital letters ("Vegan diets" beside "a vegan diet", "Healthy eating"), is a capitalised
+    common word, not a name. All-lowercase texts do not count: names are lowercase there too."""
+    candidates = {
+        t[s.start : s.end].casefold()
+        for t, ss in zip(texts, spans, strict=True)
+        for s in ss
+        if s.entity == "PERSON" and s.recognizer == "ProperNounRecognizer" and s.score < 0.5
+    }
+    words = {w for c in candidates for w in c.split()}
+    if not words:
+        return list(spans)
+    seen: dict[str, int] = {}
+    for t in texts:
+        if not any(c.isupper() for c in t):
+            continue
+        for w in set(_LOWER_WORD_RE.findall(t)) & words:
+            seen[w] = seen.get(w, 0) + 1
+    common = {w for w, n in seen.items() if n >= min_texts}
+
+    def dropped(t: str, s: Span) -> bool:
+        return (
+            s.entity == "PERSON"
+            and s.recognizer == "ProperNounRecognizer"
+            and s.score < 0.5
+            and all(w in common for w in t[s.start : s.end].casefold().split())
+        )
+
+    return [[s for s in ss if not dropped(t, s)] for t, ss in zip(texts, spans, strict=True)]
 
 
 def _run_jobs(
