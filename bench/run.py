@@ -14,6 +14,7 @@ BENCHES = [
     "bench.bench_ui",
     "bench.bench_pii",
     "bench.bench_pii_sample",
+    "bench.bench_pii_unlabelled",
     "bench.bench_augment",
     "bench.bench_train",
     "bench.bench_train_multi",

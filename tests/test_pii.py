@@ -150,6 +150,105 @@ def test_address_tails_units_po_boxes_and_places_after_place_words(analyzer) -> 
     assert spans(analyzer, "We migrated from Postgres to Snowflake; it runs in Kubernetes near Grafana.") == []
 
 
+def test_countries_unit_lines_quoted_blocks_and_dialogue(analyzer) -> None:
+    # a country wherever it stands (the small model misses some), the country after a direction, and
+    # in lowercase only after a place word and when it is no everyday word
+    assert spans(analyzer, "The orchestra tours Northern Portugal every year.") == [("Portugal", "LOCATION")]
+    assert ("Estonia", "LOCATION") in spans(analyzer, "Estonia leader gives a speech today")
+    assert spans(analyzer, "we moved here from portugal") == [("portugal", "LOCATION")]
+    assert spans(analyzer, "i had turkey for dinner in china town") == []
+    assert ("Côte d'Ivoire", "LOCATION") in spans(analyzer, "Côte d'Ivoire won the match.")
+    # a quoted address block: the name keeps its line, the street line above a unit line is the address
+    got = spans(analyzer, ">Marisol Quintero\n>4410 12 rue des petits Champs\n>Apt. 12\n>LYON\n>France 69001")
+    assert ("Marisol Quintero", "PERSON") in got
+    assert ("4410 12 rue des petits Champs\n>Apt. 12\n>LYON\n>France 69001", "STREET_ADDRESS") in got
+    got = spans(analyzer, "The parcel went to 5521 Lindqvist 8 Apt. 31 yesterday.")
+    assert ("5521 Lindqvist 8 Apt. 31", "STREET_ADDRESS") in got
+    assert spans(analyzer, "We have 2 Postgres replicas in Suite 300 and 3 Kafka Brokers Suite 4.") == []
+    # "United" is no "Unit ed"; a Polish postal code ends the address
+    got = spans(analyzer, "Ship to 12 Harbour Road\nSuite 4\nKESWICK\nUnited Kingdom 40211")
+    assert ("12 Harbour Road\nSuite 4\nKESWICK\nUnited Kingdom 40211", "STREET_ADDRESS") in got
+    got = spans(analyzer, "31 ul. Lipowa 10 Apt. 3\n  Kraków\n  nan\n  53-320")
+    assert ("31 ul. Lipowa 10 Apt. 3\n  Kraków\n  nan\n  53-320", "STREET_ADDRESS") in got
+    # name boundaries: two spaces, a particle, the surname after an initial
+    assert ("Petra  Okonkwo", "PERSON") in spans(analyzer, "Petra  Okonkwo\n\nNight shift supervisor")
+    assert ("Ilse B Vantongeren", "PERSON") in spans(analyzer, "Maybe it's under Ilse B Vantongeren")
+    assert ("Anneke ten Brink", "PERSON") in spans(analyzer, "Anneke ten Brink will speak at the meetup")
+    # what kind of person; dialogue attribution; a speaker label glued to its quote; a first name again
+    assert spans(analyzer, "Darius is a very patient person. You can ask him.") == [("Darius", "PERSON")]
+    assert spans(analyzer, "Python is a friendly language. Kafka is a great tool.") == []
+    got = spans(analyzer, "'Not again!' said Hilde to Bastian")
+    assert ("Hilde", "PERSON") in got and ("Bastian", "PERSON") in got
+    assert ("Okoye", "PERSON") in spans(analyzer, 'Ingrid shouted at Okoye: "Stop it!"')
+    assert ("Marta", "PERSON") in spans(analyzer, 'Ravi: "Who is it?"\nMarta:"It\'s Tomas\'s sister".')
+    assert spans(analyzer, "Note: restart it.\nExpected: 200") == []
+    assert ("Job", "PERSON") not in spans(analyzer, "Name: Louis\nJob: Engineer")  # a form, not a transcript
+
+
+def test_lowercase_blocks_district_numbers_place_names_and_titles(analyzer) -> None:
+    # lowercase text: the house number starts the address, not "please return to"
+    text = "please return to 45 kirkjuvegur 12\nhafnarfjordur\n, nan\n 220"
+    assert spans(analyzer, text) == [("45 kirkjuvegur 12\nhafnarfjordur\n, nan\n 220", "STREET_ADDRESS")]
+    # two numbers and a street name, then city / region / postal-code lines; a full stop before a unit line
+    got = spans(analyzer, "Here they are: 63 30 W. Parkweg\nHOLTEBY\n, nan\n 40839")
+    assert ("63 30 W. Parkweg\nHOLTEBY\n, nan\n 40839", "STREET_ADDRESS") in got
+    assert spans(analyzer, "We ran 10 20 Minutes of load and 3 4 Times more.") == []
+    assert ("12 Okapi Lane.\n Apt. 5\n Leeds", "STREET_ADDRESS") in spans(
+        analyzer, "Mail: 12 Okapi Lane.\n Apt. 5\n Leeds"
+    )
+    got = spans(analyzer, "Ship to 11 Školní 939\n Apt. 827\n Kaplice 1\n\n Iceland 80392")
+    assert ("11 Školní 939\n Apt. 827\n Kaplice 1\n\n Iceland 80392", "STREET_ADDRESS") in got
+    # a place's name goes on over "am", "nad"; not over "on"
+    got = spans(analyzer, "He grew up in Frankfurt am Main and studied in London on Tuesday.")
+    assert ("Frankfurt am Main", "LOCATION") in got and ("London", "LOCATION") in got
+    # publications, headline-cased titles and quoted titles are no people; the names around them are
+    assert spans(analyzer, "Read Computing Weekly and the Linux Journal every week.") == []
+    text = "For my take on Mrs. Okafor, see Hidden Gems: 7 Bands Of The 80s You Ought To Know (Part 2)"
+    assert spans(analyzer, text) == [("Okafor", "PERSON")]
+    got = spans(analyzer, 'His favourite? "Midnight River Blues" by Anja Lindqvist, of course.')
+    assert got == [("Anja Lindqvist", "PERSON")]
+    text = '{"title": "The Shawshank Redemption", "director": "Francis Ford Coppola"}'
+    assert spans(analyzer, text) == [("Francis Ford Coppola", "PERSON")]  # a quoted name alone is a name
+    got = spans(analyzer, 'The state is led by "Big Brother." The protagonist, Winston Smith, works there.')
+    assert ("Winston Smith", "PERSON") in got  # "The" after a quote opens a sentence: no headline
+    # a proper-noun run that labels a list item is a heading; a transcript's speakers stay names
+    text = "Steps:\n2. Feature Selection: pick the columns.\n3. Model Evaluation: score it on the test split."
+    assert spans(analyzer, text) == []
+    # a cue does not make a product or a role a name
+    assert spans(analyzer, "I am Vicuna, a language model trained by researchers.") == []
+    assert spans(analyzer, "Dear Boss, the report is attached.") == []
+    got = spans(analyzer, "Kenya's Uhuru Kenyatta met Angela Merkel in Berlin.")
+    assert ("Uhuru Kenyatta", "PERSON") in got and ("Angela Merkel", "PERSON") in got
+
+
+def test_the_name_heading_a_contact_block(analyzer) -> None:
+    # all-lowercase: the first line names the person when an address or a phone number follows
+    text = "billing address: tracy sukhorukova\n 23 8 wressle road suite 771\n polapit tamar"
+    assert ("tracy sukhorukova", "PERSON") in spans(analyzer, text)
+    text = "marit olsen\n\nrecords clerk\n\npersonal info:\nphone:\n0393 1144 22"
+    assert spans(analyzer, text) == [("marit olsen", "PERSON"), ("0393 1144 22", "PHONE_NUMBER")]
+    # not a job title in sentence case, not the block's later lines, not a line with no contact after it
+    assert spans(analyzer, "Leasing consultant\n12 Harbour Road, Leeds") == [
+        ("12 Harbour Road, Leeds", "STREET_ADDRESS")
+    ]
+    assert spans(analyzer, "marit olsen\nrecords clerk") == []
+    text = "Dear team,\nrecords clerk\n12 Harbour Road, Leeds"
+    assert ("records clerk", "PERSON") not in spans(analyzer, text)
+
+
+def test_a_capitalised_common_word_of_the_corpus_is_no_name(analyzer) -> None:
+    # the corpus writes "impedance" in lowercase in two texts with capitals: "Impedance" is no name
+    corpus = ["Impedance is a measure of opposition to current.", "The impedance is high.", "Measure the impedance."]
+    cfg = pii.PiiConfig()
+    assert pii.analyze_texts(analyzer, corpus, cfg) == [[], [], []]
+    off = pii.analyze_texts(analyzer, corpus, pii.PiiConfig(recurring_person_texts=0))  # corpus evidence off
+    assert [(corpus[0][s.start : s.end], s.entity) for s in off[0]] == [("Impedance", "PERSON")]
+    # all-lowercase texts do not count (names are lowercase there too), nor does one text alone
+    corpus = ["Scott had given Belle his address.", "we met scott and belle", "scott is here now", "The scott family."]
+    got = pii.analyze_texts(analyzer, corpus, cfg)[0]
+    assert ("Scott", "PERSON") in [(corpus[0][s.start : s.end], s.entity) for s in got]
+
+
 def test_config_errors() -> None:
     cases = [
         ({"entities": ("NAME",)}, f"unknown entity 'NAME' (use {', '.join(pii.ENTITIES)})"),

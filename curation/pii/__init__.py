@@ -20,7 +20,7 @@ conversation id, so a re-run gives the same output), a mask (`*` per character) 
 
 Modules, one concern each: `config` (entities, thresholds, policies), `spans` (spans, findings,
 overlaps), `fields` (message fields), `wordlists` + `data/` (word lists as data files),
-`recognizers` (Sift's recognizers), `analyzer` (building the Presidio engine), `detect`
+`recognizers` (Sift's recognizers; `addresses` and `names` hold their address, name and place rules), `analyzer` (building the Presidio engine), `detect`
 (batched detection), `gold` (gold sets and scoring) and `redact` (operators, redaction).
 """
 

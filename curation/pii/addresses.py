@@ -149,6 +149,34 @@ def address_rules(rx: Any) -> list[tuple[str, Any, float, str | int]]:
             0.6,
             "v",
         ),
+        # A house number and street, then a unit: "9791 Markt 84 Apt. 597" on one line (capitalised
+        # words and the number after them: not "3 Kafka Brokers Suite 4"), or "770 26 rue des lieutemants Thomazo" on a line of its own above "Apt. 735"
+        (
+            "street_unit",
+            rx.compile(
+                rf"(?<![\w.\-/:]){num}(?:[ \t]+{num})?[ \t]+{cap}(?:[ \t]+{cap}){{0,2}}[ \t]+{num}"
+                r"[ \t]+(?i:apt|apartment|suite|ste)\.?[ \t]*\d{1,5}(?!\w)"
+            ),
+            0.6,
+            0,
+        ),
+        (
+            "street_line_unit",
+            rx.compile(
+                rf"(?m)(?<=^[ \t>?*\-]*){num}(?:[ \t]+{num})?[ \t]+\p{{L}}[\p{{L}}'’\-.]*(?:[ \t]+[\p{{L}}\d][\p{{L}}'’\-.]*){{0,5}}"
+                r"(?=[ \t]*,?[ \t]*\n[ \t>?*\-]*(?i:apt|apartment|suite|ste|unit)\.?[ \t]*\d)"
+            ),
+            0.6,
+            0,
+        ),
+        # Two numbers then capitalised words ("63 30 N. Stadion"): weak alone; an address when a context
+        # word or a city / postal-code tail follows (see the tail extension)
+        (
+            "number_number_name",
+            rx.compile(rf"(?<![\w.\-/:]){num}[ \t]+{num}[ \t]+{cap}(?:[ \t]+{cap}){{0,3}}(?!\w)"),
+            0.2,
+            0,
+        ),
         # Capitalised words then a house number (Pagari 18, Tungata 11): weak alone, needs context.
         (
             "name_number",
@@ -159,7 +187,7 @@ def address_rules(rx: Any) -> list[tuple[str, Any, float, str | int]]:
     ]
 
 
-_TAIL_UNIT = r"(?:[ \t]*,?[ \t]*(?:\n[ \t>?*\-]*)?(?:(?i:apt|apartment|suite|ste|unit|fl|floor|room|rm|bldg|building)\.?|#)[ \t]*[\w\-]{1,6}\.?)"
+_TAIL_UNIT = r"(?:[ \t]*(?:,?[ \t]*(?:\n[ \t>?*\-]*)?|\.[ \t]*\n[ \t>?*\-]*)(?:(?i:apt|apartment|suite|ste|unit|fl|floor|room|rm|bldg|building)\.?(?![^\W\d_])|#)[ \t]*(?=[\w\-]{0,5}\d|\w{1,2}(?!\w))[\w\-]{1,6}\.?)"
 
 
 _STREET_WORD_RE = re.compile(rf"(?i)(?<!\w)(?:{_STREET_TYPES}|{_STREET_PREFIXES})(?!\w)|\w(?:{_STREET_SUFFIXES})(?!\w)")
@@ -182,7 +210,7 @@ def extend_address_tail(rx: Any, text: str, end: int) -> tuple[int, int]:
     cap = r"(?:\p{Lu}[\p{L}'’\-.]*(?!\w))"
     cap_words = rf"(?:{cap}(?:[ \t]+(?:{cap}|\(\p{{L}}+\)|(?:de|del|di|du|da|do|nad|u|am|an|im|la|le|sur|sous|on|upon)(?=[ \t]))){{0,3}})"
     # a postal code, but not the first digit groups of a phone number on the next line ("085 175 7641")
-    postal = r"(?:\d{3,6}(?:[ \-]\d{2,4})?(?:[ \t]+\p{Lu}{2}(?!\w))?|\p{Lu}\d\p{Lu}[ \t]?\d\p{Lu}\d|\p{Lu}{1,2}\d[\dA-Z]?[ \t]?\d\p{Lu}{2})(?!\w|[ \t.\-]\d)"
+    postal = r"(?:\d{2}-\d{3}|\d{3,6}(?:[ \-]\d{2,4})?(?:[ \t]+\p{Lu}{2}(?!\w))?|\p{Lu}\d\p{Lu}[ \t]?\d\p{Lu}\d|\p{Lu}{1,2}\d[\dA-Z]?[ \t]?\d\p{Lu}{2})(?!\w|[ \t.\-]\d)"
     region = r"(?:\p{Lu}{2,3}|nan)(?!\w)"
     seg = rf"(?:{postal}|{region}|{cap_words})"
     newline = r"\n[ \t>?*\-]*"
@@ -193,8 +221,9 @@ def extend_address_tail(rx: Any, text: str, end: int) -> tuple[int, int]:
         rx.compile(rf"[ \t]*\n[ \t>?*\-]*\n[ \t>?*\-]*(?:{cap_words}[ \t]+)?{postal}{end_of_line}"),
         # after a comma or a line break: any address segment
         rx.compile(rf"[ \t]*(?:,[ \t]*(?:{newline})?|{newline}(?:,[ \t]*)?)(?:{seg})"),
-        # on the same line, only what cannot be ordinary prose: region codes and postal codes
-        rx.compile(rf"[ \t]+(?:{region}(?:[ \t]+{postal})?|{postal})"),
+        # on the same line, only what cannot be ordinary prose: region codes and postal codes, or a
+        # district number that ends the line ("Kaplice 1", "Praha 4")
+        rx.compile(rf"[ \t]+(?:{region}(?:[ \t]+{postal})?|{postal}|\d{{1,2}}{end_of_line})"),
     ]
     added = 0
     for _ in range(8):

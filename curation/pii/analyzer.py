@@ -89,6 +89,7 @@ def build_analyzer(model: str = DEFAULT_MODEL) -> Any:
         classes["ProperNounRecognizer"](),
         classes["NameCueRecognizer"](),
         classes["LowercaseIbanRecognizer"](),
+        classes["CountryRecognizer"](),
     ):
         registry.add_recognizer(r)
     return AnalyzerEngine(registry=registry, nlp_engine=nlp_engine, supported_languages=["en"])

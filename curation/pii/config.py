@@ -128,7 +128,8 @@ class PiiConfig:
         default=6,
         metadata={
             "help": "corpus-level evidence: a PERSON term the NER reports in this many distinct texts of one scan "
-            "is a product or template word and is dropped (0: off)"
+            "is a product or template word and is dropped, and so is a proper-noun guess that the scan's texts "
+            "also write in lowercase (0: both off)"
         },
     )
     batch_size: int = field(default=64, metadata={"help": "texts per spaCy batch (nlp.pipe)"})

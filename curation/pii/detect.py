@@ -10,9 +10,11 @@ from typing import Any
 
 from curation.pii.config import DENY_LIST_ENTITY, PiiConfig
 from curation.pii.fields import message_fields
-from curation.pii.recognizers import _cue_spans, _recognizer_classes
+from curation.pii.names import _cue_spans, contact_block_names, country_accepted, country_part, speaker_labels
+from curation.pii.recognizers import _recognizer_classes
 from curation.pii.spans import Finding, Span, resolve_overlaps
 from curation.pii.wordlists import (
+    COUNTRIES,
     FILE_EXTENSIONS,
     NAME_PARTICLES,
     NATO,
@@ -91,6 +93,9 @@ def url_evidence_against(text: str, start: int, end: int) -> str | None:
 
 
 _QUALIFIER_RE = re.compile(r"[ \t]?\(([^\W\d_][\w'’\-]*(?:[ \t][^\W\d_][\w'’\-]*)?)\)")
+_PLACE_PARTICLE_RE = re.compile(
+    r"[ \t]+(?:nad|pod|am|upon|sur|sous|de|del|di|da|do|la|le)[ \t]+([^\W\d_][\w'’\-]*(?:[ \t][A-Z][\w'’\-]*)?)"
+)
 _WORD_GAP_RE = re.compile(r"(\s*)(\S+)")
 _LEADING_WORD_RE = re.compile(r"(\S+)\s+")
 _EMAIL_LOCAL = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._%+-")
@@ -113,6 +118,11 @@ def _trim_start(text: str, entity: str, start: int, end: int) -> int:
     return start
 
 
+# Recognizers whose own rules already decide that a span is a name or a place (a cue, a country
+# list): the precision filters for NER guesses (lowercase, common word) do not apply to them.
+_LENIENT = ("NameCueRecognizer", "CountryRecognizer", "ContactBlockRecognizer")
+
+
 def _to_spans(results: Iterable[Any], text: str, config: PiiConfig, allow: set[str]) -> list[Span]:
     spans = []
     cues: list[tuple[int, int]] | None = None
@@ -120,16 +130,25 @@ def _to_spans(results: Iterable[Any], text: str, config: PiiConfig, allow: set[s
         if r.score < config.threshold(r.entity_type):
             continue
         name = (r.recognition_metadata or {}).get("recognizer_name") or "unknown"
+        if r.entity_type in ("PERSON", "LOCATION"):
+            r.start, r.end = _one_line(text, r.start, r.end)
+            if text[r.start : r.end].casefold() in COUNTRIES:
+                r.entity_type = "LOCATION"  # "Cyprus", "Austria": the NER's person is a country
+                if country_accepted(text, r.start, r.end):
+                    name = "CountryRecognizer"  # the country list vouches for it ("from tunisia")
+            elif (c := country_part(text, r.start, r.end)) is not None:
+                r.entity_type, r.start = "LOCATION", c  # "serving Southern Italy": the place is Italy
         if r.entity_type == "PERSON" and name != "NameCueRecognizer":
             # Presidio keeps one result per span: where the NER found the very name a cue points at
             # ("mr. elliott"), the cue's leniency (lowercase, recurring) applies to it
             cues = _cue_spans(text) if cues is None else cues
-            if (r.start, r.end) in cues:
-                name = "NameCueRecognizer"
+            first = text[r.start : r.end].split()[0].casefold() if text[r.start : r.end].split() else ""
+            if (r.start, r.end) in cues and first not in TECH_TERMS and first not in PRODUCT_WORDS:
+                name = "NameCueRecognizer"  # (not a product: "I am Vicuna, a language model")
         # judged whole first: "macOS Sonoma" is a product, not "macOS" + a name
         if (
             r.entity_type in ("PERSON", "LOCATION")
-            and name != "NameCueRecognizer"
+            and name not in _LENIENT
             and (not looks_like_a_name(text[r.start : r.end]) or name_evidence_against(text, r.start, r.end))
         ):
             if r.entity_type == "PERSON":
@@ -144,6 +163,12 @@ def _to_spans(results: Iterable[Any], text: str, config: PiiConfig, allow: set[s
                     and (a, b) != (r.start, r.end)
                     and text[a:b].strip().casefold() not in allow
                 ]
+                # ...and a transcript's speaker label inside it ('Heather:"I'm')
+                spans += [
+                    Span(a, b, "PERSON", 0.4, "ProperNounRecognizer")
+                    for a, b in speaker_labels(text)
+                    if r.start <= a and b <= r.end and text[a:b].casefold() not in allow
+                ]
             continue
         if r.entity_type == "PERSON" and name != "NameCueRecognizer":
             org = next(
@@ -156,9 +181,11 @@ def _to_spans(results: Iterable[Any], text: str, config: PiiConfig, allow: set[s
         r.start = _trim_start(text, r.entity_type, r.start, r.end)
         if r.entity_type == "LOCATION" and (q := _QUALIFIER_RE.match(text, r.end)) and q.group(1)[0].isupper():
             r.end = q.end()  # "Cyprus (Greek)", "Unionville (Orange)": the qualifier is part of the name
+        if r.entity_type == "LOCATION" and (q := _PLACE_PARTICLE_RE.match(text, r.end)) and q.group(1)[0].isupper():
+            r.end = q.end()  # "Ústí nad Labem", "Frankfurt am Main": the rest of the place's name
         if r.entity_type in ("PERSON", "LOCATION") and (
             not looks_like_a_name(text[r.start : r.end])
-            or (name != "NameCueRecognizer" and name_evidence_against(text, r.start, r.end))
+            or (name not in _LENIENT and name_evidence_against(text, r.start, r.end))
         ):
             continue
         if r.entity_type == "URL" and url_evidence_against(text, r.start, r.end):
@@ -168,7 +195,88 @@ def _to_spans(results: Iterable[Any], text: str, config: PiiConfig, allow: set[s
         if allow and text[r.start : r.end].strip().casefold() in allow:
             continue
         spans.append(Span(r.start, r.end, r.entity_type, round(float(r.score), 4), name))
+    contacts = [(s.start, s.end) for s in spans if s.entity in _CONTACT_ENTITIES]
+    if contacts and "PERSON" in config.entities and config.threshold("PERSON") <= _BLOCK_SCORE:
+        taken = [(s.start, s.end) for s in spans]
+        spans += [
+            Span(a, b, "PERSON", _BLOCK_SCORE, "ContactBlockRecognizer")
+            for a, b in contact_block_names(text, contacts, taken)
+            if text[a:b].casefold() not in allow
+        ]
     return resolve_overlaps(spans + _same_name_again(text, spans, allow))
+
+
+_CONTACT_ENTITIES = ("STREET_ADDRESS", "PHONE_NUMBER", "EMAIL_ADDRESS")
+_BLOCK_SCORE = 0.4
+
+
+def drop_titles(text: str, spans: list[Span]) -> list[Span]:
+    """The spans of one text without the PERSON spans that are part of a title (`_a_title`). Run
+    after the corpus-level count, which counts every report of a recurring title."""
+    return [s for s in spans if s.recognizer in _LENIENT or not _a_title(text, s, spans)]
+
+
+# Function words that headline case capitalises ("5 Musicians Of The 70s You're Supposed To Hate")
+_TITLE_SMALL_WORDS = frozenset({"of", "the", "to", "and", "for", "in", "on", "with", "a", "an", "at", "by", "from"})
+_TITLE_WORD_RE = re.compile(r"[^\W\d_][\w'’]*")
+_QUOTED_RE = re.compile(r'["“]([^"”\n]{1,80})["”]')
+
+
+def _a_title(text: str, s: Span, spans: list[Span]) -> bool:
+    """Whether a PERSON span is part of a title, not a person: a proper-noun run that labels a line
+    ("2. Feature Selection: ...", "**Catering:**"; not a transcript's speaker), words of a headline-cased phrase
+    (two capitalised function words nearby that do not open a sentence, a quote or a bracket:
+    "Guilty Pleasures: 5 Musicians Of The 70s"), or of a quoted title of capitalised words
+    followed by "by" ('"Tube Snake Boogie" by ...') or longer than the span ('"The Shawshank
+    Redemption"'; a quoted name alone stays a name: '"director": "Francis Ford Coppola"')."""
+    if s.entity != "PERSON":
+        return False
+    line_start = text.rfind("\n", 0, s.start) + 1
+    if (
+        s.recognizer == "ProperNounRecognizer"
+        and _LABEL_BEFORE_RE.fullmatch(text, line_start, s.start)
+        and _LABEL_AFTER_RE.match(text, s.end)
+        and (s.start, s.end) not in speaker_labels(text)
+    ):
+        return True  # "2. Feature Selection: ...", "**Catering:**": a heading, not a speaker
+    line_end = text.find("\n", s.end)
+    line_end = len(text) if line_end < 0 else line_end
+    small = 0
+    for w in _TITLE_WORD_RE.finditer(text, max(line_start, s.start - 60), min(line_end, s.end + 60)):
+        before = text[line_start : w.start()].rstrip()[-1:]
+        if w.group()[0].isupper() and w.group().casefold() in _TITLE_SMALL_WORDS and before and before not in _OPENERS:
+            small += 1
+    if small >= 2:
+        return True
+    for q in _QUOTED_RE.finditer(text, line_start, line_end):
+        if q.start(1) <= s.start and s.end <= q.end(1):
+            words = q.group(1).split()
+            by = re.match(r"[ \t]*by\b", text[q.end() : q.end() + 6]) is not None
+            longer = text[q.start(1) : q.end(1)].strip(" .,!?") != text[s.start : s.end]
+            return len(words) >= 2 and all(w[0].isupper() for w in words) and (by or longer)
+    return False
+
+
+# A heading label at the start of a line: bullets, a list number or markdown before it, a colon after
+_LABEL_BEFORE_RE = re.compile(r"[ \t]*(?:[-*•>#]+|\d{1,3}[.)]|[A-Za-z][.)])?[ \t]*(?:\*\*|__)?[ \t]*")
+_LABEL_AFTER_RE = re.compile(r"(?:\*\*|__)?[ \t]*:")
+# What may come before a capitalised word that opens a sentence, a quote or a bracket
+_OPENERS = frozenset(".!?:;\"“”'‘’([{-–—*#|>")
+
+
+def _one_line(text: str, start: int, end: int) -> tuple[int, int]:
+    """A name or place ends at its line's end: an NER span stretched over a line break and quote
+    marks ("Alberico Rizzo\n>") keeps its first line, without the quote marks and spaces around it.
+    A span with words on the next line stays whole (and is judged whole: "Fungi\n2. Bacteria" is a
+    list, not a name)."""
+    while start < end and text[start] in " \t\n>":
+        start += 1
+    cut = text.find("\n", start, end)
+    if cut >= 0 and not any(c.isalnum() for c in text[cut:end]):
+        end = cut  # only quote marks and spaces after the break: the name is the first line
+    while end > start and text[end - 1] in " \t>":
+        end -= 1
+    return start, end
 
 
 def _same_name_again(text: str, spans: list[Span], allow: set[str] | frozenset[str] = frozenset()) -> list[Span]:
@@ -226,7 +334,7 @@ def analyze_one(analyzer: Any, text: str, config: PiiConfig) -> list[Span]:
     results = analyzer.analyze(
         text=text, language=config.language, entities=entities, score_threshold=floor, ad_hoc_recognizers=ad_hoc
     )
-    return _to_spans(results, text, config, allow)
+    return drop_titles(text, _to_spans(results, text, config, allow))
 
 
 # Worker processes inherit the parent's analyzer through fork; they only read it.
@@ -265,6 +373,8 @@ def analyze_texts(
             progress(done, len(todo))
     if config.recurring_person_texts:
         results = drop_recurring_persons(unique, results, config.recurring_person_texts)
+        results = drop_common_words(unique, results)
+    results = [drop_titles(t, ss) for t, ss in zip(unique, results, strict=True)]
     return [results[index[t]] for t in texts]
 
 
@@ -293,6 +403,40 @@ def drop_recurring_persons(texts: Sequence[str], spans: Sequence[list[Span]], mi
 
 
 _CORPUS_CHECKED = ("SpacyRecognizer", "ProperNounRecognizer")
+_LOWER_WORD_RE = re.compile(r"(?<![\w'’\-])[a-z][a-z'’\-]+(?![\w'’\-])")
+
+
+def drop_common_words(texts: Sequence[str], spans: Sequence[list[Span]], min_texts: int = 2) -> list[list[Span]]:
+    """Corpus-level evidence: a proper-noun PERSON finding without a context word whose every word
+    the corpus also writes in lowercase, in running text of `min_texts` or more distinct texts that
+    have capital letters ("Vegan diets" beside "a vegan diet", "Healthy eating"), is a capitalised
+    common word, not a name. All-lowercase texts do not count: names are lowercase there too."""
+    candidates = {
+        t[s.start : s.end].casefold()
+        for t, ss in zip(texts, spans, strict=True)
+        for s in ss
+        if s.entity == "PERSON" and s.recognizer == "ProperNounRecognizer" and s.score < 0.5
+    }
+    words = {w for c in candidates for w in c.split()}
+    if not words:
+        return list(spans)
+    seen: dict[str, int] = {}
+    for t in texts:
+        if not any(c.isupper() for c in t):
+            continue
+        for w in set(_LOWER_WORD_RE.findall(t)) & words:
+            seen[w] = seen.get(w, 0) + 1
+    common = {w for w, n in seen.items() if n >= min_texts}
+
+    def dropped(t: str, s: Span) -> bool:
+        return (
+            s.entity == "PERSON"
+            and s.recognizer == "ProperNounRecognizer"
+            and s.score < 0.5
+            and all(w in common for w in t[s.start : s.end].casefold().split())
+        )
+
+    return [[s for s in ss if not dropped(t, s)] for t, ss in zip(texts, spans, strict=True)]
 
 
 def _run_jobs(

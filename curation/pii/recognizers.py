@@ -12,20 +12,30 @@ from typing import Any
 
 from curation.pii.addresses import LEAD_UNIT, address_rules, extend_address_tail, has_street_word
 from curation.pii.config import DENY_LIST_ENTITY, PiiError
+from curation.pii.names import (
+    _NOT_PLACE_WORDS,
+    _PLACE_LABEL_RE,
+    _SQL_BEFORE_NAME,
+    _before_person_verb,
+    _caps_word,
+    _cue_spans,
+    _initial_then_surname,
+    _name_cue_rules,
+    _name_token,
+    _person_predicate,
+    _place_before,
+    addressed_names,
+    country_accepted,
+    country_rule,
+    speaker_labels,
+)
 from curation.pii.wordlists import (
     CUE_STOP,
-    KIN_WORDS,
     NAME_PARTICLES,
     NOT_NAMES,
-    NOT_PLACES,
-    NUMBERED_WORDS,
     ORG_WORDS,
-    PERSON_VERBS,
-    PLACE_PHRASES,
-    PLACE_PREPS,
     PRODUCT_WORDS,
     TECH_TERMS,
-    TRAVEL_VERBS,
 )
 
 
@@ -147,11 +157,16 @@ def _recognizer_classes() -> dict[str, Any]:
                 if len(cased) == len(text):
                     text, recased = cased, True
             results = super().analyze(text, entities, nlp_artifacts)
-            if recased:  # "in room 1021": a place needs its capital letters; so do street names without a street word
+            if recased:  # "in room 1021": a place needs its capital letters; so do street names without a street
+                # word, and words before a house number ("please return to 45 aðalgata 37")
                 results = [
                     r
                     for r in results
                     if r.recognition_metadata.get("rule") != "place_postal"
+                    and (
+                        r.recognition_metadata.get("rule") != "name_number"
+                        or regex.match(r"\d|(?i:apt|apartment|suite|ste|unit)\b", text[r.start : r.end])
+                    )
                     and (
                         r.recognition_metadata.get("rule") != "cue_number_words"
                         or has_street_word(text[r.start : r.end])
@@ -213,6 +228,16 @@ def _recognizer_classes() -> dict[str, Any]:
         ENTITY = "CREDIT_CARD"
         RULES = (("card_digits", regex.compile(r"(?<![\w\-.])\d{4}(?:[ \-]?\d){8,15}(?![\w\-]|\.\d)"), 0.2, 0),)
         CONTEXT = ("card", "credit", "debit", "visa", "mastercard", "amex", "cc")
+
+    class CountryRecognizer(_Regexes):
+        """Country names (data/countries.txt): the small NER model misses many ("Slovenia leader
+        gives ...") or calls them people."""
+
+        ENTITY = "LOCATION"
+        RULES = (("country", country_rule(regex), 0.7, 0),)
+
+        def accept(self, name: str, text: str, start: int, end: int) -> bool:
+            return country_accepted(text, start, end)
 
     class LowercaseIbanRecognizer(_Regexes):
         """IBANs typed in lower case ("my iban is gb42nawi0445..."), which Presidio's recognizer
@@ -342,11 +367,15 @@ def _recognizer_classes() -> dict[str, Any]:
                     and (
                         _name_token(doc[j])
                         or (doc[j].lower_ in NAME_PARTICLES and j + 1 < n and _name_token(doc[j + 1]))
+                        # "Lara  Fiorentino": a second space inside the name
+                        or (doc[j].is_space and "\n" not in doc[j].text and j + 1 < n and _name_token(doc[j + 1]))
                     )
                     and "\n" not in doc[j - 1].whitespace_
                     and not doc[j - 1].is_punct
                 ):
                     j += 1
+                if j < n and j - i >= 2 and _initial_then_surname(doc, j):
+                    j += 1  # "Elita B Desaulniers": the surname after an initial, however it was tagged
                 span = doc[i:j]
                 i = j
                 if span.start and doc[span.start - 1].text in _SQL_BEFORE_NAME:
@@ -356,14 +385,14 @@ def _recognizer_classes() -> dict[str, Any]:
                     # spaCy's small model calls many foreign names and places organisations: keep a run it
                     # labelled that way only if it looks like a name (two or more words) or sits where a
                     # place goes ("grew up in KNIVSTA", "flew to Loeches"), and has no company word.
-                    names = [t for t in span if t.lower_ not in NAME_PARTICLES]
+                    names = [t for t in span if t.lower_ not in NAME_PARTICLES and not t.is_space]
                     if any(t.lower_ in ORG_WORDS for t in span) or (
                         len(names) < 2 and span[0].lower_ in _NOT_PLACE_WORDS
                     ):
                         continue
                     if len(names) < 2 and not place:
                         if len(span) == 1 and not span[0].text.isupper():
-                            if _before_person_verb(doc, span.end):
+                            if _before_person_verb(doc, span.end) or _person_predicate(doc, span.end):
                                 out.append(self._result("PERSON", span.start_char, span.end_char))
                             else:
                                 held.append(span)  # a name if it stands in a list with one ("Torpy and Salinas")
@@ -385,6 +414,7 @@ def _recognizer_classes() -> dict[str, Any]:
                 out += self._listed_with_names(doc, held, out)
             if "PERSON" in entities:
                 out += self._speakers(text, doc, out)
+                out += [self._result("PERSON", a, b) for a, b in addressed_names(text)]
             if "LOCATION" in entities:
                 out += self._labelled_places(text, out)
             return out
@@ -418,18 +448,14 @@ def _recognizer_classes() -> dict[str, Any]:
         def _speakers(self, text: str, doc: Any, found: list[Any]) -> list[Any]:
             """A transcript: two or more speaker labels ("Ella: What a wife. Destiny: Remember me,
             Maria?") in a text where a person is named are names, however the tagger read them."""
-            labels = [m.span(1) for m in _SPEAKER_RE.finditer(text) if m.group(1)[0].isupper()]
-            if len(labels) < 2:
+            labels = speaker_labels(text)
+            if not labels:
                 return []
             people = [(e.start_char, e.end_char) for e in doc.ents if e.label_ == "PERSON"] + _cue_spans(text)
             people += [(r.start, r.end) for r in found if r.entity_type == "PERSON"]
             if not people:
                 return []
-            return [
-                self._result("PERSON", a, b)
-                for a, b in labels
-                if not any(s <= a and b <= e for s, e in people) and text[a:b].casefold() not in NOT_NAMES
-            ]
+            return [self._result("PERSON", a, b) for a, b in labels if not any(s <= a and b <= e for s, e in people)]
 
         def _listed_with_names(self, doc: Any, held: list[Any], found: list[Any]) -> list[Any]:
             """Held one-word runs in a list of names: items joined by "," / "and" / "&", one of them a
@@ -534,40 +560,9 @@ def _recognizer_classes() -> dict[str, Any]:
         "ProperNounRecognizer": ProperNounRecognizer,
         "NameCueRecognizer": NameCueRecognizer,
         "LowercaseIbanRecognizer": LowercaseIbanRecognizer,
+        "CountryRecognizer": CountryRecognizer,
         "DenyListRecognizer": DenyListRecognizer,
     }
-
-
-_SQL_BEFORE_NAME = frozenset({"FROM", "JOIN", "INTO", "UPDATE", "TABLE", "EXISTS", "ON"})
-_NOT_PLACE_WORDS = NOT_NAMES | NOT_PLACES | NUMBERED_WORDS | TECH_TERMS | PRODUCT_WORDS
-_WEAK_ENT_TYPES = {"ORG", "PRODUCT", "WORK_OF_ART"}
-
-
-def _name_token(tok: Any) -> bool:
-    """A token that can be part of a name: tagged proper noun, capitalised (or all capitals with 4+
-    letters), letters only (initials like "R" or "J." too), not a stop word or a known non-name."""
-    t = tok.text
-    if tok.pos_ != "PROPN" and tok.tag_ not in ("NNP", "NNPS"):
-        return False
-    if tok.ent_type_ and tok.ent_type_ not in _WEAK_ENT_TYPES:
-        return False  # spaCy's NER already labelled it as a name, a place, a date...
-    core = t[:-1] if t.endswith(".") and len(t) == 2 else t
-    if not core or not core[0].isupper() or not all(c.isalpha() or c in "-'’" for c in core):
-        return False
-    if core.isupper() and len(core) > 1 and len(core) < 4:
-        return False  # SQL, AWS, NYC: acronyms
-    return core.lower() not in NOT_NAMES and not tok.is_stop
-
-
-# A place label and what follows it on its line: "Where: UPTON SCUDAMORE Country Club."
-_PLACE_LABEL_RE = re.compile(
-    r"(?<![\w])(?:Where|Location|City|Town|Hometown|Venue|Place of birth|Birthplace)[ \t]*:[ \t]*(?P<v>[^\n]{1,60})"
-)
-# A speaker label: one capitalised word and a colon at the start of the text, of a line, or after
-# a sentence ("Ella: ...", 'Koppány: "Who are you?" Elizabeth:"I'm ...').
-_SPEAKER_RE = re.compile(
-    r"""(?:^|(?<=\n)|(?<=[.!?][ \t])|(?<=[.!?]["”'][ \t]))[ \t]*([^\W\d_][^\W\d_'’\-]+):(?=[ \t]*["“]?\S)"""
-)
 
 
 def _iban_checksum_ok(value: str) -> bool:
@@ -577,57 +572,6 @@ def _iban_checksum_ok(value: str) -> bool:
         return False
     digits = "".join(str(int(c, 36)) for c in v[4:] + v[:4])
     return int(digits) % 97 == 1
-
-
-def _place_before(doc: Any, k: int) -> bool:
-    """Whether the words before token k make it a place: "in", "from", "near" (data/place_preps.txt),
-    a verb of travel + "to"/"at" ("flew to", "arrived at"), "University of" (data/place_phrases.txt)."""
-    prev = [t.lower_ for t in doc[max(0, k - 2) : k]]
-    if prev and doc[k - 1].text.isupper():
-        return False  # "SELECT * FROM Users": a keyword, not a preposition
-    return bool(prev) and (
-        prev[-1] in PLACE_PREPS
-        or (len(prev) == 2 and prev[-1] in ("to", "at") and prev[0] in TRAVEL_VERBS)
-        or " ".join(prev) in PLACE_PHRASES
-    )
-
-
-def _caps_word(tok: Any) -> bool:
-    """A word of four or more capital letters (any script) that is no known term or acronym."""
-    t = tok.text
-    return (
-        len(t) >= 4
-        and t.isupper()
-        and all(c.isalpha() or c in "-'’" for c in t)
-        and not tok.is_stop
-        and t.casefold() not in _NOT_PLACE_WORDS
-        and tok.ent_type_ in ("", *_WEAK_ENT_TYPES, "GPE", "LOC", "NORP", "PERSON")
-    )
-
-
-_THINGS_DO_TOO = frozenset(
-    {"lives", "lived", "moved", "flew", "grew", "met", "visited", "travelled", "traveled", "loves", "loved"}
-)
-
-
-def _before_person_verb(doc: Any, k: int, strict: bool = False) -> bool:
-    """Whether token k (and an auxiliary after it: "had given", "was born") is a verb whose subject
-    is a person (data/person_verbs.txt). `strict` (the word before was tagged a common noun): not
-    the verbs a thing can do too ("Water moved", "Legacy lives on"), except "lives on/at/in" before
-    a capitalised word or a number ("Timotea lives on Via dei Fiorentini 17")."""
-    if k < len(doc) and doc[k].pos_ == "AUX" and k + 1 < len(doc):
-        k += 1
-    if not (k < len(doc) and doc[k].lower_ in PERSON_VERBS and doc[k].pos_ in ("VERB", "AUX")):
-        return False
-    if strict and doc[k].lower_ in _THINGS_DO_TOO:
-        nxt = doc[k + 1 : k + 3]
-        return (
-            doc[k].lower_ in ("lives", "lived")
-            and len(nxt) == 2
-            and nxt[0].lower_ in ("on", "at", "in")
-            and (nxt[1].text[:1].isupper() or nxt[1].text[:1].isdigit())
-        )
-    return True
 
 
 _WORD_RE = re.compile(r"\w+")
@@ -694,61 +638,6 @@ def _secret_rules(rx: Any) -> list[tuple[str, Any, float, str | int]]:
             "v",
         ),
     ]
-
-
-def _name_cue_rules(rx: Any) -> list[tuple[str, Any, float, str | int]]:
-    cue = (
-        r"(?i:\b(?:(?:my|his|her|their|your|our)[ \t]+(?:(?:full|first|last|maiden|middle|given|family)[ \t]+)?"
-        r"name[ \t]*(?:is|was|:)|(?:last|first|full|sur)[ \t]*name[ \t]*[?:]|(?:call|calls|called)[ \t]+me))[ \t]+"
-    )
-    cased = r"(?P<v>\p{Lu}[\p{L}'’\-]+(?:[ \t]+\p{Lu}\.?(?!\w))?(?:[ \t]+\p{Lu}[\p{L}'’\-]+){0,2})"
-    lower = r"(?P<v>\p{Ll}[\p{L}'’\-]+(?:[ \t]+\p{Ll}[\p{L}'’\-]+)?)(?=[ \t]*(?:[.,!?;\n]|$|[ \t]+but\b))"
-    # "Thanks Oluwaseun." / "Hi Anjali," / "Dear Mr Okafor": one capitalised word after a greeting or
-    # a thank-you, closed by punctuation or the end of the line
-    greet = (
-        r"(?i:\b(?:thanks|thank[ \t]+you|thx|cheers|hi|hello|hey|dear|regards|bye))[ \t]*,?[ \t]+"
-        r"(?P<v>\p{Lu}\p{Ll}[\p{L}'’\-]+)(?=[ \t]*(?:[.,!?;:\n]|$))"
-    )
-    # "Hi, I am Margaret Hollingsworth" / "this is Dana Ruiz": a self-introduction, capitalised only
-    # (a customer's name recurs in every turn of a thread: the corpus-level check must not drop it)
-    intro = r"(?:\b(?:I[ \t]+am|I['’]m|[Tt]his[ \t]+is)[ \t]+)"
-    # Chinese, Japanese and Korean "my name is X": no spaces around the name, so the cue and what
-    # closes it (punctuation; です / と申します; 입니다) mark its ends
-    cjk = (
-        r"(?:(?:我叫|我的名字(?:是|叫))(?P<v>\p{Han}{2,4}?)(?=[，,。.！!？?；;、\s]|$)"
-        r"|(?:私の名前は|名前は)(?P<v>[\p{Han}\p{Katakana}ー・]{2,8}?)(?:です|と申します|といいます|と言います)"
-        r"|(?:제|내|저의)[ \t]*이름은[ \t]*(?P<v>\p{Hangul}{2,4}?)(?:입니다|이에요|예요|이라고|라고))"
-    )
-    # "Mrs. Diana Usamov", "ms. Quinzia", "Dr Okafor" (and "mr. elliott" in all-lowercase text)
-    honorific = r"(?:\b(?i:mr|mrs|ms|mx|dr|prof)\.?|\b(?:Miss|Mme|Mlle|Herr|Frau)\b)[ \t]+"
-    # "my kid Tadzio", "her husband Ravi"; "I'm Amanda's daughter"
-    kin = "|".join(sorted((re.escape(w) for w in KIN_WORDS), key=len, reverse=True))
-    relative = rf"(?i:\b(?:my|his|her|our|their|your)[ \t]+(?:{kin}))[ \t]+"
-    possessive = rf"(?P<v>\p{{Lu}}[\p{{L}}\-]+)['’]s[ \t]+(?i:(?:{kin}))\b"
-    return [
-        ("honorific", rx.compile(honorific + cased), 0.6, "v"),
-        ("lowercase_honorific", rx.compile(honorific + r"(?P<v>\p{Ll}[\p{L}'’\-]+)"), 0.6, "v"),
-        ("relative", rx.compile(relative + cased), 0.6, "v"),
-        ("possessive_relative", rx.compile(possessive), 0.6, "v"),
-        ("cjk", rx.compile(cjk), 0.6, "v"),
-        ("cased", rx.compile(cue + cased), 0.6, "v"),
-        ("introduction", rx.compile(intro + cased + r"(?=[ \t]*(?:[.,!?;:\n]|$|[ \t]+and\b))"), 0.6, "v"),
-        ("lowercase", rx.compile(cue + lower), 0.6, "v"),
-        ("greeting", rx.compile(greet), 0.6, "v"),
-    ]
-
-
-def _cue_spans(text: str) -> list[tuple[int, int]]:
-    """The spans the name cues point at ("my name is X", "Thanks X", "Mrs. X", "my kid X")."""
-    global _CUE_RULES
-    if _CUE_RULES is None:
-        import regex
-
-        _CUE_RULES = [(rx, g) for _, rx, _, g in _name_cue_rules(regex)]
-    return [(m.start(g), m.end(g)) for rx, g in _CUE_RULES for m in rx.finditer(text) if m.start(g) >= 0]
-
-
-_CUE_RULES: list[tuple[Any, str | int]] | None = None
 
 
 _DATE_LIKE = re.compile(r"\d{4}[-./]\d{1,2}[-./]\d{1,2}|\d{1,2}[-./]\d{1,2}[-./]\d{2,4}|\d{1,2}:\d{2}(?::\d{2})?")

@@ -13,20 +13,26 @@ The index (built in SQL, in the same transaction as the revisions it covers):
   so DuckDB reads only the row groups of the tokens a query names.
 - `search_stale` (conversation_id, revision): revisions superseded by a newer one (revisions are
   append-only and keep their postings; a candidate counts only for its current revision).
+- Pairs: the vocabulary also holds every pair of adjacent frequent tokens ("a b", one separator
+  between them), with postings by the same rule; and a rare token's posting carries `prev` and
+  `next`, masks of the tokens right before and after it in that revision (`bit_sql`).
 
 A query is cut at the same characters into pieces; a revision can match only if, for each piece, one
 of its tokens equals the piece (a piece between two separators), starts with it (a separator
 before it), ends with it (a separator after it) or contains it (a query without separators).
 So: a piece that no token matches means no conversation matches. Pieces whose tokens are all
-rare give the candidates (their postings, intersected); each candidate is then checked with the
-literal `contains` (a query without separators needs no check: a token containing it is exactly
-a match). Where every piece is frequent, matches are common: conversations are walked in page
-order and checked a few hundred at a time, and counted by a scan that stops at the bound. When
-those find too few, the plain scan answers. Results are always exactly the scan's.
+rare, and two adjacent pieces (the pairs they match, or a rare token for one next to a token
+for the other, by the masks), give the candidates (their postings, the cheapest intersected);
+each candidate is then checked with the literal `contains` (a query without separators needs
+no check: a token containing it is exactly a match). Where nothing narrows (every piece
+frequent, their pair too), matches are common: conversations are walked in page order and
+checked a few hundred at a time, and counted by a scan that stops at the bound. When those find
+too few, the plain scan answers. Results are always exactly the scan's.
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -49,6 +55,15 @@ GROUP = 48
 GROUP_MAX = 512
 # Pieces of a query looked up in the vocabulary (the longest ones).
 MAX_PIECES = 12
+# Vocabulary reads remembered (per query text and vocabulary state; ~15 ms each at 1M).
+VOCAB_CACHE = 256
+_VOCAB: dict[tuple[Any, ...], list[tuple[Any, ...]]] = {}
+_VOCAB_LOCK = threading.Lock()
+# Narrowings (pieces, pairs of pieces) whose postings are intersected: the cheapest, and the next
+# ones while they cost at most NARROW_RATIO times as much (at 1M, intersecting a narrowing 3.5x
+# the size of the first cost more than checking the first's extra candidates: bench_ui).
+MAX_NARROWING = 3
+NARROW_RATIO = 3.0
 # Rows a walk over conversations checks before giving up and running the plain scan.
 WALK_LIMIT = 4096
 
@@ -58,6 +73,24 @@ def tokens_sql(expr: str) -> str:
     return f"string_split(replace(replace(replace(lower({expr}), chr(10), ' '), chr(9), ' '), chr(13), ' '), ' ')"
 
 
+def bit_sql(expr: str) -> str:
+    """A token's bit in a neighbour mask (a UINTEGER; none for an empty or missing token): a fixed
+    function of its characters, so the index and a query compute the same bit. (Part of the
+    stored index: changing it needs a migration that rebuilds the index. Not DuckDB's `hash`,
+    which may change between versions; first character and length are cheap and spread well.)"""
+    return (
+        f"CASE WHEN coalesce({expr}, '') = '' THEN 0::UINTEGER ELSE (1::UINTEGER << "
+        f"((unicode({expr}) * 7 + strlen({expr})) % 32)::INTEGER) END"
+    )
+
+
+PAIR_SAMPLE = 8
+_K = 1 << 32  # a pair's key: (number of its first token) * _K + (number of its second)
+
+# A vocabulary row is a single token (no space) or a pair of adjacent frequent tokens ("a b").
+SINGLE = "strpos(token, ' ') = 0"
+
+
 def index_sql(source: str, into: str = "search_postings", *, count: bool = True) -> list[str]:
     """Statements that add the revisions in `source` (a relation with conversation_id, revision,
     created_at of the conversation, search_text) to the index. Used at import, for each new
@@ -65,14 +98,91 @@ def index_sql(source: str, into: str = "search_postings", *, count: bool = True)
     SQL anchor. `into`: where the postings go (an import gathers them in a temporary table and
     stores them sorted by token at its end, see `postings_table` and `store_postings`). `count`:
     add to the tokens' `hits` (and turn them frequent); a single new revision does not, so two
-    reviewers saving at once never write the same vocabulary row (DuckDB would refuse the second)."""
+    reviewers saving at once never write the same vocabulary row (DuckDB would refuse the second).
+
+    Besides single tokens, the vocabulary holds the pairs of adjacent tokens (one separator
+    between them) that are both frequent, "a b", counted (by revisions) and turned frequent by the
+    same rule, with postings while they are not; and each rare token's posting carries two masks,
+    the bits (`bit_sql`) of the tokens right before and right after it in that revision. A token that turns
+    frequent gets its pairs from the revisions that held it (its postings, read before they are
+    deleted), so a pair's postings are complete or absent like a token's."""
     tok = tokens_sql("search_text")
     hot = f"greatest({FREQUENT}, {FREQUENT_SHARE} * (SELECT count(*) FROM conversations))"
+
+    def new_vocab(counts: str = "_search_n") -> str:
+        return (
+            "INSERT INTO search_tokens SELECT nextval('search_token_ids'), token, 0, false "
+            f"FROM {counts} ANTI JOIN search_tokens USING (token)"
+        )
+
+    def pairs(docs: str, where: str = "") -> str:
+        """(conversation_id, revision, created_at, k): adjacent tokens a, b of `docs`, both frequent,
+        as k = (a's number, b's number) in `_search_f` (integers join faster than text)."""
+        return (
+            f"(SELECT conversation_id, revision, created_at, fa.n * {_K} + fb.n AS k FROM (SELECT conversation_id, "
+            f"revision, created_at, unnest(t) AS a, unnest(t[2:]) AS b FROM (SELECT conversation_id, revision, "
+            f"created_at, {tok} AS t FROM {docs})) x JOIN _search_f fa ON fa.token = x.a "
+            f"JOIN _search_f fb ON fb.token = x.b{where})"
+        )
+
+    keyed = (  # the vocabulary's pairs (id, frequent, k)
+        f"(SELECT v.id, v.frequent, fa.n * {_K} + fb.n AS k FROM search_tokens v "
+        "JOIN _search_f fa ON fa.token = split_part(v.token, ' ', 1) "
+        "JOIN _search_f fb ON fb.token = split_part(v.token, ' ', 2) WHERE strpos(v.token, ' ') > 0)"
+    )
+
+    def pair_postings(docs: str, where: str = "") -> str:
+        return (
+            f"INSERT INTO {into} SELECT DISTINCT p.id, d.conversation_id, d.revision, d.created_at, 0, 0 "
+            f"FROM {pairs(docs, where)} d JOIN (SELECT id, k FROM {keyed} WHERE NOT frequent) p USING (k)"
+        )
+
+    sampled = f"(SELECT * FROM {source} WHERE ascii(conversation_id) % {PAIR_SAMPLE} = 0)"
+    guess = (
+        # Pairs in more than the frequent share of one conversation in PAIR_SAMPLE (ids are sha256
+        # hex) of a batch that large: frequent at once, their postings never gathered. (A guess
+        # only decides whether a pair keeps postings, never what a query finds.)
+        f"CREATE OR REPLACE TEMP TABLE _search_sd AS SELECT k, count(*) * {PAIR_SAMPLE} AS n FROM "
+        f"{pairs(sampled)} GROUP BY k HAVING count(*) * {PAIR_SAMPLE} > {hot} "
+        f"AND (SELECT count(*) FROM {source}) >= {PAIR_SAMPLE * FREQUENT}"
+        if count
+        else "CREATE OR REPLACE TEMP TABLE _search_sd AS SELECT 0::BIGINT AS k, 0::BIGINT AS n WHERE false"
+    )
+
+    def pair_counts(docs: str, n: str) -> str:
+        """(token "a b", n) of the pairs in `docs`; `n`: the count expression."""
+        return (
+            f"SELECT fa.token || ' ' || fb.token AS token, c.n FROM (SELECT k, {n} AS n FROM {pairs(docs)} "
+            f"GROUP BY k) c JOIN _search_f fa ON fa.n = c.k // {_K} JOIN _search_f fb ON fb.n = c.k % {_K}"
+        )
+
+    numbered = "CREATE OR REPLACE TEMP TABLE _search_f AS SELECT token, (row_number() OVER ())::BIGINT AS n FROM "
+    frequent_after = (
+        # the tokens frequent once this batch is counted (as the UPDATE below decides)
+        f"{numbered}search_tokens v LEFT JOIN _search_n s USING (token) WHERE {SINGLE} "
+        f"AND (v.frequent OR v.hits + coalesce(s.n, 0) > {hot})"
+        if count
+        else f"{numbered}search_tokens WHERE frequent AND {SINGLE}"
+    )
+    held = "SELECT DISTINCT conversation_id, revision, created_at FROM {} WHERE token_id IN (SELECT id FROM _search_hot WHERE single)"
     counting = [
-        "CREATE OR REPLACE TEMP TABLE _search_hot AS SELECT v.id FROM search_tokens v JOIN _search_n s "
-        f"USING (token) WHERE NOT v.frequent AND v.hits + s.n > {hot}",
+        "CREATE OR REPLACE TEMP TABLE _search_hot AS SELECT v.id, v.token, strpos(v.token, ' ') = 0 AS single "
+        f"FROM search_tokens v JOIN _search_n s USING (token) WHERE NOT v.frequent AND v.hits + s.n > {hot}",
         f"UPDATE search_tokens v SET hits = v.hits + s.n, frequent = v.hits + s.n > {hot} "
         "FROM _search_n s WHERE v.token = s.token AND NOT v.frequent",
+        # Tokens turning frequent: the pairs they form in the revisions indexed before (these
+        # revisions are in `revisions`, the batch's own are added below).
+        "CREATE OR REPLACE TEMP TABLE _search_back AS SELECT r.conversation_id, r.revision, h.created_at, "
+        f"r.search_text FROM ({held.format('search_postings')}"
+        + (f" UNION {held.format(into)}" if into != "search_postings" else "")
+        + ") h JOIN revisions r USING (conversation_id, revision)",
+        f"CREATE OR REPLACE TEMP TABLE _search_bn AS {pair_counts('_search_back', '0::BIGINT')}",
+        new_vocab("_search_bn"),
+        "DROP TABLE _search_bn",
+        pair_postings(
+            "_search_back", " WHERE x.a IN (SELECT token FROM _search_hot) OR x.b IN (SELECT token FROM _search_hot)"
+        ),
+        "DROP TABLE _search_back",
         "DELETE FROM search_postings WHERE token_id IN (SELECT id FROM _search_hot)",
         *([f"DELETE FROM {into} WHERE token_id IN (SELECT id FROM _search_hot)"] if into != "search_postings" else []),
         "DROP TABLE _search_hot",
@@ -80,14 +190,30 @@ def index_sql(source: str, into: str = "search_postings", *, count: bool = True)
     return [
         f"CREATE OR REPLACE TEMP TABLE _search_n AS SELECT token, count(*)::BIGINT AS n "
         f"FROM (SELECT unnest({tok}) AS token FROM {source}) WHERE token <> '' GROUP BY token",
-        "INSERT INTO search_tokens SELECT nextval('search_token_ids'), token, 0, false "
-        "FROM _search_n ANTI JOIN search_tokens USING (token)",
+        new_vocab(),
+        frequent_after,
+        guess,
+        # The batch's pairs (one row per revision) but those frequent or guessed so.
+        f"CREATE OR REPLACE TEMP TABLE _search_t AS SELECT DISTINCT conversation_id, revision, created_at, k "
+        f"FROM {pairs(source)} ANTI JOIN (SELECT k FROM {keyed} WHERE frequent UNION ALL SELECT k FROM _search_sd) "
+        "USING (k)",
+        "INSERT INTO _search_n SELECT fa.token || ' ' || fb.token, c.n FROM (SELECT k, count(*) AS n FROM _search_t "
+        f"GROUP BY k UNION ALL SELECT k, n FROM _search_sd) c JOIN _search_f fa ON fa.n = c.k // {_K} "
+        f"JOIN _search_f fb ON fb.n = c.k % {_K}",
+        new_vocab(),
         *(counting if count else []),
-        f"INSERT INTO {into} SELECT DISTINCT v.id, d.conversation_id, d.revision, d.created_at "
-        f"FROM (SELECT conversation_id, revision, created_at, unnest({tok}) AS token FROM {source}) d "
-        "JOIN (SELECT id, token FROM search_tokens SEMI JOIN _search_n USING (token) WHERE NOT frequent) v "
-        "USING (token)",
+        f"INSERT INTO {into} SELECT v.id, d.conversation_id, d.revision, d.created_at, "
+        f"bit_or({bit_sql('d.prev')}), bit_or({bit_sql('d.nxt')}) "
+        "FROM (SELECT conversation_id, revision, created_at, unnest(t) AS token, unnest(list_prepend('', t)) AS prev, "
+        f"unnest(t[2:]) AS nxt FROM (SELECT conversation_id, revision, created_at, {tok} AS t FROM {source})) d "
+        f"JOIN (SELECT id, token FROM search_tokens SEMI JOIN _search_n USING (token) WHERE NOT frequent "
+        f"AND {SINGLE}) v USING (token) GROUP BY ALL",
+        f"INSERT INTO {into} SELECT p.id, t.conversation_id, t.revision, t.created_at, 0, 0 FROM _search_t t "
+        f"JOIN (SELECT id, k FROM {keyed} WHERE NOT frequent) p USING (k)",
+        "DROP TABLE _search_t",
+        "DROP TABLE _search_sd",
         "DROP TABLE _search_n",
+        "DROP TABLE _search_f",
     ]
 
 
@@ -95,7 +221,7 @@ def postings_table() -> str:
     """A temporary table gathering an import's postings (see `store_postings`)."""
     return (
         "CREATE OR REPLACE TEMP TABLE _search_new (token_id INTEGER, conversation_id TEXT, revision INTEGER, "
-        "created_at TIMESTAMP)"
+        "created_at TIMESTAMP, prev UINTEGER, next UINTEGER)"
     )
 
 
@@ -113,7 +239,18 @@ _CURRENT = (
     "JOIN conversations c ON c.id = r.conversation_id AND c.revision = r.revision)"
 )
 
+_TABLES = """
+    CREATE SEQUENCE search_token_ids START 1;
+    CREATE TABLE search_tokens (
+        id INTEGER NOT NULL, token TEXT NOT NULL, hits BIGINT NOT NULL, frequent BOOLEAN NOT NULL);
+    CREATE TABLE search_postings (
+        token_id INTEGER NOT NULL, conversation_id TEXT NOT NULL, revision INTEGER NOT NULL,
+        created_at TIMESTAMP NOT NULL, prev UINTEGER NOT NULL, next UINTEGER NOT NULL);
+"""
+
 MIGRATIONS = [
+    # 1: the tables of the first index (single tokens); 2 replaces them with this module's (pairs of
+    # frequent tokens, neighbour masks) and builds the index from the current revisions.
     Migration(
         "search",
         1,
@@ -127,7 +264,13 @@ MIGRATIONS = [
         CREATE TABLE search_stale (conversation_id TEXT NOT NULL, revision INTEGER NOT NULL);
         INSERT INTO search_stale SELECT r.conversation_id, r.revision FROM revisions r
             JOIN conversations c ON c.id = r.conversation_id WHERE r.revision < c.revision;
-        """
+        """,
+    ),
+    Migration(
+        "search",
+        2,
+        "DROP TABLE search_postings; DROP TABLE search_tokens; DROP SEQUENCE search_token_ids;\n"
+        + _TABLES
         + ";\n".join(
             # The build spills past 1 GB (a million conversations: ~30 s, instead of 4 GB of RAM).
             [
@@ -181,6 +324,7 @@ def index_revision(
 class Piece:
     text: str
     kind: str  # exact | prefix | suffix | infix
+    at: int  # its place among the query's parts
 
 
 _PRED = {
@@ -189,6 +333,23 @@ _PRED = {
     "suffix": "suffix(token, ?)",
     "infix": "contains(token, ?)",
 }
+
+
+def _kind(left_open: bool, right_open: bool) -> str:
+    return {(False, False): "exact", (True, False): "suffix", (False, True): "prefix", (True, True): "infix"}[
+        (left_open, right_open)
+    ]
+
+
+@dataclass(frozen=True)
+class Narrowing:
+    """A set of revisions that holds every match: `sql` selects their (conversation_id, revision,
+    created_at) from the postings; `cost`: about how many postings it reads."""
+
+    sql: str
+    args: list[Any]
+    cost: float
+
 
 Key = tuple[datetime, str]  # (created_at, id): the page order
 
@@ -223,7 +384,7 @@ class TextSearch:
         parts: list[str] = con.execute(f"SELECT {tokens_sql('?')}", [text]).fetchall()[0][0]
         last = len(parts) - 1
         pieces = [
-            Piece(p, "exact" if 0 < i < last else "prefix" if i > 0 else "suffix" if i < last else "infix")
+            Piece(p, "exact" if 0 < i < last else "prefix" if i > 0 else "suffix" if i < last else "infix", i)
             for i, p in enumerate(parts)
             if p
         ]
@@ -232,44 +393,119 @@ class TextSearch:
         # A query without separators is matched by exactly the revisions holding a token that contains it.
         self.exact = len(parts) == 1
         self.empty = False
-        self.usable: list[Piece] = []
+        self.usable: list[Narrowing] = []
         if self.pieces:
-            stats = con.execute(
-                " UNION ALL ".join(
-                    f"SELECT {i}, count(*), count(*) FILTER (frequent), coalesce(sum(hits), 0) "
-                    f"FROM search_tokens WHERE {_PRED[p.kind]}"
-                    for i, p in enumerate(self.pieces)
-                ),
-                [p.text for p in self.pieces],
-            ).fetchall()
-            self.empty = any(n == 0 for _, n, _, _ in stats)
-            rare = sorted((h, i) for i, n, f, h in stats if n and not f)
-            self.usable = [self.pieces[i] for _, i in rare]
+            self._narrow(parts)
         self._checked: dict[str, bool] = {}
         self._passed: dict[str, bool] = {}
 
     # -------------------------------------------------------- pieces of the answer
 
-    def _candidates_sql(self) -> tuple[str, list[Any]]:
-        """(id, revision, created_at) of the conversations whose current revision holds a token for
-        every rare piece (the other filters are not applied here)."""
+    def _narrow(self, parts: list[str]) -> None:
+        """Decide from the vocabulary whether nothing matches (`empty`) and which postings narrow
+        the matches (`usable`, cheapest first): a piece whose tokens are all rare (their postings);
+        two pieces with one separator between them (`a b`), where the text's two tokens there are
+        either a pair of frequent tokens (the pair's postings), or one is rare: its postings whose
+        neighbour mask holds the bit of a token the other piece matches."""
+        last = len(parts) - 1
+        ats = {p.at for p in self.pieces}
+        adjacent = [k for k in range(last) if k in ats and k + 1 in ats]
+        pairs = {k: (f"{parts[k]} {parts[k + 1]}", _kind(k == 0, k + 1 == last)) for k in adjacent}
+        # One read of the vocabulary: per piece (0) its tokens, per adjacent two (1) their pairs.
+        # (A scan each, filtered in the scan: one scan with FILTER aggregates took longer.)
+        # Cached per vocabulary state (a query repeats as pages turn): the key changes with every
+        # write to the vocabulary (a new row takes a new id; a count adds to hits and comes
+        # before a row turns frequent).
+        version = self.con.execute(
+            "SELECT (SELECT path FROM duckdb_databases() WHERE database_name = current_database()), "
+            "max(id), count(*), sum(hits), count(*) FILTER (frequent) FROM search_tokens"
+        ).fetchall()[0]
+        key = (*version, self.text)
+        rows = _VOCAB.get(key)
+        if rows is None:
+            rows = self.con.execute(
+                " UNION ALL ".join(
+                    [
+                        f"SELECT 0, {p.at}, count(*), count(*) FILTER (frequent), coalesce(sum(hits) FILTER "
+                        f"(NOT frequent), 0), coalesce(bit_or({bit_sql('token')}), 0) FROM search_tokens "
+                        f"WHERE {_PRED[p.kind]} AND {SINGLE}"
+                        for p in self.pieces
+                    ]
+                    + [
+                        f"SELECT 1, {k}, count(*), count(*) FILTER (frequent), coalesce(sum(hits), 0), 0 "
+                        f"FROM search_tokens WHERE {_PRED[kind]}"
+                        for k, (_, kind) in pairs.items()
+                    ]
+                ),
+                [p.text for p in self.pieces] + [text for text, _ in pairs.values()],
+            ).fetchall()
+            with _VOCAB_LOCK:
+                while len(_VOCAB) >= VOCAB_CACHE:
+                    del _VOCAB[next(iter(_VOCAB))]
+                _VOCAB[key] = rows
+        stats = {at: (n, f, h, m) for tag, at, n, f, h, m in rows if tag == 0}
+        pstats = [(k, n, f, h) for tag, k, n, f, h, _ in rows if tag == 1]
+        self.empty = any(n == 0 for n, _, _, _ in stats.values())
+        if self.empty:
+            return
+        postings = "SELECT conversation_id, revision, created_at FROM search_postings WHERE token_id IN "
+        rare = f"(SELECT id FROM search_tokens WHERE {{}} AND {SINGLE} AND NOT frequent)"
+        out = [
+            Narrowing(postings + rare.format(_PRED[p.kind]), [p.text], float(stats[p.at][2]))
+            for p in self.pieces
+            if not stats[p.at][1]
+        ]
+        for k, n_pairs, dense, hits in pstats:
+            if dense:  # a pair of frequent tokens in too many conversations: no postings
+                continue
+            na, fa, ha, ma = stats[k]
+            nb, fb, hb, mb = stats[k + 1]
+            sql: list[str] = []
+            args: list[Any] = []
+            cost = float(hits) if fa and fb else 0.0
+            # The text's two tokens there: both frequent (a pair's postings), or b's rare (its
+            # `prev` holds a's bit), or a's rare (its `next` holds b's). Where one piece has only
+            # rare tokens, its masks alone cover every case (the cheaper one where both have).
+            if fa == 0 and fb == 0:
+                a_side = ha * mb.bit_count() < hb * ma.bit_count()
+                b_side = not a_side
+            else:
+                a_side, b_side = na > fa and fb > 0, nb > fb and fa > 0
+            if n_pairs and fa and fb:
+                sql.append(postings + f"(SELECT id FROM search_tokens WHERE {_PRED[pairs[k][1]]})")
+                args.append(pairs[k][0])
+            if b_side:
+                sql.append(postings + rare.format(_PRED["prefix" if k + 1 == last else "exact"]) + " AND prev & ? <> 0")
+                args += [parts[k + 1], ma]
+                cost += hb * ma.bit_count() / 32
+            if a_side:
+                sql.append(postings + rare.format(_PRED["suffix" if k == 0 else "exact"]) + " AND next & ? <> 0")
+                args += [parts[k], mb]
+                cost += ha * mb.bit_count() / 32
+            if not sql:  # no token pair in any text can hold them: nothing matches
+                sql.append(postings + "(SELECT NULL)")
+            out.append(Narrowing(" UNION ALL ".join(sql), args, cost))
+        out.sort(key=lambda n: n.cost)
+        self.usable = [n for n in out[:MAX_NARROWING] if n.cost <= NARROW_RATIO * max(out[0].cost, 1.0)]
+
+    def _candidates_sql(self, *, distinct: bool = True) -> tuple[str, list[Any]]:
+        """(id, revision, created_at) of the current revisions in every narrowing's postings (the
+        other filters are not applied here)."""
         first, *more = self.usable
-        joins = " ".join(
-            f"SEMI JOIN (SELECT conversation_id, revision FROM search_postings WHERE token_id IN "
-            f"(SELECT id FROM search_tokens WHERE {_PRED[p.kind]})) p{i} USING (conversation_id, revision)"
-            for i, p in enumerate(more)
-        )
+        joins = " ".join(f"SEMI JOIN ({n.sql}) p{i} USING (conversation_id, revision)" for i, n in enumerate(more))
         return (
-            f"SELECT DISTINCT p.conversation_id AS id, p.revision, p.created_at FROM search_postings p {joins} "
-            "ANTI JOIN search_stale USING (conversation_id, revision) "
-            f"WHERE p.token_id IN (SELECT id FROM search_tokens WHERE {_PRED[first.kind]})",
-            [*(p.text for p in more), first.text],
+            f"SELECT {'DISTINCT ' if distinct else ''}p.conversation_id AS id, p.revision, p.created_at "
+            f"FROM ({first.sql}) p {joins} "
+            "ANTI JOIN search_stale USING (conversation_id, revision)",
+            [*first.args, *(a for n in more for a in n.args)],
         )
 
     def _candidates(self, after: Key | None) -> Iterator[tuple[str, int, datetime]]:
-        """The candidates after `after` in page order, read in growing batches."""
-        sql, args = self._candidates_sql()
-        cursor, n = after, 2 * GROUP
+        """The candidates after `after` in page order, read in growing batches. (Without DISTINCT,
+        which would group every candidate before the first is sorted: a conversation's repeats
+        come next to each other and are skipped here.)"""
+        sql, args = self._candidates_sql(distinct=False)
+        cursor, n, last = after, 2 * GROUP, None
         while True:
             cond, cargs = "", []
             if cursor is not None:
@@ -278,7 +514,10 @@ class TextSearch:
                 f"SELECT x.id, x.revision, x.created_at FROM ({sql}) x{cond} ORDER BY x.created_at, x.id LIMIT ?",
                 [*args, *cargs, n],
             ).fetchall()
-            yield from ((r[0], int(r[1]), r[2]) for r in rows)
+            for r in rows:
+                if r[0] != last:
+                    yield r[0], int(r[1]), r[2]
+                last = r[0]
             if len(rows) < n:
                 return
             cursor, n = (rows[-1][2], rows[-1][0]), n * 8
@@ -326,7 +565,7 @@ class TextSearch:
         min_rate: float = 0.0,
     ) -> tuple[list[tuple[str, datetime]], bool]:
         """The first `want` of `rows` that pass the other filters (`filters`) and contain the text
-        (`text`), checked GROUP at a time; and whether the answer is complete (False when
+        (`text`), checked GROUP to GROUP_MAX at a time; and whether the answer is complete (False when
         `budget` rows were checked first, or when past GROUP_MAX rows fewer than `min_rate` of
         them matched: the budget would not be enough)."""
         out: list[tuple[str, datetime]] = []
@@ -343,9 +582,13 @@ class TextSearch:
             out.extend((cid, at) for cid, _, at in batch if cid in ok)
             batch.clear()
 
+        checked = 0
         for seen, row in enumerate(rows, 1):
             batch.append(row)
-            if len(batch) >= min(GROUP_MAX, max(GROUP, want - len(out) + GROUP // 2)):
+            # As many as should hold the rest at the rate seen so far (all of them at first).
+            rate = max(len(out) / checked, 1 / 16) if checked else 1.0
+            if len(batch) >= min(GROUP_MAX, max(GROUP, int((want - len(out)) / rate) + GROUP // 2)):
+                checked += len(batch)
                 flush()
                 if len(out) >= want:
                     return out[:want], True
@@ -426,13 +669,14 @@ class TextSearch:
                     0
                 ][0]
             )
-        if self.usable:  # in any order: the first `budget` candidates
-            sql, args = self._candidates_sql()
-            rows = self.con.execute(f"SELECT * FROM ({sql}) LIMIT ?", [*args, budget + 1]).fetchall()
+        if self.usable:  # in any order: the first `budget` candidates (repeats dropped here)
+            sql, args = self._candidates_sql(distinct=False)
+            raw = self.con.execute(f"SELECT * FROM ({sql}) LIMIT ?", [*args, budget + 1]).fetchall()
+            rows = list(dict.fromkeys(raw))
             out, done = self._matching(
                 rows, cap + 1, filters=self.filtered, text=not self.exact, budget=budget, min_rate=(cap + 1) / budget
             )
-            if done and (len(out) > cap or len(rows) <= budget):
+            if done and (len(out) > cap or len(raw) <= budget):  # enough, or every candidate read
                 return len(out)
         # Frequent pieces, or few candidates match: the first revisions in stored order that
         # contain the text (a scan that stops there) hold enough current ones under the filters;
