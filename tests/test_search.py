@@ -213,23 +213,23 @@ def test_phrases_of_frequent_words_from_pairs_stay_exact(wb, tmp_path: Path, mon
     have = reference(wb, "the replication", None)
     gone = wb.show(have[0])
     wb.edit(
-        gone["id"],
-        [{**m, "content": m["content"].replace("the replication", "a replica")} for m in gone["messages"]],
-        base_revision=gone["revision"],
+        gone.id,
+        [{**m, "content": m["content"].replace("the replication", "a replica")} for m in gone.messages],
+        base_revision=gone.revision,
     )
     other = next(c for c in reference(wb, "please", None) if c not in have)
     shown = wb.show(other)
     wb.edit(
         other,
-        [{**m, "content": m["content"] + " the replication"} for m in shown["messages"]],
-        base_revision=shown["revision"],
+        [{**m, "content": m["content"] + " the replication"} for m in shown.messages],
+        base_revision=shown.revision,
     )
     # A redaction's revision (the same write path: Store.add_revision), replacing a phrase.
     target = reference(wb, "please check", None)[0]
     conv = wb.store.conversation(target)
     red = tuple(replace(m, content=m.content.replace("please check", "<PERSON> check")) for m in conv.messages)
     wb.store.add_revision(target, replace(conv, messages=red), actor="pii", kind="redaction")
-    assert gone["id"] not in reference(wb, "the replication", None)
+    assert gone.id not in reference(wb, "the replication", None)
     assert other in reference(wb, "the replication", None)
     assert target not in reference(wb, "please check", None)
     check_all(wb, [*PHRASES, "<person> check", "a replica"])
@@ -239,11 +239,11 @@ def test_index_of_a_store_with_the_first_index(wb, tmp_path: Path, store_path: P
     """A store indexed by the first version (single tokens, no pairs or masks) is re-indexed on open."""
     rows = [{"messages": [{"role": "user", "content": u}, {"role": "assistant", "content": a}]} for u, a in TEXTS]
     wb.import_files([write(tmp_path / "t.jsonl", "\n".join(json.dumps(r, ensure_ascii=False) for r in rows))])
-    first = wb.show(wb.list(limit=1)["conversations"][0]["id"])
+    first = wb.show(wb.list(limit=1).conversations[0]["id"])
     wb.edit(
-        first["id"],
-        [{**m, "content": "the backup " + m["content"]} for m in first["messages"]],
-        base_revision=first["revision"],
+        first.id,
+        [{**m, "content": "the backup " + m["content"]} for m in first.messages],
+        base_revision=first.revision,
     )
     wb.store.db.release()
     con = duckdb.connect(str(store_path))  # the first index's tables, with postings of single tokens only
