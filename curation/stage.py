@@ -11,8 +11,9 @@ crash leaves neither.
 Stages that follow it: validate (`curation.validate.run`, over measurements: rendering and
 tokenizing are cached per revision), dedup (`curation.dedup.stage_result`, over the clusters
 `find_duplicates` found), labels (`curation.labels.run`); augment ends its run through the helper
-(no flags: it writes new conversations). PII keeps its findings table (its flags are derived from
-findings a reviewer can change): see docs/ARCHITECTURE.md.
+(no flags: it writes new conversations); PII keeps its findings table and records the flags it
+derives from them (a reviewer changes findings one by one) through the same helper: see
+docs/ARCHITECTURE.md.
 """
 
 from __future__ import annotations

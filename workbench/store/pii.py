@@ -25,6 +25,7 @@ import duckdb
 import pyarrow as pa
 
 from curation.records import Conversation, Provenance
+from curation.stage import WARNING, StageFlag, StageResult
 from workbench.store._db import (
     ConflictError,
     Database,
@@ -213,7 +214,7 @@ class PiiStore(CoreStore):
     ) -> None:
         """Flag each revision in `pairs` that has open findings (one flag per revision, the findings
         in its details so the pages can highlight them)."""
-        flags: list[dict[str, Any]] = []
+        flags: list[StageFlag] = []
         if pairs:
             con.register("_fl", _pairs_table(pairs))
             rows = con.execute(
@@ -240,16 +241,19 @@ class PiiStore(CoreStore):
             for (cid, rev), fs in grouped.items():
                 ents = sorted({f["entity"] for f in fs})
                 flags.append(
-                    {
-                        "conversation_id": cid,
-                        "revision": rev,
-                        "reason": REASON,
-                        "severity": "warning",
-                        "message": f"{len(fs)} unresolved PII finding(s): {', '.join(ents)}",
-                        "details": {"findings": fs},
-                    }
+                    StageFlag(
+                        conversation_id=cid,
+                        revision=rev,
+                        reason=REASON,
+                        severity=WARNING,
+                        message=f"{len(fs)} unresolved PII finding(s): {', '.join(ents)}",
+                        details={"findings": fs},
+                    )
                 )
-        self.replace_flags(STAGE, run_id, flags, scope=list(pairs), stats=stats, con=con)
+        # Through the one stage helper: the scan's run (or a review's) is already recorded, so this
+        # replaces the flags of the revisions touched and writes the stats, in the caller's transaction.
+        result = StageResult(stage=STAGE, config={}, flags=flags, stats=stats or {}, scope=list(pairs))
+        self.record_stage(run_id, result, new_run=False, con=con)
 
     # ------------------------------------------------------------ reads
 
