@@ -102,16 +102,10 @@ class PiiScores(Result):
 
 
 @dataclass(frozen=True)
-class PiiEvalReport(Result):
-    """`sift pii-eval --json`: the scores, how many texts and how fast; with `--vanilla` the same
-    scores for vanilla Presidio over the same texts."""
+class PiiEvalReport(PiiScores):
+    """`sift pii-eval --json`: the scores (PiiScores' fields, first), how many texts and how fast;
+    with `--vanilla` the same scores for vanilla Presidio over the same texts."""
 
-    overall: dict[str, Any]
-    entities: dict[str, dict[str, Any]]
-    clean_texts: int
-    clean_finding_rate: float | None
-    clean_person_findings: int
-    tokens: dict[str, Any]
     texts: int
     docs_per_second: float | None
     vanilla: PiiScores | None = optional()
