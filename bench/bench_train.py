@@ -134,9 +134,13 @@ CONFIGS: dict[str, tuple[str, dict[str, Any]]] = {
     ),
     "unsloth": (
         "anchor: unsloth (its checkpointing and kernels, packing)",
-        {"backend": "unsloth", "packing": True, "gradient_checkpointing": True},
+        {"backend": "unsloth", "packing": True, "gradient_checkpointing": True, "fp8_matmul": "off"},
     ),
     "sift-default": ("**Sift default** (TrainConfig() as shipped)", {}),
+    "sift-fp8-eager": (
+        "Sift default, FP8 casts not compiled (SIFT_FP8_COMPILE=0)",
+        {"_env": {"SIFT_FP8_COMPILE": "0"}},
+    ),
     "sift-liger-flex": (
         "Sift candidate: hf + liger + flex_attention per-conversation block masks",
         {
@@ -163,6 +167,49 @@ with torch.device("cuda"):
     model = AutoModelForCausalLM.from_config(cfg, dtype=torch.bfloat16)
 model.save_pretrained(out, max_shard_size="4GB")
 print(out, sum(p.numel() for p in model.parameters()))
+"""
+
+# The FP8 base products on the device, before any run: each product's time against bf16's at the
+# 1B and 8B layer sizes (8,192 token rows), with and without the compiled casts, their error against
+# fp32, and unsloth's own activation kernels through the FP8 MLP against the torch reference ones.
+_FP8CHECK = r"""
+import json, torch
+from trainer import fp8
+dev = "cuda"
+def ms(f, n=20):
+    for _ in range(3): f()
+    torch.cuda.synchronize(); s, e = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    s.record()
+    for _ in range(n): f()
+    e.record(); torch.cuda.synchronize(); return s.elapsed_time(e) / n
+def rel(a, b): return float((a.float() - b.float()).norm() / b.float().norm())
+out = {"supported": fp8.fp8_supported(), "products": []}
+m = 8192
+for shape, nk in (("llama-1b", [(2048, 2048), (512, 2048), (8192, 2048), (2048, 8192)]),
+                  ("llama-8b", [(4096, 4096), (1024, 4096), (14336, 4096), (4096, 14336)])):
+    for n, k in nk:
+        x = torch.randn(m - 5, k, device=dev, dtype=torch.bfloat16); w = torch.randn(n, k, device=dev, dtype=torch.bfloat16) / k**0.5
+        dy = torch.randn(m - 5, n, device=dev, dtype=torch.bfloat16)
+        ref = x.float() @ w.float().t()
+        row = {"shape": shape, "n": n, "k": k, "bf16_ms": ms(lambda: x @ w.t()), "bf16_bwd_ms": ms(lambda: dy @ w)}
+        fp8.use_compiled(False)
+        row["fp8_eager_ms"] = ms(lambda: fp8.base_forward(x, w)); row["err_fp8"] = rel(fp8.base_forward(x, w), ref)
+        row["err_bf16"] = rel(x @ w.t(), ref)
+        fp8.use_compiled(True)
+        row["fp8_ms"] = ms(lambda: fp8.base_forward(x, w)); row["fp8_bwd_ms"] = ms(lambda: fp8.base_backward(dy, w))
+        row["err_fp8_bwd"] = rel(fp8.base_backward(dy, w), dy.float() @ w.float())
+        qa, sa = fp8.quantize_rows(x, m); qb, sb = fp8.quantize_weight(w, transposed=False)
+        row["gemm_only_ms"] = ms(lambda: fp8.scaled_mm(qa, sa, qb, sb, fast=True))
+        out["products"].append({k2: (round(v, 4) if isinstance(v, float) else v) for k2, v in row.items()})
+try:
+    from unsloth.kernels.swiglu import swiglu_fg_kernel, swiglu_DWf_DW_dfg_kernel
+    e = torch.randn(4096, 1536, device=dev, dtype=torch.bfloat16); g = torch.randn_like(e); dh = torch.randn_like(e)
+    want = fp8.swiglu_backward(dh, e, g)
+    got = swiglu_DWf_DW_dfg_kernel(dh.clone(), e.clone(), g.clone())
+    out["unsloth_swiglu_contract"] = [round(rel(a, b), 5) for a, b in zip(got, want)] + [round(rel(swiglu_fg_kernel(e, g), fp8.swiglu_forward(e, g)), 5)]
+except Exception as ex:
+    out["unsloth_swiglu_contract"] = repr(ex)
+print(json.dumps(out))
 """
 
 _PEAK = r"""
@@ -230,6 +277,8 @@ def build_model(name: str, folder: Path, tok_dir: Path) -> None:
 
 def run_config(name: str, export: Path, work: Path, model: Path, steps: int, lo: int, profile: bool) -> dict[str, Any]:
     desc, changes = CONFIGS[name]
+    changes = dict(changes)
+    env = {**os.environ, **changes.pop("_env", {})}
     cfg = {**COMMON, **changes, "max_steps": steps, "base_model": str(model)}
     if profile:
         cfg["profile_steps"] = 3  # steps 6..8, before the measured window
@@ -244,6 +293,7 @@ def run_config(name: str, export: Path, work: Path, model: Path, steps: int, lo:
             capture_output=True,
             text=True,
             cwd=ROOT,
+            env=env,
             timeout=float(os.environ.get("SIFT_BENCH_TIMEOUT", "360")),
         )
         tail = (r.stdout + r.stderr)[-3000:]
@@ -273,6 +323,7 @@ def run_config(name: str, export: Path, work: Path, model: Path, steps: int, lo:
         losses=[by_step[s]["loss"] for s in sorted(by_step)],
         kernels=summary.get("kernels"),
         attention=summary.get("attention"),
+        matmul=summary.get("matmul"),
         backend=summary.get("backend"),
         packing=summary.get("packing"),
         gradient_checkpointing=summary.get("gradient_checkpointing"),
@@ -292,7 +343,7 @@ def table(shape: str, results: list[dict[str, Any]], peak_tflops: float, mean_le
         f"#### {shape} (steps {lo + 1}–{steps}; best anchor: {best['name'] if best else '-'})",
         "",
         "| configuration | non-padding tokens/s | vs best anchor | s/step | tokens/step | peak allocated GiB "
-        "| mean loss | loss vs best anchor | MFU | kernels / attention / checkpointing |",
+        "| mean loss | loss vs best anchor | MFU | kernels / attention / checkpointing / base products |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
@@ -303,7 +354,10 @@ def table(shape: str, results: list[dict[str, Any]], peak_tflops: float, mean_le
         ratio = f"{r['tokens_per_s'] / best['tokens_per_s']:.2f}×" if best else "-"
         dloss = f"{(r['loss_mean'] / best['loss_mean'] - 1):+.2%}" if best else "-"
         mfu = r["tokens_per_s"] * fpt / (peak_tflops * 1e12)
-        used = f"{r.get('backend')}: {r.get('kernels')} / {r.get('attention')} / {r.get('gradient_checkpointing')}"
+        used = (
+            f"{r.get('backend')}: {r.get('kernels')} / {r.get('attention')} / {r.get('gradient_checkpointing')}"
+            f" / {r.get('matmul') or 'bf16'}"
+        )
         lines.append(
             f"| {r['what']} | {r['tokens_per_s']:,.0f} | {ratio} | {r['s_per_step']:.3f} | "
             f"{r['tokens_per_step']:,.0f} | {r['peak_mem_gib']} | {r['loss_mean']} | {dloss} | {mfu:.1%} | {used} |"
@@ -341,6 +395,9 @@ def main() -> dict[str, Any]:
     mean_len = sum(len(e.input_ids) for e in rendered) / len(rendered)
     peak = float(subprocess.run([sys.executable, "-c", _PEAK], capture_output=True, text=True, check=True).stdout)
     dev = torch.cuda.get_device_name(0)
+    check = subprocess.run([sys.executable, "-c", _FP8CHECK], capture_output=True, text=True, cwd=ROOT)
+    fp8_check = json.loads(check.stdout.strip().splitlines()[-1]) if check.returncode == 0 else {"error": check.stderr[-3000:]}
+    print("fp8_check " + json.dumps(fp8_check), flush=True)
     report: dict[str, Any] = {
         "device": dev,
         "measured_bf16_tflops": round(peak, 1),
@@ -348,6 +405,7 @@ def main() -> dict[str, Any]:
         "lo": lo,
         "mean_len": round(mean_len, 1),
         "render": stats,
+        "fp8_check": fp8_check,
         "shapes": {},
     }
     print(f"{dev}: bf16 8192³ matmul {peak:.0f} TFLOP/s; data {stats}, mean {mean_len:.0f} tokens", flush=True)

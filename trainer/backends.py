@@ -45,6 +45,8 @@ class Loaded:
     # attention implementation the model ended up with.
     kernels: str = "none"
     attention: str = ""
+    # The frozen base's matrix products: "bf16", or FP8 (trainer/fp8.py) with how many projections.
+    matmul: str = "bf16"
 
 
 def resolve_kernels(cfg: TrainConfig, backend: str, cuda: bool, log: logging.Logger | None = None) -> str:
@@ -243,8 +245,37 @@ def load_unsloth(cfg: TrainConfig, model_path: str, log: logging.Logger) -> Load
     )
     dtype = ("4bit-" if cfg.load_in_4bit else "") + cfg.bnb_4bit_compute_dtype
     return Loaded(
-        model, _fix_tokenizer(tok), "unsloth", "cuda", dtype, cfg.load_in_4bit, "unsloth", attention_of(model)
+        model,
+        _fix_tokenizer(tok),
+        "unsloth",
+        "cuda",
+        dtype,
+        cfg.load_in_4bit,
+        "unsloth",
+        attention_of(model),
+        matmul=fp8_base_products(cfg, model, log),
     )
+
+
+def fp8_base_products(cfg: TrainConfig, model: Any, log: logging.Logger) -> str:
+    """Put the frozen base's products on FP8 tensor cores where `fp8_matmul` and the GPU allow it
+    (trainer/fp8.py); returns what the run folder records."""
+    if cfg.fp8_matmul == "off" or not cfg.lora or not cfg.load_in_4bit:
+        if cfg.fp8_matmul == "on":
+            raise BackendError("fp8_matmul 'on' is for LoRA over a 4-bit base (lora and load_in_4bit on)")
+        return "bf16"
+    from trainer import fp8
+
+    if not fp8.fp8_supported():
+        if cfg.fp8_matmul == "on":
+            raise BackendError("fp8_matmul 'on' needs a GPU with FP8 tensor cores (H100, H200, Ada); use 'auto'")
+        log.info("fp8_matmul auto: this GPU has no FP8 tensor cores; the base products stay bf16")
+        return "bf16"
+    done = fp8.install(model, log)
+    if cfg.fp8_matmul == "on" and not done.projections:
+        reasons = "; ".join(done.skipped) or "no fused LoRA layer found"
+        raise BackendError(f"fp8_matmul 'on' found no layer it can take ({reasons}); use 'auto' or 'off'")
+    return done.label
 
 
 def load(
@@ -252,6 +283,8 @@ def load(
 ) -> Loaded:
     backend = choose_backend(cfg, log, world_size)
     log.info("backend %s, base model %s", backend, model_path)
+    if cfg.fp8_matmul == "on" and backend != "unsloth":
+        raise BackendError("fp8_matmul 'on' runs under the unsloth backend only; use 'auto' or 'off' here")
     if backend == "unsloth":
         try:
             return load_unsloth(cfg, model_path, log)

@@ -21,6 +21,7 @@ from curation.errors import StageError
 
 BACKENDS = ("auto", "hf", "unsloth")
 KERNELS = ("auto", "liger", "none")
+FP8_MATMUL = ("auto", "on", "off")
 STRATEGIES = ("ddp", "fsdp", "deepspeed-zero2", "deepspeed-zero3")
 DEVICES = ("auto", "cuda", "cpu")
 # What best_metric may name: eval loss (lower is better) or a generation metric (higher is better).
@@ -75,6 +76,15 @@ class TrainConfig:
         "installed; the unsloth backend brings its own kernels; the CPU trains without.",
         group="model",
         choices=KERNELS,
+    )
+    fp8_matmul: str = _f(
+        "auto",
+        "The frozen 4-bit base's matrix products on FP8 tensor cores (unsloth backend, LoRA without dropout on "
+        "an nf4 base; trainer/fp8.py): auto | on | off. auto: on where the GPU has FP8 tensor cores (H100, "
+        "H200, Ada). LoRA weights, gradients, activations and the loss stay bf16. on: as auto, and the run "
+        "fails if it cannot. off: unsloth's bf16 products.",
+        group="model",
+        choices=FP8_MATMUL,
     )
     device: str = _f(
         "auto",
@@ -288,6 +298,10 @@ class TrainConfig:
             )
         if self.kernels not in KERNELS:
             raise ConfigError(f"config field 'kernels' must be one of {', '.join(KERNELS)}, got {self.kernels!r}")
+        if self.fp8_matmul not in FP8_MATMUL:
+            raise ConfigError(
+                f"config field 'fp8_matmul' must be one of {', '.join(FP8_MATMUL)}, got {self.fp8_matmul!r}"
+            )
         if self.device not in DEVICES:
             raise ConfigError(f"config field 'device' must be one of {', '.join(DEVICES)}, got {self.device!r}")
         if self.strategy not in STRATEGIES:

@@ -270,8 +270,12 @@ def fit(cfg: TrainConfig, prepared: Prepared, run: RunDir, ranks: Ranks) -> tupl
         device=loaded.device,
         kernels=loaded.kernels,
         attention=loaded.attention,
+        matmul=loaded.matmul,
     )
-    run.log.info("kernels %s, attention %s, packing %s", loaded.kernels, loaded.attention, cfg.packing)
+    run.log.info(
+        "kernels %s, attention %s, base products %s, packing %s", loaded.kernels, loaded.attention, loaded.matmul,
+        cfg.packing,
+    )
     checkpoints: list[dict[str, Any]] = []
     summary = train(
         cfg,
@@ -587,6 +591,7 @@ def run_summary(
         # What the run used: fused kernels, attention (over packed rows: per conversation), checkpointing.
         "kernels": loaded.kernels,
         "attention": loaded.attention,
+        "matmul": loaded.matmul,
         "packing": cfg.packing,
         "gradient_checkpointing": (
             ("unsloth" if loaded.backend == "unsloth" else "torch") if cfg.gradient_checkpointing else "off"

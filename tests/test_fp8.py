@@ -1,0 +1,172 @@
+"""The FP8 base products of trainer/fp8.py, checked on the CPU against fp32 references.
+
+On the CPU `scaled_mm` multiplies the same e4m3 operands and scales the GPU kernel receives, in
+fp32: these tests pin the scales (one power of two per row or column), the operand layouts, the
+padding to multiples of 16 and the gradients of the three autograd functions. The GPU kernel itself
+runs in bench/bench_train.py (`fp8_check` in its JSON: the same functions on the device against
+bf16).
+"""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+import torch
+
+from trainer import fp8
+
+torch.manual_seed(0)
+
+
+def rel(a: torch.Tensor, b: torch.Tensor) -> float:
+    a, b = a.detach().float(), b.detach().float()
+    return float((a - b).norm() / b.norm())
+
+
+def test_rows_keep_their_own_scale_and_round_to_three_mantissa_bits() -> None:
+    x = torch.randn(5, 64, dtype=torch.bfloat16)
+    x[1] *= 1e-4  # a row 10^4 times smaller keeps its relative precision: one scale per row
+    x[2] *= 300.0
+    x[3] = 0  # an all-zero row stays zero, with a finite scale
+    q, s = fp8.quantize_rows(x, rows=16)
+    assert q.dtype == torch.float8_e4m3fn and q.shape == (16, 64) and s.shape == (16, 1)
+    assert torch.all(torch.log2(s) == torch.round(torch.log2(s))), "scales are powers of two"
+    back = q[:5].float() * s[:5]
+    for i in (0, 1, 2, 4):
+        assert (back[i] - x[i].float()).abs().max() <= x[i].float().abs().max() / 16 + 1e-30
+        assert rel(back[i], x[i]) < 0.05
+    assert torch.all(back[3] == 0) and torch.isfinite(s).all()
+    assert torch.all(q[5:].float() == 0), "padding rows are zero"
+    assert q.float().abs().max() <= fp8.E4M3_MAX
+
+
+def test_weight_operands_are_column_major_with_the_scale_of_each_output() -> None:
+    w = torch.randn(48, 32, dtype=torch.bfloat16)
+    w[7] *= 50.0  # one large output row (forward) and, transposed, one large input column (backward)
+    w[:, 3] *= 1e-3
+    b, s = fp8.quantize_weight(w, transposed=False)  # X @ w.T: b = w.T (32, 48), a scale per row of w
+    assert b.shape == (32, 48) and s.shape == (1, 48) and b.stride() == (1, 32)
+    assert rel(b.float() * s, w.t()) < 0.05
+    b, s = fp8.quantize_weight(w, transposed=True)  # dY @ w: b = w (48, 32), a scale per column of w
+    assert b.shape == (48, 32) and s.shape == (1, 32) and b.stride() == (1, 48)
+    assert rel(b.float() * s, w) < 0.05
+    assert rel((b.float() * s)[:, 3], w[:, 3]) < 0.05, "a small input column keeps its own scale"
+
+
+def test_base_products_match_fp32_and_odd_shapes_stay_bf16() -> None:
+    x = torch.randn(37, 64, dtype=torch.bfloat16)  # 37 rows: padded to 48 for the kernel
+    w = torch.randn(96, 64, dtype=torch.bfloat16)
+    y = fp8.base_forward(x, w)
+    assert y.shape == (37, 96) and y.dtype == torch.bfloat16
+    assert 0 < rel(y, x.float() @ w.float().t()) < 0.06
+    dy = torch.randn(37, 96, dtype=torch.bfloat16)
+    dx = fp8.base_backward(dy, w)
+    assert dx.shape == (37, 64) and 0 < rel(dx, dy.float() @ w.float()) < 0.06
+    w_odd = torch.randn(90, 64, dtype=torch.bfloat16)  # 90 outputs: not a multiple of 16
+    assert torch.equal(fp8.base_forward(x, w_odd), x @ w_odd.t())
+
+
+def _lora_params(n_out: int, n_in: int, r: int = 8) -> tuple[torch.Tensor, ...]:
+    w = torch.randn(n_out, n_in, dtype=torch.bfloat16) / n_in**0.5
+    a = (torch.randn(r, n_in) / n_in**0.5).to(torch.bfloat16).requires_grad_()
+    b = (torch.randn(n_out, r) / r**0.5).to(torch.bfloat16).requires_grad_()
+    return w, a, b
+
+
+def _ref_linear(x: torch.Tensor, w: torch.Tensor, a: torch.Tensor, b: torch.Tensor, s: float) -> torch.Tensor:
+    return x @ w.t() + s * (x @ a.t()) @ b.t()
+
+
+def _grads(out: torch.Tensor, inputs: list[torch.Tensor], seed: int = 1) -> list[torch.Tensor]:
+    g = torch.randn(out.shape, generator=torch.Generator().manual_seed(seed)).to(out.dtype)
+    return list(torch.autograd.grad(out, inputs, g))
+
+
+def test_lora_linear_forward_and_gradients() -> None:
+    x = torch.randn(2, 40, 64, dtype=torch.bfloat16, requires_grad=True)
+    w, a, b = _lora_params(128, 64)
+    s = 2.0
+    y = fp8.LoraLinearFP8.apply(x, w, None, a, b, s, fp8._identity)
+    got = _grads(y, [x, a, b])
+    xf, af, bf = (t.detach().float().requires_grad_() for t in (x, a, b))
+    ref = _ref_linear(xf, w.float(), af, bf, s)
+    want = _grads(ref, [xf, af, bf])
+    assert y.shape == (2, 40, 128)
+    assert rel(y, ref) < 0.06
+    assert rel(got[0], want[0]) < 0.06  # dx goes through the FP8 backward product
+    # The LoRA gradients read x and dy in bf16: no FP8 rounding in them.
+    assert rel(got[1], want[1]) < 0.02 and rel(got[2], want[2]) < 0.02
+    # A wrong scale or transpose would be off by far more than rounding: check the check.
+    assert rel(y * 2, ref) > 0.5
+
+
+def test_qkv_matches_three_lora_linears() -> None:
+    x = torch.randn(1, 48, 64, dtype=torch.bfloat16, requires_grad=True)
+    ps = [_lora_params(n, 64) for n in (64, 32, 32)]
+    params = [v for (w, a, b) in ps for v in (w, None, a, b, 2.0)]
+    q, k, v = fp8.LoraQKVFP8.apply(x, fp8._identity, *params)
+    out = torch.cat([q, k, v], -1)
+    leaves = [x] + [t for (_, a, b) in ps for t in (a, b)]
+    got = _grads(out, leaves)
+    xf = x.detach().float().requires_grad_()
+    fl = [(w.float(), a.detach().float().requires_grad_(), b.detach().float().requires_grad_()) for w, a, b in ps]
+    ref = torch.cat([_ref_linear(xf, w, a, b, 2.0) for w, a, b in fl], -1)
+    want = _grads(ref, [xf] + [t for (_, a, b) in fl for t in (a, b)])
+    assert rel(out, ref) < 0.06 and rel(got[0], want[0]) < 0.06
+    for g, wnt in zip(got[1:], want[1:]):
+        assert rel(g, wnt) < 0.02
+
+
+def test_gated_mlp_matches_its_reference_and_saves_what_unsloth_saves() -> None:
+    x = torch.randn(1, 32, 64, dtype=torch.bfloat16, requires_grad=True)
+    (gw, ga, gb), (uw, ua, ub), (dw, da, db) = _lora_params(160, 64), _lora_params(160, 64), _lora_params(64, 160)
+    params = [gw, None, ga, gb, 2.0, uw, None, ua, ub, 2.0, dw, None, da, db, 2.0]
+    saved: list[int] = []
+
+    def pack(t: torch.Tensor) -> torch.Tensor:
+        saved.append(t.numel())
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        y = fp8.LoraGatedMLPFP8.apply(x, fp8._identity, fp8.swiglu_forward, fp8.swiglu_backward, *params)
+    # x, e and g (and the six LoRA matrices); h is recomputed in the backward pass, as unsloth does.
+    assert sorted(saved, reverse=True)[:3] == [32 * 160, 32 * 160, 32 * 64]
+    leaves = [x, ga, gb, ua, ub, da, db]
+    got = _grads(y, leaves)
+    f = [t.detach().float().requires_grad_() for t in leaves]
+    xf, gaf, gbf, uaf, ubf, daf, dbf = f
+    h = torch.nn.functional.silu(_ref_linear(xf, gw.float(), gaf, gbf, 2.0)) * _ref_linear(xf, uw.float(), uaf, ubf, 2.0)
+    ref = _ref_linear(h, dw.float(), daf, dbf, 2.0)
+    want = _grads(ref, f)
+    assert rel(y, ref) < 0.08
+    assert rel(got[0], want[0]) < 0.08
+    for g, wnt in zip(got[1:], want[1:]):
+        assert rel(g, wnt) < 0.08  # the LoRA gradients of gate/up read df/de, which went through FP8 above
+
+
+def test_install_without_unsloth_changes_nothing_and_says_why() -> None:
+    model = torch.nn.Sequential(torch.nn.Linear(4, 4))
+    done = fp8.install(model, logging.getLogger("test"))
+    assert done.projections == 0 and done.label == "bf16"
+    assert any("unsloth" in why for why in done.skipped) or done.skipped == {}
+
+
+@pytest.mark.skipif(fp8.fp8_supported(), reason="this machine has FP8 tensor cores")
+def test_fp8_is_not_claimed_without_an_fp8_gpu() -> None:
+    assert not fp8.fp8_supported()
+
+
+def test_fp8_matmul_config_and_a_clear_error_where_it_cannot_run(tmp_path) -> None:
+    from trainer.backends import BackendError, load
+    from trainer.config import ConfigError, TrainConfig
+
+    assert TrainConfig().fp8_matmul == "auto"
+    with pytest.raises(ConfigError, match="fp8_matmul"):
+        TrainConfig(fp8_matmul="yes").validate()
+    if fp8.fp8_supported():
+        pytest.skip("this machine has FP8 tensor cores")
+    # 'on' where it cannot run fails before any model loads, and says why; auto trains as before.
+    with pytest.raises(BackendError, match="fp8_matmul 'on'"):
+        load(TrainConfig(fp8_matmul="on", base_model=str(tmp_path / "absent")), str(tmp_path / "absent"),
+             logging.getLogger("test"))  # fmt: skip

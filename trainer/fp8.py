@@ -1,0 +1,445 @@
+"""FP8 matrix products for the frozen 4-bit base of a QLoRA run (config field `fp8_matmul`).
+
+Under QLoRA the base weights never train: each linear layer's product with its base weight is one
+forward product (and once more when checkpointing recomputes it) and one backward product for the
+input's gradient; there is no weight gradient. Those products are most of a large model's step
+(66-68% of the GPU time at the 8B and 27B shapes, BENCHMARKS.md). Here they run on the FP8 tensor
+cores (`torch._scaled_mm`, H100/H200/Ada: twice bf16's rate), while everything that trains stays as
+it was: the LoRA products, their gradients, the activations, norms, attention and the loss are
+bf16 and unchanged.
+
+The arithmetic, per product `X @ W.T` (forward) and `dY @ W` (backward):
+- W is dequantized from nf4 to bf16 (unsloth's kernel, as unsloth does before its bf16 product),
+  then cast to float8 e4m3 with one scale per output row (forward) or per input column (backward);
+- X (or dY) is cast to e4m3 with one scale per token row;
+- scales are powers of two, so scaling is exact and only the cast to 3 mantissa bits rounds;
+- the product accumulates in fp32 and comes back in bf16.
+
+This is not unsloth's arithmetic, so its loss is compared with unsloth's in the benchmark rather
+than assumed equal. Where the product cannot run in FP8 (no CUDA, a GPU before sm_89, a dimension
+not a multiple of 16) the bf16 product runs instead. On the CPU the same quantized operands are
+multiplied in fp32 (`scaled_mm`), so the tests check the scales, layouts and gradients that the GPU
+kernel receives.
+
+`install(model)` swaps unsloth's fused LoRA functions of each decoder layer (q/k/v, o, and the
+gated MLP) for the ones below, which keep unsloth's memory plan (the MLP saves X, e and g only and
+recomputes h) and change only the base products. Layers it cannot take (dropout or a bias on the
+LoRA path, DoRA, several adapters, a base that is not nf4) keep unsloth's functions.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import types
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import torch
+
+E4M3 = torch.float8_e4m3fn
+E4M3_MAX = 448.0
+
+
+def fp8_supported(device: torch.device | None = None) -> bool:
+    """CUDA with FP8 tensor cores (compute capability 8.9 or later) and torch's scaled product."""
+    if not torch.cuda.is_available() or not hasattr(torch, "_scaled_mm"):
+        return False
+    major, minor = torch.cuda.get_device_capability(device)
+    return (major, minor) >= (8, 9)
+
+
+def _pow2_scale(amax: torch.Tensor) -> torch.Tensor:
+    """The power of two s with amax / s <= 448 (fp32; 1 for an all-zero row)."""
+    amax = amax.float().clamp(min=2.0**-100)
+    return torch.exp2(torch.ceil(torch.log2(amax / E4M3_MAX)))
+
+
+def _rows(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """x (M, K) -> q (M, K) e4m3, s (M, 1): a power-of-two scale per row."""
+    s = _pow2_scale(torch.linalg.vector_norm(x, ord=float("inf"), dim=1, keepdim=True))
+    return (x.float() / s).to(E4M3), s
+
+
+def _cols_t(w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """w (N, K) -> q (K, N) row-major = w.T in e4m3, s (1, K): a power-of-two scale per column of w."""
+    s = _pow2_scale(torch.linalg.vector_norm(w, ord=float("inf"), dim=0, keepdim=True))
+    return (w.float() / s).to(E4M3).t().contiguous(), s
+
+
+# The two casts, eager (the CPU, the tests) or compiled into one fused kernel each on the GPU
+# (`use_compiled`): eager, each is a reduction plus a division and a cast over a float32 copy.
+_IMPL: dict[str, Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]] = {"rows": _rows, "cols_t": _cols_t}
+
+
+def use_compiled(on: bool = True) -> None:
+    if on:
+        _IMPL.update(rows=torch.compile(_rows, dynamic=True), cols_t=torch.compile(_cols_t, dynamic=True))
+    else:
+        _IMPL.update(rows=_rows, cols_t=_cols_t)
+
+
+def quantize_rows(x: torch.Tensor, rows: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """x (M, K) -> (q, s): q (rows, K) e4m3 row-major, s (rows, 1) fp32, with x[i] ~= q[i] * s[i].
+    `rows` >= M pads with zero rows (scale 1) to the multiple of 16 the GPU kernel takes."""
+    m = x.shape[0]
+    q, s = _IMPL["rows"](x)
+    if rows is not None and rows > m:
+        full = torch.zeros((rows, x.shape[1]), dtype=E4M3, device=x.device)
+        full[:m] = q
+        q, s = full, torch.cat([s, s.new_ones((rows - m, 1))])
+    return q, s
+
+
+def quantize_weight(w: torch.Tensor, *, transposed: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """The right-hand operand, column-major as the kernel takes it.
+
+    w is the base weight (N, K) in bf16. Forward (`X @ w.T`, transposed=False): returns b (K, N)
+    column-major and its scales (1, N), one per row of w. Backward (`dY @ w`, transposed=True):
+    returns b (N, K) column-major and scales (1, K), one per column of w.
+    """
+    if not transposed:
+        q, s = _IMPL["rows"](w)  # (N, K) row-major, (N, 1)
+        return q.t(), s.t()
+    q, s = _IMPL["cols_t"](w)  # (K, N) row-major, (1, K)
+    return q.t(), s
+
+
+def scaled_mm(a: torch.Tensor, sa: torch.Tensor, b: torch.Tensor, sb: torch.Tensor, *, fast: bool) -> torch.Tensor:
+    """(a * sa) @ (b * sb) in bf16: a (M, K) e4m3 row-major, b (K, N) e4m3 column-major, sa (M, 1),
+    sb (1, N). torch's FP8 GEMM on CUDA; on the CPU the same operands multiplied in fp32."""
+    if a.is_cuda:
+        return torch._scaled_mm(a, b, scale_a=sa, scale_b=sb, out_dtype=torch.bfloat16, use_fast_accum=fast)
+    return ((a.float() * sa) @ (b.float() * sb)).to(torch.bfloat16)
+
+
+def _fits(x: torch.Tensor, w_rows: int, w_cols: int) -> bool:
+    return x.shape[-1] % 16 == 0 and w_rows % 16 == 0 and w_cols % 16 == 0
+
+
+def base_forward(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    """x (M, K) @ w.T for w (N, K) bf16, through FP8 when the shapes allow it."""
+    n, k = w.shape
+    if not _fits(x, n, k):
+        return x @ w.t()
+    m = x.shape[0]
+    qa, sa = quantize_rows(x, -(-m // 16) * 16)
+    qb, sb = quantize_weight(w, transposed=False)
+    return scaled_mm(qa, sa, qb, sb, fast=True)[:m]
+
+
+def base_backward(dy: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    """dy (M, N) @ w for w (N, K) bf16: the input's gradient, through FP8 when the shapes allow it.
+    fp32 accumulation (no fast accumulation) as for every gradient product."""
+    n, k = w.shape
+    if not _fits(dy, n, k):
+        return dy @ w
+    m = dy.shape[0]
+    qa, sa = quantize_rows(dy, -(-m // 16) * 16)
+    qb, sb = quantize_weight(w, transposed=True)
+    return scaled_mm(qa, sa, qb, sb, fast=False)[:m]
+
+
+# A base weight as the functions below take it: (packed weight, quant state) and the function that
+# dequantizes it to bf16 (N, K). unsloth's fast_dequantize on the GPU; the identity in the tests.
+Dequant = Callable[[Any, Any], torch.Tensor]
+
+
+def _identity(w: Any, _state: Any) -> torch.Tensor:
+    return w
+
+
+def _lora(x: torch.Tensor, a: torch.Tensor, b: torch.Tensor, s: float) -> torch.Tensor:
+    return (x @ a.t().to(x.dtype)) @ (b.t().to(x.dtype) * s)
+
+
+def _lora_grads(
+    x: torch.Tensor, dy: torch.Tensor, a: torch.Tensor, b: torch.Tensor, s: float
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """For y = s * (x A^T) B^T with A (r, in), B (out, r): dA, dB and the LoRA part of dx."""
+    a_, b_ = a.to(x.dtype), b.to(x.dtype)
+    dy_b = dy @ b_  # (M, r)
+    d_a = (dy_b.t() @ x) * s
+    d_b = (dy.t() @ (x @ a_.t())) * s
+    dx = (dy_b @ a_) * s
+    return d_a.to(a.dtype), d_b.to(b.dtype), dx
+
+
+class LoraLinearFP8(torch.autograd.Function):
+    """y = x @ W^T + s * (x A^T) B^T over a frozen base W; saves x only (W is dequantized again in
+    the backward pass, as unsloth does)."""
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor, w: Any, state: Any, a: torch.Tensor, b: torch.Tensor, s: float,
+                dequant: Dequant) -> torch.Tensor:  # fmt: skip
+        shape = x.shape
+        x2 = x.reshape(-1, shape[-1])
+        wd = dequant(w, state)
+        y = base_forward(x2, wd)
+        del wd
+        y += _lora(x2, a, b, s)
+        ctx.save_for_backward(x2, a, b)
+        ctx.w, ctx.state, ctx.s, ctx.dequant, ctx.shape = w, state, s, dequant, shape
+        return y.view(*shape[:-1], y.shape[-1])
+
+    @staticmethod
+    def backward(ctx: Any, dy: torch.Tensor) -> tuple[Any, ...]:
+        x2, a, b = ctx.saved_tensors
+        dy2 = dy.reshape(-1, dy.shape[-1])
+        d_a, d_b, dx = _lora_grads(x2, dy2, a, b, ctx.s)
+        wd = ctx.dequant(ctx.w, ctx.state)
+        dx += base_backward(dy2, wd)
+        return dx.view(ctx.shape), None, None, d_a, d_b, None, None
+
+
+class LoraQKVFP8(torch.autograd.Function):
+    """q, k, v = three LoRA linears over the same x (unsloth's LoRA_QKV, base products in FP8)."""
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor, dequant: Dequant, *params: Any) -> tuple[torch.Tensor, ...]:
+        shape = x.shape
+        x2 = x.reshape(-1, shape[-1])
+        outs = []
+        for w, state, a, b, s in (params[0:5], params[5:10], params[10:15]):
+            wd = dequant(w, state)
+            y = base_forward(x2, wd)
+            del wd
+            y += _lora(x2, a, b, s)
+            outs.append(y.view(*shape[:-1], y.shape[-1]))
+        ctx.save_for_backward(x2, *(p for i, p in enumerate(params) if i % 5 in (2, 3)))
+        ctx.bases = [(params[i], params[i + 1], params[i + 4]) for i in (0, 5, 10)]
+        ctx.dequant, ctx.shape = dequant, shape
+        return tuple(outs)
+
+    @staticmethod
+    def backward(ctx: Any, *dys: torch.Tensor) -> tuple[Any, ...]:
+        x2, *ab = ctx.saved_tensors
+        grads: list[Any] = []
+        dx: torch.Tensor | None = None
+        for j, dy in enumerate(dys):
+            w, state, s = ctx.bases[j]
+            a, b = ab[2 * j], ab[2 * j + 1]
+            dy2 = dy.reshape(-1, dy.shape[-1])
+            d_a, d_b, dx_lora = _lora_grads(x2, dy2, a, b, s)
+            wd = ctx.dequant(w, state)
+            part = base_backward(dy2, wd)
+            del wd
+            part += dx_lora
+            dx = part if dx is None else dx.add_(part)
+            grads += [None, None, d_a, d_b, None]
+        assert dx is not None
+        return (dx.view(ctx.shape), None, *grads)
+
+
+class LoraGatedMLPFP8(torch.autograd.Function):
+    """down(act(gate(x)) * up(x)) with LoRA on all three (unsloth's LoRA_MLP with its activation
+    kernels: saves x, e = gate(x), g = up(x) and recomputes h in the backward pass)."""
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor, dequant: Dequant, fwd: Callable[..., Any], bwd: Callable[..., Any],
+                *params: Any) -> torch.Tensor:  # fmt: skip
+        shape = x.shape
+        x2 = x.reshape(-1, shape[-1])
+        (gw, gq, ga, gb, gs), (uw, uq, ua, ub, us), (dw, dq, da, db, ds) = params[0:5], params[5:10], params[10:15]
+        wd = dequant(gw, gq)
+        e = base_forward(x2, wd)
+        del wd
+        e += _lora(x2, ga, gb, gs)
+        wd = dequant(uw, uq)
+        g = base_forward(x2, wd)
+        del wd
+        g += _lora(x2, ua, ub, us)
+        h = fwd(e, g)
+        wd = dequant(dw, dq)
+        out = base_forward(h, wd)
+        del wd
+        out += _lora(h, da, db, ds)
+        ctx.save_for_backward(x2, e, g, ga, gb, ua, ub, da, db)
+        ctx.bases = ((gw, gq, gs), (uw, uq, us), (dw, dq, ds))
+        ctx.dequant, ctx.bwd, ctx.shape = dequant, bwd, shape
+        return out.view(*shape[:-1], out.shape[-1])
+
+    @staticmethod
+    def backward(ctx: Any, dy: torch.Tensor) -> tuple[Any, ...]:
+        x2, e, g, ga, gb, ua, ub, da, db = ctx.saved_tensors
+        (gw, gq, gs), (uw, uq, us), (dw, dq, ds) = ctx.bases
+        dy2 = dy.reshape(-1, dy.shape[-1])
+        wd = ctx.dequant(dw, dq)
+        dh = base_backward(dy2, wd)
+        del wd
+        dh += (dy2 @ db.to(dy2.dtype)) @ (da.to(dy2.dtype) * ds)
+        # unsloth's kernel contract: (dh, e, g) -> (h, df, de), in place.
+        h, df, de = ctx.bwd(dh, e, g)
+        d_da, d_db, _ = _lora_grads(h, dy2, da, db, ds)
+        d_ua, d_ub, dx = _lora_grads(x2, df, ua, ub, us)
+        d_ga, d_gb, dx_gate = _lora_grads(x2, de, ga, gb, gs)
+        dx += dx_gate
+        del dx_gate
+        wd = ctx.dequant(uw, uq)
+        dx += base_backward(df, wd)
+        wd = ctx.dequant(gw, gq)
+        dx += base_backward(de, wd)
+        del wd
+        return (
+            dx.view(ctx.shape), None, None, None,
+            None, None, d_ga, d_gb, None,
+            None, None, d_ua, d_ub, None,
+            None, None, d_da, d_db, None,
+        )  # fmt: skip
+
+
+# ---------------------------------------------------------------------- torch reference activations
+
+
+def swiglu_forward(e: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+    return torch.nn.functional.silu(e) * g
+
+
+def swiglu_backward(dh: torch.Tensor, e: torch.Tensor, g: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """(dh, e, g) -> (h, df, de) as unsloth's swiglu_DWf_DW_dfg_kernel returns them (f = up, e = gate)."""
+    ef = e.float()
+    sig = torch.sigmoid(ef)
+    silu = ef * sig
+    h = (silu * g.float()).to(e.dtype)
+    df = (dh.float() * silu).to(e.dtype)
+    de = (dh.float() * g.float() * sig * (1 + ef * (1 - sig))).to(e.dtype)
+    return h, df, de
+
+
+# ---------------------------------------------------------------------- installing into unsloth's model
+
+
+@dataclass
+class Installed:
+    """What install() did: how many projections run their base product in FP8, and why the others
+    did not (for the run folder)."""
+
+    projections: int = 0
+    layers: int = 0
+    skipped: dict[str, int] = field(default_factory=dict)
+
+    def skip(self, why: str) -> None:
+        self.skipped[why] = self.skipped.get(why, 0) + 1
+
+    @property
+    def label(self) -> str:
+        return f"fp8 e4m3 rowwise ({self.projections} projections)" if self.projections else "bf16"
+
+
+def _plain(proj: Any) -> bool:
+    """A peft LoRA projection with one active adapter, no dropout, no bias, no DoRA, over nf4."""
+    adapters = getattr(proj, "active_adapters", None)
+    if not adapters or len(adapters) != 1:
+        return False
+    name = adapters[0]
+    if getattr(proj, "use_dora", {}).get(name):
+        return False
+    drop = getattr(proj, "lora_dropout", {}).get(name)
+    if drop is None or not isinstance(drop, torch.nn.Identity):
+        return False
+    if getattr(proj.lora_B[name], "bias", None) is not None:
+        return False
+    base = getattr(proj, "base_layer", None)
+    if getattr(base, "bias", None) is not None:
+        return False
+    state = getattr(getattr(base, "weight", None), "quant_state", None)
+    return type(state).__name__ == "QuantState" and getattr(state, "quant_type", "") == "nf4"
+
+
+def _params(proj: Any) -> tuple[Any, ...]:
+    name = proj.active_adapters[0]
+    w = proj.base_layer.weight
+    return (w, w.quant_state, proj.lora_A[name].weight, proj.lora_B[name].weight, proj.scaling[name])
+
+
+def install(model: Any, log: logging.Logger) -> Installed:
+    """Swap unsloth's fused LoRA functions of every decoder layer for the FP8 ones where they apply."""
+    done = Installed()
+    try:
+        from unsloth.kernels import fast_lora
+        from unsloth.kernels.utils import fast_dequantize
+    except ImportError as e:
+        done.skip(f"unsloth's kernels do not import ({e})")
+        return done
+
+    def dequant(w: Any, state: Any) -> torch.Tensor:
+        return fast_dequantize(w, state, use_global_buffer=True)
+
+    use_compiled(os.environ.get("SIFT_FP8_COMPILE", "1") != "0")
+
+    acts = {
+        getattr(fast_lora, "apply_lora_mlp_swiglu", None): ("swiglu_fg_kernel", "swiglu_DWf_DW_dfg_kernel"),
+        getattr(fast_lora, "apply_lora_mlp_geglu_approx", None): (
+            "geglu_approx_forward_kernel", "geglu_approx_backward_kernel"),
+        getattr(fast_lora, "apply_lora_mlp_geglu_exact", None): (
+            "geglu_exact_forward_kernel", "geglu_exact_backward_kernel"),
+    }  # fmt: skip
+    acts.pop(None, None)
+
+    for module in model.modules():
+        attn, mlp = getattr(module, "self_attn", None), getattr(module, "mlp", None)
+        if attn is None and mlp is None:
+            continue
+        took = False
+        if attn is not None and getattr(attn, "apply_qkv", None) is getattr(fast_lora, "apply_lora_qkv", 0):
+            projs = (attn.q_proj, attn.k_proj, attn.v_proj)
+            if all(_plain(p) for p in projs):
+                attn.apply_qkv = _qkv(dequant, fast_lora.apply_lora_qkv)
+                done.projections += 3
+                took = True
+            else:
+                done.skip("q/k/v: dropout, bias, DoRA or a base that is not nf4")
+        if attn is not None and getattr(attn, "apply_o", None) is getattr(fast_lora, "apply_lora_o", 0):
+            if _plain(attn.o_proj):
+                attn.apply_o = _o(dequant, fast_lora.apply_lora_o)
+                done.projections += 1
+                took = True
+            else:
+                done.skip("o: dropout, bias, DoRA or a base that is not nf4")
+        slot = "_unsloth_forward" if hasattr(mlp, "_unsloth_forward") else "forward"  # unsloth's TiledMLP
+        fwd_fn = getattr(getattr(mlp, slot, None), "__func__", None)
+        if mlp is not None and fwd_fn is not None:
+            names = acts.get(fwd_fn) or acts.get(getattr(fwd_fn, "func", None))
+            if names is not None and all(_plain(getattr(mlp, p)) for p in ("gate_proj", "up_proj", "down_proj")):
+                kernels = fast_lora.__dict__.get(names[0]), fast_lora.__dict__.get(names[1])
+                if None in kernels:
+                    done.skip(f"mlp: unsloth has no {names}")
+                else:
+                    setattr(mlp, slot, types.MethodType(_mlp(dequant, *kernels), mlp))
+                    done.projections += 3
+                    took = True
+            elif names is not None:
+                done.skip("mlp: dropout, bias, DoRA or a base that is not nf4")
+        done.layers += took
+    log.info("fp8 base products: %d projections in %d layers; kept bf16: %s", done.projections, done.layers,
+             done.skipped or "none")  # fmt: skip
+    return done
+
+
+def _qkv(dequant: Dequant, fallback: Callable[..., Any]) -> Callable[..., Any]:
+    def apply_qkv(self: Any, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        projs = (self.q_proj, self.k_proj, self.v_proj)
+        if not all(_plain(p) for p in projs):  # the adapter changed since install (e.g. disabled)
+            return fallback(self, x)
+        return LoraQKVFP8.apply(x, dequant, *(v for p in projs for v in _params(p)))
+
+    return apply_qkv
+
+
+def _o(dequant: Dequant, fallback: Callable[..., Any]) -> Callable[..., Any]:
+    def apply_o(self: Any, x: torch.Tensor) -> torch.Tensor:
+        if not _plain(self.o_proj):
+            return fallback(self, x)
+        return LoraLinearFP8.apply(x, *_params(self.o_proj), dequant)
+
+    return apply_o
+
+
+def _mlp(dequant: Dequant, fwd: Callable[..., Any], bwd: Callable[..., Any]) -> Callable[..., Any]:
+    def forward(self: Any, x: torch.Tensor) -> torch.Tensor:
+        projs = (self.gate_proj, self.up_proj, self.down_proj)
+        if not all(_plain(p) for p in projs):
+            return self.down_proj(self.act_fn(self.gate_proj(x)) * self.up_proj(x))
+        return LoraGatedMLPFP8.apply(x, dequant, fwd, bwd, *(v for p in projs for v in _params(p)))
+
+    return forward
