@@ -137,6 +137,10 @@ CONFIGS: dict[str, tuple[str, dict[str, Any]]] = {
         {"backend": "unsloth", "packing": True, "gradient_checkpointing": True, "fp8_matmul": "off"},
     ),
     "sift-default": ("**Sift default** (TrainConfig() as shipped)", {}),
+    "sift-fp8-fwd": (
+        "Sift default, FP8 in the forward products only (SIFT_FP8_BACKWARD=0)",
+        {"_env": {"SIFT_FP8_BACKWARD": "0"}},
+    ),
     "sift-fp8-eager": (
         "Sift default, FP8 casts not compiled (SIFT_FP8_COMPILE=0)",
         {"_env": {"SIFT_FP8_COMPILE": "0"}},

@@ -128,11 +128,16 @@ def base_forward(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
     return scaled_mm(qa, sa, qb, sb, fast=True)[:m]
 
 
+# Whether the input-gradient products run in FP8 too (install() reads SIFT_FP8_BACKWARD; 0 keeps
+# them bf16, FP8 in the forward products only).
+BACKWARD = [True]
+
+
 def base_backward(dy: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
     """dy (M, N) @ w for w (N, K) bf16: the input's gradient, through FP8 when the shapes allow it.
     fp32 accumulation (no fast accumulation) as for every gradient product."""
     n, k = w.shape
-    if not _fits(dy, n, k):
+    if not BACKWARD[0] or not _fits(dy, n, k):
         return dy @ w
     m = dy.shape[0]
     qa, sa = quantize_rows(dy, -(-m // 16) * 16)
@@ -366,6 +371,7 @@ def install(model: Any, log: logging.Logger) -> Installed:
         return fast_dequantize(w, state, use_global_buffer=True)
 
     use_compiled(os.environ.get("SIFT_FP8_COMPILE", "1") != "0")
+    BACKWARD[0] = os.environ.get("SIFT_FP8_BACKWARD", "1") != "0"
 
     acts = {
         getattr(fast_lora, "apply_lora_mlp_swiglu", None): ("swiglu_fg_kernel", "swiglu_DWf_DW_dfg_kernel"),

@@ -1,0 +1,170 @@
+"""Does FP8 in the base products change what a real model learns? SmolLM2-135M-Instruct (the embedded
+model: real weights), LoRA r16 on all linear layers, trained on the same ticket batches three ways:
+
+- fp32: every product in fp32 (the reference);
+- bf16: the base products in bf16, LoRA in bf16 (unsloth's arithmetic);
+- fp8: the base products through trainer/fp8.py (e4m3, a power-of-two scale per row/column), LoRA
+  in bf16 (Sift's default on an FP8 GPU);
+- fp8-fwd: FP8 in the forward products only, the input-gradient products in bf16.
+
+The held-out loss is computed in fp32 for all four (the trained LoRA weights, evaluated the same
+way), so it measures what each run learned, not the arithmetic of the evaluation.
+
+On the CPU the FP8 operands are the ones the GPU kernel gets, multiplied in fp32 (trainer/fp8.py,
+`scaled_mm`), so the rounding measured here is the FP8 casts' — the GPU adds only its fp32
+accumulation order. Reports the first step's loss and the cosine of every LoRA gradient against
+fp32's, and the held-out loss after the same steps.
+
+    .venv/bin/python bench/bench_fp8_numerics.py      # SIFT_BENCH_FP8_STEPS (30)
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import time
+from typing import Any
+
+import torch
+
+from trainer import fp8
+
+STEPS = int(os.environ.get("SIFT_BENCH_FP8_STEPS", "30"))
+BATCH, MAX_LEN = 4, 384
+FP32_EVAL = [False]
+TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+
+
+def batches(tok: Any) -> tuple[list[dict[str, torch.Tensor]], list[dict[str, torch.Tensor]]]:
+    from tickets import generate_noisy
+
+    from curation.formats import map_openai
+    from trainer.data import render_all
+
+    rows, _ = generate_noisy(400, seed=7)
+    ex, _stats = render_all(tok, [map_openai(r)[0] for r in rows], MAX_LEN)
+    ex = [e for e in ex if any(x != -100 for x in e.labels)]
+    random.Random(0).shuffle(ex)
+
+    def pad(group: list[Any]) -> dict[str, torch.Tensor]:
+        n = max(len(e.input_ids) for e in group)
+        ids = torch.full((len(group), n), tok.pad_token_id or 0)
+        labels = torch.full((len(group), n), -100)
+        mask = torch.zeros((len(group), n), dtype=torch.long)
+        for i, e in enumerate(group):
+            ids[i, : len(e.input_ids)] = torch.tensor(e.input_ids)
+            labels[i, : len(e.labels)] = torch.tensor(e.labels)
+            mask[i, : len(e.input_ids)] = 1
+        return {"input_ids": ids, "labels": labels, "attention_mask": mask}
+
+    train = [pad(ex[i : i + BATCH]) for i in range(0, STEPS * BATCH, BATCH)]
+    held = [pad(ex[i : i + BATCH]) for i in range(STEPS * BATCH, STEPS * BATCH + 32, BATCH)]
+    return train, held
+
+
+def lora_model(mode: str) -> Any:
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    from curation.models import resolve_model
+
+    torch.manual_seed(0)
+    base = AutoModelForCausalLM.from_pretrained(resolve_model(), dtype=torch.float32)
+    model = get_peft_model(base, LoraConfig(r=16, lora_alpha=32, lora_dropout=0.0, target_modules=TARGETS))
+    if mode == "fp32":
+        return model
+    for module in model.modules():
+        if hasattr(module, "lora_A") and hasattr(module, "base_layer"):
+            module.forward = _patched(module, mode)
+    return model
+
+
+def _patched(module: Any, mode: str) -> Any:
+    name = module.active_adapters[0]
+    w = module.base_layer.weight.detach().to(torch.bfloat16)
+    a, b, s = module.lora_A[name].weight, module.lora_B[name].weight, module.scaling[name]
+    products = (fp8.base_forward, fp8.base_backward)
+    bf16_fwd, bf16_bwd = (lambda x, w_: x @ w_.t()), (lambda dy, w_: dy @ w_)
+    use = {"fp8": products, "fp8-fwd": (products[0], bf16_bwd), "bf16": (bf16_fwd, bf16_bwd)}[mode]
+    original = module.forward
+
+    def forward(x: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
+        if FP32_EVAL[0]:
+            return original(x, *args, **kwargs)
+        fp8.base_forward, fp8.base_backward = use
+        try:
+            y = fp8.LoraLinearFP8.apply(x.to(torch.bfloat16), w, None, a, b, s, fp8._identity)
+        finally:
+            fp8.base_forward, fp8.base_backward = products
+        return y.to(x.dtype)
+
+    return forward
+
+
+def lora_grads(model: Any) -> dict[str, torch.Tensor]:
+    return {n: p.grad.detach().clone() for n, p in model.named_parameters() if p.requires_grad and p.grad is not None}
+
+
+def heldout(model: Any, held: list[dict[str, torch.Tensor]]) -> float:
+    FP32_EVAL[0] = True
+    try:
+        with torch.no_grad():
+            return sum(float(model(**b).loss) for b in held) / len(held)
+    finally:
+        FP32_EVAL[0] = False
+
+
+def run(mode: str, train: list[dict[str, torch.Tensor]], held: list[dict[str, torch.Tensor]]) -> dict[str, Any]:
+    model = lora_model(mode)
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=2e-4)
+    losses, first_grads = [], {}
+    t0 = time.monotonic()
+    for i, b in enumerate(train):
+        loss = model(**b).loss
+        loss.backward()
+        if i == 0:
+            first_grads = lora_grads(model)
+        opt.step()
+        opt.zero_grad()
+        losses.append(float(loss.detach()))
+    return {"mode": mode, "losses": losses, "heldout": heldout(model, held), "grads": first_grads,
+            "s": round(time.monotonic() - t0, 1)}  # fmt: skip
+
+
+def cosine(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> tuple[float, float, str]:
+    """Over the LoRA gradients that are not zero in fp32 (at step 1 lora_B is zero, so are lora_A's)."""
+    cs = {k: float(torch.nn.functional.cosine_similarity(a[k].flatten().float(), b[k].flatten().float(), dim=0))
+          for k in a if float(b[k].norm()) > 0}  # fmt: skip
+    worst = min(cs, key=lambda k: cs[k])
+    return cs[worst], sum(cs.values()) / len(cs), worst.replace("base_model.model.model.", "")
+
+
+def main() -> dict[str, Any]:
+    from curation.models import load_tokenizer
+
+    torch.set_num_threads(max(1, os.cpu_count() or 1))
+    train, held = batches(load_tokenizer())
+    runs = {m: run(m, train, held) for m in ("fp32", "bf16", "fp8", "fp8-fwd")}
+    ref = runs["fp32"]
+    report: dict[str, Any] = {"steps": STEPS, "batch": BATCH, "max_len": MAX_LEN, "load": os.getloadavg()[0]}
+    print(f"SmolLM2-135M + LoRA r16, {STEPS} steps of {BATCH} ticket conversations (≤ {MAX_LEN} tokens), load "
+          f"{report['load']:.1f}")  # fmt: skip
+    print("| base products | step-1 loss | mean loss, all steps | held-out loss after | vs fp32 | LoRA grad cosine vs fp32 "
+          "(min / mean) | worst | s |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|---|")
+    for m, r in runs.items():
+        lo, mean, worst = cosine(r["grads"], ref["grads"])
+        mean_loss = sum(r["losses"]) / len(r["losses"])
+        report[m] = {"step1": r["losses"][0], "mean_loss": mean_loss, "heldout": r["heldout"], "cos_min": lo,
+                     "cos_mean": mean, "worst": worst, "s": r["s"]}  # fmt: skip
+        print(f"| {m} | {r['losses'][0]:.4f} | {mean_loss:.4f} | {r['heldout']:.4f} | "
+              f"{r['heldout'] / ref['heldout'] - 1:+.2%} | {lo:.4f} / {mean:.4f} | {worst} | {r['s']} |")  # fmt: skip
+    assert all(math.isfinite(report[m]["heldout"]) for m in runs)
+    print(json.dumps(report))
+    return report
+
+
+if __name__ == "__main__":
+    main()
