@@ -419,7 +419,9 @@ def main() -> dict[str, Any]:
         build_model(shape, folder, tok_dir)
         results: list[dict[str, Any]] = []
         report["shapes"][shape] = results
-        for name in [n for n in CONFIGS if n in wanted or f"{shape}:{n}" in wanted]:
+        # In the order SIFT_BENCH_CONFIGS names them (the default: CONFIGS' order).
+        order = [w.split(":")[-1] for w in wanted if ":" not in w or w.startswith(f"{shape}:")]
+        for name in [n for n in dict.fromkeys(order) if n in CONFIGS]:
             res = run_config(
                 name, export, work / shape, folder, steps, lo, f"{shape}:{name}" in profile or name in profile
             )
