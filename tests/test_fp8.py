@@ -19,6 +19,12 @@ from trainer import fp8
 torch.manual_seed(0)
 
 
+@pytest.fixture(autouse=True)
+def every_product_in_fp8(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The tests' weights are small: take them through FP8 whatever their size."""
+    monkeypatch.setattr(fp8, "MIN_ELEMENTS", [0])
+
+
 def rel(a: torch.Tensor, b: torch.Tensor) -> float:
     a, b = a.detach().float(), b.detach().float()
     return float((a - b).norm() / b.norm())
@@ -29,7 +35,7 @@ def test_rows_keep_their_own_scale_and_round_to_three_mantissa_bits() -> None:
     x[1] *= 1e-4  # a row 10^4 times smaller keeps its relative precision: one scale per row
     x[2] *= 300.0
     x[3] = 0  # an all-zero row stays zero, with a finite scale
-    q, s = fp8.quantize_rows(x, rows=16)
+    q, s = fp8.quantize_rows(x)
     assert q.dtype == torch.float8_e4m3fn and q.shape == (16, 64) and s.shape == (16, 1)
     assert torch.all(torch.log2(s) == torch.round(torch.log2(s))), "scales are powers of two"
     back = q[:5].float() * s[:5]
@@ -170,3 +176,33 @@ def test_fp8_matmul_config_and_a_clear_error_where_it_cannot_run(tmp_path) -> No
     with pytest.raises(BackendError, match="fp8_matmul 'on'"):
         load(TrainConfig(fp8_matmul="on", base_model=str(tmp_path / "absent")), str(tmp_path / "absent"),
              logging.getLogger("test"))  # fmt: skip
+
+
+def test_small_products_stay_bf16_and_a_frozen_weight_keeps_its_first_scales(monkeypatch) -> None:
+    x = torch.randn(32, 64, dtype=torch.bfloat16)
+    w = torch.randn(96, 64, dtype=torch.bfloat16)
+    monkeypatch.setattr(fp8, "MIN_ELEMENTS", [96 * 64 + 1])
+    assert torch.equal(fp8.base_forward(x, w), x @ w.t()) and torch.equal(fp8.base_backward(x @ w.t(), w), (x @ w.t()) @ w)
+    monkeypatch.setattr(fp8, "MIN_ELEMENTS", [0])
+    key = torch.empty(0)  # stands for the packed weight w is dequantized from
+    first = fp8.weight_scales(w, key)
+    assert all(a is b for a, b in zip(fp8.weight_scales(w * 4, key), first)), "computed once per frozen weight"
+    assert not torch.equal(fp8.weight_scales(w * 4, torch.empty(0))[1], first[1])
+
+
+def test_only_plain_lora_projections_are_taken() -> None:
+    from peft import LoraConfig, get_peft_model
+
+    class Tiny(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.q_proj = torch.nn.Linear(32, 32, bias=False)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.q_proj(x)
+
+    plain = get_peft_model(Tiny(), LoraConfig(r=4, lora_dropout=0.0, target_modules=["q_proj"]))
+    dropped = get_peft_model(Tiny(), LoraConfig(r=4, lora_dropout=0.05, target_modules=["q_proj"]))
+    assert fp8.lora_plain(plain.base_model.model.q_proj)
+    assert not fp8.lora_plain(dropped.base_model.model.q_proj)
+    assert not fp8._plain(plain.base_model.model.q_proj), "a bf16 base is not nf4: unsloth's path keeps it"
