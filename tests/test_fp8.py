@@ -110,7 +110,7 @@ def test_lora_linear_forward_and_gradients() -> None:
 def test_qkv_matches_three_lora_linears() -> None:
     x = torch.randn(1, 48, 64, dtype=torch.bfloat16, requires_grad=True)
     ps = [_lora_params(n, 64) for n in (64, 32, 32)]
-    params = [v for (w, a, b) in ps for v in (w, None, a, b, 2.0)]
+    params = [v for (w, a, b) in ps for v in (w, None, a, b, 2.0, 0.0)]
     q, k, v = fp8.LoraQKVFP8.apply(x, fp8._identity, *params)
     out = torch.cat([q, k, v], -1)
     leaves = [x] + [t for (_, a, b) in ps for t in (a, b)]
@@ -127,7 +127,7 @@ def test_qkv_matches_three_lora_linears() -> None:
 def test_gated_mlp_matches_its_reference_and_saves_what_unsloth_saves() -> None:
     x = torch.randn(1, 32, 64, dtype=torch.bfloat16, requires_grad=True)
     (gw, ga, gb), (uw, ua, ub), (dw, da, db) = _lora_params(160, 64), _lora_params(160, 64), _lora_params(64, 160)
-    params = [gw, None, ga, gb, 2.0, uw, None, ua, ub, 2.0, dw, None, da, db, 2.0]
+    params = [gw, None, ga, gb, 2.0, 0.0, uw, None, ua, ub, 2.0, 0.0, dw, None, da, db, 2.0, 0.0]
     saved: list[int] = []
 
     def pack(t: torch.Tensor) -> torch.Tensor:
@@ -203,6 +203,32 @@ def test_only_plain_lora_projections_are_taken() -> None:
 
     plain = get_peft_model(Tiny(), LoraConfig(r=4, lora_dropout=0.0, target_modules=["q_proj"]))
     dropped = get_peft_model(Tiny(), LoraConfig(r=4, lora_dropout=0.05, target_modules=["q_proj"]))
-    assert fp8.lora_plain(plain.base_model.model.q_proj)
-    assert not fp8.lora_plain(dropped.base_model.model.q_proj)
+    dora = get_peft_model(Tiny(), LoraConfig(r=4, use_dora=True, target_modules=["q_proj"]))
+    assert fp8.lora_plain(plain.base_model.model.q_proj) and fp8.lora_plain(dropped.base_model.model.q_proj)
+    assert not fp8.lora_plain(dora.base_model.model.q_proj)
+    q = dropped.base_model.model.q_proj
+    assert fp8._params(q)[-1] == 0.05, "dropout while training"
+    dropped.eval()
+    assert fp8._params(q)[-1] == 0.0, "none in eval"
     assert not fp8._plain(plain.base_model.model.q_proj), "a bf16 base is not nf4: unsloth's path keeps it"
+
+
+def test_lora_dropout_drops_the_lora_path_only_with_one_saved_mask() -> None:
+    x = torch.randn(40, 64, dtype=torch.bfloat16, requires_grad=True)
+    w, a, b = _lora_params(128, 64)
+    with torch.no_grad():
+        b.normal_()  # lora_B is not zero here, so dA is not zero either
+    s, p = 2.0, 0.5
+    torch.manual_seed(7)
+    y = fp8.LoraLinearFP8.apply(x, w, None, a, b, s, fp8._identity, p)
+    got = _grads(y, [x, a, b])
+    torch.manual_seed(7)  # the same mask, drawn the same way
+    keep = torch.empty(x.shape, dtype=torch.bool).bernoulli_(1 - p)
+    assert 0.4 < keep.float().mean() < 0.6
+    xf, af, bf = (t.detach().float().requires_grad_() for t in (x, a, b))
+    ref = xf @ w.float().t() + s * ((xf * keep / (1 - p)) @ af.t()) @ bf.t()
+    want = _grads(ref, [xf, af, bf])
+    assert rel(y, ref) < 0.06 and rel(got[0], want[0]) < 0.06
+    assert rel(got[1], want[1]) < 0.02 and rel(got[2], want[2]) < 0.02
+    no_drop = xf @ w.float().t() + s * (xf @ af.t()) @ bf.t()
+    assert rel(y, no_drop) > 0.1, "the mask did change the LoRA path"

@@ -23,8 +23,9 @@ kernel receives.
 
 `install(model)` swaps unsloth's fused LoRA functions of each decoder layer (q/k/v, o, and the
 gated MLP) for the ones below, which keep unsloth's memory plan (the MLP saves X, e and g only and
-recomputes h) and change only the base products. Layers it cannot take (dropout or a bias on the
-LoRA path, DoRA, several adapters, a base that is not nf4) keep unsloth's functions.
+recomputes h; LoRA dropout keeps a 1-byte mask per element, as unsloth's fused dropout does) and
+change only the base products. Layers it cannot take (a bias on the LoRA path, DoRA, several
+adapters, a base that is not nf4) keep unsloth's functions.
 """
 
 from __future__ import annotations
@@ -160,47 +161,69 @@ def _identity(w: Any, _state: Any) -> torch.Tensor:
     return w
 
 
+def _drop(x: torch.Tensor, p: float) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """LoRA dropout on the LoRA path's input (the base product reads x itself, as in peft): the kept
+    mask (bool, 1 byte per element, saved for the backward pass) and x scaled by 1/(1-p) where kept."""
+    if not p:
+        return x, None
+    keep = torch.empty(x.shape, dtype=torch.bool, device=x.device).bernoulli_(1.0 - p)
+    return x * keep * (1.0 / (1.0 - p)), keep
+
+
+def _dropped(x: torch.Tensor, keep: torch.Tensor | None, p: float) -> torch.Tensor:
+    return x if keep is None else x * keep * (1.0 / (1.0 - p))
+
+
 def _lora(x: torch.Tensor, a: torch.Tensor, b: torch.Tensor, s: float) -> torch.Tensor:
     return (x @ a.t().to(x.dtype)) @ (b.t().to(x.dtype) * s)
 
 
 def _lora_grads(
-    x: torch.Tensor, dy: torch.Tensor, a: torch.Tensor, b: torch.Tensor, s: float
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """For y = s * (x A^T) B^T with A (r, in), B (out, r): dA, dB and the LoRA part of dx."""
+    x: torch.Tensor, dy: torch.Tensor, a: torch.Tensor, b: torch.Tensor, s: float,
+    keep: torch.Tensor | None = None, p: float = 0.0,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:  # fmt: skip
+    """For y = s * (d(x) A^T) B^T with A (r, in), B (out, r) and d the dropout kept by `keep`:
+    dA, dB and the LoRA part of dx."""
+    xd = _dropped(x, keep, p)
     a_, b_ = a.to(x.dtype), b.to(x.dtype)
     dy_b = dy @ b_  # (M, r)
-    d_a = (dy_b.t() @ x) * s
-    d_b = (dy.t() @ (x @ a_.t())) * s
-    dx = (dy_b @ a_) * s
+    d_a = (dy_b.t() @ xd) * s
+    d_b = (dy.t() @ (xd @ a_.t())) * s
+    dx = _dropped((dy_b @ a_) * s, keep, p)
     return d_a.to(a.dtype), d_b.to(b.dtype), dx
 
 
+# Each projection comes as six values: (packed weight, quant state, lora_A, lora_B, scale, dropout p).
+P = 6
+
+
 class LoraLinearFP8(torch.autograd.Function):
-    """y = x @ W^T + s * (x A^T) B^T over a frozen base W; saves x only (W is dequantized again in
-    the backward pass, as unsloth does)."""
+    """y = x @ W^T + s * (d(x) A^T) B^T over a frozen base W; saves x (and the dropout mask) only:
+    W is dequantized again in the backward pass, as unsloth does."""
 
     @staticmethod
     def forward(ctx: Any, x: torch.Tensor, w: Any, state: Any, a: torch.Tensor, b: torch.Tensor, s: float,
-                dequant: Dequant) -> torch.Tensor:  # fmt: skip
+                dequant: Dequant, p: float = 0.0) -> torch.Tensor:  # fmt: skip
         shape = x.shape
         x2 = x.reshape(-1, shape[-1])
         wd = dequant(w, state)
         y = base_forward(x2, wd, w)
         del wd
-        y += _lora(x2, a, b, s)
-        ctx.save_for_backward(x2, a, b)
-        ctx.w, ctx.state, ctx.s, ctx.dequant, ctx.shape = w, state, s, dequant, shape
+        xd, keep = _drop(x2, p)
+        y += _lora(xd, a, b, s)
+        del xd
+        ctx.save_for_backward(x2, a, b, keep)
+        ctx.w, ctx.state, ctx.s, ctx.p, ctx.dequant, ctx.shape = w, state, s, p, dequant, shape
         return y.view(*shape[:-1], y.shape[-1])
 
     @staticmethod
     def backward(ctx: Any, dy: torch.Tensor) -> tuple[Any, ...]:
-        x2, a, b = ctx.saved_tensors
+        x2, a, b, keep = ctx.saved_tensors
         dy2 = dy.reshape(-1, dy.shape[-1])
-        d_a, d_b, dx = _lora_grads(x2, dy2, a, b, ctx.s)
+        d_a, d_b, dx = _lora_grads(x2, dy2, a, b, ctx.s, keep, ctx.p)
         wd = ctx.dequant(ctx.w, ctx.state)
         dx += base_backward(dy2, wd, ctx.w)
-        return dx.view(ctx.shape), None, None, d_a, d_b, None, None
+        return dx.view(ctx.shape), None, None, d_a, d_b, None, None, None
 
 
 class LoraQKVFP8(torch.autograd.Function):
@@ -210,37 +233,40 @@ class LoraQKVFP8(torch.autograd.Function):
     def forward(ctx: Any, x: torch.Tensor, dequant: Dequant, *params: Any) -> tuple[torch.Tensor, ...]:
         shape = x.shape
         x2 = x.reshape(-1, shape[-1])
-        outs = []
+        outs, saved, ctx.bases = [], [], []
         xq = None  # x quantized once for the three products
-        for w, state, a, b, s in (params[0:5], params[5:10], params[10:15]):
+        for w, state, a, b, s, p in (params[0:P], params[P : 2 * P], params[2 * P : 3 * P]):
             wd = dequant(w, state)
             if xq is None and uses_fp8(x2, wd):
                 xq = quantize_rows(x2)
             y = base_forward(x2, wd, w, xq)
             del wd
-            y += _lora(x2, a, b, s)
+            xd, keep = _drop(x2, p)
+            y += _lora(xd, a, b, s)
+            del xd
             outs.append(y.view(*shape[:-1], y.shape[-1]))
-        ctx.save_for_backward(x2, *(p for i, p in enumerate(params) if i % 5 in (2, 3)))
-        ctx.bases = [(params[i], params[i + 1], params[i + 4]) for i in (0, 5, 10)]
+            saved += [a, b, keep]
+            ctx.bases.append((w, state, s, p))
+        ctx.save_for_backward(x2, *saved)
         ctx.dequant, ctx.shape = dequant, shape
         return tuple(outs)
 
     @staticmethod
     def backward(ctx: Any, *dys: torch.Tensor) -> tuple[Any, ...]:
-        x2, *ab = ctx.saved_tensors
+        x2, *saved = ctx.saved_tensors
         grads: list[Any] = []
         dx: torch.Tensor | None = None
         for j, dy in enumerate(dys):
-            w, state, s = ctx.bases[j]
-            a, b = ab[2 * j], ab[2 * j + 1]
+            w, state, s, p = ctx.bases[j]
+            a, b, keep = saved[3 * j : 3 * j + 3]
             dy2 = dy.reshape(-1, dy.shape[-1])
-            d_a, d_b, dx_lora = _lora_grads(x2, dy2, a, b, s)
+            d_a, d_b, dx_lora = _lora_grads(x2, dy2, a, b, s, keep, p)
             wd = ctx.dequant(w, state)
             part = base_backward(dy2, wd, w)
             del wd
             part += dx_lora
             dx = part if dx is None else dx.add_(part)
-            grads += [None, None, d_a, d_b, None]
+            grads += [None, None, d_a, d_b, None, None]
         assert dx is not None
         return (dx.view(ctx.shape), None, *grads)
 
@@ -254,40 +280,46 @@ class LoraGatedMLPFP8(torch.autograd.Function):
                 *params: Any) -> torch.Tensor:  # fmt: skip
         shape = x.shape
         x2 = x.reshape(-1, shape[-1])
-        (gw, gq, ga, gb, gs), (uw, uq, ua, ub, us), (dw, dq, da, db, ds) = params[0:5], params[5:10], params[10:15]
+        (gw, gq, ga, gb, gs, gp), (uw, uq, ua, ub, us, up), (dw, dq, da, db, ds, dp) = (
+            params[0:P], params[P : 2 * P], params[2 * P : 3 * P])  # fmt: skip
         wd = dequant(gw, gq)
         xq = quantize_rows(x2) if uses_fp8(x2, wd) else None
         e = base_forward(x2, wd, gw, xq)
         del wd
-        e += _lora(x2, ga, gb, gs)
+        xd, g_keep = _drop(x2, gp)
+        e += _lora(xd, ga, gb, gs)
         wd = dequant(uw, uq)
         g = base_forward(x2, wd, uw, xq)
         del wd, xq
-        g += _lora(x2, ua, ub, us)
+        xd, u_keep = _drop(x2, up)
+        g += _lora(xd, ua, ub, us)
+        del xd
         h = fwd(e, g)
         wd = dequant(dw, dq)
         out = base_forward(h, wd, dw)
         del wd
-        out += _lora(h, da, db, ds)
-        ctx.save_for_backward(x2, e, g, ga, gb, ua, ub, da, db)
-        ctx.bases = ((gw, gq, gs), (uw, uq, us), (dw, dq, ds))
+        hd, d_keep = _drop(h, dp)
+        out += _lora(hd, da, db, ds)
+        del hd, h
+        ctx.save_for_backward(x2, e, g, ga, gb, ua, ub, da, db, g_keep, u_keep, d_keep)
+        ctx.bases = ((gw, gq, gs, gp), (uw, uq, us, up), (dw, dq, ds, dp))
         ctx.dequant, ctx.bwd, ctx.shape = dequant, bwd, shape
         return out.view(*shape[:-1], out.shape[-1])
 
     @staticmethod
     def backward(ctx: Any, dy: torch.Tensor) -> tuple[Any, ...]:
-        x2, e, g, ga, gb, ua, ub, da, db = ctx.saved_tensors
-        (gw, gq, gs), (uw, uq, us), (dw, dq, ds) = ctx.bases
+        x2, e, g, ga, gb, ua, ub, da, db, g_keep, u_keep, d_keep = ctx.saved_tensors
+        (gw, gq, gs, gp), (uw, uq, us, up), (dw, dq, ds, dp) = ctx.bases
         dy2 = dy.reshape(-1, dy.shape[-1])
         wd = ctx.dequant(dw, dq)
         dh = base_backward(dy2, wd, dw)
         del wd
-        dh += (dy2 @ db.to(dy2.dtype)) @ (da.to(dy2.dtype) * ds)
+        dh += _dropped((dy2 @ db.to(dy2.dtype)) @ (da.to(dy2.dtype) * ds), d_keep, dp)
         # unsloth's kernel contract: (dh, e, g) -> (h, df, de), in place.
         h, df, de = ctx.bwd(dh, e, g)
-        d_da, d_db, _ = _lora_grads(h, dy2, da, db, ds)
-        d_ua, d_ub, dx = _lora_grads(x2, df, ua, ub, us)
-        d_ga, d_gb, dx_gate = _lora_grads(x2, de, ga, gb, gs)
+        d_da, d_db, _ = _lora_grads(h, dy2, da, db, ds, d_keep, dp)
+        d_ua, d_ub, dx = _lora_grads(x2, df, ua, ub, us, u_keep, up)
+        d_ga, d_gb, dx_gate = _lora_grads(x2, de, ga, gb, gs, g_keep, gp)
         dx += dx_gate
         del dx_gate
         wd = ctx.dequant(uw, uq)
@@ -297,9 +329,9 @@ class LoraGatedMLPFP8(torch.autograd.Function):
         del wd
         return (
             dx.view(ctx.shape), None, None, None,
-            None, None, d_ga, d_gb, None,
-            None, None, d_ua, d_ub, None,
-            None, None, d_da, d_db, None,
+            None, None, d_ga, d_gb, None, None,
+            None, None, d_ua, d_ub, None, None,
+            None, None, d_da, d_db, None, None,
         )  # fmt: skip
 
 
@@ -342,7 +374,7 @@ class Installed:
 
 
 def lora_plain(proj: Any) -> bool:
-    """A peft LoRA projection with one active adapter, no dropout, no bias, no DoRA."""
+    """A peft LoRA projection with one active adapter (plain or dropout), no bias, no DoRA."""
     adapters = getattr(proj, "active_adapters", None)
     if not adapters or len(adapters) != 1:
         return False
@@ -350,7 +382,7 @@ def lora_plain(proj: Any) -> bool:
     if dict(getattr(proj, "use_dora", {}) or {}).get(name):
         return False
     drops = getattr(proj, "lora_dropout", None)
-    if drops is None or name not in drops or not isinstance(drops[name], torch.nn.Identity):
+    if drops is None or name not in drops or not isinstance(drops[name], (torch.nn.Identity, torch.nn.Dropout)):
         return False
     if getattr(proj.lora_B[name], "bias", None) is not None:
         return False
@@ -367,9 +399,13 @@ def _plain(proj: Any) -> bool:
 
 
 def _params(proj: Any) -> tuple[Any, ...]:
+    """The P values of one projection; dropout's p only while its module trains."""
     name = proj.active_adapters[0]
     w = proj.base_layer.weight
-    return (w, w.quant_state, proj.lora_A[name].weight, proj.lora_B[name].weight, proj.scaling[name])
+    drop = proj.lora_dropout[name]
+    p = float(drop.p) if isinstance(drop, torch.nn.Dropout) and drop.training else 0.0
+    state = getattr(w, "quant_state", None)
+    return (w, state, proj.lora_A[name].weight, proj.lora_B[name].weight, proj.scaling[name], p)
 
 
 def install(model: Any, log: logging.Logger) -> Installed:
@@ -408,14 +444,14 @@ def install(model: Any, log: logging.Logger) -> Installed:
                 done.projections += 3
                 took = True
             else:
-                done.skip("q/k/v: dropout, bias, DoRA or a base that is not nf4")
+                done.skip("q/k/v: bias, DoRA, several adapters or a base that is not nf4")
         if attn is not None and getattr(attn, "apply_o", None) is getattr(fast_lora, "apply_lora_o", 0):
             if _plain(attn.o_proj):
                 attn.apply_o = _o(dequant, fast_lora.apply_lora_o)
                 done.projections += 1
                 took = True
             else:
-                done.skip("o: dropout, bias, DoRA or a base that is not nf4")
+                done.skip("o: bias, DoRA, several adapters or a base that is not nf4")
         slot = "_unsloth_forward" if hasattr(mlp, "_unsloth_forward") else "forward"  # unsloth's TiledMLP
         fwd_fn = getattr(getattr(mlp, slot, None), "__func__", None)
         if mlp is not None and fwd_fn is not None:
@@ -429,7 +465,7 @@ def install(model: Any, log: logging.Logger) -> Installed:
                     done.projections += 3
                     took = True
             elif names is not None:
-                done.skip("mlp: dropout, bias, DoRA or a base that is not nf4")
+                done.skip("mlp: bias, DoRA, several adapters or a base that is not nf4")
         done.layers += took
     log.info("fp8 base products: %d projections in %d layers; kept bf16: %s", done.projections, done.layers,
              done.skipped or "none")  # fmt: skip
@@ -450,7 +486,8 @@ def _o(dequant: Dequant, fallback: Callable[..., Any]) -> Callable[..., Any]:
     def apply_o(self: Any, x: torch.Tensor) -> torch.Tensor:
         if not _plain(self.o_proj):
             return fallback(self, x)
-        return LoraLinearFP8.apply(x, *_params(self.o_proj), dequant)
+        w, state, a, b, s, p = _params(self.o_proj)
+        return LoraLinearFP8.apply(x, w, state, a, b, s, dequant, p)
 
     return apply_o
 
