@@ -137,9 +137,13 @@ CONFIGS: dict[str, tuple[str, dict[str, Any]]] = {
         {"backend": "unsloth", "packing": True, "gradient_checkpointing": True, "fp8_matmul": "off"},
     ),
     "sift-default": ("**Sift default** (TrainConfig() as shipped)", {}),
+    "sift-fp8": (
+        "Sift, FP8 base products (fp8_matmul auto)",
+        {"fp8_matmul": "auto"},
+    ),
     "sift-fp8-fwd": (
         "Sift default, FP8 in the forward products only (SIFT_FP8_BACKWARD=0)",
-        {"_env": {"SIFT_FP8_BACKWARD": "0"}},
+        {"fp8_matmul": "auto", "_env": {"SIFT_FP8_BACKWARD": "0"}},
     ),
     "sift-liger-flex": (
         "Sift candidate: hf + liger + flex_attention per-conversation block masks",

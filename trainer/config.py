@@ -21,7 +21,7 @@ from curation.errors import StageError
 
 BACKENDS = ("auto", "hf", "unsloth")
 KERNELS = ("auto", "liger", "none")
-FP8_MATMUL = ("auto", "on", "off")
+FP8_MATMUL = ("off", "auto", "on")
 STRATEGIES = ("ddp", "fsdp", "deepspeed-zero2", "deepspeed-zero3")
 DEVICES = ("auto", "cuda", "cpu")
 # What best_metric may name: eval loss (lower is better) or a generation metric (higher is better).
@@ -78,11 +78,11 @@ class TrainConfig:
         choices=KERNELS,
     )
     fp8_matmul: str = _f(
-        "auto",
-        "The frozen 4-bit base's matrix products on FP8 tensor cores (unsloth backend, LoRA without dropout on "
-        "an nf4 base; trainer/fp8.py): auto | on | off. auto: on where the GPU has FP8 tensor cores (H100, "
-        "H200, Ada). LoRA weights, gradients, activations and the loss stay bf16. on: as auto, and the run "
-        "fails if it cannot. off: unsloth's bf16 products.",
+        "off",
+        "The frozen 4-bit base's matrix products on FP8 tensor cores (unsloth backend, LoRA on an nf4 base; "
+        "trainer/fp8.py): off | auto | on. auto: on where the GPU has FP8 tensor cores (H100, H200, Ada). LoRA "
+        "weights, gradients, activations and the loss stay bf16. on: as auto, and the run fails if it cannot. "
+        "off (the default until a training run on the GPU measures it; BENCHMARKS.md): unsloth's bf16 products.",
         group="model",
         choices=FP8_MATMUL,
     )
