@@ -294,7 +294,7 @@ class LoraGatedMLPFP8(torch.autograd.Function):
         xd, u_keep = _drop(x2, up)
         g += _lora(xd, ua, ub, us)
         del xd
-        h = fwd(e, g)
+        h = fwd(e.view(1, *e.shape), g.view(1, *g.shape)).view(e.shape)  # unsloth's forward kernels take 3-D
         wd = dequant(dw, dq)
         out = base_forward(h, wd, dw)
         del wd
@@ -338,12 +338,18 @@ class LoraGatedMLPFP8(torch.autograd.Function):
 # ---------------------------------------------------------------------- torch reference activations
 
 
+# Same contracts as unsloth's kernels: the forward takes (batch, seq, hidden), the backward takes
+# 2-D rows (its first run on the GPU failed on exactly that).
+
+
 def swiglu_forward(e: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+    batch, seq_len, hd = e.shape  # noqa: F841 - unsloth's swiglu_fg_kernel unpacks the same way
     return torch.nn.functional.silu(e) * g
 
 
 def swiglu_backward(dh: torch.Tensor, e: torch.Tensor, g: torch.Tensor) -> tuple[torch.Tensor, ...]:
     """(dh, e, g) -> (h, df, de) as unsloth's swiglu_DWf_DW_dfg_kernel returns them (f = up, e = gate)."""
+    rows, hd = e.shape  # noqa: F841 - as unsloth's backward kernel
     ef = e.float()
     sig = torch.sigmoid(ef)
     silu = ef * sig
