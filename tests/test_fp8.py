@@ -120,7 +120,7 @@ def test_qkv_matches_three_lora_linears() -> None:
     ref = torch.cat([_ref_linear(xf, w, a, b, 2.0) for w, a, b in fl], -1)
     want = _grads(ref, [xf] + [t for (_, a, b) in fl for t in (a, b)])
     assert rel(out, ref) < 0.06 and rel(got[0], want[0]) < 0.06
-    for g, wnt in zip(got[1:], want[1:]):
+    for g, wnt in zip(got[1:], want[1:], strict=True):
         assert rel(g, wnt) < 0.02
 
 
@@ -142,12 +142,14 @@ def test_gated_mlp_matches_its_reference_and_saves_what_unsloth_saves() -> None:
     got = _grads(y, leaves)
     f = [t.detach().float().requires_grad_() for t in leaves]
     xf, gaf, gbf, uaf, ubf, daf, dbf = f
-    h = torch.nn.functional.silu(_ref_linear(xf, gw.float(), gaf, gbf, 2.0)) * _ref_linear(xf, uw.float(), uaf, ubf, 2.0)
+    h = torch.nn.functional.silu(_ref_linear(xf, gw.float(), gaf, gbf, 2.0)) * _ref_linear(
+        xf, uw.float(), uaf, ubf, 2.0
+    )
     ref = _ref_linear(h, dw.float(), daf, dbf, 2.0)
     want = _grads(ref, f)
     assert rel(y, ref) < 0.08
     assert rel(got[0], want[0]) < 0.08
-    for g, wnt in zip(got[1:], want[1:]):
+    for g, wnt in zip(got[1:], want[1:], strict=True):
         assert rel(g, wnt) < 0.08  # the LoRA gradients of gate/up read df/de, which went through FP8 above
 
 
@@ -182,11 +184,15 @@ def test_small_products_stay_bf16_and_a_frozen_weight_keeps_its_first_scales(mon
     x = torch.randn(32, 64, dtype=torch.bfloat16)
     w = torch.randn(96, 64, dtype=torch.bfloat16)
     monkeypatch.setattr(fp8, "MIN_ELEMENTS", [96 * 64 + 1])
-    assert torch.equal(fp8.base_forward(x, w), x @ w.t()) and torch.equal(fp8.base_backward(x @ w.t(), w), (x @ w.t()) @ w)
+    assert torch.equal(fp8.base_forward(x, w), x @ w.t()) and torch.equal(
+        fp8.base_backward(x @ w.t(), w), (x @ w.t()) @ w
+    )
     monkeypatch.setattr(fp8, "MIN_ELEMENTS", [0])
     key = torch.empty(0)  # stands for the packed weight w is dequantized from
     first = fp8.weight_scales(w, key)
-    assert all(a is b for a, b in zip(fp8.weight_scales(w * 4, key), first)), "computed once per frozen weight"
+    assert all(a is b for a, b in zip(fp8.weight_scales(w * 4, key), first, strict=True)), (
+        "computed once per frozen weight"
+    )
     assert not torch.equal(fp8.weight_scales(w * 4, torch.empty(0))[1], first[1])
 
 

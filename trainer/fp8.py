@@ -33,8 +33,9 @@ from __future__ import annotations
 import logging
 import os
 import types
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import torch
 
@@ -343,13 +344,13 @@ class LoraGatedMLPFP8(torch.autograd.Function):
 
 
 def swiglu_forward(e: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
-    batch, seq_len, hd = e.shape  # noqa: F841 - unsloth's swiglu_fg_kernel unpacks the same way
+    _batch, _seq_len, _hd = e.shape  # unsloth's swiglu_fg_kernel unpacks the same way
     return torch.nn.functional.silu(e) * g
 
 
 def swiglu_backward(dh: torch.Tensor, e: torch.Tensor, g: torch.Tensor) -> tuple[torch.Tensor, ...]:
     """(dh, e, g) -> (h, df, de) as unsloth's swiglu_DWf_DW_dfg_kernel returns them (f = up, e = gate)."""
-    rows, hd = e.shape  # noqa: F841 - as unsloth's backward kernel
+    _rows, _hd = e.shape  # as unsloth's backward kernel
     ef = e.float()
     sig = torch.sigmoid(ef)
     silu = ef * sig

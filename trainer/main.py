@@ -273,7 +273,10 @@ def fit(cfg: TrainConfig, prepared: Prepared, run: RunDir, ranks: Ranks) -> tupl
         matmul=loaded.matmul,
     )
     run.log.info(
-        "kernels %s, attention %s, base products %s, packing %s", loaded.kernels, loaded.attention, loaded.matmul,
+        "kernels %s, attention %s, base products %s, packing %s",
+        loaded.kernels,
+        loaded.attention,
+        loaded.matmul,
         cfg.packing,
     )
     checkpoints: list[dict[str, Any]] = []
