@@ -443,7 +443,7 @@ def install(model: Any, log: logging.Logger) -> Installed:
         attn, mlp = getattr(module, "self_attn", None), getattr(module, "mlp", None)
         if attn is None and mlp is None:
             continue
-        took = False
+        took, skipped_before = False, sum(done.skipped.values())
         if attn is not None and getattr(attn, "apply_qkv", None) is getattr(fast_lora, "apply_lora_qkv", 0):
             projs = (attn.q_proj, attn.k_proj, attn.v_proj)
             if all(_plain(p) for p in projs):
@@ -473,6 +473,8 @@ def install(model: Any, log: logging.Logger) -> Installed:
                     took = True
             elif names is not None:
                 done.skip("mlp: bias, DoRA, several adapters or a base that is not nf4")
+        if not took and sum(done.skipped.values()) == skipped_before:
+            done.skip("a layer without unsloth's fused LoRA functions (its compiled path, e.g. Gemma 3)")
         done.layers += took
     log.info("fp8 base products: %d projections in %d layers; kept bf16: %s", done.projections, done.layers,
              done.skipped or "none")  # fmt: skip
