@@ -238,3 +238,89 @@ def test_lora_dropout_drops_the_lora_path_only_with_one_saved_mask() -> None:
     assert rel(got[1], want[1]) < 0.02 and rel(got[2], want[2]) < 0.02
     no_drop = xf @ w.float().t() + s * (xf @ af.t()) @ bf.t()
     assert rel(y, no_drop) > 0.1, "the mask did change the LoRA path"
+
+
+def test_install_swaps_unsloths_fused_functions_and_trains_through_them(monkeypatch) -> None:
+    """install()'s wiring on a decoder layer shaped as unsloth leaves it. unsloth cannot import on
+    this CPU, so a stand-in module provides only the names install() looks up: the fused functions
+    (here peft's own forward, the reference), unsloth's activation kernels (the torch ones above,
+    under unsloth's shape contracts) and fast_dequantize (a bf16 base: nothing to dequantize).
+    Both bugs the first GPU runs hit are in this path."""
+    import sys
+    import types
+
+    from peft import LoraConfig, get_peft_model
+
+    def apply_lora_qkv(self, x):
+        return self.q_proj(x), self.k_proj(x), self.v_proj(x)
+
+    def apply_lora_o(self, x):
+        return self.o_proj(x)
+
+    def apply_lora_mlp_swiglu(self, x):
+        return self.down_proj(torch.nn.functional.silu(self.gate_proj(x)) * self.up_proj(x))
+
+    fast_lora = types.ModuleType("unsloth.kernels.fast_lora")
+    fast_lora.__dict__.update(
+        apply_lora_qkv=apply_lora_qkv,
+        apply_lora_o=apply_lora_o,
+        apply_lora_mlp_swiglu=apply_lora_mlp_swiglu,
+        swiglu_fg_kernel=fp8.swiglu_forward,
+        swiglu_DWf_DW_dfg_kernel=fp8.swiglu_backward,
+    )
+    utils = types.ModuleType("unsloth.kernels.utils")
+    utils.fast_dequantize = lambda w, state, **kw: w  # type: ignore[attr-defined]
+    kernels = types.ModuleType("unsloth.kernels")
+    kernels.fast_lora, kernels.utils = fast_lora, utils  # type: ignore[attr-defined]
+    for name, mod in (("unsloth", types.ModuleType("unsloth")), ("unsloth.kernels", kernels),
+                      ("unsloth.kernels.fast_lora", fast_lora), ("unsloth.kernels.utils", utils)):  # fmt: skip
+        monkeypatch.setitem(sys.modules, name, mod)
+    monkeypatch.setattr(fp8, "_plain", fp8.lora_plain)  # the base here is bf16, not nf4
+
+    class Attn(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.q_proj, self.k_proj = torch.nn.Linear(64, 64, bias=False), torch.nn.Linear(64, 32, bias=False)
+            self.v_proj, self.o_proj = torch.nn.Linear(64, 32, bias=False), torch.nn.Linear(64, 64, bias=False)
+
+    class MLP(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.gate_proj, self.up_proj = torch.nn.Linear(64, 160, bias=False), torch.nn.Linear(64, 160, bias=False)
+            self.down_proj = torch.nn.Linear(160, 64, bias=False)
+
+    class Layer(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.self_attn, self.mlp = Attn(), MLP()
+
+    targets = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+    model = get_peft_model(Layer(), LoraConfig(r=4, lora_alpha=8, lora_dropout=0.0, target_modules=targets))
+    model = model.to(torch.bfloat16)
+    for n, p in model.named_parameters():
+        if "lora_B" in n:
+            torch.nn.init.normal_(p, std=0.05)
+    layer = model.base_model.model
+    layer.self_attn.apply_qkv, layer.self_attn.apply_o = apply_lora_qkv, apply_lora_o
+    layer.mlp.forward = types.MethodType(apply_lora_mlp_swiglu, layer.mlp)
+    x = torch.randn(2, 24, 64, dtype=torch.bfloat16)
+
+    def step() -> tuple[torch.Tensor, list[torch.Tensor]]:
+        q, k, v = layer.self_attn.apply_qkv(layer.self_attn, x)
+        out = torch.cat([layer.mlp(layer.self_attn.apply_o(layer.self_attn, q)).flatten(), k.flatten(), v.flatten()])
+        lora = [p for n, p in model.named_parameters() if "lora_" in n]
+        return out, list(torch.autograd.grad(out.float().square().mean(), lora))
+
+    want, want_grads = step()
+    done = fp8.install(model, logging.getLogger("test"))
+    assert (done.projections, done.layers, done.skipped) == (7, 1, {})
+    assert layer.self_attn.apply_qkv is not apply_lora_qkv
+    got, got_grads = step()
+    assert 0 < rel(got, want) < 0.08
+    for g, w in zip(got_grads, want_grads, strict=True):
+        assert rel(g, w) < 0.15
+    model.eval()  # evaluation and generation go back to unsloth's functions, exactly
+    with torch.no_grad():
+        q, k, v = layer.self_attn.apply_qkv(layer.self_attn, x)
+        assert torch.equal(q, apply_lora_qkv(layer.self_attn, x)[0])
+        assert torch.equal(layer.mlp(x), apply_lora_mlp_swiglu(layer.mlp, x))

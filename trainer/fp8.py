@@ -24,8 +24,9 @@ kernel receives.
 `install(model)` swaps unsloth's fused LoRA functions of each decoder layer (q/k/v, o, and the
 gated MLP) for the ones below, which keep unsloth's memory plan (the MLP saves X, e and g only and
 recomputes h; LoRA dropout keeps a 1-byte mask per element, as unsloth's fused dropout does) and
-change only the base products. Layers it cannot take (a bias on the LoRA path, DoRA, several
-adapters, a base that is not nf4) keep unsloth's functions.
+change only the base products. They train only: a module in eval mode (evaluation, generation)
+calls unsloth's own. Layers it cannot take (a bias on the LoRA path, DoRA, several adapters, a base
+that is not nf4) keep unsloth's functions.
 """
 
 from __future__ import annotations
@@ -440,7 +441,8 @@ def install(model: Any, log: logging.Logger) -> Installed:
     acts.pop(None, None)
 
     for module in model.modules():
-        attn, mlp = getattr(module, "self_attn", None), getattr(module, "mlp", None)
+        # Its own children only (peft's wrappers hand attribute reads down to the model they wrap).
+        attn, mlp = module._modules.get("self_attn"), module._modules.get("mlp")
         if attn is None and mlp is None:
             continue
         took, skipped_before = False, sum(done.skipped.values())
@@ -468,7 +470,7 @@ def install(model: Any, log: logging.Logger) -> Installed:
                 if None in kernels:
                     done.skip(f"mlp: unsloth has no {names}")
                 else:
-                    setattr(mlp, slot, types.MethodType(_mlp(dequant, *kernels), mlp))
+                    setattr(mlp, slot, types.MethodType(_mlp(dequant, *kernels, fwd_fn), mlp))
                     done.projections += 3
                     took = True
             elif names is not None:
@@ -484,7 +486,7 @@ def install(model: Any, log: logging.Logger) -> Installed:
 def _qkv(dequant: Dequant, fallback: Callable[..., Any]) -> Callable[..., Any]:
     def apply_qkv(self: Any, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
         projs = (self.q_proj, self.k_proj, self.v_proj)
-        if not all(_plain(p) for p in projs):  # the adapter changed since install (e.g. disabled)
+        if not self.training or not all(_plain(p) for p in projs):  # evaluation; a changed adapter
             return fallback(self, x)
         return LoraQKVFP8.apply(x, dequant, *(v for p in projs for v in _params(p)))
 
@@ -493,7 +495,7 @@ def _qkv(dequant: Dequant, fallback: Callable[..., Any]) -> Callable[..., Any]:
 
 def _o(dequant: Dequant, fallback: Callable[..., Any]) -> Callable[..., Any]:
     def apply_o(self: Any, x: torch.Tensor) -> torch.Tensor:
-        if not _plain(self.o_proj):
+        if not self.training or not _plain(self.o_proj):
             return fallback(self, x)
         w, state, a, b, s, p = _params(self.o_proj)
         return LoraLinearFP8.apply(x, w, state, a, b, s, dequant, p)
@@ -501,11 +503,13 @@ def _o(dequant: Dequant, fallback: Callable[..., Any]) -> Callable[..., Any]:
     return apply_o
 
 
-def _mlp(dequant: Dequant, fwd: Callable[..., Any], bwd: Callable[..., Any]) -> Callable[..., Any]:
+def _mlp(
+    dequant: Dequant, fwd: Callable[..., Any], bwd: Callable[..., Any], fallback: Callable[..., Any]
+) -> Callable[..., Any]:
     def forward(self: Any, x: torch.Tensor) -> torch.Tensor:
         projs = (self.gate_proj, self.up_proj, self.down_proj)
-        if not all(_plain(p) for p in projs):
-            return self.down_proj(self.act_fn(self.gate_proj(x)) * self.up_proj(x))
+        if not self.training or not all(_plain(p) for p in projs):
+            return fallback(self, x)
         return LoraGatedMLPFP8.apply(x, dequant, fwd, bwd, *(v for p in projs for v in _params(p)))
 
     return forward
