@@ -321,6 +321,6 @@ def test_install_swaps_unsloths_fused_functions_and_trains_through_them(monkeypa
         assert rel(g, w) < 0.15
     model.eval()  # evaluation and generation go back to unsloth's functions, exactly
     with torch.no_grad():
-        q, k, v = layer.self_attn.apply_qkv(layer.self_attn, x)
-        assert torch.equal(q, apply_lora_qkv(layer.self_attn, x)[0])
+        for a, b in zip(layer.self_attn.apply_qkv(layer.self_attn, x), apply_lora_qkv(layer.self_attn, x), strict=True):
+            assert torch.equal(a, b)
         assert torch.equal(layer.mlp(x), apply_lora_mlp_swiglu(layer.mlp, x))
