@@ -10,6 +10,7 @@ bf16).
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 
 import pytest
 import torch
@@ -17,6 +18,18 @@ import torch
 from trainer import fp8
 
 torch.manual_seed(0)
+
+
+DEVICES = ["cpu", *(["cuda"] if fp8.fp8_supported() else [])]
+
+
+@pytest.fixture(params=DEVICES)
+def dev(request: pytest.FixtureRequest) -> Iterator[str]:
+    """The numeric tests run on the CPU (the same operands multiplied in fp32) and, on a machine
+    with FP8 tensor cores, on the GPU through torch's FP8 kernel with the same tolerances."""
+    torch.set_default_device(request.param)
+    yield request.param
+    torch.set_default_device("cpu")
 
 
 @pytest.fixture(autouse=True)
@@ -30,6 +43,7 @@ def rel(a: torch.Tensor, b: torch.Tensor) -> float:
     return float((a - b).norm() / b.norm())
 
 
+@pytest.mark.usefixtures("dev")
 def test_rows_keep_their_own_scale_and_round_to_three_mantissa_bits() -> None:
     x = torch.randn(5, 64, dtype=torch.bfloat16)
     x[1] *= 1e-4  # a row 10^4 times smaller keeps its relative precision: one scale per row
@@ -47,6 +61,7 @@ def test_rows_keep_their_own_scale_and_round_to_three_mantissa_bits() -> None:
     assert q.float().abs().max() <= fp8.E4M3_MAX
 
 
+@pytest.mark.usefixtures("dev")
 def test_weight_operands_are_column_major_with_the_scale_of_each_output() -> None:
     w = torch.randn(48, 32, dtype=torch.bfloat16)
     w[7] *= 50.0  # one large output row (forward) and, transposed, one large input column (backward)
@@ -60,6 +75,7 @@ def test_weight_operands_are_column_major_with_the_scale_of_each_output() -> Non
     assert rel((b.float() * s)[:, 3], w[:, 3]) < 0.05, "a small input column keeps its own scale"
 
 
+@pytest.mark.usefixtures("dev")
 def test_base_products_match_fp32_and_odd_shapes_stay_bf16() -> None:
     x = torch.randn(37, 64, dtype=torch.bfloat16)  # 37 rows: padded to 48 for the kernel
     w = torch.randn(96, 64, dtype=torch.bfloat16)
@@ -85,10 +101,11 @@ def _ref_linear(x: torch.Tensor, w: torch.Tensor, a: torch.Tensor, b: torch.Tens
 
 
 def _grads(out: torch.Tensor, inputs: list[torch.Tensor], seed: int = 1) -> list[torch.Tensor]:
-    g = torch.randn(out.shape, generator=torch.Generator().manual_seed(seed)).to(out.dtype)
+    g = torch.randn(out.shape, generator=torch.Generator().manual_seed(seed), device="cpu").to(out.device, out.dtype)
     return list(torch.autograd.grad(out, inputs, g))
 
 
+@pytest.mark.usefixtures("dev")
 def test_lora_linear_forward_and_gradients() -> None:
     x = torch.randn(2, 40, 64, dtype=torch.bfloat16, requires_grad=True)
     w, a, b = _lora_params(128, 64)
@@ -107,6 +124,7 @@ def test_lora_linear_forward_and_gradients() -> None:
     assert rel(y * 2, ref) > 0.5
 
 
+@pytest.mark.usefixtures("dev")
 def test_qkv_matches_three_lora_linears() -> None:
     x = torch.randn(1, 48, 64, dtype=torch.bfloat16, requires_grad=True)
     ps = [_lora_params(n, 64) for n in (64, 32, 32)]
@@ -124,6 +142,7 @@ def test_qkv_matches_three_lora_linears() -> None:
         assert rel(g, wnt) < 0.02
 
 
+@pytest.mark.usefixtures("dev")
 def test_gated_mlp_matches_its_reference_and_saves_what_unsloth_saves() -> None:
     x = torch.randn(1, 32, 64, dtype=torch.bfloat16, requires_grad=True)
     (gw, ga, gb), (uw, ua, ub), (dw, da, db) = _lora_params(160, 64), _lora_params(160, 64), _lora_params(64, 160)
@@ -180,6 +199,7 @@ def test_fp8_matmul_config_and_a_clear_error_where_it_cannot_run(tmp_path) -> No
              logging.getLogger("test"))  # fmt: skip
 
 
+@pytest.mark.usefixtures("dev")
 def test_small_products_stay_bf16_and_a_frozen_weight_keeps_its_first_scales(monkeypatch) -> None:
     x = torch.randn(32, 64, dtype=torch.bfloat16)
     w = torch.randn(96, 64, dtype=torch.bfloat16)
@@ -219,6 +239,7 @@ def test_only_plain_lora_projections_are_taken() -> None:
     assert not fp8._plain(plain.base_model.model.q_proj), "a bf16 base is not nf4: unsloth's path keeps it"
 
 
+@pytest.mark.usefixtures("dev")
 def test_lora_dropout_drops_the_lora_path_only_with_one_saved_mask() -> None:
     x = torch.randn(40, 64, dtype=torch.bfloat16, requires_grad=True)
     w, a, b = _lora_params(128, 64)
