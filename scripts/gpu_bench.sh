@@ -11,7 +11,7 @@
 #        then, within the warm window, the same with `wait 570`, and so on until it prints DONE.
 # Every call copies what there is so far (tables, JSON, log, profiles) into $OUT.
 set -uo pipefail
-MODE=${1:?pack, start SECONDS, wait SECONDS, restart SECONDS or smoke}
+MODE=${1:?pack, start SECONDS, wait SECONDS, restart SECONDS, smoke or fp8test}
 CARRY=${SIFT_GPU_CARRY:-.gpu/b23}
 W=/tmp/sift-bench
 
@@ -87,6 +87,15 @@ case "$MODE" in
     watch "${2:-500}"
     ;;
   wait) watch "${2:-570}" ;;
+  fp8test)
+    # The FP8 tests on the GPU: every numeric test of tests/test_fp8.py runs once more on CUDA through
+    # torch's FP8 kernel (needs a pack whose site has pytest: scripts/gpu_prepare.sh lists it).
+    mkdir -p "$W/site"
+    rm -rf "$W/code" && tar -C "$W" -xJf "$CARRY/code.tar.xz"
+    [ -d "$W/site/trl" ] || tar -C "$W/site" -xJf "$CARRY/site.tar.xz"
+    cd "$W/code"
+    PYTHONPATH="$W/site:$W/code:$W/code/datasets" python3 -m pytest -q -p no:cacheprovider tests/test_fp8.py 2>&1 | tail -30
+    ;;
   smoke)
     # The default config end to end on a tiny random Llama (hf backend: liger, flex_attention over packed
     # rows, then evaluation and generation, which switch to sdpa).

@@ -25,6 +25,8 @@ WHEELS=(
   json5==0.17.3 nest_asyncio==1.6.0 structlog==26.1.0 liger_kernel==0.8.5
   # Not on the device image, imported at module level by curation/records.py and formats.py:
   orjson==3.13.0
+  # tests/test_fp8.py on the GPU (`scripts/gpu_bench.sh fp8test`):
+  pytest==9.2.0 pluggy==1.7.0 iniconfig==2.3.1
 )
 PART_MB=${SIFT_GPU_PART_MB:-50}
 
