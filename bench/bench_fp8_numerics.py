@@ -37,7 +37,7 @@ FP32_EVAL = [False]
 TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 
 
-def batches(tok: Any) -> tuple[list[dict[str, torch.Tensor]], list[dict[str, torch.Tensor]]]:
+def batches(tok: Any, seed: int = 0) -> tuple[list[dict[str, torch.Tensor]], list[dict[str, torch.Tensor]]]:
     from tickets import generate_noisy
 
     from curation.formats import map_openai
@@ -46,7 +46,7 @@ def batches(tok: Any) -> tuple[list[dict[str, torch.Tensor]], list[dict[str, tor
     rows, _ = generate_noisy(400, seed=7)
     ex, _stats = render_all(tok, [map_openai(r)[0] for r in rows], MAX_LEN)
     ex = [e for e in ex if any(x != -100 for x in e.labels)]
-    random.Random(0).shuffle(ex)
+    random.Random(seed).shuffle(ex)
 
     def pad(group: list[Any]) -> dict[str, torch.Tensor]:
         n = max(len(e.input_ids) for e in group)
@@ -64,13 +64,13 @@ def batches(tok: Any) -> tuple[list[dict[str, torch.Tensor]], list[dict[str, tor
     return train, held
 
 
-def lora_model(mode: str) -> Any:
+def lora_model(mode: str, seed: int = 0) -> Any:
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM
 
     from curation.models import resolve_model
 
-    torch.manual_seed(0)
+    torch.manual_seed(seed)
     base = AutoModelForCausalLM.from_pretrained(resolve_model(), dtype=torch.float32)
     model = get_peft_model(base, LoraConfig(r=16, lora_alpha=32, lora_dropout=0.0, target_modules=TARGETS))
     if mode == "fp32":
@@ -108,11 +108,13 @@ def heldout(model: Any, held: list[dict[str, torch.Tensor]]) -> float:
         FP32_EVAL[0] = False
 
 
-def run(mode: str, train: list[dict[str, torch.Tensor]], held: list[dict[str, torch.Tensor]]) -> dict[str, Any]:
+def run(
+    mode: str, train: list[dict[str, torch.Tensor]], held: list[dict[str, torch.Tensor]], seed: int = 0
+) -> dict[str, Any]:
     # Every product through FP8 (this model's weights are small), or none, or the forward ones only.
     fp8.MIN_ELEMENTS[0] = {"fp8": 0, "fp8-fwd": 0}.get(mode, 1 << 62)
     fp8.BACKWARD[0] = mode == "fp8"
-    model = lora_model(mode)
+    model = lora_model(mode, seed)
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=2e-4)
     losses, first_grads = [], {}
     t0 = time.monotonic()
@@ -136,16 +138,13 @@ def cosine(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> tuple[floa
     return cs[worst], sum(cs.values()) / len(cs), worst.replace("base_model.model.model.", "")
 
 
-def main() -> dict[str, Any]:
-    from curation.models import load_tokenizer
-
-    torch.set_num_threads(max(1, os.cpu_count() or 1))
-    train, held = batches(load_tokenizer())
-    runs = {m: run(m, train, held) for m in ("fp32", "bf16", "fp8", "fp8-fwd")}
+def one_seed(tok: Any, seed: int, modes: list[str]) -> dict[str, Any]:
+    train, held = batches(tok, seed)
+    runs = {m: run(m, train, held, seed) for m in modes}
     ref = runs["fp32"]
-    report: dict[str, Any] = {"steps": STEPS, "batch": BATCH, "max_len": MAX_LEN, "load": os.getloadavg()[0]}
-    print(f"SmolLM2-135M + LoRA r16, {STEPS} steps of {BATCH} ticket conversations (≤ {MAX_LEN} tokens), load "
-          f"{report['load']:.1f}")  # fmt: skip
+    report: dict[str, Any] = {"seed": seed, "load": os.getloadavg()[0]}
+    print(f"\nseed {seed}: SmolLM2-135M + LoRA r16, {STEPS} steps of {BATCH} ticket conversations (≤ {MAX_LEN} "
+          f"tokens), load {report['load']:.1f}")  # fmt: skip
     print("| base products | step-1 loss | mean loss, all steps | held-out loss after | vs fp32 | LoRA grad cosine vs fp32 "
           "(min / mean) | worst | s |")  # fmt: skip
     print("|---|---|---|---|---|---|---|---|")
@@ -155,10 +154,32 @@ def main() -> dict[str, Any]:
         report[m] = {"step1": r["losses"][0], "mean_loss": mean_loss, "heldout": r["heldout"], "cos_min": lo,
                      "cos_mean": mean, "worst": worst, "s": r["s"]}  # fmt: skip
         print(f"| {m} | {r['losses'][0]:.4f} | {mean_loss:.4f} | {r['heldout']:.4f} | "
-              f"{r['heldout'] / ref['heldout'] - 1:+.2%} | {lo:.4f} / {mean:.4f} | {worst} | {r['s']} |")  # fmt: skip
+              f"{r['heldout'] / ref['heldout'] - 1:+.2%} | {lo:.4f} / {mean:.4f} | {worst} | {r['s']} |", flush=True)  # fmt: skip
     assert all(math.isfinite(report[m]["heldout"]) for m in runs)
-    print(json.dumps(report))
     return report
+
+
+def main() -> dict[str, Any]:
+    from curation.models import load_tokenizer
+
+    torch.set_num_threads(max(1, os.cpu_count() or 1))
+    seeds = [int(x) for x in os.environ.get("SIFT_BENCH_FP8_SEEDS", "0").split(",")]
+    modes = os.environ.get("SIFT_BENCH_FP8_MODES", "fp32,bf16,fp8,fp8-fwd").split(",")
+    tok = load_tokenizer()
+    reports = [one_seed(tok, seed, modes) for seed in seeds]
+    if len(seeds) > 1:
+        print(f"\nover seeds {seeds}: held-out loss after {STEPS} steps, and each seed's difference from bf16")
+        print("| base products | held-out loss, mean | vs bf16, each seed | vs bf16, mean |")
+        print("|---|---|---|---|")
+        for m in modes:
+            held = [r[m]["heldout"] for r in reports]
+            diffs = [r[m]["heldout"] / r["bf16"]["heldout"] - 1 for r in reports] if "bf16" in modes else []
+            each = ", ".join(f"{d:+.2%}" for d in diffs)
+            mean_diff = f"{sum(diffs) / len(diffs):+.2%}" if diffs else "-"
+            print(f"| {m} | {sum(held) / len(held):.4f} | {each} | {mean_diff} |")
+    out = {"steps": STEPS, "batch": BATCH, "max_len": MAX_LEN, "seeds": reports}
+    print(json.dumps(out))
+    return out
 
 
 if __name__ == "__main__":

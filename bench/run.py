@@ -18,6 +18,7 @@ BENCHES = [
     "bench.bench_augment",
     "bench.bench_train",
     "bench.bench_train_multi",
+    "bench.bench_fp8_numerics",
     "bench.bench_dedup",
     "bench.bench_labels",
     "bench.bench_masks",
