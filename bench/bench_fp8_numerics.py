@@ -15,7 +15,7 @@ On the CPU the FP8 operands are the ones the GPU kernel gets, multiplied in fp32
 accumulation order. Reports the first step's loss and the cosine of every LoRA gradient against
 fp32's, and the held-out loss after the same steps.
 
-    .venv/bin/python bench/bench_fp8_numerics.py      # SIFT_BENCH_FP8_STEPS (30)
+    .venv/bin/python bench/bench_fp8_numerics.py   # SIFT_BENCH_FP8_STEPS (30), _SEEDS (0), _MODES
 """
 
 from __future__ import annotations
@@ -27,9 +27,16 @@ import random
 import time
 from typing import Any
 
+import sys
+from pathlib import Path
+
 import torch
 
-from trainer import fp8
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.append(str(ROOT / "datasets"))  # the sample generator, imported as `tickets`
+
+from trainer import fp8  # noqa: E402
 
 STEPS = int(os.environ.get("SIFT_BENCH_FP8_STEPS", "30"))
 BATCH, MAX_LEN = 4, 384
