@@ -24,11 +24,10 @@ import json
 import math
 import os
 import random
-import time
-from typing import Any
-
 import sys
+import time
 from pathlib import Path
+from typing import Any
 
 import torch
 
