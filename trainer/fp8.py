@@ -8,6 +8,10 @@ cores (`torch._scaled_mm`, H100/H200/Ada: twice bf16's rate), while everything t
 it was: the LoRA products, their gradients, the activations, norms, attention and the loss are
 bf16 and unchanged.
 
+Status (BENCHMARKS.md, "FP8 base products"): the products alone were measured on an H100 (the FP8
+GEMM is 1.84x bf16's, but these casts cost as much as it saves); no training run on a GPU has
+completed with it yet, so `fp8_matmul` is off by default.
+
 The arithmetic, per product `X @ W.T` (forward) and `dY @ W` (backward):
 - W is dequantized from nf4 to bf16 (unsloth's kernel, as unsloth does before its bf16 product),
   then cast to float8 e4m3 with one scale per output row (forward) or per input column (backward);
@@ -17,7 +21,7 @@ The arithmetic, per product `X @ W.T` (forward) and `dY @ W` (backward):
 
 This is not unsloth's arithmetic, so its loss is compared with unsloth's in the benchmark rather
 than assumed equal. Where the product cannot run in FP8 (no CUDA, a GPU before sm_89, a dimension
-not a multiple of 16) the bf16 product runs instead. On the CPU the same quantized operands are
+not a multiple of 16) or would not gain (a weight under MIN_ELEMENTS) the bf16 product runs instead. On the CPU the same quantized operands are
 multiplied in fp32 (`scaled_mm`), so the tests check the scales, layouts and gradients that the GPU
 kernel receives.
 
@@ -53,7 +57,7 @@ def fp8_supported(device: torch.device | None = None) -> bool:
 
 
 def _pow2_scale(amax: torch.Tensor) -> torch.Tensor:
-    """The power of two s with amax / s <= 448 (fp32; 1 for an all-zero row)."""
+    """The smallest power of two s with amax / s <= 448 (fp32; tiny but finite for an all-zero row)."""
     amax = amax.float().clamp(min=2.0**-100)
     return torch.exp2(torch.ceil(torch.log2(amax / E4M3_MAX)))
 
