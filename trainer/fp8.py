@@ -62,9 +62,9 @@ def _pow2_scale(amax: torch.Tensor) -> torch.Tensor:
     return torch.exp2(torch.ceil(torch.log2(amax / E4M3_MAX)))
 
 
-# Products with a smaller weight stay bf16: there the casts cost more than the FP8 product saves
-# (measured on an H100 at 8,192 token rows: a 1,024 x 4,096 product took 0.09 ms in bf16 and 0.24 ms
-# through FP8 with its casts; 14,336 x 4,096 took 1.19 ms and 0.93 ms; bench_train's fp8_check).
+# Products with a smaller weight stay bf16: there the casts cost several times the FP8 product's
+# saving (measured on an H100 at 8,187 token rows: a 1,024 x 4,096 product took 0.09 ms in bf16 and
+# 0.24-0.29 ms through FP8 with its casts; bench_train's fp8_check, BENCHMARKS.md).
 MIN_ELEMENTS = [8 << 20]
 
 # The scales of a frozen weight, computed once from its first dequantization: key id(packed weight)
@@ -86,9 +86,11 @@ def weight_scales(w: torch.Tensor, key: Any = None) -> tuple[torch.Tensor, torch
 
 
 def quantize_rows(x: torch.Tensor, pad: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
-    """x (M, K) -> (q, s): q (rows, K) e4m3 row-major, s (rows, 1) fp32, with x[i] ~= q[i] * s[i]; one
-    reduction and one multiply-and-cast kernel. With `pad` the rows go up to the multiple of 16 the
-    GPU kernel takes (zero rows, scale 1)."""
+    """x (M, K) -> (q, s): q (rows, K) e4m3 row-major, s (rows, 1) fp32, with x[i] ~= q[i] * s[i]. With
+    `pad` the rows go up to the multiple of 16 the GPU kernel takes (zero rows, scale 1). In torch ops:
+    a reduction, small scale kernels and a multiply into e4m3 (which torch writes through a bf16
+    temporary); measured on an H100 at ~4x the memory-bandwidth bound, which is what keeps FP8 from
+    paying off here (BENCHMARKS.md; a fused Triton cast is the lead)."""
     m, k = x.shape
     rows = -(-m // 16) * 16 if pad else m
     s = _pow2_scale(torch.linalg.vector_norm(x, ord=float("inf"), dim=1, keepdim=True))
@@ -101,7 +103,7 @@ def quantize_rows(x: torch.Tensor, pad: bool = True) -> tuple[torch.Tensor, torc
 
 
 def quantize_weight(w: torch.Tensor, *, transposed: bool, key: Any = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """The right-hand operand, column-major as the kernel takes it, in one multiply-and-cast kernel.
+    """The right-hand operand, column-major as the kernel takes it (a multiply into e4m3).
 
     w is the base weight (N, K) in bf16. Forward (`X @ w.T`, transposed=False): returns b (K, N)
     column-major and its scales (1, N), one per row of w. Backward (`dY @ w`, transposed=True):
