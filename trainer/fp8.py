@@ -9,7 +9,7 @@ it was: the LoRA products, their gradients, the activations, norms, attention an
 bf16 and unchanged.
 
 Status (BENCHMARKS.md, "FP8 base products"): the products alone were measured on an H100 (the FP8
-GEMM is 1.84x bf16's, but these casts cost as much as it saves); no training run on a GPU has
+GEMM is up to 1.84x bf16's, but these casts cost as much as it saves); no training run on a GPU has
 completed with it yet, so `fp8_matmul` is off by default.
 
 The arithmetic, per product `X @ W.T` (forward) and `dY @ W` (backward):
