@@ -292,6 +292,8 @@ def load(
             if cfg.backend != "auto":
                 raise
             log.warning("auto backend: unsloth does not import (%s); using hf", e)
+            if cfg.fp8_matmul == "on":
+                raise BackendError(f"fp8_matmul 'on' runs under unsloth, which does not import here ({e})") from e
     return load_hf(cfg, model_path, log, sharded=sharded)
 
 
