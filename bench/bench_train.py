@@ -187,24 +187,62 @@ def ms(f, n=20):
     e.record(); torch.cuda.synchronize(); return s.elapsed_time(e) / n
 def rel(a, b): return float((a.float() - b.float()).norm() / b.float().norm())
 out = {"supported": fp8.fp8_supported(), "products": []}
+import bitsandbytes.functional as bnbf
+try:
+    from unsloth.kernels.utils import fast_dequantize
+    def dequant(p, st): return fast_dequantize(p, st, use_global_buffer=True)
+    out["dequant"] = "unsloth fast_dequantize"
+except Exception as e:  # unsloth does not import: bitsandbytes' own
+    def dequant(p, st): return bnbf.dequantize_4bit(p, st)
+    out["dequant"] = f"bitsandbytes ({type(e).__name__})"
 m = 8192
-for shape, nk in (("llama-8b", [(4096, 4096), (1024, 4096), (14336, 4096), (4096, 14336)]),):
-    for n, k in nk:
-        x = torch.randn(m - 5, k, device=dev, dtype=torch.bfloat16); w = torch.randn(n, k, device=dev, dtype=torch.bfloat16) / k**0.5
-        dy = torch.randn(m - 5, n, device=dev, dtype=torch.bfloat16)
-        ref = x.float() @ w.float().t()
-        row = {"shape": shape, "n": n, "k": k, "bf16_ms": ms(lambda: x @ w.t()), "bf16_bwd_ms": ms(lambda: dy @ w)}
-        fp8.MIN_ELEMENTS[0] = 0
-        row["err_bf16"] = rel(x @ w.t(), ref)
-        row["fp8_ms"] = ms(lambda: fp8.base_forward(x, w, w)); row["err_fp8"] = rel(fp8.base_forward(x, w, w), ref)
-        row["fp8_bwd_ms"] = ms(lambda: fp8.base_backward(dy, w, w))
-        row["err_fp8_bwd"] = rel(fp8.base_backward(dy, w, w), dy.float() @ w.float())
-        qa, sa = fp8.quantize_rows(x); qb, sb = fp8.quantize_weight(w, transposed=False, key=w)
-        row["gemm_only_ms"] = ms(lambda: fp8.scaled_mm(qa, sa, qb, sb, fast=True))
-        row["cast_x_ms"] = ms(lambda: fp8.quantize_rows(x))
-        row["cast_w_ms"] = ms(lambda: fp8.quantize_weight(w, transposed=False, key=w))
-        row["cast_wt_ms"] = ms(lambda: fp8.quantize_weight(w, transposed=True, key=w))
-        out["products"].append({k2: (round(v, 4) if isinstance(v, float) else v) for k2, v in row.items()})
+fp8.MIN_ELEMENTS[0] = 0
+tot = {"bf16": 0.0, "fp8": 0.0, "fp8_torch_casts": 0.0, "bf16_bwd": 0.0, "fp8_bwd": 0.0}
+# The 8B layer's products at 4 x 2048 tokens: q, k, v, o, gate, up, down (k, v: 1024 x 4096).
+for name, n, k in (("q", 4096, 4096), ("k", 1024, 4096), ("v", 1024, 4096), ("o", 4096, 4096),
+                   ("gate", 14336, 4096), ("up", 14336, 4096), ("down", 4096, 14336)):
+    x = torch.randn(m, k, device=dev, dtype=torch.bfloat16); dy = torch.randn(m, n, device=dev, dtype=torch.bfloat16)
+    w = (torch.randn(n, k, device=dev) / k**0.5).to(torch.bfloat16)
+    packed, st = bnbf.quantize_4bit(w, blocksize=64, quant_type="nf4", compress_statistics=True)
+    wd = dequant(packed, st).clone()
+    ref = x.float() @ wd.float().t()
+    row = {"proj": name, "n": n, "k": k}
+    # The anchor: unsloth's dequantization to bf16, then torch's bf16 product (what unsloth runs).
+    row["bf16_ms"] = ms(lambda: x @ dequant(packed, st).t()); row["bf16_bwd_ms"] = ms(lambda: dy @ dequant(packed, st))
+    row["err_bf16"] = rel(x @ wd.t(), ref)
+    fp8.base_forward(x, packed, st, dequant)  # learns the weight's scales, once
+    fp8.TRITON[0] = True
+    row["fp8_ms"] = ms(lambda: fp8.base_forward(x, packed, st, dequant)); row["err_fp8"] = rel(fp8.base_forward(x, packed, st, dequant), ref)
+    row["fp8_bwd_ms"] = ms(lambda: fp8.base_backward(dy, packed, st, dequant))
+    row["err_fp8_bwd"] = rel(fp8.base_backward(dy, packed, st, dequant), dy.float() @ wd.float())
+    qa, sa = fp8.quantize_rows(x); qb, sb = fp8.weight_operand(packed, st, dequant, transposed=False, cache=True)
+    row["gemm_only_ms"] = ms(lambda: fp8.scaled_mm(qa, sa, qb, sb, fast=True))
+    row["cast_x_ms"] = ms(lambda: fp8.quantize_rows(x))
+    row["cast_w_ms"] = ms(lambda: fp8.weight_operand(packed, st, dequant, transposed=False, cache=True))
+    row["cast_wt_ms"] = ms(lambda: fp8.weight_operand(packed, st, dequant, transposed=True, cache=True))
+    row["dequant_ms"] = ms(lambda: dequant(packed, st))
+    fp8.TRITON[0] = False
+    row["fp8_torch_casts_ms"] = ms(lambda: fp8.base_forward(x, packed, st, dequant))
+    fp8.TRITON[0] = True
+    for key, col in (("bf16", "bf16_ms"), ("fp8", "fp8_ms"), ("fp8_torch_casts", "fp8_torch_casts_ms"),
+                     ("bf16_bwd", "bf16_bwd_ms"), ("fp8_bwd", "fp8_bwd_ms")):
+        tot[key] += row[col] - (row["cast_x_ms"] if key == "fp8" and name in ("k", "v", "up") else 0.0)
+    out["products"].append({k2: (round(v, 4) if isinstance(v, float) else v) for k2, v in row.items()})
+    del x, dy, w, wd, packed, st, ref, qa, qb
+try:
+    from unsloth.kernels.swiglu import swiglu_fg_kernel
+    from trainer import fp8_triton
+    e = torch.randn(1, m, 14336, device=dev, dtype=torch.bfloat16); g = torch.randn_like(e)
+    sw = ms(lambda: swiglu_fg_kernel(e, g)); h = swiglu_fg_kernel(e, g)
+    fused = ms(lambda: fp8_triton.quantize_rows(e[0], g[0])); _, _, h2 = fp8_triton.quantize_rows(e[0], g[0])
+    cast_h = ms(lambda: fp8.quantize_rows(h[0]))
+    out["swiglu"] = {"unsloth_ms": round(sw, 4), "unsloth_then_cast_ms": round(sw + cast_h, 4),
+                     "fused_ms": round(fused, 4), "h_mismatch": float((h[0] != h2).float().mean())}
+    tot["fp8"] += fused - sw - cast_h  # down's cast of h is done by the fused kernel, in unsloth's SwiGLU's place
+except Exception as e:
+    out["swiglu"] = {"error": repr(e)[:300]}
+# The layer's forward products (q/k/v and gate/up share one cast of x) and input-gradient products.
+out["layer_ms"] = {k2: round(v, 3) for k2, v in tot.items()}
 print(json.dumps(out))
 """
 

@@ -94,7 +94,7 @@ case "$MODE" in
     rm -rf "$W/code" && tar -C "$W" -xJf "$CARRY/code.tar.xz"
     [ -d "$W/site/trl" ] || tar -C "$W/site" -xJf "$CARRY/site.tar.xz"
     cd "$W/code"
-    PYTHONPATH="$W/site:$W/code:$W/code/datasets" python3 -m pytest -q -p no:cacheprovider tests/test_fp8.py 2>&1 | tail -30
+    PYTHONPATH="$W/site:$W/code:$W/code/datasets" python3 -m pytest -q -p no:cacheprovider -rs tests/test_fp8.py tests/test_fp8_triton.py 2>&1 | tail -40
     ;;
   smoke)
     # The default config end to end on a tiny random Llama (hf backend: liger, flex_attention over packed

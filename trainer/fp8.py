@@ -57,9 +57,30 @@ def fp8_supported(device: torch.device | None = None) -> bool:
 
 
 def _pow2_scale(amax: torch.Tensor) -> torch.Tensor:
-    """The smallest power of two s with amax / s <= 448 (fp32; tiny but finite for an all-zero row)."""
-    amax = amax.float().clamp(min=2.0**-100)
-    return torch.exp2(torch.ceil(torch.log2(amax / E4M3_MAX)))
+    """The smallest power of two s with amax / s <= 448 (fp32; tiny but finite for an all-zero row).
+    From amax's bits, exactly (a float log2 can round 2**k * (1 + 2**-23) down to k, and the row then
+    overflows e4m3): 448 = 1.75 * 2**8, so for amax = m * 2**E (1 <= m < 2) s = 2**(E - 8), doubled
+    when m > 1.75. trainer/fp8_triton.py computes the same."""
+    bits = amax.float().clamp(min=2.0**-100).contiguous().view(torch.int32)
+    j = ((bits >> 23) & 255) - 127 - 8 + ((bits & 0x7FFFFF) > 0x600000).to(torch.int32)
+    return ((j + 127) << 23).view(torch.float32)
+
+
+# The fused Triton casts (trainer/fp8_triton.py) on CUDA; SIFT_FP8_TRITON=0 (read by install()) keeps
+# the torch casts, for comparison. False once Triton fails to import.
+TRITON = [True]
+
+
+def _fast(t: torch.Tensor) -> Any:
+    """trainer.fp8_triton where t is on CUDA and Triton imports, else None."""
+    if not t.is_cuda or not TRITON[0]:
+        return None
+    try:
+        from trainer import fp8_triton
+    except Exception:  # no Triton: the torch casts
+        TRITON[0] = False
+        return None
+    return fp8_triton
 
 
 # Products with a smaller weight stay bf16: there the casts cost several times the FP8 product's
@@ -69,20 +90,33 @@ MIN_ELEMENTS = [8 << 20]
 
 # The scales of a frozen weight, computed once from its first dequantization: key id(packed weight)
 # -> (the packed weight, 1/row scale (N, 1) bf16, row scale (1, N) fp32, 1/column scale (1, K) bf16,
-# column scale (1, K) fp32). Powers of two, so 1/scale is exact in bf16 and scaling is one multiply.
-_WEIGHT_SCALES: dict[int, tuple[Any, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]] = {}
+# column scale (1, K) fp32, 1/row scale (N,) fp32, 1/column scale (K,) fp32). Powers of two, so
+# 1/scale is exact and scaling is one multiply.
+_WEIGHT_SCALES: dict[int, tuple[Any, ...]] = {}
 
 
 def weight_scales(w: torch.Tensor, key: Any = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    hit = _WEIGHT_SCALES.get(id(key)) if key is not None else None
-    if hit is not None and hit[0] is key:
-        return hit[1], hit[2], hit[3], hit[4]
+    inv_row, s_row, inv_col, s_col = _scales(w, key)[:4]
+    return inv_row, s_row, inv_col, s_col
+
+
+def _scales(w: torch.Tensor, key: Any = None) -> tuple[torch.Tensor, ...]:
+    hit = _cached_scales(key)
+    if hit is not None:
+        return hit
     s_row = _pow2_scale(torch.linalg.vector_norm(w, ord=float("inf"), dim=1, keepdim=True))  # (N, 1)
     s_col = _pow2_scale(torch.linalg.vector_norm(w, ord=float("inf"), dim=0, keepdim=True))  # (1, K)
-    val = (s_row.reciprocal().to(w.dtype), s_row.t().contiguous(), s_col.reciprocal().to(w.dtype), s_col)
+    inv_row, inv_col = s_row.reciprocal(), s_col.reciprocal()
+    val = (inv_row.to(w.dtype), s_row.t().contiguous(), inv_col.to(w.dtype), s_col,
+           inv_row.flatten().contiguous(), inv_col.flatten().contiguous())  # fmt: skip
     if key is not None:
         _WEIGHT_SCALES[id(key)] = (key, *val)
     return val
+
+
+def _cached_scales(key: Any) -> tuple[torch.Tensor, ...] | None:
+    hit = _WEIGHT_SCALES.get(id(key)) if key is not None else None
+    return hit[1:] if hit is not None and hit[0] is key else None
 
 
 def quantize_rows(x: torch.Tensor, pad: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
@@ -91,6 +125,10 @@ def quantize_rows(x: torch.Tensor, pad: bool = True) -> tuple[torch.Tensor, torc
     a reduction, small scale kernels and a multiply into e4m3 (which torch writes through a bf16
     temporary); measured on an H100 at ~4x the memory-bandwidth bound, which is what keeps FP8 from
     paying off here (BENCHMARKS.md; a fused Triton cast is the lead)."""
+    fast = _fast(x)
+    if fast is not None:
+        q, s, _ = fast.quantize_rows(x, pad=pad)
+        return q, s
     m, k = x.shape
     rows = -(-m // 16) * 16 if pad else m
     s = _pow2_scale(torch.linalg.vector_norm(x, ord=float("inf"), dim=1, keepdim=True))
@@ -128,20 +166,52 @@ def scaled_mm(a: torch.Tensor, sa: torch.Tensor, b: torch.Tensor, sb: torch.Tens
     return ((a.float() * sa) @ (b.float() * sb)).to(torch.bfloat16)
 
 
-def uses_fp8(x: torch.Tensor, w: torch.Tensor) -> bool:
-    n, k = w.shape
+def uses_fp8(x: torch.Tensor, w: torch.Tensor | tuple[int, int]) -> bool:
+    n, k = w if isinstance(w, tuple) else w.shape
     return n * k >= MIN_ELEMENTS[0] and x.shape[-1] % 16 == 0 and n % 16 == 0 and k % 16 == 0
 
 
+# A base weight as the functions below take it: (packed weight, quant state) and the function that
+# dequantizes it to bf16 (N, K). unsloth's fast_dequantize on the GPU; the identity in the tests
+# (state None: the weight is already bf16).
+Dequant = Callable[[Any, Any], torch.Tensor]
+
+
+def _identity(w: Any, _state: Any) -> torch.Tensor:
+    return w
+
+
+def _dims(w: torch.Tensor, state: Any) -> tuple[int, int]:
+    n, k = state.shape if state is not None else w.shape
+    return int(n), int(k)
+
+
+def weight_operand(
+    w: torch.Tensor, state: Any, dequant: Dequant, *, transposed: bool, cache: bool
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The FP8 right-hand operand of a base weight and its scales (quantize_weight's contract). On
+    CUDA with Triton an nf4 weight whose scales are known goes straight from nf4 to e4m3 in one
+    kernel; otherwise (and the first time, to learn its scales) it is dequantized to bf16 and cast."""
+    fast = _fast(w) if state is not None else None
+    scales = _cached_scales(w) if fast is not None else None
+    if fast is not None and scales is not None and fast.nf4_supported(state):
+        inv = scales[5] if transposed else scales[4]
+        return fast.nf4_to_e4m3(w, state, inv, transposed=transposed), scales[3] if transposed else scales[1]
+    wd = dequant(w, state)
+    return quantize_weight(wd, transposed=transposed, key=w if cache else None)
+
+
 def base_forward(
-    x: torch.Tensor, w: torch.Tensor, key: Any = None, xq: tuple[torch.Tensor, torch.Tensor] | None = None
-) -> torch.Tensor:
-    """x (M, K) @ w.T for w (N, K) bf16, through FP8 when the shapes allow it. `xq`: x already
-    quantized (q, k and v, gate and up share their input)."""
-    if not uses_fp8(x, w):
-        return x @ w.t()
+    x: torch.Tensor, w: torch.Tensor, state: Any = None, dequant: Dequant = _identity,
+    xq: tuple[torch.Tensor, torch.Tensor] | None = None, cache: bool | None = None,
+) -> torch.Tensor:  # fmt: skip
+    """x (M, K) @ W.T for the base weight W (N, K) = dequant(w, state), through FP8 when the shapes
+    allow it. `xq`: x already quantized (q, k and v, gate and up share their input). `cache`: keep
+    W's scales under w (default: for a quantized weight, which is frozen)."""
+    if not uses_fp8(x, _dims(w, state)):
+        return x @ dequant(w, state).t()
     qa, sa = xq if xq is not None else quantize_rows(x)
-    qb, sb = quantize_weight(w, transposed=False, key=key)
+    qb, sb = weight_operand(w, state, dequant, transposed=False, cache=state is not None if cache is None else cache)
     return scaled_mm(qa, sa, qb, sb, fast=True)[: x.shape[0]]
 
 
@@ -150,23 +220,18 @@ def base_forward(
 BACKWARD = [True]
 
 
-def base_backward(dy: torch.Tensor, w: torch.Tensor, key: Any = None) -> torch.Tensor:
-    """dy (M, N) @ w for w (N, K) bf16: the input's gradient, through FP8 when the shapes allow it.
-    fp32 accumulation (no fast accumulation) as for every gradient product."""
-    if not BACKWARD[0] or not uses_fp8(dy, w.t()):
-        return dy @ w
+def base_backward(
+    dy: torch.Tensor, w: torch.Tensor, state: Any = None, dequant: Dequant = _identity, cache: bool | None = None
+) -> torch.Tensor:
+    """dy (M, N) @ W for the base weight W (N, K) = dequant(w, state): the input's gradient, through
+    FP8 when the shapes allow it. fp32 accumulation (no fast accumulation) as for every gradient
+    product."""
+    n, k = _dims(w, state)
+    if not BACKWARD[0] or not uses_fp8(dy, (k, n)):
+        return dy @ dequant(w, state)
     qa, sa = quantize_rows(dy)
-    qb, sb = quantize_weight(w, transposed=True, key=key)
+    qb, sb = weight_operand(w, state, dequant, transposed=True, cache=state is not None if cache is None else cache)
     return scaled_mm(qa, sa, qb, sb, fast=False)[: dy.shape[0]]
-
-
-# A base weight as the functions below take it: (packed weight, quant state) and the function that
-# dequantizes it to bf16 (N, K). unsloth's fast_dequantize on the GPU; the identity in the tests.
-Dequant = Callable[[Any, Any], torch.Tensor]
-
-
-def _identity(w: Any, _state: Any) -> torch.Tensor:
-    return w
 
 
 def _drop(x: torch.Tensor, p: float) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -214,9 +279,7 @@ class LoraLinearFP8(torch.autograd.Function):
                 dequant: Dequant, p: float = 0.0) -> torch.Tensor:  # fmt: skip
         shape = x.shape
         x2 = x.reshape(-1, shape[-1])
-        wd = dequant(w, state)
-        y = base_forward(x2, wd, w)
-        del wd
+        y = base_forward(x2, w, state, dequant)
         xd, keep = _drop(x2, p)
         y += _lora(xd, a, b, s)
         del xd
@@ -229,8 +292,7 @@ class LoraLinearFP8(torch.autograd.Function):
         x2, a, b, keep = ctx.saved_tensors
         dy2 = dy.reshape(-1, dy.shape[-1])
         d_a, d_b, dx = _lora_grads(x2, dy2, a, b, ctx.s, keep, ctx.p)
-        wd = ctx.dequant(ctx.w, ctx.state)
-        dx += base_backward(dy2, wd, ctx.w)
+        dx += base_backward(dy2, ctx.w, ctx.state, ctx.dequant)
         return dx.view(ctx.shape), None, None, d_a, d_b, None, None, None
 
 
@@ -244,11 +306,9 @@ class LoraQKVFP8(torch.autograd.Function):
         outs, saved, ctx.bases = [], [], []
         xq = None  # x quantized once for the three products
         for w, state, a, b, s, p in (params[0:P], params[P : 2 * P], params[2 * P : 3 * P]):
-            wd = dequant(w, state)
-            if xq is None and uses_fp8(x2, wd):
+            if xq is None and uses_fp8(x2, _dims(w, state)):
                 xq = quantize_rows(x2)
-            y = base_forward(x2, wd, w, xq)
-            del wd
+            y = base_forward(x2, w, state, dequant, xq)
             xd, keep = _drop(x2, p)
             y += _lora(xd, a, b, s)
             del xd
@@ -269,9 +329,7 @@ class LoraQKVFP8(torch.autograd.Function):
             a, b, keep = saved[3 * j : 3 * j + 3]
             dy2 = dy.reshape(-1, dy.shape[-1])
             d_a, d_b, dx_lora = _lora_grads(x2, dy2, a, b, s, keep, p)
-            wd = ctx.dequant(w, state)
-            part = base_backward(dy2, wd, w)
-            del wd
+            part = base_backward(dy2, w, state, ctx.dequant)
             part += dx_lora
             dx = part if dx is None else dx.add_(part)
             grads += [None, None, d_a, d_b, None, None]
@@ -290,22 +348,24 @@ class LoraGatedMLPFP8(torch.autograd.Function):
         x2 = x.reshape(-1, shape[-1])
         (gw, gq, ga, gb, gs, gp), (uw, uq, ua, ub, us, up), (dw, dq, da, db, ds, dp) = (
             params[0:P], params[P : 2 * P], params[2 * P : 3 * P])  # fmt: skip
-        wd = dequant(gw, gq)
-        xq = quantize_rows(x2) if uses_fp8(x2, wd) else None
-        e = base_forward(x2, wd, gw, xq)
-        del wd
+        xq = quantize_rows(x2) if uses_fp8(x2, _dims(gw, gq)) else None
+        e = base_forward(x2, gw, gq, dequant, xq)
         xd, g_keep = _drop(x2, gp)
         e += _lora(xd, ga, gb, gs)
-        wd = dequant(uw, uq)
-        g = base_forward(x2, wd, uw, xq)
-        del wd, xq
+        g = base_forward(x2, uw, uq, dequant, xq)
+        del xq
         xd, u_keep = _drop(x2, up)
         g += _lora(xd, ua, ub, us)
         del xd
-        h = fwd(e.view(1, *e.shape), g.view(1, *g.shape)).view(e.shape)  # unsloth's forward kernels take 3-D
-        wd = dequant(dw, dq)
-        out = base_forward(h, wd, dw)
-        del wd
+        fast = _fast(e) if fwd in SWIGLU_FORWARDS and uses_fp8(e, _dims(dw, dq)) else None
+        if fast is not None:
+            # SwiGLU and the down product's row cast in one kernel: h in bf16 (for the LoRA path) and e4m3
+            hq, hs, h = fast.quantize_rows(e, g)
+            out = base_forward(h, dw, dq, dequant, (hq, hs))
+            del hq
+        else:
+            h = fwd(e.view(1, *e.shape), g.view(1, *g.shape)).view(e.shape)  # unsloth's forward kernels take 3-D
+            out = base_forward(h, dw, dq, dequant)
         hd, d_keep = _drop(h, dp)
         out += _lora(hd, da, db, ds)
         del hd, h
@@ -319,9 +379,7 @@ class LoraGatedMLPFP8(torch.autograd.Function):
         x2, e, g, ga, gb, ua, ub, da, db, g_keep, u_keep, d_keep = ctx.saved_tensors
         (gw, gq, gs, gp), (uw, uq, us, up), (dw, dq, ds, dp) = ctx.bases
         dy2 = dy.reshape(-1, dy.shape[-1])
-        wd = ctx.dequant(dw, dq)
-        dh = base_backward(dy2, wd, dw)
-        del wd
+        dh = base_backward(dy2, dw, dq, ctx.dequant)
         dh += _dropped((dy2 @ db.to(dy2.dtype)) @ (da.to(dy2.dtype) * ds), d_keep, dp)
         # unsloth's kernel contract: (dh, e, g) -> (h, df, de), in place.
         h, df, de = ctx.bwd(dh, e, g)
@@ -330,11 +388,8 @@ class LoraGatedMLPFP8(torch.autograd.Function):
         d_ga, d_gb, dx_gate = _lora_grads(x2, de, ga, gb, gs, g_keep, gp)
         dx += dx_gate
         del dx_gate
-        wd = ctx.dequant(uw, uq)
-        dx += base_backward(df, wd, uw)
-        wd = ctx.dequant(gw, gq)
-        dx += base_backward(de, wd, gw)
-        del wd
+        dx += base_backward(df, uw, uq, ctx.dequant)
+        dx += base_backward(de, gw, gq, ctx.dequant)
         return (
             dx.view(ctx.shape), None, None, None,
             None, None, d_ga, d_gb, None, None,
@@ -352,7 +407,12 @@ class LoraGatedMLPFP8(torch.autograd.Function):
 
 def swiglu_forward(e: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
     _batch, _seq_len, _hd = e.shape  # unsloth's swiglu_fg_kernel unpacks the same way
-    return torch.nn.functional.silu(e) * g
+    return (torch.nn.functional.silu(e.float()).to(g.dtype) * g).to(g.dtype)
+
+
+# The forward kernels computing h = silu(e) * g as trainer/fp8_triton.py's fused cast does (install()
+# adds unsloth's swiglu_fg_kernel): with them the MLP's activation and its FP8 cast are one kernel.
+SWIGLU_FORWARDS: set[Any] = {swiglu_forward}
 
 
 def swiglu_backward(dh: torch.Tensor, e: torch.Tensor, g: torch.Tensor) -> tuple[torch.Tensor, ...]:
@@ -361,8 +421,9 @@ def swiglu_backward(dh: torch.Tensor, e: torch.Tensor, g: torch.Tensor) -> tuple
     ef = e.float()
     sig = torch.sigmoid(ef)
     silu = ef * sig
-    h = (silu * g.float()).to(e.dtype)
-    df = (dh.float() * silu).to(e.dtype)
+    f = silu.to(e.dtype)  # rounded before the product, as unsloth's kernels do
+    h = f * g
+    df = (dh.float() * f.float()).to(e.dtype)
     de = (dh.float() * g.float() * sig * (1 + ef * (1 - sig))).to(e.dtype)
     return h, df, de
 
@@ -436,6 +497,9 @@ def install(model: Any, log: logging.Logger) -> Installed:
         return fast_dequantize(w, state, use_global_buffer=True)
 
     BACKWARD[0] = os.environ.get("SIFT_FP8_BACKWARD", "1") != "0"
+    TRITON[0] = os.environ.get("SIFT_FP8_TRITON", "1") != "0"
+    if "swiglu_fg_kernel" in fast_lora.__dict__:
+        SWIGLU_FORWARDS.add(fast_lora.__dict__["swiglu_fg_kernel"])
 
     acts = {
         getattr(fast_lora, "apply_lora_mlp_swiglu", None): ("swiglu_fg_kernel", "swiglu_DWf_DW_dfg_kernel"),
