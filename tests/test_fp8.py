@@ -345,3 +345,11 @@ def test_install_swaps_unsloths_fused_functions_and_trains_through_them(monkeypa
         for a, b in zip(layer.self_attn.apply_qkv(layer.self_attn, x), apply_lora_qkv(layer.self_attn, x), strict=True):
             assert torch.equal(a, b)
         assert torch.equal(layer.mlp(x), apply_lora_mlp_swiglu(layer.mlp, x))
+    # Groups whose weights are all under MIN_ELEMENTS keep unsloth's own (faster in bf16) functions.
+    layer.self_attn.apply_qkv, layer.self_attn.apply_o = apply_lora_qkv, apply_lora_o
+    layer.mlp.forward = types.MethodType(apply_lora_mlp_swiglu, layer.mlp)
+    monkeypatch.setattr(fp8, "MIN_ELEMENTS", [64 * 160])  # the MLP's 64 x 160 weights, not attention's
+    done = fp8.install(model, logging.getLogger("test"))
+    assert (done.projections, done.layers) == (3, 1) and len(done.skipped) == 2, done.skipped
+    assert layer.self_attn.apply_qkv is apply_lora_qkv and layer.self_attn.apply_o is apply_lora_o
+    assert layer.mlp.forward.__func__ is not apply_lora_mlp_swiglu

@@ -8,13 +8,15 @@ cores (`torch._scaled_mm`, H100/H200/Ada: twice bf16's rate), while everything t
 it was: the LoRA products, their gradients, the activations, norms, attention and the loss are
 bf16 and unchanged.
 
-Status (BENCHMARKS.md, "FP8 base products"): the products alone were measured on an H100 (the FP8
-GEMM is up to 1.84x bf16's, but these casts cost as much as it saves); no training run on a GPU has
-completed with it yet, so `fp8_matmul` is off by default.
+Status (BENCHMARKS.md, "FP8 base products"): with torch's casts the products were measured on an
+H100 (the FP8 GEMM is up to 1.84x bf16's, but those casts cost as much as it saves); the casts are now
+fused Triton kernels (trainer/fp8_triton.py). `fp8_matmul` stays off by default until a training run
+on the GPU has measured it.
 
 The arithmetic, per product `X @ W.T` (forward) and `dY @ W` (backward):
-- W is dequantized from nf4 to bf16 (unsloth's kernel, as unsloth does before its bf16 product),
-  then cast to float8 e4m3 with one scale per output row (forward) or per input column (backward);
+- W is cast to float8 e4m3 with one scale per output row (forward) or per input column (backward):
+  on CUDA straight from nf4 (one Triton kernel, the bf16 value bitsandbytes would write, scaled);
+  elsewhere dequantized to bf16 first (unsloth's kernel), then cast;
 - X (or dY) is cast to e4m3 with one scale per token row;
 - scales are powers of two, so scaling is exact and only the cast to 3 mantissa bits rounds;
 - the product accumulates in fp32 and comes back in bf16.
@@ -127,8 +129,7 @@ def quantize_rows(x: torch.Tensor, pad: bool = True) -> tuple[torch.Tensor, torc
     paying off here (BENCHMARKS.md; a fused Triton cast is the lead)."""
     fast = _fast(x)
     if fast is not None:
-        q, s, _ = fast.quantize_rows(x, pad=pad)
-        return q, s
+        return fast.quantize_rows(x, pad=pad)
     m, k = x.shape
     rows = -(-m // 16) * 16 if pad else m
     s = _pow2_scale(torch.linalg.vector_norm(x, ord=float("inf"), dim=1, keepdim=True))
@@ -197,7 +198,7 @@ def weight_operand(
     if fast is not None and scales is not None and fast.nf4_supported(state):
         inv = scales[5] if transposed else scales[4]
         return fast.nf4_to_e4m3(w, state, inv, transposed=transposed), scales[3] if transposed else scales[1]
-    wd = dequant(w, state)
+    wd = getattr(dequant, "once", dequant)(w, state) if fast is not None else dequant(w, state)
     return quantize_weight(wd, transposed=transposed, key=w if cache else None)
 
 
@@ -247,22 +248,30 @@ def _dropped(x: torch.Tensor, keep: torch.Tensor | None, p: float) -> torch.Tens
     return x if keep is None else x * keep * (1.0 / (1.0 - p))
 
 
-def _lora(x: torch.Tensor, a: torch.Tensor, b: torch.Tensor, s: float) -> torch.Tensor:
-    return (x @ a.t().to(x.dtype)) @ (b.t().to(x.dtype) * s)
+def _add_lora(y: torch.Tensor, x: torch.Tensor, a: torch.Tensor, b: torch.Tensor, s: float) -> None:
+    """y += s * (x A^T) B^T in place, the add done by the second product (addmm's beta, as unsloth's
+    matmul_lora): no (M, N) temporary is written and read back."""
+    y.addmm_(x @ a.t().to(x.dtype), b.t().to(x.dtype), alpha=s)
 
 
 def _lora_grads(
     x: torch.Tensor, dy: torch.Tensor, a: torch.Tensor, b: torch.Tensor, s: float,
-    keep: torch.Tensor | None = None, p: float = 0.0,
+    keep: torch.Tensor | None = None, p: float = 0.0, dx: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:  # fmt: skip
     """For y = s * (d(x) A^T) B^T with A (r, in), B (out, r) and d the dropout kept by `keep`:
-    dA, dB and the LoRA part of dx."""
+    dA, dB and the LoRA part of dx, added into `dx` in place when given (by the product itself
+    where there is no dropout)."""
     xd = _dropped(x, keep, p)
     a_, b_ = a.to(x.dtype), b.to(x.dtype)
     dy_b = dy @ b_  # (M, r)
     d_a = (dy_b.t() @ xd) * s
     d_b = (dy.t() @ (xd @ a_.t())) * s
-    dx = _dropped((dy_b @ a_) * s, keep, p)
+    if dx is not None and keep is None:
+        dx.addmm_(dy_b, a_, alpha=s)
+    elif dx is not None:
+        dx += _dropped((dy_b @ a_) * s, keep, p)
+    else:
+        dx = _dropped((dy_b @ a_) * s, keep, p)
     return d_a.to(a.dtype), d_b.to(b.dtype), dx
 
 
@@ -281,7 +290,7 @@ class LoraLinearFP8(torch.autograd.Function):
         x2 = x.reshape(-1, shape[-1])
         y = base_forward(x2, w, state, dequant)
         xd, keep = _drop(x2, p)
-        y += _lora(xd, a, b, s)
+        _add_lora(y, xd, a, b, s)
         del xd
         ctx.save_for_backward(x2, a, b, keep)
         ctx.w, ctx.state, ctx.s, ctx.p, ctx.dequant, ctx.shape = w, state, s, p, dequant, shape
@@ -291,8 +300,8 @@ class LoraLinearFP8(torch.autograd.Function):
     def backward(ctx: Any, dy: torch.Tensor) -> tuple[Any, ...]:
         x2, a, b, keep = ctx.saved_tensors
         dy2 = dy.reshape(-1, dy.shape[-1])
-        d_a, d_b, dx = _lora_grads(x2, dy2, a, b, ctx.s, keep, ctx.p)
-        dx += base_backward(dy2, ctx.w, ctx.state, ctx.dequant)
+        dx = base_backward(dy2, ctx.w, ctx.state, ctx.dequant)
+        d_a, d_b, dx = _lora_grads(x2, dy2, a, b, ctx.s, keep, ctx.p, dx)
         return dx.view(ctx.shape), None, None, d_a, d_b, None, None, None
 
 
@@ -310,7 +319,7 @@ class LoraQKVFP8(torch.autograd.Function):
                 xq = quantize_rows(x2)
             y = base_forward(x2, w, state, dequant, xq)
             xd, keep = _drop(x2, p)
-            y += _lora(xd, a, b, s)
+            _add_lora(y, xd, a, b, s)
             del xd
             outs.append(y.view(*shape[:-1], y.shape[-1]))
             saved += [a, b, keep]
@@ -328,10 +337,11 @@ class LoraQKVFP8(torch.autograd.Function):
             w, state, s, p = ctx.bases[j]
             a, b, keep = saved[3 * j : 3 * j + 3]
             dy2 = dy.reshape(-1, dy.shape[-1])
-            d_a, d_b, dx_lora = _lora_grads(x2, dy2, a, b, s, keep, p)
-            part = base_backward(dy2, w, state, ctx.dequant)
-            part += dx_lora
-            dx = part if dx is None else dx.add_(part)
+            if dx is None:
+                dx = base_backward(dy2, w, state, ctx.dequant)
+            else:
+                dx += base_backward(dy2, w, state, ctx.dequant)
+            d_a, d_b, dx = _lora_grads(x2, dy2, a, b, s, keep, p, dx)
             grads += [None, None, d_a, d_b, None, None]
         assert dx is not None
         return (dx.view(ctx.shape), None, *grads)
@@ -351,23 +361,16 @@ class LoraGatedMLPFP8(torch.autograd.Function):
         xq = quantize_rows(x2) if uses_fp8(x2, _dims(gw, gq)) else None
         e = base_forward(x2, gw, gq, dequant, xq)
         xd, g_keep = _drop(x2, gp)
-        e += _lora(xd, ga, gb, gs)
+        _add_lora(e, xd, ga, gb, gs)
         g = base_forward(x2, uw, uq, dequant, xq)
         del xq
         xd, u_keep = _drop(x2, up)
-        g += _lora(xd, ua, ub, us)
+        _add_lora(g, xd, ua, ub, us)
         del xd
-        fast = _fast(e) if fwd in SWIGLU_FORWARDS and uses_fp8(e, _dims(dw, dq)) else None
-        if fast is not None:
-            # SwiGLU and the down product's row cast in one kernel: h in bf16 (for the LoRA path) and e4m3
-            hq, hs, h = fast.quantize_rows(e, g)
-            out = base_forward(h, dw, dq, dequant, (hq, hs))
-            del hq
-        else:
-            h = fwd(e.view(1, *e.shape), g.view(1, *g.shape)).view(e.shape)  # unsloth's forward kernels take 3-D
-            out = base_forward(h, dw, dq, dequant)
+        h = fwd(e.view(1, *e.shape), g.view(1, *g.shape)).view(e.shape)  # unsloth's forward kernels take 3-D
+        out = base_forward(h, dw, dq, dequant)
         hd, d_keep = _drop(h, dp)
-        out += _lora(hd, da, db, ds)
+        _add_lora(out, hd, da, db, ds)
         del hd, h
         ctx.save_for_backward(x2, e, g, ga, gb, ua, ub, da, db, g_keep, u_keep, d_keep)
         ctx.bases = ((gw, gq, gs, gp), (uw, uq, us, up), (dw, dq, ds, dp))
@@ -380,16 +383,17 @@ class LoraGatedMLPFP8(torch.autograd.Function):
         (gw, gq, gs, gp), (uw, uq, us, up), (dw, dq, ds, dp) = ctx.bases
         dy2 = dy.reshape(-1, dy.shape[-1])
         dh = base_backward(dy2, dw, dq, ctx.dequant)
-        dh += _dropped((dy2 @ db.to(dy2.dtype)) @ (da.to(dy2.dtype) * ds), d_keep, dp)
+        if d_keep is None:
+            dh.addmm_(dy2 @ db.to(dy2.dtype), da.to(dy2.dtype), alpha=ds)
+        else:
+            dh += _dropped((dy2 @ db.to(dy2.dtype)) @ (da.to(dy2.dtype) * ds), d_keep, dp)
         # unsloth's kernel contract: (dh, e, g) -> (h, df, de), in place.
         h, df, de = ctx.bwd(dh, e, g)
         d_da, d_db, _ = _lora_grads(h, dy2, da, db, ds, d_keep, dp)
-        d_ua, d_ub, dx = _lora_grads(x2, df, ua, ub, us, u_keep, up)
-        d_ga, d_gb, dx_gate = _lora_grads(x2, de, ga, gb, gs, g_keep, gp)
-        dx += dx_gate
-        del dx_gate
-        dx += base_backward(df, uw, uq, ctx.dequant)
+        dx = base_backward(df, uw, uq, ctx.dequant)
         dx += base_backward(de, gw, gq, ctx.dequant)
+        d_ua, d_ub, dx = _lora_grads(x2, df, ua, ub, us, u_keep, up, dx)
+        d_ga, d_gb, dx = _lora_grads(x2, de, ga, gb, gs, g_keep, gp, dx)
         return (
             dx.view(ctx.shape), None, None, None,
             None, None, d_ga, d_gb, None, None,
@@ -408,11 +412,6 @@ class LoraGatedMLPFP8(torch.autograd.Function):
 def swiglu_forward(e: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
     _batch, _seq_len, _hd = e.shape  # unsloth's swiglu_fg_kernel unpacks the same way
     return (torch.nn.functional.silu(e.float()).to(g.dtype) * g).to(g.dtype)
-
-
-# The forward kernels computing h = silu(e) * g as trainer/fp8_triton.py's fused cast does (install()
-# adds unsloth's swiglu_fg_kernel): with them the MLP's activation and its FP8 cast are one kernel.
-SWIGLU_FORWARDS: set[Any] = {swiglu_forward}
 
 
 def swiglu_backward(dh: torch.Tensor, e: torch.Tensor, g: torch.Tensor) -> tuple[torch.Tensor, ...]:
@@ -483,6 +482,13 @@ def _params(proj: Any) -> tuple[Any, ...]:
     return (w, state, proj.lora_A[name].weight, proj.lora_B[name].weight, proj.scaling[name], p)
 
 
+def _big(projs: tuple[Any, ...]) -> int:
+    """How many of these projections' base products are large enough for FP8 (MIN_ELEMENTS): a group
+    with none keeps unsloth's own function, which is faster than ours in bf16."""
+    weights = (p.base_layer.weight for p in projs)
+    return sum(n * k >= MIN_ELEMENTS[0] for n, k in (_dims(w, getattr(w, "quant_state", None)) for w in weights))
+
+
 def install(model: Any, log: logging.Logger) -> Installed:
     """Swap unsloth's fused LoRA functions of every decoder layer for the FP8 ones where they apply."""
     done = Installed()
@@ -496,10 +502,12 @@ def install(model: Any, log: logging.Logger) -> Installed:
     def dequant(w: Any, state: Any) -> torch.Tensor:
         return fast_dequantize(w, state, use_global_buffer=True)
 
+    # A weight dequantized only to learn its scales (the Triton cast never needs it again) goes to a
+    # temporary: unsloth's shared buffer would otherwise grow to the largest weight and stay.
+    setattr(dequant, "once", lambda w, state: fast_dequantize(w, state, use_global_buffer=False))  # noqa: B010
+
     BACKWARD[0] = os.environ.get("SIFT_FP8_BACKWARD", "1") != "0"
     TRITON[0] = os.environ.get("SIFT_FP8_TRITON", "1") != "0"
-    if "swiglu_fg_kernel" in fast_lora.__dict__:
-        SWIGLU_FORWARDS.add(fast_lora.__dict__["swiglu_fg_kernel"])
 
     acts = {
         getattr(fast_lora, "apply_lora_mlp_swiglu", None): ("swiglu_fg_kernel", "swiglu_DWf_DW_dfg_kernel"),
@@ -519,16 +527,22 @@ def install(model: Any, log: logging.Logger) -> Installed:
         if attn is not None and getattr(attn, "apply_qkv", None) is getattr(fast_lora, "apply_lora_qkv", 0):
             projs = (attn.q_proj, attn.k_proj, attn.v_proj)
             if all(_plain(p) for p in projs):
-                attn.apply_qkv = _qkv(dequant, fast_lora.apply_lora_qkv)
-                done.projections += 3
-                took = True
+                if _big(projs):
+                    attn.apply_qkv = _qkv(dequant, fast_lora.apply_lora_qkv)
+                    done.projections += _big(projs)
+                    took = True
+                else:
+                    done.skip("q/k/v: weights under MIN_ELEMENTS")
             else:
                 done.skip("q/k/v: bias, DoRA, several adapters or a base that is not nf4")
         if attn is not None and getattr(attn, "apply_o", None) is getattr(fast_lora, "apply_lora_o", 0):
             if _plain(attn.o_proj):
-                attn.apply_o = _o(dequant, fast_lora.apply_lora_o)
-                done.projections += 1
-                took = True
+                if _big((attn.o_proj,)):
+                    attn.apply_o = _o(dequant, fast_lora.apply_lora_o)
+                    done.projections += 1
+                    took = True
+                else:
+                    done.skip("o: weight under MIN_ELEMENTS")
             else:
                 done.skip("o: bias, DoRA, several adapters or a base that is not nf4")
         slot = "_unsloth_forward" if hasattr(mlp, "_unsloth_forward") else "forward"  # unsloth's TiledMLP
@@ -537,11 +551,14 @@ def install(model: Any, log: logging.Logger) -> Installed:
             names = acts.get(fwd_fn) or acts.get(getattr(fwd_fn, "func", None))
             if names is not None and all(_plain(getattr(mlp, p)) for p in ("gate_proj", "up_proj", "down_proj")):
                 kernels = fast_lora.__dict__.get(names[0]), fast_lora.__dict__.get(names[1])
+                projs = tuple(getattr(mlp, p) for p in ("gate_proj", "up_proj", "down_proj"))
                 if None in kernels:
                     done.skip(f"mlp: unsloth has no {names}")
+                elif not _big(projs):
+                    done.skip("mlp: weights under MIN_ELEMENTS")
                 else:
                     setattr(mlp, slot, types.MethodType(_mlp(dequant, *kernels, fwd_fn), mlp))
-                    done.projections += 3
+                    done.projections += _big(projs)
                     took = True
             elif names is not None:
                 done.skip("mlp: bias, DoRA, several adapters or a base that is not nf4")
