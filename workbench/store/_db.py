@@ -106,6 +106,9 @@ _KEPT_OPEN: weakref.WeakSet[Database] = weakref.WeakSet()
 # handle conflict"). Opening and closing a file's connections one thread at a time avoids that.
 _OPEN_CLOSE: dict[str, threading.Lock] = {}
 _OPEN_CLOSE_GUARD = threading.Lock()
+# Migrations run one at a time in this process: two sessions of the app opening a new store at once
+# would otherwise both create the same table or sequence, and one fails on a write-write conflict.
+_MIGRATE_GUARD = threading.Lock()
 
 
 def _open_close(path: Path) -> threading.Lock:
@@ -291,6 +294,11 @@ class Database:
                 raise ConflictError(f"another change landed first, nothing was saved: {e}") from None
 
     def _migrate(self, con: duckdb.DuckDBPyConnection) -> None:
+        with _MIGRATE_GUARD:
+            if not self._migrated:
+                self._migrate_locked(con)
+
+    def _migrate_locked(self, con: duckdb.DuckDBPyConnection) -> None:
         con.execute(
             "CREATE TABLE IF NOT EXISTS schema_migrations ("
             " component TEXT, number INTEGER, applied_at TIMESTAMP, PRIMARY KEY (component, number))"
