@@ -278,11 +278,11 @@ def test_sessions_opening_a_new_store_at_once_all_get_it(tmp_path: Path) -> None
             st.db.keep_open_s = 5.0  # as the app holds it (SIFT_APP_KEEP_OPEN_S)
         start, errors = threading.Barrier(len(stores)), []
 
-        def first_read(st: Store) -> None:
+        def first_read(st: Store, start: threading.Barrier = start, errors: list[str] = errors) -> None:
             try:
                 start.wait()
                 st.stats()
-            except Exception as e:  # noqa: BLE001 - the assertion below reports it
+            except Exception as e:
                 errors.append(repr(e))
 
         threads = [threading.Thread(target=first_read, args=(st,)) for st in stores]
