@@ -1,7 +1,7 @@
 """The fused Triton casts of trainer/fp8_triton.py, bit for bit against the torch casts of trainer/fp8.py.
 
-Where Triton imports (the GPU image; not the CPU CI, whose torch has no Triton) the kernels run under
-Triton's CPU interpreter, writing fp32 that torch then casts (the interpreter's own float8
+Where Triton imports (requirements.lock installs it on the CPU for this; the GPU image has its own)
+the kernels run under Triton's CPU interpreter, writing fp32 that torch then casts (the interpreter's own float8
 conversion is wrong); on a GPU with FP8 tensor cores they run compiled, writing e4m3, and the nf4
 weight is a real bitsandbytes one. Every comparison is exact: the scales are powers of two, so both
 paths round each value once, to e4m3's nearest even.
