@@ -164,13 +164,14 @@ def check_kills(
             assert what.startswith("after"), (what, r)
             continue  # finished before the timed kill: nothing to check
         after = Store(store).logical_dump()  # opens without error
-        if what.startswith("after") and after != before and normalized(after) == complete:
+        whole = what.startswith("after") and after != before and normalized(after) == complete
+        if whole:
             landed += 1  # killed after its commit (closing the file): the operation landed whole
         else:
             assert not differing(before, after), f"{op} killed at {what}: tables changed {differing(before, after)}"
         assert workbench.open(store).stats().conversations == len(before["conversations"])
         survived += 1
-        if what.startswith("after") and after != before:
+        if whole:
             # It landed whole (checked above against the undisturbed run): there is nothing to re-run,
             # and an operation such as freezing a named version would now rightly refuse to.
             continue

@@ -9,7 +9,7 @@ it was: the LoRA products, their gradients, the activations, norms, attention an
 bf16 and unchanged.
 
 Status (BENCHMARKS.md, "FP8 base products"): with the fused Triton casts (trainer/fp8_triton.py) an
-8B layer's base products take 3.07 ms forward against unsloth's 4.75 (H100), but the one training run
+8B layer's base products take ~3.0 ms forward against unsloth's 4.75 (H100), but the one training run
 gave 1.05x unsloth at the 8B shape with 0.45 GiB more memory and 0.94x at 1B. Its LoRA adds, the
 threshold per group and the one-off dequantization were changed after it and have no GPU figure, so
 `fp8_matmul` stays off by default.
