@@ -141,6 +141,10 @@ CONFIGS: dict[str, tuple[str, dict[str, Any]]] = {
         "Sift, FP8 base products (fp8_matmul auto)",
         {"fp8_matmul": "auto"},
     ),
+    "sift-fp8-fastbwd": (
+        "Sift, FP8 base products, fast accumulation in the input-gradient products too",
+        {"fp8_matmul": "auto", "_env": {"SIFT_FP8_FAST_BACKWARD": "1"}},
+    ),
     "sift-fp8-fwd": (
         "Sift default, FP8 in the forward products only (SIFT_FP8_BACKWARD=0)",
         {"fp8_matmul": "auto", "_env": {"SIFT_FP8_BACKWARD": "0"}},
@@ -237,6 +241,24 @@ try:  # the down product's input: unsloth's SwiGLU kernel, then the row cast
     del e, g, h
 except Exception as e:
     out["swiglu"] = {"error": repr(e)[:300]}
+# The nf4 -> e4m3 cast's tile (rows, columns, warps) at the largest weight, both layouts: GB/s of its
+# traffic (0.5 byte read + 1 written per weight).
+try:
+    from trainer import fp8_triton as ft
+    w = (torch.randn(14336, 4096, device=dev) / 64).to(torch.bfloat16)
+    packed, st = bnbf.quantize_4bit(w, blocksize=64, quant_type="nf4", compress_statistics=True)
+    inv_n = torch.ones(14336, device=dev); inv_k = torch.ones(4096, device=dev)
+    sweep = []
+    for tile in ((64, 128, 8), (64, 128, 4), (32, 256, 4), (64, 256, 8), (128, 128, 8), (32, 512, 8), (128, 256, 8), (16, 1024, 8)):
+        row = {"tile": tile}
+        for tr in (False, True):
+            t = ms(lambda: ft.nf4_to_e4m3(packed, st, inv_k if tr else inv_n, transposed=tr, tile=tile))
+            row["t" if tr else "n"] = round(14336 * 4096 * 1.5 / t / 1e9, 1)
+        sweep.append(row)
+    out["nf4_tile_gbs"] = sweep
+    del w, packed, st
+except Exception as e:
+    out["nf4_tile_gbs"] = {"error": repr(e)[:300]}
 # The layer's forward products (q/k/v and gate/up share one cast of x) and input-gradient products.
 out["layer_ms"] = {k2: round(v, 3) for k2, v in tot.items()}
 print(json.dumps(out))

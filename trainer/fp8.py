@@ -218,8 +218,10 @@ def base_forward(
 
 
 # Whether the input-gradient products run in FP8 too (install() reads SIFT_FP8_BACKWARD; 0 keeps
-# them bf16, FP8 in the forward products only).
+# them bf16, FP8 in the forward products only), and whether they use the tensor cores' fast
+# accumulation as the forward products do (SIFT_FP8_FAST_BACKWARD=1; off: exact fp32 accumulation).
 BACKWARD = [True]
+FAST_BACKWARD = [False]
 
 
 def base_backward(
@@ -227,13 +229,13 @@ def base_backward(
 ) -> torch.Tensor:
     """dy (M, N) @ W for the base weight W (N, K) = dequant(w, state): the input's gradient, through
     FP8 when the shapes allow it. fp32 accumulation (no fast accumulation) as for every gradient
-    product."""
+    product, unless FAST_BACKWARD."""
     n, k = _dims(w, state)
     if not BACKWARD[0] or not uses_fp8(dy, (k, n)):
         return dy @ dequant(w, state)
     qa, sa = quantize_rows(dy)
     qb, sb = weight_operand(w, state, dequant, transposed=True, cache=state is not None if cache is None else cache)
-    return scaled_mm(qa, sa, qb, sb, fast=False)[: dy.shape[0]]
+    return scaled_mm(qa, sa, qb, sb, fast=FAST_BACKWARD[0])[: dy.shape[0]]
 
 
 def _drop(x: torch.Tensor, p: float) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -508,6 +510,7 @@ def install(model: Any, log: logging.Logger) -> Installed:
     setattr(dequant, "once", lambda w, state: fast_dequantize(w, state, use_global_buffer=False))  # noqa: B010
 
     BACKWARD[0] = os.environ.get("SIFT_FP8_BACKWARD", "1") != "0"
+    FAST_BACKWARD[0] = os.environ.get("SIFT_FP8_FAST_BACKWARD", "0") == "1"
     TRITON[0] = os.environ.get("SIFT_FP8_TRITON", "1") != "0"
 
     acts = {

@@ -132,6 +132,10 @@ def _nf4_fp8_kernel(
         tl.store(out_ptr + n[:, None] * K + k[None, :], out, mask=n_ok[:, None] & k_ok[None, :])
 
 
+# (rows, columns, warps) of an nf4_to_e4m3 program: [plain, transposed].
+NF4_TILE = [(64, 128, 8), (64, 128, 8)]
+
+
 def nf4_supported(state: Any) -> bool:
     """A bitsandbytes nf4 QuantState (plain or double-quantized) whose blocks tile the rows."""
     shape = getattr(state, "shape", None)
@@ -145,11 +149,18 @@ def nf4_supported(state: Any) -> bool:
 
 
 def nf4_to_e4m3(
-    w: torch.Tensor, state: Any, inv: torch.Tensor, *, transposed: bool, out_dtype: torch.dtype = torch.float8_e4m3fn
+    w: torch.Tensor,
+    state: Any,
+    inv: torch.Tensor,
+    *,
+    transposed: bool,
+    out_dtype: torch.dtype = torch.float8_e4m3fn,
+    tile: tuple[int, int, int] | None = None,
 ) -> torch.Tensor:
     """The packed nf4 weight (N, K) times its inverse scales `inv` (fp32: (N,) per output row, or (K,)
     per input column when `transposed`), cast to `out_dtype`. Returns the operand as the FP8 product
-    takes it, column-major: (K, N) for `x @ W.T`, or (N, K) for `dy @ W` when transposed."""
+    takes it, column-major: (K, N) for `x @ W.T`, or (N, K) for `dy @ W` when transposed. `tile`:
+    (rows, columns, warps) of a program, NF4_TILE by default."""
     n, k = (int(d) for d in state.shape)
     bs = int(state.blocksize)
     nested = bool(getattr(state, "nested", False))
@@ -162,12 +173,12 @@ def nf4_to_e4m3(
     else:
         code2 = absmax2 = offset = absmax
         bs2 = 1
-    j = max(1, 128 // bs)  # 128 columns per tile
-    bn = 64
+    bn, cols, warps = tile or NF4_TILE[1 if transposed else 0]
+    j = max(1, cols // bs)
     grid = (-(-n // bn), -(-(k // bs) // j))
     _nf4_fp8_kernel[grid](
         w.view(torch.uint8) if w.dtype != torch.uint8 else w, absmax, code2, absmax2, offset,
         state.code, inv, out, n, k, NESTED=nested, TRANSPOSED=transposed, BLOCKSIZE=bs, BLOCKSIZE2=bs2,
-        BN=bn, J=j, num_warps=8,
+        BN=bn, J=j, num_warps=warps,
     )  # fmt: skip
     return out.t()
