@@ -134,13 +134,7 @@ CONFIGS: dict[str, tuple[str, dict[str, Any]]] = {
     ),
     "unsloth": (
         "anchor: unsloth (its checkpointing and kernels, packing)",
-        {
-            "backend": "unsloth",
-            "packing": True,
-            "gradient_checkpointing": True,
-            "fp8_matmul": "off",
-            "loss_rows": "all",
-        },
+        {"backend": "unsloth", "packing": True, "gradient_checkpointing": True, "fp8_matmul": "off"},
     ),
     "sift-default": ("**Sift default** (TrainConfig() as shipped)", {}),
     "sift-fp8": (
@@ -382,7 +376,6 @@ def run_config(name: str, export: Path, work: Path, model: Path, steps: int, lo:
         kernels=summary.get("kernels"),
         attention=summary.get("attention"),
         matmul=summary.get("matmul"),
-        loss_rows=summary.get("loss_rows"),
         backend=summary.get("backend"),
         packing=summary.get("packing"),
         gradient_checkpointing=summary.get("gradient_checkpointing"),
@@ -402,7 +395,7 @@ def table(shape: str, results: list[dict[str, Any]], peak_tflops: float, mean_le
         f"#### {shape} (steps {lo + 1}–{steps}; best anchor: {best['name'] if best else '-'})",
         "",
         "| configuration | non-padding tokens/s | vs best anchor | s/step | tokens/step | peak allocated GiB "
-        "| mean loss | loss vs best anchor | MFU | kernels / attention / checkpointing / base products / head rows |",
+        "| mean loss | loss vs best anchor | MFU | kernels / attention / checkpointing / base products |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
@@ -415,7 +408,7 @@ def table(shape: str, results: list[dict[str, Any]], peak_tflops: float, mean_le
         mfu = r["tokens_per_s"] * fpt / (peak_tflops * 1e12)
         used = (
             f"{r.get('backend')}: {r.get('kernels')} / {r.get('attention')} / {r.get('gradient_checkpointing')}"
-            f" / {r.get('matmul') or 'bf16'} / {r.get('loss_rows') or 'all'}"
+            f" / {r.get('matmul') or 'bf16'}"
         )
         lines.append(
             f"| {r['what']} | {r['tokens_per_s']:,.0f} | {ratio} | {r['s_per_step']:.3f} | "

@@ -47,8 +47,6 @@ class Loaded:
     attention: str = ""
     # The frozen base's matrix products: "bf16", or FP8 (trainer/fp8.py) with how many projections.
     matmul: str = "bf16"
-    # The rows the LM head and the loss run on: "trained" (labelled rows only, trainer/head.py) or "all".
-    loss_rows: str = "all"
 
 
 def resolve_kernels(cfg: TrainConfig, backend: str, cuda: bool, log: logging.Logger | None = None) -> str:
@@ -256,17 +254,7 @@ def load_unsloth(cfg: TrainConfig, model_path: str, log: logging.Logger) -> Load
         "unsloth",
         attention_of(model),
         matmul=fp8_base_products(cfg, model, log),
-        loss_rows=head_rows(cfg, model, log),
     )
-
-
-def head_rows(cfg: TrainConfig, model: Any, log: logging.Logger) -> str:
-    """`loss_rows` under unsloth: the head and loss on the labelled rows only (trainer/head.py)."""
-    if cfg.loss_rows == "all":
-        return "all"
-    from trainer import head
-
-    return head.install(model, log)
 
 
 def fp8_base_products(cfg: TrainConfig, model: Any, log: logging.Logger) -> str:

@@ -22,7 +22,6 @@ from curation.errors import StageError
 BACKENDS = ("auto", "hf", "unsloth")
 KERNELS = ("auto", "liger", "none")
 FP8_MATMUL = ("off", "auto", "on")
-LOSS_ROWS = ("trained", "all")
 STRATEGIES = ("ddp", "fsdp", "deepspeed-zero2", "deepspeed-zero3")
 DEVICES = ("auto", "cuda", "cpu")
 # What best_metric may name: eval loss (lower is better) or a generation metric (higher is better).
@@ -87,14 +86,6 @@ class TrainConfig:
         "unsloth's bf16 products.",
         group="model",
         choices=FP8_MATMUL,
-    )
-    loss_rows: str = _f(
-        "trained",
-        "Rows the LM head and the loss are computed on (unsloth backend; trainer/head.py): trained | all. "
-        "trained: only the tokens that carry a label (the assistant's under assistant-only loss); the loss "
-        "and gradients are the same, the head's work shrinks to those rows. all: every row, as unsloth does.",
-        group="model",
-        choices=LOSS_ROWS,
     )
     device: str = _f(
         "auto",
@@ -312,8 +303,6 @@ class TrainConfig:
             raise ConfigError(
                 f"config field 'fp8_matmul' must be one of {', '.join(FP8_MATMUL)}, got {self.fp8_matmul!r}"
             )
-        if self.loss_rows not in LOSS_ROWS:
-            raise ConfigError(f"config field 'loss_rows' must be one of {', '.join(LOSS_ROWS)}, got {self.loss_rows!r}")
         if self.device not in DEVICES:
             raise ConfigError(f"config field 'device' must be one of {', '.join(DEVICES)}, got {self.device!r}")
         if self.strategy not in STRATEGIES:

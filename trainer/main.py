@@ -271,14 +271,12 @@ def fit(cfg: TrainConfig, prepared: Prepared, run: RunDir, ranks: Ranks) -> tupl
         kernels=loaded.kernels,
         attention=loaded.attention,
         matmul=loaded.matmul,
-        loss_rows=loaded.loss_rows,
     )
     run.log.info(
-        "kernels %s, attention %s, base products %s, loss rows %s, packing %s",
+        "kernels %s, attention %s, base products %s, packing %s",
         loaded.kernels,
         loaded.attention,
         loaded.matmul,
-        loaded.loss_rows,
         cfg.packing,
     )
     checkpoints: list[dict[str, Any]] = []
@@ -597,7 +595,6 @@ def run_summary(
         "kernels": loaded.kernels,
         "attention": loaded.attention,
         "matmul": loaded.matmul,
-        "loss_rows": loaded.loss_rows,
         "packing": cfg.packing,
         "gradient_checkpointing": (
             ("unsloth" if loaded.backend == "unsloth" else "torch") if cfg.gradient_checkpointing else "off"
