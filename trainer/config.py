@@ -82,7 +82,7 @@ class TrainConfig:
         "The frozen 4-bit base's matrix products on FP8 tensor cores (unsloth backend, LoRA on an nf4 base; "
         "trainer/fp8.py): off | auto | on. auto: on where the GPU has FP8 tensor cores (H100, H200, Ada). LoRA "
         "weights, gradients, activations and the loss stay bf16. on: as auto, and the run fails if it cannot. "
-        "off (the default: measured at 1.05x unsloth at 8B with more memory, slower at 1B; BENCHMARKS.md): "
+        "off (the default: measured at 0.89-1.05x unsloth at 8B with more memory, slower at 1B; BENCHMARKS.md): "
         "unsloth's bf16 products.",
         group="model",
         choices=FP8_MATMUL,

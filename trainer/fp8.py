@@ -9,10 +9,10 @@ it was: the LoRA products, their gradients, the activations, norms, attention an
 bf16 and unchanged.
 
 Status (BENCHMARKS.md, "FP8 base products"): with the fused Triton casts (trainer/fp8_triton.py) an
-8B layer's base products take ~3.0 ms forward against unsloth's 4.75 (H100), but the one training run
-gave 1.05x unsloth at the 8B shape with 0.45 GiB more memory and 0.94x at 1B. Its LoRA adds, the
-threshold per group and the one-off dequantization were changed after it and have no GPU figure, so
-`fp8_matmul` stays off by default.
+8B layer's base products take ~3.0 ms forward against unsloth's 4.75 (H100), but in training the
+8B step gave 1.05x unsloth (first version) and then 0.89x (this code; 0.91x at 1B), with 0.31 GiB
+more memory: the GPU work fell by ~140 ms a step, yet the step became host-bound (GPU busy 0.68 s of
+0.95 s). So `fp8_matmul` stays off by default.
 
 The arithmetic, per product `X @ W.T` (forward) and `dY @ W` (backward):
 - W is cast to float8 e4m3 with one scale per output row (forward) or per input column (backward):
