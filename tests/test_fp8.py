@@ -353,3 +353,26 @@ def test_install_swaps_unsloths_fused_functions_and_trains_through_them(monkeypa
     assert (done.projections, done.layers) == (3, 1) and len(done.skipped) == 2, done.skipped
     assert layer.self_attn.apply_qkv is apply_lora_qkv and layer.self_attn.apply_o is apply_lora_o
     assert layer.mlp.forward.__func__ is not apply_lora_mlp_swiglu
+    # SIFT_FP8_FAST_BACKWARD=1 is read at install time (the bench's sift-fp8-fastbwd).
+    monkeypatch.setattr(fp8, "FAST_BACKWARD", [False])
+    monkeypatch.setenv("SIFT_FP8_FAST_BACKWARD", "1")
+    fp8.install(model, logging.getLogger("test"))
+    assert fp8.FAST_BACKWARD == [True]
+
+
+def test_fast_accumulation_in_the_input_gradients_is_a_switch(monkeypatch) -> None:
+    """The forward products always take the tensor cores' fast accumulation; the input-gradient
+    products only with FAST_BACKWARD (fp32 accumulation by default)."""
+    seen: list[bool] = []
+    real = fp8.scaled_mm
+    monkeypatch.setattr(fp8, "scaled_mm", lambda *a, fast: seen.append(fast) or real(*a, fast=fast))
+    monkeypatch.setattr(fp8, "MIN_ELEMENTS", [0])
+    g = torch.Generator().manual_seed(3)
+    w = torch.randn(64, 32, generator=g).to(torch.bfloat16)
+    dy = torch.randn(20, 64, generator=g).to(torch.bfloat16)
+    want = dy.float() @ w.float()
+    for flag in (False, True):
+        monkeypatch.setattr(fp8, "FAST_BACKWARD", [flag])
+        assert rel(fp8.base_backward(dy, w, cache=False), want) < 0.08
+    fp8.base_forward(torch.randn(20, 32, generator=g).to(torch.bfloat16), w, cache=False)
+    assert seen == [False, True, True]

@@ -84,12 +84,13 @@ def check_kernels(dev: str, out_dtype: torch.dtype) -> None:
             packed, st = nf4_state(n, k, nested, dev)
             wd = nf4_dequant(packed, st).cpu()
             scales = fp8._scales(wd)
-            for transposed in (False, True):
+            # The default tile, and one the bench sweeps (NF4_TILE): fewer rows, a ragged wider column tile.
+            for transposed, tile in ((False, None), (True, None), (False, (16, 256, 4)), (True, (16, 256, 4))):
                 inv = (scales[5] if transposed else scales[4]).to(dev)
-                got = ft.nf4_to_e4m3(packed, st, inv, transposed=transposed, out_dtype=out_dtype)
+                got = ft.nf4_to_e4m3(packed, st, inv, transposed=transposed, out_dtype=out_dtype, tile=tile)
                 want, _ = fp8.quantize_weight(wd, transposed=transposed)
                 assert got.shape == want.shape and got.stride() == want.stride(), (got.stride(), want.stride())
-                assert torch.equal(as_e4m3(got).cpu().view(torch.uint8), want.view(torch.uint8)), (nested, n, k)
+                assert torch.equal(as_e4m3(got).cpu().view(torch.uint8), want.view(torch.uint8)), (nested, n, k, tile)
 
 
 @pytest.mark.skipif(not HAS_TRITON, reason="Triton is not installed (the CPU build of torch has none)")
