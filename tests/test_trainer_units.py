@@ -420,3 +420,32 @@ def test_generation_batches_by_length_and_answers_in_prompt_order(monkeypatch) -
     monkeypatch.setattr(ev, "GENERATE_LOGITS_BUDGET", 1)  # no two prompts share a batch
     single = ev.generate(model, tok, prompts, max_new_tokens=5, batch_size=8)
     assert calls == [1] * 5 and single == batched
+
+
+def test_the_profile_says_what_the_host_waits_for() -> None:
+    """host_summary over a real (CPU) profile: the wall against the kernels' time, and each operation
+    that makes the host wait for the device (here scalar reads and a data-dependent shape)."""
+    import time
+
+    import torch
+    from torch.profiler import ProfilerActivity, profile
+
+    from trainer.callback import host_summary
+
+    x = torch.randn(64, 64)
+    with profile(activities=[ProfilerActivity.CPU]) as p:
+        t0 = time.monotonic()
+        for _ in range(3):
+            y = x @ x
+            float(y.sum().item())
+            (y > 0).nonzero()
+        wall = time.monotonic() - t0
+    text = host_summary(p.key_averages(), wall)
+    first, *waits = text.splitlines()
+    assert first.startswith(f"host: wall {wall:.3f} s") and "GPU kernels 0.000 s (0% busy), 0 kernel launches" in first
+    assert any("aten::_local_scalar_dense x3" in w or "aten::item x3" in w for w in waits), waits
+    assert any("aten::nonzero x3" in w for w in waits), waits
+    assert "aten::mm" not in text  # a product is not a wait
+    with profile(activities=[ProfilerActivity.CPU]) as p:
+        x @ x
+    assert host_summary(p.key_averages(), 0.01).splitlines()[1] == "  waits: none recorded"

@@ -22,6 +22,32 @@ from trainer.rundir import RunDir
 PROFILE_FROM_STEP = 5  # the profiler skips the first steps (warm-up, compilation)
 
 
+# What stalls the host or makes it wait for the GPU: synchronisations, scalar reads, data-dependent
+# shapes, blocking copies. And the launches, whose CPU cost bounds a step of many small kernels.
+HOST_WAITS = ("Synchronize", "aten::_local_scalar_dense", "aten::item", "aten::nonzero", "cudaMemcpy ")
+LAUNCHES = ("cudaLaunchKernel", "cuLaunchKernel", "cudaLaunchKernelExC", "cuLaunchKernelEx")
+
+
+def host_summary(ka: Any, wall_s: float) -> str:
+    """Where a profiled stretch's wall time went, from torch.profiler's key averages: the GPU's
+    kernel time against the wall (what the GPU idles is the host's doing: launches or waits), the
+    kernel launches, and every operation that makes the host wait, with its count and CPU time."""
+
+    def dev(e: Any) -> float:
+        return float(getattr(e, "self_device_time_total", None) or getattr(e, "self_cuda_time_total", 0) or 0)
+
+    gpu_s = sum(dev(e) for e in ka) / 1e6
+    launches = sum(e.count for e in ka if e.key in LAUNCHES)
+    lines = [f"host: wall {wall_s:.3f} s (with the profiler's overhead), GPU kernels {gpu_s:.3f} s"
+             f" ({gpu_s / wall_s:.0%} busy), {launches} kernel launches"]  # fmt: skip
+    waits = sorted((e for e in ka if any(w in e.key + " " for w in HOST_WAITS)), key=lambda e: -e.self_cpu_time_total)
+    for e in waits:
+        lines.append(f"  waits: {e.key} x{e.count}, {e.self_cpu_time_total / 1e3:.1f} ms of CPU")
+    if not waits:
+        lines.append("  waits: none recorded")
+    return "\n".join(lines)
+
+
 class TokenCounter:
     """Non-padding tokens seen by the model in training, counted at its forward (works for every
     backend and collator: padded batches carry an attention mask, padding-free ones do not)."""
@@ -75,6 +101,7 @@ class RunCallback(TrainerCallback):
         self.last_t = started
         self.last_tokens = 0
         self._profile: Any = None
+        self._profile_t0 = 0.0
 
     def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         self.total_steps = state.max_steps
@@ -90,6 +117,7 @@ class RunCallback(TrainerCallback):
             acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if self.cuda else [])
             self._profile = profile(activities=acts)
             self._profile.__enter__()
+            self._profile_t0 = time.monotonic()
 
     def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         cfg, run = self.cfg, self.run
@@ -115,7 +143,10 @@ class RunCallback(TrainerCallback):
             torch.cuda.synchronize()
         p.__exit__(None, None, None)
         ka = p.key_averages()
-        text = [f"profile of steps {PROFILE_FROM_STEP + 1}..{step}"]
+        text = [
+            f"profile of steps {PROFILE_FROM_STEP + 1}..{step}",
+            host_summary(ka, time.monotonic() - self._profile_t0),
+        ]
         for key in (["self_cuda_time_total"] if self.cuda else []) + ["self_cpu_time_total"]:
             text.append(ka.table(sort_by=key, row_limit=25))
         (self.run.path / "profile.txt").write_text("\n\n".join(text), encoding="utf-8")
