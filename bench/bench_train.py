@@ -141,6 +141,14 @@ CONFIGS: dict[str, tuple[str, dict[str, Any]]] = {
         "Sift, FP8 base products (fp8_matmul auto)",
         {"fp8_matmul": "auto"},
     ),
+    "sift-nocudnn": (
+        "Sift default, SDPA without cuDNN's attention (sdpa_cudnn false)",
+        {"sdpa_cudnn": False},
+    ),
+    "sift-fp8-nocudnn": (
+        "Sift, FP8 base products, SDPA without cuDNN's attention",
+        {"fp8_matmul": "auto", "sdpa_cudnn": False},
+    ),
     "sift-fp8-fastbwd": (
         "Sift, FP8 base products, fast accumulation in the input-gradient products too",
         {"fp8_matmul": "auto", "_env": {"SIFT_FP8_FAST_BACKWARD": "1"}},

@@ -64,3 +64,24 @@ def test_evaluation_after_flex_attention_training_switches_to_sdpa() -> None:
     assert attention_of(model) == "sdpa" and not model.training
     ids = torch.tensor([[1, 2, 3, 4]])
     assert model(input_ids=ids).logits.shape == (1, 4, 64)
+
+
+def test_sdpa_without_cudnn_is_a_switch_the_run_records() -> None:
+    """`sdpa_cudnn: false` takes cuDNN's kernels out of SDPA for the trainer process (a lead for steps
+    bound by the host, BENCHMARKS.md; off the default until measured) and the run's `attention` says
+    so. Through the real load() of the embedded model on the CPU."""
+    import torch
+
+    from curation.models import resolve_model
+    from trainer.backends import load, sdpa_backends
+
+    assert TrainConfig().sdpa_cudnn is True
+    before = torch.backends.cuda.cudnn_sdp_enabled()
+    try:
+        assert sdpa_backends(TrainConfig(), LOG) == "" and torch.backends.cuda.cudnn_sdp_enabled() == before
+        cfg = TrainConfig(sdpa_cudnn=False, backend="hf")
+        loaded = load(cfg, str(resolve_model()), LOG)
+        assert not torch.backends.cuda.cudnn_sdp_enabled()
+        assert loaded.attention == "sdpa (cuDNN off)"
+    finally:
+        torch.backends.cuda.enable_cudnn_sdp(before)

@@ -278,6 +278,18 @@ def fp8_base_products(cfg: TrainConfig, model: Any, log: logging.Logger) -> str:
     return done.label
 
 
+def sdpa_backends(cfg: TrainConfig, log: logging.Logger) -> str:
+    """`sdpa_cudnn: false` takes cuDNN's kernels out of torch's SDPA for this (trainer) process, so that
+    SDPA picks flash or memory-efficient attention; returns the note the run folder's `attention` gets."""
+    if cfg.sdpa_cudnn:
+        return ""
+    import torch
+
+    torch.backends.cuda.enable_cudnn_sdp(False)
+    log.info("sdpa_cudnn off: SDPA uses flash or memory-efficient attention, not cuDNN's")
+    return " (cuDNN off)"
+
+
 def load(
     cfg: TrainConfig, model_path: str, log: logging.Logger, *, world_size: int = 1, sharded: bool = False
 ) -> Loaded:
@@ -285,16 +297,22 @@ def load(
     log.info("backend %s, base model %s", backend, model_path)
     if cfg.fp8_matmul == "on" and backend != "unsloth":
         raise BackendError("fp8_matmul 'on' runs under the unsloth backend only; use 'auto' or 'off' here")
+    note = sdpa_backends(cfg, log)
+    loaded: Loaded | None = None
     if backend == "unsloth":
         try:
-            return load_unsloth(cfg, model_path, log)
+            loaded = load_unsloth(cfg, model_path, log)
         except ImportError as e:
             if cfg.backend != "auto":
                 raise
             log.warning("auto backend: unsloth does not import (%s); using hf", e)
             if cfg.fp8_matmul == "on":
                 raise BackendError(f"fp8_matmul 'on' runs under unsloth, which does not import here ({e})") from e
-    return load_hf(cfg, model_path, log, sharded=sharded)
+    if loaded is None:
+        loaded = load_hf(cfg, model_path, log, sharded=sharded)
+    if note and loaded.attention in ("sdpa", ""):
+        loaded.attention = (loaded.attention or "sdpa") + note
+    return loaded
 
 
 def load_for_eval(cfg: TrainConfig, model_path: str, adapter: Any, log: logging.Logger) -> Loaded:

@@ -33,7 +33,11 @@ def host_summary(ka: Any, wall_s: float) -> str:
     kernel time against the wall (what the GPU idles is the host's doing: launches or waits), the
     kernel launches, and every operation that makes the host wait, with its count and CPU time."""
 
-    def dev(e: Any) -> float:
+    from torch.autograd import DeviceType
+
+    def dev(e: Any) -> float:  # the kernels' own rows (the operators' rows repeat their time)
+        if getattr(e, "device_type", None) != DeviceType.CUDA:
+            return 0.0
         return float(getattr(e, "self_device_time_total", None) or getattr(e, "self_cuda_time_total", 0) or 0)
 
     gpu_s = sum(dev(e) for e in ka) / 1e6
@@ -141,12 +145,10 @@ class RunCallback(TrainerCallback):
         p, self._profile = self._profile, None
         if self.cuda:
             torch.cuda.synchronize()
+        wall = time.monotonic() - self._profile_t0  # the profiled steps, before the profiler's own teardown
         p.__exit__(None, None, None)
         ka = p.key_averages()
-        text = [
-            f"profile of steps {PROFILE_FROM_STEP + 1}..{step}",
-            host_summary(ka, time.monotonic() - self._profile_t0),
-        ]
+        text = [f"profile of steps {PROFILE_FROM_STEP + 1}..{step}", host_summary(ka, wall)]
         for key in (["self_cuda_time_total"] if self.cuda else []) + ["self_cpu_time_total"]:
             text.append(ka.table(sort_by=key, row_limit=25))
         (self.run.path / "profile.txt").write_text("\n\n".join(text), encoding="utf-8")
