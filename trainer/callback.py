@@ -43,7 +43,7 @@ def host_summary(ka: Any, wall_s: float) -> str:
     gpu_s = sum(dev(e) for e in ka) / 1e6
     launches = sum(e.count for e in ka if e.key in LAUNCHES)
     lines = [f"host: wall {wall_s:.3f} s (with the profiler's overhead), GPU kernels {gpu_s:.3f} s"
-             f" ({gpu_s / wall_s:.0%} busy), {launches} kernel launches"]  # fmt: skip
+             f" ({gpu_s / max(wall_s, 1e-9):.0%} busy), {launches} kernel launches"]  # fmt: skip
     waits = sorted((e for e in ka if any(w in e.key + " " for w in HOST_WAITS)), key=lambda e: -e.self_cpu_time_total)
     for e in waits:
         lines.append(f"  waits: {e.key} x{e.count}, {e.self_cpu_time_total / 1e3:.1f} ms of CPU")
