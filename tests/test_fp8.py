@@ -172,6 +172,36 @@ def test_gated_mlp_matches_its_reference_and_saves_what_unsloth_saves() -> None:
         assert rel(g, wnt) < 0.08  # the LoRA gradients of gate/up read df/de, which went through FP8 above
 
 
+def test_gated_mlp_with_lora_dropout_matches_a_reference_with_the_same_masks() -> None:
+    """The MLP's backward adds the down LoRA's part into dh through the dropout mask of h (and
+    reuses dy B for the down LoRA's own gradients)."""
+    x = torch.randn(32, 64, dtype=torch.bfloat16, requires_grad=True)
+    (gw, ga, gb), (uw, ua, ub), (dw, da, db) = _lora_params(160, 64), _lora_params(160, 64), _lora_params(64, 160)
+    with torch.no_grad():
+        for b in (gb, ub, db):
+            b.normal_()
+    p = 0.5
+    params = [gw, None, ga, gb, 2.0, p, uw, None, ua, ub, 2.0, p, dw, None, da, db, 2.0, p]
+    torch.manual_seed(11)
+    y = fp8.LoraGatedMLPFP8.apply(x, fp8._identity, fp8.swiglu_forward, fp8.swiglu_backward, *params)
+    leaves = [x, ga, gb, ua, ub, da, db]
+    got = _grads(y, leaves)
+    torch.manual_seed(11)  # the masks in the order the forward draws them: gate's, up's, then h's
+    k_g, k_u = (torch.empty(32, 64, dtype=torch.bool).bernoulli_(1 - p) for _ in range(2))
+    k_d = torch.empty(32, 160, dtype=torch.bool).bernoulli_(1 - p)
+    xf, gaf, gbf, uaf, ubf, daf, dbf = f = [t.detach().float().requires_grad_() for t in leaves]
+
+    def lin(inp: torch.Tensor, w: torch.Tensor, a: torch.Tensor, b: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+        return inp @ w.float().t() + 2.0 * ((inp * keep / (1 - p)) @ a.t()) @ b.t()
+
+    h = torch.nn.functional.silu(lin(xf, gw, gaf, gbf, k_g)) * lin(xf, uw, uaf, ubf, k_u)
+    ref = lin(h, dw, daf, dbf, k_d)
+    want = _grads(ref, f)
+    assert rel(y, ref) < 0.08
+    for g, wnt in zip(got, want, strict=True):
+        assert rel(g, wnt) < 0.08
+
+
 def test_install_without_unsloth_changes_nothing_and_says_why() -> None:
     model = torch.nn.Sequential(torch.nn.Linear(4, 4))
     done = fp8.install(model, logging.getLogger("test"))

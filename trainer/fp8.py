@@ -257,25 +257,30 @@ def _add_lora(y: torch.Tensor, x: torch.Tensor, a: torch.Tensor, b: torch.Tensor
     y.addmm_(x @ a.t().to(x.dtype), b.t().to(x.dtype), alpha=s)
 
 
+def _lora_dx(dx: torch.Tensor | None, dy_b: torch.Tensor, a: torch.Tensor, s: float,
+             keep: torch.Tensor | None, p: float) -> torch.Tensor:  # fmt: skip
+    """The LoRA part of the input's gradient, s * d(dy B) A with d the dropout kept by `keep`, added
+    into `dx` in place when given (by the product itself where there is no dropout)."""
+    if dx is not None and keep is None:
+        return dx.addmm_(dy_b, a, alpha=s)
+    part = _dropped((dy_b @ a) * s, keep, p)
+    return part if dx is None else dx.add_(part)
+
+
 def _lora_grads(
     x: torch.Tensor, dy: torch.Tensor, a: torch.Tensor, b: torch.Tensor, s: float,
     keep: torch.Tensor | None = None, p: float = 0.0, dx: torch.Tensor | None = None,
+    dy_b: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:  # fmt: skip
     """For y = s * (d(x) A^T) B^T with A (r, in), B (out, r) and d the dropout kept by `keep`:
-    dA, dB and the LoRA part of dx, added into `dx` in place when given (by the product itself
-    where there is no dropout)."""
+    dA, dB and the LoRA part of dx (`_lora_dx`, into `dx` when given). `dy_b`: dy B, when the
+    caller has it already."""
     xd = _dropped(x, keep, p)
     a_, b_ = a.to(x.dtype), b.to(x.dtype)
-    dy_b = dy @ b_  # (M, r)
+    dy_b = dy @ b_ if dy_b is None else dy_b  # (M, r)
     d_a = (dy_b.t() @ xd) * s
     d_b = (dy.t() @ (xd @ a_.t())) * s
-    if dx is not None and keep is None:
-        dx.addmm_(dy_b, a_, alpha=s)
-    elif dx is not None:
-        dx += _dropped((dy_b @ a_) * s, keep, p)
-    else:
-        dx = _dropped((dy_b @ a_) * s, keep, p)
-    return d_a.to(a.dtype), d_b.to(b.dtype), dx
+    return d_a.to(a.dtype), d_b.to(b.dtype), _lora_dx(dx, dy_b, a_, s, keep, p)
 
 
 # Each projection comes as six values: (packed weight, quant state, lora_A, lora_B, scale, dropout p).
@@ -385,14 +390,11 @@ class LoraGatedMLPFP8(torch.autograd.Function):
         x2, e, g, ga, gb, ua, ub, da, db, g_keep, u_keep, d_keep = ctx.saved_tensors
         (gw, gq, gs, gp), (uw, uq, us, up), (dw, dq, ds, dp) = ctx.bases
         dy2 = dy.reshape(-1, dy.shape[-1])
-        dh = base_backward(dy2, dw, dq, ctx.dequant)
-        if d_keep is None:
-            dh.addmm_(dy2 @ db.to(dy2.dtype), da.to(dy2.dtype), alpha=ds)
-        else:
-            dh += _dropped((dy2 @ db.to(dy2.dtype)) @ (da.to(dy2.dtype) * ds), d_keep, dp)
+        dy_b = dy2 @ db.to(dy2.dtype)  # once: dh's LoRA part now, the down LoRA's gradients below
+        dh = _lora_dx(base_backward(dy2, dw, dq, ctx.dequant), dy_b, da.to(dy2.dtype), ds, d_keep, dp)
         # unsloth's kernel contract: (dh, e, g) -> (h, df, de), in place.
         h, df, de = ctx.bwd(dh, e, g)
-        d_da, d_db, _ = _lora_grads(h, dy2, da, db, ds, d_keep, dp)
+        d_da, d_db = _lora_grads(h, dy2, da, db, ds, d_keep, dp, dy_b=dy_b)[:2]
         dx = base_backward(df, uw, uq, ctx.dequant)
         dx += base_backward(de, gw, gq, ctx.dequant)
         d_ua, d_ub, dx = _lora_grads(x2, df, ua, ub, us, u_keep, up, dx)
@@ -531,9 +533,9 @@ def install(model: Any, log: logging.Logger) -> Installed:
         if attn is not None and getattr(attn, "apply_qkv", None) is getattr(fast_lora, "apply_lora_qkv", 0):
             projs = (attn.q_proj, attn.k_proj, attn.v_proj)
             if all(_plain(p) for p in projs):
-                if _big(projs):
+                if big := _big(projs):
                     attn.apply_qkv = _qkv(dequant, fast_lora.apply_lora_qkv)
-                    done.projections += _big(projs)
+                    done.projections += big
                     took = True
                 else:
                     done.skip("q/k/v: weights under MIN_ELEMENTS")
@@ -558,11 +560,11 @@ def install(model: Any, log: logging.Logger) -> Installed:
                 projs = tuple(getattr(mlp, p) for p in ("gate_proj", "up_proj", "down_proj"))
                 if None in kernels:
                     done.skip(f"mlp: unsloth has no {names}")
-                elif not _big(projs):
+                elif not (big := _big(projs)):
                     done.skip("mlp: weights under MIN_ELEMENTS")
                 else:
                     setattr(mlp, slot, types.MethodType(_mlp(dequant, *kernels, fwd_fn), mlp))
-                    done.projections += _big(projs)
+                    done.projections += big
                     took = True
             elif names is not None:
                 done.skip("mlp: bias, DoRA, several adapters or a base that is not nf4")
