@@ -149,6 +149,18 @@ CONFIGS: dict[str, tuple[str, dict[str, Any]]] = {
         "Sift, FP8 base products, SDPA without cuDNN's attention",
         {"fp8_matmul": "auto", "sdpa_cudnn": False},
     ),
+    "sift-segments": (
+        "Sift, unsloth's packed attention on torch 2.11: one SDPA call per conversation",
+        {"packed_attention": "segments"},
+    ),
+    "sift-varlen": (
+        "Sift, one flash varlen call per layer over each packed row (packed_attention varlen)",
+        {"packed_attention": "varlen"},
+    ),
+    "sift-fp8-varlen": (
+        "Sift, FP8 base products and flash varlen attention",
+        {"fp8_matmul": "auto", "packed_attention": "varlen"},
+    ),
     "sift-fp8-fastbwd": (
         "Sift, FP8 base products, fast accumulation in the input-gradient products too",
         {"fp8_matmul": "auto", "_env": {"SIFT_FP8_FAST_BACKWARD": "1"}},

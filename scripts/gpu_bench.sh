@@ -45,7 +45,7 @@ watch() {
   while (( SECONDS - t0 < limit )); do
     local n
     n=$(wc -l < "$W/bench.log" 2>/dev/null || echo 0)
-    if (( n > seen )); then sed -n "$((seen + 1)),${n}p" "$W/bench.log" | grep -E '^\{|^\||^####|^built|^fp8_check|TFLOP|Traceback|Error|EXIT' | cut -c1-2500; seen=$n; fi
+    if (( n > seen )); then sed -n "$((seen + 1)),${n}p" "$W/bench.log" | grep -E '^\{|^\||^####|^built|^fp8_check|^varlen_test|TFLOP|Traceback|Error|EXIT' | cut -c1-2500; seen=$n; fi
     grep -q '^EXIT' "$W/bench.log" 2>/dev/null && { echo DONE; break; }
     sleep 10
   done
@@ -81,7 +81,10 @@ case "$MODE" in
     echo "models in $SIFT_BENCH_MODELS"
     export SIFT_BENCH_SHAPES=${SIFT_BENCH_SHAPES:-llama-8b,llama-1b,gemma3-1b}
     python3 -c "import importlib.metadata as m; print({n: m.version(n) for n in ('torch','transformers','peft','trl','bitsandbytes','unsloth','liger_kernel','triton')})"
-    setsid nohup bash -c "echo \$\$ > $W/pid; python3 bench/bench_train.py > $W/bench.log 2>&1; echo EXIT \$? >> $W/bench.log" \
+    # The packed-attention tests on CUDA first (seconds; SIFT_BENCH_TESTS=0 skips them), then the bench.
+    tests="true"
+    [ "${SIFT_BENCH_TESTS:-1}" = 1 ] && tests="PYTHONPATH=\$PYTHONPATH:$W/code/datasets python3 -m pytest -q -p no:cacheprovider -rs tests/test_varlen.py 2>&1 | tail -6 | sed 's/^/varlen_test: /'"
+    setsid nohup bash -c "echo \$\$ > $W/pid; { $tests; python3 bench/bench_train.py; } > $W/bench.log 2>&1; echo EXIT \$? >> $W/bench.log" \
       > /dev/null 2>&1 < /dev/null &
     sleep 5
     watch "${2:-500}"

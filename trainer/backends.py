@@ -243,6 +243,12 @@ def load_unsloth(cfg: TrainConfig, model_path: str, log: logging.Logger) -> Load
         use_rslora=cfg.use_rslora,
         **({"use_dora": True} if cfg.use_dora else {}),
     )
+    from trainer import varlen
+
+    try:
+        packed = varlen.install(cfg.packed_attention, log) if cfg.packing else ""
+    except varlen.PackedAttentionError as e:
+        raise BackendError(str(e)) from e
     dtype = ("4bit-" if cfg.load_in_4bit else "") + cfg.bnb_4bit_compute_dtype
     return Loaded(
         model,
@@ -252,7 +258,7 @@ def load_unsloth(cfg: TrainConfig, model_path: str, log: logging.Logger) -> Load
         dtype,
         cfg.load_in_4bit,
         "unsloth",
-        attention_of(model),
+        packed or attention_of(model),
         matmul=fp8_base_products(cfg, model, log),
     )
 
@@ -310,7 +316,7 @@ def load(
                 raise BackendError(f"fp8_matmul 'on' runs under unsloth, which does not import here ({e})") from e
     if loaded is None:
         loaded = load_hf(cfg, model_path, log, sharded=sharded)
-    if note and loaded.attention in ("sdpa", ""):
+    if note and (loaded.attention.startswith("sdpa") or not loaded.attention):
         loaded.attention = (loaded.attention or "sdpa") + note
     return loaded
 

@@ -22,6 +22,7 @@ from curation.errors import StageError
 BACKENDS = ("auto", "hf", "unsloth")
 KERNELS = ("auto", "liger", "none")
 FP8_MATMUL = ("off", "auto", "on")
+PACKED_ATTENTION = ("auto", "varlen", "segments")
 STRATEGIES = ("ddp", "fsdp", "deepspeed-zero2", "deepspeed-zero3")
 DEVICES = ("auto", "cuda", "cpu")
 # What best_metric may name: eval loss (lower is better) or a generation metric (higher is better).
@@ -76,6 +77,16 @@ class TrainConfig:
         "costing 0.4-0.9 ms of CPU a call over packed conversations of varying length, which steps bound by "
         "the host (1B shapes, the FP8 path at 8B) pay in full; not yet measured without it, so on by default.",
         group="model",
+    )
+    packed_attention: str = _f(
+        "segments",
+        "How the unsloth backend's attention keeps packed conversations apart: auto | varlen | segments. "
+        "varlen: one flash varlen call per layer over each packed row, cut at the conversations' boundaries "
+        "(trainer/varlen.py; what unsloth itself does on torch 2.12 and later). segments: unsloth's own path "
+        "on torch 2.11, one SDPA call per conversation (cuDNN's attention on H100/H200). auto: varlen where "
+        "the GPU and torch have flash attention. Not yet measured, so segments by default.",
+        group="model",
+        choices=PACKED_ATTENTION,
     )
     kernels: str = _f(
         "auto",
@@ -310,6 +321,11 @@ class TrainConfig:
         if self.fp8_matmul not in FP8_MATMUL:
             raise ConfigError(
                 f"config field 'fp8_matmul' must be one of {', '.join(FP8_MATMUL)}, got {self.fp8_matmul!r}"
+            )
+        if self.packed_attention not in PACKED_ATTENTION:
+            raise ConfigError(
+                f"config field 'packed_attention' must be one of {', '.join(PACKED_ATTENTION)}, "
+                f"got {self.packed_attention!r}"
             )
         if self.device not in DEVICES:
             raise ConfigError(f"config field 'device' must be one of {', '.join(DEVICES)}, got {self.device!r}")
