@@ -134,7 +134,13 @@ CONFIGS: dict[str, tuple[str, dict[str, Any]]] = {
     ),
     "unsloth": (
         "anchor: unsloth (its checkpointing and kernels, packing)",
-        {"backend": "unsloth", "packing": True, "gradient_checkpointing": True, "fp8_matmul": "off"},
+        {
+            "backend": "unsloth",
+            "packing": True,
+            "gradient_checkpointing": True,
+            "fp8_matmul": "off",
+            "packed_attention": "segments",  # unsloth as it is: Sift's varlen attention is Sift's
+        },
     ),
     "sift-default": ("**Sift default** (TrainConfig() as shipped)", {}),
     "sift-fp8": (
@@ -160,6 +166,10 @@ CONFIGS: dict[str, tuple[str, dict[str, Any]]] = {
     "sift-fp8-varlen": (
         "Sift, FP8 base products and flash varlen attention",
         {"fp8_matmul": "auto", "packed_attention": "varlen"},
+    ),
+    "sift-fp8fwd-varlen": (
+        "Sift, FP8 in the forward base products only (SIFT_FP8_BACKWARD=0), flash varlen attention",
+        {"fp8_matmul": "auto", "packed_attention": "varlen", "_env": {"SIFT_FP8_BACKWARD": "0"}},
     ),
     "sift-fp8-fastbwd": (
         "Sift, FP8 base products, fast accumulation in the input-gradient products too",

@@ -395,6 +395,7 @@ class LoraGatedMLPFP8(torch.autograd.Function):
         # unsloth's kernel contract: (dh, e, g) -> (h, df, de), in place.
         h, df, de = ctx.bwd(dh, e, g)
         d_da, d_db = _lora_grads(h, dy2, da, db, ds, d_keep, dp, dy_b=dy_b)[:2]
+        del h, dh, dy_b  # one (rows, intermediate) buffer freed before the two input-gradient products
         dx = base_backward(df, uw, uq, ctx.dequant)
         dx += base_backward(de, gw, gq, ctx.dequant)
         d_ua, d_ub, dx = _lora_grads(x2, df, ua, ub, us, u_keep, up, dx)
