@@ -449,3 +449,34 @@ def test_the_profile_says_what_the_host_waits_for() -> None:
     with profile(activities=[ProfilerActivity.CPU]) as p:
         x @ x
     assert host_summary(p.key_averages(), 0.01).splitlines()[1] == "  waits: none recorded"
+
+
+def test_memory_peak_names_what_was_live_at_the_highest_point() -> None:
+    """memory_peak over an allocator trace in the format of torch.cuda.memory._snapshot() (recorded
+    only on CUDA): the peak is where the most recorded memory was live, a block freed before it is
+    not counted, frees of blocks allocated before recording are ignored, and torch's frames are
+    skipped to the first caller's."""
+    from trainer.callback import memory_peak
+
+    def at(name: str, line: int) -> list[dict[str, object]]:
+        return [{"filename": "/x/torch/nn/functional.py", "line": 1, "name": "linear"},
+                {"filename": f"/site/trainer/{name}.py", "line": line, "name": name}]  # fmt: skip
+
+    mib = 2**20
+    trace = [
+        {"action": "free_completed", "addr": 999, "size": 50 * mib, "frames": []},  # from before recording
+        {"action": "alloc", "addr": 1, "size": 100 * mib, "frames": at("fp8", 10)},
+        {"action": "alloc", "addr": 2, "size": 30 * mib, "frames": at("fp8", 10)},
+        {"action": "alloc", "addr": 3, "size": 200 * mib, "frames": at("head", 5)},
+        {"action": "free_completed", "addr": 3, "size": 200 * mib, "frames": []},
+        {"action": "alloc", "addr": 4, "size": 250 * mib, "frames": at("mlp", 7)},  # peak: 1, 2, 4 live
+        {"action": "free_completed", "addr": 1, "size": 100 * mib, "frames": []},
+        {"action": "alloc", "addr": 5, "size": 10 * mib, "frames": at("mlp", 8)},
+    ]
+    text = memory_peak({"device_traces": [trace]})
+    first, *rows = text.splitlines()
+    assert first.startswith(f"memory: at the recorded peak, {380 / 1024:.3f} GiB")
+    assert rows[0].split() == ["250.0", "MiB", "trainer/mlp.py:7", "mlp"]
+    assert rows[1].split() == ["130.0", "MiB", "trainer/fp8.py:10", "fp8"]
+    assert len(rows) == 2  # head's block was freed before the peak; mlp.py:8 came after it
+    assert memory_peak({"device_traces": [[]]}) == "memory: no allocations recorded"

@@ -52,6 +52,42 @@ def host_summary(ka: Any, wall_s: float) -> str:
     return "\n".join(lines)
 
 
+def memory_peak(snapshot: dict[str, Any], top: int = 12) -> str:
+    """Where the memory at the peak of a recorded stretch was allocated, from a CUDA allocator
+    snapshot (`torch.cuda.memory._snapshot()` after `_record_memory_history`): the allocations made
+    while recording that were live at its highest point, summed by the first frame outside torch."""
+    events = [e for trace in snapshot.get("device_traces") or [] for e in trace]
+
+    def replay(stop: int) -> tuple[dict[int, dict[str, Any]], int, int]:
+        live: dict[int, dict[str, Any]] = {}
+        cur, best, at = 0, 0, -1
+        for i, e in enumerate(events[:stop]):
+            if e.get("action") == "alloc":
+                live[e["addr"]] = e
+                cur += int(e["size"])
+            elif e.get("action") == "free_completed" and e.get("addr") in live:
+                cur -= int(live.pop(e["addr"])["size"])
+            if cur > best:
+                best, at = cur, i
+        return live, best, at
+
+    _, best, at = replay(len(events))
+    if at < 0:
+        return "memory: no allocations recorded"
+    live, _, _ = replay(at + 1)
+    where: dict[str, int] = {}
+    for e in live.values():
+        frames = [f for f in e.get("frames") or [] if "/torch/" not in f.get("filename", "")]
+        f = frames[0] if frames else {"filename": "?", "line": 0, "name": "?"}
+        key = f"{'/'.join(str(f.get('filename')).split('/')[-2:])}:{f.get('line')} {f.get('name')}"
+        where[key] = where.get(key, 0) + int(e["size"])
+    lines = [f"memory: at the recorded peak, {best / 2**30:.3f} GiB allocated since recording began was live"
+             " (on top of what was live before), by where it was allocated:"]  # fmt: skip
+    for key, size in sorted(where.items(), key=lambda kv: -kv[1])[:top]:
+        lines.append(f"  {size / 2**20:9.1f} MiB  {key}")
+    return "\n".join(lines)
+
+
 class TokenCounter:
     """Non-padding tokens seen by the model in training, counted at its forward (works for every
     backend and collator: padded batches carry an attention mask, padding-free ones do not)."""
@@ -122,6 +158,8 @@ class RunCallback(TrainerCallback):
             self._profile = profile(activities=acts)
             self._profile.__enter__()
             self._profile_t0 = time.monotonic()
+            if self.cuda:  # the allocations of the profiled steps, for memory_peak
+                torch.cuda.memory._record_memory_history(stacks="python", max_entries=400_000)
 
     def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         cfg, run = self.cfg, self.run
@@ -149,6 +187,10 @@ class RunCallback(TrainerCallback):
         p.__exit__(None, None, None)
         ka = p.key_averages()
         text = [f"profile of steps {PROFILE_FROM_STEP + 1}..{step}", host_summary(ka, wall)]
+        if self.cuda:
+            snapshot = torch.cuda.memory._snapshot()
+            torch.cuda.memory._record_memory_history(enabled=None)
+            text.append(memory_peak(snapshot))
         for key in (["self_cuda_time_total"] if self.cuda else []) + ["self_cpu_time_total"]:
             text.append(ka.table(sort_by=key, row_limit=25))
         (self.run.path / "profile.txt").write_text("\n\n".join(text), encoding="utf-8")
