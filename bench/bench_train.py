@@ -171,6 +171,10 @@ CONFIGS: dict[str, tuple[str, dict[str, Any]]] = {
         "Sift, FP8 in the forward base products only (SIFT_FP8_BACKWARD=0), flash varlen attention",
         {"fp8_matmul": "auto", "packed_attention": "varlen", "_env": {"SIFT_FP8_BACKWARD": "0"}},
     ),
+    "sift-sdpa-varlen": (
+        "Sift, unsloth with sdpa named (Gemma 3: transformers' attention path, packed rows in flash varlen)",
+        {"attn_implementation": "sdpa"},
+    ),
     "sift-fp8-fastbwd": (
         "Sift, FP8 base products, fast accumulation in the input-gradient products too",
         {"fp8_matmul": "auto", "_env": {"SIFT_FP8_FAST_BACKWARD": "1"}},

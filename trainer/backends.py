@@ -229,6 +229,8 @@ def load_unsloth(cfg: TrainConfig, model_path: str, log: logging.Logger) -> Load
         dtype=getattr(torch, cfg.bnb_4bit_compute_dtype),
         load_in_4bit=cfg.load_in_4bit,
         local_files_only=True,
+        # auto: unsloth's choice (flex_attention for Gemma 3, its own dispatch for Llama)
+        **({} if cfg.attn_implementation == "auto" else {"attn_implementation": cfg.attn_implementation}),
     )
     targets = _targets(cfg, model)
     model = FastLanguageModel.get_peft_model(

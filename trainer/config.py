@@ -67,7 +67,8 @@ class TrainConfig:
         "Attention kernel for the hf backend: auto | sdpa | flex_attention | eager | flash_attention_2. auto: "
         "flex_attention on CUDA with packing (each packed conversation attends only to itself and the masked-off "
         "blocks are skipped; measured 1.6-2.1x trl's packed sdpa, BENCHMARKS.md), else sdpa (which masks packed "
-        "conversations apart with a dense block-diagonal mask). The unsloth backend picks its own.",
+        "conversations apart with a dense block-diagonal mask). The unsloth backend picks its own under auto and "
+        "takes the one named otherwise.",
         group="model",
     )
     sdpa_cudnn: bool = _f(
