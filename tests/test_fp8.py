@@ -172,6 +172,35 @@ def test_gated_mlp_matches_its_reference_and_saves_what_unsloth_saves() -> None:
         assert rel(g, wnt) < 0.08  # the LoRA gradients of gate/up read df/de, which went through FP8 above
 
 
+def test_gated_mlp_backward_makes_no_rows_by_intermediate_product_it_drops() -> None:
+    """The MLP's backward forms one (rows, intermediate) LoRA product for the down projection's input
+    gradient (into dh, in place) and none besides: the 8B profile's memory peak held two such
+    temporaries, computed for that gradient a second time and thrown away (H200, 436 MiB)."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    rows, hidden, inter, r = 32, 64, 160, 8
+    x = torch.randn(1, rows, hidden, dtype=torch.bfloat16, requires_grad=True)
+    (gw, ga, gb), (uw, ua, ub) = _lora_params(inter, hidden), _lora_params(inter, hidden)
+    dw, da, db = _lora_params(hidden, inter)
+    params = [gw, None, ga, gb, 2.0, 0.0, uw, None, ua, ub, 2.0, 0.0, dw, None, da, db, 2.0, 0.0]
+    y = fp8.LoraGatedMLPFP8.apply(x, fp8._identity, fp8.swiglu_forward, fp8.swiglu_backward, *params)
+    seen: list[tuple[str, tuple[int, ...]]] = []
+
+    class Products(TorchDispatchMode):
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # type: ignore[no-untyped-def]
+            out = func(*args, **(kwargs or {}))
+            if func.__name__.split(".")[0] in ("mm", "addmm", "addmm_") and isinstance(out, torch.Tensor):
+                seen.append((func.__name__.split(".")[0], tuple(out.shape)))
+            return out
+
+    with Products():
+        y.backward(torch.randn_like(y))
+    lora_down_dx = [name for name, shape in seen if shape == (rows, inter) and name != "mm"]
+    assert lora_down_dx == ["addmm_"], seen  # dy B A_down added into dh by the product itself
+    assert seen.count(("mm", (rows, inter))) == 1, seen  # the base product dy @ W_down (identity dequant)
+    assert da.grad is not None and db.grad is not None and x.grad is not None
+
+
 def test_gated_mlp_with_lora_dropout_matches_a_reference_with_the_same_masks() -> None:
     """The MLP's backward adds the down LoRA's part into dh through the dropout mask of h (and
     reuses dy B for the down LoRA's own gradients)."""

@@ -260,7 +260,9 @@ def load_unsloth(cfg: TrainConfig, model_path: str, log: logging.Logger) -> Load
         dtype,
         cfg.load_in_4bit,
         "unsloth",
-        packed or attention_of(model),
+        # the packed-row dispatch serves sdpa layers; a model on flex_attention (unsloth's choice for
+        # Gemma 3) or eager attention never reaches it, and the run says what it has
+        packed if packed and attention_of(model) in ("sdpa", "") else attention_of(model),
         matmul=fp8_base_products(cfg, model, log),
     )
 

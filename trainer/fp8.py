@@ -267,20 +267,27 @@ def _lora_dx(dx: torch.Tensor | None, dy_b: torch.Tensor, a: torch.Tensor, s: fl
     return part if dx is None else dx.add_(part)
 
 
-def _lora_grads(
+def _lora_ab_grads(
     x: torch.Tensor, dy: torch.Tensor, a: torch.Tensor, b: torch.Tensor, s: float,
-    keep: torch.Tensor | None = None, p: float = 0.0, dx: torch.Tensor | None = None,
-    dy_b: torch.Tensor | None = None,
+    keep: torch.Tensor | None = None, p: float = 0.0, dy_b: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:  # fmt: skip
-    """For y = s * (d(x) A^T) B^T with A (r, in), B (out, r) and d the dropout kept by `keep`:
-    dA, dB and the LoRA part of dx (`_lora_dx`, into `dx` when given). `dy_b`: dy B, when the
-    caller has it already."""
+    """For y = s * (d(x) A^T) B^T with A (r, in), B (out, r) and d the dropout kept by `keep`: dA, dB
+    and dy B (`dy_b`, computed here unless the caller has it)."""
     xd = _dropped(x, keep, p)
     a_, b_ = a.to(x.dtype), b.to(x.dtype)
     dy_b = dy @ b_ if dy_b is None else dy_b  # (M, r)
     d_a = (dy_b.t() @ xd) * s
     d_b = (dy.t() @ (xd @ a_.t())) * s
-    return d_a.to(a.dtype), d_b.to(b.dtype), _lora_dx(dx, dy_b, a_, s, keep, p)
+    return d_a.to(a.dtype), d_b.to(b.dtype), dy_b
+
+
+def _lora_grads(
+    x: torch.Tensor, dy: torch.Tensor, a: torch.Tensor, b: torch.Tensor, s: float,
+    keep: torch.Tensor | None = None, p: float = 0.0, dx: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:  # fmt: skip
+    """dA, dB (`_lora_ab_grads`) and the LoRA part of dx (`_lora_dx`, into `dx` when given)."""
+    d_a, d_b, dy_b = _lora_ab_grads(x, dy, a, b, s, keep, p)
+    return d_a, d_b, _lora_dx(dx, dy_b, a.to(x.dtype), s, keep, p)
 
 
 # Each projection comes as six values: (packed weight, quant state, lora_A, lora_B, scale, dropout p).
@@ -394,7 +401,9 @@ class LoraGatedMLPFP8(torch.autograd.Function):
         dh = _lora_dx(base_backward(dy2, dw, dq, ctx.dequant), dy_b, da.to(dy2.dtype), ds, d_keep, dp)
         # unsloth's kernel contract: (dh, e, g) -> (h, df, de), in place.
         h, df, de = ctx.bwd(dh, e, g)
-        d_da, d_db = _lora_grads(h, dy2, da, db, ds, d_keep, dp, dy_b=dy_b)[:2]
+        # dA and dB only: the down projection's input gradient is dh, done above (computing it again
+        # here, and dropping it, cost two (rows, intermediate) temporaries at the step's memory peak)
+        d_da, d_db = _lora_ab_grads(h, dy2, da, db, ds, d_keep, dp, dy_b=dy_b)[:2]
         del h, dh, dy_b  # one (rows, intermediate) buffer freed before the two input-gradient products
         dx = base_backward(df, uw, uq, ctx.dequant)
         dx += base_backward(de, gw, gq, ctx.dequant)
