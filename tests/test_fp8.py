@@ -178,7 +178,7 @@ def test_gated_mlp_backward_makes_no_rows_by_intermediate_product_it_drops() -> 
     temporaries, computed for that gradient a second time and thrown away (H200, 436 MiB)."""
     from torch.utils._python_dispatch import TorchDispatchMode
 
-    rows, hidden, inter, r = 32, 64, 160, 8
+    rows, hidden, inter = 32, 64, 160
     x = torch.randn(1, rows, hidden, dtype=torch.bfloat16, requires_grad=True)
     (gw, ga, gb), (uw, ua, ub) = _lora_params(inter, hidden), _lora_params(inter, hidden)
     dw, da, db = _lora_params(hidden, inter)
