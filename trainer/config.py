@@ -86,7 +86,7 @@ class TrainConfig:
         "(trainer/varlen.py; what unsloth itself does on torch 2.12 and later). segments: unsloth's own path "
         "on torch 2.11, one SDPA call per conversation (cuDNN's attention on H100/H200). auto: varlen where "
         "the GPU and torch have flash attention (the default: measured at 1.70x unsloth at the 1B shape and "
-        "1.17x at 8B, with less memory and the same loss on an H100; BENCHMARKS.md).",
+        "1.16-1.17x at 8B, with less memory and the same loss, on an H100 and an H200; BENCHMARKS.md).",
         group="model",
         choices=PACKED_ATTENTION,
     )
@@ -103,7 +103,8 @@ class TrainConfig:
         "The frozen 4-bit base's matrix products on FP8 tensor cores (unsloth backend, LoRA on an nf4 base; "
         "trainer/fp8.py): off | auto | on. auto: on where the GPU has FP8 tensor cores (H100, H200, Ada). LoRA "
         "weights, gradients, activations and the loss stay bf16. on: as auto, and the run fails if it cannot. "
-        "off (the default: measured at 0.89-1.05x unsloth at 8B with more memory, slower at 1B; BENCHMARKS.md): "
+        "off (the default: with varlen attention 1.51x unsloth at 8B but 0.148 GiB over its memory, for a wasted "
+        "product since removed and not yet re-measured; no gain at 1B; BENCHMARKS.md): "
         "unsloth's bf16 products.",
         group="model",
         choices=FP8_MATMUL,
@@ -399,7 +400,7 @@ class TrainConfig:
 # The fields that set a run's speed and memory, at their shipped defaults: the fastest path measured
 # within the best anchor's memory at the 1B and 8B shapes (BENCHMARKS.md, "Trainer at the sizes people
 # train"): unsloth's engine under Sift's packing where unsloth is installed, with one flash varlen
-# attention call per layer over each packed row (1.70x unsloth's own at 1B, 1.17x at 8B, less memory);
+# attention call per layer over each packed row (1.70x unsloth's own at 1B, 1.16-1.17x at 8B, less memory);
 # without it, hf + liger-kernel + flex_attention document masks (1.6-2.1x trl with liger).
 MEASURED_DEFAULTS: dict[str, Any] = {
     "backend": "auto",
