@@ -36,6 +36,15 @@ def test_config_field_and_refusals_without_a_flash_kernel(caplog: pytest.LogCapt
         varlen.install("varlen", LOG)
 
 
+def test_the_run_records_the_packed_dispatch_only_where_the_model_reaches_it() -> None:
+    from trainer.backends import unsloth_attention
+
+    label = "flash varlen (Sift's, one call per layer)"
+    assert unsloth_attention(label, "sdpa") == label
+    assert unsloth_attention(label, "flex_attention") == "flex_attention"  # Gemma 3 under unsloth
+    assert unsloth_attention("", "sdpa") == "sdpa"  # auto refused: unsloth's own
+
+
 def test_heads_that_do_not_group_are_refused() -> None:
     q, k = torch.zeros(4, 6, 8), torch.zeros(4, 4, 8)
     cu = torch.tensor([0, 4], dtype=torch.int32)

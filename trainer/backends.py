@@ -215,6 +215,13 @@ def load_hf(cfg: TrainConfig, model_path: str, log: logging.Logger, *, sharded: 
     return Loaded(model, tok, "hf", "cuda" if cuda else "cpu", dtype, quantized, kernels, attention_of(model))
 
 
+def unsloth_attention(packed: str, impl: str) -> str:
+    """What the run records as its attention under unsloth: the packed-row dispatch (`packed`, from
+    trainer.varlen.install) serves sdpa layers only; a model on flex_attention (unsloth's choice for
+    Gemma 3) or eager attention never reaches it, and the run names what it has."""
+    return packed if packed and impl in ("sdpa", "") else impl
+
+
 def load_unsloth(cfg: TrainConfig, model_path: str, log: logging.Logger) -> Loaded:
     try:
         import unsloth  # noqa: F401 - must come before unsloth_zoo, transformers patches
@@ -260,9 +267,7 @@ def load_unsloth(cfg: TrainConfig, model_path: str, log: logging.Logger) -> Load
         dtype,
         cfg.load_in_4bit,
         "unsloth",
-        # the packed-row dispatch serves sdpa layers; a model on flex_attention (unsloth's choice for
-        # Gemma 3) or eager attention never reaches it, and the run says what it has
-        packed if packed and attention_of(model) in ("sdpa", "") else attention_of(model),
+        unsloth_attention(packed, attention_of(model)),
         matmul=fp8_base_products(cfg, model, log),
     )
 
