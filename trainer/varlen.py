@@ -17,6 +17,7 @@ only its own keys, causally, exactly as the per-conversation calls did.
 from __future__ import annotations
 
 import logging
+import os
 from typing import Any
 
 import torch
@@ -128,8 +129,6 @@ def install(mode: str, log: logging.Logger) -> str:
     needed = ("_TORCH_VARLEN_ATTN", "_LEAN_VARLEN", "_torch_varlen_packed")
     if not all(hasattr(dispatch, n) for n in needed) or not hasattr(hf_packed, "_TORCH_VARLEN_GQA"):
         return refuse("this unsloth's packed-attention dispatch is not the one Sift knows (2026.10)")
-    import os
-
     if os.environ.get("UNSLOTH_TORCH_VARLEN", "1").lower() in ("0", "false", "no", "off"):
         return refuse("UNSLOTH_TORCH_VARLEN is off in this environment")
     hf_packed._torch_varlen(torch.device("cuda", torch.cuda.current_device()))  # fills its cache
