@@ -248,11 +248,13 @@ def _drop(x: torch.Tensor, p: float) -> tuple[torch.Tensor, torch.Tensor | None]
     if not p:
         return x, None
     keep = torch.empty(x.shape, dtype=torch.bool, device=x.device).bernoulli_(1.0 - p)
-    return x * keep * (1.0 / (1.0 - p)), keep
+    return torch.mul(x, keep).mul_(1.0 / (1.0 - p)), keep
 
 
 def _dropped(x: torch.Tensor, keep: torch.Tensor | None, p: float) -> torch.Tensor:
-    return x if keep is None else x * keep * (1.0 / (1.0 - p))
+    """x with the dropout kept by `keep`: one new tensor, the scaling done in place (the same
+    operations in the same order as x * keep * (1 / (1 - p)), without its second temporary)."""
+    return x if keep is None else torch.mul(x, keep).mul_(1.0 / (1.0 - p))
 
 
 def _add_lora(y: torch.Tensor, x: torch.Tensor, a: torch.Tensor, b: torch.Tensor, s: float) -> None:
@@ -267,7 +269,9 @@ def _lora_dx(dx: torch.Tensor | None, dy_b: torch.Tensor, a: torch.Tensor, s: fl
     into `dx` in place when given (by the product itself where there is no dropout)."""
     if dx is not None and keep is None:
         return dx.addmm_(dy_b, a, alpha=s)
-    part = _dropped((dy_b @ a) * s, keep, p)
+    part = (dy_b @ a).mul_(s)
+    if keep is not None:
+        part.mul_(keep).mul_(1.0 / (1.0 - p))
     return part if dx is None else dx.add_(part)
 
 
