@@ -29,8 +29,8 @@ class PackedAttentionError(RuntimeError):
 
 class _FlashVarlen(torch.autograd.Function):
     @staticmethod
-    def forward(ctx: Any, q: Any, k: Any, v: Any, cu_q: Any, cu_k: Any, max_q: int, max_k: int, *rest: Any) -> Any:
-        causal, scale, left, right = rest
+    def forward(ctx: Any, q: Any, k: Any, v: Any, cu_q: Any, cu_k: Any, max_q: int, max_k: int,
+                causal: bool, scale: float | None, left: int, right: int) -> Any:  # fmt: skip
         out, lse, rng, unused, _ = torch.ops.aten._flash_attention_forward(
             q,
             k,
