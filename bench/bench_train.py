@@ -143,6 +143,10 @@ CONFIGS: dict[str, tuple[str, dict[str, Any]]] = {
         },
     ),
     "sift-default": ("**Sift default** (TrainConfig() as shipped)", {}),
+    "sift-bf16": (
+        "Sift default with the base products in bf16 (fp8_matmul off)",
+        {"fp8_matmul": "off"},
+    ),
     "sift-fp8": (
         "Sift, FP8 base products (fp8_matmul auto)",
         {"fp8_matmul": "auto"},

@@ -99,13 +99,12 @@ class TrainConfig:
         choices=KERNELS,
     )
     fp8_matmul: str = _f(
-        "off",
+        "auto",
         "The frozen 4-bit base's matrix products on FP8 tensor cores (unsloth backend, LoRA on an nf4 base; "
-        "trainer/fp8.py): off | auto | on. auto: on where the GPU has FP8 tensor cores (H100, H200, Ada). LoRA "
-        "weights, gradients, activations and the loss stay bf16. on: as auto, and the run fails if it cannot. "
-        "off (the default: with varlen attention 1.51x unsloth at 8B but 0.148 GiB over its memory, for a wasted "
-        "product since removed and not yet re-measured; no gain at 1B; BENCHMARKS.md): "
-        "unsloth's bf16 products.",
+        "trainer/fp8.py): off | auto | on. auto (the default): on where the GPU has FP8 tensor cores (H100, "
+        "H200, Ada) for weights of at least 8M elements, else unsloth's bf16 products; elsewhere (CPU, hf "
+        "backend, other GPUs) nothing changes. LoRA weights, gradients, activations and the loss stay bf16. "
+        "on: as auto, and the run fails if it cannot. off: unsloth's bf16 products everywhere.",
         group="model",
         choices=FP8_MATMUL,
     )
@@ -410,6 +409,7 @@ MEASURED_DEFAULTS: dict[str, Any] = {
     "attn_implementation": "auto",
     "gradient_checkpointing": True,
     "packed_attention": "auto",
+    "fp8_matmul": "auto",
 }
 
 # The Train page's presets: each is a label, a line of help and its changes over TrainConfig()'s
