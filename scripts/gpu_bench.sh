@@ -45,7 +45,7 @@ watch() {
   while (( SECONDS - t0 < limit )); do
     local n
     n=$(wc -l < "$W/bench.log" 2>/dev/null || echo 0)
-    if (( n > seen )); then sed -n "$((seen + 1)),${n}p" "$W/bench.log" | grep -E '^\{|^\||^####|^built|^fp8_check|^varlen_test|TFLOP|Traceback|Error|EXIT' | cut -c1-2500; seen=$n; fi
+    if (( n > seen )); then sed -n "$((seen + 1)),${n}p" "$W/bench.log" | grep -E '^\{|^\||^####|^built|^fp8_check|^gpu_test|TFLOP|Traceback|Error|EXIT' | cut -c1-2500; seen=$n; fi
     grep -q '^EXIT' "$W/bench.log" 2>/dev/null && { echo DONE; break; }
     sleep 10
   done
