@@ -83,7 +83,7 @@ case "$MODE" in
     python3 -c "import importlib.metadata as m; print({n: m.version(n) for n in ('torch','transformers','peft','trl','bitsandbytes','unsloth','liger_kernel','triton')})"
     # The packed-attention and FP8 tests on CUDA first (seconds; SIFT_BENCH_TESTS=0 skips them), then the bench.
     tests="true"
-    [ "${SIFT_BENCH_TESTS:-1}" = 1 ] && tests="PYTHONPATH=\$PYTHONPATH:$W/code/datasets python3 -m pytest -q -p no:cacheprovider -rs tests/test_varlen.py tests/test_fp8.py tests/test_fp8_triton.py 2>&1 | tail -12 | sed 's/^/gpu_test: /'"
+    [ "${SIFT_BENCH_TESTS:-1}" = 1 ] && tests="PYTHONPATH=\$PYTHONPATH:$W/code/datasets python3 -m pytest -q -p no:cacheprovider -rs ${SIFT_BENCH_TESTFILES:-tests/test_varlen.py tests/test_fp8.py tests/test_fp8_triton.py} 2>&1 | tail -12 | sed 's/^/gpu_test: /'"
     setsid nohup bash -c "echo \$\$ > $W/pid; { $tests; python3 bench/bench_train.py; } > $W/bench.log 2>&1; echo EXIT \$? >> $W/bench.log" \
       > /dev/null 2>&1 < /dev/null &
     sleep 5
