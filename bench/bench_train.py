@@ -126,11 +126,24 @@ COMMON: dict[str, Any] = {
 CONFIGS: dict[str, tuple[str, dict[str, Any]]] = {
     "trl": (
         "anchor: transformers + peft + bnb + trl, packing, gradient checkpointing",
-        {"backend": "hf", "packing": True, "gradient_checkpointing": True, "kernels": "none"},
+        # attention pinned: under `auto` the hf backend now picks Sift's flex_attention document masks
+        {
+            "backend": "hf",
+            "packing": True,
+            "gradient_checkpointing": True,
+            "kernels": "none",
+            "attn_implementation": "sdpa",
+        },
     ),
     "trl-liger": (
         "anchor: trl with use_liger_kernel (packing, checkpointing)",
-        {"backend": "hf", "packing": True, "gradient_checkpointing": True, "kernels": "liger"},
+        {
+            "backend": "hf",
+            "packing": True,
+            "gradient_checkpointing": True,
+            "kernels": "liger",
+            "attn_implementation": "sdpa",
+        },
     ),
     "unsloth": (
         "anchor: unsloth (its checkpointing and kernels, packing)",
