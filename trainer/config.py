@@ -85,8 +85,9 @@ class TrainConfig:
         "varlen: one flash varlen call per layer over each packed row, cut at the conversations' boundaries "
         "(trainer/varlen.py; what unsloth itself does on torch 2.12 and later). segments: unsloth's own path "
         "on torch 2.11, one SDPA call per conversation (cuDNN's attention on H100/H200). auto: varlen where "
-        "the GPU and torch have flash attention (the default: measured at 1.70x unsloth at the 1B shape and "
-        "1.16-1.17x at 8B, with less memory and the same loss, on an H100 and an H200; BENCHMARKS.md).",
+        "the GPU and torch have flash attention (the default: measured with bf16 base products at 1.70-1.89x "
+        "unsloth at the 1B shape and 1.16-1.19x at 8B, with less memory and the same loss, on H100s and an "
+        "H200; BENCHMARKS.md).",
         group="model",
         choices=PACKED_ATTENTION,
     )
@@ -104,6 +105,8 @@ class TrainConfig:
         "trainer/fp8.py): off | auto | on. auto (the default): on where the GPU has FP8 tensor cores (H100, "
         "H200, Ada) for weights of at least 8M elements, else unsloth's bf16 products; elsewhere (CPU, hf "
         "backend, other GPUs) nothing changes. LoRA weights, gradients, activations and the loss stay bf16. "
+        "Measured with the varlen attention (H100, BENCHMARKS.md): 1.56x unsloth at the 8B shape at less memory "
+        "(7.49 vs 7.62 GiB), loss +0.17%; 1.98x at 1B; against bf16 products 1.31x at 8B, 1.05x at 1B. "
         "on: as auto, and the run fails if it cannot. off: unsloth's bf16 products everywhere.",
         group="model",
         choices=FP8_MATMUL,
@@ -399,8 +402,9 @@ class TrainConfig:
 # The fields that set a run's speed and memory, at their shipped defaults: the fastest path measured
 # within the best anchor's memory at the 1B and 8B shapes (BENCHMARKS.md, "Trainer at the sizes people
 # train"): unsloth's engine under Sift's packing where unsloth is installed, with one flash varlen
-# attention call per layer over each packed row (1.70x unsloth's own at 1B, 1.16-1.17x at 8B, less memory);
-# without it, hf + liger-kernel + flex_attention document masks (1.6-2.1x trl with liger).
+# attention call per layer over each packed row and the frozen base's products on FP8 tensor cores where
+# the GPU has them (H100, one invocation: 1.56x unsloth's own at 8B, 1.98x at 1B, less memory, loss within
+# 0.2%); without unsloth, hf + liger-kernel + flex_attention document masks (1.6-2.1x trl with liger).
 MEASURED_DEFAULTS: dict[str, Any] = {
     "backend": "auto",
     "load_in_4bit": True,
@@ -418,8 +422,8 @@ PRESETS: dict[str, dict[str, Any]] = {
     "gpu-recommended": {
         "label": "QLoRA on one GPU (recommended)",
         "help": "4-bit base, LoRA r16 on all linear layers, packed rows; unsloth when installed (with one flash "
-        "varlen attention call per layer), else liger-kernel and flex_attention: the measured fast path at the "
-        "same or less memory.",
+        "varlen attention call per layer and the base's products on FP8 tensor cores where the GPU has them), "
+        "else liger-kernel and flex_attention: the measured fast path at the same or less memory.",
         "config": {},
     },
     "cpu-quick": {
