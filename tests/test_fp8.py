@@ -258,6 +258,31 @@ def test_fp8_matmul_config_and_a_clear_error_where_it_cannot_run(tmp_path) -> No
              logging.getLogger("test"))  # fmt: skip
 
 
+def test_auto_uses_fp8_only_on_the_gpus_it_was_measured_faster_on(monkeypatch, caplog) -> None:
+    """`fp8_matmul: auto` (the default) installs FP8 on sm_90 only; an unmeasured FP8 GPU (Ada, Blackwell)
+    keeps bf16 and says so, while `on` still installs there. No such GPU is here, so the capability is
+    patched (the decision is what is tested, not the GPU)."""
+    from trainer.backends import fp8_base_products
+    from trainer.config import TrainConfig
+
+    assert fp8.auto_takes((9, 0))
+    assert not any(fp8.auto_takes(c) for c in ((8, 9), (10, 0), (12, 0), (8, 0)))
+    installed: list[object] = []
+    monkeypatch.setattr(fp8, "fp8_supported", lambda device=None: True)
+    monkeypatch.setattr(fp8, "install", lambda model, log: installed.append(model) or fp8.Installed(projections=3))
+    log = logging.getLogger("test-fp8-auto")
+    for capability, mode, expect in (((8, 9), "auto", "bf16"), ((12, 0), "auto", "bf16"),
+                                     ((9, 0), "auto", "fp8"), ((8, 9), "on", "fp8")):  # fmt: skip
+        monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None, c=capability: c)
+        installed.clear()
+        with caplog.at_level(logging.INFO, logger="test-fp8-auto"):
+            label = fp8_base_products(TrainConfig(fp8_matmul=mode), "model", log)
+        assert label.startswith(expect), (capability, mode, label)
+        assert installed == (["model"] if expect == "fp8" else [])
+    assert "this GPU (sm_89) keeps the base products in bf16" in caplog.text
+    assert TrainConfig().fp8_matmul == "auto"
+
+
 @pytest.mark.usefixtures("dev")
 def test_small_products_stay_bf16_and_a_frozen_weight_keeps_its_first_scales(monkeypatch) -> None:
     x = torch.randn(32, 64, dtype=torch.bfloat16)

@@ -286,6 +286,13 @@ def fp8_base_products(cfg: TrainConfig, model: Any, log: logging.Logger) -> str:
             raise BackendError("fp8_matmul 'on' needs a GPU with FP8 tensor cores (H100, H200, Ada); use 'auto'")
         log.info("fp8_matmul auto: this GPU has no FP8 tensor cores; the base products stay bf16")
         return "bf16"
+    import torch
+
+    capability = torch.cuda.get_device_capability()
+    if cfg.fp8_matmul == "auto" and not fp8.auto_takes(capability):
+        log.info("fp8_matmul auto: FP8 was measured faster on sm_90 (H100, H200) only; this GPU (sm_%d%d) "
+                 "keeps the base products in bf16 ('on' uses FP8 here)", *capability)  # fmt: skip
+        return "bf16"
     done = fp8.install(model, log)
     if cfg.fp8_matmul == "on" and not done.projections:
         reasons = "; ".join(done.skipped) or "no fused LoRA layer found"

@@ -102,12 +102,14 @@ class TrainConfig:
     fp8_matmul: str = _f(
         "auto",
         "The frozen 4-bit base's matrix products on FP8 tensor cores (unsloth backend, LoRA on an nf4 base; "
-        "trainer/fp8.py): off | auto | on. auto (the default): on where the GPU has FP8 tensor cores (H100, "
-        "H200, Ada) for weights of at least 8M elements, else unsloth's bf16 products; elsewhere (CPU, hf "
-        "backend, other GPUs) nothing changes. LoRA weights, gradients, activations and the loss stay bf16. "
+        "trainer/fp8.py): off | auto | on. auto (the default): on for weights of at least 8M elements on the "
+        "GPUs it was measured faster on (sm_90: H100, H200), else unsloth's bf16 products; other FP8 GPUs "
+        "(Ada, Blackwell: untimed) keep bf16, and the CPU and the hf backend are unchanged. LoRA weights, "
+        "gradients, activations and the loss stay bf16. "
         "Measured with the varlen attention (H100, BENCHMARKS.md): 1.56x unsloth at the 8B shape at less memory "
         "(7.49 vs 7.62 GiB), loss +0.17%; 1.98x at 1B; against bf16 products 1.31x at 8B, 1.05x at 1B. "
-        "on: as auto, and the run fails if it cannot. off: unsloth's bf16 products everywhere.",
+        "on: FP8 on any GPU with FP8 tensor cores (sm_89+), and the run fails if it cannot. off: unsloth's bf16 "
+        "products everywhere.",
         group="model",
         choices=FP8_MATMUL,
     )
@@ -422,7 +424,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     "gpu-recommended": {
         "label": "QLoRA on one GPU (recommended)",
         "help": "4-bit base, LoRA r16 on all linear layers, packed rows; unsloth when installed (with one flash "
-        "varlen attention call per layer and the base's products on FP8 tensor cores where the GPU has them), "
+        "varlen attention call per layer and, on H100/H200, the base's products on FP8 tensor cores), "
         "else liger-kernel and flex_attention: the measured fast path at the same or less memory.",
         "config": {},
     },

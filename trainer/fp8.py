@@ -65,6 +65,17 @@ def fp8_supported(device: torch.device | None = None) -> bool:
     return (major, minor) >= (8, 9)
 
 
+# Where `fp8_matmul: auto` turns FP8 on: the GPUs it was measured faster on (Hopper, sm_90: H100 and
+# H200; BENCHMARKS.md). Ada (8.9) and Blackwell (10.x, 12.x) have FP8 tensor cores too, but were never
+# timed here, so auto keeps them on bf16 and `fp8_matmul: on` is the way to try them.
+MEASURED_CAPABILITIES = ((9, 0),)
+
+
+def auto_takes(capability: tuple[int, int]) -> bool:
+    """Whether `fp8_matmul: auto` uses FP8 on a GPU of this compute capability."""
+    return tuple(capability) in MEASURED_CAPABILITIES
+
+
 def _pow2_scale(amax: torch.Tensor) -> torch.Tensor:
     """The smallest power of two s with amax / s <= 448 (fp32; tiny but finite for an all-zero row).
     From amax's bits, exactly (a float log2 can round 2**k * (1 + 2**-23) down to k, and the row then
