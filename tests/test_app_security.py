@@ -156,6 +156,33 @@ def test_every_page_starts_with_the_gate() -> None:
         assert isinstance(first, ast.Name) and first.id == "get_wb", f"{page.name} calls something before get_wb()"
 
 
+def test_magic_is_off_and_no_page_relies_on_it() -> None:
+    """Streamlit's magic would write any bare expression of a page (a stray string as markdown) and
+    re-parses every page into AST objects on a server thread, which CPython 3.11 can fail under
+    concurrency (.streamlit/config.toml says why). So it is off, and no page has a bare expression
+    magic would have shown (docstrings aside)."""
+    import ast
+    import tomllib
+
+    config = tomllib.loads((ROOT / ".streamlit" / "config.toml").read_text())
+    assert config["runner"]["magicEnabled"] is False
+    for page in [ROOT / "streamlit_app.py", *PAGES]:
+        tree = ast.parse(page.read_text())
+        docstrings = {
+            id(n.body[0])
+            for n in ast.walk(tree)
+            if isinstance(n, ast.Module | ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef) and n.body
+        }
+        bare = [
+            n.lineno
+            for n in ast.walk(tree)
+            if isinstance(n, ast.Expr)
+            and id(n) not in docstrings
+            and not isinstance(n.value, ast.Call | ast.Await | ast.Yield | ast.YieldFrom)
+        ]
+        assert not bare, f"{page.name}: bare expressions at lines {bare} (magic is off: they show nothing)"
+
+
 def test_with_a_reviewer_list_a_visitor_sees_only_sign_in(site) -> None:
     add_reviewer(site["tmp"] / "reviewers.toml", "ana", "pw")
     before = digest(site["store"])
