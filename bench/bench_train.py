@@ -22,8 +22,8 @@ Environment: SIFT_BENCH_SHAPES, SIFT_BENCH_CONFIGS, SIFT_BENCH_STEPS (20), SIFT_
 SIFT_BENCH_TOKENIZER (a folder with tokenizer.json; default: the embedded SmolLM2's),
 SIFT_BENCH_MODELS (where the random models are saved), SIFT_BENCH_OUT (results),
 SIFT_BENCH_PROFILE (configurations to profile, `shape:name,...`), SIFT_BENCH_TIMEOUT (s per run).
-SIFT_BENCH_SHAPES also takes gemma3-27b (not in the default set: 54 GB of bf16 weights to write and
-load per configuration); SIFT_BENCH_CONFIGS takes `shape:name` for a configuration at one shape.
+SIFT_BENCH_SHAPES also takes gemma3-4b and gemma3-27b (not in the default set; the 27B is 54 GB of bf16
+weights to write and load per configuration); SIFT_BENCH_CONFIGS takes `shape:name` for a configuration at one shape.
 """
 
 from __future__ import annotations
@@ -73,6 +73,24 @@ SHAPES: dict[str, dict[str, Any]] = {
         "rms_norm_eps": 1e-6,
         "tie_word_embeddings": True,
         "max_position_embeddings": 32768,
+    },
+    # Gemma 3 4B's text model: a Gemma size in the seeds' range (E2B-27B) whose MLP products are over FP8's
+    # 8M-element floor (none of the 1B's are); not in the default set.
+    "gemma3-4b": {
+        "model_type": "gemma3_text",
+        "hidden_size": 2560,
+        "intermediate_size": 10240,
+        "num_hidden_layers": 34,
+        "num_attention_heads": 8,
+        "num_key_value_heads": 4,
+        "head_dim": 256,
+        "vocab_size": 262208,
+        "sliding_window": 1024,
+        "query_pre_attn_scalar": 256,
+        "rope_theta": 1000000.0,
+        "rms_norm_eps": 1e-6,
+        "tie_word_embeddings": True,
+        "max_position_embeddings": 131072,
     },
     # Gemma 3 27B's text model (seed 004's anchor: a 27B QLoRA in under 22 GB); 54 GB in bf16 on disk.
     "gemma3-27b": {
