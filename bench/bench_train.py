@@ -207,7 +207,7 @@ CONFIGS: dict[str, tuple[str, dict[str, Any]]] = {
         {"fp8_matmul": "auto", "packed_attention": "varlen", "_env": {"SIFT_FP8_BACKWARD": "0"}},
     ),
     "sift-sdpa-varlen": (
-        "Sift, unsloth with sdpa named (Gemma 3: transformers' attention path, packed rows in flash varlen)",
+        "Sift, unsloth with sdpa named (Gemma 3: unsloth refuses sdpa for it and runs eager)",
         {"attn_implementation": "sdpa"},
     ),
     "sift-fp8-fastbwd": (

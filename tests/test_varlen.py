@@ -45,6 +45,17 @@ def test_the_run_records_the_packed_dispatch_only_where_the_model_reaches_it() -
     assert unsloth_attention("", "sdpa") == "sdpa"  # auto refused: unsloth's own
 
 
+def test_a_named_attention_that_unsloth_overrides_is_warned_about() -> None:
+    from trainer.backends import attention_override_note
+
+    # Gemma 3 under unsloth with sdpa named: unsloth runs eager (BENCHMARKS.md, 0.43x its flex_attention)
+    note = attention_override_note("sdpa", "eager")
+    assert "'sdpa' was named" in note and "on 'eager'" in note and "'auto'" in note
+    assert attention_override_note("sdpa", "sdpa") == ""
+    assert attention_override_note("auto", "flex_attention") == ""  # unsloth's own choice: nothing to warn
+    assert attention_override_note("flex_attention", "") == ""  # nothing recorded: nothing to compare
+
+
 def test_heads_that_do_not_group_are_refused() -> None:
     q, k = torch.zeros(4, 6, 8), torch.zeros(4, 4, 8)
     cu = torch.tensor([0, 4], dtype=torch.int32)

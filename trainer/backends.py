@@ -222,6 +222,17 @@ def unsloth_attention(packed: str, impl: str) -> str:
     return packed if packed and impl in ("sdpa", "") else impl
 
 
+def attention_override_note(named: str, got: str) -> str:
+    """What the log warns when unsloth runs the model on other attention than the config names; empty
+    when it runs what was named (or the config left it at `auto`). unsloth 2026.10 refuses sdpa for
+    Gemma 3 and runs it eager: 0.43x its own flex_attention choice at the Gemma 3 1B shape, 0.45x at 4B
+    (H100, BENCHMARKS.md)."""
+    if named in ("", "auto") or not got or got == named:
+        return ""
+    return (f"attn_implementation '{named}' was named, but unsloth runs this model on '{got}'; 'auto' leaves "
+            "the choice to unsloth (for Gemma 3 it refuses sdpa, and eager measured 0.43x its flex_attention)")  # fmt: skip
+
+
 def load_unsloth(cfg: TrainConfig, model_path: str, log: logging.Logger) -> Loaded:
     try:
         import unsloth  # noqa: F401 - must come before unsloth_zoo, transformers patches
@@ -252,6 +263,8 @@ def load_unsloth(cfg: TrainConfig, model_path: str, log: logging.Logger) -> Load
         use_rslora=cfg.use_rslora,
         **({"use_dora": True} if cfg.use_dora else {}),
     )
+    if note := attention_override_note(cfg.attn_implementation, attention_of(model)):
+        log.warning(note)
     from trainer import varlen
 
     try:
