@@ -106,8 +106,9 @@ class TrainConfig:
         "GPUs it was measured faster on (sm_90: H100, H200), else unsloth's bf16 products; other FP8 GPUs "
         "(Ada, Blackwell: untimed) keep bf16, and the CPU and the hf backend are unchanged. LoRA weights, "
         "gradients, activations and the loss stay bf16. "
-        "Measured with the varlen attention (H100, BENCHMARKS.md): 1.56x unsloth at the 8B shape at less memory "
-        "(7.49 vs 7.62 GiB), loss +0.17%; 1.98x at 1B; against bf16 products 1.31x at 8B, 1.05x at 1B. "
+        "Measured with the varlen attention (H100, BENCHMARKS.md): 1.55-1.56x unsloth at the 8B shape at less "
+        "memory (7.49 vs 7.62 GiB), loss +0.10-0.17%; 1.56-1.98x at 1B; against bf16 products 1.31x at 8B, 1.05x "
+        "at 1B; Gemma 3 is untouched (unsloth's compiled path has no fused LoRA functions to take). "
         "on: FP8 on any GPU with FP8 tensor cores (sm_89+), and the run fails if it cannot. off: unsloth's bf16 "
         "products everywhere.",
         group="model",
@@ -405,8 +406,9 @@ class TrainConfig:
 # within the best anchor's memory at the 1B and 8B shapes (BENCHMARKS.md, "Trainer at the sizes people
 # train"): unsloth's engine under Sift's packing where unsloth is installed, with one flash varlen
 # attention call per layer over each packed row and the frozen base's products on FP8 tensor cores where
-# the GPU has them (H100, one invocation: 1.56x unsloth's own at 8B, 1.98x at 1B, less memory, loss within
-# 0.2%); without unsloth, hf + liger-kernel + flex_attention document masks (1.6-2.1x trl with liger).
+# the GPU has them (H100, one invocation with every anchor: 1.55x unsloth's own at 8B, 1.56x at 1B, less
+# memory, loss +0.10%; 3.5x trl with liger at half its memory; Gemma 3: unsloth's own compiled path, a tie);
+# without unsloth, hf + liger-kernel + flex_attention document masks (1.6-2.1x trl with liger).
 MEASURED_DEFAULTS: dict[str, Any] = {
     "backend": "auto",
     "load_in_4bit": True,

@@ -18,7 +18,9 @@ the MLP backward computed the down projection's LoRA input gradient twice and dr
 the peak, found by the profile's memory section). With that fixed (`_lora_ab_grads`), the default run
 on an H100 (one invocation, same data): 8B 1.56x unsloth at 7.493 GiB against its 7.617, loss +0.17%;
 1B 1.98x at 1.976 GiB against 1.997 (bf16 products with the same attention: 1.19x and 1.89x). So
-`fp8_matmul` is `auto` by default.
+`fp8_matmul` is `auto` by default. The full table with every anchor in one invocation (H100): 1.55x
+unsloth at 8B, 1.56x at 1B (unsloth's 1B path is host-bound and moved 27% between the runs), loss
++0.10%; Gemma 3 untouched (unsloth's compiled path, no fused LoRA functions to take), a tie.
 
 The arithmetic, per product `X @ W.T` (forward) and `dY @ W` (backward):
 - W is cast to float8 e4m3 with one scale per output row (forward) or per input column (backward):
