@@ -148,21 +148,34 @@ def test_home_import_with_mapping_and_keyboard_review(app: tuple[str, Path], tmp
         def moved_from(current: str) -> None:
             expect(main.get_by_role("heading", name=current, exact=True)).to_have_count(0)
 
+        def press_and_move(key: str, current: str) -> None:
+            # Streamlit drops a shortcut that lands while its button is being redrawn (once in ~100 presses
+            # on 2 busy cores). Pressed once more only when no script is running and the conversation is
+            # still the same one, i.e. the first press never reached the app (a second would decide twice).
+            page.keyboard.press(key)
+            try:
+                expect(main.get_by_role("heading", name=current, exact=True)).to_have_count(0, timeout=8_000)
+                return
+            except AssertionError:
+                settle()
+            if main.get_by_role("heading", name=current, exact=True).count() == 1:
+                page.evaluate("document.activeElement && document.activeElement.blur()")
+                page.keyboard.press(key)
+            moved_from(current)
+
         seen: list[str] = []
         for _ in range(N_REVIEW - 2):
             current = title()
             seen.append(current)
             settle()  # a key pressed while the page is still redrawing can be lost
-            page.keyboard.press("a")
-            moved_from(current)
+            press_and_move("a", current)
         phase("keyboard accepts")
         # K goes back to the last one reviewed; S skips it again; then reject one with X after a reason.
         settle()
         page.keyboard.press("k")
         expect(main.get_by_role("heading", name=seen[-1], exact=True)).to_be_visible()
         settle()
-        page.keyboard.press("s")
-        moved_from(seen[-1])
+        press_and_move("s", seen[-1])
         settle()
         reason = main.get_by_placeholder("reason for rejecting (type, or pick one below)")
         reason.fill("not a real ticket")
@@ -171,8 +184,7 @@ def test_home_import_with_mapping_and_keyboard_review(app: tuple[str, Path], tmp
         page.evaluate("document.activeElement && document.activeElement.blur()")
         current = title()
         settle()
-        page.keyboard.press("x")
-        moved_from(current)
+        press_and_move("x", current)
         current = title()
         settle()
         page.evaluate("document.activeElement && document.activeElement.blur()")
@@ -185,8 +197,7 @@ def test_home_import_with_mapping_and_keyboard_review(app: tuple[str, Path], tmp
         page.keyboard.press("Escape")
         expect(main.get_by_label("Text of turn 1", exact=True)).to_have_count(0)
         settle()
-        page.keyboard.press("a")
-        moved_from(current)
+        press_and_move("a", current)
         no_exception()
 
         phase("review done")
