@@ -263,7 +263,7 @@ def _drop(x: torch.Tensor, p: float) -> tuple[torch.Tensor, torch.Tensor | None]
     if not p:
         return x, None
     keep = torch.empty(x.shape, dtype=torch.bool, device=x.device).bernoulli_(1.0 - p)
-    return torch.mul(x, keep).mul_(1.0 / (1.0 - p)), keep
+    return _dropped(x, keep, p), keep
 
 
 def _dropped(x: torch.Tensor, keep: torch.Tensor | None, p: float) -> torch.Tensor:
